@@ -1,0 +1,5 @@
+import sys
+
+from tai_autonomics.cli import main
+
+sys.exit(main())
