@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         if trace:
             entry["logging.googleapis.com/trace"] = trace
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from tai_autonomics import TaiError, __version__
+from tai_autonomics.cli import daemon
 
 
-_COMMAND_MODULES: tuple = ()
+_COMMAND_MODULES = (daemon,)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""The domain actors of the supervision tree, one module each."""

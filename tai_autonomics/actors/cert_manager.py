@@ -1,0 +1,13 @@
+"""CertManager: Holds the insurance certificate, warns before expiry and renews it.
+
+Its place in the supervision tree exists now; its domain behaviour arrives with issue 4 (trust).
+Until then it answers ``status`` so the tree can be started, inspected and supervised.
+"""
+
+from __future__ import annotations
+
+from tai_autonomics.actors._base import DomainActor
+
+
+class CertManager(DomainActor):
+    role = 'Holds the insurance certificate, warns before expiry and renews it.'

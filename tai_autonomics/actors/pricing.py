@@ -1,0 +1,13 @@
+"""Pricing: Prices work by measured value.
+
+Its place in the supervision tree exists now; its domain behaviour arrives with issue 5 (operations).
+Until then it answers ``status`` so the tree can be started, inspected and supervised.
+"""
+
+from __future__ import annotations
+
+from tai_autonomics.actors._base import DomainActor
+
+
+class Pricing(DomainActor):
+    role = 'Prices work by measured value.'

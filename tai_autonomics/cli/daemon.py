@@ -1,0 +1,152 @@
+"""``tree``, ``foreground``, ``ping`` and ``stop``: running the daemon and looking at it."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tai_autonomics import logs
+from tai_autonomics.config import ReleaseConfig, load_release
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import Node, load_tree, render_tree
+
+log = logging.getLogger("tai_autonomics.daemon")
+
+EXIT_GAVE_UP = 1
+STOP_WAIT_S = 10.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tree = subparsers.add_parser("tree", help="print the configured supervision tree",
+                                 description="Validate and print a supervision tree file.")
+    tree.add_argument("--config", default="supervision.toml", metavar="FILE",
+                      help="supervision tree file (default: ./supervision.toml)")
+    tree.set_defaults(func=_tree)
+
+    fg = subparsers.add_parser("foreground", help="run the daemon in the foreground",
+                               description="Start the actor system and the supervision tree; stop both "
+                                           "in reverse order on SIGTERM or SIGINT.")
+    _release_options(fg)
+    fg.add_argument("--supervision", metavar="FILE", help="supervision tree file (overrides the release file)")
+    fg.set_defaults(func=_foreground)
+
+    for name, func, text in (("ping", _ping, "check that the daemon is running"),
+                             ("stop", _stop, "stop a running daemon (SIGTERM, then wait)")):
+        cmd = subparsers.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        _release_options(cmd)
+        cmd.set_defaults(func=func)
+
+
+def _release_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="release file from rel/ (default: the dev profile)")
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (default: ./var)")
+
+
+def _release(args: argparse.Namespace) -> ReleaseConfig:
+    release = load_release(args.config)
+    if args.data_dir:
+        release = ReleaseConfig(**{**release.__dict__, "data_dir": Path(args.data_dir)})
+    if getattr(args, "supervision", None):
+        release = ReleaseConfig(**{**release.__dict__, "supervision": Path(args.supervision)})
+    return release
+
+
+def _tree(args: argparse.Namespace) -> int:
+    print(render_tree(load_tree(args.config)))
+    return 0
+
+
+class _Lock:
+    """One daemon per data directory: an exclusive lock on ``daemon.pid`` held for its lifetime."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "daemon.pid"
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise TaiError(f"another tai-autonomics is already running with data dir {self.path.parent} "
+                           f"(pid {self.holder() or 'unknown'}); stop it first (tai-autonomics stop)",
+                           code="already_running") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def holder(self) -> int:
+        """The pid of the running daemon, or 0 if none holds the lock."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return int(os.read(fd, 32).strip() or 0)
+        finally:
+            os.close(fd)
+        return 0
+
+
+def _foreground(args: argparse.Namespace) -> int:
+    release = _release(args)
+    logs.configure(release.system.log_level)
+    spec = load_tree(release.supervision)  # validated before anything starts
+    _Lock(release.data_dir).acquire()
+    stopping: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    node = Node(release.system).start()
+    try:
+        node.start_tree(spec)
+        logs.event(log, "tree started", event="tree_started", root=spec.name, profile=release.profile,
+                   pid=os.getpid())
+        while not stopping:
+            gave_up = node.wait_for_exit(0.2)
+            if gave_up is not None:
+                logs.event(log, f"root supervisor gave up: {gave_up.reason}", logging.CRITICAL,
+                           event="root_gave_up", reason=gave_up.reason)
+                return EXIT_GAVE_UP
+        logs.event(log, "stopping", event="stopping", signal=stopping[0])
+        return 0
+    finally:
+        node.shutdown()
+        logs.event(log, "stopped", event="stopped")
+
+
+def _ping(args: argparse.Namespace) -> int:
+    pid = _Lock(_release(args).data_dir).holder()
+    if pid:
+        print(f"pong (pid {pid})")
+        return 0
+    print("not running", file=sys.stderr)
+    return 1
+
+
+def _stop(args: argparse.Namespace) -> int:
+    pid = _Lock(_release(args).data_dir).holder()
+    if not pid:
+        print("not running", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    lock = _Lock(_release(args).data_dir)
+    while lock.holder() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if lock.holder():
+        print(f"pid {pid} did not stop within {STOP_WAIT_S:g} s", file=sys.stderr)
+        return 1
+    print(f"stopped (pid {pid})")
+    return 0

@@ -1,0 +1,87 @@
+"""Release configuration: the analogue of OTP's ``sys.config`` + ``vm.args`` (files in ``rel/``).
+
+Secrets are never in these files, only the names of environment variables holding them.
+With no file, the dev profile's defaults apply (``./supervision.toml``, data in ``./var``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tai_autonomics.errors import ConfigError
+from tai_autonomics.runtime import NodeConfig
+from tai_autonomics.runtime.node import BASES
+
+PROFILES = ("dev", "staging", "prod")
+MODES = ("eval", "prod")
+_TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system"}
+_SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    profile: str = "dev"
+    mode: str = "prod"
+    supervision: Path = Path("supervision.toml")
+    data_dir: Path = Path("var")
+    system: NodeConfig = field(default_factory=NodeConfig)
+    source: str = "<dev defaults>"
+
+
+def load_release(path: str | Path | None) -> ReleaseConfig:
+    """Read a release file (paths in it are relative to the file); None gives the dev profile."""
+    if path is None:
+        return ReleaseConfig()
+    source = str(path)
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read file: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(source, "", f"not valid TOML: {exc}") from None
+    return _parse(data, source, Path(path).resolve().parent)
+
+
+def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
+    def fail(key: str, reason: str) -> ConfigError:
+        return ConfigError(source, key, reason)
+
+    for key in sorted(set(data) - _TOP_KEYS):
+        raise fail(key, f"unknown key (expected one of {', '.join(sorted(_TOP_KEYS))})")
+    profile = data.get("profile", "dev")
+    if profile not in PROFILES:
+        raise fail("profile", f"unknown profile {profile!r} (expected {', '.join(PROFILES)})")
+    mode = data.get("mode", "prod")
+    if mode not in MODES:
+        raise fail("mode", f"unknown mode {mode!r} (expected {', '.join(MODES)})")
+    paths = {}
+    for key, default in (("supervision", "../supervision.toml"), ("data_dir", "../var")):
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value:
+            raise fail(key, "must be a non-empty path string")
+        paths[key] = (base_dir / value).resolve()
+    system = data.get("system", {})
+    if not isinstance(system, dict):
+        raise fail("system", "must be a table")
+    for key in sorted(set(system) - _SYSTEM_KEYS):
+        raise fail(f"system.{key}", f"unknown key (expected one of {', '.join(sorted(_SYSTEM_KEYS))})")
+    base = system.get("base", "multiprocTCPBase")
+    if base not in BASES:
+        raise fail("system.base", f"unknown thespian base {base!r} (expected {', '.join(BASES)})")
+    port = system.get("admin_port", NodeConfig.admin_port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise fail("system.admin_port", f"must be a port number 1-65535, got {port!r}")
+    bind = system.get("bind", "127.0.0.1")
+    if not isinstance(bind, str) or not bind:
+        raise fail("system.bind", "must be an address string")
+    level = system.get("log_level", "INFO")
+    if level not in _LOG_LEVELS:
+        raise fail("system.log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+    return ReleaseConfig(profile=profile, mode=mode, supervision=paths["supervision"],
+                         data_dir=paths["data_dir"],
+                         system=NodeConfig(base=base, admin_port=port, bind=bind, log_level=level),
+                         source=source)

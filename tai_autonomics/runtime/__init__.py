@@ -1,0 +1,29 @@
+"""A generic OTP-style runtime on thespian: supervisors, the server behaviour, a name registry
+and supervision trees loaded from TOML. It knows nothing of the product built on it."""
+
+from tai_autonomics.runtime.errors import (
+    ActorCrashed,
+    ActorRestarting,
+    CallError,
+    CallTimeout,
+    NoSuchActor,
+    StartError,
+    UnknownMessage,
+)
+from tai_autonomics.runtime.intensity import RestartIntensity
+from tai_autonomics.runtime.node import BASES, DEFAULT_CALL_TIMEOUT, Node, NodeConfig
+from tai_autonomics.runtime.server import Server
+from tai_autonomics.runtime.spec import (
+    SupervisorSpec,
+    WorkerSpec,
+    load_tree,
+    parse_tree,
+    render_tree,
+)
+from tai_autonomics.runtime.supervisor import Supervisor
+
+__all__ = [
+    "ActorCrashed", "ActorRestarting", "BASES", "CallError", "CallTimeout", "DEFAULT_CALL_TIMEOUT",
+    "NoSuchActor", "Node", "NodeConfig", "RestartIntensity", "Server", "StartError", "Supervisor",
+    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree",
+]

@@ -1,0 +1,79 @@
+"""OS-process plumbing the actor library lacks: links to the parent, and a final sweep.
+
+thespian has no links: when an actor process is SIGKILLed its children keep running, and
+``ActorSystem.shutdown()`` can leave processes behind. We give each actor process the Linux
+parent-death signal (so a killed supervisor takes its subtree with it, as linked processes do
+in Erlang), and the process that starts a node becomes a subreaper so that every process of the
+node stays its descendant and can be swept up after shutdown.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_IMPORTED_IN = os.getpid()
+
+
+def in_forked_actor() -> bool:
+    """True in a process forked by thespian for an actor (never on the in-process base)."""
+    return os.getpid() != _IMPORTED_IN
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (no-op in-process)."""
+    if not in_forked_actor() or not hasattr(ctypes, "CDLL"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+
+def kill(pid: int) -> None:
+    """SIGKILL ``pid`` if it still exists."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants: thespian's admin double-forks away from its starter.
+
+    As a subreaper, the process that starts a node stays the ancestor of every process of it,
+    so it can find (and, at the end, kill) all of them by walking its descendants.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def descendants(root: int) -> list[int]:
+    """All live descendants of ``root`` (children first-level first), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        kids = [k for pid in frontier for k in children.get(pid, [])]
+        found.extend(kids)
+        frontier = kids
+    return found

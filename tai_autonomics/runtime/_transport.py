@@ -1,0 +1,51 @@
+"""Adjustments to thespian 4.0.1's TCP transport that the runtime cannot do without.
+
+1. **Bind address.** The transport listens on all interfaces and unpickles whatever arrives,
+   so an open actor port is remote code execution. ``bind_actor_sockets_to`` makes every
+   listening socket (admin and actors; the patch is inherited by forked actor processes) bind
+   to the configured address, loopback by default, and makes thespian advertise that address.
+2. **Socket reuse.** With connection reuse, a sender waiting for a delivery acknowledgement can
+   hit an empty read and back off for 34 ms to seconds, stalling that actor pair (measured on
+   this machine, see shared/notes/gateway-calibration.md). A connection per message removes
+   the stalls for about 15 % more CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from thespian.system.transport import IPBase, TCPTransport
+
+_state = {"bind": None}
+
+
+def bind_actor_sockets_to(address: str) -> None:
+    """Make every thespian TCP socket in this process (and its forks) bind to ``address``."""
+    os.environ["THESPIAN_BASE_IPADDR"] = address
+    TCPTransport.REUSE_SOCKETS = False
+    if _state["bind"] is None:
+        original = IPBase.IPActorAddress.__init__
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            if self.bindname[0] in ("", "0.0.0.0"):
+                self.bindname = (_state["bind"], self.bindname[1])
+
+        IPBase.IPActorAddress.__init__ = __init__
+    _state["bind"] = address
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """A ``logging.config`` dict for thespian's logger process: our JSON lines on stdout.
+
+    (``logDefs=False`` breaks the multiprocess bases; ``None`` would use thespian's format.)
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "tai_autonomics.logs.JsonFormatter"}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                                "formatter": "json"}},
+        "root": {"handlers": ["stdout"], "level": level},
+    }

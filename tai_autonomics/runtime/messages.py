@@ -1,0 +1,136 @@
+"""The runtime's wire protocol between actors (pickled by thespian's multiprocess bases).
+
+Plain dataclasses of builtins only: every message must survive pickling, because an
+unpicklable reply is silently dropped by thespian and the caller would hang.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request expecting exactly one :class:`Reply` with the same ``ref``."""
+
+    ref: str
+    type: str
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class Cast:
+    """A request with no reply."""
+
+    type: str
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why a call failed: a stable code, the exception type and message (never a traceback)."""
+
+    code: str
+    message: str
+    exception: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    ref: str
+    value: Any = None
+    error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class Init:
+    """Supervisor → new child: your identity, your args, where the registry is."""
+
+    name: str
+    incarnation: str
+    args: Any
+    registry: Any
+    spec: Any = None
+
+
+@dataclass(frozen=True)
+class Started:
+    name: str
+    incarnation: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """Supervisor → child: run your terminate hook, then report :class:`Exiting`."""
+
+    reason: str = "shutdown"
+
+
+@dataclass(frozen=True)
+class Exiting:
+    """Child → supervisor: I am done, and why. ``normal`` decides transient restarts.
+
+    The supervisor, not the child, then ends the child's actor, so the reason always arrives
+    before the exit notice and a restart decision never races it.
+    """
+
+    name: str
+    incarnation: str
+    normal: bool
+    reason: str
+    message_type: str = ""
+    exception: str = ""
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    address: Any
+    incarnation: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Unregister:
+    name: str
+    incarnation: str
+
+
+@dataclass(frozen=True)
+class Whereis:
+    """Ask the registry for a name; if absent, wait up to ``wait`` seconds for it to appear."""
+
+    name: str
+    wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class Location:
+    name: str
+    address: Any = None
+    incarnation: str = ""
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Registry → asker: every live name with its incarnation and pid, and the registry's own
+    pid and parent pid (the parent is the actor system's admin process)."""
+
+    entries: dict[str, tuple[str, int]]
+    pid: int = 0
+    ppid: int = 0
+
+
+@dataclass(frozen=True)
+class ListNames:
+    """Ask the registry for :class:`Registered`."""

@@ -1,0 +1,68 @@
+"""The name registry: callers address actors by name, across restarts.
+
+A restarted actor has a new thespian address, so names cannot be thespian ``globalName``s
+(those keep pointing at the dead incarnation on some bases). Supervisors register each child
+once it has confirmed its start and unregister it when it exits; a lookup for a name that is
+between incarnations waits (without polling) until it is registered again or the caller's
+timeout runs out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import Actor, WakeupMessage
+
+from tai_autonomics.runtime import _process
+from tai_autonomics.runtime.messages import (
+    ListNames,
+    Location,
+    Register,
+    Registered,
+    Unregister,
+    Whereis,
+)
+
+REGISTRY_GLOBAL_NAME = "tai_autonomics.runtime.registry"
+
+
+class Registry(Actor):
+    def __init__(self) -> None:
+        super().__init__()
+        self._entries: dict[str, Location] = {}
+        self._waiters: dict[str, dict[int, Any]] = {}
+        self._ids = itertools.count()
+        _process.die_with_parent()
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Register):
+            location = Location(msg.name, msg.address, msg.incarnation, msg.pid)
+            self._entries[msg.name] = location
+            for waiter in self._waiters.pop(msg.name, {}).values():
+                self.send(waiter, location)
+        elif isinstance(msg, Unregister):
+            current = self._entries.get(msg.name)
+            if current is not None and current.incarnation == msg.incarnation:
+                del self._entries[msg.name]
+        elif isinstance(msg, Whereis):
+            self._whereis(msg, sender)
+        elif isinstance(msg, ListNames):
+            entries = {n: (e.incarnation, e.pid) for n, e in self._entries.items()}
+            self.send(sender, Registered(entries, os.getpid(), os.getppid()))
+        elif isinstance(msg, WakeupMessage):
+            name, waiter_id = msg.payload
+            waiter = self._waiters.get(name, {}).pop(waiter_id, None)
+            if waiter is not None:
+                self.send(waiter, Location(name))
+
+    def _whereis(self, msg: Whereis, sender: Any) -> None:
+        location = self._entries.get(msg.name)
+        if location is not None or msg.wait <= 0:
+            self.send(sender, location or Location(msg.name))
+            return
+        waiter_id = next(self._ids)
+        self._waiters.setdefault(msg.name, {})[waiter_id] = sender
+        self.wakeupAfter(timedelta(seconds=msg.wait), payload=(msg.name, waiter_id))

@@ -1,0 +1,246 @@
+"""The server behaviour (OTP's ``gen_server``) on a thespian actor.
+
+thespian retries a message whose handler raised and then bounces a ``PoisonMessage`` while the
+actor carries on with possibly broken state. Here an unexpected exception instead:
+1. sends the caller an error reply at once (exception type and message, never a traceback);
+2. tells the supervisor why, and stops taking work (later calls get ``actor_restarting``);
+3. is ended by the supervisor, which restarts a fresh incarnation.
+
+A :class:`~tai_autonomics.errors.TaiError` raised by a handler is a deliberate refusal, not a
+crash: the caller gets its code and message and the actor keeps its state.
+
+Subclasses implement ``init(args)``, ``call_<type>(payload)`` for calls (the return value is the
+reply), ``cast_<type>(payload)`` for casts, ``on_timer(payload)`` for timers set with
+:meth:`start_timer`, and ``terminate(reason)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import (
+    Actor,
+    ActorExitRequest,
+    DeadEnvelope,
+    PoisonMessage,
+    WakeupMessage,
+)
+
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import _process
+from tai_autonomics.runtime.messages import (
+    Call,
+    Cast,
+    ErrorInfo,
+    Exiting,
+    Init,
+    Register,
+    Reply,
+    Shutdown,
+    Started,
+    StartFailed,
+    Unregister,
+)
+
+log = logging.getLogger(__name__)
+
+_IGNORED = (PoisonMessage, DeadEnvelope)
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str, reply: Any) -> None:
+        self.reason, self.reply = reason, reply
+
+
+class Process(Actor):
+    """What every runtime actor shares: identity, start handshake, the call envelope, exit.
+
+    :class:`Server` (workers) and the supervisor both build on it, so the start, call and
+    exit protocols exist once.
+    """
+
+    name: str = ""
+    incarnation: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parent: Any = None
+        self._registry: Any = None
+        self._exiting = False
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Call):
+            self._on_call(msg, sender)
+        elif isinstance(msg, Cast):
+            self._on_cast(msg)
+        elif isinstance(msg, Init):
+            self._on_init(msg, sender)
+        elif isinstance(msg, ActorExitRequest):
+            self._on_exit_request()
+        elif not isinstance(msg, _IGNORED):
+            self._guarded(self.handle_message, msg, sender, message_type=type(msg).__name__)
+
+    def _on_init(self, msg: Init, sender: Any) -> None:
+        _process.die_with_parent()
+        self._parent = sender
+        self._registry = msg.registry
+        self.name, self.incarnation = msg.name, msg.incarnation
+        try:
+            self.start(msg)
+        except Exception as exc:  # a failed init fails the start, with the reason
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("actor failed to start", extra={"fields": {"actor": self.name, "reason": reason}})
+            self._exiting = True
+            self.send(sender, StartFailed(self.name, reason))
+
+    def confirm_started(self) -> None:
+        """Register the name and confirm the start to the supervisor (next child may start)."""
+        pid = os.getpid()
+        if self._registry is not None:
+            self.send(self._registry, Register(self.name, self.myAddress, self.incarnation, pid))
+        self.send(self._parent, Started(self.name, self.incarnation, pid))
+
+    def _on_call(self, msg: Call, sender: Any) -> None:
+        if self._exiting:
+            self.send(sender, Reply(msg.ref, error=ErrorInfo(
+                "actor_restarting", f"{self.name} is restarting after a crash; retry")))
+            return
+        try:
+            value = self.handle_call(msg.type, msg.payload)
+        except _Stop as stop:
+            self.send(sender, Reply(msg.ref, value=stop.reply))
+            self.exit(normal=True, reason=stop.reason)
+        except TaiError as exc:
+            self.send(sender, Reply(msg.ref, error=ErrorInfo(exc.code, exc.message, type(exc).__name__, exc.detail)))
+        except Exception as exc:
+            self.send(sender, Reply(msg.ref, error=ErrorInfo(
+                "actor_crashed", str(exc), type(exc).__name__, {"actor": self.name, "message_type": msg.type})))
+            self.crash(msg.type, exc)
+        else:
+            self.send(sender, Reply(msg.ref, value=value))
+
+    def _on_cast(self, msg: Cast) -> None:
+        if not self._exiting:
+            self._guarded(self.handle_cast, msg.type, msg.payload, message_type=msg.type)
+
+    def _guarded(self, handler, *args: Any, message_type: str) -> None:
+        """Run a callback that has no caller to answer; a crash still ends this incarnation."""
+        try:
+            handler(*args)
+        except _Stop as stop:
+            self.exit(normal=True, reason=stop.reason)
+        except TaiError as exc:
+            log.warning("refused", extra={"fields": {"actor": self.name, "message_type": message_type,
+                                                      "code": exc.code, "reason": exc.message}})
+        except Exception as exc:
+            self.crash(message_type, exc)
+
+    def crash(self, message_type: str, exc: BaseException) -> None:
+        """Let it crash: stop taking work and tell the supervisor, which ends and restarts us."""
+        log.error("actor crashed", exc_info=exc, extra={"fields": {
+            "actor": self.name, "incarnation": self.incarnation, "message_type": message_type}})
+        self.exit(normal=False, reason=f"{type(exc).__name__}: {exc}",
+                  message_type=message_type, exception=type(exc).__name__)
+
+    def exit(self, *, normal: bool, reason: str, message_type: str = "", exception: str = "") -> None:
+        if self._exiting:
+            return
+        self._exiting = True
+        if self._registry is not None:  # first, so no caller is handed this incarnation again
+            self.send(self._registry, Unregister(self.name, self.incarnation))
+        self._run_terminate(reason)
+        if self._parent is not None:
+            self.send(self._parent, Exiting(self.name, self.incarnation, normal, reason, message_type, exception))
+        else:
+            self.send(self.myAddress, ActorExitRequest())
+
+    def _on_exit_request(self) -> None:
+        if not self._exiting:
+            self._exiting = True
+            self._run_terminate("killed")
+
+    def _run_terminate(self, reason: str) -> None:
+        try:
+            self.terminate(reason)
+        except Exception as exc:
+            log.error("terminate failed", exc_info=exc, extra={"fields": {"actor": self.name}})
+
+    # -- hooks the two behaviours fill in -----------------------------------------------
+
+    def start(self, msg: Init) -> None:
+        """Initialise, then :meth:`confirm_started` (possibly later, for a supervisor)."""
+        self.confirm_started()
+
+    def handle_call(self, msg_type: str, payload: Any) -> Any:
+        raise TaiError(f"{self.name} answers no calls", code="unknown_message")
+
+    def handle_cast(self, msg_type: str, payload: Any) -> None:
+        raise TaiError(f"{self.name} takes no casts", code="unknown_message")
+
+    def handle_message(self, msg: Any, sender: Any) -> None:
+        """Anything that is not a call, a cast or a runtime message."""
+
+    def terminate(self, reason: str) -> None:
+        """Last words before this incarnation ends (shutdown, normal stop or crash)."""
+
+
+class Server(Process):
+    """A worker actor with OTP ``gen_server`` semantics. See the module docstring."""
+
+    def start(self, msg: Init) -> None:
+        self.init(dict(msg.args or {}))
+        self.confirm_started()
+
+    def init(self, args: dict[str, Any]) -> None:
+        """Build fresh state (from durable storage) for this incarnation."""
+
+    def handle_call(self, msg_type: str, payload: Any) -> Any:
+        if msg_type == "$info":
+            cls = type(self)
+            return {"name": self.name, "incarnation": self.incarnation, "pid": os.getpid(),
+                    "actor": f"{cls.__module__}:{cls.__qualname__}"}
+        if msg_type == "$state":
+            return self.inspect_state()
+        return self._handler("call_", msg_type)(payload)
+
+    def handle_cast(self, msg_type: str, payload: Any) -> None:
+        self._handler("cast_", msg_type)(payload)
+
+    def _handler(self, prefix: str, msg_type: str):
+        handler = getattr(self, prefix + msg_type, None) if msg_type.isidentifier() else None
+        if handler is None:
+            raise TaiError(f"{self.name} has no handler for {prefix[:-1]} {msg_type!r}", code="unknown_message",
+                           detail={"actor": self.name, "message_type": msg_type})
+        return handler
+
+    def handle_message(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, WakeupMessage):
+            self.on_timer(msg.payload)
+        elif isinstance(msg, Shutdown):
+            self.exit(normal=True, reason=msg.reason)
+        else:
+            self.handle_info(msg, sender)
+
+    def start_timer(self, seconds: float, payload: Any = None) -> None:
+        """Deliver ``payload`` to :meth:`on_timer` after ``seconds``."""
+        self.wakeupAfter(timedelta(seconds=seconds), payload=payload)
+
+    def stop(self, reason: str = "normal", reply: Any = None) -> None:
+        """End this incarnation normally after the current message (replying ``reply`` to a call)."""
+        raise _Stop(reason, reply)
+
+    def on_timer(self, payload: Any) -> None:
+        """A timer set with :meth:`start_timer` fired."""
+
+    def handle_info(self, msg: Any, sender: Any) -> None:
+        """Any other message; by default ignored."""
+
+    def inspect_state(self) -> dict[str, Any]:
+        """A JSON-able view of the state, for the remote shell's ``state NAME``."""
+        return {}
+

@@ -1,0 +1,354 @@
+"""The supervisor behaviour (OTP's ``supervisor``) on a thespian actor.
+
+thespian delivers everything as messages and no actor may block, so the supervisor is one
+explicit state machine. Work is a *plan*: a queue of steps (start this child, stop that one,
+answer that caller) run one at a time, each finished by the event it waits for (``Started``,
+``ChildActorExited``) or by its timer. A child that dies while a plan runs is queued and decided
+when the plan is done. Every restart decision is made in :meth:`Supervisor._decide`.
+
+Phases: ``starting`` (initial ordered start; a failure fails the whole start) → ``running`` →
+``stopping`` (a shutdown from the parent, or giving up after too many restarts; children are
+stopped in reverse order, then the supervisor reports ``Exiting`` to its own parent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
+
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import _process
+from tai_autonomics.runtime.intensity import RestartIntensity
+from tai_autonomics.runtime.messages import (
+    Exiting,
+    Init,
+    Reply,
+    Shutdown,
+    Started,
+    StartFailed,
+    Unregister,
+)
+from tai_autonomics.runtime.server import Process
+from tai_autonomics.runtime.spec import BRUTAL_KILL, INFINITY, ChildSpec, SupervisorSpec
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0
+KILL_CONFIRM_S = 5.0
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    address: Any = None
+    incarnation: str = ""
+    pid: int = 0
+    state: str = "stopped"  # stopped | starting | running | stopping
+    exit: Exiting | None = None
+    restarts: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.state != "stopped"
+
+
+@dataclass
+class _Step:
+    action: str  # start | stop | reply
+    child: _Child | None = None
+    payload: Any = None
+
+
+class Supervisor(Process):
+    """Starts, watches and restarts children as its :class:`SupervisorSpec` says."""
+
+    def start(self, msg: Init) -> None:
+        self.spec: SupervisorSpec = msg.spec
+        self._intensity = RestartIntensity(self.spec.intensity, self.spec.period)
+        self._children = [_Child(spec) for spec in self.spec.children]
+        self._plan: deque[_Step] = deque()
+        self._current: _Step | None = None
+        self._deaths: deque[_Child] = deque()
+        self._phase = "starting"
+        self._give_up_reason = ""
+        self._start_error = ""
+        self._timer_seq = 0
+        self._plan.extend(_Step("start", child) for child in self._children)
+        self._advance()
+
+    # -- events ---------------------------------------------------------------------------
+
+    def handle_message(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Started):
+            self._on_started(msg)
+        elif isinstance(msg, StartFailed):
+            self._on_start_failed(self._by_name(msg.name), msg.reason)
+        elif isinstance(msg, Exiting):
+            self._on_exiting(msg)
+        elif isinstance(msg, ChildActorExited):
+            self._on_child_exited(msg.childAddress)
+        elif isinstance(msg, WakeupMessage):
+            self._on_timer(msg.payload)
+        elif isinstance(msg, Shutdown):
+            self._stop_all(msg.reason)
+
+    def _on_started(self, msg: Started) -> None:
+        child = self._by_name(msg.name)
+        if child is None or child.incarnation != msg.incarnation or child.state != "starting":
+            return
+        child.state, child.pid = "running", msg.pid
+        log.info("child started", extra={"fields": {
+            "event": "child_started", "supervisor": self.name, "child": child.spec.name,
+            "incarnation": child.incarnation, "pid": msg.pid, "restarts": child.restarts}})
+        if self._is_current("start", child):
+            self._step_done()
+
+    def _on_start_failed(self, child: _Child | None, reason: str) -> None:
+        if child is None or child.state != "starting":
+            return
+        child.exit = Exiting(child.spec.name, child.incarnation, False, f"start failed: {reason}")
+        self._end(child)
+        self._start_failure(child)
+
+    def _start_failure(self, child: _Child) -> None:
+        """A child did not start: fatal during the initial start, a crash afterwards."""
+        if self._phase == "starting" and not self._start_error:
+            self._start_error = f"child {child.spec.name!r} failed to start: {child.exit.reason}"
+            self._plan.clear()
+        if self._is_current("start", child):
+            self._step_done()
+
+    def _on_exiting(self, msg: Exiting) -> None:
+        child = self._by_name(msg.name)
+        if child is None or child.incarnation != msg.incarnation:
+            return
+        child.exit = msg
+        if child.state == "running":
+            child.state = "stopping"
+        self._end(child)
+
+    def _on_child_exited(self, address: Any) -> None:
+        child = next((c for c in self._children if c.address == address and c.alive), None)
+        if child is None:
+            return
+        was_starting = child.state == "starting"
+        child.state = "stopped"
+        if self._registry is not None:
+            self.send(self._registry, Unregister(child.spec.name, child.incarnation))
+        if self._is_current("stop", child):
+            self._step_done()
+            return
+        if was_starting:
+            if child.exit is None:
+                child.exit = Exiting(child.spec.name, child.incarnation, False, "exited while starting")
+            self._start_failure(child)
+        if self._phase in ("starting", "running") and not self._start_error:
+            self._deaths.append(child)
+            self._advance()
+
+    def _on_timer(self, payload: Any) -> None:
+        kind, seq = payload
+        step = self._current
+        if step is None or seq != self._timer_seq:
+            return
+        child = step.child
+        if kind == "start_timeout":
+            self._on_start_failed(child, f"did not confirm its start within {START_TIMEOUT_S:g} s")
+        elif kind == "shutdown_timeout":
+            log.warning("child ignored shutdown; killing it", extra={"fields": {
+                "event": "child_killed", "supervisor": self.name, "child": child.spec.name,
+                "shutdown_ms": child.spec.shutdown}})
+            self._kill(child)
+            self._arm_timer("kill_confirm", KILL_CONFIRM_S)
+        elif kind == "kill_confirm":  # the exit notice never came: the process is gone anyway
+            child.state = "stopped"
+            self._step_done()
+
+    # -- the plan -------------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        while self._current is None:
+            if self._plan:
+                self._run(self._plan.popleft())
+            elif self._deaths and self._phase == "running":
+                self._decide(self._deaths.popleft())
+            elif not self._plan_finished():
+                return
+
+    def _run(self, step: _Step) -> None:
+        if step.action == "reply":
+            sender, ref, value = step.payload
+            self.send(sender, Reply(ref, value=value))
+        elif step.action == "start":
+            self._current = step
+            self._start_child(step.child)
+        elif step.action == "stop" and step.child.alive:
+            self._current = step
+            self._stop_child(step.child, step.payload)
+
+    def _step_done(self) -> None:
+        self._current = None
+        self._timer_seq += 1
+        self._advance()
+
+    def _is_current(self, action: str, child: _Child) -> bool:
+        return self._current is not None and self._current.action == action and self._current.child is child
+
+    def _plan_finished(self) -> bool:
+        """The plan ran dry: move on to the next phase. True if that queued more work."""
+        if self._phase == "starting" and not self._start_error:
+            self._phase = "running"
+            self.confirm_started()
+            return bool(self._deaths)
+        if self._phase == "starting":  # undo a failed start in reverse order, then report it
+            alive = [c for c in reversed(self._children) if c.alive]
+            if alive:
+                self._plan.extend(_Step("stop", c, "shutdown") for c in alive)
+                return True
+            self._phase = "stopped"
+            self._exiting = True
+            self.send(self._parent, StartFailed(self.name, self._start_error))
+        elif self._phase == "stopping":
+            self._phase = "stopped"
+            self.exit(normal=not self._give_up_reason, reason=self._give_up_reason or "shutdown")
+        return False
+
+    def _start_child(self, child: _Child) -> None:
+        spec = child.spec
+        child.incarnation = f"{spec.name}.{uuid.uuid4().hex[:12]}"
+        child.exit = None
+        child.pid = 0
+        child.state = "starting"
+        if isinstance(spec, SupervisorSpec):
+            child.address = self.createActor(Supervisor)
+            init = Init(spec.name, child.incarnation, {}, self._registry, spec)
+        else:
+            child.address = self.createActor(spec.actor_class())
+            init = Init(spec.name, child.incarnation, spec.args, self._registry)
+        self.send(child.address, init)
+        self._arm_timer("start_timeout", START_TIMEOUT_S)
+
+    def _stop_child(self, child: _Child, reason: str) -> None:
+        shutdown = child.spec.shutdown
+        if shutdown == BRUTAL_KILL:
+            self._kill(child)
+            self._arm_timer("kill_confirm", KILL_CONFIRM_S)
+            return
+        if child.state == "running":
+            child.state = "stopping"
+            self.send(child.address, Shutdown(reason))
+        else:
+            self._end(child)
+        if shutdown != INFINITY:
+            self._arm_timer("shutdown_timeout", shutdown / 1000.0)
+
+    def _end(self, child: _Child) -> None:
+        """Ask thespian to end a child that has finished (or must finish) its work."""
+        if child.alive:
+            self.send(child.address, ActorExitRequest())
+
+    def _kill(self, child: _Child) -> None:
+        if child.pid and child.pid != os.getpid():
+            _process.kill(child.pid)
+        else:
+            self.send(child.address, ActorExitRequest())
+
+    def _arm_timer(self, kind: str, seconds: float) -> None:
+        self._timer_seq += 1
+        self.wakeupAfter(timedelta(seconds=seconds), payload=(kind, self._timer_seq))
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def _decide(self, child: _Child) -> None:
+        """The one place that decides what a child's exit leads to."""
+        exit_ = child.exit or Exiting(child.spec.name, child.incarnation, False, "killed")
+        restart = child.spec.restart
+        if restart == "temporary" or (restart == "transient" and exit_.normal):
+            log.info("child exited, not restarted", extra={"fields": {
+                "event": "child_exited", "supervisor": self.name, "child": child.spec.name,
+                "reason": exit_.reason, "restart": restart}})
+            if restart == "temporary":
+                self._children.remove(child)
+            return
+        within_intensity = self._intensity.record(time.monotonic())
+        log.error("crash report", extra={"fields": {
+            "event": "crash_report", "supervisor": self.name, "actor": child.spec.name,
+            "incarnation": child.incarnation, "message_type": exit_.message_type,
+            "exception": exit_.exception, "reason": exit_.reason, "restart_count": child.restarts,
+            "restarts_in_period": self._intensity.recent}})
+        if not within_intensity:
+            self._give_up(child)
+            return
+        targets = self._restart_targets(child)
+        for target in targets:
+            target.restarts += 1
+        self._plan.extend(_Step("stop", t, "shutdown") for t in reversed(targets) if t is not child and t.alive)
+        self._plan.extend(_Step("start", t) for t in targets)
+
+    def _restart_targets(self, child: _Child) -> list[_Child]:
+        if self.spec.strategy == "one_for_all":
+            return list(self._children)
+        if self.spec.strategy == "rest_for_one":
+            return self._children[self._children.index(child):]
+        return [child]
+
+    def _give_up(self, child: _Child) -> None:
+        reason = (f"reached_max_restart_intensity: more than {self.spec.intensity} restarts in "
+                  f"{self.spec.period:g} s (last: {child.spec.name})")
+        log.critical("supervisor giving up", extra={"fields": {
+            "event": "supervisor_gave_up", "supervisor": self.name, "reason": reason}})
+        self._give_up_reason = reason
+        self._stop_all("shutdown")
+
+    def _stop_all(self, reason: str) -> None:
+        if self._phase in ("stopping", "stopped"):
+            return
+        self._phase = "stopping"
+        self._plan.clear()
+        self._deaths.clear()
+        self._plan.extend(_Step("stop", c, reason) for c in reversed(self._children))
+        self._advance()
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def handle_call(self, msg_type: str, payload: Any) -> Any:
+        if msg_type == "which_children":
+            return [self._describe(c) for c in self._children]
+        if msg_type == "count_children":
+            kinds = [isinstance(c.spec, SupervisorSpec) for c in self._children]
+            return {"specs": len(kinds), "active": sum(c.state == "running" for c in self._children),
+                    "supervisors": sum(kinds), "workers": len(kinds) - sum(kinds)}
+        if msg_type == "$info":
+            return {"name": self.name, "incarnation": self.incarnation, "pid": os.getpid(),
+                    "strategy": self.spec.strategy, "phase": self._phase}
+        if msg_type == "restart_child":
+            return self._restart_child(payload)
+        raise TaiError(f"supervisor {self.name} has no call {msg_type!r}", code="unknown_message")
+
+    def _restart_child(self, name: Any) -> Any:
+        child = self._by_name(name) if isinstance(name, str) else None
+        if child is None:
+            raise TaiError(f"supervisor {self.name} has no child {name!r}", code="no_such_actor")
+        if self._phase != "running":
+            raise TaiError(f"supervisor {self.name} is {self._phase}", code="supervisor_busy")
+        self._plan.append(_Step("stop", child, "restart"))
+        self._plan.append(_Step("start", child))
+        self._advance()
+        return {"restarting": name}
+
+    def _describe(self, child: _Child) -> dict[str, Any]:
+        return {"name": child.spec.name,
+                "type": "supervisor" if isinstance(child.spec, SupervisorSpec) else "worker",
+                "restart": child.spec.restart, "state": child.state, "incarnation": child.incarnation,
+                "pid": child.pid, "restarts": child.restarts}
+
+    def _by_name(self, name: str) -> _Child | None:
+        return next((c for c in self._children if c.spec.name == name), None)
