@@ -77,3 +77,30 @@ def descendants(root: int) -> list[int]:
         found.extend(kids)
         frontier = kids
     return found
+
+
+def reap_forks() -> None:
+    """Reap zombie children that are forks of this program (orphans a subreaper adopted).
+
+    Only forks (same command line as ours) are reaped, so ``subprocess`` children the program
+    started for itself keep their exit status for their own ``wait``.
+    """
+    me = Path("/proc/self/cmdline").read_bytes()
+    for pid in _children(os.getpid()):
+        try:
+            proc = Path(f"/proc/{pid}")
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z" and \
+                    (proc / "cmdline").read_bytes() in (me, b""):
+                os.waitpid(pid, os.WNOHANG)
+        except (OSError, ChildProcessError):
+            continue
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found

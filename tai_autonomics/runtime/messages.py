@@ -107,10 +107,12 @@ class Unregister:
 
 @dataclass(frozen=True)
 class Whereis:
-    """Ask the registry for a name; if absent, wait up to ``wait`` seconds for it to appear."""
+    """Ask the registry for a name; if absent (or still the incarnation ``after``), wait up to
+    ``wait`` seconds for it to be registered (again)."""
 
     name: str
     wait: float = 0.0
+    after: str = ""
 
 
 @dataclass(frozen=True)

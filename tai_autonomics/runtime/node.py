@@ -141,13 +141,18 @@ class Node:
     def wait_for_exit(self, timeout: float) -> Exiting | None:
         """Wait up to ``timeout`` for the root supervisor to give up (escalation at the top)."""
         if self._exits:
+            self._system.tell(self._root, ActorExitRequest())
+            self._root = None
             return self._exits.pop(0)
         deadline = time.monotonic() + timeout
+        if self.multiprocess:
+            _process.reap_forks()
         while (remaining := deadline - time.monotonic()) > 0:
             msg = self._system.listen(remaining)
             if msg is None:
                 return None
             if isinstance(msg, Exiting) and msg.name == self._root_name:
+                self._system.tell(self._root, ActorExitRequest())
                 self._root = None
                 return msg
         return None
@@ -162,9 +167,9 @@ class Node:
             asys, self._asys = self._asys, None
             asys.shutdown()
             if self._admin_pid:
-                leftovers = [*_process.descendants(self._admin_pid), self._admin_pid]
-                for pid in leftovers:
+                for pid in [*_process.descendants(self._admin_pid), self._admin_pid]:
                     _process.kill(pid)
+                _process.reap_forks()
             log.info("actor system stopped", extra={"fields": {"event": "system_stopped"}})
 
     def __enter__(self) -> Node:
@@ -198,9 +203,13 @@ class Node:
         """Send without waiting for a reply (resolving the name may wait up to ``timeout``)."""
         self._system.tell(self._resolve(name, time.monotonic() + timeout), Cast(msg_type, payload))
 
-    def whereis(self, name: str, wait: float = 0.0) -> Location:
-        """The live incarnation of ``name`` (address, incarnation id, pid), or an empty Location."""
-        reply = self._wait_for(self._registry, Whereis(name, wait),
+    def whereis(self, name: str, wait: float = 0.0, after: str = "") -> Location:
+        """The live incarnation of ``name`` (address, incarnation id, pid), or an empty Location.
+
+        With ``wait``, wait that long for the name to be registered; with ``after``, wait for an
+        incarnation other than that one (to see a restart through).
+        """
+        reply = self._wait_for(self._registry, Whereis(name, wait, after),
                                lambda m: isinstance(m, Location) and m.name == name, wait + DEFAULT_CALL_TIMEOUT)
         return reply or Location(name)
 

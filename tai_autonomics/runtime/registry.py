@@ -60,6 +60,8 @@ class Registry(Actor):
 
     def _whereis(self, msg: Whereis, sender: Any) -> None:
         location = self._entries.get(msg.name)
+        if location is not None and msg.after and location.incarnation == msg.after:
+            location = None
         if location is not None or msg.wait <= 0:
             self.send(sender, location or Location(msg.name))
             return

@@ -7,16 +7,35 @@ from typing import Any
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import Server
+from tai_autonomics.runtime.messages import Shutdown
+
+
+def record(path: str | None, line: str) -> None:
+    """Append one event line; O_APPEND writes of a short line are atomic across processes."""
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def events(path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
 
 
 class Echo(Server):
-    """Answers calls; crashes on request; counts what it saw in this incarnation."""
+    """Answers calls; crashes on request; records its starts and stops in ``args['log']``."""
 
     def init(self, args: dict[str, Any]) -> None:
         self.seen = 0
-        self.args = args
+        self.log = args.get("log")
         if args.get("fail_init"):
             raise RuntimeError("init refused on purpose")
+        record(self.log, f"start {self.name}")
+
+    def terminate(self, reason: str) -> None:
+        record(self.log, f"stop {self.name} {reason}")
 
     def call_echo(self, payload: Any) -> Any:
         self.seen += 1
@@ -45,9 +64,28 @@ class Echo(Server):
         return {"seen": self.seen}
 
 
+class Deaf(Echo):
+    """Ignores the supervisor's shutdown request."""
+
+    def handle_message(self, msg: Any, sender: Any) -> None:
+        if not isinstance(msg, Shutdown):
+            super().handle_message(msg, sender)
+
+
 class Stubborn(Echo):
-    """Takes far longer to terminate than its shutdown allows (a hung cleanup)."""
+    """Hangs in its cleanup far longer than its shutdown allows."""
 
     def terminate(self, reason: str) -> None:
         if reason == "shutdown":
-            time.sleep(30)
+            time.sleep(60)
+
+
+class Crasher(Echo):
+    """Crashes by itself shortly after every start (drives a tree to escalation)."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        super().init(args)
+        self.start_timer(0.05, "crash")
+
+    def on_timer(self, payload: Any) -> None:
+        raise RuntimeError("crashing on schedule")

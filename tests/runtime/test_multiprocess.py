@@ -1,0 +1,101 @@
+"""What only separate OS processes can show: SIGKILL, hung cleanups, real call timeouts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tai_autonomics.runtime import CallTimeout, Node, NodeConfig
+from tests.conftest import free_port
+from tests.runtime.test_supervision import _zombie, wait_until, workers
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Node]:
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as n:
+        yield n
+
+
+def test_sigkill_of_an_actor_is_detected_and_restarted(node: Node, tree) -> None:
+    tree({"root": {"intensity": 5, "children": ["a", "b"]}}, workers("a", "b"))
+    info = node.call("a", "$info")
+    os.kill(info["pid"], 9)
+    new = node.whereis("a", wait=10, after=info["incarnation"])
+    assert new.incarnation != info["incarnation"] and new.pid != info["pid"]
+    assert node.call("a", "echo", "back") == "back"
+
+def test_sigkill_of_a_supervisor_takes_its_children_and_is_restarted(node: Node, tree) -> None:
+    tree({"root": {"intensity": 5, "children": ["sub"]}, "sub": {"children": ["c"]}}, workers("c"))
+    sub, c = node.call("sub", "$info"), node.call("c", "$info")
+    os.kill(sub["pid"], 9)
+    wait_until(lambda: not os.path.exists(f"/proc/{c['pid']}") or _zombie(c["pid"]), what="orphan gone")
+    assert node.whereis("sub", wait=10, after=sub["incarnation"]).incarnation != sub["incarnation"]
+    assert node.whereis("c", wait=10, after=c["incarnation"]).pid != c["pid"]
+
+def test_hung_cleanup_is_killed_after_shutdown_timeout(node: Node, tree) -> None:
+    tree({"root": {"children": ["s"]}}, {"s": {"actor": "tests.runtime.actors:Stubborn", "shutdown": 300}})
+    pid = node.call("s", "$info")["pid"]
+    started = time.monotonic()
+    assert node.stop_tree()
+    assert time.monotonic() - started < 10
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid), what="stubborn process gone")
+
+def test_call_timeout(node: Node, tree) -> None:
+    tree({"root": {"children": ["a"]}}, workers("a"))
+    with pytest.raises(CallTimeout):
+        node.call("a", "sleep", 1.0, timeout=0.2)
+
+
+
+
+def _listening_inodes() -> dict[int, str]:
+    """inode → local address of every listening TCP socket (IPv4 and IPv6)."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    found[int(fields[9])] = fields[1]
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return inodes
+
+
+def test_no_actor_socket_listens_beyond_loopback(node: Node, tree) -> None:
+    from tai_autonomics.runtime import _process
+
+    tree({"root": {"children": ["a", "sub"]}, "sub": {"children": ["b"]}}, workers("a", "b"))
+    pids = [node._admin_pid, *_process.descendants(node._admin_pid)]
+    listening = _listening_inodes()
+    addresses = {listening[i] for pid in pids for i in _socket_inodes(pid) if i in listening}
+    assert len(addresses) >= 4  # admin, logger, root, a, sub, b (each listens)
+    loopback_v4 = "0100007F"  # 127.0.0.1, little-endian hex in /proc/net/tcp
+    assert all(a.split(":")[0] == loopback_v4 for a in addresses), addresses
+
+
+def test_shutdown_leaves_no_process_behind(tmp_path) -> None:
+    from tai_autonomics.runtime import _process, parse_tree
+
+    node = Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())).start()
+    node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "sub"]},
+                                                                "sub": {"children": ["b"]}},
+                                "workers": workers("a", "b")}))
+    pids = [node._admin_pid, *_process.descendants(node._admin_pid)]
+    assert len(pids) >= 5
+    node.shutdown()
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+    assert alive == []

@@ -1,0 +1,174 @@
+"""The daemon as a user runs it: ``tai-autonomics tree`` and ``foreground`` as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tai_autonomics.runtime import _process
+from tests.conftest import free_port
+from tests.runtime.test_multiprocess import _listening_inodes, _socket_inodes
+from tests.runtime.test_supervision import _zombie, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "tai_autonomics"]
+
+
+def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def release(tmp_path: Path, supervision: Path = REPO / "supervision.toml") -> Path:
+    rel = tmp_path / "test.toml"
+    rel.write_text(f'profile = "dev"\nsupervision = "{supervision}"\ndata_dir = "{tmp_path / "var"}"\n'
+                   f'[system]\nadmin_port = {free_port()}\n')
+    return rel
+
+
+class Daemon:
+    """A ``foreground`` subprocess whose output goes to a file (thespian's admin keeps it open)."""
+
+    def __init__(self, tmp_path: Path, rel: Path, name: str = "daemon") -> None:
+        self.out = tmp_path / f"{name}.out"
+        with open(self.out, "w") as out:
+            self.proc = subprocess.Popen([*CLI, "foreground", "--config", str(rel)], cwd=REPO,
+                                         stdout=out, stderr=subprocess.STDOUT)
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line.startswith("{")]
+
+    def wait_for_event(self, event: str, timeout: float = 30) -> None:
+        wait_until(lambda: any(e.get("event") == event for e in self.lines()) or self.proc.poll() is not None,
+                   timeout, what=event)
+        assert any(e.get("event") == event for e in self.lines()), self.out.read_text()[-3000:]
+
+    def processes(self) -> list[int]:
+        return [self.proc.pid, *_process.descendants(self.proc.pid)]
+
+    def kill(self) -> None:
+        for pid in self.processes()[::-1]:
+            _process.kill(pid)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield started
+    for d in started:
+        if d.proc.poll() is None:
+            d.kill()
+
+
+def test_tree_prints_the_configured_tree() -> None:
+    result = run_cli("tree", "--config", "supervision.toml")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0] == "root (one_for_one, intensity 10 per 60 s)"
+    assert "Acquisition" in result.stdout
+
+
+def test_tree_reports_a_bad_file_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "supervision.toml"
+    bad.write_text((REPO / "supervision.toml").read_text().replace('strategy = "one_for_one"', 'strategy = "all_for_me"', 1))
+    result = run_cli("tree", "--config", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}: supervisors.root.strategy: unknown strategy 'all_for_me'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_every_command_has_help() -> None:
+    for command in ("tree", "foreground", "ping", "stop"):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -> None:
+    rel = release(tmp_path)
+    daemon = Daemon(tmp_path, rel)
+    daemons.append(daemon)
+    daemon.wait_for_event("tree_started")
+    started = [e["child"] for e in daemon.lines() if e.get("event") == "child_started"]
+    assert started == ["ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode",
+                       "Pricing", "Publisher", "Acquisition", "operations"]
+    pids = daemon.processes()
+    assert len(pids) >= 10  # the daemon, the admin, thespian's logger, the registry and the tree
+
+    # Security: nothing of the daemon listens beyond loopback.
+    listening = _listening_inodes()
+    addresses = {listening[i] for p in pids for i in _socket_inodes(p) if i in listening}
+    assert addresses and all(a.split(":")[0] == "0100007F" for a in addresses), addresses
+
+    # A second daemon on the same data dir refuses instead of joining the first one's system.
+    second = run_cli("foreground", "--config", str(rel))
+    assert second.returncode == 2 and "already running" in second.stderr
+    assert run_cli("ping", "--config", str(rel)).returncode == 0
+
+    sent = time.monotonic()
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    assert time.monotonic() - sent < 10
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+    assert alive == []
+    stopped = [e["child"] for e in daemon.lines() if e.get("event") == "child_started"]
+    assert stopped  # the log is JSON lines throughout
+    assert daemon.lines()[-1]["event"] == "stopped"
+    assert run_cli("ping", "--config", str(rel)).returncode == 1
+
+
+def test_stop_command_stops_the_daemon(tmp_path: Path, daemons) -> None:
+    rel = release(tmp_path)
+    daemon = Daemon(tmp_path, rel)
+    daemons.append(daemon)
+    daemon.wait_for_event("tree_started")
+    result = run_cli("stop", "--config", str(rel))
+    assert result.returncode == 0, result.stderr
+    assert daemon.proc.wait(10) == 0
+
+
+def test_root_giving_up_exits_non_zero_with_the_reason(tmp_path: Path, daemons) -> None:
+    tree = tmp_path / "crashy.toml"
+    tree.write_text('root = "root"\n[supervisors.root]\nintensity = 2\nperiod = 60\nchildren = ["c"]\n'
+                    '[workers.c]\nactor = "tests.runtime.actors:Crasher"\n')
+    daemon = Daemon(tmp_path, release(tmp_path, tree))
+    daemons.append(daemon)
+    assert daemon.proc.wait(30) == 1
+    gave_up = [e for e in daemon.lines() if e.get("event") == "root_gave_up"]
+    assert gave_up and "reached_max_restart_intensity" in gave_up[0]["reason"]
+    assert gave_up[0]["severity"] == "CRITICAL"
+
+
+def test_invalid_tree_starts_nothing(tmp_path: Path) -> None:
+    tree = tmp_path / "bad.toml"
+    tree.write_text('root = "root"\n[supervisors.root]\nchildren = ["c", "c"]\n[workers.c]\nactor = "x:Y"\n')
+    rel = release(tmp_path, tree)
+    result = run_cli("foreground", "--config", str(rel))
+    assert result.returncode == 2
+    assert "workers.c.actor: unknown actor class" in result.stderr
+    assert not (tmp_path / "var" / "daemon.pid").exists()
+
+
+def test_admin_port_held_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
+    rel = release(tmp_path)
+    port = int(rel.read_text().split("admin_port = ")[1])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = run_cli("foreground", "--config", str(rel))
+    assert result.returncode == 2
+    assert f"admin port 127.0.0.1:{port} is already in use" in result.stderr
+
+
+def test_bad_release_file(tmp_path: Path) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text('[system]\nadmin_port = 70000\n')
+    result = run_cli("foreground", "--config", str(rel))
+    assert result.returncode == 2
+    assert "system.admin_port: must be a port number" in result.stderr
