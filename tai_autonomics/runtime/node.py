@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 BASES = ("multiprocTCPBase", "simpleSystemBase")
 DEFAULT_CALL_TIMEOUT = 5.0
+SYSTEM_SHUTDOWN_WAIT_S = 3.0
 _EARLY = 0.05  # an ask that returns empty this long before its deadline hit a dead address
 
 _ERRORS = {"actor_crashed": ActorCrashed, "actor_restarting": ActorRestarting,
@@ -84,7 +86,7 @@ class Node:
         self._root: Any = None
         self._root_name = ""
         self._admin_pid = 0
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Location] = {}
         self._exits: list[Exiting] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -92,7 +94,7 @@ class Node:
     def start(self) -> Node:
         cfg = self.config
         if cfg.base == "multiprocTCPBase":
-            _transport.bind_actor_sockets_to(cfg.bind)
+            _transport.tune_tcp_transport(cfg.bind)
             _process.become_subreaper()
             _ensure_port_free(cfg.bind, cfg.admin_port)
             capabilities = {"Admin Port": cfg.admin_port}
@@ -165,12 +167,30 @@ class Node:
             self.stop_tree()
         finally:
             asys, self._asys = self._asys, None
-            asys.shutdown()
+            self._shutdown_system(asys)
             if self._admin_pid:
                 for pid in [*_process.descendants(self._admin_pid), self._admin_pid]:
                     _process.kill(pid)
                 _process.reap_forks()
             log.info("actor system stopped", extra={"fields": {"event": "system_stopped"}})
+
+    def _shutdown_system(self, asys: ActorSystem) -> None:
+        """Ask thespian to shut down, but never wait on it for long.
+
+        The tree is already stopped in order by then. thespian's ``shutdown()`` sometimes waits
+        10 s for an admin that never confirms (seen here under load, with every actor already
+        gone), which would break the 10 s SIGTERM budget; the sweep that follows kills
+        whatever it left behind.
+        """
+        if not self.multiprocess:
+            asys.shutdown()
+            return
+        waiter = threading.Thread(target=asys.shutdown, name="thespian-shutdown", daemon=True)
+        waiter.start()
+        waiter.join(SYSTEM_SHUTDOWN_WAIT_S)
+        if waiter.is_alive():
+            log.warning("actor system did not confirm its shutdown; killing its processes",
+                        extra={"fields": {"event": "system_shutdown_forced", "waited_s": SYSTEM_SHUTDOWN_WAIT_S}})
 
     def __enter__(self) -> Node:
         return self.start()
@@ -184,15 +204,17 @@ class Node:
         """Call the actor registered as ``name``; its reply, or a :class:`CallError`."""
         deadline = time.monotonic() + timeout
         ref = uuid.uuid4().hex
+        gone = ""
         while True:
-            address = self._resolve(name, deadline)
-            reply = self._wait_for(address, Call(ref, msg_type, payload),
+            location = self._resolve(name, deadline, after=gone)
+            reply = self._wait_for(location.address, Call(ref, msg_type, payload),
                                    lambda m: isinstance(m, Reply) and m.ref == ref,
                                    deadline - time.monotonic())
             if isinstance(reply, Reply) and not _not_delivered(reply):
                 return _unwrap(reply)
-            if deadline - time.monotonic() > _EARLY:  # it never ran the call: find the new incarnation
+            if deadline - time.monotonic() > _EARLY:  # it never ran the call: wait for the next incarnation
                 self._cache.pop(name, None)
+                gone = location.incarnation
                 continue
             if isinstance(reply, Reply):
                 return _unwrap(reply)
@@ -201,7 +223,7 @@ class Node:
 
     def cast(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
         """Send without waiting for a reply (resolving the name may wait up to ``timeout``)."""
-        self._system.tell(self._resolve(name, time.monotonic() + timeout), Cast(msg_type, payload))
+        self._system.tell(self._resolve(name, time.monotonic() + timeout).address, Cast(msg_type, payload))
 
     def whereis(self, name: str, wait: float = 0.0, after: str = "") -> Location:
         """The live incarnation of ``name`` (address, incarnation id, pid), or an empty Location.
@@ -224,16 +246,16 @@ class Node:
             raise CallTimeout("the name registry did not answer")
         return reply
 
-    def _resolve(self, name: str, deadline: float) -> Any:
-        address = self._cache.get(name)
-        if address is not None:
-            return address
-        location = self.whereis(name, wait=max(0.0, deadline - time.monotonic()))
+    def _resolve(self, name: str, deadline: float, after: str = "") -> Location:
+        location = self._cache.get(name)
+        if location is not None:
+            return location
+        location = self.whereis(name, wait=max(0.0, deadline - time.monotonic()), after=after)
         if location.address is None:
             raise NoSuchActor(f"no actor is registered as {name!r}", detail={"actor": name})
         if self.multiprocess:  # the in-process base cannot tell a dead address apart: always ask
-            self._cache[name] = location.address
-        return location.address
+            self._cache[name] = location
+        return location
 
     def _wait_for(self, address: Any, msg: Any, wanted, timeout: float) -> Any:
         """Send ``msg`` and wait for the first answer ``wanted`` accepts; keep root exits aside."""
