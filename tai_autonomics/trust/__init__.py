@@ -3,6 +3,14 @@
 Import from here; the submodules' layout is not part of the API.
 """
 
+from tai_autonomics.trust.certificates import (
+    CertificateVerifier,
+    VerifiedCertificate,
+    describe,
+    fingerprint,
+    load_certificate,
+    load_certificates,
+)
 from tai_autonomics.trust.errors import (
     CaStoreInvalid,
     CertChainInvalid,
@@ -61,6 +69,7 @@ __all__ = [
     "CertWrongKeyUsage",
     "CertificateAuthority",
     "CertificateError",
+    "CertificateVerifier",
     "CoverageLimit",
     "CsrInvalid",
     "DevCaExists",
@@ -69,8 +78,13 @@ __all__ = [
     "RenewalFailed",
     "TrustAnchorInvalid",
     "TrustError",
+    "VerifiedCertificate",
+    "describe",
+    "fingerprint",
     "generate_key_and_csr",
     "generate_private_key",
+    "load_certificate",
+    "load_certificates",
     "sample_policy",
     "write_dev_ca",
 ]
