@@ -57,6 +57,7 @@ MAX_CHAIN_DEPTH = 8
 """Longest chain (leaf included, anchor excluded) we try to build; real insurer chains are 1-3."""
 
 _PEM_MARKER = b"-----BEGIN"
+_PARSE_ERRORS = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,16 @@ def load_certificate(data: bytes) -> x509.Certificate:
     """One certificate from DER or PEM bytes (the first, if PEM holds several)."""
     try:
         if data.lstrip().startswith(_PEM_MARKER):
-            return x509.load_pem_x509_certificates(data)[0]
-        return x509.load_der_x509_certificate(data)
-    except (ValueError, UnsupportedAlgorithm):
+            certificate = x509.load_pem_x509_certificates(data)[0]
+        else:
+            certificate = x509.load_der_x509_certificate(data)
+    except _PARSE_ERRORS:
         raise CertMalformed(
             "the data is not an X.509 certificate in DER or PEM form; check that the right file was given"
         ) from None
+    if certificate.serial_number <= 0:  # cryptography only warns today and will refuse in a future release
+        raise CertMalformed("the certificate's serial number is not positive, which RFC 5280 forbids")
+    return certificate
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
@@ -98,7 +103,7 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     if data.lstrip().startswith(_PEM_MARKER):
         try:
             return x509.load_pem_x509_certificates(data)
-        except (ValueError, UnsupportedAlgorithm):
+        except _PARSE_ERRORS:
             raise CertMalformed("the PEM bundle contains a block that is not an X.509 certificate") from None
     return [load_certificate(data)]
 

@@ -261,14 +261,14 @@ distinguished_name = dn
 
 # --- scenarios -----------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(repr=False)
 class Scenario:
     leaf_pem: bytes
     intermediates: list[bytes]
     expected: str | None  # error code, or None for a valid certificate
 
 
-@dataclass
+@dataclass(repr=False)
 class World:
     maker_label: str
     anchor_pem: bytes
