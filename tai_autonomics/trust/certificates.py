@@ -120,9 +120,13 @@ def describe(certificate: x509.Certificate, now: dt.datetime) -> dict[str, Any]:
         policy: dict[str, Any] = Policy.from_certificate(certificate).to_dict()
     except CertificateError as exc:
         policy = {"error": exc.code, "message": exc.message}
+    try:
+        subject, issuer = certificate.subject.rfc4514_string(), certificate.issuer.rfc4514_string()
+    except ValueError as exc:  # names are decoded lazily
+        raise CertMalformed(f"the certificate is corrupt: {exc}") from None
     return {
-        "subject": certificate.subject.rfc4514_string(),
-        "issuer": certificate.issuer.rfc4514_string(),
+        "subject": subject,
+        "issuer": issuer,
         "serial_number": format(certificate.serial_number, "x"),
         "fingerprint_sha256": fingerprint(certificate),
         "not_before": certificate.not_valid_before_utc.isoformat(),
