@@ -1,8 +1,10 @@
-"""Trust: insurance certificates, their policy extension, and the CA used by the sandbox and tests.
+"""Trust: insurance certificates, their policy extension, their lifecycle (CertManager), and the CA
+used by the sandbox and tests.
 
 Import from here; the submodules' layout is not part of the API.
 """
 
+from tai_autonomics.trust.cert_manager import CertManager, ExpiryWarning, Renewer, RenewalOutcome
 from tai_autonomics.trust.certificates import (
     CertificateVerifier,
     VerifiedCertificate,
@@ -28,11 +30,13 @@ from tai_autonomics.trust.errors import (
     CertRenewalMismatch,
     CertRevoked,
     CertSignatureInvalid,
+    CertStateCorrupt,
     CertUntrustedIssuer,
     CertValidityTooShort,
     CertWrongKeyUsage,
     CsrInvalid,
     DevCaExists,
+    KeyInvalid,
     RenewalFailed,
     TrustAnchorInvalid,
     TrustError,
@@ -64,9 +68,11 @@ __all__ = [
     "CertRenewalMismatch",
     "CertRevoked",
     "CertSignatureInvalid",
+    "CertStateCorrupt",
     "CertUntrustedIssuer",
     "CertValidityTooShort",
     "CertWrongKeyUsage",
+    "CertManager",
     "CertificateAuthority",
     "CertificateError",
     "CertificateVerifier",
@@ -74,8 +80,12 @@ __all__ = [
     "CsrInvalid",
     "DevCaExists",
     "DevCaFiles",
+    "ExpiryWarning",
+    "KeyInvalid",
     "Policy",
     "RenewalFailed",
+    "RenewalOutcome",
+    "Renewer",
     "TrustAnchorInvalid",
     "TrustError",
     "VerifiedCertificate",
