@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics.errors import TaiError
-from tai_autonomics.trust import CertificateError, CertificateVerifier, describe, load_certificate, write_dev_ca
+from tai_autonomics.trust import (
+    CertificateError,
+    CertificateVerifier,
+    describe,
+    load_certificate,
+    write_dev_ca,
+)
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -27,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("file", metavar="FILE", help="the certificate, DER or PEM")
     inspect.add_argument("--trust-anchor", required=True, metavar="CA.pem", help="the insurer's root CA certificate")
     inspect.add_argument(
-        "--intermediate", action="append", default=[], metavar="PEM",
+        "--intermediate",
+        action="append",
+        default=[],
+        metavar="PEM",
         help="an intermediate CA certificate or bundle (repeatable)",
     )
     inspect.add_argument("--issuer", metavar="DN", help="require this direct issuer (RFC 4514, e.g. 'CN=Insurer CA')")
@@ -81,7 +90,9 @@ def _text(report: dict[str, Any]) -> str:
         if "error" in policy:
             lines.append(f"  policy:       unreadable [{policy['error']}] {policy['message']}")
         else:
-            lines.append(f"  policy:       {policy['policy_id']} for {policy['customer_name']} ({policy['customer_account']})")
+            lines.append(
+                f"  policy:       {policy['policy_id']} for {policy['customer_name']} ({policy['customer_account']})"
+            )
             for sku, limit in policy["coverage_limits"].items():
                 authorized = "authorized" if sku in policy["authorized_sku"] else "not authorized"
                 lines.append(

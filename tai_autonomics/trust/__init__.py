@@ -4,7 +4,12 @@ used by the sandbox and tests.
 Import from here; the submodules' layout is not part of the API.
 """
 
-from tai_autonomics.trust.cert_manager import CertManager, ExpiryWarning, Renewer, RenewalOutcome
+from tai_autonomics.trust.cert_manager import (
+    CertManager,
+    ExpiryWarning,
+    RenewalOutcome,
+    Renewer,
+)
 from tai_autonomics.trust.certificates import (
     CertificateVerifier,
     VerifiedCertificate,
@@ -60,6 +65,7 @@ __all__ = [
     "CertIssuerMismatch",
     "CertKeyMismatch",
     "CertMalformed",
+    "CertManager",
     "CertNotLoaded",
     "CertNotYetValid",
     "CertPolicyExtensionMissing",
@@ -72,7 +78,6 @@ __all__ = [
     "CertUntrustedIssuer",
     "CertValidityTooShort",
     "CertWrongKeyUsage",
-    "CertManager",
     "CertificateAuthority",
     "CertificateError",
     "CertificateVerifier",

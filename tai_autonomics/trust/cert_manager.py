@@ -35,9 +35,18 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
-from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem, same_public_key
+from tai_autonomics.trust._files import (
+    PRIVATE_FILE_MODE,
+    atomic_write,
+    private_key_pem,
+    same_public_key,
+)
 from tai_autonomics.trust._time import Clock, aware, utcnow
-from tai_autonomics.trust.certificates import CertificateVerifier, VerifiedCertificate, load_certificates
+from tai_autonomics.trust.certificates import (
+    CertificateVerifier,
+    VerifiedCertificate,
+    load_certificates,
+)
 from tai_autonomics.trust.errors import (
     CertExpired,
     CertKeyMismatch,
@@ -237,13 +246,21 @@ class CertManager:
         state = self._held_state()
         if remaining.total_seconds() <= 0:
             return []
-        crossed = [days for days in self._thresholds if remaining <= dt.timedelta(days=days) and days not in state.warned_days]
+        crossed = [
+            days for days in self._thresholds if remaining <= dt.timedelta(days=days) and days not in state.warned_days
+        ]
         if not crossed:
             return []
         state.warned_days = sorted({*state.warned_days, *crossed}, reverse=True)
         self._write_state(state)
         warning = ExpiryWarning(min(crossed), current.fingerprint, current.not_after, remaining)
-        logs.event(logger, "insurance certificate expires soon", logging.WARNING, event="cert.expiry_warning", **warning.to_dict())
+        logs.event(
+            logger,
+            "insurance certificate expires soon",
+            logging.WARNING,
+            event="cert.expiry_warning",
+            **warning.to_dict(),
+        )
         return [warning]
 
     # --- revocation -------------------------------------------------------------------------
@@ -256,14 +273,25 @@ class CertManager:
         """
         current = self.current
         if fingerprint is not None and fingerprint != current.fingerprint:
-            logs.event(logger, "revocation of a certificate no longer in use ignored", event="cert.revocation_ignored",
-                       fingerprint=fingerprint, current=current.fingerprint)
+            logs.event(
+                logger,
+                "revocation of a certificate no longer in use ignored",
+                event="cert.revocation_ignored",
+                fingerprint=fingerprint,
+                current=current.fingerprint,
+            )
             return False
         state = self._held_state()
         state.revoked_reason, state.revoked_at = reason, self._now(now).isoformat()
         self._write_state(state)
-        logs.event(logger, "insurance certificate revoked", logging.ERROR, event="cert.revoked",
-                   fingerprint=current.fingerprint, reason=reason)
+        logs.event(
+            logger,
+            "insurance certificate revoked",
+            logging.ERROR,
+            event="cert.revoked",
+            fingerprint=current.fingerprint,
+            reason=reason,
+        )
         return True
 
     @property
@@ -299,8 +327,14 @@ class CertManager:
         except TaiError as exc:
             return self._renewal_failed(old, exc, moment)
         self._swap(new, key)
-        logs.event(logger, "insurance certificate renewed", event="cert.renewed", old_fingerprint=old.fingerprint,
-                   fingerprint=new.fingerprint, not_after=new.not_after.isoformat())
+        logs.event(
+            logger,
+            "insurance certificate renewed",
+            event="cert.renewed",
+            old_fingerprint=old.fingerprint,
+            fingerprint=new.fingerprint,
+            not_after=new.not_after.isoformat(),
+        )
         return RenewalOutcome(True, new, new.not_after - self._renew_before, 0)
 
     def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:
@@ -310,14 +344,24 @@ class CertManager:
         retry_at = moment + delay
         state.next_attempt_at = retry_at.isoformat()
         self._write_state(state)
-        logs.event(logger, "insurance certificate renewal failed; keeping the current one", logging.WARNING,
-                   event="cert.renewal_failed", code=error.code, error=error.message, failures=state.renewal_failures,
-                   next_attempt_at=state.next_attempt_at, fingerprint=old.fingerprint)
+        logs.event(
+            logger,
+            "insurance certificate renewal failed; keeping the current one",
+            logging.WARNING,
+            event="cert.renewal_failed",
+            code=error.code,
+            error=error.message,
+            failures=state.renewal_failures,
+            next_attempt_at=state.next_attempt_at,
+            fingerprint=old.fingerprint,
+        )
         return RenewalOutcome(False, old, retry_at, state.renewal_failures, error)
 
     # --- internals --------------------------------------------------------------------------
 
-    def _verify_bundle(self, bundle: bytes, key: PrivateKeyTypes, *, now: dt.datetime | None = None) -> VerifiedCertificate:
+    def _verify_bundle(
+        self, bundle: bytes, key: PrivateKeyTypes, *, now: dt.datetime | None = None
+    ) -> VerifiedCertificate:
         """Verify the first certificate of ``bundle`` (the rest are its chain) and that ``key`` is its key."""
         leaf, *chain = load_certificates(bundle)
         verified = self._verifier.verify(leaf, now=self._now(now), intermediates=chain)
@@ -351,7 +395,8 @@ class CertManager:
             return _State(fingerprint=fingerprint, warned_days=[])
         except (OSError, ValueError, TypeError) as exc:
             raise CertStateCorrupt(
-                f"{path} is unreadable ({exc}); restore it or delete it deliberately (revocations recorded in it are lost)"
+                f"{path} is unreadable ({exc}); restore it, or delete it deliberately "
+                "(a revocation recorded in it would be lost)"
             ) from None
         return state if state.fingerprint == fingerprint else _State(fingerprint=fingerprint, warned_days=[])
 
@@ -365,8 +410,9 @@ class CertManager:
 def _require_same_policy(old: VerifiedCertificate, new: VerifiedCertificate) -> None:
     if (new.policy.policy_id, new.policy.customer_account) != (old.policy.policy_id, old.policy.customer_account):
         raise CertRenewalMismatch(
-            f"the renewed certificate is for policy {new.policy.policy_id!r} / account {new.policy.customer_account!r}, "
-            f"not {old.policy.policy_id!r} / {old.policy.customer_account!r}; refusing to switch policies by renewal"
+            f"the renewed certificate is for policy {new.policy.policy_id!r} / account "
+            f"{new.policy.customer_account!r}, not {old.policy.policy_id!r} / {old.policy.customer_account!r}; "
+            "refusing to switch policies by renewal"
         )
 
 

@@ -32,16 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
+from tai_autonomics.trust._parsing import PARSE_ERRORS
 from tai_autonomics.trust._time import Clock, aware, utcnow
 from tai_autonomics.trust.errors import (
     CertChainInvalid,
-    CertificateError,
     CertExpired,
+    CertificateError,
     CertIntermediateMissing,
     CertIssuerMismatch,
     CertMalformed,
@@ -57,7 +64,6 @@ MAX_CHAIN_DEPTH = 8
 """Longest chain (leaf included, anchor excluded) we try to build; real insurer chains are 1-3."""
 
 _PEM_MARKER = b"-----BEGIN"
-_PARSE_ERRORS = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
             certificate = x509.load_pem_x509_certificates(data)[0]
         else:
             certificate = x509.load_der_x509_certificate(data)
-    except _PARSE_ERRORS:
+    except PARSE_ERRORS:
         raise CertMalformed(
             "the data is not an X.509 certificate in DER or PEM form; check that the right file was given"
         ) from None
@@ -103,7 +109,7 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     if data.lstrip().startswith(_PEM_MARKER):
         try:
             return x509.load_pem_x509_certificates(data)
-        except _PARSE_ERRORS:
+        except PARSE_ERRORS:
             raise CertMalformed("the PEM bundle contains a block that is not an X.509 certificate") from None
     return [load_certificate(data)]
 
@@ -122,7 +128,7 @@ def describe(certificate: x509.Certificate, now: dt.datetime) -> dict[str, Any]:
         policy = {"error": exc.code, "message": exc.message}
     try:
         subject, issuer = certificate.subject.rfc4514_string(), certificate.issuer.rfc4514_string()
-    except ValueError as exc:  # names are decoded lazily
+    except PARSE_ERRORS as exc:  # names are decoded lazily
         raise CertMalformed(f"the certificate is corrupt: {exc}") from None
     return {
         "subject": subject,
@@ -174,7 +180,9 @@ class CertificateVerifier:
         """A verifier from PEM/DER files (each intermediate file may hold a bundle)."""
         anchor = _read_ca_file(trust_anchor, "trust anchor")
         if len(anchor) != 1:
-            raise TrustAnchorInvalid(f"{trust_anchor}: expected exactly one trust anchor certificate, found {len(anchor)}")
+            raise TrustAnchorInvalid(
+                f"{trust_anchor}: expected exactly one trust anchor certificate, found {len(anchor)}"
+            )
         extra = [certificate for path in intermediates for certificate in _read_ca_file(path, "intermediate")]
         return cls(anchor[0], intermediates=extra, expected_issuer=expected_issuer, clock=clock)
 
@@ -196,7 +204,7 @@ class CertificateVerifier:
             _check_key_usage(leaf)
             policy = Policy.from_certificate(leaf)
             chain = self._validate_strictly(leaf, pool, moment)
-        except ValueError as exc:  # a lazily parsed part of the certificate (an extension, a name) is corrupt
+        except PARSE_ERRORS as exc:  # a lazily parsed part of the certificate (an extension, a name) is corrupt
             raise CertMalformed(f"the certificate is corrupt: {exc}") from None
         return VerifiedCertificate(
             certificate=leaf,
@@ -329,21 +337,21 @@ def _check_key_usage(leaf: x509.Certificate) -> None:
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+    except (InvalidSignature, TypeError, *PARSE_ERRORS):
         return False
     return True
 
 
 def _names_key_of(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """True if the certificate's authority key identifier names ``issuer``'s key (so a bad signature means tampering)."""
+    """True if the authority key identifier names ``issuer``'s key, so a bad signature means tampering."""
     try:
         claimed = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
         actual = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
-    except (x509.ExtensionNotFound, ValueError, TypeError, UnsupportedAlgorithm):
+    except (x509.ExtensionNotFound, TypeError, *PARSE_ERRORS):
         return False
     try:
         declared = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *PARSE_ERRORS):
         declared = actual
     return claimed is not None and claimed in (actual, declared)
 
@@ -351,7 +359,7 @@ def _names_key_of(certificate: x509.Certificate, issuer: x509.Certificate) -> bo
 def _require_ca(certificate: x509.Certificate, role: str) -> None:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, *PARSE_ERRORS):
         constraints = None
     if constraints is None or not constraints.ca:
         raise TrustAnchorInvalid(

@@ -9,9 +9,9 @@ import logging
 import os
 
 import pytest
+from conftest import NOW
 from cryptography.hazmat.primitives import serialization
 
-from conftest import NOW
 from tai_autonomics import logs
 from tai_autonomics.trust import (
     CertExpired,
@@ -56,7 +56,9 @@ class CaRenewer:
 
     def renew(self, csr_pem: bytes) -> bytes:
         self.csrs.append(csr_pem)
-        certificate = self.ca.issue(csr_pem, self.policy, self.clock.now - dt.timedelta(minutes=5), self.clock.now + self.days * DAY)
+        certificate = self.ca.issue(
+            csr_pem, self.policy, self.clock.now - dt.timedelta(minutes=5), self.clock.now + self.days * DAY
+        )
         return certificate.public_bytes(PEM) + b"".join(c.public_bytes(PEM) for c in self.ca.intermediates)
 
 
@@ -87,20 +89,28 @@ def clock() -> Clock:
 @pytest.fixture
 def make_manager(tmp_path, root, clock):
     def make(renewer=None, **options) -> CertManager:
-        return CertManager(tmp_path / "data", CertificateVerifier(root.certificate, clock=clock), renewer=renewer,
-                           clock=clock, **options)
+        return CertManager(
+            tmp_path / "data",
+            CertificateVerifier(root.certificate, clock=clock),
+            renewer=renewer,
+            clock=clock,
+            **options,
+        )
+
     return make
 
 
 @pytest.fixture
 def installed(make_manager, issuing, clock):
     """A manager holding a certificate from the intermediate that expires 60 days from NOW."""
+
     def install(renewer=None, **options) -> CertManager:
         manager = make_manager(renewer, **options)
         key = generate_private_key()
         certificate = issuing.issue(key.public_key(), sample_policy(), NOW - DAY, NOW + 60 * DAY)
         manager.install(certificate.public_bytes(PEM) + issuing.certificate.public_bytes(PEM), private_key_pem(key))
         return manager
+
     return install
 
 
@@ -110,11 +120,24 @@ def _current_file(manager: CertManager) -> bytes:
 
 # --- warnings -------------------------------------------------------------------------------------
 
+
 def test_warnings_fire_once_per_threshold(installed, clock):
     manager = installed()
     fired = []
-    for remaining in [31 * DAY, 30 * DAY, 29 * DAY, 8 * DAY, 7 * DAY, 6 * DAY, 2 * DAY, DAY, dt.timedelta(hours=1),
-                      dt.timedelta(seconds=1), dt.timedelta(0), -DAY]:
+    for remaining in [
+        31 * DAY,
+        30 * DAY,
+        29 * DAY,
+        8 * DAY,
+        7 * DAY,
+        6 * DAY,
+        2 * DAY,
+        DAY,
+        dt.timedelta(hours=1),
+        dt.timedelta(seconds=1),
+        dt.timedelta(0),
+        -DAY,
+    ]:
         clock.advance_to(remaining, manager)
         fired += [(remaining, w.threshold_days) for w in manager.check_expiry()]
         fired += [(remaining, w.threshold_days) for w in manager.check_expiry()]  # a second check at the same time
@@ -158,6 +181,7 @@ def test_warning_is_logged_as_a_json_line(installed, clock):
 
 # --- pre-flight -----------------------------------------------------------------------------------
 
+
 def test_preflight(installed, make_manager, clock):
     with pytest.raises(CertNotLoaded):
         make_manager().preflight(0)
@@ -186,6 +210,7 @@ def test_load_refuses_a_certificate_that_expired_while_stopped(installed, make_m
 
 
 # --- renewal --------------------------------------------------------------------------------------
+
 
 def test_renewal_swaps_atomically_and_archives_the_old_certificate(installed, issuing, clock, make_manager):
     renewer = CaRenewer(issuing, clock)
@@ -272,8 +297,13 @@ def test_failed_renewal_keeps_the_old_certificate_and_backs_off(installed, clock
 
 @pytest.mark.parametrize("defect", ["garbage", "other_key", "other_policy", "untrusted_ca", "already_expired"])
 def test_invalid_renewal_answers_are_refused(installed, issuing, clock, defect):
-    other_policy = Policy(policy_id="someone-else", coverage_limits={"x": CoverageLimit(1, 1)}, authorized_sku=("x",),
-                          customer_name="Mallory", customer_account="acct-666")
+    other_policy = Policy(
+        policy_id="someone-else",
+        coverage_limits={"x": CoverageLimit(1, 1)},
+        authorized_sku=("x",),
+        customer_name="Mallory",
+        customer_account="acct-666",
+    )
 
     class BadRenewer(CaRenewer):
         def renew(self, csr_pem: bytes) -> bytes:
@@ -293,8 +323,13 @@ def test_invalid_renewal_answers_are_refused(installed, issuing, clock, defect):
     manager = installed(BadRenewer(issuing, clock, other_policy if defect == "other_policy" else None))
     before = _current_file(manager)
     outcome = manager.renew()
-    expected = {"garbage": "cert_malformed", "other_key": "cert_key_mismatch", "other_policy": "cert_renewal_mismatch",
-                "untrusted_ca": "cert_untrusted_issuer", "already_expired": "cert_expired"}[defect]
+    expected = {
+        "garbage": "cert_malformed",
+        "other_key": "cert_key_mismatch",
+        "other_policy": "cert_renewal_mismatch",
+        "untrusted_ca": "cert_untrusted_issuer",
+        "already_expired": "cert_expired",
+    }[defect]
     assert not outcome.renewed and outcome.error.code == expected
     assert _current_file(manager) == before
 
@@ -305,6 +340,7 @@ def test_renew_without_a_renewer_is_a_typed_error(installed):
 
 
 # --- revocation -----------------------------------------------------------------------------------
+
 
 def test_revocation_takes_effect_at_once_and_survives_restart(installed, issuing, clock, make_manager):
     manager = installed(CaRenewer(issuing, clock))
@@ -341,6 +377,7 @@ def test_corrupt_state_is_refused_rather_than_forgetting_a_revocation(installed,
 
 
 # --- secrets --------------------------------------------------------------------------------------
+
 
 def test_private_keys_stay_out_of_logs_reprs_and_errors(installed, issuing, clock):
     stream = io.StringIO()

@@ -6,11 +6,11 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-
-from conftest import NOW
 from trust_makers import SCENARIOS, World
+
 from tai_autonomics.trust import (
     CertificateAuthority,
     CertificateError,
@@ -56,7 +56,9 @@ def test_valid_certificate_result(world):
     assert result.days_left == 60
     assert len(result.fingerprint) == 64
     assert [c.subject.rfc4514_string() for c in result.chain] == [
-        "CN=Acme Ltd", "CN=Test Insurer Issuing CA", "CN=Test Insurer Root"
+        "CN=Acme Ltd",
+        "CN=Test Insurer Issuing CA",
+        "CN=Test Insurer Root",
     ]
 
 
@@ -99,9 +101,14 @@ def test_tampered_signature_is_named(world):
 
 def test_strict_validation_refuses_an_expired_intermediate():
     root = CertificateAuthority.generate("Root", now=NOW - dt.timedelta(days=400))
-    intermediate = root.create_intermediate("Old Issuing CA", now=NOW - dt.timedelta(days=400), valid_for=dt.timedelta(days=100))
+    intermediate = root.create_intermediate(
+        "Old Issuing CA", now=NOW - dt.timedelta(days=400), valid_for=dt.timedelta(days=100)
+    )
     leaf = intermediate.issue(
-        CertificateAuthority.generate("k").certificate.public_key(), sample_policy(), NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=1)
+        CertificateAuthority.generate("k").certificate.public_key(),
+        sample_policy(),
+        NOW - dt.timedelta(days=1),
+        NOW + dt.timedelta(days=1),
     )
     with pytest.raises(CertificateError) as info:
         CertificateVerifier(root.certificate, intermediates=intermediate.intermediates).verify(leaf, now=NOW)

@@ -7,12 +7,16 @@ import json
 import stat
 
 import pytest
+from conftest import NOW
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from conftest import NOW
 from tai_autonomics.cli import main
-from tai_autonomics.trust import CertificateAuthority, CertificateVerifier, load_certificate
+from tai_autonomics.trust import (
+    CertificateAuthority,
+    CertificateVerifier,
+    load_certificate,
+)
 
 
 @pytest.fixture
@@ -25,8 +29,16 @@ def files(tmp_path, world):
 
 
 def _inspect(files, name, *extra):
-    args = ["cert", "inspect", str(files / f"{name}.pem"), "--trust-anchor", str(files / "anchor.pem"),
-            "--at", NOW.isoformat(), *extra]
+    args = [
+        "cert",
+        "inspect",
+        str(files / f"{name}.pem"),
+        "--trust-anchor",
+        str(files / "anchor.pem"),
+        "--at",
+        NOW.isoformat(),
+        *extra,
+    ]
     return main(args)
 
 
@@ -46,7 +58,9 @@ def test_intermediate_option(files, capsys):
     assert _inspect(files, "valid_via_intermediate", "--intermediate", chain) == 0
 
 
-@pytest.mark.parametrize("name", ["expired", "extension_not_critical", "wrong_key_usage", "signed_by_impostor_with_trusted_name"])
+@pytest.mark.parametrize(
+    "name", ["expired", "extension_not_critical", "wrong_key_usage", "signed_by_impostor_with_trusted_name"]
+)
 def test_invalid_certificate_json(files, capsys, world, name):
     assert _inspect(files, name, "--json") == 1
     report = json.loads(capsys.readouterr().out)

@@ -86,8 +86,17 @@ _KU_FLAGS = {
 
 def _ku(names: str) -> x509.KeyUsage:
     flags = dict.fromkeys(
-        ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-         "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"],
+        [
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ],
         False,
     )
     for name in names.split(","):
@@ -155,10 +164,13 @@ class CryptographyMaker:
 
 # --- openssl -------------------------------------------------------------------------------------
 
+
 def openssl_binary() -> str:
     found = shutil.which("openssl")
     if found is None:
-        raise RuntimeError("the openssl command-line tool is required by the trust tests; install it (apt-get install openssl)")
+        raise RuntimeError(
+            "the openssl command-line tool is required by the trust tests; install it (apt-get install openssl)"
+        )
     return found
 
 
@@ -191,8 +203,15 @@ class OpensslMaker:
         self._run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
         return path
 
-    def _sign(self, issuer: Issuer | None, subject: str, key: Path, extensions: str, not_before: dt.datetime,
-              not_after: dt.datetime) -> bytes:
+    def _sign(
+        self,
+        issuer: Issuer | None,
+        subject: str,
+        key: Path,
+        extensions: str,
+        not_before: dt.datetime,
+        not_after: dt.datetime,
+    ) -> bytes:
         """Issue with ``openssl ca`` (self-signed if no issuer): openssl 3.0's one command taking explicit dates."""
         base = self._fresh("ca")
         base.mkdir()
@@ -228,9 +247,22 @@ distinguished_name = dn
             issuer_cert.write_bytes(issuer.certificate_pem)
             signer = ["-cert", str(issuer_cert), "-keyfile", str(issuer.key)]
         self._run(
-            "ca", "-batch", "-notext", "-config", str(config), "-extensions", "ext", *signer, "-in", str(csr),
-            "-out", str(out), "-startdate", not_before.strftime("%Y%m%d%H%M%SZ"),
-            "-enddate", not_after.strftime("%Y%m%d%H%M%SZ"),
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            str(config),
+            "-extensions",
+            "ext",
+            *signer,
+            "-in",
+            str(csr),
+            "-out",
+            str(out),
+            "-startdate",
+            not_before.strftime("%Y%m%d%H%M%SZ"),
+            "-enddate",
+            not_after.strftime("%Y%m%d%H%M%SZ"),
         )
         return out.read_bytes()
 
@@ -261,6 +293,7 @@ distinguished_name = dn
 
 # --- scenarios -----------------------------------------------------------------------------------
 
+
 @dataclass(repr=False)
 class Scenario:
     leaf_pem: bytes
@@ -272,6 +305,7 @@ class Scenario:
 class World:
     maker_label: str
     anchor_pem: bytes
+    anchor_key_pem: bytes  # lets the fuzz tests re-sign mutated certificates so they reach the deeper checks
     scenarios: dict[str, Scenario]
 
 
@@ -310,7 +344,9 @@ def build_world(maker: Maker, now: dt.datetime) -> World:
     scenarios = {
         "valid": Scenario(maker.leaf(root, good), [], None),
         "valid_via_intermediate": Scenario(maker.leaf(intermediate, good), intermediate.chain, None),
-        "expired": Scenario(maker.leaf(root, with_(not_before=now - 60 * day, not_after=now - day)), [], "cert_expired"),
+        "expired": Scenario(
+            maker.leaf(root, with_(not_before=now - 60 * day, not_after=now - day)), [], "cert_expired"
+        ),
         "not_yet_valid": Scenario(
             maker.leaf(root, with_(not_before=now + day, not_after=now + 60 * day)), [], "cert_not_yet_valid"
         ),
@@ -338,4 +374,13 @@ def build_world(maker: Maker, now: dt.datetime) -> World:
         ),
     }
     assert list(scenarios) == SCENARIOS
-    return World(maker.label, root.certificate_pem, scenarios)
+    return World(maker.label, root.certificate_pem, _key_pem(root.key), scenarios)
+
+
+def _key_pem(key: Any) -> bytes:
+    """The openssl maker holds key files, the cryptography maker key objects."""
+    if isinstance(key, Path):
+        return key.read_bytes()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
