@@ -225,7 +225,7 @@ def test_renewal_swaps_atomically_and_archives_the_old_certificate(installed, is
     new = manager.current
     assert new.fingerprint != old.fingerprint and outcome.certificate == new
     assert new.not_after == clock.now + 90 * DAY
-    assert outcome.next_attempt_at == new.not_after - dt.timedelta(days=45)
+    assert outcome.next_attempt_at == new.not_after - dt.timedelta(days=45) == manager.next_renewal_at
     assert not manager.renewal_due()
     archived = list((manager.data_dir / "archive").iterdir())
     assert [load_certificate(p.read_bytes()) for p in archived] == [old.certificate]
@@ -283,6 +283,7 @@ def test_failed_renewal_keeps_the_old_certificate_and_backs_off(installed, clock
         assert not outcome.renewed and outcome.error.code == "insurance_service_unavailable"
         assert outcome.certificate.fingerprint == fingerprint
         delays.append(outcome.next_attempt_at - clock.now)
+        assert manager.next_renewal_at == outcome.next_attempt_at
         clock.now = outcome.next_attempt_at - dt.timedelta(seconds=1)
         assert not manager.renewal_due()
         clock.now = outcome.next_attempt_at
@@ -349,6 +350,7 @@ def test_revocation_takes_effect_at_once_and_survives_restart(installed, issuing
     with pytest.raises(CertRevoked, match="key compromise"):
         manager.preflight(0)
     assert manager.revoked and manager.renewal_due()  # a new key is the remedy, so renew right away
+    assert manager.next_renewal_at == clock.now
     restarted = make_manager(CaRenewer(issuing, clock))
     restarted.load()
     with pytest.raises(CertRevoked):
