@@ -9,8 +9,8 @@ import logging
 import os
 
 import pytest
-from conftest import NOW
 from cryptography.hazmat.primitives import serialization
+from trust_makers import NOW
 
 from tai_autonomics import logs
 from tai_autonomics.trust import (

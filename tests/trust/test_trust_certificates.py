@@ -6,10 +6,9 @@ import dataclasses
 import datetime as dt
 
 import pytest
-from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from trust_makers import SCENARIOS, World
+from trust_makers import NOW, SCENARIOS, World
 
 from tai_autonomics.trust import (
     CertificateAuthority,

@@ -6,12 +6,12 @@ import contextlib
 import os
 
 import pytest
-from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trust_makers import NOW
 
 from tai_autonomics.trust import CertificateError, CertificateVerifier, load_certificate
 
