@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -412,7 +412,7 @@ class CertManager:
         return state if state.fingerprint == fingerprint else _State(fingerprint=fingerprint, warned_days=[])
 
     def _write_state(self, state: _State) -> None:
-        atomic_write(self.data_dir / STATE_FILE, json.dumps(state.__dict__, indent=2).encode())
+        atomic_write(self.data_dir / STATE_FILE, json.dumps(asdict(state), indent=2).encode())
 
     def _now(self, now: dt.datetime | None) -> dt.datetime:
         return aware(now) if now is not None else aware(self._clock())
