@@ -11,10 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from tai_autonomics import TaiError, __version__
-from tai_autonomics.cli import daemon
+from tai_autonomics.cli import cert, daemon
 
-
-_COMMAND_MODULES = (daemon,)
+_COMMAND_MODULES = (daemon, cert)
 
 
 def build_parser() -> argparse.ArgumentParser:
