@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tai_autonomics.errors import TaiError
+
+if TYPE_CHECKING:
+    from tai_autonomics.runtime.messages import ErrorInfo
 
 
 class CallError(TaiError):
@@ -54,3 +59,20 @@ class SystemError_(TaiError):
     """The actor system could not be started or reached."""
 
     code = "actor_system_error"
+
+
+_BY_CODE: dict[str, type[CallError]] = {
+    "actor_crashed": ActorCrashed,
+    "actor_restarting": ActorRestarting,
+    "unknown_message": UnknownMessage,
+    "no_such_actor": NoSuchActor,
+    "call_timeout": CallTimeout,
+}
+
+
+def error_from(info: ErrorInfo) -> CallError:
+    """The exception a caller gets for an error reply; the callee's own code is kept."""
+    detail = {**info.detail, "exception": info.exception} if info.exception else dict(info.detail)
+    error = _BY_CODE.get(info.code, CallError)(info.message, detail=detail)
+    error.code = info.code
+    return error

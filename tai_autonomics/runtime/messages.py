@@ -108,11 +108,13 @@ class Unregister:
 @dataclass(frozen=True)
 class Whereis:
     """Ask the registry for a name; if absent (or still the incarnation ``after``), wait up to
-    ``wait`` seconds for it to be registered (again)."""
+    ``wait`` seconds for it to be registered (again). A subscriber is sent :class:`Moved` when
+    the incarnation it was given goes away."""
 
     name: str
     wait: float = 0.0
     after: str = ""
+    subscribe: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,3 +138,12 @@ class Registered:
 @dataclass(frozen=True)
 class ListNames:
     """Ask the registry for :class:`Registered`."""
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Registry → subscriber: this incarnation of the name is gone (thespian drops messages
+    sent to a dead actor silently, so a cached address must be forgotten when it dies)."""
+
+    name: str
+    incarnation: str

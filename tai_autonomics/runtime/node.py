@@ -24,14 +24,12 @@ from thespian.actors import ActorExitRequest, ActorSystem, PoisonMessage
 
 from tai_autonomics.runtime import _process, _transport
 from tai_autonomics.runtime.errors import (
-    ActorCrashed,
-    ActorRestarting,
     CallError,
     CallTimeout,
     NoSuchActor,
     StartError,
     SystemError_,
-    UnknownMessage,
+    error_from,
 )
 from tai_autonomics.runtime.messages import (
     Call,
@@ -48,18 +46,15 @@ from tai_autonomics.runtime.messages import (
     Whereis,
 )
 from tai_autonomics.runtime.registry import Registry
+from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT
 from tai_autonomics.runtime.spec import SupervisorSpec
 from tai_autonomics.runtime.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
 BASES = ("multiprocTCPBase", "simpleSystemBase")
-DEFAULT_CALL_TIMEOUT = 5.0
 SYSTEM_SHUTDOWN_WAIT_S = 3.0
 _EARLY = 0.05  # an ask that returns empty this long before its deadline hit a dead address
-
-_ERRORS = {"actor_crashed": ActorCrashed, "actor_restarting": ActorRestarting,
-           "unknown_message": UnknownMessage, "no_such_actor": NoSuchActor}
 
 
 @dataclass(frozen=True)
@@ -288,12 +283,7 @@ def _not_delivered(reply: Reply) -> bool:
 def _unwrap(reply: Reply) -> Any:
     if reply.error is None:
         return reply.value
-    err = reply.error
-    cls = _ERRORS.get(err.code, CallError)
-    detail = {**err.detail, "exception": err.exception} if err.exception else dict(err.detail)
-    exc = cls(err.message, detail=detail)
-    exc.code = err.code
-    raise exc
+    raise error_from(reply.error)
 
 
 def _ensure_port_free(host: str, port: int) -> None:

@@ -20,6 +20,7 @@ from tai_autonomics.runtime import _process
 from tai_autonomics.runtime.messages import (
     ListNames,
     Location,
+    Moved,
     Register,
     Registered,
     Unregister,
@@ -34,19 +35,21 @@ class Registry(Actor):
         super().__init__()
         self._entries: dict[str, Location] = {}
         self._waiters: dict[str, dict[int, Any]] = {}
+        self._subscribers: dict[str, list[Any]] = {}
         self._ids = itertools.count()
         _process.die_with_parent()
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Register):
             location = Location(msg.name, msg.address, msg.incarnation, msg.pid)
+            self._gone(msg.name)
             self._entries[msg.name] = location
             for waiter in self._waiters.pop(msg.name, {}).values():
                 self.send(waiter, location)
         elif isinstance(msg, Unregister):
             current = self._entries.get(msg.name)
             if current is not None and current.incarnation == msg.incarnation:
-                del self._entries[msg.name]
+                self._gone(msg.name)
         elif isinstance(msg, Whereis):
             self._whereis(msg, sender)
         elif isinstance(msg, ListNames):
@@ -58,7 +61,17 @@ class Registry(Actor):
             if waiter is not None:
                 self.send(waiter, Location(name))
 
+    def _gone(self, name: str) -> None:
+        """The current incarnation of ``name`` is no more: tell whoever was given it."""
+        location = self._entries.pop(name, None)
+        subscribers = self._subscribers.pop(name, [])
+        if location is not None:
+            for subscriber in subscribers:
+                self.send(subscriber, Moved(name, location.incarnation))
+
     def _whereis(self, msg: Whereis, sender: Any) -> None:
+        if msg.subscribe and sender not in self._subscribers.setdefault(msg.name, []):
+            self._subscribers[msg.name].append(sender)
         location = self._entries.get(msg.name)
         if location is not None and msg.after and location.incarnation == msg.after:
             location = None

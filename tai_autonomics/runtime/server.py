@@ -12,12 +12,21 @@ crash: the caller gets its code and message and the actor keeps its state.
 Subclasses implement ``init(args)``, ``call_<type>(payload)`` for calls (the return value is the
 reply), ``cast_<type>(payload)`` for casts, ``on_timer(payload)`` for timers set with
 :meth:`start_timer`, and ``terminate(reason)``.
+
+An actor must never block waiting for another (thespian runs one message at a time), so a
+server calls other actors with :meth:`Server.call_actor`, whose result arrives later in a
+callback, and answers its own caller later with :meth:`Process.reply` after returning
+:data:`NOREPLY` (OTP's ``{noreply, State}`` + ``gen_server:reply/2``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -31,23 +40,40 @@ from thespian.actors import (
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import _process
+from tai_autonomics.runtime.errors import ActorCrashed, CallTimeout, NoSuchActor, error_from
 from tai_autonomics.runtime.messages import (
     Call,
     Cast,
     ErrorInfo,
     Exiting,
     Init,
+    Location,
+    Moved,
     Register,
     Reply,
     Shutdown,
     Started,
     StartFailed,
     Unregister,
+    Whereis,
 )
 
 log = logging.getLogger(__name__)
 
+NOREPLY = object()
+"""Returned by a call handler that will answer later with :meth:`Process.reply`."""
+
+DEFAULT_CALL_TIMEOUT = 5.0
+
 _IGNORED = (PoisonMessage, DeadEnvelope)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who to answer: kept by a handler that returned :data:`NOREPLY`."""
+
+    address: Any
+    ref: str
 
 
 class _Stop(Exception):
@@ -70,6 +96,7 @@ class Process(Actor):
         self._parent: Any = None
         self._registry: Any = None
         self._exiting = False
+        self.caller: Caller | None = None
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -110,19 +137,30 @@ class Process(Actor):
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
                 "actor_restarting", f"{self.name} is restarting after a crash; retry")))
             return
+        self.caller = Caller(sender, msg.ref)
         try:
             value = self.handle_call(msg.type, msg.payload)
         except _Stop as stop:
             self.send(sender, Reply(msg.ref, value=stop.reply))
             self.exit(normal=True, reason=stop.reason)
         except TaiError as exc:
-            self.send(sender, Reply(msg.ref, error=ErrorInfo(exc.code, exc.message, type(exc).__name__, exc.detail)))
+            self.send(sender, Reply(msg.ref, error=_error_info(exc)))
         except Exception as exc:
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
                 "actor_crashed", str(exc), type(exc).__name__, {"actor": self.name, "message_type": msg.type})))
             self.crash(msg.type, exc)
         else:
-            self.send(sender, Reply(msg.ref, value=value))
+            if value is not NOREPLY:
+                self.send(sender, Reply(msg.ref, value=value))
+        finally:
+            self.caller = None
+
+    def reply(self, caller: Caller, value: Any = None, error: BaseException | None = None) -> None:
+        """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error)."""
+        if error is None:
+            self.send(caller.address, Reply(caller.ref, value=value))
+        else:
+            self.send(caller.address, Reply(caller.ref, error=_error_info(error)))
 
     def _on_cast(self, msg: Cast) -> None:
         if not self._exiting:
@@ -189,8 +227,24 @@ class Process(Actor):
         """Last words before this incarnation ends (shutdown, normal stop or crash)."""
 
 
+@dataclass
+class _Outgoing:
+    name: str
+    msg_type: str
+    payload: Any
+    then: Callable[[Any, BaseException | None], None]
+    deadline: float
+    incarnation: str = ""
+
+
 class Server(Process):
     """A worker actor with OTP ``gen_server`` semantics. See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._outgoing: dict[str, _Outgoing] = {}
+        self._locations: dict[str, Location] = {}
+        self._resolving: dict[str, list[str]] = {}
 
     def start(self, msg: Init) -> None:
         self.init(dict(msg.args or {}))
@@ -219,7 +273,17 @@ class Server(Process):
         return handler
 
     def handle_message(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, WakeupMessage):
+        if isinstance(msg, Reply):
+            self._on_reply(msg)
+        elif isinstance(msg, Location):
+            self._on_location(msg)
+        elif isinstance(msg, Moved):
+            self._on_moved(msg)
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Deadline):
+            self._on_deadline(msg.payload.ref)
+        elif isinstance(msg, PoisonMessage) and isinstance(msg.poisonMessage, Call):
+            self._redispatch(msg.poisonMessage.ref)
+        elif isinstance(msg, WakeupMessage):
             self.on_timer(msg.payload)
         elif isinstance(msg, Shutdown):
             self.exit(normal=True, reason=msg.reason)
@@ -234,6 +298,89 @@ class Server(Process):
         """End this incarnation normally after the current message (replying ``reply`` to a call)."""
         raise _Stop(reason, reply)
 
+    # -- calling other actors (never blocking) -------------------------------------------------
+
+    def call_actor(self, name: str, msg_type: str, payload: Any = None, *,
+                   then: Callable[[Any, BaseException | None], None],
+                   timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
+        """Call the actor registered as ``name``; ``then(value, error)`` runs when it answers.
+
+        ``error`` is a :class:`TaiError` (the callee's refusal, ``actor_crashed``,
+        ``no_such_actor`` or ``call_timeout``). A callee that restarts before running the call
+        is followed to its next incarnation, as :meth:`Node.call` does.
+        """
+        ref = uuid.uuid4().hex
+        self._outgoing[ref] = _Outgoing(name, msg_type, payload, then, time.monotonic() + timeout)
+        self.wakeupAfter(timedelta(seconds=timeout), payload=_Deadline(ref))
+        self._dispatch(ref)
+
+    def _dispatch(self, ref: str, gone: str = "") -> None:
+        out = self._outgoing[ref]
+        location = self._locations.get(out.name)
+        if location is not None and location.incarnation != gone:
+            out.incarnation = location.incarnation
+            self.send(location.address, Call(ref, out.msg_type, out.payload))
+            return
+        self._locations.pop(out.name, None)
+        out.incarnation = ""
+        waiting = self._resolving.setdefault(out.name, [])
+        waiting.append(ref)
+        if len(waiting) == 1:
+            self.send(self._registry, Whereis(out.name, max(0.0, out.deadline - time.monotonic()), gone,
+                                              subscribe=True))
+
+    def _on_location(self, location: Location) -> None:
+        refs = [r for r in self._resolving.pop(location.name, []) if r in self._outgoing]
+        if location.address is None:
+            for ref in refs:
+                self._settle(ref, None, NoSuchActor(f"no actor is registered as {location.name!r}",
+                                                    detail={"actor": location.name}))
+            return
+        self._locations[location.name] = location
+        for ref in refs:
+            self._dispatch(ref)
+
+    def _on_moved(self, moved: Moved) -> None:
+        """A callee incarnation is gone: forget its address, and fail the calls it never answered
+        (it may have died running them, so they are not sent again: at most once)."""
+        location = self._locations.get(moved.name)
+        if location is not None and location.incarnation == moved.incarnation:
+            del self._locations[moved.name]
+        lost = [ref for ref, out in self._outgoing.items()
+                if out.name == moved.name and out.incarnation == moved.incarnation]
+        for ref in lost:
+            self._settle(ref, None, ActorCrashed(f"{moved.name} exited before answering",
+                                                 detail={"actor": moved.name, "message_type": self._outgoing[ref].msg_type}))
+
+    def _on_reply(self, reply: Reply) -> None:
+        if reply.error is not None and reply.error.code == "actor_restarting":
+            self._redispatch(reply.ref)
+        elif reply.error is not None:
+            self._settle(reply.ref, None, error_from(reply.error))
+        else:
+            self._settle(reply.ref, reply.value, None)
+
+    def _redispatch(self, ref: str) -> None:
+        """The callee was on its way out and did not run the call: follow it to its successor."""
+        out = self._outgoing.get(ref)
+        if out is not None:
+            self._dispatch(ref, gone=out.incarnation)
+
+    def _on_deadline(self, ref: str) -> None:
+        out = self._outgoing.get(ref)
+        if out is not None and ref in self._resolving.get(out.name, ()):
+            self._settle(ref, None, NoSuchActor(f"no actor was registered as {out.name!r} within the call timeout",
+                                                detail={"actor": out.name}))
+        elif out is not None:
+            self._settle(ref, None, CallTimeout(
+                f"no reply from {out.name!r} to {out.msg_type!r} within the call timeout",
+                detail={"actor": out.name, "message_type": out.msg_type}))
+
+    def _settle(self, ref: str, value: Any, error: BaseException | None) -> None:
+        out = self._outgoing.pop(ref, None)
+        if out is not None:
+            self._guarded(out.then, value, error, message_type=f"reply:{out.msg_type}")
+
     def on_timer(self, payload: Any) -> None:
         """A timer set with :meth:`start_timer` fired."""
 
@@ -243,4 +390,15 @@ class Server(Process):
     def inspect_state(self) -> dict[str, Any]:
         """A JSON-able view of the state, for the remote shell's ``state NAME``."""
         return {}
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    ref: str
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    if isinstance(exc, TaiError):
+        return ErrorInfo(exc.code, exc.message, type(exc).__name__, exc.detail)
+    return ErrorInfo("actor_crashed", str(exc), type(exc).__name__)
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from tai_autonomics.errors import TaiError
-from tai_autonomics.runtime import Server
+from tai_autonomics.runtime import NOREPLY, Server
 from tai_autonomics.runtime.messages import Shutdown
 
 
@@ -89,3 +89,20 @@ class Crasher(Echo):
 
     def on_timer(self, payload: Any) -> None:
         raise RuntimeError("crashing on schedule")
+
+
+class Relay(Echo):
+    """Calls another actor on its caller's behalf and answers later (never blocking)."""
+
+    def call_relay(self, request: dict[str, Any]) -> Any:
+        caller = self.caller
+        self.call_actor(request["to"], request["type"], request.get("payload"), timeout=request.get("timeout", 5.0),
+                        then=lambda value, error: self.reply(caller, value, error))
+        return NOREPLY
+
+    def call_relay_then_crash(self, request: dict[str, Any]) -> Any:
+        self.call_actor(request["to"], "echo", 1, then=self._explode)
+        return "sent"
+
+    def _explode(self, value: Any, error: BaseException | None) -> None:
+        raise RuntimeError("crash in a reply callback")

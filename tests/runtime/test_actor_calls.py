@@ -1,0 +1,79 @@
+"""Actors calling actors without blocking, with deferred replies, on both bases."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tai_autonomics.runtime import ActorCrashed, CallError, CallTimeout, Node, NodeConfig, parse_tree
+from tai_autonomics.runtime.messages import Call
+from tests.conftest import free_port
+from tests.runtime.test_supervision import crash_and_await_restart, incarnation, workers
+
+RELAY = {"actor": "tests.runtime.actors:Relay"}
+
+
+def relay(node: Node, to: str, msg_type: str, payload=None, **extra):
+    return node.call("relay", "relay", {"to": to, "type": msg_type, "payload": payload, **extra}, timeout=10)
+
+
+def test_a_call_through_another_actor(node: Node, tree) -> None:
+    tree({"root": {"children": ["a", "relay"]}}, {**workers("a"), "relay": dict(RELAY)})
+    assert relay(node, "a", "echo", {"k": [1, 2]}) == {"k": [1, 2]}
+    assert node.call("a", "seen") == 1
+
+
+def test_the_callees_errors_reach_the_original_caller(node: Node, tree) -> None:
+    tree({"root": {"intensity": 5, "children": ["a", "relay"]}}, {**workers("a"), "relay": dict(RELAY)})
+    with pytest.raises(CallError) as refused:
+        relay(node, "a", "refuse", "why")
+    assert (refused.value.code, refused.value.detail["why"]) == ("refused", "why")
+    relay_before = incarnation(node, "relay")
+    with pytest.raises(ActorCrashed):
+        relay(node, "a", "crash", "x")
+    assert incarnation(node, "relay") == relay_before  # the callee crashed, not the caller
+    with pytest.raises(CallError) as missing:
+        relay(node, "nobody", "echo", timeout=0.3)
+    assert missing.value.code == "no_such_actor"
+
+
+def test_calls_follow_the_callee_across_a_restart(node: Node, tree) -> None:
+    tree({"root": {"intensity": 5, "children": ["a", "relay"]}}, {**workers("a"), "relay": dict(RELAY)})
+    assert relay(node, "a", "echo", 1) == 1
+    crash_and_await_restart(node, "a")
+    assert relay(node, "a", "echo", 2) == 2
+    assert node.call("a", "seen") == 1
+
+
+def test_a_crash_in_a_reply_callback_restarts_the_caller(node: Node, tree) -> None:
+    tree({"root": {"intensity": 5, "children": ["a", "relay"]}}, {**workers("a"), "relay": dict(RELAY)})
+    before = incarnation(node, "relay")
+    assert node.call("relay", "relay_then_crash", {"to": "a"}) == "sent"
+    assert node.whereis("relay", wait=10, after=before).incarnation != before
+
+
+def test_a_slow_callee_times_out_for_the_caller() -> None:
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "relay"]}},
+                                    "workers": {**workers("a"), "relay": dict(RELAY)}}))
+        with pytest.raises(CallTimeout):
+            relay(node, "a", "sleep", 2.0, timeout=0.3)
+
+
+def test_a_callee_killed_mid_call_fails_the_call_at_once() -> None:
+    """Like an OTP monitor: the caller hears of the death at once, not after its timeout, and the
+    call is not run again (it may have been half done)."""
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"intensity": 5, "children": ["a", "relay"]}},
+                                    "workers": {**workers("a"), "relay": dict(RELAY)}}))
+        assert relay(node, "a", "echo", 0) == 0  # the relay has resolved (and subscribed to) a
+        pid = node.call("a", "$info")["pid"]
+        started = time.monotonic()
+        request = {"to": "a", "type": "sleep", "payload": 30, "timeout": 20}
+        node._system.tell(node.whereis("relay").address, Call("r1", "relay", request))
+        os.kill(pid, 9)
+        reply = node._system.listen(15)
+        assert reply.ref == "r1" and reply.error.code == "actor_crashed", reply
+        assert time.monotonic() - started < 10
