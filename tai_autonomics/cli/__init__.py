@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from tai_autonomics import TaiError, __version__
-from tai_autonomics.cli import sandbox
+from tai_autonomics.cli import cert, sandbox
 
-_COMMAND_MODULES: tuple = (sandbox,)
+_COMMAND_MODULES: tuple = (cert, sandbox)
 
 
 def build_parser() -> argparse.ArgumentParser:
