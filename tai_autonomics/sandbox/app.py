@@ -272,7 +272,7 @@ class Sandbox:
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        return _json(exc.status_code, error_body(codes.get(exc.status_code, "http_error"), exc.detail))
+        return _json(exc.status_code, error_body(codes.get(exc.status_code, "http_error"), exc.detail), exc.headers)
 
     async def _api_error(self, request: Request, exc: ApiError) -> Response:
         return _json(exc.status, error_reply(exc).body, exc.headers)

@@ -23,10 +23,9 @@ from tai_autonomics.sandbox.web import (
     ApiError, Reply, Route, json_object, no_other_fields, path_param, rfc3339, text_field, utcnow,
 )
 from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem
-from tai_autonomics.trust.errors import CertPolicyMalformed, CsrInvalid
+from tai_autonomics.trust import CertificateAuthority, CertPolicyMalformed, CsrInvalid, Policy, sample_policy
 from tai_autonomics.trust.insurer_signature import key_id_for, public_key_pem, sign_body
-from tai_autonomics.trust.issuing import CA_KEY_FILE, CertificateAuthority, sample_policy
-from tai_autonomics.trust.policy import Policy
+from tai_autonomics.trust.issuing import CA_KEY_FILE
 
 PREFIX = "/insurer/v1"
 POLICY_ID = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
