@@ -64,7 +64,11 @@ class SandboxConfig:
 
 
 class RequestLog:
-    """The last :data:`REQUEST_LOG_SIZE` party requests, each with its arrival time (epoch seconds)."""
+    """The last :data:`REQUEST_LOG_SIZE` party requests, each with its arrival time (epoch seconds).
+
+    An entry is recorded on arrival, so a request still being answered (a hang) is already
+    counted; its ``status`` and ``duration_s`` are null until it is answered.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -75,14 +79,19 @@ class RequestLog:
             self._entries: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
             self._seq = 0
 
-    def append(self, entry: dict[str, Any]) -> None:
+    def arrived(self, endpoint: str, method: str, path: str, faults: list[str]) -> dict[str, Any]:
+        """Record a request as it arrives; the caller fills in status, dropped and duration_s when it is answered."""
         with self._lock:
             self._seq += 1
-            self._entries.append({"seq": self._seq, **entry})
+            entry = {"seq": self._seq, "time": time.time(), "endpoint": endpoint, "method": method, "path": path,
+                     "faults": faults, "status": None, "dropped": False, "duration_s": None}
+            self._entries.append(entry)
+            return entry
 
     def query(self, endpoint: str = "*", after: int = 0) -> list[dict[str, Any]]:
         with self._lock:
-            return [e for e in self._entries if e["seq"] > after and fnmatch.fnmatchcase(e["endpoint"], endpoint)]
+            return [dict(e) for e in self._entries
+                    if e["seq"] > after and fnmatch.fnmatchcase(e["endpoint"], endpoint)]
 
 
 class _DroppedResponse(Response):
@@ -161,20 +170,16 @@ class Sandbox:
         return endpoint
 
     async def _dispatch(self, route: Route, sign: Callable | None, request: Request) -> Response:
-        arrived, started = time.time(), time.monotonic()
+        started = time.monotonic()
         faults = self.faults.draw(route.name)
+        entry = self.requests.arrived(route.name, request.method, request.url.path, [f.kind for f in faults])
         try:
             reply = await self._reply(route, request, faults)
         except ApiError as err:
             reply = error_reply(err)
         body = encode(reply.body)
         headers = {**reply.headers, **(sign(body, faults) if sign else {})}
-        entry = {
-            "time": arrived, "endpoint": route.name, "method": request.method, "path": request.url.path,
-            "status": reply.status, "faults": [f.kind for f in faults], "dropped": reply.dropped,
-            "duration_s": round(time.monotonic() - started, 6),
-        }
-        self.requests.append(entry)
+        entry.update(status=reply.status, dropped=reply.dropped, duration_s=round(time.monotonic() - started, 6))
         logs.event(log, "sandbox request", **{k: v for k, v in entry.items() if k != "time"})
         if reply.dropped:
             return _DroppedResponse(status_code=reply.status)
