@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     from tai_autonomics.sandbox.runner import serve_foreground
 
-    logs.configure(args.log_level)
     faults = tuple(parse_fault_arg(text) for text in args.fault)
+    logs.configure(args.log_level)
     if not _is_loopback(args.host):
         logs.event(log, "sandbox bound to a non-loopback address", logging.WARNING, host=args.host)
     config = SandboxConfig(data_dir=args.data_dir / "sandbox", ca_dir=args.ca_dir, faults=faults, seed=args.seed,
