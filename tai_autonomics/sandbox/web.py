@@ -110,9 +110,9 @@ def _invalid(name: str, expected: str) -> ApiError:
 
 def text_field(body: dict[str, Any], name: str, *, pattern: str | None = None, max_len: int = 256,
                required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
+    if name not in body and not required:
         return None
+    value = body.get(name)
     if not isinstance(value, str) or not 0 < len(value) <= max_len:
         raise _invalid(name, f"a non-empty string of at most {max_len} characters")
     if pattern is not None and not re.fullmatch(pattern, value):

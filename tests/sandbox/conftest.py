@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -66,6 +67,12 @@ class Contract:
         for header in documented.get("headers", {}):
             if header.startswith("X-Insurer"):
                 assert header in response.headers, f"{header} missing on {method} {template} {status}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_sandbox_left_behind() -> Iterator[None]:
+    yield
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("sandbox-")], "a sandbox thread is left"
 
 
 @pytest.fixture(scope="session")
