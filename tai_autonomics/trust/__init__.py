@@ -1,8 +1,23 @@
-"""Trust: insurance certificates, their policy extension, and the CA used by the sandbox and tests.
+"""Trust: insurance certificates, their policy extension, their lifecycle (CertManager), and the CA
+used by the sandbox and tests.
 
 Import from here; the submodules' layout is not part of the API.
 """
 
+from tai_autonomics.trust.cert_manager import (
+    CertManager,
+    ExpiryWarning,
+    RenewalOutcome,
+    Renewer,
+)
+from tai_autonomics.trust.certificates import (
+    CertificateVerifier,
+    VerifiedCertificate,
+    describe,
+    fingerprint,
+    load_certificate,
+    load_certificates,
+)
 from tai_autonomics.trust.errors import (
     CaStoreInvalid,
     CertChainInvalid,
@@ -20,11 +35,13 @@ from tai_autonomics.trust.errors import (
     CertRenewalMismatch,
     CertRevoked,
     CertSignatureInvalid,
+    CertStateCorrupt,
     CertUntrustedIssuer,
     CertValidityTooShort,
     CertWrongKeyUsage,
     CsrInvalid,
     DevCaExists,
+    KeyInvalid,
     RenewalFailed,
     TrustAnchorInvalid,
     TrustError,
@@ -48,6 +65,7 @@ __all__ = [
     "CertIssuerMismatch",
     "CertKeyMismatch",
     "CertMalformed",
+    "CertManager",
     "CertNotLoaded",
     "CertNotYetValid",
     "CertPolicyExtensionMissing",
@@ -56,21 +74,32 @@ __all__ = [
     "CertRenewalMismatch",
     "CertRevoked",
     "CertSignatureInvalid",
+    "CertStateCorrupt",
     "CertUntrustedIssuer",
     "CertValidityTooShort",
     "CertWrongKeyUsage",
     "CertificateAuthority",
     "CertificateError",
+    "CertificateVerifier",
     "CoverageLimit",
     "CsrInvalid",
     "DevCaExists",
     "DevCaFiles",
+    "ExpiryWarning",
+    "KeyInvalid",
     "Policy",
     "RenewalFailed",
+    "RenewalOutcome",
+    "Renewer",
     "TrustAnchorInvalid",
     "TrustError",
+    "VerifiedCertificate",
+    "describe",
+    "fingerprint",
     "generate_key_and_csr",
     "generate_private_key",
+    "load_certificate",
+    "load_certificates",
     "sample_policy",
     "write_dev_ca",
 ]

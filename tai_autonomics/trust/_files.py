@@ -11,7 +11,10 @@ import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
 
 PRIVATE_FILE_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644
@@ -44,7 +47,9 @@ def _fsync_directory(directory: Path) -> None:
 
 def private_key_pem(key: PrivateKeyTypes) -> bytes:
     """Unencrypted PKCS#8 PEM; callers write it with :data:`PRIVATE_FILE_MODE`."""
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_key_pem(key: PrivateKeyTypes) -> bytes:

@@ -153,3 +153,15 @@ class DevCaExists(TrustError):
     """``cert dev-ca`` refuses to overwrite an existing CA key unless asked to (``--force``)."""
 
     code = "dev_ca_exists"
+
+
+class CertStateCorrupt(TrustError):
+    """The CertManager's state file is unreadable; refusing to guess whether the certificate was revoked."""
+
+    code = "cert_state_corrupt"
+
+
+class KeyInvalid(TrustError):
+    """A private key file is unreadable, encrypted, or not PEM; the message names the file, never the key."""
+
+    code = "key_invalid"

@@ -19,10 +19,19 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, CertificatePublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import NameOID
 
-from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem, public_key_pem, same_public_key
+from tai_autonomics.trust._files import (
+    PRIVATE_FILE_MODE,
+    atomic_write,
+    private_key_pem,
+    public_key_pem,
+    same_public_key,
+)
 from tai_autonomics.trust._time import aware, utcnow
 from tai_autonomics.trust.errors import CaStoreInvalid, CsrInvalid, DevCaExists
 from tai_autonomics.trust.policy import CoverageLimit, Policy
@@ -176,7 +185,9 @@ class CertificateAuthority:
             certificate = x509.load_pem_x509_certificate((source / CA_CERT_FILE).read_bytes())
             key = serialization.load_pem_private_key((source / CA_KEY_FILE).read_bytes(), password=None)
             chain_path = source / CA_CHAIN_FILE
-            intermediates = tuple(x509.load_pem_x509_certificates(chain_path.read_bytes())) if chain_path.exists() else ()
+            intermediates = (
+                tuple(x509.load_pem_x509_certificates(chain_path.read_bytes())) if chain_path.exists() else ()
+            )
         except OSError as exc:
             raise CaStoreInvalid(f"cannot read the CA in {source}: {exc.strerror} ({exc.filename})") from None
         except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -303,7 +314,9 @@ def _ca_builder(
     )
 
 
-def _key_usage(*, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False) -> x509.KeyUsage:
+def _key_usage(
+    *, digital_signature: bool = False, key_cert_sign: bool = False, crl_sign: bool = False
+) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=digital_signature,
         content_commitment=False,

@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography import x509
 
+from tai_autonomics.trust._parsing import PARSE_ERRORS
 from tai_autonomics.trust.errors import (
     CertPolicyExtensionMissing,
     CertPolicyExtensionNotCritical,
@@ -57,7 +58,10 @@ class CoverageLimit:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; whole-number costs stay integers so the document round-trips exactly."""
         cost = self.limit_cost
-        return {"limit_count": self.limit_count, "limit_cost": int(cost) if cost == cost.to_integral_value() else float(cost)}
+        return {
+            "limit_count": self.limit_count,
+            "limit_cost": int(cost) if cost == cost.to_integral_value() else float(cost),
+        }
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class Policy:
                 f"the certificate has no insurance policy extension (OID {POLICY_OID.dotted_string}); "
                 "it is not an insurance certificate — ask the insurer for one"
             ) from None
-        except ValueError as exc:  # duplicate or undecodable extensions
+        except PARSE_ERRORS as exc:  # duplicate or undecodable extensions
             raise CertPolicyMalformed(f"the certificate's extensions cannot be read: {exc}") from None
         if not extension.critical:
             raise CertPolicyExtensionNotCritical(

@@ -1,0 +1,428 @@
+"""CertManager core: the current insurance certificate and its lifecycle, as a plain class.
+
+The actor wrapper (written against the team's runtime) owns the timers and the receipts; this
+core owns the decisions, takes "now" from an injected clock on every call, and never sleeps:
+
+- :meth:`CertManager.preflight` is the pure check every guarded operation runs ("valid for at
+  least D more seconds"), so correctness never depends on a timer firing (SPEC 2).
+- :meth:`CertManager.check_expiry` returns the 30/7/1-day warnings, each once per certificate,
+  remembered across restarts in ``state.json``.
+- :meth:`CertManager.renew` makes a new key and CSR, sends it through the injected
+  :class:`Renewer`, validates the answer, and only then swaps it in atomically; on failure the
+  old certificate stays and the outcome says when to try again (exponential backoff).
+- :meth:`CertManager.mark_revoked` takes effect at the next check, immediately, and survives
+  restarts.
+
+Data directory layout: ``current.pem`` (certificate, its chain, then its private key, mode
+0600, replaced as one file so certificate and key can never disagree), ``state.json``, and
+``archive/`` (replaced certificates, without their keys).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from tai_autonomics import logs
+from tai_autonomics.errors import TaiError
+from tai_autonomics.trust._files import (
+    PRIVATE_FILE_MODE,
+    atomic_write,
+    private_key_pem,
+    same_public_key,
+)
+from tai_autonomics.trust._time import Clock, aware, utcnow
+from tai_autonomics.trust.certificates import (
+    CertificateVerifier,
+    VerifiedCertificate,
+    load_certificates,
+)
+from tai_autonomics.trust.errors import (
+    CertExpired,
+    CertKeyMismatch,
+    CertNotLoaded,
+    CertNotYetValid,
+    CertRenewalMismatch,
+    CertRevoked,
+    CertStateCorrupt,
+    CertValidityTooShort,
+    KeyInvalid,
+    RenewalFailed,
+)
+from tai_autonomics.trust.issuing import generate_key_and_csr
+
+logger = logging.getLogger(__name__)
+
+CURRENT_FILE = "current.pem"
+STATE_FILE = "state.json"
+ARCHIVE_DIR = "archive"
+
+WARNING_THRESHOLDS_DAYS = (30, 7, 1)
+RENEW_BEFORE = dt.timedelta(days=45)
+"""Start renewing this long before expiry: renewal has 15 days of retries before the first warning."""
+RETRY_BASE = dt.timedelta(minutes=1)
+RETRY_CAP = dt.timedelta(hours=6)
+
+
+class Renewer(Protocol):
+    """Whatever turns a CSR into a certificate: the InsuranceClient in production, a CA in tests."""
+
+    def renew(self, csr_pem: bytes) -> bytes:
+        """Return the new certificate (PEM, optionally followed by its chain, or DER); raise a TaiError on failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    """The certificate crossed an expiry threshold; the actor turns this into a receipt and a log line."""
+
+    threshold_days: int
+    fingerprint: str
+    not_after: dt.datetime
+    remaining: dt.timedelta
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields for the receipt."""
+        return {
+            "threshold_days": self.threshold_days,
+            "fingerprint": self.fingerprint,
+            "not_after": self.not_after.isoformat(),
+            "seconds_left": int(self.remaining.total_seconds()),
+        }
+
+
+@dataclass(frozen=True)
+class RenewalOutcome:
+    """Result of one renewal attempt.
+
+    ``certificate`` is the current certificate afterwards: the new one if ``renewed``, else the old
+    one, which is kept. ``next_attempt_at`` is when to try again: the backoff time after a
+    failure, or when the new certificate falls due after a success.
+    """
+
+    renewed: bool
+    certificate: VerifiedCertificate
+    next_attempt_at: dt.datetime
+    consecutive_failures: int
+    error: TaiError | None = None
+
+
+@dataclass
+class _State:
+    """What must survive a restart, for the certificate with ``fingerprint`` only."""
+
+    fingerprint: str
+    warned_days: list[int]
+    revoked_reason: str | None = None
+    revoked_at: str | None = None
+    renewal_failures: int = 0
+    next_attempt_at: str | None = None
+
+
+class CertManager:
+    """Holds the current insurance certificate and decides warnings, pre-flight, renewal and revocation."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        verifier: CertificateVerifier,
+        *,
+        renewer: Renewer | None = None,
+        clock: Clock = utcnow,
+        warning_thresholds_days: Sequence[int] = WARNING_THRESHOLDS_DAYS,
+        renew_before: dt.timedelta = RENEW_BEFORE,
+        retry_base: dt.timedelta = RETRY_BASE,
+        retry_cap: dt.timedelta = RETRY_CAP,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self._verifier = verifier
+        self._renewer = renewer
+        self._clock = clock
+        self._thresholds = tuple(sorted(set(warning_thresholds_days), reverse=True))
+        self._renew_before = renew_before
+        self._retry_base = retry_base
+        self._retry_cap = retry_cap
+        self._current: VerifiedCertificate | None = None
+        self._key: PrivateKeyTypes | None = None
+        self._state: _State | None = None
+
+    def __repr__(self) -> str:
+        held = self._current.fingerprint[:16] if self._current else None
+        return f"CertManager(data_dir={str(self.data_dir)!r}, certificate={held!r})"
+
+    # --- the certificate ------------------------------------------------------------------
+
+    def load(self) -> VerifiedCertificate:
+        """Read and verify ``current.pem``; raises the verification error (fail-fast start) if it is not valid.
+
+        A revoked certificate loads (revocation is state, not a property of the file);
+        :meth:`preflight` then refuses it.
+        """
+        path = self.data_dir / CURRENT_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CertNotLoaded(
+                f"no insurance certificate at {path}; install one (CertManager.install) or check the data directory"
+            ) from None
+        except OSError as exc:
+            raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
+        key = _load_private_key(data, path)
+        verified = self._verify_bundle(data, key)
+        self._current, self._key = verified, key
+        self._state = self._read_state(verified.fingerprint)
+        return verified
+
+    def install(self, certificate: bytes, private_key: bytes) -> VerifiedCertificate:
+        """Verify a certificate (PEM, chain optional) and its PEM private key, then make them current.
+
+        Used for the first setup and for manual replacement; any previous certificate is archived.
+        """
+        key = _load_private_key(private_key, Path("<private key>"))
+        verified = self._verify_bundle(certificate, key)
+        self._swap(verified, key)
+        return verified
+
+    @property
+    def current(self) -> VerifiedCertificate:
+        """The certificate in force (as verified when loaded or renewed)."""
+        if self._current is None:
+            raise CertNotLoaded("no insurance certificate is loaded; call load() or install() first")
+        return self._current
+
+    @property
+    def private_key(self) -> PrivateKeyTypes:
+        """The current certificate's private key, for signing to the insurer; never logged."""
+        if self._key is None:
+            raise CertNotLoaded("no insurance certificate is loaded; call load() or install() first")
+        return self._key
+
+    # --- checks -----------------------------------------------------------------------------
+
+    def preflight(self, seconds: float = 0, now: dt.datetime | None = None) -> VerifiedCertificate:
+        """The certificate if it is valid now and for at least ``seconds`` more; else the typed reason.
+
+        A pure check against the held certificate and the clock, cheap enough for every operation.
+        """
+        current = self.current
+        moment = self._now(now)
+        state = self._held_state()
+        if state.revoked_reason is not None:
+            raise CertRevoked(
+                f"the insurer revoked the certificate at {state.revoked_at} ({state.revoked_reason}); "
+                "operations are refused until a new certificate is installed or renewed"
+            )
+        if moment < current.not_before:
+            raise CertNotYetValid(f"the certificate is not valid until {current.not_before.isoformat()}")
+        remaining = current.remaining(moment)
+        if remaining.total_seconds() < 0:
+            raise CertExpired(f"the certificate expired at {current.not_after.isoformat()}; renew it with the insurer")
+        if remaining.total_seconds() < seconds:
+            raise CertValidityTooShort(
+                f"the certificate expires at {current.not_after.isoformat()}, {int(remaining.total_seconds())} s from "
+                f"now, but the operation needs {int(seconds)} s; renew the certificate before starting it"
+            )
+        return current
+
+    def check_expiry(self, now: dt.datetime | None = None) -> list[ExpiryWarning]:
+        """Warnings newly due at ``now``: at most one, for the tightest threshold crossed.
+
+        Each threshold fires once per certificate. If several were crossed since the last check
+        (e.g. the first check happens 5 days before expiry), only the most urgent is reported and
+        the looser ones are marked done: a "30 days" warning when 5 remain would be misleading.
+        """
+        current = self.current
+        remaining = current.remaining(self._now(now))
+        state = self._held_state()
+        if remaining.total_seconds() <= 0:
+            return []
+        crossed = [
+            days for days in self._thresholds if remaining <= dt.timedelta(days=days) and days not in state.warned_days
+        ]
+        if not crossed:
+            return []
+        state.warned_days = sorted({*state.warned_days, *crossed}, reverse=True)
+        self._write_state(state)
+        warning = ExpiryWarning(min(crossed), current.fingerprint, current.not_after, remaining)
+        logs.event(
+            logger,
+            "insurance certificate expires soon",
+            logging.WARNING,
+            event="cert.expiry_warning",
+            **warning.to_dict(),
+        )
+        return [warning]
+
+    # --- revocation -------------------------------------------------------------------------
+
+    def mark_revoked(self, reason: str, *, fingerprint: str | None = None, now: dt.datetime | None = None) -> bool:
+        """Record that the insurer revoked the certificate; refused by :meth:`preflight` from now on.
+
+        With ``fingerprint``, only that certificate is revoked: a late report about a certificate
+        already replaced must not revoke its successor. Returns whether the current one was revoked.
+        """
+        current = self.current
+        if fingerprint is not None and fingerprint != current.fingerprint:
+            logs.event(
+                logger,
+                "revocation of a certificate no longer in use ignored",
+                event="cert.revocation_ignored",
+                fingerprint=fingerprint,
+                current=current.fingerprint,
+            )
+            return False
+        state = self._held_state()
+        state.revoked_reason, state.revoked_at = reason, self._now(now).isoformat()
+        self._write_state(state)
+        logs.event(
+            logger,
+            "insurance certificate revoked",
+            logging.ERROR,
+            event="cert.revoked",
+            fingerprint=current.fingerprint,
+            reason=reason,
+        )
+        return True
+
+    @property
+    def revoked(self) -> bool:
+        """Whether the current certificate was reported revoked."""
+        return self._held_state().revoked_reason is not None
+
+    # --- renewal ----------------------------------------------------------------------------
+
+    def renewal_due(self, now: dt.datetime | None = None) -> bool:
+        """True when a renewal attempt should run: inside the renewal window (or revoked) and past any backoff."""
+        moment = self._now(now)
+        state = self._held_state()
+        if state.next_attempt_at is not None and moment < dt.datetime.fromisoformat(state.next_attempt_at):
+            return False
+        return state.revoked_reason is not None or moment >= self.current.not_after - self._renew_before
+
+    def renew(self, now: dt.datetime | None = None) -> RenewalOutcome:
+        """One renewal attempt: new key and CSR, the renewer's certificate validated, then an atomic swap.
+
+        Renewer failures and invalid answers (any :class:`TaiError`) keep the old certificate and
+        schedule the next attempt with exponential backoff; other exceptions are bugs and propagate.
+        """
+        if self._renewer is None:
+            raise RenewalFailed("no renewer is configured, so the certificate cannot be renewed")
+        old = self.current
+        moment = self._now(now)
+        key, csr = generate_key_and_csr(old.policy.customer_name)
+        try:
+            answer = self._renewer.renew(csr.public_bytes(serialization.Encoding.PEM))
+            new = self._verify_bundle(answer, key, now=moment)
+            _require_same_policy(old, new)
+        except TaiError as exc:
+            return self._renewal_failed(old, exc, moment)
+        self._swap(new, key)
+        logs.event(
+            logger,
+            "insurance certificate renewed",
+            event="cert.renewed",
+            old_fingerprint=old.fingerprint,
+            fingerprint=new.fingerprint,
+            not_after=new.not_after.isoformat(),
+        )
+        return RenewalOutcome(True, new, new.not_after - self._renew_before, 0)
+
+    def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:
+        state = self._held_state()
+        state.renewal_failures += 1
+        delay = min(self._retry_base * 2 ** (state.renewal_failures - 1), self._retry_cap)
+        retry_at = moment + delay
+        state.next_attempt_at = retry_at.isoformat()
+        self._write_state(state)
+        logs.event(
+            logger,
+            "insurance certificate renewal failed; keeping the current one",
+            logging.WARNING,
+            event="cert.renewal_failed",
+            code=error.code,
+            error=error.message,
+            failures=state.renewal_failures,
+            next_attempt_at=state.next_attempt_at,
+            fingerprint=old.fingerprint,
+        )
+        return RenewalOutcome(False, old, retry_at, state.renewal_failures, error)
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _verify_bundle(
+        self, bundle: bytes, key: PrivateKeyTypes, *, now: dt.datetime | None = None
+    ) -> VerifiedCertificate:
+        """Verify the first certificate of ``bundle`` (the rest are its chain) and that ``key`` is its key."""
+        leaf, *chain = load_certificates(bundle)
+        verified = self._verifier.verify(leaf, now=self._now(now), intermediates=chain)
+        if not same_public_key(leaf.public_key(), key.public_key()):
+            raise CertKeyMismatch("the certificate's public key does not match the private key it came with")
+        return verified
+
+    def _swap(self, new: VerifiedCertificate, key: PrivateKeyTypes) -> None:
+        """Archive the old certificate, then replace ``current.pem`` in one ``os.replace``."""
+        if self._current is not None:
+            old = self._current
+            name = f"{old.not_after.strftime('%Y%m%dT%H%M%SZ')}-{old.fingerprint[:16]}.pem"
+            atomic_write(self.data_dir / ARCHIVE_DIR / name, _pem_chain(old))
+        atomic_write(self.data_dir / CURRENT_FILE, _pem_chain(new) + private_key_pem(key), mode=PRIVATE_FILE_MODE)
+        self._current, self._key = new, key
+        self._state = _State(fingerprint=new.fingerprint, warned_days=[])
+        self._write_state(self._state)
+
+    def _held_state(self) -> _State:
+        if self._state is None:
+            raise CertNotLoaded("no insurance certificate is loaded; call load() or install() first")
+        return self._state
+
+    def _read_state(self, fingerprint: str) -> _State:
+        """The saved state if it belongs to ``fingerprint``; a fresh one if the certificate changed."""
+        path = self.data_dir / STATE_FILE
+        try:
+            saved = json.loads(path.read_text("utf-8"))
+            state = _State(**saved)
+        except FileNotFoundError:
+            return _State(fingerprint=fingerprint, warned_days=[])
+        except (OSError, ValueError, TypeError) as exc:
+            raise CertStateCorrupt(
+                f"{path} is unreadable ({exc}); restore it, or delete it deliberately "
+                "(a revocation recorded in it would be lost)"
+            ) from None
+        return state if state.fingerprint == fingerprint else _State(fingerprint=fingerprint, warned_days=[])
+
+    def _write_state(self, state: _State) -> None:
+        atomic_write(self.data_dir / STATE_FILE, json.dumps(state.__dict__, indent=2).encode())
+
+    def _now(self, now: dt.datetime | None) -> dt.datetime:
+        return aware(now) if now is not None else aware(self._clock())
+
+
+def _require_same_policy(old: VerifiedCertificate, new: VerifiedCertificate) -> None:
+    if (new.policy.policy_id, new.policy.customer_account) != (old.policy.policy_id, old.policy.customer_account):
+        raise CertRenewalMismatch(
+            f"the renewed certificate is for policy {new.policy.policy_id!r} / account "
+            f"{new.policy.customer_account!r}, not {old.policy.policy_id!r} / {old.policy.customer_account!r}; "
+            "refusing to switch policies by renewal"
+        )
+
+
+def _pem_chain(verified: VerifiedCertificate) -> bytes:
+    """The certificate and its intermediates (the anchor is configuration, not stored with it)."""
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in verified.chain[:-1])
+
+
+def _load_private_key(data: bytes, source: Path) -> PrivateKeyTypes:
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyInvalid(f"{source} holds no readable unencrypted PEM private key") from None

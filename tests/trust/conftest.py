@@ -1,0 +1,25 @@
+"""Shared fixtures: one fixed "now", and every scenario made once per maker per session."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from trust_makers import CryptographyMaker, OpensslMaker, World, build_world
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def openssl_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(OpensslMaker(tmp_path_factory.mktemp("openssl"), NOW), NOW)
+
+
+@pytest.fixture(scope="session")
+def cryptography_world() -> World:
+    return build_world(CryptographyMaker(NOW), NOW)
+
+
+@pytest.fixture(params=["openssl", "cryptography"])
+def world(request: pytest.FixtureRequest) -> World:
+    return request.getfixturevalue(f"{request.param}_world")
