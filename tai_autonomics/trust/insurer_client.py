@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pybreaker
@@ -265,7 +266,7 @@ class InsuranceClient:
         """
         policy_id = policy_id or self.policy_id
         try:
-            body = self._call("GET", f"/policies/{policy_id}")
+            body = self._call("GET", f"/policies/{quote(policy_id, safe='')}")
         except PolicyNotFoundError:
             self._cache.pop(policy_id, None)
             raise
@@ -321,7 +322,7 @@ class InsuranceClient:
         payload: dict[str, Any] = {"csr_pem": csr_pem.decode("ascii")}
         if current_serial is not None:
             payload["current_serial"] = _serial_hex(current_serial)
-        body = self._call("POST", f"/policies/{self.policy_id}/certificates/renew", json_body=payload,
+        body = self._call("POST", f"/policies/{quote(self.policy_id, safe='')}/certificates/renew", json_body=payload,
                           idempotency_key=uuid.uuid4().hex)
         if _field(body, "policy_id", str) != self.policy_id:
             raise InsurerResponseInvalidError("the insurer issued a certificate for another policy",
@@ -330,7 +331,7 @@ class InsuranceClient:
 
     def certificate_status(self, serial: int | str) -> CertificateStatus:
         """Revocation status of a certificate the insurer issued (``serial`` as int or hex)."""
-        body = self._call("GET", f"/certificates/{_serial_hex(serial)}")
+        body = self._call("GET", f"/certificates/{quote(_serial_hex(serial), safe='')}")
         return CertificateStatus(
             serial=_field(body, "serial", str), policy_id=_field(body, "policy_id", str),
             status=_field(body, "status", str), not_after=_field(body, "not_after", str),

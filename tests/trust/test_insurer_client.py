@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tai_autonomics.sandbox import Fault, SandboxConfig, SandboxServer
-from tai_autonomics.trust import Policy, generate_key_and_csr, sample_policy
+from tai_autonomics.trust import CertificateVerifier, CertManager, Policy, generate_key_and_csr, sample_policy
 from tai_autonomics.trust.insurer_client import (
     CertificateNotFoundError, InsuranceCacheStaleError, InsuranceCircuitOpenError, InsuranceClient,
     InsuranceExpiredError, InsuranceRevokedError, InsuranceServiceUnavailableError, InsurerRejectedError,
@@ -380,6 +380,26 @@ def test_renew_under_a_revoked_policy_is_refused(make_client: Callable, admin: h
               ).raise_for_status()
     with pytest.raises(InsuranceRevokedError):
         make_client().renew(csr())
+
+
+def test_cert_manager_renews_through_the_client_and_keeps_the_old_certificate_on_bad_answers(
+        make_client: Callable, admin: httpx.Client, tmp_path: Any) -> None:
+    client = make_client()
+    anchor = x509.load_pem_x509_certificate(admin.get("/insurer/v1/ca").json()["certificate_pem"].encode())
+    key, request = generate_key_and_csr("insured-daemon")
+    manager = CertManager(tmp_path, CertificateVerifier(anchor), renewer=client)
+    manager.install(client.renew(request.public_bytes(serialization.Encoding.PEM)),
+                    key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    renewed = manager.renew()
+    assert renewed.renewed and renewed.error is None
+    for fault in ({"kind": "expired_certificate"}, {"kind": "bad_signature"}, {"kind": "outage"}):
+        admin.put("/admin/faults", json={"faults": [{**fault, "endpoint": "insurer.renew_certificate"}]}
+                  ).raise_for_status()
+        failed = manager.renew()
+        assert not failed.renewed and manager.current == renewed.certificate
+        assert failed.error.code == {"expired_certificate": "cert_expired", "bad_signature": "insurer_signature_invalid",
+                                     "outage": "insurance_service_unavailable"}[fault["kind"]]
 
 
 # --- pure parts ----------------------------------------------------------------------------
