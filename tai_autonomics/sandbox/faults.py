@@ -95,7 +95,8 @@ class Fault:
         if self.kind == "error":
             _check(type(self.status) is int and 500 <= self.status <= 599, "status", "an HTTP 5xx status")
         if self.kind in _MODES:
-            _check(isinstance(self.mode, str) and self.mode in _MODES[self.kind], "mode", " or ".join(_MODES[self.kind]))
+            modes = _MODES[self.kind]
+            _check(isinstance(self.mode, str) and self.mode in modes, "mode", " or ".join(modes))
         if self.kind == "reject":
             _check(isinstance(self.classification, str) and self.classification in REJECTION_STATUS,
                    "classification", ", ".join(REJECTION_STATUS))
@@ -114,7 +115,8 @@ class Fault:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise FaultConfigError(f"unknown fault field(s): {', '.join(map(str, unknown))}", detail={"fields": unknown})
+            raise FaultConfigError(f"unknown fault field(s): {', '.join(map(str, unknown))}",
+                                   detail={"fields": unknown})
         if "kind" not in data:
             raise FaultConfigError("a fault needs a 'kind'", detail={"kinds": list(KINDS)})
         return cls(**data)

@@ -58,7 +58,8 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise SandboxStartError(f"cannot listen on {host}:{port}: {exc.strerror}", detail={"host": host, "port": port}) from None
+        raise SandboxStartError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                detail={"host": host, "port": port}) from None
     return sock
 
 

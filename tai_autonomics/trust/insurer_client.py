@@ -237,7 +237,8 @@ class InsuranceClient:
         self._cache: dict[str, _CacheEntry] = {}
         self._http = httpx.Client(base_url=base_url.rstrip("/") + API_PREFIX, timeout=timeout_s, transport=transport)
         self._breaker = pybreaker.CircuitBreaker(
-            fail_max=breaker_fail_max, reset_timeout=breaker_reset_s, exclude=[lambda exc: not isinstance(exc, _Transient)],
+            fail_max=breaker_fail_max, reset_timeout=breaker_reset_s,
+            exclude=[lambda exc: not isinstance(exc, _Transient)],
             state_storage=_ClockedStorage(clock), listeners=[_BreakerLog(on_breaker_change)], name="insurer",
         )
 
@@ -253,7 +254,7 @@ class InsuranceClient:
         self.close()
 
     def breaker_state(self) -> str:
-        """``closed``, ``open`` or ``half-open`` (an open breaker turns half-open on the next call after the timeout)."""
+        """``closed``, ``open`` or ``half-open`` (open turns half-open at the first call after the timeout)."""
         return self._breaker.current_state
 
     # --- policy status ---------------------------------------------------------------------
@@ -279,7 +280,8 @@ class InsuranceClient:
             return cached
         now = self._clock()
         status = PolicyStatus(
-            policy_id=_field(body, "policy_id", str), status=_field(body, "status", str), as_of=_field(body, "as_of", str),
+            policy_id=_field(body, "policy_id", str), status=_field(body, "status", str),
+            as_of=_field(body, "as_of", str),
             fetched_at=now, from_cache=False, age_s=0.0,
             detail={k: body[k] for k in ("period_end", "revoked_at", "reason") if k in body},
         )
@@ -322,8 +324,8 @@ class InsuranceClient:
         payload: dict[str, Any] = {"csr_pem": csr_pem.decode("ascii")}
         if current_serial is not None:
             payload["current_serial"] = _serial_hex(current_serial)
-        body = self._call("POST", f"/policies/{quote(self.policy_id, safe='')}/certificates/renew", json_body=payload,
-                          idempotency_key=uuid.uuid4().hex)
+        path = f"/policies/{quote(self.policy_id, safe='')}/certificates/renew"
+        body = self._call("POST", path, json_body=payload, idempotency_key=uuid.uuid4().hex)
         if _field(body, "policy_id", str) != self.policy_id:
             raise InsurerResponseInvalidError("the insurer issued a certificate for another policy",
                                               detail={"policy_id": body["policy_id"]})

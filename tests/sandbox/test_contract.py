@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
 
-from tai_autonomics.sandbox.customer import TARGET_CLOUDS
 from tai_autonomics.trust import generate_key_and_csr, sample_policy
 from tai_autonomics.trust.insurer_signature import load_public_keys, verify_body
 
@@ -113,7 +112,8 @@ def test_marketplace_operations_match_the_contract(call: Caller) -> None:
     again = call("POST", "/marketplace/v1/works", body=work)
     assert (first.status_code, again.status_code) == (201, 200) and first.json() == again.json()
     conflict = call("POST", "/marketplace/v1/works", body={**work, "artifacts": {**hashes, "docs": hashes["code"]}})
-    missing = call("POST", "/marketplace/v1/works", body={"work_id": "work-2", "artifacts": {**hashes, "code": "0" * 64}})
+    missing = call("POST", "/marketplace/v1/works",
+                   body={"work_id": "work-2", "artifacts": {**hashes, "code": "0" * 64}})
     assert (conflict.status_code, missing.status_code) == (409, 422)
     assert call("GET", "/marketplace/v1/works/{work_id}", "/marketplace/v1/works/work-1").json() == first.json()
     assert call("GET", "/marketplace/v1/works/{work_id}", "/marketplace/v1/works/nope").status_code == 404

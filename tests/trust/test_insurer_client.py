@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tai_autonomics.sandbox import Fault, SandboxConfig, SandboxServer
+from tai_autonomics.sandbox import SandboxConfig, SandboxServer
 from tai_autonomics.trust import CertificateVerifier, CertManager, Policy, generate_key_and_csr, sample_policy
 from tai_autonomics.trust.insurer_client import (
     CertificateNotFoundError, InsuranceCacheStaleError, InsuranceCircuitOpenError, InsuranceClient,
@@ -97,7 +97,7 @@ def requests_to(admin: httpx.Client, endpoint: str = "insurer.*") -> list[dict[s
 
 
 def gaps(entries: list[dict[str, Any]]) -> list[float]:
-    return [b["time"] - a["time"] for a, b in zip(entries, entries[1:])]
+    return [b["time"] - a["time"] for a, b in zip(entries, entries[1:], strict=False)]
 
 
 def csr() -> bytes:
@@ -393,13 +393,14 @@ def test_cert_manager_renews_through_the_client_and_keeps_the_old_certificate_on
                                       serialization.NoEncryption()))
     renewed = manager.renew()
     assert renewed.renewed and renewed.error is None
-    for fault in ({"kind": "expired_certificate"}, {"kind": "bad_signature"}, {"kind": "outage"}):
-        admin.put("/admin/faults", json={"faults": [{**fault, "endpoint": "insurer.renew_certificate"}]}
+    expected = {"expired_certificate": "cert_expired", "bad_signature": "insurer_signature_invalid",
+                "outage": "insurance_service_unavailable"}
+    for kind, code in expected.items():
+        admin.put("/admin/faults", json={"faults": [{"kind": kind, "endpoint": "insurer.renew_certificate"}]}
                   ).raise_for_status()
         failed = manager.renew()
         assert not failed.renewed and manager.current == renewed.certificate
-        assert failed.error.code == {"expired_certificate": "cert_expired", "bad_signature": "insurer_signature_invalid",
-                                     "outage": "insurance_service_unavailable"}[fault["kind"]]
+        assert failed.error.code == code
 
 
 # --- pure parts ----------------------------------------------------------------------------
