@@ -16,7 +16,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tai_autonomics.sandbox import SandboxConfig, SandboxServer
@@ -222,6 +222,52 @@ def test_an_error_rate_is_survived_by_retries(make_client: Callable, admin: http
         assert client.policy_status().status == "active"
     statuses = [e["status"] for e in requests_to(admin)]
     assert statuses.count(200) == 10 and 500 in statuses
+
+
+TRANSIENT_KINDS = {"error": 500, "outage": 503, "rate_limit": 429}
+EXTRA = {"rate_limit": {"retry_after_s": 0}, "reject": {"classification": "permission_denied"}}  # reject: a 403
+FAULT_SPECS = st.lists(st.tuples(st.sampled_from(["error", "outage", "rate_limit", "reject", "bad_signature"]),
+                                 st.integers(1, 4)), max_size=3)
+
+
+def expected_outcome(specs: list[tuple[str, int]]) -> tuple[str, int]:
+    """What the client must do for these faults (each fires on requests 1..times): outcome and requests made."""
+    for attempt in (1, 2, 3):
+        active = [kind for kind, times in specs if times >= attempt]
+        decisive = next((kind for kind in active if kind != "bad_signature"), None)
+        if decisive in TRANSIENT_KINDS:
+            if attempt == 3:
+                return ("rate_limited" if decisive == "rate_limit" else "insurance_service_unavailable"), 3
+            continue
+        if "bad_signature" in active:
+            return "insurer_signature_invalid", attempt
+        return ("insurer_rejected" if decisive == "reject" else "ok"), attempt
+    raise AssertionError("three attempts always decide")
+
+
+@pytest.fixture
+def transport() -> Iterator[httpx.HTTPTransport]:
+    """One connection pool for many short-lived clients (building one per client costs an SSL context)."""
+    with httpx.HTTPTransport() as shared:
+        yield shared
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(specs=FAULT_SPECS)
+def test_any_fault_sequence_gives_the_modelled_outcome_and_request_count(
+        make_client: Callable, admin: httpx.Client, transport: httpx.HTTPTransport,
+        specs: list[tuple[str, int]]) -> None:
+    admin.post("/admin/reset").raise_for_status()
+    faults = [{"kind": kind, "endpoint": "insurer.policy_status", "times": times,
+               **EXTRA.get(kind, {})} for kind, times in specs]
+    admin.put("/admin/faults", json={"faults": faults}).raise_for_status()
+    client = make_client(retry=RetryPolicy(base_s=0.001, cap_s=0.004), transport=transport)
+    try:
+        client.policy_status()
+        outcome = "ok"
+    except (InsuranceServiceUnavailableError, InsurerRejectedError, InsurerSignatureInvalidError) as exc:
+        outcome = exc.code
+    assert (outcome, len(requests_to(admin))) == expected_outcome(specs)
 
 
 # --- cache ---------------------------------------------------------------------------------
