@@ -2,7 +2,7 @@
 
 Every party request goes through :meth:`Sandbox._dispatch`: draw the faults for its endpoint,
 apply them (latency, hang, outage, error, 429, rejection), run the handler, replay the first
-answer for a repeated ``Idempotency-Key``, sign insurer bodies, record the request (with its
+answer for a repeated ``Idempotency-Key`` (422 if the body differs), sign insurer bodies, record the request (with its
 arrival time, so a client's retries and backoff can be read from ``/admin/requests``) and log it.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import logging
 import threading
 import time
@@ -131,7 +132,7 @@ class Sandbox:
         self.customer = CustomerEndpoint()
         self.faults = FaultInjector(config.faults, config.seed)
         self.requests = RequestLog()
-        self._idempotent: dict[tuple[str, str, str], Reply] = {}
+        self._idempotent: dict[tuple[str, str, str], tuple[str, Reply]] = {}
         self.app = self._build_app()
 
     # --- parties ---------------------------------------------------------------------------
@@ -208,14 +209,19 @@ class Sandbox:
         if key is None or route.method != "POST":
             return await route.handler(request, faults)
         slot = (route.name, request.url.path, key)
+        digest = hashlib.sha256(await request.body()).hexdigest()
         if slot in self._idempotent:
-            return self._idempotent[slot]
+            first_digest, first_reply = self._idempotent[slot]
+            if first_digest != digest:
+                raise ApiError(422, "idempotency_key_reused",
+                               "this Idempotency-Key was used with a different request body")
+            return first_reply
         try:
             reply = await route.handler(request, faults)
         except ApiError as err:
             reply = error_reply(err)
         if reply.status < 500:
-            self._idempotent[slot] = reply
+            self._idempotent[slot] = (digest, reply)
         return reply
 
     # --- admin -----------------------------------------------------------------------------

@@ -89,6 +89,8 @@ def test_idempotency_key_replays_the_first_issuance(tmp_path: Path) -> None:
         first = http.post(path, json=body, headers={"Idempotency-Key": "k1"})
         again = http.post(path, json=body, headers={"Idempotency-Key": "k1"})
         other = http.post(path, json=body, headers={"Idempotency-Key": "k2"})
+        reused = http.post(path, json={"csr_pem": "other"}, headers={"Idempotency-Key": "k1"})
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422, "idempotency_key_reused")
     assert first.content == again.content and first.headers["x-insurer-signature"] == again.headers[
         "x-insurer-signature"]
     assert other.json()["serial"] != first.json()["serial"]
