@@ -1,9 +1,9 @@
 """The sandbox ASGI application: three outside parties, fault injection, a request log, an admin API.
 
-Every party request goes through :meth:`Sandbox._dispatch`: draw the faults for its endpoint,
-apply them (latency, hang, outage, error, 429, rejection), run the handler, replay the first
-answer for a repeated ``Idempotency-Key`` (422 if the body differs), sign insurer bodies, record the request (with its
-arrival time, so a client's retries and backoff can be read from ``/admin/requests``) and log it.
+Every party request goes through :meth:`Sandbox._dispatch`: record its arrival (so a client's
+retries and backoff can be read from ``/admin/requests``), draw the faults for its endpoint, apply
+them (latency, hang, outage, error, 429, rejection), run the handler, replay the first answer for a
+repeated ``Idempotency-Key`` (422 if the body differs), sign insurer bodies, and log it.
 """
 
 from __future__ import annotations
