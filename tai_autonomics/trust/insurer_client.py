@@ -207,7 +207,11 @@ class _CacheEntry:
 
 
 class InsuranceClient:
-    """Talks to one insurer about one policy; see the module docstring for the guarantees."""
+    """Talks to one insurer about one policy; see the module docstring for the guarantees.
+
+    Not thread-safe: one instance belongs to one caller (the InsuranceClient actor). ``close()``
+    releases its connections.
+    """
 
     def __init__(
         self,

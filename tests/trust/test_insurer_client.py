@@ -30,7 +30,7 @@ from tai_autonomics.trust.insurer_signature import load_public_keys
 
 POLICY_ID = sample_policy().policy_id
 FAST = RetryPolicy(base_s=0.05, factor=2.0, cap_s=0.4, jitter=0.2, max_retry_after_s=1.0)
-SLACK_S = 0.25  # scheduling slack on a shared 2-core machine, on top of the largest allowed wait
+SLACK_S = 0.5  # scheduling slack on a shared 2-core machine, on top of the largest allowed wait
 
 
 class FakeClock:
