@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -177,7 +177,7 @@ class CertManager:
             ) from None
         except OSError as exc:
             raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
-        key = _load_private_key(data, path)
+        key = _load_private_key(data, str(path))
         verified = self._verify_bundle(data, key)
         self._current, self._key = verified, key
         self._state = self._read_state(verified.fingerprint)
@@ -188,7 +188,7 @@ class CertManager:
 
         Used for the first setup and for manual replacement; any previous certificate is archived.
         """
-        key = _load_private_key(private_key, Path("<private key>"))
+        key = _load_private_key(private_key, "the private key given to install()")
         verified = self._verify_bundle(certificate, key)
         self._swap(verified, key)
         return verified
@@ -301,13 +301,24 @@ class CertManager:
 
     # --- renewal ----------------------------------------------------------------------------
 
-    def renewal_due(self, now: dt.datetime | None = None) -> bool:
-        """True when a renewal attempt should run: inside the renewal window (or revoked) and past any backoff."""
-        moment = self._now(now)
+    @property
+    def next_renewal_at(self) -> dt.datetime:
+        """When the next renewal attempt falls due; the actor sets its timer to this.
+
+        The start of the renewal window, or the revocation time if earlier (a new key is the
+        remedy), but never before the backoff after a failed attempt.
+        """
         state = self._held_state()
-        if state.next_attempt_at is not None and moment < dt.datetime.fromisoformat(state.next_attempt_at):
-            return False
-        return state.revoked_reason is not None or moment >= self.current.not_after - self._renew_before
+        due = self.current.not_after - self._renew_before
+        if state.revoked_at is not None:
+            due = min(due, dt.datetime.fromisoformat(state.revoked_at))
+        if state.next_attempt_at is not None:
+            due = max(due, dt.datetime.fromisoformat(state.next_attempt_at))
+        return due
+
+    def renewal_due(self, now: dt.datetime | None = None) -> bool:
+        """True when a renewal attempt should run now (see :attr:`next_renewal_at`)."""
+        return self._now(now) >= self.next_renewal_at
 
     def renew(self, now: dt.datetime | None = None) -> RenewalOutcome:
         """One renewal attempt: new key and CSR, the renewer's certificate validated, then an atomic swap.
@@ -401,7 +412,7 @@ class CertManager:
         return state if state.fingerprint == fingerprint else _State(fingerprint=fingerprint, warned_days=[])
 
     def _write_state(self, state: _State) -> None:
-        atomic_write(self.data_dir / STATE_FILE, json.dumps(state.__dict__, indent=2).encode())
+        atomic_write(self.data_dir / STATE_FILE, json.dumps(asdict(state), indent=2).encode())
 
     def _now(self, now: dt.datetime | None) -> dt.datetime:
         return aware(now) if now is not None else aware(self._clock())
@@ -421,7 +432,7 @@ def _pem_chain(verified: VerifiedCertificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in verified.chain[:-1])
 
 
-def _load_private_key(data: bytes, source: Path) -> PrivateKeyTypes:
+def _load_private_key(data: bytes, source: str) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):

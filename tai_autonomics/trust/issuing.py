@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from cryptography import x509
@@ -226,8 +227,8 @@ def sample_policy() -> Policy:
     return Policy(
         policy_id="dev-policy-0001",
         coverage_limits={
-            "sku-001": CoverageLimit(limit_count=1_000_000, limit_cost=1_000_000_000),
-            "sku-002": CoverageLimit(limit_count=3, limit_cost=30_000),
+            "sku-001": CoverageLimit(limit_count=1_000_000, limit_cost=Decimal(1_000_000_000)),
+            "sku-002": CoverageLimit(limit_count=3, limit_cost=Decimal(30_000)),
         },
         authorized_sku=("sku-001", "sku-002"),
         customer_name="Development Customer",

@@ -139,7 +139,9 @@ class Policy:
     def from_json(cls, text: str | bytes) -> Policy:
         """Parse and validate JSON text; numbers with fractions are read exactly (as Decimal)."""
         try:
-            data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+            data = json.loads(
+                text, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+            )
         except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise CertPolicyMalformed(f"the policy is not valid JSON: {exc}") from None
         return cls.from_dict(data)
@@ -217,6 +219,16 @@ def _non_negative_decimal(value: Any) -> Decimal:
 def _require_text(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise CertPolicyMalformed(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse duplicate keys: parsers disagree on which one wins, and an insurer's document must mean one thing."""
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise CertPolicyMalformed(f"the policy JSON repeats the key {key!r}")
+        document[key] = value
+    return document
 
 
 def _reject_constant(name: str) -> Any:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
-from trust_makers import CryptographyMaker, OpensslMaker, World, build_world
-
-NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+from trust_makers import NOW, CryptographyMaker, OpensslMaker, World, build_world
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import logging
 import os
 
 import pytest
-from conftest import NOW
 from cryptography.hazmat.primitives import serialization
+from trust_makers import NOW
 
 from tai_autonomics import logs
 from tai_autonomics.trust import (
@@ -101,6 +101,18 @@ def make_manager(tmp_path, root, clock):
 
 
 @pytest.fixture
+def json_log():
+    """The project's JSON log lines, captured; the root logger is restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    logs.configure("DEBUG", stream)
+    yield stream
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
 def installed(make_manager, issuing, clock):
     """A manager holding a certificate from the intermediate that expires 60 days from NOW."""
 
@@ -166,16 +178,11 @@ def test_warnings_survive_a_restart(installed, make_manager, clock):
     assert [w.threshold_days for w in restarted.check_expiry()] == [7]
 
 
-def test_warning_is_logged_as_a_json_line(installed, clock):
+def test_warning_is_logged_as_a_json_line(installed, clock, json_log):
     manager = installed()
-    stream = io.StringIO()
-    logs.configure("INFO", stream)
-    try:
-        clock.advance_to(29 * DAY, manager)
-        manager.check_expiry()
-    finally:
-        logging.getLogger().handlers[:] = []
-    line = json.loads(stream.getvalue().splitlines()[-1])
+    clock.advance_to(29 * DAY, manager)
+    manager.check_expiry()
+    line = json.loads(json_log.getvalue().splitlines()[-1])
     assert line["event"] == "cert.expiry_warning" and line["threshold_days"] == 30 and line["severity"] == "WARNING"
 
 
@@ -225,7 +232,7 @@ def test_renewal_swaps_atomically_and_archives_the_old_certificate(installed, is
     new = manager.current
     assert new.fingerprint != old.fingerprint and outcome.certificate == new
     assert new.not_after == clock.now + 90 * DAY
-    assert outcome.next_attempt_at == new.not_after - dt.timedelta(days=45)
+    assert outcome.next_attempt_at == new.not_after - dt.timedelta(days=45) == manager.next_renewal_at
     assert not manager.renewal_due()
     archived = list((manager.data_dir / "archive").iterdir())
     assert [load_certificate(p.read_bytes()) for p in archived] == [old.certificate]
@@ -283,6 +290,7 @@ def test_failed_renewal_keeps_the_old_certificate_and_backs_off(installed, clock
         assert not outcome.renewed and outcome.error.code == "insurance_service_unavailable"
         assert outcome.certificate.fingerprint == fingerprint
         delays.append(outcome.next_attempt_at - clock.now)
+        assert manager.next_renewal_at == outcome.next_attempt_at
         clock.now = outcome.next_attempt_at - dt.timedelta(seconds=1)
         assert not manager.renewal_due()
         clock.now = outcome.next_attempt_at
@@ -349,6 +357,7 @@ def test_revocation_takes_effect_at_once_and_survives_restart(installed, issuing
     with pytest.raises(CertRevoked, match="key compromise"):
         manager.preflight(0)
     assert manager.revoked and manager.renewal_due()  # a new key is the remedy, so renew right away
+    assert manager.next_renewal_at == clock.now
     restarted = make_manager(CaRenewer(issuing, clock))
     restarted.load()
     with pytest.raises(CertRevoked):
@@ -379,20 +388,27 @@ def test_corrupt_state_is_refused_rather_than_forgetting_a_revocation(installed,
 # --- secrets --------------------------------------------------------------------------------------
 
 
-def test_private_keys_stay_out_of_logs_reprs_and_errors(installed, issuing, clock):
-    stream = io.StringIO()
-    logs.configure("DEBUG", stream)
-    try:
-        manager = installed(FailingRenewer())
-        clock.advance_to(29 * DAY, manager)
-        manager.check_expiry()
-        failed = manager.renew()
-        manager._renewer = CaRenewer(issuing, clock)
-        manager.renew()
-        manager.mark_revoked("test")
-    finally:
-        logging.getLogger().handlers[:] = []
-    key_pem = private_key_pem(manager.private_key).decode()
-    secret = "".join(key_pem.splitlines()[1:-1])
-    for text in (stream.getvalue(), repr(manager), repr(issuing), str(failed), failed.error.message):
-        assert "PRIVATE KEY" not in text and secret[:40] not in text
+def test_private_keys_stay_out_of_logs_reprs_and_errors(installed, issuing, clock, json_log):
+    class FailsOnce(CaRenewer):
+        calls = 0
+
+        def renew(self, csr_pem: bytes) -> bytes:
+            self.calls += 1
+            if self.calls == 1:
+                raise RenewalFailed("insurer unavailable (test)")
+            return super().renew(csr_pem)
+
+    manager = installed(FailsOnce(issuing, clock))
+    installed_key = manager.private_key
+    clock.advance_to(29 * DAY, manager)
+    manager.check_expiry()
+    failed = manager.renew()
+    renewed = manager.renew()
+    manager.mark_revoked("test")
+    assert not failed.renewed and renewed.renewed
+    texts = [json_log.getvalue(), repr(manager), repr(issuing), repr(failed), repr(renewed), failed.error.message]
+    for key in (installed_key, manager.private_key):
+        body = "".join(private_key_pem(key).decode().splitlines()[1:-1])
+        for text in texts:
+            assert "PRIVATE KEY" not in text
+            assert not any(body[i : i + 24] in text for i in range(0, len(body) - 24, 12))

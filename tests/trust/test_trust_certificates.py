@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 
 import pytest
-from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from trust_makers import SCENARIOS, World
+from trust_makers import NOW, SCENARIOS, World, openssl_binary
 
 from tai_autonomics.trust import (
     CertificateAuthority,
@@ -130,3 +130,9 @@ def test_verified_certificate_is_immutable(world):
     result = _verify(world, "valid")
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.fingerprint = "x"  # type: ignore[misc]
+
+
+def test_a_missing_openssl_fails_the_tests_loudly(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="openssl command-line tool is required"):
+        openssl_binary()

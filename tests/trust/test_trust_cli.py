@@ -7,9 +7,9 @@ import json
 import stat
 
 import pytest
-from conftest import NOW
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from trust_makers import NOW
 
 from tai_autonomics.cli import main
 from tai_autonomics.trust import (

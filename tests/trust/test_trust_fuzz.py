@@ -6,14 +6,14 @@ import contextlib
 import os
 
 import pytest
-from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trust_makers import NOW
 
-from tai_autonomics.trust import CertificateError, CertificateVerifier, load_certificate
+from tai_autonomics.trust import CertificateError, CertificateVerifier, describe, load_certificate
 
 # Corrupt serial numbers make cryptography warn before we refuse them; the warning is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
@@ -26,8 +26,11 @@ _SETTINGS = settings(
 
 
 def _check(verifier: CertificateVerifier, data: bytes) -> None:
+    """Both entry points a hostile file reaches: verification, and ``cert inspect``'s description."""
     with contextlib.suppress(CertificateError):
         verifier.verify(data, now=NOW)
+    with contextlib.suppress(CertificateError):
+        describe(load_certificate(data), NOW)
 
 
 @_SETTINGS

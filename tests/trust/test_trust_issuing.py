@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from trust_makers import NOW
 
 from tai_autonomics.trust import (
     CaStoreInvalid,

@@ -152,3 +152,9 @@ def test_arbitrary_extension_bytes_only_raise_typed_errors(data):
 def test_arbitrary_json_values_only_raise_typed_errors(value):
     with contextlib.suppress(CertPolicyMalformed):
         Policy.from_dict(value)
+
+
+def test_duplicate_keys_are_refused():
+    text = sample_policy().to_json().replace('{"authorized_sku"', '{"policy_id":"other","authorized_sku"', 1)
+    with pytest.raises(CertPolicyMalformed, match="repeats the key 'policy_id'"):
+        Policy.from_json(text)

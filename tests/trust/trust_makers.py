@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+"""The fixed "now" of every trust test: certificates are made relative to it and verified at it."""
 OID = "2.25.164504070593493259471820921850688795775"
 ROOT_NAME = "Test Insurer Root"
 
