@@ -121,3 +121,27 @@ def test_cli_help_and_bad_flags(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert help_exit.value.code == 0 and "--fault" in capsys.readouterr().out
     assert main(["sandbox", "serve", "--data-dir", str(tmp_path), "--fault", "meteor"]) == 2
     assert "[sandbox_fault_invalid]" in capsys.readouterr().err
+
+
+def test_stop_does_not_wait_for_a_hanging_request(tmp_path: Path) -> None:
+    server = SandboxServer(SandboxConfig(data_dir=tmp_path, faults=(Fault(kind="timeout", delay_s=60),)))
+    url = server.start()
+    outcome: list[BaseException | httpx.Response] = []
+
+    def hang() -> None:
+        try:
+            outcome.append(httpx.get(f"{url}/insurer/v1/keys", timeout=30))
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=hang)
+    caller.start()
+    try:
+        with httpx.Client(base_url=url) as admin:  # wait until the sandbox holds the request
+            while not admin.get("/admin/requests").json()["requests"]:
+                pass
+    finally:
+        server.stop()
+    caller.join(10)
+    assert not caller.is_alive() and len(outcome) == 1
+    assert isinstance(outcome[0], httpx.HTTPError) or outcome[0].status_code >= 500
