@@ -278,7 +278,11 @@ class InsuranceClient:
         except InsuranceServiceUnavailableError as unavailable:
             if policy_id not in self._cache:
                 raise
-            cached = self.cached_policy_status(policy_id)
+            try:
+                cached = self.cached_policy_status(policy_id)
+            except InsuranceCacheStaleError as stale:
+                stale.detail["insurer_error"] = unavailable.code
+                raise
             logs.event(log, "insurer unavailable; using the cached policy status", logging.WARNING,
                        policy_id=policy_id, age_s=round(cached.age_s, 3), reason=unavailable.code)
             return cached
