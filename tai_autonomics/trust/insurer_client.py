@@ -43,76 +43,19 @@ import pybreaker
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tai_autonomics import logs
-from tai_autonomics.errors import TaiError
-from tai_autonomics.trust.insurer_signature import InsurerSignatureInvalidError, verify_body
+from tai_autonomics.trust.insurer_errors import (
+    CertificateNotFoundError, InsuranceCacheStaleError, InsuranceCircuitOpenError, InsuranceError,
+    InsuranceExpiredError, InsuranceRevokedError, InsuranceServiceUnavailableError, InsurerKeyInvalidError,
+    InsurerRejectedError, InsurerResponseInvalidError, InsurerSignatureInvalidError, PolicyNotFoundError,
+    RateLimitedError,
+)
+from tai_autonomics.trust.insurer_signature import load_public_keys, verify_body
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_CACHE_TTL_S = 3600.0
 API_PREFIX = "/insurer/v1"
-
-
-class InsuranceError(TaiError):
-    """Base of the InsuranceClient's errors."""
-
-    code = "insurance_error"
-
-
-class InsuranceServiceUnavailableError(InsuranceError):
-    """The insurer could not be reached or kept failing (after retries), and no fresh cache helps."""
-
-    code = "insurance_service_unavailable"
-
-
-class InsuranceCircuitOpenError(InsuranceServiceUnavailableError):
-    """The circuit breaker is open: the insurer failed repeatedly, calls are not attempted for a while."""
-
-    code = "insurance_circuit_open"
-
-
-class RateLimitedError(InsuranceServiceUnavailableError):
-    """The insurer answered 429 on every attempt, or asked to wait longer than we may (``retry_after_s``)."""
-
-    code = "rate_limited"
-
-
-class InsuranceCacheStaleError(InsuranceError):
-    """The insurer is unavailable and the cached policy status is older than the TTL (or absent)."""
-
-    code = "insurance_cache_stale"
-
-
-class PolicyNotFoundError(InsuranceError):
-    code = "policy_not_found"
-
-
-class InsuranceExpiredError(InsuranceError):
-    """The policy's period has ended."""
-
-    code = "insurance_expired"
-
-
-class InsuranceRevokedError(InsuranceError):
-    """The insurer revoked the policy or the certificate."""
-
-    code = "insurance_revoked"
-
-
-class CertificateNotFoundError(InsuranceError):
-    code = "certificate_not_found"
-
-
-class InsurerRejectedError(InsuranceError):
-    """The insurer refused the request (a 4xx other than the ones above); ``detail`` has its code."""
-
-    code = "insurer_rejected"
-
-
-class InsurerResponseInvalidError(InsuranceError):
-    """A correctly signed answer that is not what the contract says (not JSON, fields missing or wrong)."""
-
-    code = "insurer_response_invalid"
 
 
 @dataclass(frozen=True)
@@ -471,6 +414,7 @@ def _rejection(status: int, body: dict[str, Any], path: str) -> InsuranceError:
 __all__ = [
     "CertificateNotFoundError", "CertificateStatus", "InsuranceCacheStaleError", "InsuranceCircuitOpenError",
     "InsuranceClient", "InsuranceError", "InsuranceExpiredError", "InsuranceRevokedError",
-    "InsuranceServiceUnavailableError", "InsurerRejectedError", "InsurerResponseInvalidError",
+    "InsuranceServiceUnavailableError", "InsurerKeyInvalidError", "InsurerRejectedError", "InsurerResponseInvalidError",
     "InsurerSignatureInvalidError", "PolicyNotFoundError", "PolicyStatus", "RateLimitedError", "RetryPolicy",
+    "load_public_keys",
 ]

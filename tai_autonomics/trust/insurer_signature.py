@@ -21,22 +21,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.trust.insurer_errors import InsurerKeyInvalidError, InsurerSignatureInvalidError
 
 SIGNATURE_HEADER = "X-Insurer-Signature"
 KEY_ID_HEADER = "X-Insurer-Key-Id"
-
-
-class InsurerSignatureInvalidError(TaiError):
-    """An insurer response is unsigned, signed by an unknown key, or its signature does not verify."""
-
-    code = "insurer_signature_invalid"
-
-
-class InsurerKeyInvalidError(TaiError):
-    """A configured insurer public key cannot be loaded."""
-
-    code = "insurer_key_invalid"
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
