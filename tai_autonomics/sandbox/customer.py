@@ -1,0 +1,72 @@
+"""A customer's deploy endpoint: accepts a deployment and reports its result.
+
+A deployment succeeds unless a ``reject`` fault fires for ``customer.deploy``; then it fails
+with that classification (one of SPEC 6's Acquisition RCA classes), the HTTP status of
+:data:`~tai_autonomics.sandbox.faults.REJECTION_STATUS`, and the failure is what a later
+``GET`` of the deployment reports.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+
+from tai_autonomics.sandbox.web import (
+    ApiError, Reply, Route, choice_field, json_object, no_other_fields, object_field, path_param, rejection, rfc3339,
+    text_field, utcnow,
+)
+
+PREFIX = "/customer/v1"
+TARGET_CLOUDS = ("aws", "gcp", "azure", "onprem")
+IDENT = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+DEPLOYMENT_ID = r"dep-[0-9a-f]{16}"
+
+
+class CustomerEndpoint:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._deployments: dict[str, dict[str, Any]] = {}
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(f"{PREFIX}/deployments", "POST", "customer.deploy", self.deploy, frozenset({"reject"})),
+            Route(f"{PREFIX}/deployments/{{deployment_id}}", "GET", "customer.get_deployment", self.get_deployment),
+        ]
+
+    async def deploy(self, request: Request, faults: list) -> Reply:
+        body = await json_object(request)
+        no_other_fields(body, {"sku_id", "target_cloud", "region", "customer_account", "artifacts", "operation_id"})
+        record: dict[str, Any] = {
+            "deployment_id": "dep-" + uuid.uuid4().hex[:16],
+            "sku_id": text_field(body, "sku_id", pattern=IDENT),
+            "target_cloud": choice_field(body, "target_cloud", TARGET_CLOUDS),
+            "region": text_field(body, "region", pattern=IDENT),
+            "customer_account": text_field(body, "customer_account", pattern=IDENT),
+            "artifacts": object_field(body, "artifacts"),
+            "completed_at": rfc3339(utcnow()),
+        }
+        operation_id = text_field(body, "operation_id", pattern=IDENT, required=False)
+        if operation_id is not None:
+            record["operation_id"] = operation_id
+        reject = next((f for f in faults if f.kind == "reject"), None)
+        if reject is not None:
+            error = rejection(reject.classification)
+            record["status"] = "failed"
+            record["failure"] = {"classification": error.code, "message": error.message}
+            self._deployments[record["deployment_id"]] = record
+            error.detail["deployment_id"] = record["deployment_id"]
+            raise error
+        record["status"] = "succeeded"
+        self._deployments[record["deployment_id"]] = record
+        return Reply(201, record)
+
+    async def get_deployment(self, request: Request, faults: list) -> Reply:
+        deployment_id = path_param(request, "deployment_id", DEPLOYMENT_ID)
+        record = self._deployments.get(deployment_id)
+        if record is None:
+            raise ApiError(404, "deployment_not_found", f"no deployment {deployment_id!r}")
+        return Reply(200, record)
