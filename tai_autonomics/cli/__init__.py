@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from tai_autonomics import TaiError, __version__
+from tai_autonomics.cli import ledger
 
-
-_COMMAND_MODULES: tuple = ()
+_COMMAND_MODULES: tuple = (ledger,)
 
 
 def build_parser() -> argparse.ArgumentParser:
