@@ -75,11 +75,9 @@ class Ledger:
 
         ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one).
         """
+        ledger = cls(store, key, MerkleTree(), origin=origin, max_batch=max_batch, clock=clock)
         size = store.size()
-        tree = MerkleTree(store.leaf_hashes(0, size))
-        if tree.size != size:
-            raise StoreCorruptError(f"ledger store has {tree.size} leaves but its last leaf index is {size - 1}")
-        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock)
+        ledger._catch_up(size)
         latest = store.checkpoint()
         if latest is not None:
             ledger._check_checkpoint(latest)
@@ -189,7 +187,7 @@ class Ledger:
 
     def leaf_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
         """Inclusion proof of leaf ``leaf_index`` in the tree of ``tree_size`` leaves."""
-        self._catch_up(tree_size)
+        self._cover(tree_size)
         if not leaf_index < tree_size <= self._tree.size:
             raise ProofError(f"leaf {leaf_index} is not in a tree of size {tree_size} (current size {self._tree.size})")
         return InclusionProof(leaf_index, tree_size, tuple(self._tree.inclusion_proof(leaf_index, tree_size)))
@@ -197,7 +195,7 @@ class Ledger:
     def consistency_proof(self, from_size: int, to_size: int | None = None) -> ConsistencyProof:
         """Proof that the tree of ``from_size`` is a prefix of the tree of ``to_size`` (default: latest)."""
         to_size = self.checkpoint().size if to_size is None else to_size
-        self._catch_up(to_size)
+        self._cover(to_size)
         return ConsistencyProof(from_size, to_size, tuple(self._tree.consistency_proof(from_size, to_size)))
 
     def close(self) -> None:
@@ -237,10 +235,18 @@ class Ledger:
             self._tree.truncate(size)
         self._catch_up(size)
 
+    def _cover(self, size: int) -> None:
+        """Before serving a proof for ``size``, fetch leaves other instances committed, if any."""
+        if size > self._tree.size:
+            self._catch_up(min(size, self._store.size()))
+
     def _catch_up(self, size: int) -> None:
         """Extend the tree with leaves committed by other instances, up to ``size``."""
         if size > self._tree.size:
-            self._tree.extend(self._store.leaf_hashes(self._tree.size, size))
+            try:
+                self._tree.extend(self._store.leaf_hashes(self._tree.size, size))
+            except ProofError as exc:
+                raise StoreCorruptError(f"ledger store holds a bad leaf hash: {exc.message}") from None
             if self._tree.size != size:
                 raise StoreCorruptError(f"ledger store is missing leaves below {size}")
 

@@ -186,19 +186,17 @@ def verify_consistency(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:
     """Raise ProofError unless ``proof`` shows the tree (old_size, old_root) is a prefix of (new_size, new_root)."""
-    _check_hashes("consistency proof", [old_root, new_root, *proof])
-    if not 0 <= old_size <= new_size:
-        raise ProofError(f"consistency proof: size {old_size} is not at most size {new_size}")
+    if not 0 < old_size <= new_size:
+        raise ProofError(f"consistency proof: RFC 9162 defines none from size {old_size} to size {new_size}")
     if old_size == new_size:
         if proof:
             raise ProofError("consistency proof: equal sizes need an empty proof")
         if old_root != new_root:
             raise ProofError("consistency proof: equal sizes but different roots")
         return
-    if old_size == 0:
-        raise ProofError("consistency proof: RFC 9162 defines none from an empty tree")
     if not proof:
         raise ProofError("consistency proof: empty")
+    _check_hashes("consistency proof", [old_root, new_root, *proof])
     path = list(proof)
     if old_size & (old_size - 1) == 0:
         path.insert(0, old_root)

@@ -46,7 +46,9 @@ _SCHEMA = (
     )""",
     "CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL)",
 )
-_LEAF_COLUMNS = "leaf_index, id, leaf_hash, data"
+# CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
+# verification names it instead of crashing.
+_LEAF_COLUMNS = "leaf_index, CAST(id AS TEXT), CAST(leaf_hash AS BLOB), CAST(data AS BLOB)"
 
 
 class SQLiteStore:
@@ -136,7 +138,7 @@ class SQLiteStore:
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         with self._errors():
             rows = self._db.execute(
-                "SELECT leaf_hash FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+                "SELECT CAST(leaf_hash AS BLOB) FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
                 (start, end),
             )
             for (leaf,) in rows:
@@ -194,4 +196,4 @@ class SQLiteStore:
 
 def _leaf(row: tuple) -> StoredLeaf:
     leaf_index, receipt_id, leaf_hash, data = row
-    return StoredLeaf(leaf_index, receipt_id, bytes(leaf_hash), bytes(data))
+    return StoredLeaf(leaf_index, receipt_id or "", leaf_hash or b"", data or b"")

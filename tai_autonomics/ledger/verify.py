@@ -88,6 +88,8 @@ class _ReceiptWalk:
             digest, canonical = digest_and_canonical(obj)
         except CanonicalJSONError as exc:
             raise _Bad(exc.message) from None
+        if canonical != bytes(data):
+            raise _Bad("not in RFC 8785 canonical form")
         if digest.hex() != obj["hash"]:
             raise _Bad("hash does not match the receipt's contents")
         if obj["authority"] == CONTRACTUAL:
@@ -242,7 +244,7 @@ def verify_export(directory: str | Path, *, session: EvalSession | None = None) 
         try:
             leaf = walk.add(line)
         except _Bad as bad:
-            raise VerificationError(where, str(bad), line=number) from None
+            raise VerificationError(where, str(bad), line=number, leaf_index=number - 1) from None
         try:
             proof = InclusionProof.from_json(parse_json(proof_line))
             if (proof.leaf_index, proof.tree_size) != (number - 1, checkpoint.size):
