@@ -88,7 +88,15 @@ class MerkleTree:
         """The tree head of the first ``size`` leaves (default: all)."""
         size = self.size if size is None else size
         self._check_range(0, size)
-        return EMPTY_ROOT if size == 0 else self._subtree(0, size)
+        # The tree of `size` leaves is made of one complete subtree per set bit of `size`;
+        # fold their stored hashes from the smallest (rightmost) up: O(log n), no recursion.
+        root = b""
+        for level in range(size.bit_length()):
+            if size >> level & 1:
+                offset = ((size >> level) - 1) * HASH_SIZE
+                subtree = bytes(self._levels[level][offset : offset + HASH_SIZE])
+                root = node_hash(subtree, root) if root else subtree
+        return root or EMPTY_ROOT
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 2.1.3.1 PATH(index, D[0:size]), leaf side first."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tai_autonomics.ledger.canonical import canonical_json, canonical_members, join_members, parse_json
+from tai_autonomics.ledger.canonical import canonical_json, parse_json
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
 from tai_autonomics.ledger.keys import LedgerKey
 from tai_autonomics.ledger.merkle import leaf_hash
@@ -45,12 +45,9 @@ def rfc3339_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def digest_and_canonical(obj: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """The raw SHA-256 receipt hash (over the canonical object minus the unhashed members) and
-    the canonical bytes of the whole object (the Merkle leaf), from one canonicalisation."""
-    members = canonical_members(obj)
-    digest = hashlib.sha256(join_members(members, (k for k in obj if k not in UNHASHED_MEMBERS))).digest()
-    return digest, join_members(members, obj)
+def receipt_digest(obj: Mapping[str, Any]) -> bytes:
+    """The raw SHA-256 receipt hash: over the canonical object without its unhashed members."""
+    return hashlib.sha256(canonical_json({k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS})).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +184,7 @@ class EvalSession:
             return False
         if not isinstance(mac, str):
             return False
-        return hmac.compare_digest(self.mac(epoch, digest_and_canonical(receipt)[0]), mac)
+        return hmac.compare_digest(self.mac(epoch, receipt_digest(receipt)), mac)
 
     def __repr__(self) -> str:
         return f"EvalSession(id={self.id!r}, epoch={self.epoch})"
@@ -201,17 +198,14 @@ def seal(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[di
 
     Returns the sealed receipt object and its canonical bytes.
     """
-    members = canonical_members(body)
-    digest = hashlib.sha256(join_members(members, body)).digest()
-    extra = {"hash": digest.hex()}
+    digest = receipt_digest(body)
+    sealed = dict(body, hash=digest.hex())
     if body["authority"] == CONTRACTUAL:
-        extra["key_id"] = key.key_id
-        extra["signature"] = base64.b64encode(key.sign(digest)).decode()
+        sealed["key_id"] = key.key_id
+        sealed["signature"] = base64.b64encode(key.sign(digest)).decode()
     else:
-        extra["session_mac"] = session.mac(body["epoch"], digest)
-    members.update(canonical_members(extra))
-    sealed = {**body, **extra}
-    return sealed, join_members(members, sealed)
+        sealed["session_mac"] = session.mac(body["epoch"], digest)
+    return sealed, canonical_json(sealed)
 
 
 def build_body(

@@ -9,7 +9,8 @@ many receipts.
 Concurrency: one writer (``BEGIN IMMEDIATE`` takes the write lock before the head is read,
 so sequencing and writing are one atomic step) and any number of readers in other
 connections or processes, which WAL lets read the last committed state while a write runs.
-A ``SQLiteStore`` object itself belongs to one thread (the ledger actor's).
+A ``SQLiteStore`` object is used by one thread at a time (the ledger actor's), which need not be
+the thread that opened it.
 """
 
 from __future__ import annotations
@@ -61,11 +62,14 @@ class SQLiteStore:
                 if not self.path.is_file():
                     raise StoreError(f"no ledger database at {self.path}")
                 self._db = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=busy_timeout_s
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                    timeout=busy_timeout_s, check_same_thread=False,
                 )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s)
+                self._db = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from None
         except OSError as exc:
@@ -185,9 +189,13 @@ class SQLiteStore:
                 row = self._db.execute("SELECT size, root, note FROM checkpoints WHERE size = ?", (size,)).fetchone()
         return checkpoint_from_row(*row) if row else None
 
-    def checkpoints(self) -> Iterator[Checkpoint]:
+    def checkpoints(self, first: int = 0, last: int | None = None) -> Iterator[Checkpoint]:
         with self._errors():
-            for row in self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size"):
+            rows = self._db.execute(
+                "SELECT size, root, note FROM checkpoints WHERE size >= ? AND size <= ? ORDER BY size",
+                (first, 2**62 if last is None else last),
+            )
+            for row in rows:
                 yield checkpoint_from_row(*row)
 
     def close(self) -> None:

@@ -102,8 +102,8 @@ class LedgerStore(Protocol):
         """The stored checkpoint of ``size`` (default: the largest), if any."""
         ...
 
-    def checkpoints(self) -> Iterator[Checkpoint]:
-        """Every stored checkpoint, by size."""
+    def checkpoints(self, first: int = 0, last: int | None = None) -> Iterator[Checkpoint]:
+        """Stored checkpoints with ``first <= size <= last``, by size."""
         ...
 
     def close(self) -> None:

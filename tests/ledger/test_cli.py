@@ -53,7 +53,7 @@ def _export(data_dir: Path, out: Path, capsys) -> Path:
         ("receipts.jsonl", lambda lines: lines[:2] + [b"{garbage"] + lines[3:], "receipts.jsonl line 3"),
         ("receipts.jsonl", lambda lines: lines[:5] + [b"\xff\xfe"] + lines[6:], "receipts.jsonl line 6"),
         ("receipts.jsonl", lambda lines: [lines[1], lines[0], *lines[2:]], "receipts.jsonl line 1"),
-        ("receipts.jsonl", lambda lines: lines[:-1], "proofs.jsonl"),
+        ("receipts.jsonl", lambda lines: lines[:-1], "receipts.jsonl"),
         ("receipts.jsonl", lambda lines: [lines[0].replace(b'"i":0', b'"i":7'), *lines[1:]], "receipts.jsonl line 1"),
         ("proofs.jsonl", lambda lines: lines[:4] + [b"[]"] + lines[5:], "proofs.jsonl line 5"),
         ("proofs.jsonl", lambda lines: lines[:4] + [lines[3]] + lines[5:], "proofs.jsonl line 5"),
@@ -112,3 +112,25 @@ def test_help(argv, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad_line", [None, 2, 7])
+def test_parallel_offline_verify_agrees_and_names_the_first_bad_line(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch, bad_line
+) -> None:
+    from tai_autonomics.ledger import VerificationError, verify
+    from tai_autonomics.ledger.verify import verify_export
+
+    out = _export(data_dir, tmp_path / "export", capsys)
+    monkeypatch.setattr(verify, "_CHUNK", 3)  # several chunks in flight across the workers
+    if bad_line is None:
+        assert verify_export(out, workers=2) == verify_export(out, workers=1)
+        return
+    lines = (out / "receipts.jsonl").read_bytes().split(b"\n")
+    lines[bad_line - 1] = lines[bad_line - 1].replace(b'"seq":', b'"seq": ')
+    lines[7] = b"garbage after the first bad line"
+    (out / "receipts.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(VerificationError) as failure:
+        verify_export(out, workers=2)
+    assert failure.value.where == f"receipts.jsonl line {bad_line}"
+    assert "canonical" in failure.value.reason
