@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tai_autonomics.ledger import (
-    ChainHead,
     ConflictError,
     Ledger,
     LedgerKey,
