@@ -112,20 +112,27 @@ class FirestoreStore:
             yield _stored_leaf(doc.to_dict())
 
     def _range(self, start: int, end: int | None, fields: list[str] | None) -> Iterator[Any]:
-        """Leaf documents with ``start <= leaf_index < end`` in order, fetched page by page."""
-        cursor = start
-        while end is None or cursor < end:
-            query = self._leaves.where(filter=firestore.FieldFilter("leaf_index", ">=", cursor))
-            if end is not None:
-                query = query.where(filter=firestore.FieldFilter("leaf_index", "<", end))
-            query = query.order_by("leaf_index").limit(_PAGE)
+        """Leaf documents with ``start <= leaf_index < end`` in order."""
+        return self._paged(self._leaves, "leaf_index", start, end, fields)
+
+    def _paged(
+        self, collection: Any, field: str, first: int, stop: int | None, fields: list[str] | None
+    ) -> Iterator[Any]:
+        """Documents of ``collection`` with ``first <= field < stop``, by ``field``, page by page
+        (one long-lived query stream would hold a read open for the whole walk)."""
+        cursor = first
+        while stop is None or cursor < stop:
+            query = collection.where(filter=firestore.FieldFilter(field, ">=", cursor))
+            if stop is not None:
+                query = query.where(filter=firestore.FieldFilter(field, "<", stop))
+            query = query.order_by(field).limit(_PAGE)
             if fields is not None:
-                query = query.select(["leaf_index", *fields])
-            page = self._call("read leaves", lambda q=query: list(q.stream()))
+                query = query.select([field, *fields])
+            page = self._call(f"read {collection.id}", lambda q=query: list(q.stream()))
             yield from page
             if len(page) < _PAGE:
                 return
-            cursor = page[-1].get("leaf_index") + 1
+            cursor = page[-1].get(field) + 1
 
     def leaf_by_id(self, receipt_id: str) -> StoredLeaf | None:
         if not receipt_id or "/" in receipt_id:
@@ -162,18 +169,9 @@ class FirestoreStore:
         return _checkpoint(docs[0].to_dict()) if docs else None
 
     def checkpoints(self, first: int = 0, last: int | None = None) -> Iterator[Checkpoint]:
-        cursor = first
-        while True:
-            query = self._checkpoints.where(filter=firestore.FieldFilter("size", ">=", cursor))
-            if last is not None:
-                query = query.where(filter=firestore.FieldFilter("size", "<=", last))
-            query = query.order_by("size").limit(_PAGE)
-            page = self._call("read checkpoints", lambda q=query: list(q.stream()))
-            for doc in page:
-                yield _checkpoint(doc.to_dict())
-            if len(page) < _PAGE:
-                return
-            cursor = page[-1].get("size") + 1
+        stop = None if last is None else last + 1
+        for doc in self._paged(self._checkpoints, "size", first, stop, None):
+            yield _checkpoint(doc.to_dict())
 
     def close(self) -> None:
         self._client.close()

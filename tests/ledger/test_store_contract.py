@@ -18,6 +18,7 @@ from tai_autonomics.ledger import (
     SQLiteStore,
     verify_store,
 )
+from tai_autonomics.ledger import firestore_store
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.note import sign_checkpoint
 from tests.ledger.conftest import EMULATOR_PROJECT
@@ -37,7 +38,8 @@ def test_an_empty_store(open_store) -> None:
     assert store.leaf_by_id("nope") is None and store.chain_leaves("c", 0, 10) == []
 
 
-def test_appended_receipts_read_back_exactly(open_store, key: LedgerKey) -> None:
+def test_appended_receipts_read_back_exactly(open_store, key: LedgerKey, monkeypatch) -> None:
+    monkeypatch.setattr(firestore_store, "_PAGE", 2)  # Firestore reads page by page: cross pages here
     store = open_store()
     ledger = Ledger.open(store, key)
     first = ledger.append_batch([draft(0, "a"), draft(1, "b"), draft(2, "a")])
