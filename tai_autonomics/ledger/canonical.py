@@ -96,12 +96,7 @@ def parse_json(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return json.loads(
-            text,
-            object_pairs_hook=_unique_keys,
-            parse_int=_parse_int,
-            parse_constant=_reject_constant,
-        )
+        return _DECODER.decode(text)
     except CanonicalJSONError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -124,4 +119,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise CanonicalJSONError(f"not valid JSON: {name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_int=_parse_int, parse_constant=_reject_constant)
 

@@ -20,7 +20,7 @@ def _b64_hashes(value: Any) -> tuple[bytes, ...]:
     if not isinstance(value, list):
         raise ProofError("proof hashes must be a list of base64 strings")
     try:
-        return tuple(base64.b64decode(h, validate=True) for h in value)
+        return tuple(binascii.a2b_base64(h, strict_mode=True) for h in value)
     except (binascii.Error, TypeError, ValueError):
         raise ProofError("proof hashes must be a list of base64 strings") from None
 

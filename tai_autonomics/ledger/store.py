@@ -69,46 +69,36 @@ class LedgerStore(Protocol):
         commit is durable. ``seal`` may be called again if the transaction is retried.
         Raises ConflictError if the batch does not extend that head exactly.
         """
-        ...
 
     def size(self) -> int:
         """The committed tree size (number of leaves)."""
-        ...
 
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         """Stored leaf hashes of leaves ``start`` to ``end - 1``, in order."""
-        ...
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         """Stored receipts in leaf order (gaps, if any, show as missing indexes)."""
-        ...
 
     def leaf_by_id(self, receipt_id: str) -> StoredLeaf | None:
         """The stored receipt with this id."""
-        ...
 
     def chain_leaves(self, chain: str, after_seq: int, limit: int) -> list[StoredLeaf]:
         """Up to ``limit`` receipts of ``chain`` with ``seq > after_seq``, by seq."""
-        ...
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Store ``checkpoint`` unless one of its size exists; return the stored one.
 
         Raises ConflictError if the stored one has a different root.
         """
-        ...
 
     def checkpoint(self, size: int | None = None) -> Checkpoint | None:
         """The stored checkpoint of ``size`` (default: the largest), if any."""
-        ...
 
     def checkpoints(self, first: int = 0, last: int | None = None) -> Iterator[Checkpoint]:
         """Stored checkpoints with ``first <= size <= last``, by size."""
-        ...
 
     def close(self) -> None:
         """Release connections."""
-        ...
 
 
 def check_batch(head: LogHead, batch: SealedBatch) -> None:

@@ -18,6 +18,7 @@ import re
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,7 +364,9 @@ def _inspected_lines(
         for first, pairs in chunks:
             yield from enumerate(_inspect_chunk(*args, first, pairs), start=first)
         return
-    context = multiprocessing.get_context("forkserver")
+    # fork: the workers run one pure function, and unlike spawn/forkserver, fork does not
+    # re-import the caller's main module (which would need an `if __name__` guard in it)
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         in_flight: deque[tuple[int, Future]] = deque()
         try:
@@ -375,6 +378,8 @@ def _inspected_lines(
             while in_flight:
                 start, future = in_flight.popleft()
                 yield from enumerate(future.result(), start=start)
+        except BrokenProcessPool:
+            raise LedgerError("a verification worker process died", code="ledger_verify_aborted") from None
         finally:
             for _, future in in_flight:
                 future.cancel()

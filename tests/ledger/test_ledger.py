@@ -220,3 +220,12 @@ def test_the_key_never_reaches_reprs_logs_or_pickles(ledger: Ledger, key: Ledger
         pickle.dumps(key)
     with pytest.raises(TypeError):
         pickle.dumps(reopened._session)
+
+
+def test_what_the_actor_sends_survives_pickling(ledger: Ledger) -> None:
+    receipt = ledger.append(prod(1))
+    draft = prod(2)
+    for value in (receipt, draft, ledger.checkpoint(), ledger.inclusion_proof(receipt.id), ledger.consistency_proof(1)):
+        assert pickle.loads(pickle.dumps(value)) == value
+    error = pickle.loads(pickle.dumps(NotFoundError("no receipt 'x'")))
+    assert (type(error), error.code) == (NotFoundError, "ledger_not_found")
