@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from tai_autonomics.ledger import InclusionProof, LedgerPublicKey, canonical_json, leaf_hash, load_ledger_key, open_checkpoint
+from tai_autonomics.ledger import (
+    InclusionProof,
+    LedgerPublicKey,
+    canonical_json,
+    leaf_hash,
+    load_ledger_key,
+    open_checkpoint,
+)
 from tai_autonomics.runtime import Node, parse_tree
 from tests.runtime.conftest import node  # noqa: F401  (the node per base, for this directory's tests)
 
