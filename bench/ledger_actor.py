@@ -10,7 +10,7 @@ In one run, on real SQLite files (WAL, synchronous=FULL) in a temporary director
     (target >= 5,000), batches committed, and latency p50/p99 per call;
   * the same ``append`` load against AppendSink, which stores nothing: the message cost alone.
 
-Usage: python -m bench.ledger_actor [--quick]
+Usage: python -m bench.ledger_actor [--quick] [--admin-port N]
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from bench.ledger import _draft, _pct, bare_sqlite, group_commit, single_appends
 from tai_autonomics import logs
 from tai_autonomics.ledger import LedgerKey
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
-from tests.conftest import free_port
 
 LEDGER, SINK = "ReceiptLedger", "AppendSink"
 LOADERS = ("load1", "load2", "load3", "load4")
@@ -74,7 +73,9 @@ def concurrent(node: Node, to: str, per_loader: int, window: int, per_call: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    q = parser.parse_args().quick
+    parser.add_argument("--admin-port", type=int, default=19791, help="thespian admin port (default 19791)")
+    args = parser.parse_args()
+    q = args.quick
     logs.configure("WARNING", sys.stderr)
     key = LedgerKey.generate()
     singles = 200 if q else 1000
@@ -94,7 +95,7 @@ def main() -> int:
                      "args": {"context": {"data_dir": str(tmp / "actor")}}},
             SINK: {"actor": "bench._actors:AppendSink"},
             **{name: {"actor": "bench._actors:AppendLoad"} for name in LOADERS}}})
-        with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port(), log_level="WARNING")) as node:
+        with Node(NodeConfig(base="multiprocTCPBase", admin_port=args.admin_port, log_level="WARNING")) as node:
             node.start_tree(tree)
             result["actor"] = {
                 "sequential_append": sequential(node, singles),

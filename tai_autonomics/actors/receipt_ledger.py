@@ -44,8 +44,10 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 
 Arguments: ``args["context"]`` from the daemon — ``data_dir`` (default ``./var``), ``profile``
 (default ``dev``) and ``ledger``: ``key_file`` or ``key_env`` (the key PEM, or the environment
-variable holding it), ``origin``, ``store`` (``sqlite``). Only the dev profile falls back to a key
-generated in the data directory. From the worker's own ``args``: ``max_batch`` (default 256)
+variable holding it), ``origin``, ``store``: ``sqlite`` (``DATA_DIR/ledger.sqlite3``) or
+``firestore`` (ledger document ``firestore_ledger``, default ``ledger``, in the project named by
+the environment variable ``firestore_project_env``, else the client's default project). Only
+the dev profile falls back to a key generated in the data directory. From the worker's own ``args``: ``max_batch`` (default 256)
 and ``batch_delay_s`` (default 0.002).
 The key never leaves :class:`~tai_autonomics.ledger.LedgerKey`: replies, errors and logs carry
 its public ``key_id`` only.
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,15 +71,18 @@ from tai_autonomics.ledger import (
     DraftError,
     Ledger,
     LedgerError,
+    LedgerStore,
     ReceiptDraft,
     SQLiteStore,
     load_ledger_key,
     verify_store,
 )
+from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 
 log = logging.getLogger(__name__)
 
+DEFAULT_FIRESTORE_LEDGER = "ledger"
 DEFAULT_MAX_BATCH = 256
 DEFAULT_BATCH_DELAY_S = 0.002
 MAX_MANY = 1000
@@ -92,18 +98,15 @@ class ReceiptLedger(Server):
         context = args.get("context") or {}
         settings = context.get("ledger") or {}
         data_dir = Path(context.get("data_dir") or "var")
-        store_kind = settings.get("store", "sqlite")
-        if store_kind != "sqlite":
-            raise LedgerError(f"ledger store {store_kind!r} is not available in this build (expected 'sqlite')")
-        key = load_ledger_key(
-            key_file=settings.get("key_file"),
-            key_env=settings.get("key_env"),
-            data_dir=data_dir if context.get("profile", "dev") == "dev" else None,
-        )
         self._max_batch = int(args.get("max_batch", DEFAULT_MAX_BATCH))
         self._batch_delay = float(args.get("batch_delay_s", DEFAULT_BATCH_DELAY_S))
-        self._store = SQLiteStore(data_dir / DB_FILE)
+        self._store = _open_store(settings, data_dir)
         try:
+            key = load_ledger_key(
+                key_file=settings.get("key_file"),
+                key_env=settings.get("key_env"),
+                data_dir=data_dir if context.get("profile", "dev") == "dev" else None,
+            )
             self._ledger = Ledger.open(self._store, key, origin=settings.get("origin", DEFAULT_ORIGIN),
                                        max_batch=self._max_batch)
         except BaseException:
@@ -238,6 +241,19 @@ class ReceiptLedger(Server):
 
     def inspect_state(self) -> dict[str, Any]:
         return self.call_status(None)
+
+
+def _open_store(settings: dict[str, Any], data_dir: Path) -> LedgerStore:
+    kind = settings.get("store", "sqlite")
+    if kind == "sqlite":
+        return SQLiteStore(data_dir / DB_FILE)
+    if kind == "firestore":
+        project_env = settings.get("firestore_project_env")
+        project = os.environ.get(project_env) if project_env else None
+        if project_env and not project:
+            raise LedgerError(f"environment variable {project_env} (the Firestore project) is unset or empty")
+        return FirestoreStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER), project=project)
+    raise LedgerError(f"ledger store {kind!r} is not available (expected 'sqlite' or 'firestore')")
 
 
 class _Request:
