@@ -9,7 +9,7 @@ Group commit. An ``append`` is not committed on its own: it joins the pending ba
 handler returns without replying. The batch is committed in one ``Ledger.append_batch`` (one
 fsync) when a timer fires, or at once when it is full (``max_batch``); only then is each caller
 answered with its own receipt. The timer waits ``batch_delay_s`` (2 ms) while appends stream
-in (the previous commit ended less than that ago), else nothing, so a lone caller does not
+in (the previous commit and its replies ended less than that ago), else nothing, so a lone caller does not
 wait. Why wait at all: on multiprocTCPBase a due timer ends thespian's receive loop before it
 reads another socket, so a zero-delay timer committed almost every append alone (measured:
 1.0 receipts per batch with 200 appends in flight; 2 ms gives 3-4, and then one message per
@@ -188,8 +188,13 @@ class ReceiptLedger(Server):
             receipts = self._ledger.append_batch([draft for _, _, draft in batch])
         except Exception as exc:
             if isinstance(exc, DraftError) and len(batch) > 1:
-                for item in batch:  # isolate the draft the ledger refused: only its caller is refused
-                    self._commit([item])
+                try:
+                    for item in batch:  # isolate the draft the ledger refused: only its caller is refused
+                        self._commit([item])
+                except Exception as failure:  # a bug: those not committed yet must not wait for a reply
+                    for request, _, _ in batch:
+                        request.fail(failure)
+                    raise
             elif isinstance(exc, DraftError):
                 request, index, _ = batch[0]
                 request.refuse(index, exc)
@@ -203,9 +208,9 @@ class ReceiptLedger(Server):
             return
         self._batches += 1
         self._appended += len(receipts)
-        self._committed_at = time.monotonic()
         for (request, index, _), receipt in zip(batch, receipts, strict=True):
             request.deliver(index, receipt.to_dict())
+        self._committed_at = time.monotonic()  # after the replies: appends that came meanwhile stream
 
     # -- reads ----------------------------------------------------------------------------------
 
