@@ -39,6 +39,8 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 * ``verify`` → the report of :func:`~tai_autonomics.ledger.verify_store` over the whole store
   (it runs in the actor, so appends wait for it); a bad store is refused with
   ``ledger_verify_failed`` naming the first bad receipt.
+* ``rotate_epoch`` → the ``ledger.epoch_rotated`` receipt that starts a new eval-session epoch
+  (a fresh session secret), after committing what is pending.
 * ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch}``;
   ``batches``/``appended`` count this incarnation's commits.
 
@@ -132,8 +134,7 @@ class ReceiptLedger(Server):
     def _answer_pending(self) -> None:
         """Commit every pending draft; if a commit fails, its error answers all that remain."""
         try:
-            while self._pending:
-                self._flush()
+            self._flush_all()
         except Exception as exc:
             for request, _, _ in self._pending:
                 request.fail(exc)
@@ -175,6 +176,14 @@ class ReceiptLedger(Server):
     def on_timer(self, payload: Any) -> None:
         if payload == _FLUSH:
             self._flush_armed = False
+            self._flush()
+
+    def call_rotate_epoch(self, payload: Any) -> dict[str, Any]:
+        self._flush_all()  # drafts that came before the rotation are sealed in the old epoch
+        return self._ledger.rotate_epoch().to_dict()
+
+    def _flush_all(self) -> None:
+        while self._pending:
             self._flush()
 
     def _flush(self) -> None:

@@ -168,3 +168,16 @@ def test_append_many_commits_with_the_others_and_refuses_only_bad_drafts(node: N
     assert (status["appended"], status["size"]) == (59, 59)
     assert status["batches"] < 59
     assert_proven(node, ledger, receipts)
+
+
+def test_rotate_epoch_starts_a_new_eval_epoch_on_the_session_chain(node: Node, ledger: Path) -> None:
+    advisory = {"kind": "pricing.quoted", "mode": "eval", "payload": {"price": 1}}
+    first = node.call(LEDGER, "append", advisory)
+    rotated = node.call(LEDGER, "rotate_epoch")
+    after = node.call(LEDGER, "append", advisory)
+
+    assert (rotated["kind"], rotated["payload"]) == ("ledger.epoch_rotated", {"from_epoch": 0, "to_epoch": 1})
+    assert [r["epoch"] for r in (first, rotated, after)] == [0, 0, 1]
+    assert [r["seq"] for r in (first, rotated, after)] == [1, 2, 3]
+    assert node.call(LEDGER, "status")["epoch"] == 1
+    assert node.call(LEDGER, "verify")["advisory"] == 3
