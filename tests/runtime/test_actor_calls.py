@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tai_autonomics.runtime import ActorCrashed, CallError, CallTimeout, Node, NodeConfig, parse_tree
-from tai_autonomics.runtime.messages import Call
+from tai_autonomics.runtime.messages import Call, Location, Moved, Register, Unregister, Whereis
 from tests.conftest import free_port
 from tests.runtime.test_supervision import crash_and_await_restart, incarnation, workers
 
@@ -45,6 +45,18 @@ def test_calls_follow_the_callee_across_a_restart(node: Node, tree) -> None:
     crash_and_await_restart(node, "a")
     assert relay(node, "a", "echo", 2) == 2
     assert node.call("a", "seen") == 1
+
+
+def test_a_subscription_made_while_the_name_is_unregistered_hears_of_the_next_exit(node: Node) -> None:
+    """A caller resolving a name between two incarnations subscribes; registering the next
+    incarnation must not drop that subscription, or the caller never hears that it died (the
+    ReceiptLedger's callers stalled until their timeouts after a second SIGKILL)."""
+    system, registry = node._system, node._registry
+    system.tell(registry, Whereis("between", wait=5.0, subscribe=True))  # not registered: it waits
+    system.tell(registry, Register("between", registry, "between.1", os.getpid()))
+    assert system.listen(5) == Location("between", registry, "between.1", os.getpid())
+    system.tell(registry, Unregister("between", "between.1"))
+    assert system.listen(5) == Moved("between", "between.1")
 
 
 def test_a_crash_in_a_reply_callback_restarts_the_caller(node: Node, tree) -> None:
