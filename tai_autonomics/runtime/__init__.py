@@ -19,11 +19,12 @@ from tai_autonomics.runtime.spec import (
     load_tree,
     parse_tree,
     render_tree,
+    with_worker_args,
 )
 from tai_autonomics.runtime.supervisor import Supervisor
 
 __all__ = [
     "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout", "DEFAULT_CALL_TIMEOUT",
     "NoSuchActor", "Node", "NodeConfig", "RestartIntensity", "Server", "StartError", "Supervisor",
-    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree",
+    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree", "with_worker_args",
 ]
