@@ -25,7 +25,7 @@ from typing import Any
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
-from tai_autonomics.operations.mode import EVAL, PROD, WRITE, ModeMachine, ModeRefusal, Transition
+from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.trust import Policy
 
@@ -121,7 +121,16 @@ class ProdMode(Server):
     # -- calls -----------------------------------------------------------------------------------
 
     def call_guard(self, request: Any) -> dict[str, Any]:
-        """May this deploy/publish run now? Reserves its coverage if so."""
+        """May this deploy/publish run now? Reserves its coverage if so.
+
+        ``{"operation": "pricing"}`` only asks whether pricing may run and under which
+        authority (pricing is allowed in eval, advisory, and in prod, contractual).
+        """
+        if isinstance(request, dict) and request.get("operation") == "pricing":
+            self.machine.check(PRICING)
+            contractual = self.machine.mode == PROD
+            return {"mode": self.machine.mode, "chain": self.policy.policy_id if contractual else None,
+                    "authority": "contractual" if contractual else "advisory"}
         sku, cost, operation_id, timeout_s = _guard_request(request)
         now = time.time()
         if self.machine.mode == PROD and now >= self.not_after:

@@ -130,3 +130,11 @@ def test_bad_guard_requests_are_refused(running: Node, bad) -> None:
     with pytest.raises(CallError) as err:
         running.call("ProdMode", "guard", bad)
     assert err.value.code == "invalid_request"
+
+
+def test_pricing_is_allowed_in_eval_as_advisory_and_in_prod_as_contractual(running: Node) -> None:
+    start(running, mode="eval")
+    assert guard(running, operation="pricing") == {"mode": "eval", "chain": None, "authority": "advisory"}
+    running.stop_tree()
+    start(running)
+    assert guard(running, operation="pricing") == {"mode": "prod", "chain": POLICY, "authority": "contractual"}
