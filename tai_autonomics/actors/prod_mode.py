@@ -56,10 +56,14 @@ class ProdMode(Server):
     # -- start: certificate → insurer → usage → decide ------------------------------------------
 
     def _started_cert(self, status: Any, error: BaseException | None) -> None:
+        if error is None:
+            try:
+                self._take_certificate(status)
+            except TaiError as exc:
+                error = exc
         if error is not None:
             self.fail_start(f"production start refused: certificate: {_why(error)}")
             return
-        self._take_certificate(status)
         self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
                         then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
 
@@ -112,9 +116,13 @@ class ProdMode(Server):
     def _lost(self, reason: str) -> None:
         self._record(self.machine.insurance_lost(reason))
 
-    def _take_certificate(self, status: dict[str, Any]) -> None:
-        self.policy = Policy.from_dict(status["policy"])
-        self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
+    def _take_certificate(self, status: Any) -> None:
+        try:
+            self.policy = Policy.from_dict(status["policy"])
+            self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TaiError(f"CertManager's status has no usable policy and expiry ({type(exc).__name__}: {exc})",
+                           code="cert_status_invalid") from None
         if status.get("revoked"):
             self._lost("certificate revoked by the insurer")
 
