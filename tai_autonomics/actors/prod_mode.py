@@ -117,6 +117,9 @@ class ProdMode(Server):
         self._record(self.machine.insurance_lost(reason))
 
     def _take_certificate(self, status: Any) -> None:
+        if isinstance(status, dict) and status.get("loaded") is False:
+            reason = status.get("reason") or {}
+            raise TaiError(reason.get("message", "no certificate loaded"), code=reason.get("code", "cert_not_loaded"))
         try:
             self.policy = Policy.from_dict(status["policy"])
             self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
