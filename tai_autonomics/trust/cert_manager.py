@@ -9,7 +9,10 @@ core owns the decisions, takes "now" from an injected clock on every call, and n
   remembered across restarts in ``state.json``.
 - :meth:`CertManager.renew` makes a new key and CSR, sends it through the injected
   :class:`Renewer`, validates the answer, and only then swaps it in atomically; on failure the
-  old certificate stays and the outcome says when to try again (exponential backoff).
+  old certificate stays and the outcome says when to try again (exponential backoff). A caller
+  that cannot block on the renewer (the actor, whose renewer is another actor) runs the same
+  steps split in two: :meth:`CertManager.begin_renewal`, then :meth:`CertManager.complete_renewal`
+  or :meth:`CertManager.renewal_failed`.
 - :meth:`CertManager.mark_revoked` takes effect at the next check, immediately, and survives
   restarts.
 
@@ -25,7 +28,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -115,6 +118,15 @@ class RenewalOutcome:
     next_attempt_at: dt.datetime
     consecutive_failures: int
     error: TaiError | None = None
+
+
+@dataclass(frozen=True)
+class RenewalRequest:
+    """A renewal in flight: the CSR to send, and the new key that waits for its certificate (never shown)."""
+
+    fingerprint: str  # of the certificate being renewed
+    csr_pem: bytes
+    key: PrivateKeyTypes = field(repr=False)
 
 
 @dataclass
@@ -328,16 +340,34 @@ class CertManager:
         """
         if self._renewer is None:
             raise RenewalFailed("no renewer is configured, so the certificate cannot be renewed")
+        request = self.begin_renewal()
+        try:
+            answer = self._renewer.renew(request.csr_pem)
+        except TaiError as exc:
+            return self.renewal_failed(request, exc, now)
+        return self.complete_renewal(request, answer, now)
+
+    def begin_renewal(self) -> RenewalRequest:
+        """The first half of :meth:`renew`, for a caller that cannot wait for the renewer (the actor):
+        a new key and its CSR. Send ``csr_pem`` to the insurer, then pass its answer to
+        :meth:`complete_renewal`, or its error to :meth:`renewal_failed`."""
+        old = self.current
+        key, csr = generate_key_and_csr(old.policy.customer_name)
+        return RenewalRequest(old.fingerprint, csr.public_bytes(serialization.Encoding.PEM), key)
+
+    def complete_renewal(self, request: RenewalRequest, answer: bytes, now: dt.datetime | None = None
+                         ) -> RenewalOutcome:
+        """Validate the insurer's ``answer`` to ``request`` and swap it in; a failed outcome keeps the old one."""
         old = self.current
         moment = self._now(now)
-        key, csr = generate_key_and_csr(old.policy.customer_name)
         try:
-            answer = self._renewer.renew(csr.public_bytes(serialization.Encoding.PEM))
-            new = self._verify_bundle(answer, key, now=moment)
+            if old.fingerprint != request.fingerprint:
+                raise RenewalFailed("the certificate was replaced while this renewal was in flight; answer discarded")
+            new = self._verify_bundle(answer, request.key, now=moment)
             _require_same_policy(old, new)
         except TaiError as exc:
             return self._renewal_failed(old, exc, moment)
-        self._swap(new, key)
+        self._swap(new, request.key)
         logs.event(
             logger,
             "insurance certificate renewed",
@@ -347,6 +377,11 @@ class CertManager:
             not_after=new.not_after.isoformat(),
         )
         return RenewalOutcome(True, new, new.not_after - self._renew_before, 0)
+
+    def renewal_failed(self, request: RenewalRequest, error: TaiError, now: dt.datetime | None = None
+                       ) -> RenewalOutcome:
+        """The renewer could not answer ``request``: keep the current certificate and back off."""
+        return self._renewal_failed(self.current, error, self._now(now))
 
     def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:
         state = self._held_state()
