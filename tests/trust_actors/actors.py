@@ -1,0 +1,32 @@
+"""A stand-in ReceiptLedger for the trust actor tests (importable: the multiprocess base re-creates it by path).
+
+It keeps every appended receipt as a JSON line in ``args['path']``, so what was appended survives
+restarts of the tree and can be read by the test directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tai_autonomics.runtime import Server
+
+
+class LedgerRecorder(Server):
+    def init(self, args: dict[str, Any]) -> None:
+        self.path = Path(args["path"])
+
+    def call_append(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(receipt) + "\n")
+        return {"seq": len(recorded(self.path)), "chain": receipt["chain"]}
+
+
+def recorded(path: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    receipts = [json.loads(line) for line in lines]
+    return [r for r in receipts if kind is None or r["kind"] == kind]

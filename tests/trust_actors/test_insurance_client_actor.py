@@ -1,0 +1,95 @@
+"""The InsuranceClient actor in a real tree, on both bases, against the sandbox over real sockets."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
+from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
+from tai_autonomics.runtime.messages import Call, Reply
+from tests.trust_actors.conftest import POLICY_ID, Trust
+
+
+def call(node: Node, msg_type: str, payload=None):
+    return node.call("InsuranceClient", msg_type, payload, timeout=CALL_TIMEOUT_S)
+
+
+def refusal(node: Node, msg_type: str, payload=None) -> CallError:
+    with pytest.raises(CallError) as refused:
+        call(node, msg_type, payload)
+    return refused.value
+
+
+def test_policy_status_is_fetched_and_cached(node: Node, tree, admin: httpx.Client) -> None:
+    tree()
+    status = call(node, "verify_policy", {})
+    assert (status["policy_id"], status["status"], status["from_cache"]) == (POLICY_ID, "active", False)
+    assert call(node, "cached_policy_status")["from_cache"] is True
+    described = call(node, "status")
+    assert described["breaker_state"] == "closed" and described["cache"]["fresh"] is True
+    assert described["call_timeout_s"] == CALL_TIMEOUT_S
+    assert refusal(node, "policy_status", {"policy_id": "no-such-policy"}).code == "policy_not_found"
+    assert refusal(node, "certificate_status", {"serial": "not hex!"}).code == "invalid_request"
+
+
+def test_an_outage_is_answered_from_a_fresh_cache_and_the_open_breaker_is_visible(
+        node: Node, tree, admin: httpx.Client) -> None:
+    tree(client={"breaker_fail_max": 2, "breaker_reset_s": 600})
+    assert call(node, "policy_status")["from_cache"] is False
+    admin.post("/admin/faults", json={"kind": "outage", "endpoint": "insurer.*"}).raise_for_status()
+    cached = call(node, "policy_status")
+    assert (cached["status"], cached["from_cache"]) == ("active", True)
+    assert call(node, "breaker_state") == {"state": "open"}
+    assert refusal(node, "certificate_status", {"serial": "abc"}).code == "insurance_circuit_open"
+    assert refusal(node, "renew", {"csr_pem": "x"}).code == "insurance_circuit_open"
+    described = call(node, "status")
+    assert (described["breaker_state"], described["cache"]["fresh"]) == ("open", True)
+    policy_requests = admin.get("/admin/requests", params={"endpoint": "insurer.policy_status"}).json()["requests"]
+    assert [r["status"] for r in policy_requests] == [200, 503, 503]  # the breaker opened on the second failure
+
+
+def test_the_actor_answers_other_calls_while_an_operation_waits_to_retry(
+        node: Node, tree, admin: httpx.Client) -> None:
+    """Retries wait on timers, not in a sleep: ``status`` is answered while a call waits out a Retry-After."""
+    tree()
+    admin.post("/admin/faults", json={"kind": "outage", "endpoint": "insurer.policy_status", "times": 1,
+                                      "retry_after_s": 1.5}).raise_for_status()
+    address = node.whereis("InsuranceClient").address
+    node._system.tell(address, Call("pending", "policy_status", {}))
+    assert node.call("InsuranceClient", "status")["in_flight"] == 1
+    reply = node._system.listen(CALL_TIMEOUT_S)
+    assert isinstance(reply, Reply) and reply.ref == "pending" and reply.value["status"] == "active", reply
+    assert [r["status"] for r in admin.get("/admin/requests", params={"endpoint": "insurer.policy_status"}).json()["requests"]] == [503, 200]
+
+
+def test_a_crashed_insurance_client_restarts_with_a_fresh_breaker_and_cache(
+        node: Node, tree, admin: httpx.Client) -> None:
+    tree(client={"breaker_fail_max": 1, "breaker_reset_s": 600})
+    admin.post("/admin/faults", json={"kind": "error", "endpoint": "insurer.*"}).raise_for_status()
+    assert refusal(node, "policy_status").code == "insurance_circuit_open"
+    old = node.call("InsuranceClient", "$info")["incarnation"]
+    node.call("root", "restart_child", "InsuranceClient")
+    assert node.whereis("InsuranceClient", wait=10, after=old).incarnation != old
+    described = call(node, "status")
+    assert (described["breaker_state"], described["cache"]) == ("closed", None)
+    admin.post("/admin/reset").raise_for_status()
+    assert call(node, "policy_status")["from_cache"] is False
+
+
+def test_prod_without_an_insurer_fails_the_start_and_eval_starts_unconfigured(node: Node, trust: Trust,
+                                                                              admin: httpx.Client) -> None:
+    def spec(mode: str):
+        return parse_tree({"root": "root", "supervisors": {"root": {"children": ["InsuranceClient"]}}, "workers": {
+            "InsuranceClient": {"actor": "tai_autonomics.actors.insurance_client:InsuranceClient",
+                                "args": {"context": {"mode": mode, "data_dir": str(trust.data_dir)}}}}})
+
+    with pytest.raises(StartError) as failed:
+        node.start_tree(spec("prod"))
+    assert "insurer's url, public_key_file, policy_id" in str(failed.value)
+    node.start_tree(spec("eval"))
+    try:
+        assert call(node, "status")["configured"] is False
+        assert refusal(node, "policy_status").code == "insurance_not_configured"
+    finally:
+        node.stop_tree()
