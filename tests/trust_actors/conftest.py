@@ -14,7 +14,13 @@ from cryptography.hazmat.primitives import serialization
 
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tai_autonomics.sandbox import SandboxConfig, SandboxServer
-from tai_autonomics.trust import CertificateVerifier, CertManager, generate_key_and_csr, sample_policy
+from tai_autonomics.trust import (
+    CertificateVerifier,
+    CertManager,
+    VerifiedCertificate,
+    generate_key_and_csr,
+    sample_policy,
+)
 from tai_autonomics.trust._files import private_key_pem
 from tests.conftest import free_port
 
@@ -62,6 +68,10 @@ class Trust:
             "trust": {"anchor": str(self.anchor), "cert_dir": str(self.cert_dir), "expected_issuer": None},
         }
 
+    def held(self) -> VerifiedCertificate:
+        """The certificate in ``cert_dir``, read from disk (what a restarted CertManager would load)."""
+        return CertManager(self.cert_dir, CertificateVerifier.from_files(self.anchor)).load()
+
     def install_certificate(self, admin: httpx.Client) -> str:
         """A certificate issued by the sandbox insurer, installed as current; its fingerprint."""
         key, csr = generate_key_and_csr("insured-daemon")
@@ -83,10 +93,11 @@ def trust(tmp_path: Path, admin: httpx.Client, sandbox_server: SandboxServer) ->
 def tree(node: Node, trust: Trust, admin: httpx.Client) -> Iterator[Callable[..., None]]:
     """``tree(mode=, cert=, client=)`` starts ReceiptLedger (recording), CertManager and InsuranceClient
     with the given extra worker args, in the order of supervision.toml; stopped after the test.
-    A certificate from the sandbox is installed first unless one is."""
+    A certificate from the sandbox is installed first unless one is (or ``install=False``)."""
 
-    def start(mode: str = "prod", cert: dict[str, Any] | None = None, client: dict[str, Any] | None = None) -> None:
-        if not (trust.cert_dir / "current.pem").exists():
+    def start(mode: str = "prod", cert: dict[str, Any] | None = None, client: dict[str, Any] | None = None,
+              install: bool = True) -> None:
+        if install and not (trust.cert_dir / "current.pem").exists():
             trust.install_certificate(admin)
         context = trust.context(mode)
         workers = {

@@ -1,0 +1,155 @@
+"""The CertManager actor in a real tree, on both bases, renewing and checking revocation through the
+InsuranceClient actor against the sandbox over real sockets; receipts go to a recording ReceiptLedger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import httpx
+import pytest
+
+from tai_autonomics.actors.cert_manager import RENEW_CALL_TIMEOUT_S
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
+from tai_autonomics.runtime import CallError, Node, StartError
+from tests.trust_actors.actors import recorded
+from tests.trust_actors.conftest import POLICY_ID, Trust
+
+DAY_S = 86400.0
+NO_EARLY_RENEWAL = {"renew_before_days": 0}  # so shifting the clock near expiry does not start a renewal
+
+
+def call(node: Node, msg_type: str, payload=None, timeout: float = CALL_TIMEOUT_S):
+    return node.call("CertManager", msg_type, payload, timeout=timeout)
+
+
+def refusal(node: Node, msg_type: str, payload=None) -> CallError:
+    with pytest.raises(CallError) as refused:
+        call(node, msg_type, payload)
+    return refused.value
+
+
+def shift_to(days_left: float, trust: Trust) -> dict[str, float]:
+    """Args that shift the actor's clock so the installed certificate has ``days_left`` days to go."""
+    not_after, now = trust.held().not_after, dt.datetime.now(dt.timezone.utc)
+    return {**NO_EARLY_RENEWAL, "clock_offset_s": (not_after - now).total_seconds() - days_left * DAY_S}
+
+
+def restart(node: Node, name: str) -> None:
+    """Crash ``name`` for real (kill -9) on the multiprocess base, else have its supervisor restart it."""
+    old = node.call(name, "$info")
+    if node.multiprocess:
+        os.kill(old["pid"], 9)
+    else:
+        node.call("root", "restart_child", name)
+    assert node.whereis(name, wait=10, after=old["incarnation"]).incarnation != old["incarnation"]
+
+
+def test_status_and_preflight(node: Node, tree, trust: Trust, admin: httpx.Client) -> None:
+    fingerprint = trust.install_certificate(admin)
+    tree()
+    status = call(node, "status")
+    assert (status["loaded"], status["policy_id"], status["fingerprint"]) == (True, POLICY_ID, fingerprint)
+    assert status["revoked"] is False and status["days_left"] in (89, 90)
+    assert status["policy"]["authorized_sku"]
+    assert call(node, "preflight", {"seconds": 3600})["policy_id"] == POLICY_ID
+    assert refusal(node, "preflight", {"seconds": 100 * DAY_S}).code == "cert_validity_too_short"
+    assert refusal(node, "preflight", {"seconds": "soon"}).code == "invalid_request"
+
+
+def test_warnings_fire_once_per_threshold_across_restarts(node: Node, tree, trust: Trust,
+                                                          admin: httpx.Client) -> None:
+    trust.install_certificate(admin)
+    expected = []
+    for days_left, threshold in ((29.5, 30), (6.5, 7), (0.5, 1)):
+        tree(cert=shift_to(days_left, trust))
+        fired = call(node, "check_expiry")["warnings"]  # the start's own check may have sent it already
+        assert [w["threshold_days"] for w in fired] in ([], [threshold])
+        assert call(node, "check_expiry") == {"warnings": []}
+        expected.append(threshold)
+        warnings = recorded(trust.receipts, "insurance.expiry_warning")
+        assert [w["payload"]["threshold_days"] for w in warnings] == expected
+        assert all((w["mode"], w["chain"]) == ("prod", POLICY_ID) for w in warnings)
+        restart(node, "CertManager")  # the warnings fired are remembered on disk
+        assert call(node, "check_expiry") == {"warnings": []}
+        node.stop_tree()
+    assert len(recorded(trust.receipts)) == 3
+
+
+def test_renewal_through_the_sandbox_swaps_the_certificate_and_records_it(
+        node: Node, tree, trust: Trust, admin: httpx.Client) -> None:
+    old = trust.install_certificate(admin)
+    tree()
+    outcome = call(node, "renew_now", timeout=RENEW_CALL_TIMEOUT_S)
+    assert outcome["renewed"] is True and outcome["error"] is None and outcome["fingerprint"] != old
+    assert call(node, "status")["fingerprint"] == outcome["fingerprint"] == trust.held().fingerprint
+    [receipt] = recorded(trust.receipts, "cert.renewed")
+    assert (receipt["chain"], receipt["payload"]["old_fingerprint"]) == (POLICY_ID, old)
+    assert receipt["payload"]["fingerprint"] == outcome["fingerprint"]
+    assert len(list((trust.cert_dir / "archive").iterdir())) == 1
+    restart(node, "CertManager")
+    assert call(node, "status")["fingerprint"] == outcome["fingerprint"]
+
+
+@pytest.mark.parametrize(("fault", "code"), [({"kind": "expired_certificate"}, "cert_expired"),
+                                             ({"kind": "outage"}, "insurance_service_unavailable")])
+def test_a_failed_renewal_keeps_the_old_certificate(node: Node, tree, trust: Trust, admin: httpx.Client,
+                                                    fault: dict, code: str) -> None:
+    old = trust.install_certificate(admin)
+    tree()
+    admin.post("/admin/faults", json={**fault, "endpoint": "insurer.renew_certificate"}).raise_for_status()
+    outcome = call(node, "renew_now", timeout=RENEW_CALL_TIMEOUT_S)
+    assert (outcome["renewed"], outcome["error"]["code"], outcome["failures"]) == (False, code, 1)
+    assert outcome["fingerprint"] == call(node, "status")["fingerprint"] == old
+    assert call(node, "preflight", {"seconds": 60})["policy_id"] == POLICY_ID
+    assert recorded(trust.receipts, "cert.renewed") == []
+
+
+def test_revocation_reported_by_the_insurer_takes_effect_at_once_and_survives_a_restart(
+        node: Node, tree, trust: Trust, admin: httpx.Client) -> None:
+    trust.install_certificate(admin)
+    tree()
+    assert call(node, "check_revocation") == {"status": "valid", "revoked": False}
+    serial = call(node, "status")["serial"]
+    admin.post(f"/insurer/v1/certificates/{serial}/revoke", json={"reason": "key_compromise"}).raise_for_status()
+    assert call(node, "check_revocation") == {"status": "revoked", "revoked": True}
+    assert refusal(node, "preflight", {"seconds": 0}).code == "cert_revoked"
+    # the restarted actor's first check renews at once (a new key is the remedy): let the insurer refuse
+    admin.post("/admin/faults", json={"kind": "reject", "classification": "permission_denied",
+                                      "endpoint": "insurer.renew_certificate"}).raise_for_status()
+    restart(node, "CertManager")
+    assert call(node, "status")["revoked"] is True
+    assert refusal(node, "preflight", {"seconds": 0}).code == "cert_revoked"
+    refused = call(node, "renew_now", timeout=RENEW_CALL_TIMEOUT_S)  # joins the first check's renewal, if in flight
+    assert (refused["renewed"], refused["error"]["code"]) == (False, "insurer_rejected")
+    admin.post("/admin/reset").raise_for_status()
+    renewed = call(node, "renew_now", timeout=RENEW_CALL_TIMEOUT_S)
+    assert renewed["renewed"] is True, renewed
+    assert call(node, "preflight", {"seconds": 0})["policy_id"] == POLICY_ID
+
+
+def test_a_revoked_call_takes_effect_only_for_the_current_certificate(node: Node, tree, trust: Trust,
+                                                                     admin: httpx.Client) -> None:
+    fingerprint = trust.install_certificate(admin)
+    tree()
+    assert call(node, "revoked", {"reason": "late news", "fingerprint": "00" * 32}) == {"revoked": False}
+    assert call(node, "preflight", {"seconds": 0})["policy_id"] == POLICY_ID
+    assert call(node, "revoked", {"reason": "policy cancelled", "fingerprint": fingerprint}) == {"revoked": True}
+    assert refusal(node, "preflight", {"seconds": 0}).code == "cert_revoked"
+
+
+def test_prod_without_a_valid_certificate_fails_the_start_and_eval_starts_without_one(
+        node: Node, tree, trust: Trust) -> None:
+    trust.cert_dir.mkdir()
+    (trust.cert_dir / "current.pem").write_text("not a certificate")
+    with pytest.raises(StartError) as invalid:
+        tree(mode="prod")
+    assert "child 'CertManager' failed to start: start failed: KeyInvalid" in str(invalid.value)
+    (trust.cert_dir / "current.pem").unlink()
+    with pytest.raises(StartError) as missing:
+        tree(mode="prod", install=False)
+    assert "CertNotLoaded: no insurance certificate at" in str(missing.value)
+    tree(mode="eval", install=False)
+    assert call(node, "status")["reason"]["code"] == "cert_not_loaded"
+    assert refusal(node, "preflight", {"seconds": 0}).code == "cert_not_loaded"
+    assert refusal(node, "renew_now").code == "cert_not_loaded"
