@@ -87,6 +87,8 @@ class CertManager(Server):
         offset = dt.timedelta(seconds=float(args.get("clock_offset_s", 0)))
         self._clock = lambda: utcnow() + offset
         self._check_interval_s = float(args.get("check_interval_s", 3600))
+        if not self._check_interval_s > 0:
+            raise ValueError(f"check_interval_s must be a positive number of seconds, not {self._check_interval_s}")
         self._renewal: RenewalRequest | None = None
         self._renew_waiters: list[Caller] = []
         self._appending = 0

@@ -10,14 +10,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import Server
 
 
 class LedgerRecorder(Server):
+    """Records appends; refuses the first ``args['refuse']`` of them, as a ledger that cannot store would."""
+
     def init(self, args: dict[str, Any]) -> None:
         self.path = Path(args["path"])
+        self.refuse = int(args.get("refuse", 0))
 
     def call_append(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse:
+            self.refuse -= 1
+            raise TaiError("the ledger cannot store receipts right now (test)", code="ledger_unavailable")
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(receipt) + "\n")
         return {"seq": len(recorded(self.path)), "chain": receipt["chain"]}

@@ -91,18 +91,18 @@ def trust(tmp_path: Path, admin: httpx.Client, sandbox_server: SandboxServer) ->
 
 @pytest.fixture
 def tree(node: Node, trust: Trust, admin: httpx.Client) -> Iterator[Callable[..., None]]:
-    """``tree(mode=, cert=, client=)`` starts ReceiptLedger (recording), CertManager and InsuranceClient
+    """``tree(mode=, cert=, client=, ledger=)`` starts ReceiptLedger (recording), CertManager and InsuranceClient
     with the given extra worker args, in the order of supervision.toml; stopped after the test.
     A certificate from the sandbox is installed first unless one is (or ``install=False``)."""
 
     def start(mode: str = "prod", cert: dict[str, Any] | None = None, client: dict[str, Any] | None = None,
-              install: bool = True) -> None:
+              ledger: dict[str, Any] | None = None, install: bool = True) -> None:
         if install and not (trust.cert_dir / "current.pem").exists():
             trust.install_certificate(admin)
         context = trust.context(mode)
         workers = {
             "ReceiptLedger": {"actor": "tests.trust_actors.actors:LedgerRecorder",
-                              "args": {"path": str(trust.receipts)}},
+                              "args": {**(ledger or {}), "path": str(trust.receipts)}},
             "CertManager": {"actor": "tai_autonomics.actors.cert_manager:CertManager",
                             "args": {**(cert or {}), "context": context}},
             "InsuranceClient": {"actor": "tai_autonomics.actors.insurance_client:InsuranceClient",

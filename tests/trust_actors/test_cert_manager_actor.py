@@ -76,6 +76,18 @@ def test_warnings_fire_once_per_threshold_across_restarts(node: Node, tree, trus
     assert len(recorded(trust.receipts)) == 3
 
 
+def test_a_warning_the_ledger_refused_is_sent_again_at_the_next_check(node: Node, tree, trust: Trust,
+                                                                      admin: httpx.Client) -> None:
+    trust.install_certificate(admin)
+    tree(cert=shift_to(20, trust), ledger={"refuse": 1})  # the ledger refuses the warning's first append
+    call(node, "check_expiry")  # the warning fires here or in the start's own check: refused either way
+    assert call(node, "check_expiry") == {"warnings": []}  # nothing new is due, but the refused one was resent
+    [warning] = recorded(trust.receipts, "insurance.expiry_warning")
+    assert warning["payload"]["threshold_days"] == 30
+    call(node, "check_expiry")
+    assert len(recorded(trust.receipts)) == 1
+
+
 def test_renewal_through_the_sandbox_swaps_the_certificate_and_records_it(
         node: Node, tree, trust: Trust, admin: httpx.Client) -> None:
     old = trust.install_certificate(admin)

@@ -93,3 +93,9 @@ def test_prod_without_an_insurer_fails_the_start_and_eval_starts_unconfigured(no
         assert refusal(node, "policy_status").code == "insurance_not_configured"
     finally:
         node.stop_tree()
+
+
+def test_a_retry_schedule_longer_than_callers_wait_fails_the_start(node: Node, tree) -> None:
+    with pytest.raises(StartError) as failed:
+        tree(client={"timeout_s": 20.0})
+    assert "longer than the 35 s callers wait (CALL_TIMEOUT_S)" in str(failed.value)
