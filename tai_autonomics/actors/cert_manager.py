@@ -65,7 +65,7 @@ from tai_autonomics import logs
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S, InvalidRequest
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import NOREPLY, Caller, Server
-from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest
+from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
 from tai_autonomics.trust import CertManager as Core
 from tai_autonomics.trust._time import utcnow
 from tai_autonomics.trust.errors import CertNotLoaded
@@ -124,7 +124,7 @@ class CertManager(Server):
         core = self._core
         current = core.current
         return {"loaded": True, "policy_id": current.policy.policy_id, "policy": current.policy.to_dict(),
-                "serial": format(current.certificate.serial_number, "x"), "fingerprint": current.fingerprint,
+                "serial": _serial(current), "fingerprint": current.fingerprint,
                 "not_before": current.not_before.isoformat(), "not_after": current.not_after.isoformat(),
                 "days_left": current.remaining(self._clock()).days, "revoked": core.revoked,
                 "renewing": self._renewal is not None, "next_renewal_at": core.next_renewal_at.isoformat()}
@@ -165,8 +165,7 @@ class CertManager(Server):
     # --- the periodic check ---------------------------------------------------------------
 
     def on_timer(self, payload: Any) -> None:
-        if payload != _CHECK:
-            return
+        """The periodic check (its only timer)."""
         self.start_timer(self._check_interval_s, _CHECK)
         if self._core is None:
             return
@@ -206,8 +205,8 @@ class CertManager(Server):
                                   now=self._clock())
             then({"status": value["status"], "revoked": core.revoked}, None)
 
-        self.call_actor("InsuranceClient", "certificate_status", {"serial": format(current.certificate.serial_number, "x")},
-                        then=answered, timeout=CALL_TIMEOUT_S)
+        self.call_actor("InsuranceClient", "certificate_status", {"serial": _serial(current)}, then=answered,
+                        timeout=CALL_TIMEOUT_S)
 
     # --- renewal --------------------------------------------------------------------------
 
@@ -229,7 +228,7 @@ class CertManager(Server):
         if outcome.renewed:
             self._receipt("cert.renewed", {"old_fingerprint": request.fingerprint,
                                            "fingerprint": outcome.certificate.fingerprint,
-                                           "serial": format(outcome.certificate.certificate.serial_number, "x"),
+                                           "serial": _serial(outcome.certificate),
                                            "not_after": outcome.certificate.not_after.isoformat()})
         reply = _outcome(outcome)
         waiters, self._renew_waiters = self._renew_waiters, []
@@ -281,6 +280,11 @@ class CertManager(Server):
     def _current_caller(self) -> Caller:
         assert self.caller is not None, "only a call handler has a caller"
         return self.caller
+
+
+def _serial(certificate: VerifiedCertificate) -> str:
+    """As the insurer names it: lowercase hex."""
+    return format(certificate.certificate.serial_number, "x")
 
 
 def _outcome(outcome: RenewalOutcome) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def test_the_actor_answers_other_calls_while_an_operation_waits_to_retry(
     assert node.call("InsuranceClient", "status")["in_flight"] == 1
     reply = node._system.listen(CALL_TIMEOUT_S)
     assert isinstance(reply, Reply) and reply.ref == "pending" and reply.value["status"] == "active", reply
-    assert [r["status"] for r in admin.get("/admin/requests", params={"endpoint": "insurer.policy_status"}).json()["requests"]] == [503, 200]
+    policy_requests = admin.get("/admin/requests", params={"endpoint": "insurer.policy_status"}).json()["requests"]
+    assert [r["status"] for r in policy_requests] == [503, 200]
 
 
 def test_a_crashed_insurance_client_restarts_with_a_fresh_breaker_and_cache(
