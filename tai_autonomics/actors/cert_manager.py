@@ -101,7 +101,8 @@ class CertManager(Server):
             if not trust.get("anchor"):
                 raise self._unloaded
             verifier = CertificateVerifier.from_files(trust["anchor"], trust.get("intermediates") or (),
-                                                      expected_issuer=trust.get("expected_issuer"), clock=self._clock)
+                                                      expected_issuer=trust.get("expected_issuer") or None,
+                                                      clock=self._clock)
             cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
             core = Core(cert_dir, verifier, clock=self._clock,
                         renew_before=dt.timedelta(days=float(args.get("renew_before_days", 45))))
