@@ -51,7 +51,10 @@ certificate). From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"
 ``trust`` = ``{"anchor": CA PEM file, "intermediates"?: [files], "expected_issuer"?: name or
 null, "cert_dir"?: directory (default DATA_DIR/cert)}``. In ``prod`` a missing anchor or a
 missing/invalid certificate fails the start with the reason; otherwise the actor starts without
-one and refuses with ``cert_not_loaded``.
+one and refuses with ``cert_not_loaded``. An expired (or not yet valid) certificate that is sound
+otherwise loads in every mode, with an error logged: ``preflight`` refuses it and renewal is
+attempted, so a CertManager restarted after expiry lets the daemon go ``read_only`` instead of
+failing to restart. Failing fast on it at daemon start is ProdMode's ``preflight`` at start.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ class CertManager(Server):
             cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
             core = Core(cert_dir, verifier, clock=self._clock,
                         renew_before=dt.timedelta(days=float(args.get("renew_before_days", 45))))
-            core.load()
+            core.load(outside_validity_ok=True)
         except TaiError as exc:
             if prod:
                 raise
@@ -115,7 +118,15 @@ class CertManager(Server):
                        event="cert.not_loaded", code=exc.code, reason=exc.message)
         else:
             self._core = core
+            self._warn_if_unusable(core)
         self.start_timer(0, _CHECK)
+
+    def _warn_if_unusable(self, core: Core) -> None:
+        try:
+            core.preflight(0, now=self._clock())
+        except TaiError as unusable:
+            logs.event(log, "the insurance certificate cannot guard operations", logging.ERROR,
+                       event="cert.unusable", code=unusable.code, reason=unusable.message)
 
     # --- calls ----------------------------------------------------------------------------
 

@@ -174,11 +174,14 @@ class CertManager:
 
     # --- the certificate ------------------------------------------------------------------
 
-    def load(self) -> VerifiedCertificate:
+    def load(self, *, outside_validity_ok: bool = False) -> VerifiedCertificate:
         """Read and verify ``current.pem``; raises the verification error (fail-fast start) if it is not valid.
 
         A revoked certificate loads (revocation is state, not a property of the file);
-        :meth:`preflight` then refuses it.
+        :meth:`preflight` then refuses it. With ``outside_validity_ok``, so does a certificate that
+        is expired (or not yet valid) but sound in every other respect, checked at the edge of its
+        validity window: a running daemon whose certificate expired must go ``read_only`` and
+        renew, not fail to restart its CertManager.
         """
         path = self.data_dir / CURRENT_FILE
         try:
@@ -190,7 +193,14 @@ class CertManager:
         except OSError as exc:
             raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
         key = _load_private_key(data, str(path))
-        verified = self._verify_bundle(data, key)
+        try:
+            verified = self._verify_bundle(data, key)
+        except (CertExpired, CertNotYetValid) as outside:
+            if not outside_validity_ok:
+                raise
+            leaf = load_certificates(data)[0]
+            edge = leaf.not_valid_after_utc if isinstance(outside, CertExpired) else leaf.not_valid_before_utc
+            verified = self._verify_bundle(data, key, now=edge)
         self._current, self._key = verified, key
         self._state = self._read_state(verified.fingerprint)
         return verified

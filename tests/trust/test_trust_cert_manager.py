@@ -342,6 +342,18 @@ def test_invalid_renewal_answers_are_refused(installed, issuing, clock, defect):
     assert _current_file(manager) == before
 
 
+def test_an_expired_certificate_loads_only_when_asked_and_preflight_refuses_it(installed, make_manager, clock):
+    manager = installed()
+    clock.now = manager.current.not_after + DAY
+    with pytest.raises(CertExpired):
+        make_manager().load()
+    restarted = make_manager()
+    assert restarted.load(outside_validity_ok=True).fingerprint == manager.current.fingerprint
+    with pytest.raises(CertExpired):
+        restarted.preflight(0)
+    assert restarted.renewal_due()
+
+
 def test_a_split_renewal_completes_later_but_never_over_a_replaced_certificate(installed, issuing, clock):
     """begin/complete is what the actor uses (it cannot block on the insurer actor); renew() is the same two halves."""
     renewer = CaRenewer(issuing, clock)

@@ -165,3 +165,12 @@ def test_prod_without_a_valid_certificate_fails_the_start_and_eval_starts_withou
     assert call(node, "status")["reason"]["code"] == "cert_not_loaded"
     assert refusal(node, "preflight", {"seconds": 0}).code == "cert_not_loaded"
     assert refusal(node, "renew_now").code == "cert_not_loaded"
+
+
+def test_an_expired_certificate_loads_in_prod_and_is_refused_by_preflight(node: Node, tree, trust: Trust,
+                                                                          admin: httpx.Client) -> None:
+    """A CertManager restarted after expiry must let the daemon go read_only, not fail to start."""
+    trust.install_certificate(admin)
+    tree(mode="prod", cert=shift_to(-1, trust))
+    assert call(node, "status")["days_left"] < 0
+    assert refusal(node, "preflight", {"seconds": 0}).code == "cert_expired"
