@@ -3,6 +3,7 @@ trust actors (a recording ReceiptLedger, CertManager, InsuranceClient) started p
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ def admin(sandbox_server: SandboxServer) -> Iterator[httpx.Client]:
 def node(request: pytest.FixtureRequest) -> Iterator[Node]:
     with Node(NodeConfig(base=request.param, admin_port=free_port())) as n:
         yield n
+
+
+def restart(node: Node, name: str) -> None:
+    """Crash ``name`` for real (kill -9) on the multiprocess base, else have its supervisor restart it."""
+    old = node.call(name, "$info")
+    if node.multiprocess:
+        os.kill(old["pid"], 9)
+    else:
+        node.call("root", "restart_child", name)
+    assert node.whereis(name, wait=10, after=old["incarnation"]).incarnation != old["incarnation"]
 
 
 @dataclass

@@ -4,7 +4,6 @@ InsuranceClient actor against the sandbox over real sockets; receipts go to a re
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from tai_autonomics.actors.cert_manager import RENEW_CALL_TIMEOUT_S
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.runtime import CallError, Node, StartError
 from tests.trust_actors.actors import recorded
-from tests.trust_actors.conftest import POLICY_ID, Trust
+from tests.trust_actors.conftest import POLICY_ID, Trust, restart
 
 DAY_S = 86400.0
 NO_EARLY_RENEWAL = {"renew_before_days": 0}  # so shifting the clock near expiry does not start a renewal
@@ -33,16 +32,6 @@ def shift_to(days_left: float, trust: Trust) -> dict[str, float]:
     """Args that shift the actor's clock so the installed certificate has ``days_left`` days to go."""
     not_after, now = trust.held().not_after, dt.datetime.now(dt.timezone.utc)
     return {**NO_EARLY_RENEWAL, "clock_offset_s": (not_after - now).total_seconds() - days_left * DAY_S}
-
-
-def restart(node: Node, name: str) -> None:
-    """Crash ``name`` for real (kill -9) on the multiprocess base, else have its supervisor restart it."""
-    old = node.call(name, "$info")
-    if node.multiprocess:
-        os.kill(old["pid"], 9)
-    else:
-        node.call("root", "restart_child", name)
-    assert node.whereis(name, wait=10, after=old["incarnation"]).incarnation != old["incarnation"]
 
 
 def test_status_and_preflight(node: Node, tree, trust: Trust, admin: httpx.Client) -> None:

@@ -8,7 +8,7 @@ import pytest
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
 from tai_autonomics.runtime.messages import Call, Reply
-from tests.trust_actors.conftest import POLICY_ID, Trust
+from tests.trust_actors.conftest import POLICY_ID, Trust, restart
 
 
 def call(node: Node, msg_type: str, payload=None):
@@ -64,14 +64,25 @@ def test_the_actor_answers_other_calls_while_an_operation_waits_to_retry(
     assert [r["status"] for r in policy_requests] == [503, 200]
 
 
+def test_a_call_waiting_to_retry_is_answered_with_an_error_when_the_actor_stops(
+        node: Node, tree, admin: httpx.Client) -> None:
+    tree()
+    admin.post("/admin/faults", json={"kind": "outage", "endpoint": "insurer.policy_status",
+                                      "retry_after_s": 2.0}).raise_for_status()
+    node._system.tell(node.whereis("InsuranceClient").address, Call("pending", "policy_status", {}))
+    assert node.call("InsuranceClient", "status")["in_flight"] == 1
+    node.call("root", "restart_child", "InsuranceClient")
+    reply = node._system.listen(CALL_TIMEOUT_S)
+    assert isinstance(reply, Reply) and reply.ref == "pending" and reply.error.code == "actor_crashed", reply
+    assert "stopped before the insurer answered" in reply.error.message
+
+
 def test_a_crashed_insurance_client_restarts_with_a_fresh_breaker_and_cache(
         node: Node, tree, admin: httpx.Client) -> None:
     tree(client={"breaker_fail_max": 1, "breaker_reset_s": 600})
     admin.post("/admin/faults", json={"kind": "error", "endpoint": "insurer.*"}).raise_for_status()
     assert refusal(node, "policy_status").code == "insurance_circuit_open"
-    old = node.call("InsuranceClient", "$info")["incarnation"]
-    node.call("root", "restart_child", "InsuranceClient")
-    assert node.whereis("InsuranceClient", wait=10, after=old).incarnation != old
+    restart(node, "InsuranceClient")
     described = call(node, "status")
     assert (described["breaker_state"], described["cache"]) == ("closed", None)
     admin.post("/admin/reset").raise_for_status()
