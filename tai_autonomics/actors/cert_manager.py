@@ -13,7 +13,10 @@ type                  payload                             reply
                                                           "serial", "fingerprint", "not_before",
                                                           "not_after", "days_left", "revoked",
                                                           "renewing", "next_renewal_at"}``, or
-                                                          ``{"loaded": false, "reason": {code, message}}``
+                                                          ``{"loaded": false, "reason": {code, message}}``;
+                                                          refused ``cert_expired`` / ``cert_not_yet_valid``
+                                                          outside the validity window (the fields
+                                                          above in ``detail.status``)
 ``preflight``         ``{"seconds": number ≥ 0}``         ``{"policy_id", "not_after", "seconds_left"}``
 ``check_expiry``      —                                   ``{"warnings": [{"threshold_days", ...}]}``
 ``renew_now``         —                                   ``{"renewed", "fingerprint", "not_after",
@@ -54,7 +57,8 @@ missing/invalid certificate fails the start with the reason; otherwise the actor
 one and refuses with ``cert_not_loaded``. An expired (or not yet valid) certificate that is sound
 otherwise loads in every mode, with an error logged: ``preflight`` refuses it and renewal is
 attempted, so a CertManager restarted after expiry lets the daemon go ``read_only`` instead of
-failing to restart. Failing fast on it at daemon start is ProdMode's ``preflight`` at start.
+failing to restart; ``status`` refuses with ``cert_expired``, which is what fails ProdMode's
+production start (or sends a running daemon to ``read_only``).
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ from tai_autonomics.runtime import NOREPLY, Caller, Server
 from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
 from tai_autonomics.trust import CertManager as Core
 from tai_autonomics.trust._time import utcnow
-from tai_autonomics.trust.errors import CertNotLoaded
+from tai_autonomics.trust.errors import CertExpired, CertNotLoaded, CertNotYetValid
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +137,18 @@ class CertManager(Server):
     def call_status(self, payload: Any) -> dict[str, Any]:
         if self._core is None:
             return {"loaded": False, "reason": {"code": self._unloaded.code, "message": self._unloaded.message}}
-        core = self._core
+        core, now = self._core, self._clock()
         current = core.current
-        return {"loaded": True, "policy_id": current.policy.policy_id, "policy": current.policy.to_dict(),
-                "serial": _serial(current), "fingerprint": current.fingerprint,
-                "not_before": current.not_before.isoformat(), "not_after": current.not_after.isoformat(),
-                "days_left": current.remaining(self._clock()).days, "revoked": core.revoked,
-                "renewing": self._renewal is not None, "next_renewal_at": core.next_renewal_at.isoformat()}
+        status = {"loaded": True, "policy_id": current.policy.policy_id, "policy": current.policy.to_dict(),
+                  "serial": _serial(current), "fingerprint": current.fingerprint,
+                  "not_before": current.not_before.isoformat(), "not_after": current.not_after.isoformat(),
+                  "days_left": current.remaining(now).days, "revoked": core.revoked,
+                  "renewing": self._renewal is not None, "next_renewal_at": core.next_renewal_at.isoformat()}
+        if not current.not_before <= now <= current.not_after:
+            outside = CertExpired if now > current.not_after else CertNotYetValid
+            raise outside(f"the insurance certificate is valid from {status['not_before']} to {status['not_after']}, "
+                          f"not at {now.isoformat()}", detail={"status": status})
+        return status
 
     def call_preflight(self, payload: Any) -> dict[str, Any]:
         seconds = payload.get("seconds", 0) if isinstance(payload, dict) else None
@@ -172,7 +181,11 @@ class CertManager(Server):
         return NOREPLY
 
     def inspect_state(self) -> dict[str, Any]:
-        return {**self.call_status(None), "receipts_in_flight": self._appending, "receipts_unsent": len(self._unsent)}
+        try:
+            status = self.call_status(None)
+        except (CertExpired, CertNotYetValid) as outside:
+            status = {**outside.detail["status"], "problem": outside.code}
+        return {**status, "receipts_in_flight": self._appending, "receipts_unsent": len(self._unsent)}
 
     # --- the periodic check ---------------------------------------------------------------
 

@@ -161,5 +161,7 @@ def test_an_expired_certificate_loads_in_prod_and_is_refused_by_preflight(node: 
     """A CertManager restarted after expiry must let the daemon go read_only, not fail to start."""
     trust.install_certificate(admin)
     tree(mode="prod", cert=shift_to(-1, trust))
-    assert call(node, "status")["days_left"] < 0
+    expired = refusal(node, "status")  # what fails ProdMode's prod start, or sends a running daemon read_only
+    assert expired.code == "cert_expired" and expired.detail["status"]["days_left"] < 0
     assert refusal(node, "preflight", {"seconds": 0}).code == "cert_expired"
+    assert node.call("CertManager", "$state")["problem"] == "cert_expired"
