@@ -52,7 +52,9 @@ Args: ``check_interval_s`` (3600), ``renew_before_days`` (45), ``clock_offset_s`
 test configurations only**: shifts this actor's clock, e.g. to see warnings on a fresh
 certificate). From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"var"``), and
 ``trust`` = ``{"anchor": CA PEM file, "intermediates"?: [files], "expected_issuer"?: name or
-null, "cert_dir"?: directory (default DATA_DIR/cert)}``. In ``prod`` a missing anchor or a
+null, "cert_dir"?: directory (default DATA_DIR/cert), "cert_file"?, "key_file"?}``; the last two
+(PEM files, as the dev profile's dev CA writes them) are installed as the first certificate when
+``cert_dir`` holds none yet, and ignored afterwards (renewals replace it there). In ``prod`` a missing anchor or a
 missing/invalid certificate fails the start with the reason; otherwise the actor starts without
 one and refuses with ``cert_not_loaded``. An expired (or not yet valid) certificate that is sound
 otherwise loads in every mode, with an error logged: ``preflight`` refuses it and renewal is
@@ -75,6 +77,7 @@ from tai_autonomics.runtime import NOREPLY, Caller, Server
 from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
 from tai_autonomics.trust import CertManager as Core
 from tai_autonomics.trust._time import utcnow
+from tai_autonomics.trust.cert_manager import CURRENT_FILE
 from tai_autonomics.trust.errors import CertExpired, CertNotLoaded, CertNotYetValid
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,10 @@ class CertManager(Server):
             cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
             core = Core(cert_dir, verifier, clock=self._clock,
                         renew_before=dt.timedelta(days=float(args.get("renew_before_days", 45))))
+            if trust.get("cert_file") and trust.get("key_file") and not (Path(cert_dir) / CURRENT_FILE).exists():
+                core.install(_read(trust["cert_file"]), _read(trust["key_file"]))
+                logs.event(log, "first insurance certificate installed", event="cert.installed",
+                           source=trust["cert_file"], fingerprint=core.current.fingerprint)
             core.load(outside_validity_ok=True)
         except TaiError as exc:
             if prod:
@@ -305,6 +312,13 @@ class CertManager(Server):
     def _current_caller(self) -> Caller:
         assert self.caller is not None, "only a call handler has a caller"
         return self.caller
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _serial(certificate: VerifiedCertificate) -> str:

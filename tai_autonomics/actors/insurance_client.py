@@ -42,12 +42,15 @@ Args (the worker's ``args`` in supervision.toml, all optional): ``timeout_s`` (5
 ``attempts`` (3), ``backoff_base_s`` (1), ``backoff_cap_s`` (8), ``max_retry_after_s`` (8),
 ``breaker_fail_max`` (5), ``breaker_reset_s`` (30), ``cache_ttl_s`` (3600). From
 ``args["context"]``: ``mode`` (default ``"eval"``) and ``insurer`` = ``{"url",
-"public_key_file", "policy_id"}``; without it the actor starts unconfigured (refusing calls with
-``insurance_not_configured``), except in ``prod``, where the start fails.
+"public_key_file", "policy_id"}``, where ``url_env`` / ``policy_id_env`` may name environment
+variables holding the value instead (as rel/prod.toml does); without them the actor starts
+unconfigured (refusing calls with ``insurance_not_configured``), except in ``prod``, where the
+start fails naming what is missing.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -92,7 +95,8 @@ class InsuranceClient(Server):
         self._url = ""
         context = args.get("context") or {}
         insurer = context.get("insurer") or {}
-        missing = [k for k in ("url", "public_key_file", "policy_id") if not insurer.get(k)]
+        settings = {key: _setting(insurer, key) for key in ("url", "public_key_file", "policy_id")}
+        missing = [_describe(insurer, key) for key, value in settings.items() if not value]
         if missing:
             if context.get("mode") == "prod":
                 raise InsuranceNotConfigured(f"prod mode needs the insurer's {', '.join(missing)} in the context")
@@ -100,17 +104,17 @@ class InsuranceClient(Server):
         retry = RetryPolicy(attempts=int(args.get("attempts", 3)), base_s=float(args.get("backoff_base_s", 1.0)),
                             cap_s=float(args.get("backoff_cap_s", 8.0)),
                             max_retry_after_s=float(args.get("max_retry_after_s", 8.0)))
-        keys = core.load_public_keys(Path(insurer["public_key_file"]).read_bytes())
+        keys = core.load_public_keys(Path(settings["public_key_file"]).read_bytes())
         client = core.InsuranceClient(
-            insurer["url"], insurer["policy_id"], keys, timeout_s=float(args.get("timeout_s", core.DEFAULT_TIMEOUT_S)),
-            retry=retry, breaker_fail_max=int(args.get("breaker_fail_max", 5)),
-            breaker_reset_s=float(args.get("breaker_reset_s", 30.0)),
+            settings["url"], settings["policy_id"], keys,
+            timeout_s=float(args.get("timeout_s", core.DEFAULT_TIMEOUT_S)), retry=retry,
+            breaker_fail_max=int(args.get("breaker_fail_max", 5)), breaker_reset_s=float(args.get("breaker_reset_s", 30.0)),
             cache_ttl_s=float(args.get("cache_ttl_s", core.DEFAULT_CACHE_TTL_S)))
         if client.max_call_duration_s > CALL_TIMEOUT_S:
             client.close()
             raise ValueError(f"the retry schedule can take {client.max_call_duration_s:g} s, longer than the "
                              f"{CALL_TIMEOUT_S:g} s callers wait (CALL_TIMEOUT_S); shorten timeout_s or the backoff")
-        self._client, self._url = client, insurer["url"]
+        self._client, self._url = client, settings["url"]
 
     def terminate(self, reason: str) -> None:
         for flight in self._in_flight.values():
@@ -198,6 +202,20 @@ class InsuranceClient(Server):
             except Exception as bug:  # its caller hears of it now; then the actor crashes and restarts
                 self.reply(flight.caller, error=bug)
                 raise
+
+
+def _setting(section: dict[str, Any], key: str) -> Any:
+    """``section[key]``, or the environment variable named by ``section[key + "_env"]`` (release files name
+    deployment-specific values that way)."""
+    if section.get(key):
+        return section[key]
+    variable = section.get(f"{key}_env")
+    return os.environ.get(variable) if variable else None
+
+
+def _describe(section: dict[str, Any], key: str) -> str:
+    variable = section.get(f"{key}_env")
+    return f"{key} (environment variable {variable} is not set)" if variable else key
 
 
 def _policy_id(payload: Any) -> str | None:

@@ -83,14 +83,18 @@ class Trust:
         """The certificate in ``cert_dir``, read from disk (what a restarted CertManager would load)."""
         return CertManager(self.cert_dir, CertificateVerifier.from_files(self.anchor)).load()
 
-    def install_certificate(self, admin: httpx.Client) -> str:
-        """A certificate issued by the sandbox insurer, installed as current; its fingerprint."""
+    def issue_certificate(self, admin: httpx.Client) -> tuple[bytes, bytes]:
+        """A certificate (PEM) issued by the sandbox insurer for a new key, and that key (PEM)."""
         key, csr = generate_key_and_csr("insured-daemon")
         issued = admin.post(f"/insurer/v1/policies/{POLICY_ID}/certificates",
                             json={"csr_pem": csr.public_bytes(serialization.Encoding.PEM).decode()})
         issued.raise_for_status()
+        return issued.json()["certificate_pem"].encode(), private_key_pem(key)
+
+    def install_certificate(self, admin: httpx.Client) -> str:
+        """A certificate issued by the sandbox insurer, installed as current; its fingerprint."""
         manager = CertManager(self.cert_dir, CertificateVerifier.from_files(self.anchor))
-        return manager.install(issued.json()["certificate_pem"].encode(), private_key_pem(key)).fingerprint
+        return manager.install(*self.issue_certificate(admin)).fingerprint
 
 
 @pytest.fixture
@@ -102,15 +106,18 @@ def trust(tmp_path: Path, admin: httpx.Client, sandbox_server: SandboxServer) ->
 
 @pytest.fixture
 def tree(node: Node, trust: Trust, admin: httpx.Client) -> Iterator[Callable[..., None]]:
-    """``tree(mode=, cert=, client=, ledger=)`` starts ReceiptLedger (recording), CertManager and InsuranceClient
-    with the given extra worker args, in the order of supervision.toml; stopped after the test.
-    A certificate from the sandbox is installed first unless one is (or ``install=False``)."""
+    """``tree(mode=, cert=, client=, ledger=, context_overrides=)`` starts ReceiptLedger (recording),
+    CertManager and InsuranceClient with the given extra worker args, in the order of supervision.toml;
+    stopped after the test. A certificate from the sandbox is installed first unless one is (or ``install=False``)."""
 
     def start(mode: str = "prod", cert: dict[str, Any] | None = None, client: dict[str, Any] | None = None,
-              ledger: dict[str, Any] | None = None, install: bool = True) -> None:
+              ledger: dict[str, Any] | None = None, install: bool = True,
+              context_overrides: dict[str, dict[str, Any]] | None = None) -> None:
         if install and not (trust.cert_dir / "current.pem").exists():
             trust.install_certificate(admin)
         context = trust.context(mode)
+        for section, values in (context_overrides or {}).items():
+            context[section] = {**context[section], **values}
         workers = {
             "ReceiptLedger": {"actor": "tests.trust_actors.actors:LedgerRecorder",
                               "args": {**(ledger or {}), "path": str(trust.receipts)}},

@@ -145,11 +145,12 @@ def test_prod_without_a_valid_certificate_fails_the_start_and_eval_starts_withou
     (trust.cert_dir / "current.pem").write_text("not a certificate")
     with pytest.raises(StartError) as invalid:
         tree(mode="prod")
-    assert "child 'CertManager' failed to start: start failed: KeyInvalid" in str(invalid.value)
+    assert "child 'CertManager' failed to start" in str(invalid.value)
+    assert "current.pem holds no readable unencrypted PEM private key" in str(invalid.value)
     (trust.cert_dir / "current.pem").unlink()
     with pytest.raises(StartError) as missing:
         tree(mode="prod", install=False)
-    assert "CertNotLoaded: no insurance certificate at" in str(missing.value)
+    assert "no insurance certificate at" in str(missing.value)
     tree(mode="eval", install=False)
     assert call(node, "status")["reason"]["code"] == "cert_not_loaded"
     assert refusal(node, "preflight", {"seconds": 0}).code == "cert_not_loaded"
@@ -165,3 +166,20 @@ def test_an_expired_certificate_loads_in_prod_and_is_refused_by_preflight(node: 
     assert expired.code == "cert_expired" and expired.detail["status"]["days_left"] < 0
     assert refusal(node, "preflight", {"seconds": 0}).code == "cert_expired"
     assert node.call("CertManager", "$state")["problem"] == "cert_expired"
+
+
+def test_the_configured_first_certificate_is_installed_once(node: Node, tree, trust: Trust,
+                                                            admin: httpx.Client) -> None:
+    """The dev profile hands over its dev CA's certificate and key; renewals must not be undone by it."""
+    certificate, key = trust.issue_certificate(admin)
+    (trust.data_dir / "first.pem").write_bytes(certificate)
+    (trust.data_dir / "first-key.pem").write_bytes(key)
+    first = {"trust": {"cert_file": str(trust.data_dir / "first.pem"),
+                       "key_file": str(trust.data_dir / "first-key.pem")}}
+    tree(install=False, context_overrides=first)
+    installed = call(node, "status")["fingerprint"]
+    renewed = call(node, "renew_now", timeout=RENEW_CALL_TIMEOUT_S)["fingerprint"]
+    assert renewed != installed
+    node.stop_tree()
+    tree(install=False, context_overrides=first)
+    assert call(node, "status")["fingerprint"] == renewed

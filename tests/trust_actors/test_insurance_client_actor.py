@@ -91,14 +91,19 @@ def test_a_crashed_insurance_client_restarts_with_a_fresh_breaker_and_cache(
 
 def test_prod_without_an_insurer_fails_the_start_and_eval_starts_unconfigured(node: Node, trust: Trust,
                                                                               admin: httpx.Client) -> None:
-    def spec(mode: str):
+    def spec(mode: str, insurer: dict | None = None):
+        context = {"mode": mode, "data_dir": str(trust.data_dir), "insurer": insurer or {}}
         return parse_tree({"root": "root", "supervisors": {"root": {"children": ["InsuranceClient"]}}, "workers": {
             "InsuranceClient": {"actor": "tai_autonomics.actors.insurance_client:InsuranceClient",
-                                "args": {"context": {"mode": mode, "data_dir": str(trust.data_dir)}}}}})
+                                "args": {"context": context}}}})
 
     with pytest.raises(StartError) as failed:
         node.start_tree(spec("prod"))
     assert "insurer's url, public_key_file, policy_id" in str(failed.value)
+    with pytest.raises(StartError) as unset:
+        node.start_tree(spec("prod", {"url_env": "TAI_TEST_UNSET_INSURER_URL", "policy_id": POLICY_ID,
+                                      "public_key_file": "k.pem"}))
+    assert "url (environment variable TAI_TEST_UNSET_INSURER_URL is not set)" in str(unset.value)
     node.start_tree(spec("eval"))
     try:
         assert call(node, "status")["configured"] is False
