@@ -108,7 +108,8 @@ class InsuranceClient(Server):
         client = core.InsuranceClient(
             settings["url"], settings["policy_id"], keys,
             timeout_s=float(args.get("timeout_s", core.DEFAULT_TIMEOUT_S)), retry=retry,
-            breaker_fail_max=int(args.get("breaker_fail_max", 5)), breaker_reset_s=float(args.get("breaker_reset_s", 30.0)),
+            breaker_fail_max=int(args.get("breaker_fail_max", 5)),
+            breaker_reset_s=float(args.get("breaker_reset_s", 30.0)),
             cache_ttl_s=float(args.get("cache_ttl_s", core.DEFAULT_CACHE_TTL_S)))
         if client.max_call_duration_s > CALL_TIMEOUT_S:
             client.close()
