@@ -49,6 +49,15 @@ def test_an_outage_is_answered_from_a_fresh_cache_and_the_open_breaker_is_visibl
     assert [r["status"] for r in policy_requests] == [200, 503, 503]  # the breaker opened on the second failure
 
 
+def test_an_outage_past_the_cache_ttl_is_reported_stale(node: Node, tree, admin: httpx.Client) -> None:
+    tree(client={"cache_ttl_s": 0})  # every cached answer is already stale
+    assert call(node, "policy_status")["from_cache"] is False
+    admin.post("/admin/faults", json={"kind": "outage", "endpoint": "insurer.policy_status"}).raise_for_status()
+    stale = refusal(node, "verify_policy")
+    assert stale.code == "insurance_cache_stale" and stale.detail["insurer_error"] == "insurance_service_unavailable"
+    assert call(node, "status")["cache"]["fresh"] is False
+
+
 def test_the_actor_answers_other_calls_while_an_operation_waits_to_retry(
         node: Node, tree, admin: httpx.Client) -> None:
     """Retries wait on timers, not in a sleep: ``status`` is answered while a call waits out a Retry-After."""
