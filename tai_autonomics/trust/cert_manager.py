@@ -370,9 +370,10 @@ class CertManager:
         """Validate the insurer's ``answer`` to ``request`` and swap it in; a failed outcome keeps the old one."""
         old = self.current
         moment = self._now(now)
+        if old.fingerprint != request.fingerprint:
+            replaced = RenewalFailed("the certificate was replaced while this renewal was in flight; answer discarded")
+            return self.renewal_failed(request, replaced, moment)
         try:
-            if old.fingerprint != request.fingerprint:
-                raise RenewalFailed("the certificate was replaced while this renewal was in flight; answer discarded")
             new = self._verify_bundle(answer, request.key, now=moment)
             _require_same_policy(old, new)
         except TaiError as exc:
@@ -390,8 +391,14 @@ class CertManager:
 
     def renewal_failed(self, request: RenewalRequest, error: TaiError, now: dt.datetime | None = None
                        ) -> RenewalOutcome:
-        """The renewer could not answer ``request``: keep the current certificate and back off."""
-        return self._renewal_failed(self.current, error, self._now(now))
+        """The renewer could not answer ``request``: keep the current certificate and back off.
+
+        An attempt for a certificate already replaced changes nothing: the current one's schedule stands.
+        """
+        current = self.current
+        if request.fingerprint != current.fingerprint:
+            return RenewalOutcome(False, current, self.next_renewal_at, self._held_state().renewal_failures, error)
+        return self._renewal_failed(current, error, self._now(now))
 
     def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:
         state = self._held_state()
