@@ -151,10 +151,12 @@ class CertManager(Server):
                   "not_before": current.not_before.isoformat(), "not_after": current.not_after.isoformat(),
                   "days_left": current.remaining(now).days, "revoked": core.revoked,
                   "renewing": self._renewal is not None, "next_renewal_at": core.next_renewal_at.isoformat()}
-        if not current.not_before <= now <= current.not_after:
-            outside = CertExpired if now > current.not_after else CertNotYetValid
-            raise outside(f"the insurance certificate is valid from {status['not_before']} to {status['not_after']}, "
-                          f"not at {now.isoformat()}", detail={"status": status})
+        if now > current.not_after:
+            raise CertExpired(f"the insurance certificate expired at {status['not_after']} (now {now.isoformat()}); "
+                              "renew it with the insurer", detail={"status": status})
+        if now < current.not_before:
+            raise CertNotYetValid(f"the insurance certificate is not valid until {status['not_before']} "
+                                  f"(now {now.isoformat()})", detail={"status": status})
         return status
 
     def call_preflight(self, payload: Any) -> dict[str, Any]:
