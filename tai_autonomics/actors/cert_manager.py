@@ -39,10 +39,11 @@ refused are kept and sent again at the next check (and logged). Receipts: ``insu
 ``mode: "prod"`` on the policy's chain.
 
 Renewal goes through the InsuranceClient actor's ``renew`` (the core's begin/complete halves, so
-the actor never blocks); one renewal at a time, ``renew_now`` (which ignores the backoff) callers
-join the one in flight and must wait up to :data:`RENEW_CALL_TIMEOUT_S`. Revocation reported by the insurer (a ``revoked``
-call, or ``certificate_status`` asked by ``check_revocation``) takes effect at once: the next
-``preflight`` refuses; a renewal (new key) is then due at the next check.
+the actor never blocks); one renewal at a time: ``renew_now`` (which ignores the backoff) joins
+the one in flight, and its callers must wait up to :data:`RENEW_CALL_TIMEOUT_S`. Revocation
+reported by the insurer (a ``revoked`` call, or ``certificate_status`` asked by
+``check_revocation``) takes effect at once: the next ``preflight`` refuses; a renewal (new key)
+is then due at the next check.
 
 A periodic check (first at start, then every ``check_interval_s``) sends due warnings, resends
 unacknowledged receipts, asks the insurer about revocation and starts a due renewal. Nothing
