@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tai_autonomics import logs
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
@@ -35,7 +36,7 @@ INTENT_KINDS = ("deploy.intent", "publish.intent")
 LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired", "policy_not_found",
               "cert_revoked", "cert_expired")
 PAGE = 1000
-INSURER_TIMEOUT_S = 30.0
+INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 
 
 class ProdMode(Server):
