@@ -17,7 +17,8 @@ from tai_autonomics.runtime.node import BASES
 
 PROFILES = ("dev", "staging", "prod")
 MODES = ("eval", "prod")
-_TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system"}
+_SECTIONS = ("ledger", "insurer", "trust", "gateway")
+_TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", *_SECTIONS}
 _SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -29,7 +30,14 @@ class ReleaseConfig:
     supervision: Path = Path("supervision.toml")
     data_dir: Path = Path("var")
     system: NodeConfig = field(default_factory=NodeConfig)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "<dev defaults>"
+
+    def context(self) -> dict[str, Any]:
+        """What every actor is handed in ``args["context"]``: where things are, not secrets
+        (a secret is named by the environment variable that holds it, e.g. ``key_env``)."""
+        return {"profile": self.profile, "mode": self.mode, "data_dir": str(self.data_dir.resolve()),
+                **{name: dict(self.sections.get(name, {})) for name in _SECTIONS}}
 
 
 def load_release(path: str | Path | None) -> ReleaseConfig:
@@ -81,7 +89,22 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     level = system.get("log_level", "INFO")
     if level not in _LOG_LEVELS:
         raise fail("system.log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+    sections = {}
+    for name in _SECTIONS:
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise fail(name, "must be a table")
+        for key, value in table.items():
+            if not isinstance(value, (str, int, float, bool)) or isinstance(value, dict):
+                raise fail(f"{name}.{key}", "must be a string, number or boolean")
+        sections[name] = {k: str((base_dir / v).resolve()) if _is_path_key(k) and isinstance(v, str) else v
+                          for k, v in table.items()}
     return ReleaseConfig(profile=profile, mode=mode, supervision=paths["supervision"],
                          data_dir=paths["data_dir"],
                          system=NodeConfig(base=base, admin_port=port, bind=bind, log_level=level),
-                         source=source)
+                         sections=sections, source=source)
+
+
+def _is_path_key(key: str) -> bool:
+    """Keys naming files or directories are resolved relative to the release file."""
+    return key.endswith(("_file", "_dir")) or key == "anchor"

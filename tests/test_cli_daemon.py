@@ -117,9 +117,9 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     assert time.monotonic() - sent < 10
     alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
     assert alive == []
-    stopped = [e["child"] for e in daemon.lines() if e.get("event") == "child_started"]
-    assert stopped  # the log is JSON lines throughout
-    assert daemon.lines()[-1]["event"] == "stopped"
+    events = [e.get("event") for e in daemon.lines()]
+    assert events.index("sandbox_started") < events.index("tree_started") < events.index("stopping")
+    assert events.index("stopping") < events.index("stopped")
     assert run_cli("ping", "--config", str(rel)).returncode == 1
 
 

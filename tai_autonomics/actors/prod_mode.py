@@ -1,13 +1,235 @@
-"""ProdMode: Decides and guards the mode (eval, prod, read_only, draining).
+"""ProdMode: decides the mode at start, keeps it current, and guards every write operation.
 
-Its place in the supervision tree exists now; its domain behaviour arrives with issue 5 (operations).
-Until then it answers ``status`` so the tree can be started, inspected and supervised.
+At start (a deferred start: the next sibling waits) it asks CertManager for the certificate and
+policy and InsuranceClient to verify the policy; in ``prod`` a failure fails the tree's start
+with the reason, so the daemon exits non-zero saying why (SPEC 2). It rebuilds this month's
+coverage usage from the ledger's intent receipts, so every restart and every instance agree.
+
+Every ``guard`` re-checks the certificate against the clock itself (a pure check: timers
+freeze between requests on Cloud Run), then the mode, the SKU and the coverage, and reserves
+the operation's usage. A periodic check moves ``prod`` to ``read_only`` and back (unless
+``manual_resume``). Each transition is a ``mode.changed`` receipt.
+
+Args: ``manual_resume`` (false), ``check_interval_s`` (60), ``preflight_buffer_s`` (300);
+``context.mode`` (``prod`` or ``eval``).
 """
 
 from __future__ import annotations
 
-from tai_autonomics.actors._base import DomainActor
+import logging
+import time
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tai_autonomics import logs
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
+from tai_autonomics.errors import TaiError
+from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
+from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
+from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
+from tai_autonomics.trust import Policy
+
+log = logging.getLogger(__name__)
+
+INTENT_KINDS = ("deploy.intent", "publish.intent")
+LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired", "policy_not_found",
+              "cert_revoked", "cert_expired")
+PAGE = 1000
+INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 
 
-class ProdMode(DomainActor):
-    role = 'Decides and guards the mode (eval, prod, read_only, draining).'
+class ProdMode(Server):
+    def init(self, args: dict[str, Any]) -> Any:
+        context = args.get("context", {})
+        self.machine = ModeMachine(context.get("mode", PROD), manual_resume=bool(args.get("manual_resume", False)))
+        self.check_interval = float(args.get("check_interval_s", 60))
+        self.buffer = float(args.get("preflight_buffer_s", 300))
+        self.policy: Policy | None = None
+        self.not_after = 0.0
+        self.usage: dict[tuple[str, str], Usage] = {}
+        if self.machine.configured == EVAL:
+            self._record(self.machine.start(True, "configured eval mode"))
+            return None
+        self.call_actor("CertManager", "status", then=self._started_cert)
+        return DEFERRED
+
+    # -- start: certificate → insurer → usage → decide ------------------------------------------
+
+    def _started_cert(self, status: Any, error: BaseException | None) -> None:
+        if error is None:
+            try:
+                self._take_certificate(status)
+            except TaiError as exc:
+                error = exc
+        if error is not None:
+            self.fail_start(f"production start refused: certificate: {_why(error)}")
+            return
+        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
+                        then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
+
+    def _started_insurer(self, _status: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.fail_start(f"production start refused: insurer: {_why(error)}")
+            return
+        self._load_usage(after=0)
+
+    def _load_usage(self, after: int) -> None:
+        self.call_actor("ReceiptLedger", "receipts", {"chain": self.policy.policy_id, "after": after, "limit": PAGE},
+                        then=self._usage_page)
+
+    def _usage_page(self, receipts: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.fail_start(f"production start refused: cannot read coverage usage from the ledger: {_why(error)}")
+            return
+        for receipt in receipts:
+            payload = receipt.get("payload", {})
+            if receipt.get("kind") in INTENT_KINDS and "sku_id" in payload:
+                key = (receipt["time"][:7], payload["sku_id"])
+                self.usage[key] = self.usage.get(key, Usage()).plus(Decimal(str(payload.get("cost", "0"))))
+        if len(receipts) == PAGE:
+            self._load_usage(after=receipts[-1]["seq"])
+            return
+        self._record(self.machine.start(True, "certificate valid and policy verified"))
+        self.start_timer(self.check_interval, "check")
+        self.confirm_started()
+
+    # -- keeping the mode current ---------------------------------------------------------------
+
+    def on_timer(self, payload: Any) -> None:
+        self.call_actor("CertManager", "status", then=self._checked_cert)
+        self.start_timer(self.check_interval, "check")
+
+    def _checked_cert(self, status: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self._lost(f"certificate: {_why(error)}")
+            return
+        self._take_certificate(status)
+        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
+                        then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
+
+    def _checked_insurer(self, _status: Any, error: BaseException | None) -> None:
+        if error is None:
+            self._record(self.machine.insurance_confirmed())
+        elif getattr(error, "code", "") in LOST_CODES:
+            self._lost(f"insurer: {_why(error)}")
+
+    def _lost(self, reason: str) -> None:
+        self._record(self.machine.insurance_lost(reason))
+
+    def _take_certificate(self, status: Any) -> None:
+        if isinstance(status, dict) and status.get("loaded") is False:
+            reason = status.get("reason") or {}
+            raise TaiError(reason.get("message", "no certificate loaded"), code=reason.get("code", "cert_not_loaded"))
+        try:
+            self.policy = Policy.from_dict(status["policy"])
+            self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TaiError(f"CertManager's status has no usable policy and expiry ({type(exc).__name__}: {exc})",
+                           code="cert_status_invalid") from None
+        if status.get("revoked"):
+            self._lost("certificate revoked by the insurer")
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def call_guard(self, request: Any) -> dict[str, Any]:
+        """May this deploy/publish run now? Reserves its coverage if so.
+
+        ``{"operation": "pricing"}`` only asks whether pricing may run and under which
+        authority (pricing is allowed in eval, advisory, and in prod, contractual).
+        """
+        if isinstance(request, dict) and request.get("operation") == "pricing":
+            self.machine.check(PRICING)
+            contractual = self.machine.mode == PROD
+            return {"mode": self.machine.mode, "chain": self.policy.policy_id if contractual else None,
+                    "authority": "contractual" if contractual else "advisory"}
+        sku, cost, operation_id, timeout_s = _guard_request(request)
+        now = time.time()
+        if self.machine.mode == PROD and now >= self.not_after:
+            self._lost("certificate expired")
+        self.machine.check(WRITE)
+        if self.not_after - now < timeout_s + self.buffer:
+            raise TaiError(
+                f"the insurance certificate expires in {max(0, int(self.not_after - now))} s, before this "
+                f"operation could finish (needs {int(timeout_s + self.buffer)} s)", code="cert_validity_too_short",
+                detail={"seconds_left": max(0, int(self.not_after - now)), "needed_s": int(timeout_s + self.buffer)})
+        key = (period_of(datetime.fromtimestamp(now, timezone.utc)), sku)
+        usage = self.usage.get(key, Usage())
+        try:
+            check_coverage(self.policy, sku, usage, cost)
+        except CoverageExceeded as exc:
+            self._append("coverage.exceeded", {**exc.detail, "operation_id": operation_id}, operation_id)
+            raise
+        self.usage[key] = usage.plus(cost)
+        return {"mode": self.machine.mode, "chain": self.policy.policy_id, "authority": "contractual"}
+
+    def call_mode(self, _payload: Any) -> dict[str, Any]:
+        return {"mode": self.machine.mode, "reason": self.machine.reason, "configured": self.machine.configured,
+                "manual_resume": self.machine.manual_resume}
+
+    def call_resume(self, _payload: Any) -> Any:
+        """An operator resumes ``prod`` from ``read_only``, after the insurer confirms again."""
+        if self.machine.mode != "read_only":
+            self.machine.resume(False)  # raises the precise refusal
+        caller = self.caller
+        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
+                        timeout=INSURER_TIMEOUT_S,
+                        then=lambda _s, err: self._resumed(caller, err))
+        return NOREPLY
+
+    def _resumed(self, caller: Any, error: BaseException | None) -> None:
+        try:
+            transition = self.machine.resume(error is None)
+        except ModeRefusal as refusal:
+            self.reply(caller, error=refusal)
+            return
+        self._record(transition)
+        self.reply(caller, self.call_mode(None))
+
+    def call_status(self, _payload: Any) -> dict[str, Any]:
+        return {**self.call_mode(None), "policy_id": self.policy.policy_id if self.policy else None,
+                "certificate_seconds_left": int(self.not_after - time.time()) if self.policy else None,
+                "usage": {f"{period}/{sku}": {"count": u.count, "cost": str(u.cost)}
+                          for (period, sku), u in sorted(self.usage.items())}}
+
+    def inspect_state(self) -> dict[str, Any]:
+        return self.call_status(None)
+
+    # -- receipts ----------------------------------------------------------------------------------
+
+    def _record(self, transition: Transition | None) -> None:
+        if transition is None:
+            return
+        logs.event(log, f"mode {transition.previous or 'starting'} -> {transition.mode}: {transition.reason}",
+                   event="mode_changed", **transition.to_payload())
+        self._append("mode.changed", transition.to_payload())
+
+    def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None) -> None:
+        contractual = self.machine.configured == PROD and self.policy is not None
+        draft = {"kind": kind, "mode": PROD if contractual else EVAL, "payload": payload,
+                 "chain": self.policy.policy_id if contractual else None, "operation_id": operation_id}
+        self.call_actor("ReceiptLedger", "append", draft, then=self._appended)
+
+    def _appended(self, receipt: Any, error: BaseException | None) -> None:
+        if error is not None:
+            logs.event(log, "receipt not recorded", logging.ERROR, event="receipt_failed",
+                       code=getattr(error, "code", ""), reason=_why(error))
+
+
+def _guard_request(request: Any) -> tuple[str, Decimal, str | None, float]:
+    if not isinstance(request, dict) or not isinstance(request.get("sku_id"), str):
+        raise TaiError("guard needs {sku_id, cost, operation_id}", code="invalid_request")
+    try:
+        cost = Decimal(str(request.get("cost", "0")))
+    except InvalidOperation:
+        raise TaiError("cost must be a decimal number", code="invalid_request", detail={"field": "cost"}) from None
+    if not cost.is_finite() or cost < 0:
+        raise TaiError("cost must be a number >= 0", code="invalid_request", detail={"field": "cost"})
+    timeout_s = request.get("timeout_s", 300)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s <= 86_400:
+        raise TaiError("timeout_s must be 0-86400", code="invalid_request", detail={"field": "timeout_s"})
+    return request["sku_id"], cost, request.get("operation_id"), float(timeout_s)
+
+
+def _why(error: BaseException) -> str:
+    return getattr(error, "message", None) or str(error)

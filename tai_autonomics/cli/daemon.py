@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from tai_autonomics import logs
+from tai_autonomics import devprofile, logs
 from tai_autonomics.config import ReleaseConfig, load_release
 from tai_autonomics.errors import TaiError
-from tai_autonomics.runtime import Node, load_tree, render_tree
+from tai_autonomics.runtime import Node, SupervisorSpec, load_tree, render_tree, with_worker_args
 
 log = logging.getLogger("tai_autonomics.daemon")
 
@@ -101,6 +101,15 @@ def _foreground(args: argparse.Namespace) -> int:
     logs.configure(release.system.log_level)
     spec = load_tree(release.supervision)  # validated before anything starts
     _Lock(release.data_dir).acquire()
+    dev = devprofile.prepare(release) if release.profile == "dev" else None
+    try:
+        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}))
+    finally:
+        if dev is not None:
+            dev.stop()
+
+
+def _run_tree(release: ReleaseConfig, spec: SupervisorSpec) -> int:
     stopping: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -12,18 +12,19 @@ from tai_autonomics.runtime.errors import (
 )
 from tai_autonomics.runtime.intensity import RestartIntensity
 from tai_autonomics.runtime.node import BASES, DEFAULT_CALL_TIMEOUT, Node, NodeConfig
-from tai_autonomics.runtime.server import NOREPLY, Caller, Server
+from tai_autonomics.runtime.server import DEFERRED, NOREPLY, Caller, Server
 from tai_autonomics.runtime.spec import (
     SupervisorSpec,
     WorkerSpec,
     load_tree,
     parse_tree,
     render_tree,
+    with_worker_args,
 )
 from tai_autonomics.runtime.supervisor import Supervisor
 
 __all__ = [
-    "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout", "DEFAULT_CALL_TIMEOUT",
+    "DEFERRED", "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout", "DEFAULT_CALL_TIMEOUT",
     "NoSuchActor", "Node", "NodeConfig", "RestartIntensity", "Server", "StartError", "Supervisor",
-    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree",
+    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree", "with_worker_args",
 ]

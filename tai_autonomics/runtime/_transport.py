@@ -18,9 +18,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
 from datetime import timedelta
+from typing import Any
 
 import thespian.system.transport as _thespian_transport
 from thespian.system.transport import IPBase, TCPTransport

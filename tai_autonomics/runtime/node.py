@@ -12,7 +12,6 @@ unit tests).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -20,31 +19,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorSystem, PoisonMessage
+from thespian.actors import ActorExitRequest, ActorSystem
 
 from tai_autonomics.runtime import _process, _transport
-from tai_autonomics.runtime.errors import (
-    CallError,
-    CallTimeout,
-    NoSuchActor,
-    StartError,
-    SystemError_,
-    error_from,
-)
-from tai_autonomics.runtime.messages import (
-    Call,
-    Cast,
-    Exiting,
-    Init,
-    ListNames,
-    Location,
-    Registered,
-    Reply,
-    Shutdown,
-    Started,
-    StartFailed,
-    Whereis,
-)
+from tai_autonomics.runtime.client import Client
+from tai_autonomics.runtime.errors import StartError, SystemError_
+from tai_autonomics.runtime.messages import Exiting, Init, Location, Shutdown, Started, StartFailed
 from tai_autonomics.runtime.registry import Registry
 from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT
 from tai_autonomics.runtime.spec import SupervisorSpec
@@ -53,8 +33,7 @@ from tai_autonomics.runtime.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 BASES = ("multiprocTCPBase", "simpleSystemBase")
-SYSTEM_SHUTDOWN_WAIT_S = 3.0
-_EARLY = 0.05  # an ask that returns empty this long before its deadline hit a dead address
+SYSTEM_SHUTDOWN_WAIT_S = 3.0  # an ask that returns empty this long before its deadline hit a dead address
 
 
 @dataclass(frozen=True)
@@ -81,8 +60,11 @@ class Node:
         self._root: Any = None
         self._root_name = ""
         self._admin_pid = 0
-        self._cache: dict[str, Location] = {}
-        self._exits: list[Exiting] = []
+        self._client: Client | None = None
+        self._owner = 0
+        self._threads = threading.local()
+        self._lock = threading.Lock()
+        self._private: list[Any] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -100,8 +82,10 @@ class Node:
                                transientUnique=True)
         self._asys = asys
         self._registry = asys.createActor(Registry)
+        self._client = Client(asys, self._registry, multiprocess=self.multiprocess)
+        self._owner = threading.get_ident()
         if self.multiprocess:
-            self._admin_pid = self._registry_info().ppid
+            self._admin_pid = self._client.registry_info().ppid
         log.info("actor system started", extra={"fields": {
             "event": "system_started", "base": cfg.base, "admin_port": cfg.admin_port, "bind": cfg.bind}})
         return self
@@ -116,7 +100,7 @@ class Node:
             raise StartError("a tree is already running on this node")
         root = self._system.createActor(Supervisor)
         incarnation = f"{spec.name}.{uuid.uuid4().hex[:12]}"
-        reply = self._wait_for(root, Init(spec.name, incarnation, {}, self._registry, spec),
+        reply = self._client.wait_for(root, Init(spec.name, incarnation, {}, self._registry, spec),
                                lambda m: isinstance(m, (Started, StartFailed)), timeout)
         if isinstance(reply, Started):
             self._root, self._root_name = root, spec.name
@@ -131,28 +115,29 @@ class Node:
         if self._root is None:
             return True
         root, self._root = self._root, None
-        done = self._wait_for(root, Shutdown("shutdown"), lambda m: isinstance(m, Exiting), timeout)
+        done = self._client.wait_for(root, Shutdown("shutdown"),
+                                     lambda m: isinstance(m, Exiting) and m.name == self._root_name, timeout)
         self._system.tell(root, ActorExitRequest())
         return done is not None
 
     def wait_for_exit(self, timeout: float) -> Exiting | None:
         """Wait up to ``timeout`` for the root supervisor to give up (escalation at the top)."""
-        if self._exits:
-            self._system.tell(self._root, ActorExitRequest())
-            self._root = None
-            return self._exits.pop(0)
-        deadline = time.monotonic() + timeout
         if self.multiprocess:
             _process.reap_forks()
-        while (remaining := deadline - time.monotonic()) > 0:
-            msg = self._system.listen(remaining)
-            if msg is None:
-                return None
-            if isinstance(msg, Exiting) and msg.name == self._root_name:
+        deadline = time.monotonic() + timeout
+        while True:
+            gave_up = next((e for e in self._client.aside if e.name == self._root_name), None)
+            if gave_up is not None:
+                self._client.aside.clear()
                 self._system.tell(self._root, ActorExitRequest())
                 self._root = None
-                return msg
-        return None
+                return gave_up
+            remaining = deadline - time.monotonic()
+            msg = self._client.listen(remaining) if remaining > 0 else None
+            if msg is None:
+                return None
+            if isinstance(msg, Exiting):
+                self._client.aside.append(msg)
 
     def shutdown(self) -> None:
         """Stop the tree and the actor system; kill whatever process is left of this node."""
@@ -162,6 +147,9 @@ class Node:
             self.stop_tree()
         finally:
             asys, self._asys = self._asys, None
+            for context in self._private:
+                context.__exit__(None, None, None)
+            self._private.clear()
             self._shutdown_system(asys)
             if self._admin_pid:
                 for pid in [*_process.descendants(self._admin_pid), self._admin_pid]:
@@ -196,94 +184,42 @@ class Node:
     # -- calling actors ---------------------------------------------------------------------
 
     def call(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
-        """Call the actor registered as ``name``; its reply, or a :class:`CallError`."""
-        deadline = time.monotonic() + timeout
-        ref = uuid.uuid4().hex
-        gone = ""
-        while True:
-            location = self._resolve(name, deadline, after=gone)
-            reply = self._wait_for(location.address, Call(ref, msg_type, payload),
-                                   lambda m: isinstance(m, Reply) and m.ref == ref,
-                                   deadline - time.monotonic())
-            if isinstance(reply, Reply) and not _not_delivered(reply):
-                return _unwrap(reply)
-            if deadline - time.monotonic() > _EARLY:  # it never ran the call: wait for the next incarnation
-                self._cache.pop(name, None)
-                gone = location.incarnation
-                continue
-            if isinstance(reply, Reply):
-                return _unwrap(reply)
-            raise CallTimeout(f"no reply from {name!r} to {msg_type!r} within {timeout:g} s",
-                              detail={"actor": name, "message_type": msg_type, "timeout_s": timeout})
+        """Call the actor registered as ``name`` from this (the starting) thread."""
+        return self._client.call(name, msg_type, payload, timeout)
 
     def cast(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
-        """Send without waiting for a reply (resolving the name may wait up to ``timeout``)."""
-        self._system.tell(self._resolve(name, time.monotonic() + timeout).address, Cast(msg_type, payload))
+        self._client.cast(name, msg_type, payload, timeout)
 
     def whereis(self, name: str, wait: float = 0.0, after: str = "") -> Location:
-        """The live incarnation of ``name`` (address, incarnation id, pid), or an empty Location.
-
-        With ``wait``, wait that long for the name to be registered; with ``after``, wait for an
-        incarnation other than that one (to see a restart through).
-        """
-        reply = self._wait_for(self._registry, Whereis(name, wait, after),
-                               lambda m: isinstance(m, Location) and m.name == name, wait + DEFAULT_CALL_TIMEOUT)
-        return reply or Location(name)
+        return self._client.whereis(name, wait, after)
 
     def registered(self) -> dict[str, tuple[str, int]]:
         """Every live name → (incarnation, pid)."""
-        return self._registry_info().entries
+        return self._client.registry_info().entries
 
-    def _registry_info(self) -> Registered:
-        reply = self._wait_for(self._registry, ListNames(), lambda m: isinstance(m, Registered),
-                               DEFAULT_CALL_TIMEOUT)
-        if reply is None:
-            raise CallTimeout("the name registry did not answer")
-        return reply
+    def client(self) -> Client:
+        """A :class:`Client` for the calling thread (thespian contexts are not thread-safe).
 
-    def _resolve(self, name: str, deadline: float, after: str = "") -> Location:
-        location = self._cache.get(name)
-        if location is not None:
-            return location
-        location = self.whereis(name, wait=max(0.0, deadline - time.monotonic()), after=after)
-        if location.address is None:
-            raise NoSuchActor(f"no actor is registered as {name!r}", detail={"actor": name})
-        if self.multiprocess:  # the in-process base cannot tell a dead address apart: always ask
-            self._cache[name] = location
-        return location
-
-    def _wait_for(self, address: Any, msg: Any, wanted, timeout: float) -> Any:
-        """Send ``msg`` and wait for the first answer ``wanted`` accepts; keep root exits aside."""
-        deadline = time.monotonic() + timeout
-        answer = self._system.ask(address, msg, max(timeout, 0.001))
-        while True:
-            if answer is not None and wanted(answer):
-                return answer
-            if isinstance(answer, PoisonMessage):
-                raise CallError(f"actor rejected the message: {answer.details}")
-            if isinstance(answer, Exiting) and answer.name == self._root_name:
-                self._exits.append(answer)
-            remaining = deadline - time.monotonic()
-            if answer is None or remaining <= 0:
-                return None
-            answer = self._system.listen(remaining)
+        On the multiprocess base each thread gets its own private endpoint, so a thread pool
+        (the HTTP gateway's) can call actors concurrently. The in-process base runs actors in
+        the thread that asks, so there only the starting thread may call.
+        """
+        if not self.multiprocess or threading.get_ident() == self._owner:
+            return self._client
+        client = getattr(self._threads, "client", None)
+        if client is None:
+            with self._lock:
+                context = self._system.private()
+                client = Client(context.__enter__(), self._registry, multiprocess=True)
+                self._private.append(context)
+            self._threads.client = client
+        return client
 
     @property
     def _system(self) -> ActorSystem:
         if self._asys is None:
             raise SystemError_("the actor system is not running")
         return self._asys
-
-
-def _not_delivered(reply: Reply) -> bool:
-    """The old incarnation refused the call unrun because it is on its way out."""
-    return reply.error is not None and reply.error.code == "actor_restarting"
-
-
-def _unwrap(reply: Reply) -> Any:
-    if reply.error is None:
-        return reply.value
-    raise error_from(reply.error)
 
 
 def _ensure_port_free(host: str, port: int) -> None:

@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 NOREPLY = object()
 """Returned by a call handler that will answer later with :meth:`Process.reply`."""
 
+DEFERRED = object()
+"""Returned by ``init`` that needs answers from other actors before the actor counts as
+started; it then calls :meth:`Process.confirm_started` or :meth:`Process.fail_start`
+(OTP's ``proc_lib:init_ack``). The next sibling starts only after that."""
+
 DEFAULT_CALL_TIMEOUT = 5.0
 
 _IGNORED = (PoisonMessage, DeadEnvelope)
@@ -120,10 +125,13 @@ class Process(Actor):
         try:
             self.start(msg)
         except Exception as exc:  # a failed init fails the start, with the reason
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("actor failed to start", extra={"fields": {"actor": self.name, "reason": reason}})
-            self._exiting = True
-            self.send(sender, StartFailed(self.name, reason))
+            self.fail_start(exc.message if isinstance(exc, TaiError) else f"{type(exc).__name__}: {exc}")
+
+    def fail_start(self, reason: str) -> None:
+        """A deferred start failed: the supervisor's start (or restart) fails with ``reason``."""
+        log.error("actor failed to start", extra={"fields": {"actor": self.name, "reason": reason}})
+        self._exiting = True
+        self.send(self._parent, StartFailed(self.name, reason))
 
     def confirm_started(self) -> None:
         """Register the name and confirm the start to the supervisor (next child may start)."""
@@ -247,11 +255,12 @@ class Server(Process):
         self._resolving: dict[str, list[str]] = {}
 
     def start(self, msg: Init) -> None:
-        self.init(dict(msg.args or {}))
-        self.confirm_started()
+        if self.init(dict(msg.args or {})) is not DEFERRED:
+            self.confirm_started()
 
-    def init(self, args: dict[str, Any]) -> None:
-        """Build fresh state (from durable storage) for this incarnation."""
+    def init(self, args: dict[str, Any]) -> Any:
+        """Build fresh state (from durable storage) for this incarnation; may return
+        :data:`DEFERRED` to confirm the start later."""
 
     def handle_call(self, msg_type: str, payload: Any) -> Any:
         if msg_type == "$info":

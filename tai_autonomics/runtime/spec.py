@@ -22,6 +22,7 @@ File shape (flat tables that reference each other by name, like OTP child specs)
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 import tomllib
@@ -233,6 +234,20 @@ class _TreeParser:
         if not value > 0 or value != value or value == float("inf"):
             raise self.fail(key, f"must be a positive finite number, got {value}")
         return value
+
+
+def with_worker_args(spec: SupervisorSpec, extra: dict[str, Any]) -> SupervisorSpec:
+    """The same tree with ``extra`` merged into every worker's args (the file's args win).
+
+    A release hands run-time context (data directory, endpoints, key locations) to every actor
+    this way, so supervision files stay the same across environments.
+    """
+    children = tuple(
+        with_worker_args(child, extra) if isinstance(child, SupervisorSpec)
+        else dataclasses.replace(child, args={**extra, **child.args})
+        for child in spec.children
+    )
+    return dataclasses.replace(spec, children=children)
 
 
 def _import_actor(path: str) -> type:

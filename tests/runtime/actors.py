@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from tai_autonomics.errors import TaiError
-from tai_autonomics.runtime import NOREPLY, Server
+from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.runtime.messages import Shutdown
 
 
@@ -106,3 +106,19 @@ class Relay(Echo):
 
     def _explode(self, value: Any, error: BaseException | None) -> None:
         raise RuntimeError("crash in a reply callback")
+
+
+class SlowStarter(Echo):
+    """Confirms its start only after asking another actor (a deferred start)."""
+
+    def init(self, args: dict[str, Any]) -> Any:
+        super().init(args)
+        self.call_actor(args["ask"], "echo", args.get("answer", "ok"), then=self._decided)
+        return DEFERRED
+
+    def _decided(self, value: Any, error: BaseException | None) -> None:
+        if error is None and value == "ok":
+            record(self.log, f"confirmed {self.name}")
+            self.confirm_started()
+        else:
+            self.fail_start(f"dependency said {value!r}")

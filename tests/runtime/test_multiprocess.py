@@ -99,3 +99,18 @@ def test_shutdown_leaves_no_process_behind(tmp_path) -> None:
     node.shutdown()
     alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
     assert alive == []
+
+
+def test_threads_call_concurrently_through_their_own_clients(node: Node, tree) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tree({"root": {"children": ["a", "b"]}}, workers("a", "b"))
+
+    def work(i: int) -> int:
+        client = node.client()
+        assert client is node.client()  # one per thread, reused
+        return client.call("a" if i % 2 else "b", "echo", i)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert sorted(pool.map(work, range(200))) == list(range(200))
+    assert node.call("a", "seen") + node.call("b", "seen") == 200

@@ -119,3 +119,12 @@ def test_arbitrary_values_give_a_config_error_or_a_valid_tree(section: str, key:
         assert err.key.startswith(section) or err.key.startswith(("workers.", "supervisors."))
     else:
         assert [s.name for s in spec.walk()][0] == "root"
+
+
+def test_with_worker_args_reaches_every_worker_and_file_args_win() -> None:
+    from tai_autonomics.runtime import with_worker_args
+
+    spec = with_worker_args(parse_tree(GOOD, "s.toml"), {"context": {"data_dir": "/x"}, "k": 0})
+    a, ops = spec.children
+    assert a.args == {"context": {"data_dir": "/x"}, "k": 0}
+    assert ops.children[0].args == {"context": {"data_dir": "/x"}, "k": 1}

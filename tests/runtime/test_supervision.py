@@ -229,3 +229,23 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_deferred_start_holds_the_next_sibling_until_confirmed(node: Node, tree) -> None:
+    log = tree({"root": {"children": ["a", "slow", "b"]}},
+               {**workers("a", "b"), "slow": {"actor": "tests.runtime.actors:SlowStarter", "args": {"ask": "a"}}})
+    assert events(log) == ["start a", "start slow", "confirmed slow", "start b"]
+
+
+def test_deferred_start_failure_fails_the_tree(node: Node, tmp_path) -> None:
+    from tai_autonomics.runtime import parse_tree
+
+    log = tmp_path / "events.log"
+    spec = parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "slow"]}},
+                       "workers": {"a": {"actor": ECHO, "args": {"log": str(log)}},
+                                   "slow": {"actor": "tests.runtime.actors:SlowStarter",
+                                            "args": {"log": str(log), "ask": "a", "answer": "no"}}}})
+    with pytest.raises(StartError) as err:
+        node.start_tree(spec)
+    assert "dependency said 'no'" in err.value.message
+    assert events(log)[-1] == "stop a shutdown"

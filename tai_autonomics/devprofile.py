@@ -1,0 +1,61 @@
+"""The dev profile: what a laptop run needs, made on first use and reused afterwards.
+
+``tai-autonomics foreground`` with no release file runs in ``prod`` mode against outside
+parties played by the sandbox (started here as a child process) with a development CA, so
+that the README's first command gives a working insured system without any setup.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from tai_autonomics import logs
+from tai_autonomics.config import ReleaseConfig
+from tai_autonomics.sandbox import SandboxConfig, SandboxProcess
+from tai_autonomics.trust import sample_policy, write_dev_ca
+from tai_autonomics.trust.issuing import (
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    DEV_CERT_FILE,
+    DEV_KEY_FILE,
+    DEV_LEDGER_KEY_FILE,
+)
+
+log = logging.getLogger(__name__)
+
+DEV_CA_DIR = "dev-ca"
+
+
+@dataclass
+class DevEnvironment:
+    sandbox: SandboxProcess
+    context: dict[str, Any]
+
+    def stop(self) -> None:
+        self.sandbox.stop()
+
+
+def prepare(release: ReleaseConfig) -> DevEnvironment:
+    """Create the dev CA (first run only), start the sandbox, and describe both to the actors."""
+    data_dir = release.data_dir.resolve()
+    ca_dir = data_dir / DEV_CA_DIR
+    if not (ca_dir / CA_KEY_FILE).exists():
+        write_dev_ca(ca_dir)
+        logs.event(log, "development CA created", event="dev_ca_created", directory=str(ca_dir))
+    sandbox = SandboxProcess(data_dir, ca_dir=ca_dir, on_line=sys.stdout.write)
+    url = sandbox.start()
+    logs.event(log, "sandbox started", event="sandbox_started", url=url)
+    context = release.context()
+    context["insurer"] = {"url": url, "policy_id": sample_policy().policy_id,
+                          "public_key_file": str(SandboxConfig(data_dir / "sandbox").insurer_public_key_file),
+                          **context["insurer"]}
+    context["trust"] = {"anchor": str(ca_dir / CA_CERT_FILE), "cert_file": str(ca_dir / DEV_CERT_FILE),
+                        "key_file": str(ca_dir / DEV_KEY_FILE), "cert_dir": str(data_dir / "certs"),
+                        **context["trust"]}
+    context["ledger"] = {"key_file": str(ca_dir / DEV_LEDGER_KEY_FILE), "store": "sqlite",
+                         "origin": "tai-autonomics.dev/ledger", **context["ledger"]}
+    context["sandbox"] = {"url": url}
+    return DevEnvironment(sandbox, context)

@@ -1,0 +1,14 @@
+"""The product's operations as pure, deterministic logic (the actors in ``actors/`` run them).
+
+Keeping the rules free of actors and I/O lets a customer or an auditor recompute a result from
+its receipt, and lets property tests cover them exhaustively.
+"""
+
+from tai_autonomics.operations.coverage import CoverageExceeded, SkuNotAuthorized, Usage, check_coverage, period_of
+from tai_autonomics.operations.mode import ModeMachine, ModeRefusal, StartRefused, Transition
+from tai_autonomics.operations.pricing import PricingError, PricingParams, Quote, quote, validate_metrics
+
+__all__ = [
+    "CoverageExceeded", "ModeMachine", "ModeRefusal", "PricingError", "PricingParams", "Quote", "SkuNotAuthorized",
+    "StartRefused", "Transition", "Usage", "check_coverage", "period_of", "quote", "validate_metrics",
+]

@@ -1,0 +1,93 @@
+"""The mode state machine of SPEC 2: ``eval``, ``prod``, ``read_only``, ``draining``.
+
+Pure: the ProdMode actor feeds it what CertManager and InsuranceClient report and records each
+returned :class:`Transition` as a ``mode.changed`` receipt. Keeping the rules here means one
+place answers "may this operation run now?" and a property test checks every path.
+
+```
+eval ──(configured)                      prod ⇄ read_only   (insurance lost / confirmed,
+prod ──insurance lost──▶ read_only              or manual resume when manual_resume = true)
+any  ──drain──▶ draining (final)
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tai_autonomics.errors import TaiError
+
+EVAL, PROD, READ_ONLY, DRAINING = "eval", "prod", "read_only", "draining"
+MODES = (EVAL, PROD, READ_ONLY, DRAINING)
+
+WRITE, READ, PRICING = "write", "read", "pricing"
+"""Operation classes: deploy/publish are writes; receipts and proofs are reads."""
+
+
+class ModeRefusal(TaiError):
+    """The operation is not allowed in the current mode (HTTP 503 for writes, with the reason)."""
+
+    code = "mode_refused"
+
+
+class StartRefused(TaiError):
+    """Production start without verified insurance: fail fast, one clear line saying why."""
+
+    code = "insurance_not_verified"
+
+
+@dataclass(frozen=True)
+class Transition:
+    previous: str
+    mode: str
+    reason: str
+
+    def to_payload(self) -> dict[str, str]:
+        return {"from": self.previous, "to": self.mode, "reason": self.reason}
+
+
+class ModeMachine:
+    def __init__(self, configured: str, *, manual_resume: bool = False) -> None:
+        if configured not in (EVAL, PROD):
+            raise ValueError(f"configured mode must be eval or prod, not {configured!r}")
+        self.configured = configured
+        self.manual_resume = manual_resume
+        self.mode = ""
+        self.reason = "starting"
+
+    def start(self, insurance_ok: bool, reason: str) -> Transition:
+        """Decide the first mode; in prod without verified insurance, refuse to start."""
+        if self.configured == PROD and not insurance_ok:
+            raise StartRefused(f"production start refused: {reason}", detail={"reason": reason})
+        return self._to(self.configured, reason if self.configured == PROD else "configured eval mode")
+
+    def insurance_lost(self, reason: str) -> Transition | None:
+        return self._to(READ_ONLY, reason) if self.mode == PROD else None
+
+    def insurance_confirmed(self) -> Transition | None:
+        if self.mode == READ_ONLY and not self.manual_resume:
+            return self._to(PROD, "insurance verified again")
+        return None
+
+    def resume(self, insurance_ok: bool) -> Transition:
+        """An operator's ``mode resume``: only from read_only, only with insurance verified."""
+        if self.mode != READ_ONLY:
+            raise ModeRefusal(f"nothing to resume: mode is {self.mode}", code="mode_not_read_only")
+        if not insurance_ok:
+            raise ModeRefusal("cannot resume: insurance is still not verified", code="insurance_not_verified")
+        return self._to(PROD, "resumed by operator")
+
+    def drain(self) -> Transition | None:
+        return self._to(DRAINING, "stopping") if self.mode != DRAINING else None
+
+    def check(self, operation: str) -> None:
+        """Raise :class:`ModeRefusal` unless ``operation`` (write/read/pricing) may run now."""
+        allowed = {EVAL: {READ, PRICING}, PROD: {READ, PRICING, WRITE}, READ_ONLY: {READ}, DRAINING: set()}
+        if operation not in allowed.get(self.mode, set()):
+            raise ModeRefusal(f"{operation} refused in {self.mode or 'starting'} mode: {self.reason}",
+                              detail={"mode": self.mode, "reason": self.reason, "operation": operation})
+
+    def _to(self, mode: str, reason: str) -> Transition:
+        transition = Transition(self.mode, mode, reason)
+        self.mode, self.reason = mode, reason
+        return transition

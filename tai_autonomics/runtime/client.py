@@ -1,0 +1,131 @@
+"""Calling actors by name from outside the actor system.
+
+A :class:`Client` owns one thespian context (the system's, or a thread's private one): an
+``ask`` returns the first message that arrives on that context, so replies are matched to calls
+by reference and anything else that arrives meanwhile is set aside for its owner.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from thespian.actors import PoisonMessage
+
+from tai_autonomics.runtime.errors import CallError, CallTimeout, NoSuchActor, error_from
+from tai_autonomics.runtime.messages import (
+    Call,
+    Cast,
+    Exiting,
+    ListNames,
+    Location,
+    Registered,
+    Reply,
+    Whereis,
+)
+from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT
+
+_EARLY = 0.05  # an ask that comes back empty this long before its deadline hit a dead address
+
+
+class Client:
+    """Call, cast and look up actors through one thespian context. Not thread-safe."""
+
+    def __init__(self, context: Any, registry: Any, *, multiprocess: bool) -> None:
+        self._context = context
+        self._registry = registry
+        self._multiprocess = multiprocess
+        self._cache: dict[str, Location] = {}
+        self.aside: list[Exiting] = []
+
+    def call(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
+        """Call the actor registered as ``name``; its reply, or a :class:`CallError`.
+
+        A call that reaches an incarnation on its way out (or a dead address) was not run, so
+        it is sent again to the next incarnation within the same timeout.
+        """
+        deadline = time.monotonic() + timeout
+        ref = uuid.uuid4().hex
+        gone = ""
+        while True:
+            location = self._resolve(name, deadline, after=gone)
+            reply = self.wait_for(location.address, Call(ref, msg_type, payload),
+                                  lambda m: isinstance(m, Reply) and m.ref == ref,
+                                  deadline - time.monotonic())
+            if isinstance(reply, Reply) and not _not_delivered(reply):
+                return _unwrap(reply)
+            if deadline - time.monotonic() > _EARLY:
+                self._cache.pop(name, None)
+                gone = location.incarnation
+                continue
+            if isinstance(reply, Reply):
+                return _unwrap(reply)
+            raise CallTimeout(f"no reply from {name!r} to {msg_type!r} within {timeout:g} s",
+                              detail={"actor": name, "message_type": msg_type, "timeout_s": timeout})
+
+    def cast(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
+        """Send without waiting for a reply (resolving the name may wait up to ``timeout``)."""
+        self._context.tell(self._resolve(name, time.monotonic() + timeout).address, Cast(msg_type, payload))
+
+    def whereis(self, name: str, wait: float = 0.0, after: str = "") -> Location:
+        """The live incarnation of ``name`` (address, incarnation id, pid), or an empty Location.
+
+        With ``wait``, wait that long for the name to be registered; with ``after``, wait for an
+        incarnation other than that one (to see a restart through).
+        """
+        reply = self.wait_for(self._registry, Whereis(name, wait, after),
+                              lambda m: isinstance(m, Location) and m.name == name, wait + DEFAULT_CALL_TIMEOUT)
+        return reply or Location(name)
+
+    def registry_info(self) -> Registered:
+        reply = self.wait_for(self._registry, ListNames(), lambda m: isinstance(m, Registered),
+                              DEFAULT_CALL_TIMEOUT)
+        if reply is None:
+            raise CallTimeout("the name registry did not answer")
+        return reply
+
+    def _resolve(self, name: str, deadline: float, after: str = "") -> Location:
+        location = self._cache.get(name)
+        if location is not None:
+            return location
+        location = self.whereis(name, wait=max(0.0, deadline - time.monotonic()), after=after)
+        if location.address is None:
+            raise NoSuchActor(f"no actor is registered as {name!r}", detail={"actor": name})
+        if self._multiprocess:  # the in-process base cannot tell a dead address apart: always ask
+            self._cache[name] = location
+        return location
+
+    def wait_for(self, address: Any, msg: Any, wanted: Callable[[Any], bool], timeout: float) -> Any:
+        """Send ``msg`` and wait for the first answer ``wanted`` accepts (None on timeout).
+
+        A supervisor's exit notice arriving meanwhile is kept in :attr:`aside`.
+        """
+        deadline = time.monotonic() + timeout
+        answer = self._context.ask(address, msg, max(timeout, 0.001))
+        while True:
+            if answer is not None and wanted(answer):
+                return answer
+            if isinstance(answer, PoisonMessage):
+                raise CallError(f"actor rejected the message: {answer.details}")
+            if isinstance(answer, Exiting):
+                self.aside.append(answer)
+            remaining = deadline - time.monotonic()
+            if answer is None or remaining <= 0:
+                return None
+            answer = self._context.listen(remaining)
+
+    def listen(self, timeout: float) -> Any:
+        return self._context.listen(timeout)
+
+
+def _not_delivered(reply: Reply) -> bool:
+    """The old incarnation refused the call unrun because it is on its way out."""
+    return reply.error is not None and reply.error.code == "actor_restarting"
+
+
+def _unwrap(reply: Reply) -> Any:
+    if reply.error is None:
+        return reply.value
+    raise error_from(reply.error)

@@ -1,0 +1,68 @@
+"""Stand-ins for ProdMode's neighbours, so its rules can be driven case by case.
+
+(The real CertManager, InsuranceClient and ReceiptLedger actors are tested on their own; the
+daemon test runs them together.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import Server
+from tai_autonomics.trust import sample_policy
+
+
+class CertManagerStub(Server):
+    def init(self, args: dict[str, Any]) -> None:
+        self.valid_for_s = args.get("valid_for_s", 30 * 86400)
+        self.revoked = False
+        self.broken = args.get("broken")
+
+    def call_status(self, _payload: Any) -> dict[str, Any]:
+        if self.broken:
+            raise TaiError(self.broken, code="cert_expired")
+        not_after = datetime.now(timezone.utc) + timedelta(seconds=self.valid_for_s)
+        return {"policy": sample_policy().to_dict(), "not_after": not_after.isoformat(), "revoked": self.revoked}
+
+    def call_set(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+
+class InsuranceStub(Server):
+    def init(self, args: dict[str, Any]) -> None:
+        self.failing = args.get("failing")
+        self.asked = 0
+
+    def call_verify_policy(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.asked += 1
+        if self.failing:
+            raise TaiError(f"insurer says {self.failing}", code=self.failing)
+        return {"policy_id": request["policy_id"], "status": "active"}
+
+    def call_set(self, changes: dict[str, Any]) -> None:
+        self.failing = changes.get("failing")
+
+    def call_asked(self, _payload: Any) -> int:
+        return self.asked
+
+
+class LedgerStub(Server):
+    """Keeps appended receipts in memory, in the shape the real ledger returns."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        self.receipts: list[dict[str, Any]] = list(args.get("preload", []))
+
+    def call_append(self, draft: dict[str, Any]) -> dict[str, Any]:
+        receipt = {**draft, "seq": len(self.receipts) + 1, "time": datetime.now(timezone.utc).isoformat()}
+        self.receipts.append(receipt)
+        return receipt
+
+    def call_receipts(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        chain = [r for r in self.receipts if r.get("chain") == query["chain"] and r["seq"] > query["after"]]
+        return chain[: query["limit"]]
+
+    def call_appended(self, _payload: Any) -> list[dict[str, Any]]:
+        return self.receipts

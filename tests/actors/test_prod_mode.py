@@ -1,0 +1,140 @@
+"""ProdMode: fail-fast prod start, guards (mode, certificate pre-flight, SKU, coverage), and
+read_only and back — on both thespian bases."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
+from tests.runtime.test_supervision import wait_until
+
+STUBS = "tests.actors.stubs"
+POLICY = "dev-policy-0001"
+
+
+def start(node: Node, *, cert: dict | None = None, insurer: dict | None = None, ledger: dict | None = None,
+          mode: str = "prod", **prod_args: Any) -> None:
+    node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"intensity": 5, "children": [
+        "ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode"]}}, "workers": {
+        "ReceiptLedger": {"actor": f"{STUBS}:LedgerStub", "args": ledger or {}},
+        "CertManager": {"actor": f"{STUBS}:CertManagerStub", "args": cert or {}},
+        "InsuranceClient": {"actor": f"{STUBS}:InsuranceStub", "args": insurer or {}},
+        "ProdMode": {"actor": "tai_autonomics.actors.prod_mode:ProdMode",
+                     "args": {"context": {"mode": mode}, **prod_args}}}}))
+
+
+@pytest.fixture
+def running(node: Node):
+    yield node
+    node.stop_tree()
+
+
+def guard(node: Node, sku: str = "sku-001", cost: str = "100", **extra: Any) -> dict:
+    return node.call("ProdMode", "guard", {"sku_id": sku, "cost": cost, "operation_id": "op-1", **extra})
+
+
+def kinds(node: Node) -> list[str]:
+    return [r["kind"] for r in node.call("ReceiptLedger", "appended")]
+
+
+def test_prod_start_decides_prod_and_records_it(running: Node) -> None:
+    start(running)
+    assert running.call("ProdMode", "mode")["mode"] == "prod"
+    wait_until(lambda: kinds(running) == ["mode.changed"], what="mode.changed receipt")
+    receipt = running.call("ReceiptLedger", "appended")[0]
+    assert (receipt["chain"], receipt["mode"], receipt["payload"]["to"]) == (POLICY, "prod", "prod")
+    assert guard(running) == {"mode": "prod", "chain": POLICY, "authority": "contractual"}
+
+
+@pytest.mark.parametrize(("cert", "insurer", "why"), [
+    ({"broken": "certificate expired on 2026-01-01"}, {}, "certificate: certificate expired on 2026-01-01"),
+    ({}, {"failing": "policy_not_found"}, "insurer: insurer says policy_not_found"),
+])
+def test_prod_start_without_insurance_fails_fast_saying_why(node: Node, cert, insurer, why: str) -> None:
+    with pytest.raises(StartError) as err:
+        start(node, cert=cert, insurer=insurer)
+    assert f"production start refused: {why}" in err.value.message
+
+
+def test_eval_mode_refuses_writes(running: Node) -> None:
+    start(running, mode="eval")
+    with pytest.raises(CallError) as err:
+        guard(running)
+    assert err.value.code == "mode_refused" and err.value.detail["mode"] == "eval"
+    wait_until(lambda: kinds(running) == ["mode.changed"], what="advisory mode.changed")
+    assert running.call("ReceiptLedger", "appended")[0]["mode"] == "eval"
+
+
+def test_coverage_is_counted_and_refused_with_the_numbers(running: Node) -> None:
+    start(running)
+    for _ in range(3):
+        guard(running, "sku-002", "1000")
+    with pytest.raises(CallError) as err:
+        guard(running, "sku-002", "1000")
+    assert err.value.code == "coverage_limit_exceeded"
+    assert (err.value.detail["limit_count"], err.value.detail["current_count"]) == (3, 3)
+    wait_until(lambda: "coverage.exceeded" in kinds(running), what="coverage.exceeded receipt")
+    with pytest.raises(CallError) as unknown:
+        guard(running, "sku-404")
+    assert unknown.value.code == "sku_not_authorized"
+
+
+def test_usage_is_rebuilt_from_the_ledger_on_start(running: Node) -> None:
+    month = datetime.now(timezone.utc).isoformat()
+    intents = [{"kind": "deploy.intent", "chain": POLICY, "seq": i + 1, "time": month,
+                "payload": {"sku_id": "sku-002", "cost": "10"}} for i in range(3)]
+    start(running, ledger={"preload": intents})
+    with pytest.raises(CallError) as err:
+        guard(running, "sku-002", "10")
+    assert err.value.code == "coverage_limit_exceeded"
+    assert running.call("ProdMode", "status")["usage"][f"{month[:7]}/sku-002"] == {"count": 3, "cost": "30"}
+
+
+def test_certificate_preflight_refuses_operations_that_would_outlive_it(running: Node) -> None:
+    start(running, cert={"valid_for_s": 600}, preflight_buffer_s=300)
+    guard(running, timeout_s=60)
+    with pytest.raises(CallError) as err:
+        guard(running, timeout_s=400)
+    assert err.value.code == "cert_validity_too_short"
+
+
+@pytest.mark.parametrize("manual_resume", [False, True])
+def test_read_only_when_insurance_is_lost_and_back(running: Node, manual_resume: bool) -> None:
+    start(running, check_interval_s=0.05, manual_resume=manual_resume)
+    running.call("InsuranceClient", "set", {"failing": "insurance_cache_stale"})
+    wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "read_only", what="read_only")
+    with pytest.raises(CallError) as err:
+        guard(running)
+    assert err.value.code == "mode_refused" and err.value.detail["mode"] == "read_only"
+    assert err.value.detail["reason"] == "insurer: insurer says insurance_cache_stale"
+    assert err.value.detail["reason"] in err.value.message
+    running.call("InsuranceClient", "set", {"failing": None})
+    if manual_resume:
+        asked = running.call("InsuranceClient", "asked")
+        wait_until(lambda: running.call("InsuranceClient", "asked") >= asked + 2, what="checks with the insurer back")
+        with pytest.raises(CallError):
+            guard(running)  # the insurer is back, but only an operator resumes
+        assert running.call("ProdMode", "resume")["mode"] == "prod"
+    else:
+        wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "prod", what="back to prod")
+    assert guard(running)["mode"] == "prod"
+
+
+@pytest.mark.parametrize("bad", [None, {"cost": "1"}, {"sku_id": "sku-001", "cost": "-1"},
+                                 {"sku_id": "sku-001", "cost": "x"}, {"sku_id": "sku-001", "timeout_s": True}])
+def test_bad_guard_requests_are_refused(running: Node, bad) -> None:
+    start(running)
+    with pytest.raises(CallError) as err:
+        running.call("ProdMode", "guard", bad)
+    assert err.value.code == "invalid_request"
+
+
+def test_pricing_is_allowed_in_eval_as_advisory_and_in_prod_as_contractual(running: Node) -> None:
+    start(running, mode="eval")
+    assert guard(running, operation="pricing") == {"mode": "eval", "chain": None, "authority": "advisory"}
+    running.stop_tree()
+    start(running)
+    assert guard(running, operation="pricing") == {"mode": "prod", "chain": POLICY, "authority": "contractual"}

@@ -1,0 +1,97 @@
+"""The mode state machine against a reference table (hypothesis state machine)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from tai_autonomics.operations.mode import (
+    DRAINING,
+    EVAL,
+    PRICING,
+    PROD,
+    READ,
+    READ_ONLY,
+    WRITE,
+    ModeMachine,
+    ModeRefusal,
+    StartRefused,
+)
+
+
+class ModeModel(RuleBasedStateMachine):
+    @initialize(configured=st.sampled_from([EVAL, PROD]), manual=st.booleans(), ok=st.booleans())
+    def start(self, configured: str, manual: bool, ok: bool) -> None:
+        self.machine = ModeMachine(configured, manual_resume=manual)
+        self.manual = manual
+        if configured == PROD and not ok:
+            with pytest.raises(StartRefused):
+                self.machine.start(ok, "certificate expired")
+            self.expected = ""
+            return
+        self.machine.start(ok, "verified")
+        self.expected = configured
+
+    @rule(reason=st.text(max_size=5))
+    def lose_insurance(self, reason: str) -> None:
+        t = self.machine.insurance_lost(reason)
+        if self.expected == PROD:
+            assert t is not None and (t.previous, t.mode) == (PROD, READ_ONLY)
+            self.expected = READ_ONLY
+        else:
+            assert t is None
+
+    @rule()
+    def confirm_insurance(self) -> None:
+        t = self.machine.insurance_confirmed()
+        if self.expected == READ_ONLY and not self.manual:
+            assert t is not None and t.mode == PROD
+            self.expected = PROD
+        else:
+            assert t is None
+
+    @rule(ok=st.booleans())
+    def operator_resumes(self, ok: bool) -> None:
+        if self.expected == READ_ONLY and ok:
+            assert self.machine.resume(ok).mode == PROD
+            self.expected = PROD
+        else:
+            with pytest.raises(ModeRefusal):
+                self.machine.resume(ok)
+
+    @rule()
+    def drain(self) -> None:
+        t = self.machine.drain()
+        assert (t is None) == (self.expected == DRAINING)
+        self.expected = DRAINING
+
+    @invariant()
+    def operations_allowed_match_the_spec(self) -> None:
+        if not hasattr(self, "machine"):
+            return
+        assert self.machine.mode == self.expected
+        allowed = {EVAL: {READ, PRICING}, PROD: {READ, PRICING, WRITE}, READ_ONLY: {READ}, DRAINING: set(), "": set()}
+        for op in (READ, WRITE, PRICING):
+            if op in allowed[self.expected]:
+                self.machine.check(op)
+            else:
+                with pytest.raises(ModeRefusal) as err:
+                    self.machine.check(op)
+                assert err.value.detail["mode"] == self.expected
+
+
+TestModeMachine = ModeModel.TestCase
+
+
+def test_prod_start_refusal_says_why() -> None:
+    with pytest.raises(StartRefused) as err:
+        ModeMachine(PROD).start(False, "certificate expired on 2026-01-01")
+    assert err.value.message == "production start refused: certificate expired on 2026-01-01"
+
+
+def test_transitions_carry_their_reason_for_the_receipt() -> None:
+    m = ModeMachine(PROD)
+    m.start(True, "certificate valid")
+    assert m.insurance_lost("insurer unreachable past the cache TTL").to_payload() == {
+        "from": PROD, "to": READ_ONLY, "reason": "insurer unreachable past the cache TTL"}

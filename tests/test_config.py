@@ -1,0 +1,72 @@
+"""Release files (rel/*.toml): parsed strictly, paths relative to the file, no secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tai_autonomics.config import ReleaseConfig, load_release
+from tai_autonomics.errors import ConfigError
+from tai_autonomics.runtime import load_tree
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
+def test_shipped_release_files_load(name: str) -> None:
+    release = load_release(REPO / "rel" / f"{name}.toml")
+    assert release.profile == name
+    assert release.system.bind == "127.0.0.1"
+    load_tree(release.supervision)
+    context = release.context()
+    assert context["profile"] == name and Path(context["data_dir"]).is_absolute()
+
+
+def test_prod_names_secrets_by_environment_variable_only() -> None:
+    text = (REPO / "rel" / "prod.toml").read_text()
+    assert "_env" in text
+    assert "BEGIN" not in text and "token =" not in text
+
+
+def test_defaults_are_the_dev_profile() -> None:
+    release = load_release(None)
+    assert (release.profile, release.mode, release.data_dir) == ("dev", "prod", Path("var"))
+
+
+def test_paths_in_sections_are_relative_to_the_file(tmp_path: Path) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text('[trust]\nanchor = "ca/ca.pem"\nexpected_issuer = "CN=x"\n[ledger]\nkey_env = "LEDGER_KEY"\n')
+    context = load_release(rel).context()
+    assert context["trust"] == {"anchor": str(tmp_path / "ca" / "ca.pem"), "expected_issuer": "CN=x"}
+    assert context["ledger"] == {"key_env": "LEDGER_KEY"}
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('profile = "qa"', "profile"),
+    ('mode = "chaos"', "mode"),
+    ('surprise = 1', "surprise"),
+    ('[system]\nbase = "multiprocUDPBase"', "system.base"),
+    ('[system]\nadmin_port = true', "system.admin_port"),
+    ('[system]\nlog_level = "LOUD"', "system.log_level"),
+    ('[system]\nextra = 1', "system.extra"),
+    ('[ledger]\nkey = { nested = 1 }', "ledger.key"),
+    ('ledger = 3', "ledger"),
+    ('data_dir = ""', "data_dir"),
+])
+def test_bad_release_files_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_release(rel)
+    assert err.value.key == key and err.value.file == str(rel)
+
+
+def test_unreadable_release_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read file"):
+        load_release(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("profile = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_release(bad)
+    assert isinstance(load_release(None), ReleaseConfig)
