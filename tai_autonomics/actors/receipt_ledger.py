@@ -120,15 +120,10 @@ class ReceiptLedger(Server):
         self._batches = 0
         self._appended = 0
 
-    def exit(self, *, normal: bool, reason: str, message_type: str = "", exception: str = "") -> None:
-        """Answer the pending appends first: once the registry announces this incarnation gone,
-        its callers count a call still unanswered as lost."""
-        if not self._exiting:
-            self._answer_pending()
-        super().exit(normal=normal, reason=reason, message_type=message_type, exception=exception)
-
     def terminate(self, reason: str) -> None:
-        self._answer_pending()  # still pending only when thespian ended us without a stop
+        """Answer the pending appends before this incarnation goes (the runtime runs this
+        before the registry announces it gone, so no caller counts them as lost)."""
+        self._answer_pending()
         self._ledger.close()
 
     def _answer_pending(self) -> None:

@@ -196,10 +196,10 @@ class Process(Actor):
     def exit(self, *, normal: bool, reason: str, message_type: str = "", exception: str = "") -> None:
         if self._exiting:
             return
-        self._exiting = True
-        if self._registry is not None:  # first, so no caller is handed this incarnation again
+        self._exiting = True  # from here on, calls are refused unrun (and re-sent by callers)
+        self._run_terminate(reason)  # before the name goes: what terminate answers must not
+        if self._registry is not None:  # race the registry's notice that this incarnation is gone
             self.send(self._registry, Unregister(self.name, self.incarnation))
-        self._run_terminate(reason)
         if self._parent is not None:
             self.send(self._parent, Exiting(self.name, self.incarnation, normal, reason, message_type, exception))
         else:
