@@ -1,0 +1,131 @@
+"""Acquisition in a real tree against the sandbox's customer endpoint over real sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tai_autonomics.operations import deploy
+from tai_autonomics.runtime import CallError
+from tests.ops.conftest import Ops, deploy_spec
+from tests.ops.stubs import POLICY
+
+BOTH = pytest.mark.parametrize("node", ["simpleSystemBase", "multiprocTCPBase"], indirect=True)
+
+
+@BOTH
+def test_a_deploy_records_intent_then_completion(ops: Ops) -> None:
+    ops.start()
+    result = ops.deploy(key="k-1")
+    assert result["status"] == "completed" and "rca" not in result
+    intent, outcome = result["receipts"]
+    assert (intent["kind"], outcome["kind"]) == ("deploy.intent", "deploy.completed")
+    assert {intent["operation_id"], outcome["operation_id"]} == {result["operation_id"]}
+    assert (intent["chain"], intent["mode"], intent["payload"]["sku_id"], intent["payload"]["cost"]) == (
+        POLICY, "prod", "sku-001", "100")
+    assert intent["seq"] < outcome["seq"]
+    assert outcome["payload"]["deployment"]["status"] == "succeeded"
+    assert outcome["payload"]["deployment"]["operation_id"] == result["operation_id"]
+    assert len(ops.requests("customer.deploy")) == 1
+    assert ops.call("Acquisition", "get", {"operation_id": result["operation_id"]}) == result
+    guard = ops.node.call("ProdMode", "guards")[0]
+    assert (guard["operation"], guard["sku_id"], guard["cost"]) == ("deploy", "sku-001", "100")
+
+
+@BOTH
+def test_each_rejection_is_a_failed_deploy_with_its_root_cause_and_no_retry(ops: Ops) -> None:
+    ops.start()
+    rejections = ["authentication_error", "insufficient_permissions", "resource_quota_exceeded",
+                  "sku_not_supported", "other"]
+    for n, classification in enumerate(rejections, 1):
+        ops.fault(kind="reject", endpoint="customer.deploy", classification=classification, times=1)
+        result = ops.deploy()
+        assert result["status"] == "failed"
+        rca = result["rca"]
+        assert rca["classification"] == classification
+        assert rca["severity"] == deploy.CLASSES[classification].severity and rca["mitigation"]
+        assert rca["context"]["status"] and rca["context"]["attempts"] == 1
+        assert result["receipts"][1]["kind"] == "deploy.failed" and result["receipts"][1]["payload"]["rca"] == rca
+        assert len(ops.requests("customer.deploy")) == n
+
+
+def test_transient_errors_are_retried_with_backoff(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="outage", endpoint="customer.deploy", times=2)
+    result = ops.deploy()
+    assert result["status"] == "completed"
+    assert result["receipts"][1]["payload"]["attempts"] == 3
+    arrivals = [r["time"] for r in ops.requests("customer.deploy")]
+    assert [r["status"] for r in ops.requests("customer.deploy")] == [503, 503, 201]
+    assert arrivals[1] - arrivals[0] >= 0.05 and arrivals[2] - arrivals[1] >= 0.1  # 0.05 s, then 0.1 s
+
+
+@pytest.mark.parametrize(("fault", "classification"), [
+    ({"kind": "outage"}, "network_error"),
+    ({"kind": "outage", "mode": "drop"}, "network_error"),
+    ({"kind": "error", "status": 502}, "network_error"),
+    ({"kind": "timeout", "delay_s": 5}, "timeout"),
+])
+def test_a_party_that_keeps_failing_is_tried_three_times(ops: Ops, fault: dict, classification: str) -> None:
+    ops.start(timeout_s=0.3)
+    ops.fault(endpoint="customer.deploy", **fault)
+    result = ops.deploy()
+    assert result["status"] == "failed" and result["rca"]["classification"] == classification
+    assert result["rca"]["insurance_claim_eligible"] is True
+    assert len(ops.requests("customer.deploy")) == 3
+
+
+def test_an_unreachable_endpoint_is_a_network_error(ops: Ops) -> None:
+    from tests.conftest import free_port
+
+    ops.start(context={"customer": {"url": f"http://127.0.0.1:{free_port()}/customer/v1"}})
+    result = ops.deploy()
+    assert result["rca"]["classification"] == "network_error" and result["rca"]["context"]["attempts"] == 3
+    assert "could not connect" in result["rca"]["root_cause"]
+
+
+def test_the_same_idempotency_key_returns_the_first_result(ops: Ops) -> None:
+    ops.start()
+    first = ops.deploy(key="same")
+    assert ops.deploy(key="same") == first
+    assert len(ops.requests("customer.deploy")) == 1
+    with pytest.raises(CallError) as err:
+        ops.deploy(deploy_spec(region="us-east1"), key="same")
+    assert err.value.code == "idempotency_key_reused" and err.value.detail["operation_id"] == first["operation_id"]
+    assert ops.deploy(key="other")["operation_id"] != first["operation_id"]
+    assert ops.deploy()["operation_id"] != ops.deploy()["operation_id"]  # no key: each is its own
+
+
+@pytest.mark.parametrize("code", ["mode_refused", "sku_not_authorized", "coverage_limit_exceeded",
+                                  "cert_validity_too_short", "insurance_not_verified"])
+def test_a_guard_refusal_reaches_the_caller_and_nothing_goes_out(ops: Ops, code: str) -> None:
+    ops.start(refusal={"code": code, "message": f"refused: {code}", "detail": {"limit_count": 3}})
+    with pytest.raises(CallError) as err:
+        ops.deploy(key="k")
+    assert (err.value.code, err.value.detail["limit_count"]) == (code, 3)
+    assert ops.kinds() == [] and ops.requests("customer.deploy") == []
+    ops.node.call("ProdMode", "refuse", None)
+    assert ops.deploy(key="k")["status"] == "completed"  # a refused key is free to use
+
+
+def test_eval_mode_refuses_deploys_with_an_advisory_refusal_receipt(ops: Ops) -> None:
+    ops.start(mode="eval")
+    with pytest.raises(CallError) as err:
+        ops.deploy(key="k")
+    assert err.value.code == "mode_refused"
+    [refusal] = ops.receipts()
+    assert (refusal["kind"], refusal["mode"], refusal["chain"]) == ("refusal", "eval", None)
+    assert refusal["payload"]["operation"] == "deploy" and refusal["payload"]["request"]["region"] == "europe-west1"
+    assert ops.requests("customer.deploy") == []
+
+
+@pytest.mark.parametrize("bad", [None, {"spec": deploy_spec(target_cloud="mars")}, {"spec": deploy_spec(),
+                                                                                    "dry_run": True}])
+def test_bad_input_is_refused_and_nothing_is_recorded(ops: Ops, bad) -> None:
+    ops.start()
+    with pytest.raises(CallError) as err:
+        ops.call("Acquisition", "deploy", bad)
+    assert err.value.code == "invalid_request" and err.value.detail["field"]
+    assert ops.kinds() == [] and ops.node.call("ProdMode", "guards") == []
+    with pytest.raises(CallError) as missing:
+        ops.call("Acquisition", "get", {"operation_id": "op-nope"})
+    assert missing.value.code == "not_found"
