@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
+from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.operations import deploy
 from tai_autonomics.runtime import CallError
 from tests.ops.conftest import Ops, deploy_spec
 from tests.ops.stubs import POLICY
+from tests.runtime.test_supervision import wait_until
 
 BOTH = pytest.mark.parametrize("node", ["simpleSystemBase", "multiprocTCPBase"], indirect=True)
 
@@ -129,3 +135,34 @@ def test_bad_input_is_refused_and_nothing_is_recorded(ops: Ops, bad) -> None:
     with pytest.raises(CallError) as missing:
         ops.call("Acquisition", "get", {"operation_id": "op-nope"})
     assert missing.value.code == "not_found"
+
+
+def test_after_sigkill_the_same_key_returns_the_first_result(ops: Ops) -> None:
+    ops.start()
+    first = ops.deploy(key="k")
+    info = ops.node.call("Acquisition", "$info")
+    os.kill(info["pid"], signal.SIGKILL)
+    ops.node.whereis("Acquisition", wait=10, after=info["incarnation"])  # registered once rebuilt
+    assert ops.deploy(key="k") == first
+    assert ops.call("Acquisition", "get", {"operation_id": first["operation_id"]}) == first
+    assert len(ops.requests("customer.deploy")) == 1
+
+
+def test_a_deploy_cut_by_sigkill_after_its_intent_is_finished_by_the_next_incarnation(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
+    info = ops.node.call("Acquisition", "$info")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
+            "spec": deploy_spec(), "idempotency_key": "cut"}, timeout=3))
+        wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
+        assert ops.kinds() == ["deploy.intent"]
+        os.kill(info["pid"], signal.SIGKILL)
+        with pytest.raises(CallError):  # an error, not a hang (an outside Client hears at its timeout)
+            pending.result()
+    wait_until(lambda: "deploy.completed" in ops.kinds(), what="the resumed deploy's outcome")
+    result = ops.deploy(key="cut")
+    assert result["status"] == "completed" and [r["kind"] for r in result["receipts"]] == [
+        "deploy.intent", "deploy.completed"]
+    assert ops.kinds() == ["deploy.intent", "deploy.completed"]
+    assert result["receipts"][1]["payload"]["deployment"]["operation_id"] == result["operation_id"]
