@@ -1,13 +1,293 @@
-"""ReceiptLedger: The single sequencer of the receipt ledger: every receipt is appended through it.
+"""ReceiptLedger: the single sequencer of the receipt ledger; every receipt is appended through it.
 
-Its place in the supervision tree exists now; its domain behaviour arrives with issue 3 (ledger).
-Until then it answers ``status`` so the tree can be started, inspected and supervised.
+It owns one :class:`~tai_autonomics.ledger.Ledger`, opened in ``init`` on the store in the data
+directory, so a restarted incarnation rebuilds its tree and chain heads from what is durable:
+nothing acknowledged is lost, and nothing unacknowledged is half-written (one transaction per
+batch).
+
+Group commit. An ``append`` is not committed on its own: it joins the pending batch, and the
+handler returns without replying. The batch is committed in one ``Ledger.append_batch`` (one
+fsync) when a zero-delay timer fires — thespian delivers it after the messages already queued,
+so every append that arrived meanwhile rides along — or at once when the batch is full. Only
+then is each caller answered with its own receipt. While one batch commits, the next one
+queues up, so batches grow with the load. A draft the ledger refuses while sealing is
+isolated: the batch is committed draft by draft, so only its own caller is refused.
+
+Calls (payloads and replies are JSON-like; refusals are :class:`~tai_autonomics.errors.TaiError`
+codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``ledger_not_found``,
+``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_verify_failed``, and
+``ledger_bad_request`` for a malformed read request):
+
+* ``append`` ``{kind, mode, payload, chain?, operation_id?}`` → the stored receipt object
+  (SPEC 4a, ``leaf_index`` included), replied once it is durable.
+* ``receipt`` ``{id}`` → the receipt object.
+* ``receipts`` ``{chain, after?=0, limit?=100}`` → the chain's receipts with ``seq > after``.
+* ``proof`` ``{id, tree_size?}`` → ``{leaf_index, tree_size, hashes}`` (RFC 9162 inclusion
+  proof; default size: the latest checkpoint's).
+* ``checkpoint`` → ``{note, size, root}``: the signed note (C2SP checkpoint) and its size and
+  base64 root.
+* ``consistency`` ``{from, to?}`` → ``{from, to, hashes}`` (default ``to``: the latest checkpoint).
+* ``verify`` → the report of :func:`~tai_autonomics.ledger.verify_store` over the whole store
+  (it runs in the actor, so appends wait for it); a bad store is refused with
+  ``ledger_verify_failed`` naming the first bad receipt.
+* ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch}``;
+  ``batches``/``appended`` count this incarnation's commits.
+
+Arguments: ``args["context"]`` from the daemon — ``data_dir`` (default ``./var``), ``profile``
+(default ``dev``) and ``ledger``: ``key_file`` or ``key_env`` (the key PEM, or the environment
+variable holding it), ``origin``, ``store`` (``sqlite``). Only the dev profile falls back to a key
+generated in the data directory. From the worker's own ``args``: ``max_batch`` (default 256).
+The key never leaves :class:`~tai_autonomics.ledger.LedgerKey`: replies, errors and logs carry
+its public ``key_id`` only.
 """
 
 from __future__ import annotations
 
-from tai_autonomics.actors._base import DomainActor
+import base64
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tai_autonomics import logs
+from tai_autonomics.errors import TaiError
+from tai_autonomics.ledger import (
+    DB_FILE,
+    DEFAULT_ORIGIN,
+    DraftError,
+    Ledger,
+    LedgerError,
+    ReceiptDraft,
+    SQLiteStore,
+    load_ledger_key,
+    verify_store,
+)
+from tai_autonomics.runtime import NOREPLY, Caller, Server
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 256
+DEFAULT_BATCH_DELAY_S = 0.002
+MAX_MANY = 1000
+BAD_REQUEST = "ledger_bad_request"
+_FLUSH = "flush"
+_DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id"})
 
 
-class ReceiptLedger(DomainActor):
-    role = 'The single sequencer of the receipt ledger: every receipt is appended through it.'
+class ReceiptLedger(Server):
+    """See the module docstring."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        context = args.get("context") or {}
+        settings = context.get("ledger") or {}
+        data_dir = Path(context.get("data_dir") or "var")
+        store_kind = settings.get("store", "sqlite")
+        if store_kind != "sqlite":
+            raise LedgerError(f"ledger store {store_kind!r} is not available in this build (expected 'sqlite')")
+        key = load_ledger_key(
+            key_file=settings.get("key_file"),
+            key_env=settings.get("key_env"),
+            data_dir=data_dir if context.get("profile", "dev") == "dev" else None,
+        )
+        self._max_batch = int(args.get("max_batch", DEFAULT_MAX_BATCH))
+        self._batch_delay = float(args.get("batch_delay_s", DEFAULT_BATCH_DELAY_S))
+        self._store = SQLiteStore(data_dir / DB_FILE)
+        try:
+            self._ledger = Ledger.open(self._store, key, origin=settings.get("origin", DEFAULT_ORIGIN),
+                                       max_batch=self._max_batch)
+        except BaseException:
+            self._store.close()
+            raise
+        self._pending: list[tuple[_Request, int, ReceiptDraft]] = []
+        self._flush_armed = False
+        self._batches = 0
+        self._appended = 0
+
+    def exit(self, *, normal: bool, reason: str, message_type: str = "", exception: str = "") -> None:
+        """Answer the pending appends first: once the registry announces this incarnation gone,
+        its callers count a call still unanswered as lost."""
+        if not self._exiting:
+            self._answer_pending()
+        super().exit(normal=normal, reason=reason, message_type=message_type, exception=exception)
+
+    def terminate(self, reason: str) -> None:
+        self._answer_pending()  # still pending only when thespian ended us without a stop
+        self._ledger.close()
+
+    def _answer_pending(self) -> None:
+        """Commit every pending draft; if a commit fails, its error answers all that remain."""
+        try:
+            while self._pending:
+                self._flush()
+        except Exception as exc:
+            for request, _, _ in self._pending:
+                request.fail(exc)
+            self._pending = []
+            log.error("pending appends failed on the way out", exc_info=exc,
+                      extra={"fields": {"event": "ledger.pending_failed", "actor": self.name}})
+
+    # -- appends (group commit) ---------------------------------------------------------------
+
+    def call_append(self, payload: Any) -> Any:
+        self._enqueue(_Request(self.reply, self.caller, 1, many=False), [(0, _draft(payload))])
+        return NOREPLY
+
+    def call_append_many(self, payload: Any) -> Any:
+        items = _arg(payload, "drafts", list)
+        if len(items) > MAX_MANY:
+            raise TaiError(f"append_many takes at most {MAX_MANY} drafts, got {len(items)}", code=BAD_REQUEST)
+        if not items:
+            return []
+        request = _Request(self.reply, self.caller, len(items), many=True)
+        drafts = []
+        for index, item in enumerate(items):
+            try:
+                drafts.append((index, _draft(item)))
+            except DraftError as exc:
+                request.refuse(index, exc)
+        self._enqueue(request, drafts)
+        return NOREPLY
+
+    def _enqueue(self, request: _Request, drafts: list[tuple[int, ReceiptDraft]]) -> None:
+        self._pending.extend((request, index, draft) for index, draft in drafts)
+        while len(self._pending) >= self._max_batch:
+            self._flush()
+        if self._pending and not self._flush_armed:
+            self._flush_armed = True
+            self.start_timer(self._batch_delay, _FLUSH)
+
+    def on_timer(self, payload: Any) -> None:
+        if payload == _FLUSH:
+            self._flush_armed = False
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
+        if batch:
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[_Request, int, ReceiptDraft]]) -> None:
+        """Commit ``batch`` durably, then give each caller its receipt or the error."""
+        try:
+            receipts = self._ledger.append_batch([draft for _, _, draft in batch])
+        except Exception as exc:
+            if isinstance(exc, DraftError) and len(batch) > 1:
+                for item in batch:  # isolate the draft the ledger refused: only its caller is refused
+                    self._commit([item])
+            elif isinstance(exc, DraftError):
+                request, index, _ = batch[0]
+                request.refuse(index, exc)
+            else:
+                for request, _, _ in batch:
+                    request.fail(exc)
+                if not isinstance(exc, TaiError):
+                    raise  # a bug: let it crash; the next incarnation reopens the store
+                logs.event(log, "append refused", logging.WARNING, event="ledger.append_refused", actor=self.name,
+                           code=exc.code, reason=exc.message, receipts=len(batch))
+            return
+        self._batches += 1
+        self._appended += len(receipts)
+        for (request, index, _), receipt in zip(batch, receipts, strict=True):
+            request.deliver(index, receipt.to_dict())
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def call_receipt(self, payload: Any) -> dict[str, Any]:
+        return self._ledger.receipt(_arg(payload, "id", str)).to_dict()
+
+    def call_receipts(self, payload: Any) -> list[dict[str, Any]]:
+        receipts = self._ledger.receipts(_arg(payload, "chain", str), _arg(payload, "after", int, 0),
+                                         _arg(payload, "limit", int, 100))
+        return [receipt.to_dict() for receipt in receipts]
+
+    def call_proof(self, payload: Any) -> dict[str, Any]:
+        proof = self._ledger.inclusion_proof(_arg(payload, "id", str), _arg(payload, "tree_size", int, None))
+        return proof.to_json()
+
+    def call_checkpoint(self, payload: Any) -> dict[str, Any]:
+        checkpoint = self._ledger.checkpoint()
+        return {"note": checkpoint.note, "size": checkpoint.size, "root": base64.b64encode(checkpoint.root).decode()}
+
+    def call_consistency(self, payload: Any) -> dict[str, Any]:
+        proof = self._ledger.consistency_proof(_arg(payload, "from", int), _arg(payload, "to", int, None))
+        return proof.to_json()
+
+    def call_verify(self, payload: Any) -> dict[str, Any]:
+        report = verify_store(self._store, self._ledger.public_key, origin=self._ledger.origin)
+        return report.to_json()
+
+    def call_status(self, payload: Any) -> dict[str, Any]:
+        ledger = self._ledger
+        return {"size": ledger.size, "origin": ledger.origin, "key_id": ledger.public_key.key_id,
+                "session": ledger.session_id, "epoch": ledger.epoch, "batches": self._batches,
+                "appended": self._appended, "pending": len(self._pending), "max_batch": self._max_batch}
+
+    def inspect_state(self) -> dict[str, Any]:
+        return self.call_status(None)
+
+
+class _Request:
+    """One ``append`` or ``append_many`` call: answered once the outcome of each of its drafts is
+    known (``append``: the receipt or the refusal; ``append_many``: the list of outcomes), or at
+    once with the error when a commit fails for another reason than a bad draft."""
+
+    __slots__ = ("reply", "caller", "results", "left", "many", "answered")
+
+    def __init__(self, reply: Callable[..., None], caller: Caller, count: int, *, many: bool) -> None:
+        self.reply, self.caller, self.many = reply, caller, many
+        self.results: list[dict[str, Any] | None] = [None] * count
+        self.left = count
+        self.answered = False
+
+    def deliver(self, index: int, receipt: dict[str, Any]) -> None:
+        self._settle(index, {"receipt": receipt}, None)
+
+    def refuse(self, index: int, exc: DraftError) -> None:
+        self._settle(index, {"error": {"code": exc.code, "message": exc.message}}, exc)
+
+    def fail(self, exc: Exception) -> None:
+        if not self.answered:
+            self.answered = True
+            self.reply(self.caller, error=exc)
+
+    def _settle(self, index: int, outcome: dict[str, Any], exc: DraftError | None) -> None:
+        self.results[index] = outcome
+        self.left -= 1
+        if self.answered or self.left:
+            return
+        self.answered = True
+        if self.many:
+            self.reply(self.caller, self.results)
+        elif exc is None:
+            self.reply(self.caller, outcome["receipt"])
+        else:
+            self.reply(self.caller, error=exc)
+
+
+def _draft(payload: Any) -> ReceiptDraft:
+    """The draft an ``append`` payload describes (DraftError, refused to its caller, if it is bad)."""
+    if not isinstance(payload, dict):
+        raise DraftError("an append takes a JSON object {kind, mode, payload, chain?, operation_id?}")
+    unknown = sorted(set(payload) - _DRAFT_MEMBERS)
+    if unknown:
+        raise DraftError(f"unknown draft member(s) {', '.join(map(repr, unknown))}")
+    missing = [name for name in ("kind", "mode", "payload") if name not in payload]
+    if missing:
+        raise DraftError(f"a draft needs {', '.join(missing)}")
+    return ReceiptDraft(payload["kind"], payload["mode"], payload["payload"], chain=payload.get("chain"),
+                        operation_id=payload.get("operation_id"))
+
+
+_MISSING = object()
+
+
+def _arg(payload: Any, name: str, kind: type, default: Any = _MISSING) -> Any:
+    """Member ``name`` of a request object, of type ``kind`` (or ``default`` when absent)."""
+    if not isinstance(payload, dict):
+        raise TaiError(f"the request must be a JSON object with {name!r}", code=BAD_REQUEST)
+    value = payload.get(name, default)
+    if value is _MISSING:
+        raise TaiError(f"the request needs {name!r}", code=BAD_REQUEST)
+    if value is not default and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TaiError(f"{name!r} must be a {kind.__name__}", code=BAD_REQUEST)
+    return value

@@ -64,9 +64,8 @@ class Registry(Actor):
     def _gone(self, name: str) -> None:
         """The current incarnation of ``name`` is no more: tell whoever was given it."""
         location = self._entries.pop(name, None)
-        subscribers = self._subscribers.pop(name, [])
-        if location is not None:
-            for subscriber in subscribers:
+        if location is not None:  # subscribers who asked while the name was unregistered stay
+            for subscriber in self._subscribers.pop(name, []):
                 self.send(subscriber, Moved(name, location.incarnation))
 
     def _whereis(self, msg: Whereis, sender: Any) -> None:

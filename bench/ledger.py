@@ -1,0 +1,224 @@
+"""Ledger benchmark: prints one JSON object.
+
+Measures, on real SQLite files (WAL, synchronous=FULL) in a temporary directory:
+  * durable single appends through ``Ledger`` vs a bare SQLite insert-and-commit loop with the
+    same pragmas in the same run (ratio target >= 0.8), with append latency p50/p99;
+  * group commit: concurrent caller threads handing drafts to one committer thread that calls
+    ``append_batch`` (the ReceiptLedger actor's pattern), receipts/s (target >= 5,000) and the
+    callers' ack latency;
+  * offline ``verify_export`` of an exported ledger of 100,000 receipts (target <= 10 s);
+  * inclusion and consistency proof generation in a 1,000,000-leaf tree (synthetic leaf hashes).
+
+Usage: python bench/ledger.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tai_autonomics.ledger import (
+    Ledger,
+    LedgerKey,
+    MerkleTree,
+    ReceiptDraft,
+    SQLiteStore,
+    export_ledger,
+    leaf_hash,
+    verify_export,
+)
+
+PAYLOAD = {"sku_id": "sku-001", "customer_ref": "cust-42", "region": "europe-west1", "cost": 125.5, "artifacts": {"image": "gcr.io/x/y:1.2.3"}}
+
+
+def _draft(i: int) -> ReceiptDraft:
+    return ReceiptDraft("deploy.intent", "prod", {**PAYLOAD, "n": i}, chain=f"policy-{i % 4}", operation_id=f"op-{i}")
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bare_sqlite(path: Path, n: int, row: bytes) -> float:
+    """Appends/s of a bare insert-and-commit loop into the same schema, same pragmas."""
+    store = SQLiteStore(path)  # creates the schema and sets WAL + synchronous=FULL
+    store.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    start = time.perf_counter()
+    for i in range(n):
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "INSERT INTO receipts (leaf_index, id, chain, seq, hash, leaf_hash, data) VALUES (?,?,?,?,?,?,?)",
+            (i, f"id-{i}", f"policy-{i % 4}", i, "h" * 64, os.urandom(32), row),
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    db.close()
+    return n / elapsed
+
+
+def single_appends(path: Path, key: LedgerKey, n: int) -> tuple[float, list[float], bytes]:
+    ledger = Ledger.open(SQLiteStore(path), key)
+    drafts = [_draft(i) for i in range(n)]  # the callers' work, done in their own processes
+    latencies = []
+    start = time.perf_counter()
+    for draft in drafts:
+        t0 = time.perf_counter()
+        receipt = ledger.append(draft)
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    ledger.close()
+    return n / elapsed, latencies, receipt.data
+
+
+def group_commit(path: Path, key: LedgerKey, callers: int, per_caller: int, window: int, max_batch: int) -> dict:
+    """Group commit as the ReceiptLedger actor will do it: callers (threads here, other actors in
+    the daemon) each keep up to ``window`` appends in flight and are acked one by one after the
+    batch holding their receipt is durable; one committer drains everything queued into one
+    ``append_batch``."""
+    ledger = Ledger.open(SQLiteStore(path), key, max_batch=max_batch)
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    latencies: list[float] = []
+    batch_sizes: list[int] = []
+    drafts = [_draft(i) for i in range(callers * per_caller)]  # built by the callers, elsewhere
+
+    def committer() -> None:
+        done = 0
+        while done < callers * per_caller:
+            pending = [inbox.get()]
+            while len(pending) < max_batch:
+                try:
+                    pending.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            ledger.append_batch([draft for draft, _, _ in pending])
+            batch_sizes.append(len(pending))
+            for _, sent, acks in pending:
+                acks.put(sent)
+            done += len(pending)
+
+    def caller(c: int) -> None:
+        acks: queue.SimpleQueue = queue.SimpleQueue()
+        mine = drafts[c * per_caller : (c + 1) * per_caller]
+        in_flight = 0
+        for draft in mine:
+            if in_flight == window:
+                latencies.append(time.perf_counter() - acks.get())
+                in_flight -= 1
+            inbox.put((draft, time.perf_counter(), acks))
+            in_flight += 1
+        for _ in range(in_flight):
+            latencies.append(time.perf_counter() - acks.get())
+
+    worker = threading.Thread(target=committer)
+    threads = [threading.Thread(target=caller, args=(c,)) for c in range(callers)]
+    start = time.perf_counter()
+    worker.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    worker.join()
+    elapsed = time.perf_counter() - start
+    ledger.close()
+    total = callers * per_caller
+    return {
+        "callers": callers,
+        "in_flight_per_caller": window,
+        "receipts": total,
+        "receipts_per_s": round(total / elapsed),
+        "mean_batch": round(statistics.mean(batch_sizes), 1),
+        "ack_latency_ms_p50": round(_pct(latencies, 0.5) * 1e3, 2),
+        "ack_latency_ms_p99": round(_pct(latencies, 0.99) * 1e3, 2),
+    }
+
+
+def offline_verify(tmp: Path, key: LedgerKey, n: int) -> dict:
+    ledger = Ledger.open(SQLiteStore(tmp / "verify.sqlite3"), key)
+    t0 = time.perf_counter()
+    for start in range(0, n, 256):
+        ledger.append_batch([_draft(i) for i in range(start, min(n, start + 256))])
+    fill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    export_ledger(ledger, tmp / "export")
+    exported = time.perf_counter() - t0
+    ledger.close()
+    t0 = time.perf_counter()
+    report = verify_export(tmp / "export")
+    verified = time.perf_counter() - t0
+    assert report.tree_size == n
+    return {"receipts": n, "verify_s": round(verified, 2), "export_s": round(exported, 2), "fill_s": round(fill, 2)}
+
+
+def proof_serving(leaves: int, samples: int) -> dict:
+    rng = random.Random(1)
+    t0 = time.perf_counter()
+    tree = MerkleTree(leaf_hash(i.to_bytes(8, "big")) for i in range(leaves))
+    build = time.perf_counter() - t0
+    inclusion, consistency = [], []
+    for _ in range(samples):
+        size = rng.randint(leaves // 2, leaves)
+        index = rng.randrange(size)
+        t0 = time.perf_counter()
+        proof = tree.inclusion_proof(index, size)
+        inclusion.append(time.perf_counter() - t0)
+        old = rng.randint(1, size)
+        t0 = time.perf_counter()
+        tree.consistency_proof(old, size)
+        consistency.append(time.perf_counter() - t0)
+    assert len(proof) <= 21
+    return {
+        "leaves": leaves,
+        "build_s": round(build, 2),
+        "inclusion_ms_p50": round(_pct(inclusion, 0.5) * 1e3, 3),
+        "inclusion_ms_p99": round(_pct(inclusion, 0.99) * 1e3, 3),
+        "consistency_ms_p50": round(_pct(consistency, 0.5) * 1e3, 3),
+        "consistency_ms_p99": round(_pct(consistency, 0.99) * 1e3, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds (smoke run)")
+    args = parser.parse_args()
+    q = args.quick
+    singles = 300 if q else 2000
+    key = LedgerKey.generate()
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        rate, latencies, row = single_appends(tmp / "single.sqlite3", key, singles)
+        bare = bare_sqlite(tmp / "bare.sqlite3", singles, row)
+        result = {
+            "sqlite": {"journal_mode": "wal", "synchronous": "FULL"},
+            "single_append": {
+                "appends": singles,
+                "ledger_per_s": round(rate),
+                "bare_sqlite_per_s": round(bare),
+                "ratio": round(rate / bare, 2),
+                "latency_ms_p50": round(_pct(latencies, 0.5) * 1e3, 3),
+                "latency_ms_p99": round(_pct(latencies, 0.99) * 1e3, 3),
+            },
+            "group_commit": group_commit(tmp / "group.sqlite3", key, 8, 500 if q else 4000, 32, 256),
+            "offline_verify": offline_verify(tmp, key, 5_000 if q else 100_000),
+            "proofs": proof_serving(50_000 if q else 1_000_000, 200 if q else 2000),
+        }
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``tai-autonomics ledger export|verify`` and ``tai-autonomics verify DIR``.
+
+``ledger`` commands read the SQLite ledger in ``--data-dir`` (read-only, so they can run beside
+the daemon); ``verify DIR`` needs nothing but the exported directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tai_autonomics.ledger import (
+    DB_FILE,
+    DEFAULT_ORIGIN,
+    Ledger,
+    LedgerKey,
+    SQLiteStore,
+    VerificationError,
+    VerifyReport,
+    export_ledger,
+    load_ledger_key,
+    verify_export,
+    verify_store,
+)
+from tai_autonomics.ledger.keys import DEV_KEY_FILE
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ledger = subparsers.add_parser("ledger", help="export or verify the receipt ledger")
+    commands = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
+
+    export = commands.add_parser(
+        "export", help="write receipts.jsonl, proofs.jsonl, checkpoint and public_key.pem for offline verification"
+    )
+    _ledger_options(export)
+    export.add_argument("--out", required=True, type=Path, help="directory to write the export into")
+    export.set_defaults(func=_export)
+
+    verify = commands.add_parser("verify", help="check the stored ledger; names the first bad receipt and why")
+    _ledger_options(verify)
+    verify.set_defaults(func=_verify_stored)
+
+    offline = subparsers.add_parser(
+        "verify", help="check an exported ledger directory offline (signatures, chains, inclusion, checkpoint)"
+    )
+    offline.add_argument("directory", type=Path, help="a directory written by 'ledger export'")
+    offline.set_defaults(func=_verify_export)
+
+
+def _ledger_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("var"), help="data directory (default: ./var)")
+    key = parser.add_mutually_exclusive_group()
+    key.add_argument("--key-file", type=Path, help=f"ledger key PEM (default: DATA_DIR/{DEV_KEY_FILE}, the dev key)")
+    key.add_argument("--key-env", metavar="NAME", help="environment variable holding the ledger key PEM")
+    parser.add_argument("--origin", default=DEFAULT_ORIGIN, help=f"checkpoint origin (default: {DEFAULT_ORIGIN})")
+
+
+def _key(args: argparse.Namespace) -> LedgerKey:
+    if args.key_env:
+        return load_ledger_key(key_env=args.key_env)
+    return load_ledger_key(key_file=args.key_file or args.data_dir / DEV_KEY_FILE)
+
+
+def _export(args: argparse.Namespace) -> int:
+    key = _key(args)
+    ledger = Ledger.open(SQLiteStore(args.data_dir / DB_FILE, readonly=True), key, origin=args.origin)
+    try:
+        checkpoint = export_ledger(ledger, args.out)
+    finally:
+        ledger.close()
+    print(json.dumps({"ok": True, "out": str(args.out), "tree_size": checkpoint.size}))
+    return 0
+
+
+def _verify_stored(args: argparse.Namespace) -> int:
+    key = _key(args)
+    store = SQLiteStore(args.data_dir / DB_FILE, readonly=True)
+    try:
+        return _report(lambda: verify_store(store, key.public, origin=args.origin))
+    finally:
+        store.close()
+
+
+def _verify_export(args: argparse.Namespace) -> int:
+    return _report(lambda: verify_export(args.directory))
+
+
+def _report(run) -> int:
+    """Print the verification outcome as one JSON line; exit 1 when verification fails."""
+    try:
+        report: VerifyReport = run()
+    except VerificationError as exc:
+        print(json.dumps({"ok": False, "code": exc.code, "where": exc.where, "reason": exc.reason, **exc.detail}))
+        print(f"tai-autonomics: verification failed: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_json()))
+    return 0

@@ -1,0 +1,125 @@
+"""RFC 8785 (JSON Canonicalization Scheme) encoding and strict JSON parsing.
+
+Receipt hashes and Merkle leaves are defined over the canonical form, so every byte we hash
+comes from here. Encoding is delegated to the ``rfc8785`` package; this module adds what the
+package leaves to its caller:
+
+* JSON numbers are IEEE-754 doubles (RFC 8785 3.2.2.3, I-JSON). Python's ``json`` parses an
+  integer literal beyond 2**53 into an exact ``int``, which ``rfc8785`` refuses; a JSON parser
+  in JavaScript would read it as the nearest double. :func:`parse_json` does the same, so a
+  text from another implementation canonicalises as that implementation would.
+* Duplicate object keys, ``NaN`` and ``Infinity`` are rejected when parsing (I-JSON, RFC 7493),
+  so two parties can never read one text as two different objects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+from tai_autonomics.ledger.errors import CanonicalJSONError
+
+_SAFE_INT = 2**53 - 1
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of ``value`` (dicts, lists, str, int, float, bool, None).
+
+    ``rfc8785`` is the reference and handles every value; it is pure Python and took most of
+    the time of sealing and verifying a receipt. Most values (receipts are strings, small
+    integers and everyday floats) are serialised by the C ``json`` encoder exactly as RFC 8785
+    says once integral floats are written as integers: :func:`_plain` makes that copy, or
+    declines and the value goes to ``rfc8785``. A property test holds the two paths equal.
+    """
+    try:
+        plain = _plain(value)
+    except _NotPlain:
+        return _reference(value)
+    try:
+        return json.dumps(plain, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalJSONError("value has no canonical JSON form: a string holds a lone surrogate") from None
+
+
+def _reference(value: Any) -> bytes:
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, RecursionError) as exc:
+        raise CanonicalJSONError(f"value has no canonical JSON form: {exc}") from None
+
+
+class _NotPlain(Exception):
+    """The value needs the reference encoder."""
+
+
+def _plain(value: Any) -> Any:
+    """A copy of ``value`` that ``json.dumps(sort_keys=True)`` writes exactly as RFC 8785 does.
+
+    Where the two agree: strings (same escapes; lone surrogates fail either way), ``int`` within
+    the I-JSON range, floats that are integral and at most 2**53 in magnitude (RFC 8785 writes
+    them as integers, so they become ``int``), non-integral floats with 1e-4 <= |x| < 1e16
+    (Python's ``repr`` and ECMAScript both print the shortest round-trip digits in plain
+    notation there), and objects whose keys are all in the Basic Multilingual Plane (sorting by
+    code point is then sorting by UTF-16 code unit). Anything else raises :class:`_NotPlain`.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -_SAFE_INT <= value <= _SAFE_INT:
+            return value
+        raise _NotPlain
+    if kind is float:
+        if value.is_integer():
+            if abs(value) <= _SAFE_INT + 1:
+                return int(value)
+            raise _NotPlain
+        if 1e-4 <= abs(value) < 1e16:
+            return value
+        raise _NotPlain
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
+                raise _NotPlain
+            out[key] = _plain(item)
+        return out
+    if kind is list or kind is tuple:
+        return [_plain(item) for item in value]
+    raise _NotPlain
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Parse one JSON text strictly (I-JSON): UTF-8, no duplicate keys, no NaN/Infinity."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return _DECODER.decode(text)
+    except CanonicalJSONError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CanonicalJSONError(f"not valid JSON: {exc}") from None
+
+
+def _parse_int(literal: str) -> int | float:
+    number = int(literal)
+    return number if -_SAFE_INT <= number <= _SAFE_INT else float(literal)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise CanonicalJSONError(f"not valid JSON: duplicate object key {dup!r}")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise CanonicalJSONError(f"not valid JSON: {name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_int=_parse_int, parse_constant=_reject_constant)
+

@@ -1,0 +1,272 @@
+"""The synchronous ledger core: the state and behaviour of the ReceiptLedger actor.
+
+One :class:`Ledger` per daemon instance is the sequencer: it seals receipts (chain position,
+leaf index, hash, signature or session MAC), appends them in batches through the store's
+transaction (group commit: one durable write acknowledges every receipt of the batch), signs a
+checkpoint per batch, and serves receipts, checkpoints and proofs from an in-memory
+:class:`~tai_autonomics.ledger.merkle.MerkleTree` that it rebuilds from the store on open.
+Everything it holds in memory is derived from the store, except the eval session's secrets,
+which by design never outlive the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+
+from tai_autonomics import logs
+from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError, NoteError, NotFoundError, ProofError, StoreCorruptError
+from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
+from tai_autonomics.ledger.merkle import EMPTY_ROOT, MerkleTree
+from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
+from tai_autonomics.ledger.proofs import ConsistencyProof, InclusionProof
+from tai_autonomics.ledger.receipts import (
+    EPOCH_ROTATED,
+    EvalSession,
+    Receipt,
+    ReceiptDraft,
+    build_body,
+    seal,
+)
+from tai_autonomics.ledger.store import ChainHead, LedgerStore, LogHead, SealedBatch, StoredLeaf
+
+DEFAULT_ORIGIN = "tai-autonomics/ledger"
+_log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ledger:
+    """Append, checkpoint and prove receipts. Not thread-safe: one owner (the actor) calls it."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        key: LedgerKey,
+        tree: MerkleTree,
+        *,
+        origin: str,
+        max_batch: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._tree = tree
+        self._origin = origin
+        self._max_batch = max_batch
+        self._clock = clock
+        self._session = EvalSession()
+
+    @classmethod
+    def open(
+        cls,
+        store: LedgerStore,
+        key: LedgerKey,
+        *,
+        origin: str = DEFAULT_ORIGIN,
+        max_batch: int = 256,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> Ledger:
+        """Rebuild the ledger's state from ``store``: the tree from the stored leaf hashes,
+        checked against the latest signed checkpoint. A new eval session starts.
+
+        ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one).
+        """
+        ledger = cls(store, key, MerkleTree(), origin=origin, max_batch=max_batch, clock=clock)
+        size = store.size()
+        ledger._catch_up(size)
+        latest = store.checkpoint()
+        if latest is not None:
+            ledger._check_checkpoint(latest)
+        elif size:
+            raise StoreCorruptError(f"ledger store has {size} receipts but no checkpoint")
+        logs.event(_log, "ledger.opened", size=size, origin=origin, key_id=key.key_id, session=ledger._session.id)
+        return ledger
+
+    @property
+    def size(self) -> int:
+        """Leaves in the tree as this instance last saw it."""
+        return self._tree.size
+
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin (the log's name and the note key name)."""
+        return self._origin
+
+    @property
+    def public_key(self) -> LedgerPublicKey:
+        """The ledger's public key (for exports and verifiers)."""
+        return self._key.public
+
+    @property
+    def session_id(self) -> str:
+        """The eval session's chain id: advisory receipts of this process go there."""
+        return self._session.id
+
+    @property
+    def epoch(self) -> int:
+        """The eval session's current epoch."""
+        return self._session.epoch
+
+    def append(self, draft: ReceiptDraft) -> Receipt:
+        """Seal and durably store one receipt."""
+        return self.append_batch([draft])[0]
+
+    def append_batch(self, drafts: Sequence[ReceiptDraft]) -> list[Receipt]:
+        """Seal ``drafts`` in order and store them in one durable transaction (group commit).
+
+        Returns only after the store committed durably, so every returned receipt may be
+        acknowledged to its caller. All or none are stored.
+        """
+        if not drafts:
+            return []
+        if len(drafts) > self._max_batch:
+            raise DraftError(f"a batch holds at most {self._max_batch} receipts, got {len(drafts)}")
+        chains = [self._chain_of(draft) for draft in drafts]
+        committed = self._tree.size
+
+        def sealer(head: LogHead) -> SealedBatch:
+            return self._seal_batch(head, drafts, chains)
+
+        try:
+            batch = self._store.append(set(chains), sealer)
+        except BaseException:
+            self._tree.truncate(min(committed, self._tree.size))
+            raise
+        return list(batch.receipts)
+
+    def rotate_epoch(self) -> Receipt:
+        """Start a new eval-session epoch (fresh secret), recorded by a ``ledger.epoch_rotated``
+        receipt MACed with the old epoch's secret. Older epochs stay checkable in this session."""
+        old = self._session.epoch
+        draft = ReceiptDraft(EPOCH_ROTATED, "eval", {"from_epoch": old, "to_epoch": old + 1})
+        receipt = self.append(draft)
+        self._session.rotate()
+        logs.event(_log, "ledger.epoch_rotated", session=self._session.id, epoch=self._session.epoch)
+        return receipt
+
+    def check_session_mac(self, receipt: Receipt) -> bool:
+        """Whether an advisory receipt carries a valid MAC of this process's eval session."""
+        return self._session.check(receipt.to_dict())
+
+    def checkpoint(self) -> Checkpoint:
+        """The signed checkpoint of the current tree (one per size; the empty tree's on first use)."""
+        latest = self._store.checkpoint()
+        if latest is None:
+            latest = self._store.put_checkpoint(sign_checkpoint(self._origin, 0, EMPTY_ROOT, self._key))
+        self._catch_up(latest.size)
+        return self._check_checkpoint(latest)
+
+    def receipt(self, receipt_id: str) -> Receipt:
+        """The receipt with this id, or NotFoundError."""
+        leaf = self._store.leaf_by_id(receipt_id)
+        if leaf is None:
+            raise NotFoundError(f"no receipt {receipt_id!r}")
+        return self._receipt(leaf)
+
+    def receipts(self, chain: str, after: int = 0, limit: int = 100) -> list[Receipt]:
+        """Receipts of ``chain`` with ``seq > after``, by seq, at most ``limit`` (1..1000)."""
+        if not 1 <= limit <= 1000 or after < 0:
+            raise DraftError("limit must be 1..1000 and after >= 0")
+        return [self._receipt(leaf) for leaf in self._store.chain_leaves(chain, after, limit)]
+
+    def iter_receipts(self, start: int = 0, end: int | None = None) -> Iterator[Receipt]:
+        """Receipts in leaf order from leaf ``start`` (export, audits)."""
+        for leaf in self._store.leaves(start, end):
+            yield self._receipt(leaf)
+
+    def inclusion_proof(self, receipt_id: str, tree_size: int | None = None) -> InclusionProof:
+        """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest
+        checkpoint's size)."""
+        receipt = self.receipt(receipt_id)
+        size = self.checkpoint().size if tree_size is None else tree_size
+        return self.leaf_proof(receipt.leaf_index, size)
+
+    def leaf_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
+        """Inclusion proof of leaf ``leaf_index`` in the tree of ``tree_size`` leaves."""
+        self._cover(tree_size)
+        if not leaf_index < tree_size <= self._tree.size:
+            raise ProofError(f"leaf {leaf_index} is not in a tree of size {tree_size} (current size {self._tree.size})")
+        return InclusionProof(leaf_index, tree_size, tuple(self._tree.inclusion_proof(leaf_index, tree_size)))
+
+    def consistency_proof(self, from_size: int, to_size: int | None = None) -> ConsistencyProof:
+        """Proof that the tree of ``from_size`` is a prefix of the tree of ``to_size`` (default: latest)."""
+        to_size = self.checkpoint().size if to_size is None else to_size
+        self._cover(to_size)
+        return ConsistencyProof(from_size, to_size, tuple(self._tree.consistency_proof(from_size, to_size)))
+
+    def close(self) -> None:
+        """Close the store."""
+        self._store.close()
+
+    def _chain_of(self, draft: ReceiptDraft) -> str:
+        if draft.mode == "eval":
+            if draft.chain not in (None, self._session.id):
+                raise DraftError(f"advisory receipts go on this process's eval session chain {self._session.id}")
+            return self._session.id
+        return draft.chain  # type: ignore[return-value]  # ReceiptDraft requires it for non-eval
+
+    def _seal_batch(self, head: LogHead, drafts: Sequence[ReceiptDraft], chains: Sequence[str]) -> SealedBatch:
+        """Sequence and seal ``drafts`` on ``head`` (called inside the store's transaction)."""
+        self._sync_to(head.size)
+        heads = dict(head.chains)
+        receipts = []
+        for offset, (draft, chain) in enumerate(zip(drafts, chains)):
+            last = heads.get(chain, ChainHead())
+            index = head.size + offset
+            body = build_body(
+                draft, chain=chain, seq=last.seq + 1, prev=last.hash, leaf_index=index,
+                moment=self._clock(), epoch=self._session.epoch,
+            )
+            fields, data = seal(body, self._key, self._session)
+            receipt = Receipt(index, data, fields)
+            self._tree.append(receipt.leaf_hash)
+            heads[chain] = ChainHead(receipt.seq, receipt.hash)
+            receipts.append(receipt)
+        checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
+        return SealedBatch(receipts, checkpoint)
+
+    def _sync_to(self, size: int) -> None:
+        """Make the tree exactly ``size`` leaves: drop uncommitted ones, fetch others' commits."""
+        if self._tree.size > size:
+            self._tree.truncate(size)
+        self._catch_up(size)
+
+    def _cover(self, size: int) -> None:
+        """Before serving a proof for ``size``, fetch leaves other instances committed, if any."""
+        if size > self._tree.size:
+            self._catch_up(min(size, self._store.size()))
+
+    def _catch_up(self, size: int) -> None:
+        """Extend the tree with leaves committed by other instances, up to ``size``."""
+        if size > self._tree.size:
+            try:
+                self._tree.extend(self._store.leaf_hashes(self._tree.size, size))
+            except ProofError as exc:
+                raise StoreCorruptError(f"ledger store holds a bad leaf hash: {exc.message}") from None
+            if self._tree.size != size:
+                raise StoreCorruptError(f"ledger store is missing leaves below {size}")
+
+    def _check_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """A stored checkpoint must be signed by our key and match our tree."""
+        try:
+            opened = open_checkpoint(checkpoint.note, self._key.public, self._origin)
+        except NoteError as exc:
+            raise StoreCorruptError(f"stored checkpoint of size {checkpoint.size}: {exc.message}") from None
+        if (opened.size, opened.root) != (checkpoint.size, checkpoint.root) or checkpoint.size > self._tree.size:
+            raise StoreCorruptError(f"stored checkpoint of size {checkpoint.size} does not match its row")
+        if self._tree.root(checkpoint.size) != checkpoint.root:
+            raise StoreCorruptError(f"stored leaves do not match the signed checkpoint of size {checkpoint.size}")
+        return opened
+
+    def _receipt(self, leaf: StoredLeaf) -> Receipt:
+        try:
+            return Receipt.from_data(leaf.leaf_index, leaf.data)
+        except CanonicalJSONError as exc:
+            raise StoreCorruptError(f"stored receipt at leaf {leaf.leaf_index}: {exc.message}") from None
+
+    def __repr__(self) -> str:
+        return f"Ledger(origin={self._origin!r}, size={self._tree.size}, key_id={self._key.key_id})"

@@ -1,0 +1,90 @@
+"""Errors of the receipt ledger.
+
+Each has a stable ``code`` so the gateway, the CLI and the remote shell can report them
+without parsing messages. Messages name what is wrong (which receipt, which file, which line)
+and never contain key material.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tai_autonomics.errors import TaiError
+
+
+class LedgerError(TaiError):
+    """Base of every deliberate ledger error."""
+
+    code = "ledger_error"
+
+
+class CanonicalJSONError(LedgerError):
+    """A value cannot be represented in RFC 8785 canonical JSON, or a JSON text is malformed."""
+
+    code = "ledger_bad_json"
+
+
+class DraftError(LedgerError):
+    """A receipt draft is invalid (unknown mode, bad kind, missing chain, bad payload)."""
+
+    code = "ledger_bad_draft"
+
+
+class ProofError(LedgerError):
+    """A Merkle proof or a checkpoint does not verify, or a proof request is out of range."""
+
+    code = "ledger_proof_invalid"
+
+
+class NoteError(LedgerError):
+    """A signed note or checkpoint is malformed or its signature does not verify."""
+
+    code = "ledger_note_invalid"
+
+
+class LedgerKeyError(LedgerError):
+    """The ledger key is missing or unreadable. Never carries the key's bytes."""
+
+    code = "ledger_key_invalid"
+
+
+class NotFoundError(LedgerError):
+    """A receipt or checkpoint asked for does not exist."""
+
+    code = "ledger_not_found"
+
+
+class StoreError(LedgerError):
+    """The store failed (I/O, locked, unreachable)."""
+
+    code = "ledger_store_error"
+
+
+class StoreCorruptError(StoreError):
+    """The store's contents are not a valid ledger (not a database, bad rows, broken tree)."""
+
+    code = "ledger_store_corrupt"
+
+
+class ConflictError(StoreError):
+    """A write would fork a chain or the tree, or give a tree size a second root."""
+
+    code = "ledger_conflict"
+
+
+class VerificationError(LedgerError):
+    """Verification of a ledger or an export failed; ``detail`` names the first bad item."""
+
+    code = "ledger_verify_failed"
+
+    def __init__(self, where: str, reason: str, **detail: Any) -> None:
+        super().__init__(f"{where}: {reason}", detail={"where": where, "reason": reason, **detail})
+        self.where, self.reason = where, reason
+
+    def __reduce__(self):
+        return (_rebuild_verification, (self.where, self.reason, self.detail))
+
+
+def _rebuild_verification(where: str, reason: str, detail: dict[str, Any]) -> VerificationError:
+    extra = {k: v for k, v in detail.items() if k not in ("where", "reason")}
+    return VerificationError(where, reason, **extra)

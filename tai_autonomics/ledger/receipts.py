@@ -1,0 +1,239 @@
+"""Receipts: drafts, sealing (hash, signature or session MAC), and the immutable stored form.
+
+Wire format (SPEC 4a): a receipt is one JSON object; ``hash`` is the hex SHA-256 of the RFC 8785
+form of the object without ``hash``, ``key_id``, ``signature`` and ``session_mac``. Contractual
+receipts carry an Ed25519 ``signature`` over the 32 raw hash bytes and the ``key_id``; advisory
+(eval) receipts carry a ``disclaimer``, the session ``epoch`` and ``session_mac`` (HMAC-SHA256 of
+the raw hash bytes under that epoch's never-stored secret).
+
+Besides the fields SPEC 4 requires, the body holds ``leaf_index``: the receipt commits to its
+own position in the Merkle tree, so a deleted or reordered receipt is named by the first one
+that finds itself at the wrong place.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tai_autonomics.ledger.canonical import canonical_json, parse_json
+from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
+from tai_autonomics.ledger.keys import LedgerKey
+from tai_autonomics.ledger.merkle import leaf_hash
+
+MODES = frozenset({"eval", "prod", "read_only"})
+CONTRACTUAL, ADVISORY = "contractual", "advisory"
+UNHASHED_MEMBERS = frozenset({"hash", "key_id", "signature", "session_mac"})
+EPOCH_ROTATED = "ledger.epoch_rotated"
+DISCLAIMER = (
+    "Advisory receipt of an evaluation session: its session MAC can be checked only within "
+    "that session; it is not contractual proof of any operation."
+)
+_KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+
+
+def rfc3339_utc(moment: datetime) -> str:
+    """RFC 3339 UTC timestamp with microseconds and a ``Z``."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def receipt_digest(obj: Mapping[str, Any]) -> bytes:
+    """The raw SHA-256 receipt hash: over the canonical object without its unhashed members."""
+    return hashlib.sha256(canonical_json({k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS})).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptDraft:
+    """What a caller asks to record; the ledger adds id, chain position, time and seal.
+
+    ``mode`` decides the authority: ``eval`` drafts become advisory receipts on the ledger's
+    eval-session chain (``chain`` must be None or that session's id); others are contractual
+    and need ``chain`` (the policy id). The payload is copied, so later changes to the caller's
+    dict cannot alter what is recorded.
+    """
+
+    kind: str
+    mode: str
+    payload: Mapping[str, Any]
+    chain: str | None = None
+    operation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or not _KIND.fullmatch(self.kind):
+            raise DraftError(f"receipt kind {self.kind!r} is not dotted lowercase words")
+        if self.mode not in MODES:
+            raise DraftError(f"receipt mode {self.mode!r} is not one of {sorted(MODES)}")
+        if self.mode != "eval" and not (isinstance(self.chain, str) and self.chain):
+            raise DraftError("a contractual receipt needs its chain (the policy id)")
+        if self.chain is not None and not isinstance(self.chain, str):
+            raise DraftError("chain must be a string")
+        if self.operation_id is not None and not (isinstance(self.operation_id, str) and self.operation_id):
+            raise DraftError("operation_id must be a non-empty string")
+        if not isinstance(self.payload, Mapping):
+            raise DraftError("payload must be a JSON object")
+        try:
+            copied = parse_json(canonical_json(dict(self.payload)))
+        except CanonicalJSONError as exc:
+            raise DraftError(f"payload: {exc.message}") from None
+        object.__setattr__(self, "payload", copied)
+
+    @property
+    def authority(self) -> str:
+        """``advisory`` for eval drafts, else ``contractual``."""
+        return ADVISORY if self.mode == "eval" else CONTRACTUAL
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A sealed, stored receipt: its canonical JSON bytes (the Merkle leaf) and its leaf index.
+
+    Immutable: the JSON is kept as bytes and every :meth:`to_dict` is a fresh copy.
+    """
+
+    leaf_index: int
+    data: bytes
+    _fields: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_data(cls, leaf_index: int, data: bytes) -> Receipt:
+        """Wrap stored bytes; CanonicalJSONError unless they are a JSON object placed at ``leaf_index``."""
+        obj = parse_json(data)
+        if not isinstance(obj, dict):
+            raise CanonicalJSONError("a receipt must be a JSON object")
+        if obj.get("leaf_index") != leaf_index:
+            raise CanonicalJSONError(f"receipt says leaf_index {obj.get('leaf_index')!r}, stored at {leaf_index}")
+        return cls(leaf_index, bytes(data), obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh copy of the receipt object."""
+        return parse_json(self.data)
+
+    @property
+    def id(self) -> str:
+        return self._fields["id"]
+
+    @property
+    def chain(self) -> str:
+        return self._fields["chain"]
+
+    @property
+    def seq(self) -> int:
+        return self._fields["seq"]
+
+    @property
+    def prev(self) -> str:
+        return self._fields["prev"]
+
+    @property
+    def hash(self) -> str:
+        return self._fields["hash"]
+
+    @property
+    def kind(self) -> str:
+        return self._fields["kind"]
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """RFC 9162 leaf hash of the canonical receipt."""
+        return leaf_hash(self.data)
+
+
+class EvalSession:
+    """An eval session: its chain id and one HMAC secret per epoch, held in memory only.
+
+    Rotation adds a secret and keeps the older ones for the life of the session, so a verifier
+    inside the session checks each advisory receipt with the secret of the ``epoch`` named in
+    its (hashed) body — the original ledger checked every receipt with the current secret and
+    so failed across epochs. When the process ends the secrets are gone and the MACs can no
+    longer be checked by anyone; that is what keeps advisory receipts non-contractual.
+    """
+
+    __slots__ = ("id", "_secrets")
+
+    def __init__(self, session_id: str | None = None) -> None:
+        self.id = session_id or f"eval-{uuid.uuid4()}"
+        self._secrets = [os.urandom(32)]
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (0-based)."""
+        return len(self._secrets) - 1
+
+    def rotate(self) -> int:
+        """Start a new epoch with a fresh secret; returns its number."""
+        self._secrets.append(os.urandom(32))
+        return self.epoch
+
+    def mac(self, epoch: int, digest: bytes) -> str:
+        """Hex HMAC-SHA256 of a receipt's raw hash under ``epoch``'s secret."""
+        return hmac.new(self._secrets[epoch], digest, hashlib.sha256).hexdigest()
+
+    def check(self, receipt: Mapping[str, Any]) -> bool:
+        """Whether an advisory receipt of this session carries a valid MAC for its epoch."""
+        epoch = receipt.get("epoch")
+        mac = receipt.get("session_mac")
+        if receipt.get("chain") != self.id or not isinstance(epoch, int) or not 0 <= epoch < len(self._secrets):
+            return False
+        if not isinstance(mac, str):
+            return False
+        return hmac.compare_digest(self.mac(epoch, receipt_digest(receipt)), mac)
+
+    def __repr__(self) -> str:
+        return f"EvalSession(id={self.id!r}, epoch={self.epoch})"
+
+    def __reduce__(self):
+        raise TypeError("EvalSession cannot be pickled: its secrets must never leave memory")
+
+
+def seal(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[dict[str, Any], bytes]:
+    """Hash ``body`` and add the signature (contractual) or session MAC (advisory).
+
+    Returns the sealed receipt object and its canonical bytes.
+    """
+    digest = receipt_digest(body)
+    sealed = dict(body, hash=digest.hex())
+    if body["authority"] == CONTRACTUAL:
+        sealed["key_id"] = key.key_id
+        sealed["signature"] = base64.b64encode(key.sign(digest)).decode()
+    else:
+        sealed["session_mac"] = session.mac(body["epoch"], digest)
+    return sealed, canonical_json(sealed)
+
+
+def build_body(
+    draft: ReceiptDraft,
+    *,
+    chain: str,
+    seq: int,
+    prev: str,
+    leaf_index: int,
+    moment: datetime,
+    epoch: int,
+) -> dict[str, Any]:
+    """The hashed body of the receipt ``draft`` becomes at this chain and tree position."""
+    body: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "kind": draft.kind,
+        "mode": draft.mode,
+        "authority": draft.authority,
+        "chain": chain,
+        "seq": seq,
+        "prev": prev,
+        "time": rfc3339_utc(moment),
+        "payload": draft.payload,
+        "leaf_index": leaf_index,
+    }
+    if draft.operation_id is not None:
+        body["operation_id"] = draft.operation_id
+    if draft.authority == ADVISORY:
+        body["disclaimer"] = DISCLAIMER
+        body["epoch"] = epoch
+    return body

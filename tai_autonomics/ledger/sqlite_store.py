@@ -1,0 +1,207 @@
+"""SQLite implementation of :class:`~tai_autonomics.ledger.store.LedgerStore` (the embedded default).
+
+Durability: WAL journal with ``synchronous=FULL``. In WAL mode ``NORMAL`` survives a killed
+process but may lose the last commits on power loss or an OS crash, because the WAL is only
+fsynced at checkpoints; the ledger acknowledges an append as durable, so every commit must
+fsync the WAL: ``FULL``. Group commit (one transaction per batch) pays that fsync once for
+many receipts.
+
+Concurrency: one writer (``BEGIN IMMEDIATE`` takes the write lock before the head is read,
+so sequencing and writing are one atomic step) and any number of readers in other
+connections or processes, which WAL lets read the last committed state while a write runs.
+A ``SQLiteStore`` object is used by one thread at a time (the ledger actor's), which need not be
+the thread that opened it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tai_autonomics.ledger.errors import ConflictError, StoreCorruptError, StoreError
+from tai_autonomics.ledger.note import Checkpoint
+from tai_autonomics.ledger.store import (
+    ChainHead,
+    LogHead,
+    SealedBatch,
+    Sealer,
+    StoredLeaf,
+    check_batch,
+    checkpoint_from_row,
+)
+
+DB_FILE = "ledger.sqlite3"
+_SCHEMA_VERSION = 1
+_SCHEMA = (
+    """CREATE TABLE receipts (
+    leaf_index INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    data BLOB NOT NULL,
+    UNIQUE (chain, seq)
+    )""",
+    "CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL)",
+)
+# CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
+# verification names it instead of crashing.
+_LEAF_COLUMNS = "leaf_index, CAST(id AS TEXT), CAST(leaf_hash AS BLOB), CAST(data AS BLOB)"
+
+
+class SQLiteStore:
+    """Receipts and checkpoints in one SQLite file (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(f"no ledger database at {self.path}")
+                self._db = sqlite3.connect(
+                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                    timeout=busy_timeout_s, check_same_thread=False,
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=busy_timeout_s, check_same_thread=False
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open ledger database {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot open ledger database {self.path}: {exc.strerror}") from None
+        with self._errors():
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if not readonly:
+                self._init_schema()
+            self._check_schema()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn sqlite3 exceptions into our typed errors, naming the file."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"{self.path}: write refused: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "not a database" in text or "malformed" in text or "no such table" in text:
+                raise StoreCorruptError(f"{self.path} is not a valid ledger database: {text}") from None
+            raise StoreError(f"{self.path}: {text}") from None
+
+    def _init_schema(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        finally:
+            self._db.execute("COMMIT")
+
+    def _check_schema(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != _SCHEMA_VERSION:
+            raise StoreCorruptError(f"{self.path}: ledger schema version {version}, expected {_SCHEMA_VERSION}")
+
+    def append(self, chains: Collection[str], seal: Sealer) -> SealedBatch:
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                head = LogHead(self.size(), {chain: self._chain_head(chain) for chain in chains})
+                batch = seal(head)
+                check_batch(head, batch)
+                self._db.executemany(
+                    "INSERT INTO receipts (leaf_index, id, chain, seq, hash, leaf_hash, data) VALUES (?,?,?,?,?,?,?)",
+                    [(r.leaf_index, r.id, r.chain, r.seq, r.hash, r.leaf_hash, r.data) for r in batch.receipts],
+                )
+                cp = batch.checkpoint
+                self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)", (cp.size, cp.root, cp.note))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return batch
+
+    def _chain_head(self, chain: str) -> ChainHead:
+        row = self._db.execute(
+            "SELECT seq, hash FROM receipts WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)
+        ).fetchone()
+        return ChainHead(*row) if row else ChainHead()
+
+    def size(self) -> int:
+        with self._errors():
+            return self._db.execute("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM receipts").fetchone()[0]
+
+    def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT CAST(leaf_hash AS BLOB) FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+                (start, end),
+            )
+            for (leaf,) in rows:
+                yield leaf
+
+    def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
+        with self._errors():
+            rows = self._db.execute(
+                f"SELECT {_LEAF_COLUMNS} FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+                (start, 2**62 if end is None else end),
+            )
+            for row in rows:
+                yield _leaf(row)
+
+    def leaf_by_id(self, receipt_id: str) -> StoredLeaf | None:
+        with self._errors():
+            row = self._db.execute(f"SELECT {_LEAF_COLUMNS} FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
+        return _leaf(row) if row else None
+
+    def chain_leaves(self, chain: str, after_seq: int, limit: int) -> list[StoredLeaf]:
+        with self._errors():
+            rows = self._db.execute(
+                f"SELECT {_LEAF_COLUMNS} FROM receipts WHERE chain = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (chain, after_seq, limit),
+            ).fetchall()
+        return [_leaf(row) for row in rows]
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        with self._errors():
+            self._db.execute(
+                "INSERT OR IGNORE INTO checkpoints (size, root, note) VALUES (?,?,?)",
+                (checkpoint.size, checkpoint.root, checkpoint.note),
+            )
+        stored = self.checkpoint(checkpoint.size)
+        if stored is None or stored.root != checkpoint.root:
+            raise ConflictError(f"tree size {checkpoint.size} already has a checkpoint with another root")
+        return stored
+
+    def checkpoint(self, size: int | None = None) -> Checkpoint | None:
+        with self._errors():
+            if size is None:
+                row = self._db.execute("SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+            else:
+                row = self._db.execute("SELECT size, root, note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return checkpoint_from_row(*row) if row else None
+
+    def checkpoints(self, first: int = 0, last: int | None = None) -> Iterator[Checkpoint]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT size, root, note FROM checkpoints WHERE size >= ? AND size <= ? ORDER BY size",
+                (first, 2**62 if last is None else last),
+            )
+            for row in rows:
+                yield checkpoint_from_row(*row)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _leaf(row: tuple) -> StoredLeaf:
+    leaf_index, receipt_id, leaf_hash, data = row
+    return StoredLeaf(leaf_index, receipt_id or "", leaf_hash or b"", data or b"")

@@ -1,0 +1,120 @@
+"""The store interface: what the ledger needs from durable storage, and nothing more.
+
+Stores hold bytes and positions; they do not sign, hash or parse receipts. Sequencing happens
+inside the store's write transaction: :meth:`LedgerStore.append` reads the log head (tree size
+and the heads of the chains a batch touches) in the transaction and hands it to the ledger's
+``seal`` callback, which assigns ``seq``, ``prev`` and leaf indexes from that head, seals the
+receipts and signs the new checkpoint. Two writers (two daemon instances on Firestore) thus
+cannot both extend the same head: the loser's transaction fails or is retried with the new
+head, and a chain never forks. One transaction per batch (receipts + checkpoint) is also the
+group commit: many callers, one durable write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from tai_autonomics.ledger.errors import ConflictError
+from tai_autonomics.ledger.note import Checkpoint
+from tai_autonomics.ledger.receipts import Receipt
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last receipt of a chain: its ``seq`` and ``hash`` (0 and "" for a new chain)."""
+
+    seq: int = 0
+    hash: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    """The committed state a batch is sequenced against."""
+
+    size: int
+    chains: Mapping[str, ChainHead]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBatch:
+    """Receipts sealed at consecutive leaf indexes from a head, and the checkpoint covering them."""
+
+    receipts: Sequence[Receipt]
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLeaf:
+    """One stored receipt as raw bytes: what verification reads even when it is corrupt."""
+
+    leaf_index: int
+    receipt_id: str
+    leaf_hash: bytes
+    data: bytes
+
+
+Sealer = Callable[[LogHead], SealedBatch]
+
+
+class LedgerStore(Protocol):
+    """Durable storage of receipts (leaves) and checkpoints. Every method may raise StoreError."""
+
+    def append(self, chains: Collection[str], seal: Sealer) -> SealedBatch:
+        """Atomically and durably append the batch ``seal`` builds from the current head.
+
+        Reads the tree size and the heads of ``chains`` inside the write transaction, calls
+        ``seal`` with them, writes the receipts and checkpoint, and returns only after the
+        commit is durable. ``seal`` may be called again if the transaction is retried.
+        Raises ConflictError if the batch does not extend that head exactly.
+        """
+
+    def size(self) -> int:
+        """The committed tree size (number of leaves)."""
+
+    def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
+        """Stored leaf hashes of leaves ``start`` to ``end - 1``, in order."""
+
+    def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
+        """Stored receipts in leaf order (gaps, if any, show as missing indexes)."""
+
+    def leaf_by_id(self, receipt_id: str) -> StoredLeaf | None:
+        """The stored receipt with this id."""
+
+    def chain_leaves(self, chain: str, after_seq: int, limit: int) -> list[StoredLeaf]:
+        """Up to ``limit`` receipts of ``chain`` with ``seq > after_seq``, by seq."""
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store ``checkpoint`` unless one of its size exists; return the stored one.
+
+        Raises ConflictError if the stored one has a different root.
+        """
+
+    def checkpoint(self, size: int | None = None) -> Checkpoint | None:
+        """The stored checkpoint of ``size`` (default: the largest), if any."""
+
+    def checkpoints(self, first: int = 0, last: int | None = None) -> Iterator[Checkpoint]:
+        """Stored checkpoints with ``first <= size <= last``, by size."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def check_batch(head: LogHead, batch: SealedBatch) -> None:
+    """Refuse a batch that does not continue ``head`` exactly (a bug or a fork attempt)."""
+    heads = dict(head.chains)
+    for offset, receipt in enumerate(batch.receipts):
+        last = heads.get(receipt.chain, ChainHead())
+        if receipt.leaf_index != head.size + offset:
+            raise ConflictError(f"receipt {receipt.id} is not at the next leaf index {head.size + offset}")
+        if receipt.seq != last.seq + 1 or receipt.prev != last.hash:
+            raise ConflictError(f"receipt {receipt.id} does not extend chain {receipt.chain} at seq {last.seq}")
+        heads[receipt.chain] = ChainHead(receipt.seq, receipt.hash)
+    if batch.checkpoint.size != head.size + len(batch.receipts):
+        raise ConflictError("the batch's checkpoint does not cover exactly the batch")
+
+
+def checkpoint_from_row(size: int, root: bytes, note: str) -> Checkpoint:
+    """A Checkpoint from stored columns (its signature is checked by whoever reads it)."""
+    return Checkpoint(note.split("\n", 1)[0], size, bytes(root), note)

@@ -1,0 +1,424 @@
+"""Verification of a stored ledger and of an exported directory, naming the first bad item.
+
+Each receipt goes through two steps. :func:`_inspect` checks what needs nothing but the
+receipt and the public key — its form, its place in the tree (``leaf_index``), its ``hash``, its
+signature (contractual) or session MAC (advisory, checkable only inside the session that made
+it) — and is what costs CPU, so an export's receipts are inspected in parallel worker
+processes. :class:`_InOrder` then checks, in leaf order, what links receipts: unique ids, each
+chain's ``seq`` and ``prev``, and the Merkle tree whose roots must match the signed checkpoints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import multiprocessing
+import os
+import re
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tai_autonomics.ledger.canonical import canonical_json, parse_json
+from tai_autonomics.ledger.errors import CanonicalJSONError, LedgerError, NoteError, ProofError, VerificationError
+from tai_autonomics.ledger.keys import LedgerPublicKey
+from tai_autonomics.ledger.merkle import MerkleTree, leaf_hash
+from tai_autonomics.ledger.note import Checkpoint, open_checkpoint
+from tai_autonomics.ledger.proofs import InclusionProof
+from tai_autonomics.ledger.receipts import ADVISORY, CONTRACTUAL, MODES, EvalSession, receipt_digest
+from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
+
+RECEIPTS_FILE, PROOFS_FILE, CHECKPOINT_FILE, PUBLIC_KEY_FILE = "receipts.jsonl", "proofs.jsonl", "checkpoint", "public_key.pem"
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_STRING_MEMBERS = ("id", "kind", "mode", "authority", "chain", "prev", "time", "hash")
+_PARALLEL_MIN = 20_000  # below this many receipts, starting worker processes costs more than it saves
+_CHUNK = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """What a successful verification covered."""
+
+    tree_size: int
+    chains: int
+    contractual: int
+    advisory: int
+    session_macs_checked: int
+    checkpoint: Checkpoint
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "tree_size": self.tree_size,
+            "chains": self.chains,
+            "contractual": self.contractual,
+            "advisory": self.advisory,
+            "session_macs_checked": self.session_macs_checked,
+            "root": base64.b64encode(self.checkpoint.root).decode(),
+        }
+
+
+class _Bad(Exception):
+    """A receipt check failed; the caller adds where."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What :func:`_inspect` leaves for the in-order checks."""
+
+    id: str
+    chain: str
+    seq: int
+    prev: str
+    hash: str
+    leaf: bytes
+    advisory: bool
+    mac_checked: bool
+
+
+def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: EvalSession | None) -> _Checked:
+    """Check one receipt on its own; its leaf hash is over ``data`` as given, so a receipt that
+    is not in canonical form fails where its leaf hash is compared (see :func:`_leaf_mismatch`)."""
+    try:
+        obj = parse_json(data)
+    except CanonicalJSONError as exc:
+        raise _Bad(exc.message) from None
+    if not isinstance(obj, dict):
+        raise _Bad("not a JSON object")
+    _check_form(obj)
+    if obj["leaf_index"] != position:
+        raise _Bad(f"says leaf_index {obj['leaf_index']} but is at leaf {position} (moved, or one before it is missing)")
+    try:
+        digest = receipt_digest(obj)
+    except CanonicalJSONError as exc:
+        raise _Bad(exc.message) from None
+    if digest.hex() != obj["hash"]:
+        raise _Bad("hash does not match the receipt's contents")
+    mac_checked = False
+    if obj["authority"] == CONTRACTUAL:
+        _check_signature(obj, digest, public)
+    else:
+        mac_checked = _check_advisory(obj, session)
+    return _Checked(
+        obj["id"], obj["chain"], obj["seq"], obj["prev"], obj["hash"], leaf_hash(data),
+        obj["authority"] == ADVISORY, mac_checked,
+    )
+
+
+def _check_form(obj: dict[str, Any]) -> None:
+    for name in _STRING_MEMBERS:
+        if not isinstance(obj.get(name), str):
+            raise _Bad(f"member {name!r} is missing or not a string")
+    for name in ("seq", "leaf_index"):
+        value = obj.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise _Bad(f"member {name!r} is missing or not a non-negative integer")
+    if not isinstance(obj.get("payload"), dict):
+        raise _Bad("member 'payload' is missing or not an object")
+    if obj["mode"] not in MODES or obj["authority"] != (ADVISORY if obj["mode"] == "eval" else CONTRACTUAL):
+        raise _Bad(f"mode {obj['mode']!r} with authority {obj['authority']!r} is not allowed")
+    if not _TIME.fullmatch(obj["time"]):
+        raise _Bad("time is not RFC 3339 UTC with a Z")
+    if not obj["chain"]:
+        raise _Bad("chain is empty")
+
+
+def _check_signature(obj: dict[str, Any], digest: bytes, public: LedgerPublicKey) -> None:
+    if "session_mac" in obj:
+        raise _Bad("a contractual receipt must not carry a session MAC")
+    if obj.get("key_id") != public.key_id:
+        raise _Bad(f"key_id {obj.get('key_id')!r} is not the ledger key {public.key_id}")
+    try:
+        signature = base64.b64decode(obj.get("signature", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise _Bad("signature is not base64") from None
+    if not public.verify(signature, digest):
+        raise _Bad("signature does not verify with the ledger key")
+
+
+def _check_advisory(obj: dict[str, Any], session: EvalSession | None) -> bool:
+    """Check an advisory receipt's form, and its MAC when it belongs to ``session``."""
+    if "signature" in obj or "key_id" in obj:
+        raise _Bad("an advisory receipt must not carry a signature")
+    if not isinstance(obj.get("disclaimer"), str) or not isinstance(obj.get("epoch"), int):
+        raise _Bad("an advisory receipt needs its disclaimer and epoch")
+    if not isinstance(obj.get("session_mac"), str) or not _HEX64.fullmatch(obj["session_mac"]):
+        raise _Bad("session_mac is not 64 lowercase hex digits")
+    if session is None or obj["chain"] != session.id:
+        return False
+    if not session.check(obj):
+        raise _Bad(f"session MAC does not verify for epoch {obj['epoch']}")
+    return True
+
+
+def _leaf_mismatch(data: bytes, what: str) -> str:
+    """Why a receipt's leaf hash is not the expected one: non-canonical bytes, or changed ones."""
+    try:
+        canonical = canonical_json(parse_json(data)) == bytes(data)
+    except CanonicalJSONError:
+        canonical = False
+    return what if canonical else "not in RFC 8785 canonical form"
+
+
+class _InOrder:
+    """The checks that link receipts: unique ids, chain order, and the tree they form."""
+
+    def __init__(self) -> None:
+        self.tree = MerkleTree()
+        self.heads: dict[str, ChainHead] = {}
+        self.ids: set[str] = set()
+        self.contractual = self.advisory = self.macs = 0
+
+    def add(self, checked: _Checked) -> None:
+        if checked.id in self.ids:
+            raise _Bad(f"receipt id {checked.id} appears twice")
+        last = self.heads.get(checked.chain, ChainHead())
+        if checked.seq != last.seq + 1:
+            raise _Bad(f"chain {checked.chain}: seq {checked.seq} follows seq {last.seq}")
+        if checked.prev != last.hash:
+            raise _Bad(f"chain {checked.chain}: prev is not the hash of seq {last.seq}")
+        self.heads[checked.chain] = ChainHead(checked.seq, checked.hash)
+        self.ids.add(checked.id)
+        self.tree.append(checked.leaf)
+        self.advisory += checked.advisory
+        self.contractual += not checked.advisory
+        self.macs += checked.mac_checked
+
+    def report(self, checkpoint: Checkpoint) -> VerifyReport:
+        return VerifyReport(self.tree.size, len(self.heads), self.contractual, self.advisory, self.macs, checkpoint)
+
+
+def verify_store(
+    store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: EvalSession | None = None
+) -> VerifyReport:
+    """Verify every stored receipt and checkpoint; raise VerificationError at the first bad one.
+
+    Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
+    stored checkpoint (one per appended batch) is signed and has the root of the receipts
+    before it, so a change that keeps each receipt self-consistent is still caught and placed
+    within its batch. Safe while a writer appends: it verifies up to the latest checkpoint,
+    then whatever was committed meanwhile, until it catches up.
+    """
+    state = _InOrder()
+    latest: Checkpoint | None = None
+    while True:
+        size = store.size()  # read before the checkpoint: a commit adds both at once
+        newest = store.checkpoint()
+        if newest is None:
+            if size:
+                raise VerificationError("checkpoints", "the store holds receipts but no checkpoint")
+            raise VerificationError("checkpoints", "the ledger is empty: it has no checkpoint yet")
+        if newest.size < size:
+            raise VerificationError(
+                f"leaf {newest.size}", "stored after the last checkpoint", leaf_index=newest.size
+            )
+        if latest is not None and newest.size == latest.size:
+            return state.report(latest)
+        latest = _verify_segment(store, state, newest.size, public, origin, session)
+
+
+def _verify_segment(
+    store: LedgerStore, state: _InOrder, end: int, public: LedgerPublicKey, origin: str | None,
+    session: EvalSession | None,
+) -> Checkpoint:
+    """Verify the leaves from ``state.tree.size`` to ``end`` and the checkpoints among them."""
+    checkpoints = store.checkpoints(state.tree.size, end)
+    pending = next(checkpoints, None)
+    latest: Checkpoint | None = None
+    batch_first: StoredLeaf | None = None
+
+    def settle() -> None:
+        nonlocal pending, latest, batch_first
+        while pending is not None and pending.size == state.tree.size:
+            latest = _check_stored_checkpoint(pending, state.tree, public, origin, batch_first)
+            batch_first = None
+            pending = next(checkpoints, None)
+
+    for leaf in store.leaves(state.tree.size, end):
+        settle()
+        if leaf.leaf_index != state.tree.size:
+            raise VerificationError(
+                f"leaf {state.tree.size}", f"missing: the next stored receipt {leaf.receipt_id} is at leaf {leaf.leaf_index}",
+                leaf_index=state.tree.size, receipt_id=leaf.receipt_id,
+            )
+        batch_first = batch_first or leaf
+        _add_stored(state, leaf, public, session)
+    settle()
+    if pending is not None or latest is None or latest.size != end:
+        raise VerificationError(
+            f"leaf {state.tree.size}", f"missing: the checkpoint of size {end} covers receipts not stored",
+            leaf_index=state.tree.size,
+        )
+    return latest
+
+
+def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, session: EvalSession | None) -> None:
+    where = f"receipt {leaf.receipt_id} (leaf {leaf.leaf_index})"
+    try:
+        checked = _inspect(leaf.data, leaf.leaf_index, public, session)
+        if checked.leaf != leaf.leaf_hash:
+            raise _Bad(_leaf_mismatch(leaf.data, "stored leaf hash does not match the receipt"))
+        state.add(checked)
+    except _Bad as bad:
+        raise VerificationError(where, str(bad), leaf_index=leaf.leaf_index, receipt_id=leaf.receipt_id) from None
+
+
+def _check_stored_checkpoint(
+    checkpoint: Checkpoint, tree: MerkleTree, public: LedgerPublicKey, origin: str | None, first: StoredLeaf | None
+) -> Checkpoint:
+    where = f"checkpoint of size {checkpoint.size}"
+    try:
+        opened = open_checkpoint(checkpoint.note, public, origin)
+    except NoteError as exc:
+        raise VerificationError(where, exc.message, tree_size=checkpoint.size) from None
+    if opened.size != checkpoint.size or opened.root != checkpoint.root:
+        raise VerificationError(where, "its stored size or root differs from its signed note", tree_size=checkpoint.size)
+    if tree.root() != opened.root:
+        named = f"; the batch starts at receipt {first.receipt_id} (leaf {first.leaf_index})" if first else ""
+        raise VerificationError(where, f"root does not match the receipts it covers{named}", tree_size=checkpoint.size)
+    return opened
+
+
+def verify_export(directory: str | Path, *, workers: int | None = None) -> VerifyReport:
+    """Verify an exported directory offline: every receipt and its inclusion proof against the
+    signed checkpoint, the chains, and the tree size and root.
+
+    ``workers`` processes inspect receipts in parallel (default: one per CPU for large exports).
+    """
+    base = Path(directory)
+    public = LedgerPublicKey.from_pem(_read(base / PUBLIC_KEY_FILE), PUBLIC_KEY_FILE)
+    try:
+        checkpoint = open_checkpoint(_read(base / CHECKPOINT_FILE).decode("utf-8", "replace"), public)
+    except NoteError as exc:
+        raise VerificationError(CHECKPOINT_FILE, exc.message) from None
+    if workers is None:
+        workers = (os.cpu_count() or 1) if checkpoint.size >= _PARALLEL_MIN else 1
+    state = _InOrder()
+    for number, outcome in _inspected_lines(base, public, checkpoint, workers):
+        if isinstance(outcome, _Checked):
+            try:
+                state.add(outcome)
+            except _Bad as bad:
+                raise VerificationError(f"{RECEIPTS_FILE} line {number}", str(bad), line=number, leaf_index=number - 1) from None
+        else:
+            file, reason = outcome
+            raise VerificationError(f"{file} line {number}", reason, line=number, leaf_index=number - 1)
+    if state.tree.size != checkpoint.size:
+        raise VerificationError(RECEIPTS_FILE, f"holds {state.tree.size} receipts, the checkpoint covers {checkpoint.size}")
+    if state.tree.root() != checkpoint.root:
+        raise VerificationError(RECEIPTS_FILE, "the receipts' tree root differs from the checkpoint")
+    if _line_count(base / PROOFS_FILE) != state.tree.size:
+        raise VerificationError(PROOFS_FILE, "more proofs than receipts")
+    return state.report(checkpoint)
+
+
+_Outcome = _Checked | tuple[str, str]  # inspected, or (file, reason) of the first failure
+
+
+def _inspect_chunk(
+    public_raw: bytes, tree_size: int, root: bytes, first: int, pairs: list[tuple[bytes, bytes | None]]
+) -> list[_Outcome]:
+    """Inspect receipt lines ``first``.. with their proof lines; stops at the first failure.
+
+    A top-level function of plain arguments, so worker processes can run it.
+    """
+    public = LedgerPublicKey.from_raw(public_raw)
+    outcomes: list[_Outcome] = []
+    for number, (line, proof_line) in enumerate(pairs, start=first):
+        try:
+            checked = _inspect(line, number - 1, public, None)
+        except _Bad as bad:
+            outcomes.append((RECEIPTS_FILE, str(bad)))
+            break
+        if proof_line is None:
+            outcomes.append((PROOFS_FILE, "missing: fewer proofs than receipts"))
+            break
+        try:
+            proof = InclusionProof.from_json(parse_json(proof_line))
+            if (proof.leaf_index, proof.tree_size) != (number - 1, tree_size):
+                raise ProofError(f"proof is for leaf {proof.leaf_index} of size {proof.tree_size}")
+            proof.verify(checked.leaf, root)
+        except ProofError as exc:
+            reason = _leaf_mismatch(line, "")
+            outcomes.append((RECEIPTS_FILE, reason) if reason else (PROOFS_FILE, exc.message))
+            break
+        except LedgerError as exc:
+            outcomes.append((PROOFS_FILE, exc.message))
+            break
+        outcomes.append(checked)
+    return outcomes
+
+
+def _inspected_lines(
+    base: Path, public: LedgerPublicKey, checkpoint: Checkpoint, workers: int
+) -> Iterator[tuple[int, _Outcome]]:
+    """Outcomes of all lines in order, inspected in ``workers`` processes (inline when 1)."""
+    args = (public.raw, checkpoint.size, checkpoint.root)
+    chunks = _chunks(_paired_lines(base))
+    if workers <= 1:
+        for first, pairs in chunks:
+            yield from enumerate(_inspect_chunk(*args, first, pairs), start=first)
+        return
+    # fork: the workers run one pure function, and unlike spawn/forkserver, fork does not
+    # re-import the caller's main module (which would need an `if __name__` guard in it)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        in_flight: deque[tuple[int, Future]] = deque()
+        try:
+            for first, pairs in chunks:
+                in_flight.append((first, pool.submit(_inspect_chunk, *args, first, pairs)))
+                if len(in_flight) >= 3 * workers:
+                    start, future = in_flight.popleft()
+                    yield from enumerate(future.result(), start=start)
+            while in_flight:
+                start, future = in_flight.popleft()
+                yield from enumerate(future.result(), start=start)
+        except BrokenProcessPool:
+            raise LedgerError("a verification worker process died", code="ledger_verify_aborted") from None
+        finally:
+            for _, future in in_flight:
+                future.cancel()
+
+
+def _chunks(pairs: Iterator[tuple[bytes, bytes | None]]) -> Iterator[tuple[int, list[tuple[bytes, bytes | None]]]]:
+    chunk: list[tuple[bytes, bytes | None]] = []
+    first = 1
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == _CHUNK:
+            yield first, chunk
+            first += len(chunk)
+            chunk = []
+    if chunk:
+        yield first, chunk
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise VerificationError(str(path), f"cannot read: {exc.strerror}") from None
+
+
+def _paired_lines(base: Path) -> Iterator[tuple[bytes, bytes | None]]:
+    """Each line of receipts.jsonl with the same line of proofs.jsonl (None past its end)."""
+    try:
+        with open(base / RECEIPTS_FILE, "rb") as receipts, open(base / PROOFS_FILE, "rb") as proofs:
+            for line in receipts:
+                proof = proofs.readline()
+                yield line.rstrip(b"\n"), proof.rstrip(b"\n") if proof else None
+    except OSError as exc:
+        raise VerificationError(str(exc.filename or base), f"cannot read: {exc.strerror}") from None
+
+
+def _line_count(path: Path) -> int:
+    try:
+        with open(path, "rb") as lines:
+            return sum(1 for _ in lines)
+    except OSError as exc:
+        raise VerificationError(str(path), f"cannot read: {exc.strerror}") from None

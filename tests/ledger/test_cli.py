@@ -1,0 +1,136 @@
+"""The ledger commands end to end: export, verify, offline verify, and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tai_autonomics.cli import main
+from tai_autonomics.ledger import DB_FILE, Ledger, ReceiptDraft, SQLiteStore, load_ledger_key
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "var"
+    ledger = Ledger.open(SQLiteStore(directory / DB_FILE), load_ledger_key(data_dir=directory))
+    for i in range(4):
+        ledger.append_batch(
+            [ReceiptDraft("deploy.intent", "prod", {"i": i}, chain="policy-1"), ReceiptDraft("pricing.quoted", "eval", {"i": i})]
+        )
+    ledger.close()
+    return directory
+
+
+def _run(capsys, *argv: str) -> tuple[int, dict | None, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip() else None, err
+
+
+def test_export_then_offline_verify(data_dir: Path, tmp_path: Path, capsys) -> None:
+    code, report, _ = _run(capsys, "ledger", "verify", "--data-dir", str(data_dir))
+    assert code == 0 and report["tree_size"] == 8 and report["contractual"] == 4 and report["advisory"] == 4
+    out = tmp_path / "export"
+    assert _run(capsys, "ledger", "export", "--data-dir", str(data_dir), "--out", str(out))[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "proofs.jsonl", "public_key.pem", "receipts.jsonl"]
+    assert len((out / "receipts.jsonl").read_bytes().splitlines()) == 8
+    code, offline, _ = _run(capsys, "verify", str(out))
+    assert code == 0 and offline["root"] == report["root"]
+
+
+def _export(data_dir: Path, out: Path, capsys) -> Path:
+    assert _run(capsys, "ledger", "export", "--data-dir", str(data_dir), "--out", str(out))[0] == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "where"),
+    [
+        ("receipts.jsonl", lambda lines: lines[:2] + [b"{garbage"] + lines[3:], "receipts.jsonl line 3"),
+        ("receipts.jsonl", lambda lines: lines[:5] + [b"\xff\xfe"] + lines[6:], "receipts.jsonl line 6"),
+        ("receipts.jsonl", lambda lines: [lines[1], lines[0], *lines[2:]], "receipts.jsonl line 1"),
+        ("receipts.jsonl", lambda lines: lines[:-1], "receipts.jsonl"),
+        ("receipts.jsonl", lambda lines: [lines[0].replace(b'"i":0', b'"i":7'), *lines[1:]], "receipts.jsonl line 1"),
+        ("proofs.jsonl", lambda lines: lines[:4] + [b"[]"] + lines[5:], "proofs.jsonl line 5"),
+        ("proofs.jsonl", lambda lines: lines[:4] + [lines[3]] + lines[5:], "proofs.jsonl line 5"),
+        ("proofs.jsonl", lambda lines: lines[:-1], "proofs.jsonl line 8"),
+        ("checkpoint", lambda lines: [lines[0], b"9", *lines[2:]], "checkpoint"),
+        ("public_key.pem", lambda lines: [b"not a key"], "public_key.pem"),
+    ],
+)
+def test_offline_verify_names_bad_input(data_dir: Path, tmp_path: Path, capsys, file, edit, where) -> None:
+    out = _export(data_dir, tmp_path / "export", capsys)
+    path = out / file
+    path.write_bytes(b"\n".join(edit(path.read_bytes().split(b"\n")[:-1])) + b"\n")
+    code, result, err = _run(capsys, "verify", str(out))
+    if file == "public_key.pem":
+        assert code == 2 and "[ledger_key_invalid]" in err and "Traceback" not in err
+        return
+    assert code == 1 and result["ok"] is False and result["where"] == where, result
+    assert "verification failed" in err
+
+
+def test_ledger_verify_names_a_tampered_receipt(data_dir: Path, capsys) -> None:
+    import sqlite3
+
+    with sqlite3.connect(data_dir / DB_FILE) as db:
+        (rid,) = db.execute("SELECT id FROM receipts WHERE leaf_index = 5").fetchone()
+        db.execute("UPDATE receipts SET data = replace(data, '\"i\":2', '\"i\":3') WHERE leaf_index = 5")
+    code, result, _ = _run(capsys, "ledger", "verify", "--data-dir", str(data_dir))
+    assert code == 1 and result["receipt_id"] == rid and "hash does not match" in result["reason"]
+
+
+def test_corrupt_database_is_a_clear_error_without_traceback(data_dir: Path) -> None:
+    db = data_dir / DB_FILE
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db.write_bytes(b"this is not sqlite" * 500)
+    result = subprocess.run(
+        [sys.executable, "-m", "tai_autonomics", "ledger", "verify", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 2
+    assert "[ledger_store_corrupt]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_ledger_and_key_are_clear_errors(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "ledger", "verify", "--data-dir", str(tmp_path / "none"))
+    assert code == 2 and "[ledger_key_invalid]" in err and "ledger_key.pem" in err
+    load_ledger_key(data_dir=tmp_path / "nodb")
+    code, _, err = _run(capsys, "ledger", "export", "--data-dir", str(tmp_path / "nodb"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "[ledger_store_error]" in err and "no ledger database" in err
+    code, result, _ = _run(capsys, "verify", str(tmp_path / "nowhere"))
+    assert code == 1 and result["reason"].startswith("cannot read")
+
+
+@pytest.mark.parametrize("argv", [["ledger", "--help"], ["ledger", "export", "--help"], ["ledger", "verify", "--help"], ["verify", "--help"]])
+def test_help(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad_line", [None, 2, 7])
+def test_parallel_offline_verify_agrees_and_names_the_first_bad_line(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch, bad_line
+) -> None:
+    from tai_autonomics.ledger import VerificationError, verify
+    from tai_autonomics.ledger.verify import verify_export
+
+    out = _export(data_dir, tmp_path / "export", capsys)
+    monkeypatch.setattr(verify, "_CHUNK", 3)  # several chunks in flight across the workers
+    if bad_line is None:
+        assert verify_export(out, workers=2) == verify_export(out, workers=1)
+        return
+    lines = (out / "receipts.jsonl").read_bytes().split(b"\n")
+    lines[bad_line - 1] = lines[bad_line - 1].replace(b'"seq":', b'"seq": ')
+    lines[7] = b"garbage after the first bad line"
+    (out / "receipts.jsonl").write_bytes(b"\n".join(lines))
+    with pytest.raises(VerificationError) as failure:
+        verify_export(out, workers=2)
+    assert failure.value.where == f"receipts.jsonl line {bad_line}"
+    assert "canonical" in failure.value.reason
