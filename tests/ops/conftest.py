@@ -1,12 +1,13 @@
 """Acquisition and Publisher in a real tree, with the sandbox as the outside parties over real sockets.
 
-The tree: the test ledger (receipts in memory, in its own actor, so they outlive a killed operation
-actor), a configurable ProdMode, and the two operation actors under ``operations``.
+The tree: the real ReceiptLedger (SQLite in the test's tmp dir), a ProdMode that answers ``guard``
+as each test configures it, and the two operation actors under ``operations``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.conftest import free_port
+from tests.ops.stubs import POLICY
 from tests.sandbox.conftest import sandbox, sandbox_server  # noqa: F401  (one sandbox per module, reset per test)
 
 FAST = {"timeout_s": 1.0, "attempts": 3, "backoff_base_s": 0.05, "backoff_cap_s": 0.2, "deadline_s": 5.0}
@@ -30,18 +32,20 @@ def node(request: pytest.FixtureRequest) -> Iterator[Node]:
 class Ops:
     """Drives one tree: start it, call the actors, read the ledger and the sandbox's request log."""
 
-    def __init__(self, node: Node, sandbox_url: str) -> None:
-        self.node, self.sandbox_url = node, sandbox_url
+    def __init__(self, node: Node, sandbox_url: str, data_dir: Path) -> None:
+        self.node, self.sandbox_url, self.data_dir = node, sandbox_url, data_dir
         self.started = False
 
     def start(self, mode: str = "prod", refusal: dict | None = None, context: dict | None = None,
               **args: Any) -> Ops:
-        context = {"mode": mode, "sandbox": {"url": self.sandbox_url}, **(context or {})}
+        context = {"mode": mode, "profile": "dev", "data_dir": str(self.data_dir),
+                   "sandbox": {"url": self.sandbox_url}, **(context or {})}
         operation = {"args": {"context": context, **FAST, **args}}
         self.node.start_tree(parse_tree({"root": "root", "supervisors": {
             "root": {"intensity": 5, "children": ["ReceiptLedger", "ProdMode", "operations"]},
             "operations": {"intensity": 5, "children": ["Publisher", "Acquisition"]}}, "workers": {
-            "ReceiptLedger": {"actor": "tests.actors.stubs:LedgerStub"},
+            "ReceiptLedger": {"actor": "tai_autonomics.actors.receipt_ledger:ReceiptLedger",
+                              "args": {"context": context}},
             "ProdMode": {"actor": "tests.ops.stubs:ProdModeStub", "args": {"mode": mode, "refusal": refusal}},
             "Publisher": {"actor": "tai_autonomics.actors.publisher:Publisher", **operation},
             "Acquisition": {"actor": "tai_autonomics.actors.acquisition:Acquisition", **operation}}}))
@@ -62,7 +66,11 @@ class Ops:
                                                   "artifacts": {**ARTIFACTS, **artifacts}})
 
     def receipts(self) -> list[dict[str, Any]]:
-        return self.node.call("ReceiptLedger", "appended")
+        """Every receipt, contractual (the policy chain) and advisory (the eval session), in ledger order."""
+        session = self.node.call("ReceiptLedger", "status")["session"]
+        found = [r for chain in (POLICY, session)
+                 for r in self.node.call("ReceiptLedger", "receipts", {"chain": chain, "limit": 1000})]
+        return sorted(found, key=lambda r: r["leaf_index"])
 
     def kinds(self) -> list[str]:
         return [r["kind"] for r in self.receipts()]
@@ -85,8 +93,8 @@ def deploy_spec(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ops(node: Node, sandbox) -> Iterator[Ops]:  # noqa: F811
-    driver = Ops(node, sandbox.url)
+def ops(node: Node, sandbox, tmp_path: Path) -> Iterator[Ops]:  # noqa: F811
+    driver = Ops(node, sandbox.url, tmp_path)
     yield driver
     if driver.started:
         node.stop_tree()

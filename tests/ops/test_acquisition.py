@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.operations import deploy
 from tai_autonomics.runtime import CallError
 from tests.ops.conftest import Ops, deploy_spec
@@ -119,7 +118,8 @@ def test_eval_mode_refuses_deploys_with_an_advisory_refusal_receipt(ops: Ops) ->
         ops.deploy(key="k")
     assert err.value.code == "mode_refused"
     [refusal] = ops.receipts()
-    assert (refusal["kind"], refusal["mode"], refusal["chain"]) == ("refusal", "eval", None)
+    assert (refusal["kind"], refusal["mode"], refusal["authority"]) == ("refusal", "eval", "advisory")
+    assert refusal["chain"] == ops.node.call("ReceiptLedger", "status")["session"] and "session_mac" in refusal
     assert refusal["payload"]["operation"] == "deploy" and refusal["payload"]["request"]["region"] == "europe-west1"
     assert ops.requests("customer.deploy") == []
 
@@ -154,7 +154,7 @@ def test_a_deploy_cut_by_sigkill_after_its_intent_is_finished_by_the_next_incarn
     info = ops.node.call("Acquisition", "$info")
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
-            "spec": deploy_spec(), "idempotency_key": "cut"}, timeout=3))
+            "spec": deploy_spec(), "idempotency_key": "cut"}, timeout=1.5))
         wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
         assert ops.kinds() == ["deploy.intent"]
         os.kill(info["pid"], signal.SIGKILL)

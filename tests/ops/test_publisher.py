@@ -76,7 +76,7 @@ def test_a_publish_cut_by_sigkill_after_its_intent_is_finished_by_its_repeat(ops
     info = ops.node.call("Publisher", "$info")
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(lambda: ops.node.client().call("Publisher", "publish", {
-            "work_id": "cut", "sku_id": "sku-001", "artifacts": ARTIFACTS}, timeout=3))
+            "work_id": "cut", "sku_id": "sku-001", "artifacts": ARTIFACTS}, timeout=1.5))
         wait_until(lambda: ops.requests("marketplace.register_work"), what="the publish to reach registration")
         assert ops.kinds() == ["publish.intent"]
         os.kill(info["pid"], signal.SIGKILL)

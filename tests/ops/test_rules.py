@@ -22,7 +22,8 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size
                     max_leaves=8)
 SPECS = st.fixed_dictionaries(
     {"sku_id": IDENTS, "target_cloud": st.sampled_from(deploy.TARGET_CLOUDS), "customer_ref": IDENTS,
-     "customer_account": IDENTS, "region": IDENTS, "artifacts": st.dictionaries(st.text(max_size=5), JSON, max_size=3)},
+     "customer_account": IDENTS, "region": IDENTS,
+     "artifacts": st.dictionaries(st.text(max_size=5), JSON, max_size=3)},
     optional={"cost": st.integers(0, 10**9) | st.decimals(0, 10**9, places=2).map(str)})
 ANY = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.lists(st.integers(), max_size=2)
 ANSWERS = st.builds(Answer, failure=st.sampled_from(NO_ANSWER)) | st.builds(
