@@ -37,18 +37,26 @@ class Ops:
         self.started = False
 
     def start(self, mode: str = "prod", refusal: dict | None = None, context: dict | None = None,
-              **args: Any) -> Ops:
+              real_prod_mode: bool = False, **args: Any) -> Ops:
+        """Start the tree; ``real_prod_mode`` runs the real ProdMode on stand-ins for its neighbours."""
         context = {"mode": mode, "profile": "dev", "data_dir": str(self.data_dir),
                    "sandbox": {"url": self.sandbox_url}, **(context or {})}
         operation = {"args": {"context": context, **FAST, **args}}
+        workers = {"ReceiptLedger": {"actor": "tai_autonomics.actors.receipt_ledger:ReceiptLedger",
+                                     "args": {"context": context}},
+                   "ProdMode": {"actor": "tests.ops.stubs:ProdModeStub", "args": {"mode": mode, "refusal": refusal}},
+                   "Publisher": {"actor": "tai_autonomics.actors.publisher:Publisher", **operation},
+                   "Acquisition": {"actor": "tai_autonomics.actors.acquisition:Acquisition", **operation}}
+        trust = []
+        if real_prod_mode:
+            trust = ["CertManager", "InsuranceClient"]
+            workers.update({"CertManager": {"actor": "tests.actors.stubs:CertManagerStub"},
+                            "InsuranceClient": {"actor": "tests.actors.stubs:InsuranceStub"},
+                            "ProdMode": {"actor": "tai_autonomics.actors.prod_mode:ProdMode",
+                                         "args": {"context": context}}})
         self.node.start_tree(parse_tree({"root": "root", "supervisors": {
-            "root": {"intensity": 5, "children": ["ReceiptLedger", "ProdMode", "operations"]},
-            "operations": {"intensity": 5, "children": ["Publisher", "Acquisition"]}}, "workers": {
-            "ReceiptLedger": {"actor": "tai_autonomics.actors.receipt_ledger:ReceiptLedger",
-                              "args": {"context": context}},
-            "ProdMode": {"actor": "tests.ops.stubs:ProdModeStub", "args": {"mode": mode, "refusal": refusal}},
-            "Publisher": {"actor": "tai_autonomics.actors.publisher:Publisher", **operation},
-            "Acquisition": {"actor": "tai_autonomics.actors.acquisition:Acquisition", **operation}}}))
+            "root": {"intensity": 5, "children": ["ReceiptLedger", *trust, "ProdMode", "operations"]},
+            "operations": {"intensity": 5, "children": ["Publisher", "Acquisition"]}}, "workers": workers}))
         self.started = True
         return self
 

@@ -166,3 +166,18 @@ def test_a_deploy_cut_by_sigkill_after_its_intent_is_finished_by_the_next_incarn
         "deploy.intent", "deploy.completed"]
     assert ops.kinds() == ["deploy.intent", "deploy.completed"]
     assert result["receipts"][1]["payload"]["deployment"]["operation_id"] == result["operation_id"]
+
+
+def test_under_the_real_prod_mode_coverage_is_counted_from_intents_and_refused(ops: Ops) -> None:
+    ops.start(real_prod_mode=True)
+    for _ in range(3):  # sku-002 insures 3 operations a month
+        assert ops.deploy(deploy_spec(sku_id="sku-002", cost="1000"))["status"] == "completed"
+    with pytest.raises(CallError) as err:
+        ops.deploy(deploy_spec(sku_id="sku-002", cost="1000"))
+    assert err.value.code == "coverage_limit_exceeded" and err.value.detail["current_count"] == 3
+    assert len(ops.requests("customer.deploy")) == 3
+    wait_until(lambda: "coverage.exceeded" in ops.kinds(), what="ProdMode's coverage.exceeded receipt")
+    assert ops.kinds().count("deploy.intent") == 3
+    with pytest.raises(CallError) as unknown:
+        ops.deploy(deploy_spec(sku_id="sku-999"))
+    assert unknown.value.code == "sku_not_authorized"
