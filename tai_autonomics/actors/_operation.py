@@ -165,8 +165,8 @@ class OperationActor(Server):
     def _replay(self, chain: str, receipt: dict[str, Any]) -> None:
         kind, payload, operation_id = receipt.get("kind", ""), receipt.get("payload") or {}, receipt.get("operation_id")
         if kind == f"{self.kind}.intent":
-            op = Operation(operation_id, payload["key"], payload["fingerprint"], payload, receipts=[receipt],
-                           chain=chain)
+            op = Operation(operation_id, payload.get("key", ""), payload.get("fingerprint", ""), payload,
+                           receipts=[receipt], chain=chain)
             self.ops[operation_id] = op
             if op.key:
                 self.by_key[op.key] = operation_id

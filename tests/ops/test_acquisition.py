@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.operations import deploy
 from tai_autonomics.runtime import CallError
 from tests.ops.conftest import Ops, deploy_spec
@@ -62,6 +63,28 @@ def test_transient_errors_are_retried_with_backoff(ops: Ops) -> None:
     arrivals = [r["time"] for r in ops.requests("customer.deploy")]
     assert [r["status"] for r in ops.requests("customer.deploy")] == [503, 503, 201]
     assert arrivals[1] - arrivals[0] >= 0.05 and arrivals[2] - arrivals[1] >= 0.1  # 0.05 s, then 0.1 s
+
+
+def test_retry_after_is_honoured(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="rate_limit", endpoint="customer.deploy", retry_after_s=0.15, times=1)
+    assert ops.deploy()["status"] == "completed"
+    first, second = (r["time"] for r in ops.requests("customer.deploy"))
+    assert second - first >= 0.15  # not the 0.05 s backoff
+
+
+def test_concurrent_requests_with_one_key_share_one_deploy(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=0.3, times=1)
+
+    def deploy_from_a_thread(_: int) -> dict:
+        return ops.node.client().call("Acquisition", "deploy", {"spec": deploy_spec(), "idempotency_key": "shared"},
+                                      timeout=CALL_TIMEOUT_S)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(deploy_from_a_thread, range(3)))
+    assert results[0]["status"] == "completed" and results.count(results[0]) == 3
+    assert len(ops.requests("customer.deploy")) == 1 and ops.kinds().count("deploy.intent") == 1
 
 
 @pytest.mark.parametrize(("fault", "classification"), [
