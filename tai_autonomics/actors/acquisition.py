@@ -27,7 +27,7 @@ from typing import Any
 
 from tai_autonomics.actors._operation import OperationActor, Step
 from tai_autonomics.operations import deploy
-from tai_autonomics.operations.fields import an_object, only_fields
+from tai_autonomics.operations.fields import an_object, ident, only_fields
 from tai_autonomics.operations.rca import Answer
 
 STAGE = "deploy"
@@ -45,7 +45,7 @@ class Acquisition(OperationActor):
     def call_get(self, request: Any) -> dict[str, Any]:
         request = an_object(request, "request")
         only_fields(request, ("operation_id",))
-        return self.lookup(operation_id=str(request["operation_id"]))
+        return self.lookup(operation_id=ident(request, "operation_id"))
 
     def final_codes(self) -> tuple[str, ...]:
         return tuple(deploy.CLASSES)
