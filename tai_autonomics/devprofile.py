@@ -50,7 +50,7 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     logs.event(log, "sandbox started", event="sandbox_started", url=url)
     context = release.context()
     context["insurer"] = {"url": url, "policy_id": sample_policy().policy_id,
-                          "public_key_file": str(SandboxConfig(data_dir).insurer_public_key_file),
+                          "public_key_file": str(SandboxConfig(data_dir / "sandbox").insurer_public_key_file),
                           **context["insurer"]}
     context["trust"] = {"anchor": str(ca_dir / CA_CERT_FILE), "cert_file": str(ca_dir / DEV_CERT_FILE),
                         "key_file": str(ca_dir / DEV_KEY_FILE), "cert_dir": str(data_dir / "certs"),

@@ -1,13 +1,338 @@
-"""CertManager: Holds the insurance certificate, warns before expiry and renews it.
+"""CertManager actor: the insurance certificate in the supervision tree (SPEC 2 and 5).
 
-Its place in the supervision tree exists now; its domain behaviour arrives with issue 4 (trust).
-Until then it answers ``status`` so the tree can be started, inspected and supervised.
+It wraps the :class:`tai_autonomics.trust.CertManager` core, which keeps everything that must
+survive a restart on disk (``current.pem``, ``state.json``: warnings fired, revocation, renewal
+backoff), so a restarted incarnation rebuilds its state with ``load()``.
+
+Calls:
+
+====================  ==================================  ==============================================
+type                  payload                             reply
+====================  ==================================  ==============================================
+``status``            —                                   ``{"loaded": true, "policy_id", "policy",
+                                                          "serial", "fingerprint", "not_before",
+                                                          "not_after", "days_left", "revoked",
+                                                          "renewing", "next_renewal_at"}``, or
+                                                          ``{"loaded": false, "reason": {code, message}}``;
+                                                          refused ``cert_expired`` / ``cert_not_yet_valid``
+                                                          outside the validity window (the fields
+                                                          above in ``detail.status``)
+``preflight``         ``{"seconds": number ≥ 0}``         ``{"policy_id", "not_after", "seconds_left"}``
+``check_expiry``      —                                   ``{"warnings": [{"threshold_days", ...}]}``
+``renew_now``         —                                   ``{"renewed", "fingerprint", "not_after",
+                                                          "next_attempt_at", "failures", "error"}``
+``revoked``           ``{"reason": str,                   ``{"revoked": bool}`` (false: the report was
+                      "fingerprint"?: str}``              about a certificate no longer in use)
+``check_revocation``  —                                   ``{"status": "valid"|"revoked"|"expired",
+                                                          "revoked": bool}``
+====================  ==================================  ==============================================
+
+``preflight`` is a pure check against the held certificate and the clock (never the network,
+never a timer): refusals ``cert_not_loaded``, ``cert_revoked``, ``cert_not_yet_valid``,
+``cert_expired``, ``cert_validity_too_short``. Bad payloads are refused with ``invalid_request``.
+
+Replies that follow receipts (``check_expiry``, ``renew_now``) are sent only once the
+ReceiptLedger acknowledged every receipt this actor sent before them; receipts the ledger
+refused are kept and sent again at the next check (and logged). Receipts: ``insurance.expiry_warning``
+(payload: ``threshold_days``, ``fingerprint``, ``not_after``, ``seconds_left``) and
+``cert.renewed`` (``old_fingerprint``, ``fingerprint``, ``serial``, ``not_after``), both
+``mode: "prod"`` on the policy's chain.
+
+Renewal goes through the InsuranceClient actor's ``renew`` (the core's begin/complete halves, so
+the actor never blocks); one renewal at a time: ``renew_now`` (which ignores the backoff) joins
+the one in flight, and its callers must wait up to :data:`RENEW_CALL_TIMEOUT_S`. Revocation
+reported by the insurer (a ``revoked`` call, or ``certificate_status`` asked by
+``check_revocation``) takes effect at once: the next ``preflight`` refuses; a renewal (new key)
+is then due at the next check.
+
+A periodic check (first at start, then every ``check_interval_s``) sends due warnings, resends
+unacknowledged receipts, asks the insurer about revocation and starts a due renewal. Nothing
+depends on it firing: on Cloud Run timers freeze between requests.
+
+Args: ``check_interval_s`` (3600), ``renew_before_days`` (45), ``clock_offset_s`` (0; **dev and
+test configurations only**: shifts this actor's clock, e.g. to see warnings on a fresh
+certificate). From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"var"``), and
+``trust`` = ``{"anchor": CA PEM file, "intermediates"?: [files], "expected_issuer"?: name or
+null, "cert_dir"?: directory (default DATA_DIR/cert), "cert_file"?, "key_file"?}``; the last two
+(PEM files, as the dev profile's dev CA writes them) are installed as the first certificate when
+``cert_dir`` holds none yet, and ignored afterwards (renewals replace it there). In ``prod`` a missing anchor or a
+missing/invalid certificate fails the start with the reason; otherwise the actor starts without
+one and refuses with ``cert_not_loaded``. An expired (or not yet valid) certificate that is sound
+otherwise loads in every mode, with an error logged: ``preflight`` refuses it and renewal is
+attempted, so a CertManager restarted after expiry lets the daemon go ``read_only`` instead of
+failing to restart; ``status`` refuses with ``cert_expired``, which is what fails ProdMode's
+production start (or sends a running daemon to ``read_only``).
 """
 
 from __future__ import annotations
 
-from tai_autonomics.actors._base import DomainActor
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from tai_autonomics import logs
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S, InvalidRequest
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import NOREPLY, Caller, Server
+from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
+from tai_autonomics.trust import CertManager as Core
+from tai_autonomics.trust._time import utcnow
+from tai_autonomics.trust.cert_manager import CURRENT_FILE
+from tai_autonomics.trust.errors import CertExpired, CertNotLoaded, CertNotYetValid
+
+log = logging.getLogger(__name__)
+
+RENEW_CALL_TIMEOUT_S = CALL_TIMEOUT_S + 5.0
+"""The timeout ``renew_now`` callers must use: the insurer call, plus validating and storing the answer."""
+LEDGER = "ReceiptLedger"
+_CHECK = "check"
 
 
-class CertManager(DomainActor):
-    role = 'Holds the insurance certificate, warns before expiry and renews it.'
+class CertManager(Server):
+    """See the module docstring."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        context = args.get("context") or {}
+        trust = context.get("trust") or {}
+        offset = dt.timedelta(seconds=float(args.get("clock_offset_s", 0)))
+        self._clock = lambda: utcnow() + offset
+        self._check_interval_s = float(args.get("check_interval_s", 3600))
+        if not self._check_interval_s > 0:
+            raise ValueError(f"check_interval_s must be a positive number of seconds, not {self._check_interval_s}")
+        self._renewal: RenewalRequest | None = None
+        self._renew_waiters: list[Caller] = []
+        self._appending = 0
+        self._unsent: list[dict[str, Any]] = []
+        self._flush_waiters: list[tuple[Caller, Any]] = []
+        self._core: Core | None = None
+        self._unloaded = CertNotLoaded("no trust anchor is configured (context trust.anchor)")
+        prod = context.get("mode") == "prod"
+        try:
+            if not trust.get("anchor"):
+                raise self._unloaded
+            verifier = CertificateVerifier.from_files(trust["anchor"], trust.get("intermediates") or (),
+                                                      expected_issuer=trust.get("expected_issuer") or None,
+                                                      clock=self._clock)
+            cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
+            core = Core(cert_dir, verifier, clock=self._clock,
+                        renew_before=dt.timedelta(days=float(args.get("renew_before_days", 45))))
+            if trust.get("cert_file") and trust.get("key_file") and not (Path(cert_dir) / CURRENT_FILE).exists():
+                core.install(_read(trust["cert_file"]), _read(trust["key_file"]))
+                logs.event(log, "first insurance certificate installed", event="cert.installed",
+                           source=trust["cert_file"], fingerprint=core.current.fingerprint)
+            core.load(outside_validity_ok=True)
+        except TaiError as exc:
+            if prod:
+                raise
+            self._unloaded = exc
+            logs.event(log, "starting without an insurance certificate", logging.WARNING,
+                       event="cert.not_loaded", code=exc.code, reason=exc.message)
+        else:
+            self._core = core
+            self._warn_if_unusable(core)
+        self.start_timer(0, _CHECK)
+
+    def _warn_if_unusable(self, core: Core) -> None:
+        try:
+            core.preflight(0, now=self._clock())
+        except TaiError as unusable:
+            logs.event(log, "the insurance certificate cannot guard operations", logging.ERROR,
+                       event="cert.unusable", code=unusable.code, reason=unusable.message)
+
+    # --- calls ----------------------------------------------------------------------------
+
+    def call_status(self, payload: Any) -> dict[str, Any]:
+        if self._core is None:
+            return {"loaded": False, "reason": {"code": self._unloaded.code, "message": self._unloaded.message}}
+        core, now = self._core, self._clock()
+        current = core.current
+        status = {"loaded": True, "policy_id": current.policy.policy_id, "policy": current.policy.to_dict(),
+                  "serial": _serial(current), "fingerprint": current.fingerprint,
+                  "not_before": current.not_before.isoformat(), "not_after": current.not_after.isoformat(),
+                  "days_left": current.remaining(now).days, "revoked": core.revoked,
+                  "renewing": self._renewal is not None, "next_renewal_at": core.next_renewal_at.isoformat()}
+        if now > current.not_after:
+            raise CertExpired(f"the insurance certificate expired at {status['not_after']} (now {now.isoformat()}); "
+                              "renew it with the insurer", detail={"status": status})
+        if now < current.not_before:
+            raise CertNotYetValid(f"the insurance certificate is not valid until {status['not_before']} "
+                                  f"(now {now.isoformat()})", detail={"status": status})
+        return status
+
+    def call_preflight(self, payload: Any) -> dict[str, Any]:
+        seconds = payload.get("seconds", 0) if isinstance(payload, dict) else None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < 1e9:
+            raise InvalidRequest("preflight needs {'seconds': a number of seconds, 0 or more}")
+        now = self._clock()
+        current = self._loaded().preflight(seconds, now=now)
+        return {"policy_id": current.policy.policy_id, "not_after": current.not_after.isoformat(),
+                "seconds_left": int(current.remaining(now).total_seconds())}
+
+    def call_check_expiry(self, payload: Any) -> Any:
+        return self._after_receipts({"warnings": self._check_expiry()})
+
+    def call_renew_now(self, payload: Any) -> Any:
+        self._loaded()
+        self._renew_waiters.append(self._current_caller())
+        self._start_renewal()
+        return NOREPLY
+
+    def call_revoked(self, payload: Any) -> dict[str, bool]:
+        reason = payload.get("reason") if isinstance(payload, dict) else None
+        fingerprint = payload.get("fingerprint") if isinstance(payload, dict) else None
+        if not isinstance(reason, str) or not reason or not isinstance(fingerprint, (str, type(None))):
+            raise InvalidRequest("revoked needs {'reason': str, 'fingerprint'?: str}")
+        return {"revoked": self._loaded().mark_revoked(reason, fingerprint=fingerprint, now=self._clock())}
+
+    def call_check_revocation(self, payload: Any) -> Any:
+        caller = self._current_caller()
+        self._ask_revocation(lambda value, error: self.reply(caller, value, error))
+        return NOREPLY
+
+    def inspect_state(self) -> dict[str, Any]:
+        try:
+            status = self.call_status(None)
+        except (CertExpired, CertNotYetValid) as outside:
+            status = {**outside.detail["status"], "problem": outside.code}
+        return {**status, "receipts_in_flight": self._appending, "receipts_unsent": len(self._unsent)}
+
+    # --- the periodic check ---------------------------------------------------------------
+
+    def on_timer(self, payload: Any) -> None:
+        """The periodic check (its only timer)."""
+        self.start_timer(self._check_interval_s, _CHECK)
+        if self._core is None:
+            return
+        self._check_expiry()
+        self._ask_revocation(self._revocation_checked)
+        if self._core.renewal_due():
+            self._start_renewal()
+
+    def _revocation_checked(self, value: Any, error: TaiError | None) -> None:
+        if error is not None:
+            logs.event(log, "could not ask the insurer about revocation", logging.WARNING,
+                       event="cert.revocation_check_failed", code=error.code)
+
+    def _check_expiry(self) -> list[dict[str, Any]]:
+        """Warnings newly due (each becomes a receipt); unacknowledged receipts are sent again first."""
+        unsent, self._unsent = self._unsent, []
+        for receipt in unsent:
+            self._append(receipt)
+        warnings = [w.to_dict() for w in self._loaded().check_expiry(self._clock())]
+        for warning in warnings:
+            self._receipt("insurance.expiry_warning", warning)
+        return warnings
+
+    # --- revocation -----------------------------------------------------------------------
+
+    def _ask_revocation(self, then) -> None:
+        current = self._loaded().current
+        fingerprint = current.fingerprint
+
+        def answered(value: Any, error: TaiError | None) -> None:
+            if error is not None:
+                then(None, error)
+                return
+            core = self._loaded()
+            if value["status"] == "revoked" and not core.revoked:
+                core.mark_revoked(value.get("reason") or "revoked by the insurer", fingerprint=fingerprint,
+                                  now=self._clock())
+            then({"status": value["status"], "revoked": core.revoked}, None)
+
+        self.call_actor("InsuranceClient", "certificate_status", {"serial": _serial(current)}, then=answered,
+                        timeout=CALL_TIMEOUT_S)
+
+    # --- renewal --------------------------------------------------------------------------
+
+    def _start_renewal(self) -> None:
+        if self._renewal is not None:
+            return
+        request = self._renewal = self._loaded().begin_renewal()
+        self.call_actor("InsuranceClient", "renew", {"csr_pem": request.csr_pem.decode("ascii")},
+                        then=lambda value, error: self._renewed(request, value, error), timeout=CALL_TIMEOUT_S)
+
+    def _renewed(self, request: RenewalRequest, value: Any, error: TaiError | None) -> None:
+        """The insurer answered (or the call failed): validate and swap, or keep the old one and back off."""
+        core = self._loaded()
+        self._renewal = None
+        if error is None:
+            outcome = core.complete_renewal(request, value["certificate_pem"].encode("ascii"), self._clock())
+        else:
+            outcome = core.renewal_failed(request, error, self._clock())
+        if outcome.renewed:
+            self._receipt("cert.renewed", {"old_fingerprint": request.fingerprint,
+                                           "fingerprint": outcome.certificate.fingerprint,
+                                           "serial": _serial(outcome.certificate),
+                                           "not_after": outcome.certificate.not_after.isoformat()})
+        reply = _outcome(outcome)
+        waiters, self._renew_waiters = self._renew_waiters, []
+        for caller in waiters:
+            self._flush_waiters.append((caller, reply))
+        self._settle_waiters()
+
+    # --- receipts -------------------------------------------------------------------------
+
+    def _receipt(self, kind: str, payload: dict[str, Any]) -> None:
+        chain = self._loaded().current.policy.policy_id
+        self._append({"kind": kind, "mode": "prod", "chain": chain, "payload": payload})
+
+    def _append(self, receipt: dict[str, Any]) -> None:
+        self._appending += 1
+
+        def acknowledged(value: Any, error: TaiError | None) -> None:
+            self._appending -= 1
+            if error is not None:
+                self._unsent.append(receipt)
+                logs.event(log, "the ledger did not take a receipt; it is sent again at the next check",
+                           logging.ERROR, event="cert.receipt_unsent", kind=receipt["kind"],
+                           code=error.code)
+            self._settle_waiters()
+
+        self.call_actor(LEDGER, "append", receipt, then=acknowledged)
+
+    def _after_receipts(self, value: Any) -> Any:
+        """Reply ``value`` now if no receipt is on its way to the ledger, else once they all are settled."""
+        if not self._appending:
+            return value
+        self._flush_waiters.append((self._current_caller(), value))
+        return NOREPLY
+
+    def _settle_waiters(self) -> None:
+        if self._appending:
+            return
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for caller, value in waiters:
+            self.reply(caller, value)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _loaded(self) -> Core:
+        if self._core is None:
+            raise self._unloaded
+        return self._core
+
+    def _current_caller(self) -> Caller:
+        assert self.caller is not None, "only a call handler has a caller"
+        return self.caller
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _serial(certificate: VerifiedCertificate) -> str:
+    """As the insurer names it: lowercase hex."""
+    return format(certificate.certificate.serial_number, "x")
+
+
+def _outcome(outcome: RenewalOutcome) -> dict[str, Any]:
+    error = None if outcome.error is None else {"code": outcome.error.code, "message": outcome.error.message}
+    return {"renewed": outcome.renewed, "fingerprint": outcome.certificate.fingerprint,
+            "not_after": outcome.certificate.not_after.isoformat(),
+            "next_attempt_at": outcome.next_attempt_at.isoformat(), "failures": outcome.consecutive_failures,
+            "error": error}
+

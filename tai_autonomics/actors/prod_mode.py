@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tai_autonomics import logs
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
@@ -35,7 +36,7 @@ INTENT_KINDS = ("deploy.intent", "publish.intent")
 LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired", "policy_not_found",
               "cert_revoked", "cert_expired")
 PAGE = 1000
-INSURER_TIMEOUT_S = 30.0
+INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 
 
 class ProdMode(Server):
@@ -56,10 +57,14 @@ class ProdMode(Server):
     # -- start: certificate → insurer → usage → decide ------------------------------------------
 
     def _started_cert(self, status: Any, error: BaseException | None) -> None:
+        if error is None:
+            try:
+                self._take_certificate(status)
+            except TaiError as exc:
+                error = exc
         if error is not None:
             self.fail_start(f"production start refused: certificate: {_why(error)}")
             return
-        self._take_certificate(status)
         self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
                         then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
 
@@ -112,9 +117,16 @@ class ProdMode(Server):
     def _lost(self, reason: str) -> None:
         self._record(self.machine.insurance_lost(reason))
 
-    def _take_certificate(self, status: dict[str, Any]) -> None:
-        self.policy = Policy.from_dict(status["policy"])
-        self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
+    def _take_certificate(self, status: Any) -> None:
+        if isinstance(status, dict) and status.get("loaded") is False:
+            reason = status.get("reason") or {}
+            raise TaiError(reason.get("message", "no certificate loaded"), code=reason.get("code", "cert_not_loaded"))
+        try:
+            self.policy = Policy.from_dict(status["policy"])
+            self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TaiError(f"CertManager's status has no usable policy and expiry ({type(exc).__name__}: {exc})",
+                           code="cert_status_invalid") from None
         if status.get("revoked"):
             self._lost("certificate revoked by the insurer")
 

@@ -8,6 +8,7 @@ from tai_autonomics.trust.cert_manager import (
     CertManager,
     ExpiryWarning,
     RenewalOutcome,
+    RenewalRequest,
     Renewer,
 )
 from tai_autonomics.trust.certificates import (
@@ -90,6 +91,7 @@ __all__ = [
     "Policy",
     "RenewalFailed",
     "RenewalOutcome",
+    "RenewalRequest",
     "Renewer",
     "TrustAnchorInvalid",
     "TrustError",

@@ -9,7 +9,10 @@ core owns the decisions, takes "now" from an injected clock on every call, and n
   remembered across restarts in ``state.json``.
 - :meth:`CertManager.renew` makes a new key and CSR, sends it through the injected
   :class:`Renewer`, validates the answer, and only then swaps it in atomically; on failure the
-  old certificate stays and the outcome says when to try again (exponential backoff).
+  old certificate stays and the outcome says when to try again (exponential backoff). A caller
+  that cannot block on the renewer (the actor, whose renewer is another actor) runs the same
+  steps split in two: :meth:`CertManager.begin_renewal`, then :meth:`CertManager.complete_renewal`
+  or :meth:`CertManager.renewal_failed`.
 - :meth:`CertManager.mark_revoked` takes effect at the next check, immediately, and survives
   restarts.
 
@@ -25,7 +28,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,6 +120,15 @@ class RenewalOutcome:
     error: TaiError | None = None
 
 
+@dataclass(frozen=True)
+class RenewalRequest:
+    """A renewal in flight: the CSR to send, and the new key that waits for its certificate (never shown)."""
+
+    fingerprint: str  # of the certificate being renewed
+    csr_pem: bytes
+    key: PrivateKeyTypes = field(repr=False)
+
+
 @dataclass
 class _State:
     """What must survive a restart, for the certificate with ``fingerprint`` only."""
@@ -162,11 +174,14 @@ class CertManager:
 
     # --- the certificate ------------------------------------------------------------------
 
-    def load(self) -> VerifiedCertificate:
+    def load(self, *, outside_validity_ok: bool = False) -> VerifiedCertificate:
         """Read and verify ``current.pem``; raises the verification error (fail-fast start) if it is not valid.
 
         A revoked certificate loads (revocation is state, not a property of the file);
-        :meth:`preflight` then refuses it.
+        :meth:`preflight` then refuses it. With ``outside_validity_ok``, so does a certificate that
+        is expired (or not yet valid) but sound in every other respect, checked at the edge of its
+        validity window: a running daemon whose certificate expired must go ``read_only`` and
+        renew, not fail to restart its CertManager.
         """
         path = self.data_dir / CURRENT_FILE
         try:
@@ -178,7 +193,14 @@ class CertManager:
         except OSError as exc:
             raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
         key = _load_private_key(data, str(path))
-        verified = self._verify_bundle(data, key)
+        try:
+            verified = self._verify_bundle(data, key)
+        except (CertExpired, CertNotYetValid) as outside:
+            if not outside_validity_ok:
+                raise
+            leaf = load_certificates(data)[0]
+            edge = leaf.not_valid_after_utc if isinstance(outside, CertExpired) else leaf.not_valid_before_utc
+            verified = self._verify_bundle(data, key, now=edge)
         self._current, self._key = verified, key
         self._state = self._read_state(verified.fingerprint)
         return verified
@@ -328,16 +350,35 @@ class CertManager:
         """
         if self._renewer is None:
             raise RenewalFailed("no renewer is configured, so the certificate cannot be renewed")
+        request = self.begin_renewal()
+        try:
+            answer = self._renewer.renew(request.csr_pem)
+        except TaiError as exc:
+            return self.renewal_failed(request, exc, now)
+        return self.complete_renewal(request, answer, now)
+
+    def begin_renewal(self) -> RenewalRequest:
+        """The first half of :meth:`renew`, for a caller that cannot wait for the renewer (the actor):
+        a new key and its CSR. Send ``csr_pem`` to the insurer, then pass its answer to
+        :meth:`complete_renewal`, or its error to :meth:`renewal_failed`."""
+        old = self.current
+        key, csr = generate_key_and_csr(old.policy.customer_name)
+        return RenewalRequest(old.fingerprint, csr.public_bytes(serialization.Encoding.PEM), key)
+
+    def complete_renewal(self, request: RenewalRequest, answer: bytes, now: dt.datetime | None = None
+                         ) -> RenewalOutcome:
+        """Validate the insurer's ``answer`` to ``request`` and swap it in; a failed outcome keeps the old one."""
         old = self.current
         moment = self._now(now)
-        key, csr = generate_key_and_csr(old.policy.customer_name)
+        if old.fingerprint != request.fingerprint:
+            replaced = RenewalFailed("the certificate was replaced while this renewal was in flight; answer discarded")
+            return self.renewal_failed(request, replaced, moment)
         try:
-            answer = self._renewer.renew(csr.public_bytes(serialization.Encoding.PEM))
-            new = self._verify_bundle(answer, key, now=moment)
+            new = self._verify_bundle(answer, request.key, now=moment)
             _require_same_policy(old, new)
         except TaiError as exc:
             return self._renewal_failed(old, exc, moment)
-        self._swap(new, key)
+        self._swap(new, request.key)
         logs.event(
             logger,
             "insurance certificate renewed",
@@ -347,6 +388,17 @@ class CertManager:
             not_after=new.not_after.isoformat(),
         )
         return RenewalOutcome(True, new, new.not_after - self._renew_before, 0)
+
+    def renewal_failed(self, request: RenewalRequest, error: TaiError, now: dt.datetime | None = None
+                       ) -> RenewalOutcome:
+        """The renewer could not answer ``request``: keep the current certificate and back off.
+
+        An attempt for a certificate already replaced changes nothing: the current one's schedule stands.
+        """
+        current = self.current
+        if request.fingerprint != current.fingerprint:
+            return RenewalOutcome(False, current, self.next_renewal_at, self._held_state().renewal_failures, error)
+        return self._renewal_failed(current, error, self._now(now))
 
     def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:
         state = self._held_state()

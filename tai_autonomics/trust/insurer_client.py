@@ -21,6 +21,12 @@ A plain class; the InsuranceClient actor wraps one instance. Per call:
 
 Time is injectable: ``clock`` (monotonic seconds, for the cache and the breaker), ``sleep`` (the
 backoff waits) and ``rng`` (jitter), so tests run scaled-down schedules with a fake clock.
+
+Every network operation also exists as *steps* (``policy_status_steps`` etc.): a generator that
+yields the seconds to wait before its next attempt and returns the result (or raises the typed
+error). The plain methods drive the steps with ``sleep``; the InsuranceClient actor drives them
+with timers, so it keeps answering other calls between attempts instead of sleeping. Either way
+one operation ends within :attr:`InsuranceClient.max_call_duration_s` (nominally).
 """
 
 from __future__ import annotations
@@ -32,10 +38,10 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -73,10 +79,31 @@ class RetryPolicy:
         if self.attempts < 1 or self.base_s < 0 or self.factor < 1 or self.cap_s < 0 or not 0 <= self.jitter <= 1:
             raise ValueError(f"invalid retry policy {self!r}")
 
+    def longest_wait_s(self) -> float:
+        """The longest single wait between two attempts (a backoff or an accepted Retry-After)."""
+        return max(self.cap_s, self.max_retry_after_s)
+
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the second attempt)."""
         nominal = min(self.cap_s, self.base_s * self.factor ** (retry - 1))
         return min(self.cap_s, nominal * (1.0 + self.jitter * rng.random()))
+
+
+T = TypeVar("T")
+
+Steps = Generator[float, None, T]
+"""A network operation in steps: yields seconds to wait before continuing, returns the result."""
+
+
+def run_steps(steps: Steps[T], sleep: Callable[[float], None]) -> T:
+    """Drive ``steps`` to the end, waiting each yielded delay with ``sleep``; its result or its error."""
+    try:
+        delay = next(steps)
+        while True:
+            sleep(delay)
+            delay = steps.send(None)
+    except StopIteration as done:
+        return done.value
 
 
 @dataclass(frozen=True)
@@ -177,7 +204,7 @@ class InsuranceClient:
             raise ValueError("at least one insurer public key is needed to check insurer signatures")
         self.policy_id = policy_id
         self._keys = dict(insurer_keys)
-        self._retry = retry
+        self._retry, self._timeout_s = retry, timeout_s
         self._cache_ttl_s = cache_ttl_s
         self._clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
@@ -200,6 +227,16 @@ class InsuranceClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def max_call_duration_s(self) -> float:
+        """How long one operation can take: every attempt timing out, the longest wait between each.
+
+        Nominal: httpx applies ``timeout_s`` per phase (connect, write, each read), so a server
+        that trickles its answer can stretch one attempt further.
+        """
+        attempts = self._retry.attempts
+        return attempts * self._timeout_s + (attempts - 1) * self._retry.longest_wait_s()
+
     def breaker_state(self) -> str:
         """``closed``, ``open`` or ``half-open`` (open turns half-open at the first call after the timeout)."""
         return self._breaker.current_state
@@ -212,9 +249,13 @@ class InsuranceClient:
         Raises PolicyNotFoundError, InsurerSignatureInvalidError, InsuranceCacheStaleError (insurer
         unavailable, cache older than the TTL), or the unavailability error when nothing is cached.
         """
+        return run_steps(self.policy_status_steps(policy_id), self._sleep)
+
+    def policy_status_steps(self, policy_id: str | None = None) -> Steps[PolicyStatus]:
+        """:meth:`policy_status` in steps (see the module docstring)."""
         policy_id = policy_id or self.policy_id
         try:
-            body = self._call("GET", f"/policies/{quote(policy_id, safe='')}")
+            body = yield from self._call_steps("GET", f"/policies/{quote(policy_id, safe='')}")
         except PolicyNotFoundError:
             self._cache.pop(policy_id, None)
             raise
@@ -259,7 +300,11 @@ class InsuranceClient:
 
     def verify_policy(self, policy_id: str | None = None) -> PolicyStatus:
         """:meth:`policy_status`, raising InsuranceRevokedError / InsuranceExpiredError unless it is active."""
-        status = self.policy_status(policy_id)
+        return run_steps(self.verify_policy_steps(policy_id), self._sleep)
+
+    def verify_policy_steps(self, policy_id: str | None = None) -> Steps[PolicyStatus]:
+        """:meth:`verify_policy` in steps."""
+        status = yield from self.policy_status_steps(policy_id)
         if status.status == "revoked":
             raise InsuranceRevokedError(f"policy {status.policy_id!r} was revoked by the insurer",
                                         detail={"policy_id": status.policy_id, **status.detail})
@@ -272,11 +317,15 @@ class InsuranceClient:
 
     def renew(self, csr_pem: bytes, *, current_serial: int | str | None = None) -> bytes:
         """A new certificate (PEM) for the CSR's key under this client's policy, for CertManager to validate."""
+        return run_steps(self.renew_steps(csr_pem, current_serial=current_serial), self._sleep)
+
+    def renew_steps(self, csr_pem: bytes, *, current_serial: int | str | None = None) -> Steps[bytes]:
+        """:meth:`renew` in steps (one Idempotency-Key for all its attempts)."""
         payload: dict[str, Any] = {"csr_pem": csr_pem.decode("ascii")}
         if current_serial is not None:
             payload["current_serial"] = _serial_hex(current_serial)
         path = f"/policies/{quote(self.policy_id, safe='')}/certificates/renew"
-        body = self._call("POST", path, json_body=payload, idempotency_key=uuid.uuid4().hex)
+        body = yield from self._call_steps("POST", path, json_body=payload, idempotency_key=uuid.uuid4().hex)
         if _field(body, "policy_id", str) != self.policy_id:
             raise InsurerResponseInvalidError("the insurer issued a certificate for another policy",
                                               detail={"policy_id": body["policy_id"]})
@@ -284,7 +333,11 @@ class InsuranceClient:
 
     def certificate_status(self, serial: int | str) -> CertificateStatus:
         """Revocation status of a certificate the insurer issued (``serial`` as int or hex)."""
-        body = self._call("GET", f"/certificates/{quote(_serial_hex(serial), safe='')}")
+        return run_steps(self.certificate_status_steps(serial), self._sleep)
+
+    def certificate_status_steps(self, serial: int | str) -> Steps[CertificateStatus]:
+        """:meth:`certificate_status` in steps."""
+        body = yield from self._call_steps("GET", f"/certificates/{quote(_serial_hex(serial), safe='')}")
         return CertificateStatus(
             serial=_field(body, "serial", str), policy_id=_field(body, "policy_id", str),
             status=_field(body, "status", str), not_after=_field(body, "not_after", str),
@@ -293,8 +346,8 @@ class InsuranceClient:
 
     # --- transport -------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, json_body: dict[str, Any] | None = None,
-              idempotency_key: str | None = None) -> dict[str, Any]:
+    def _call_steps(self, method: str, path: str, *, json_body: dict[str, Any] | None = None,
+                    idempotency_key: str | None = None) -> Steps[dict[str, Any]]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         attempt = 0
         while True:
@@ -312,7 +365,7 @@ class InsuranceClient:
                     raise _unavailable(failure, path, attempt) from None
                 logs.event(log, "insurer call failed; retrying", logging.WARNING, path=path, attempt=attempt,
                            reason=failure.reason, delay_s=round(delay, 3))
-                self._sleep(delay)
+                yield delay
                 continue
             return self._verified(response, path)
 
@@ -416,5 +469,5 @@ __all__ = [
     "InsuranceClient", "InsuranceError", "InsuranceExpiredError", "InsuranceRevokedError",
     "InsuranceServiceUnavailableError", "InsurerKeyInvalidError", "InsurerRejectedError", "InsurerResponseInvalidError",
     "InsurerSignatureInvalidError", "PolicyNotFoundError", "PolicyStatus", "RateLimitedError", "RetryPolicy",
-    "load_public_keys",
+    "Steps", "load_public_keys", "run_steps",
 ]

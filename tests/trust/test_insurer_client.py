@@ -450,6 +450,19 @@ def test_cert_manager_renews_through_the_client_and_keeps_the_old_certificate_on
         assert failed.error.code == code
 
 
+def test_steps_yield_the_waits_between_attempts_instead_of_sleeping(make_client: Callable, admin: httpx.Client) -> None:
+    """What the actor drives with timers: the same retries, the waits handed back to the caller."""
+    add_fault(admin, kind="outage", endpoint="insurer.policy_status", retry_after_s=0.3, times=2)
+    client = make_client(sleep=lambda seconds: pytest.fail("the steps must not sleep"))
+    steps = client.policy_status_steps()
+    waits = [next(steps), steps.send(None)]
+    with pytest.raises(StopIteration) as done:
+        steps.send(None)
+    assert waits == [0.3, 0.3] and done.value.value.status == "active"
+    assert [e["status"] for e in requests_to(admin)] == [503, 503, 200]
+    assert make_client(timeout_s=5.0, retry=RetryPolicy()).max_call_duration_s == 3 * 5 + 2 * 8
+
+
 # --- pure parts ----------------------------------------------------------------------------
 
 

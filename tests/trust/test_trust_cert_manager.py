@@ -342,6 +342,32 @@ def test_invalid_renewal_answers_are_refused(installed, issuing, clock, defect):
     assert _current_file(manager) == before
 
 
+def test_an_expired_certificate_loads_only_when_asked_and_preflight_refuses_it(installed, make_manager, clock):
+    manager = installed()
+    clock.now = manager.current.not_after + DAY
+    with pytest.raises(CertExpired):
+        make_manager().load()
+    restarted = make_manager()
+    assert restarted.load(outside_validity_ok=True).fingerprint == manager.current.fingerprint
+    with pytest.raises(CertExpired):
+        restarted.preflight(0)
+    assert restarted.renewal_due()
+
+
+def test_a_split_renewal_completes_later_but_never_over_a_replaced_certificate(installed, issuing, clock):
+    """begin/complete is what the actor uses (it cannot block on the insurer actor); renew() is the same two halves."""
+    renewer = CaRenewer(issuing, clock)
+    manager = installed()
+    first, second = manager.begin_renewal(), manager.begin_renewal()
+    assert "key" not in repr(first)
+    assert manager.complete_renewal(first, renewer.renew(first.csr_pem)).renewed
+    late = manager.complete_renewal(second, renewer.renew(second.csr_pem))
+    assert not late.renewed and late.error.code == "cert_renewal_failed" and late.consecutive_failures == 0
+    assert manager.current == late.certificate and not manager.renewal_due()  # the stale attempt counts for nothing
+    failed = manager.renewal_failed(manager.begin_renewal(), RenewalFailed("insurer down (test)"))
+    assert not failed.renewed and failed.consecutive_failures == 1 and manager.current == late.certificate
+
+
 def test_renew_without_a_renewer_is_a_typed_error(installed):
     with pytest.raises(RenewalFailed):
         installed().renew()
