@@ -61,6 +61,10 @@ class ClassInfo:
     insurance_claim_eligible: bool
     mitigation: str
 
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {self.severity!r}")
+
 
 def record(classification: str, info: ClassInfo, answer: Answer, context: dict[str, Any]) -> dict[str, Any]:
     """The root-cause record of a failed operation (the ``rca`` of its ``*.failed`` receipt)."""
