@@ -1,0 +1,387 @@
+"""What Acquisition and Publisher share: an insured operation from request to outcome receipt.
+
+One operation runs as: validate (refused at once, nothing recorded) → ProdMode ``guard`` →
+``<kind>.intent`` receipt (durable before anything goes out) → the outside party, one HTTP call
+per :class:`Step`, each with up to ``attempts`` attempts on transient errors (the waits are
+timers, so the actor keeps answering) → ``<kind>.completed`` or ``<kind>.failed`` with a
+root-cause record → every caller waiting on it is answered.
+
+Idempotency: an operation has a key (the deploy's ``Idempotency-Key``, the publish's
+``work_id``). A request with a known key gets the first operation's result (waiting for it if it
+is still running); the same key with a different request is refused. At start the actor rebuilds
+its operations from the ledger's receipts on the policy chain (the intent payload carries the key
+and the request), so this holds across restarts. An operation whose intent is recorded but whose
+outcome is not (the actor died in between) is resumed: at once when the intent holds all the
+request (deploy), else on the request's repeat (publish). Outside calls carry an
+``Idempotency-Key`` derived from the operation id, so a resumed call is not done twice.
+
+In ``eval`` mode ProdMode refuses writes; the refused request is then recorded as an advisory
+``refusal`` receipt before the refusal is answered. Other guard refusals (read_only, SKU, coverage,
+certificate pre-flight) are answered as they are; ProdMode records what it must.
+
+Args (all optional): ``timeout_s`` (5, per HTTP call), ``attempts`` (3 per call),
+``backoff_base_s`` (1), ``backoff_cap_s`` (8), ``deadline_s`` (25: the outside part of one
+operation ends by then, retries included; it is also the duration ProdMode's certificate
+pre-flight is asked to cover). With the ledger's appends a call can take longer than the default
+call timeout: **callers must use** ``timeout=CALL_TIMEOUT_S``; a longer ``deadline_s`` fails the
+start.
+
+Context read (``args["context"]``): ``<party>.url`` (``customer`` for Acquisition,
+``marketplace`` for Publisher), else ``sandbox.url`` + ``/<party>/v1``; nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tai_autonomics import logs
+from tai_autonomics.errors import TaiError
+from tai_autonomics.operations.rca import Answer
+from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 40.0
+"""The timeout callers must give ``deploy``/``publish``: ``deadline_s`` plus the ledger's time."""
+LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
+PAGE = 1000
+IN_PROGRESS, COMPLETED, FAILED = "in_progress", "completed", "failed"
+
+
+class OperationConflict(TaiError):
+    """A key already names another request (HTTP 409/422)."""
+
+
+class NotFound(TaiError):
+    code = "not_found"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One outside call: POST ``body`` to ``path`` (under the party's base URL)."""
+
+    stage: str
+    path: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Retry:
+    operation_id: str
+
+
+@dataclass
+class Operation:
+    operation_id: str
+    key: str
+    fingerprint: str
+    intent_payload: dict[str, Any]
+    status: str = IN_PROGRESS
+    receipts: list[dict[str, Any]] = field(default_factory=list)
+    rca: dict[str, Any] | None = None
+    waiters: list[Caller] = field(default_factory=list)
+    steps: list[Step] | None = None  # None: not running (guarding, or waiting for the request's repeat)
+    deadline: float = 0.0
+    step: int = 0
+    attempt: int = 0
+    attempts: int = 0
+    results: list[Any] = field(default_factory=list)
+    chain: str = ""
+
+    def view(self) -> dict[str, Any]:
+        view = {"operation_id": self.operation_id, "status": self.status, "receipts": list(self.receipts)}
+        if self.rca is not None:
+            view["rca"] = self.rca
+        return view
+
+
+class OperationActor(Server):
+    """Subclasses set :attr:`kind`, :attr:`party`, :attr:`conflict_code` and implement the hooks."""
+
+    kind = ""  # receipt kinds are <kind>.intent / .completed / .failed
+    party = ""  # "customer" or "marketplace": the context key of its base URL
+    conflict_code = ""
+
+    def init(self, args: dict[str, Any]) -> Any:
+        self.ops: dict[str, Operation] = {}
+        self.by_key: dict[str, str] = {}
+        self.timeout_s = float(args.get("timeout_s", 5.0))
+        self.attempts = int(args.get("attempts", 3))
+        self.backoff_base_s = float(args.get("backoff_base_s", 1.0))
+        self.backoff_cap_s = float(args.get("backoff_cap_s", 8.0))
+        self.deadline_s = float(args.get("deadline_s", 25.0))
+        if self.attempts < 1 or self.timeout_s <= 0 or self.backoff_base_s < 0 or self.backoff_cap_s < 0:
+            raise ValueError("attempts must be >= 1, timeout_s > 0 and the backoff >= 0")
+        if not 0 < self.deadline_s <= CALL_TIMEOUT_S - LEDGER_MARGIN_S:
+            raise ValueError(f"deadline_s must be in (0, {CALL_TIMEOUT_S - LEDGER_MARGIN_S:g}]: callers wait "
+                             f"{CALL_TIMEOUT_S:g} s (CALL_TIMEOUT_S) and the ledger needs {LEDGER_MARGIN_S:g} s")
+        self.base_url = party_url(args.get("context") or {}, self.party)
+        self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
+        self.call_actor("ProdMode", "status", then=self._started_mode)
+        return DEFERRED
+
+    def terminate(self, reason: str) -> None:
+        for op in self.ops.values():
+            self._answer(op, error=ActorCrashed(f"{self.name} stopped before {op.operation_id} finished ({reason}); "
+                                                "repeat the request to get its result", detail={"actor": self.name}))
+        self.http.close()
+
+    # -- start: rebuild from the ledger ------------------------------------------------------------
+
+    def _started_mode(self, status: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.fail_start(f"cannot ask ProdMode for the policy: {getattr(error, 'message', error)}")
+        elif status.get("policy_id") is None:
+            self.confirm_started()  # eval: nothing contractual to rebuild
+        else:
+            self._load(status["policy_id"], after=0)
+
+    def _load(self, chain: str, after: int) -> None:
+        self.call_actor("ReceiptLedger", "receipts", {"chain": chain, "after": after, "limit": PAGE},
+                        then=lambda receipts, error: self._page(chain, receipts, error))
+
+    def _page(self, chain: str, receipts: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.fail_start(f"cannot rebuild {self.kind} operations from the ledger: "
+                            f"{getattr(error, 'message', error)}")
+            return
+        for receipt in receipts:
+            self._replay(chain, receipt)
+        if len(receipts) == PAGE:
+            self._load(chain, receipts[-1]["seq"])
+            return
+        self.confirm_started()
+        for op in list(self.ops.values()):
+            if op.status == IN_PROGRESS:
+                self._resume(op)
+
+    def _replay(self, chain: str, receipt: dict[str, Any]) -> None:
+        kind, payload, operation_id = receipt.get("kind", ""), receipt.get("payload") or {}, receipt.get("operation_id")
+        if kind == f"{self.kind}.intent":
+            op = Operation(operation_id, payload.get("key", ""), payload.get("fingerprint", ""), payload,
+                           receipts=[receipt], chain=chain)
+            self.ops[operation_id] = op
+            if op.key:
+                self.by_key[op.key] = operation_id
+        elif kind in (f"{self.kind}.completed", f"{self.kind}.failed") and operation_id in self.ops:
+            op = self.ops[operation_id]
+            op.status, op.rca = kind.rsplit(".", 1)[1], payload.get("rca")
+            op.receipts.append(receipt)
+
+    def _resume(self, op: Operation) -> None:
+        steps = self.resume_steps(op.intent_payload, op.operation_id)
+        if steps is not None:
+            logs.event(log, f"resuming {op.operation_id} after a restart", event="operation_resumed",
+                       actor=self.name, operation_id=op.operation_id)
+            self._run(op, steps)
+
+    # -- a request ---------------------------------------------------------------------------------
+
+    def submit(self, key: str | None, fingerprint: str, intent: dict[str, Any],
+               plan: Callable[[str], list[Step]]) -> Any:
+        """Run (or join) the operation for a validated request; the handler returns this.
+
+        ``intent`` is the intent receipt's payload (with ``sku_id`` and ``cost`` for the guard);
+        ``plan(operation_id)`` gives the outside calls.
+        """
+        caller = self.caller
+        known = self.ops.get(self.by_key.get(key, "")) if key is not None else None
+        if known is not None:
+            if known.fingerprint != fingerprint:
+                raise OperationConflict(f"{key!r} already names another {self.kind} request ({known.operation_id})",
+                                        code=self.conflict_code, detail={"operation_id": known.operation_id})
+            if known.status != IN_PROGRESS:
+                return known.view()
+            known.waiters.append(caller)
+            if known.steps is None and known.receipts:  # recorded, never run to the end: this repeat resumes it
+                self._run(known, plan(known.operation_id))
+            return NOREPLY
+        op = Operation("op-" + uuid.uuid4().hex, key or "", fingerprint, {**intent, "key": key or "",
+                                                                           "fingerprint": fingerprint})
+        op.waiters.append(caller)
+        self.ops[op.operation_id] = op
+        if key is not None:
+            self.by_key[key] = op.operation_id
+        guard = {"operation": self.kind, "sku_id": intent["sku_id"], "cost": intent["cost"],
+                 "operation_id": op.operation_id, "timeout_s": self.deadline_s}
+        self.call_actor("ProdMode", "guard", guard, then=lambda authority, error: self._guarded_op(
+            op, plan(op.operation_id), authority, error))
+        return NOREPLY
+
+    def _forget(self, op: Operation) -> None:
+        del self.ops[op.operation_id]
+        if self.by_key.get(op.key) == op.operation_id:
+            del self.by_key[op.key]
+
+    def _guarded_op(self, op: Operation, steps: list[Step], authority: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self._forget(op)
+            if getattr(error, "code", "") == "mode_refused" and getattr(error, "detail", {}).get("mode") == "eval":
+                self._record_refusal(op, error)
+            else:
+                self._answer(op, error=error)
+            return
+        op.chain = authority["chain"]
+        self._append(op, "intent", op.intent_payload, then=lambda: self._run(op, steps))
+
+    def _record_refusal(self, op: Operation, refusal: BaseException) -> None:
+        draft = {"kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
+                 "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
+                             "request": op.intent_payload}}
+        self.call_actor("ReceiptLedger", "append", draft, then=lambda _receipt, error: self._answer(
+            op, error=error or refusal))
+
+    def _append(self, op: Operation, outcome: str, payload: dict[str, Any], then) -> None:
+        draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain, "payload": payload,
+                 "operation_id": op.operation_id}
+
+        def appended(receipt: Any, error: BaseException | None) -> None:
+            if error is None:
+                op.receipts.append(receipt)
+                then()
+            elif outcome == "intent":  # nothing went out: the operation never happened
+                self._forget(op)
+                self._answer(op, error=error)
+            else:  # the outside call happened but is unrecorded: restart, rebuild, resume
+                self._answer(op, error=error)
+                raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
+                                   f"{getattr(error, 'message', error)}")
+
+        self.call_actor("ReceiptLedger", "append", draft, then=appended)
+
+    # -- the outside party ---------------------------------------------------------------------------
+
+    def _run(self, op: Operation, steps: list[Step]) -> None:
+        op.steps, op.step, op.attempt, op.results = steps, 0, 0, []
+        op.deadline = time.monotonic() + self.deadline_s
+        self._attempt(op)
+
+    def on_timer(self, payload: Any) -> None:
+        if isinstance(payload, _Retry) and payload.operation_id in self.ops:
+            self._attempt(self.ops[payload.operation_id])
+
+    def _attempt(self, op: Operation) -> None:
+        while op.step < len(op.steps):
+            step = op.steps[op.step]
+            left = op.deadline - time.monotonic()
+            if left <= 0:
+                answer = Answer(failure="timeout")
+            else:
+                op.attempt += 1
+                op.attempts += 1
+                answer, body = self._post(step, f"{op.operation_id}-{op.step}", min(self.timeout_s, left))
+            if answer.ok:
+                op.results.append(body)
+                op.step, op.attempt = op.step + 1, 0
+                continue
+            wait = self._backoff(op.attempt, answer)
+            if answer.transient(self.final_codes()) and op.attempt < self.attempts and wait < left:
+                self.start_timer(wait, _Retry(op.operation_id))
+                return
+            context = {"stage": step.stage, "url": self.base_url + step.path, "status": answer.status,
+                       "error_code": answer.code or None, "attempts": op.attempt}
+            self._finish(op, FAILED, {"rca": self.rca(step.stage, answer, context)})
+            return
+        self._finish(op, COMPLETED, self.completed_payload(op.results))
+
+    def _backoff(self, attempt: int, answer: Answer) -> float:
+        wait = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+        if answer.retry_after_s is not None:
+            wait = max(wait, min(answer.retry_after_s, self.backoff_cap_s))
+        return wait
+
+    def _post(self, step: Step, idempotency_key: str, timeout_s: float) -> tuple[Answer, Any]:
+        try:
+            response = self.http.post(step.path, json=step.body, headers={"Idempotency-Key": idempotency_key},
+                                      timeout=timeout_s)
+        except httpx.TimeoutException:
+            return Answer(failure="timeout"), None
+        except httpx.ConnectError:
+            return Answer(failure="connect"), None
+        except httpx.TransportError:  # reset or closed mid-answer
+            return Answer(failure="dropped"), None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if 200 <= response.status_code < 300:
+            if not isinstance(body, dict):
+                return Answer(response.status_code, "invalid_response", "the answer is not a JSON object",
+                              failure="dropped"), None
+            return Answer(response.status_code), body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        return Answer(response.status_code, str(error.get("code", "")), str(error.get("message", "")),
+                      retry_after_s=_seconds(response.headers.get("retry-after"))), None
+
+    def _finish(self, op: Operation, status: str, payload: dict[str, Any]) -> None:
+        payload = {"key": op.key, "attempts": op.attempts, **payload}
+
+        def recorded() -> None:
+            op.status, op.rca, op.steps = status, payload.get("rca"), None
+            self._answer(op, value=op.view())
+
+        self._append(op, status, payload, then=recorded)
+
+    def _answer(self, op: Operation, value: Any = None, error: BaseException | None = None) -> None:
+        waiters, op.waiters = op.waiters, []
+        for caller in waiters:
+            self.reply(caller, value, error)
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    def lookup(self, operation_id: str | None = None, key: str | None = None) -> dict[str, Any]:
+        op = self.ops.get(operation_id if key is None else self.by_key.get(key, ""))
+        if op is None or not op.receipts:
+            raise NotFound(f"no {self.kind} operation {operation_id or key!r}",
+                           detail={"operation_id": operation_id} if key is None else {"key": key})
+        return op.view()
+
+    def call_status(self, _payload: Any) -> dict[str, Any]:
+        running = sum(1 for op in self.ops.values() if op.status == IN_PROGRESS)
+        return {"actor": self.name, "url": self.base_url, "operations": len(self.ops), "in_progress": running,
+                "call_timeout_s": CALL_TIMEOUT_S, "deadline_s": self.deadline_s}
+
+    def inspect_state(self) -> dict[str, Any]:
+        return self.call_status(None)
+
+    # -- the subclass's part ---------------------------------------------------------------------------
+
+    def final_codes(self) -> tuple[str, ...]:
+        """The party's error codes that name a root-cause class (never retried)."""
+        raise NotImplementedError
+
+    def rca(self, stage: str, answer: Answer, context: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def completed_payload(self, results: list[Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def resume_steps(self, intent: dict[str, Any], operation_id: str) -> list[Step] | None:
+        """The steps to finish an operation recorded before a restart, or None to wait for its repeat."""
+        raise NotImplementedError
+
+
+def party_url(context: dict[str, Any], party: str) -> str:
+    """An outside party's base URL: ``context[party]["url"]``, else the sandbox's
+    ``context["sandbox"]["url"]`` + ``/<party>/v1``."""
+    own = (context.get(party) or {}).get("url")
+    if own:
+        return str(own).rstrip("/")
+    sandbox = (context.get("sandbox") or {}).get("url")
+    if sandbox:
+        return f"{str(sandbox).rstrip('/')}/{party}/v1"
+    raise ValueError(f"no URL for the {party}: set context.{party}.url (or context.sandbox.url)")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

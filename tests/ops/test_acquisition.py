@@ -1,0 +1,206 @@
+"""Acquisition in a real tree against the sandbox's customer endpoint over real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.operations import deploy
+from tai_autonomics.runtime import CallError
+from tests.ops.conftest import Ops, deploy_spec
+from tests.ops.stubs import POLICY
+from tests.runtime.test_supervision import wait_until
+
+BOTH = pytest.mark.parametrize("node", ["simpleSystemBase", "multiprocTCPBase"], indirect=True)
+
+
+@BOTH
+def test_a_deploy_records_intent_then_completion(ops: Ops) -> None:
+    ops.start()
+    result = ops.deploy(key="k-1")
+    assert result["status"] == "completed" and "rca" not in result
+    intent, outcome = result["receipts"]
+    assert (intent["kind"], outcome["kind"]) == ("deploy.intent", "deploy.completed")
+    assert {intent["operation_id"], outcome["operation_id"]} == {result["operation_id"]}
+    assert (intent["chain"], intent["mode"], intent["payload"]["sku_id"], intent["payload"]["cost"]) == (
+        POLICY, "prod", "sku-001", "100")
+    assert intent["seq"] < outcome["seq"]
+    assert outcome["payload"]["deployment"]["status"] == "succeeded"
+    assert outcome["payload"]["deployment"]["operation_id"] == result["operation_id"]
+    assert len(ops.requests("customer.deploy")) == 1
+    assert ops.call("Acquisition", "get", {"operation_id": result["operation_id"]}) == result
+    guard = ops.node.call("ProdMode", "guards")[0]
+    assert (guard["operation"], guard["sku_id"], guard["cost"]) == ("deploy", "sku-001", "100")
+
+
+@BOTH
+def test_each_rejection_is_a_failed_deploy_with_its_root_cause_and_no_retry(ops: Ops) -> None:
+    ops.start()
+    rejections = ["authentication_error", "insufficient_permissions", "resource_quota_exceeded",
+                  "sku_not_supported", "other"]
+    for n, classification in enumerate(rejections, 1):
+        ops.fault(kind="reject", endpoint="customer.deploy", classification=classification, times=1)
+        result = ops.deploy()
+        assert result["status"] == "failed"
+        rca = result["rca"]
+        assert rca["classification"] == classification
+        assert rca["severity"] == deploy.CLASSES[classification].severity and rca["mitigation"]
+        assert rca["context"]["status"] and rca["context"]["attempts"] == 1
+        assert result["receipts"][1]["kind"] == "deploy.failed" and result["receipts"][1]["payload"]["rca"] == rca
+        assert len(ops.requests("customer.deploy")) == n
+
+
+def test_transient_errors_are_retried_with_backoff(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="outage", endpoint="customer.deploy", times=2)
+    result = ops.deploy()
+    assert result["status"] == "completed"
+    assert result["receipts"][1]["payload"]["attempts"] == 3
+    arrivals = [r["time"] for r in ops.requests("customer.deploy")]
+    assert [r["status"] for r in ops.requests("customer.deploy")] == [503, 503, 201]
+    assert arrivals[1] - arrivals[0] >= 0.05 and arrivals[2] - arrivals[1] >= 0.1  # 0.05 s, then 0.1 s
+
+
+def test_retry_after_is_honoured(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="rate_limit", endpoint="customer.deploy", retry_after_s=0.15, times=1)
+    assert ops.deploy()["status"] == "completed"
+    first, second = (r["time"] for r in ops.requests("customer.deploy"))
+    assert second - first >= 0.15  # not the 0.05 s backoff
+
+
+def test_concurrent_requests_with_one_key_share_one_deploy(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=0.3, times=1)
+
+    def deploy_from_a_thread(_: int) -> dict:
+        return ops.node.client().call("Acquisition", "deploy", {"spec": deploy_spec(), "idempotency_key": "shared"},
+                                      timeout=CALL_TIMEOUT_S)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(deploy_from_a_thread, range(3)))
+    assert results[0]["status"] == "completed" and results.count(results[0]) == 3
+    assert len(ops.requests("customer.deploy")) == 1 and ops.kinds().count("deploy.intent") == 1
+
+
+@pytest.mark.parametrize(("fault", "classification"), [
+    ({"kind": "outage"}, "network_error"),
+    ({"kind": "outage", "mode": "drop"}, "network_error"),
+    ({"kind": "error", "status": 502}, "network_error"),
+    ({"kind": "timeout", "delay_s": 5}, "timeout"),
+])
+def test_a_party_that_keeps_failing_is_tried_three_times(ops: Ops, fault: dict, classification: str) -> None:
+    ops.start(timeout_s=0.3)
+    ops.fault(endpoint="customer.deploy", **fault)
+    result = ops.deploy()
+    assert result["status"] == "failed" and result["rca"]["classification"] == classification
+    assert result["rca"]["insurance_claim_eligible"] is True
+    assert len(ops.requests("customer.deploy")) == 3
+
+
+def test_an_unreachable_endpoint_is_a_network_error(ops: Ops) -> None:
+    from tests.conftest import free_port
+
+    ops.start(context={"customer": {"url": f"http://127.0.0.1:{free_port()}/customer/v1"}})
+    result = ops.deploy()
+    assert result["rca"]["classification"] == "network_error" and result["rca"]["context"]["attempts"] == 3
+    assert "could not connect" in result["rca"]["root_cause"]
+
+
+def test_the_same_idempotency_key_returns_the_first_result(ops: Ops) -> None:
+    ops.start()
+    first = ops.deploy(key="same")
+    assert ops.deploy(key="same") == first
+    assert len(ops.requests("customer.deploy")) == 1
+    with pytest.raises(CallError) as err:
+        ops.deploy(deploy_spec(region="us-east1"), key="same")
+    assert err.value.code == "idempotency_key_reused" and err.value.detail["operation_id"] == first["operation_id"]
+    assert ops.deploy(key="other")["operation_id"] != first["operation_id"]
+    assert ops.deploy()["operation_id"] != ops.deploy()["operation_id"]  # no key: each is its own
+
+
+@pytest.mark.parametrize("code", ["mode_refused", "sku_not_authorized", "coverage_limit_exceeded",
+                                  "cert_validity_too_short", "insurance_not_verified"])
+def test_a_guard_refusal_reaches_the_caller_and_nothing_goes_out(ops: Ops, code: str) -> None:
+    ops.start(refusal={"code": code, "message": f"refused: {code}", "detail": {"limit_count": 3}})
+    with pytest.raises(CallError) as err:
+        ops.deploy(key="k")
+    assert (err.value.code, err.value.detail["limit_count"]) == (code, 3)
+    assert ops.kinds() == [] and ops.requests("customer.deploy") == []
+    ops.node.call("ProdMode", "refuse", None)
+    assert ops.deploy(key="k")["status"] == "completed"  # a refused key is free to use
+
+
+def test_eval_mode_refuses_deploys_with_an_advisory_refusal_receipt(ops: Ops) -> None:
+    ops.start(mode="eval")
+    with pytest.raises(CallError) as err:
+        ops.deploy(key="k")
+    assert err.value.code == "mode_refused"
+    [refusal] = ops.receipts()
+    assert (refusal["kind"], refusal["mode"], refusal["authority"]) == ("refusal", "eval", "advisory")
+    assert refusal["chain"] == ops.node.call("ReceiptLedger", "status")["session"] and "session_mac" in refusal
+    assert refusal["payload"]["operation"] == "deploy" and refusal["payload"]["request"]["region"] == "europe-west1"
+    assert ops.requests("customer.deploy") == []
+
+
+@pytest.mark.parametrize("bad", [None, {"spec": deploy_spec(target_cloud="mars")}, {"spec": deploy_spec(),
+                                                                                    "dry_run": True}])
+def test_bad_input_is_refused_and_nothing_is_recorded(ops: Ops, bad) -> None:
+    ops.start()
+    with pytest.raises(CallError) as err:
+        ops.call("Acquisition", "deploy", bad)
+    assert err.value.code == "invalid_request" and err.value.detail["field"]
+    assert ops.kinds() == [] and ops.node.call("ProdMode", "guards") == []
+    with pytest.raises(CallError) as missing:
+        ops.call("Acquisition", "get", {"operation_id": "op-nope"})
+    assert missing.value.code == "not_found"
+
+
+def test_after_sigkill_the_same_key_returns_the_first_result(ops: Ops) -> None:
+    ops.start()
+    first = ops.deploy(key="k")
+    info = ops.node.call("Acquisition", "$info")
+    os.kill(info["pid"], signal.SIGKILL)
+    ops.node.whereis("Acquisition", wait=10, after=info["incarnation"])  # registered once rebuilt
+    assert ops.deploy(key="k") == first
+    assert ops.call("Acquisition", "get", {"operation_id": first["operation_id"]}) == first
+    assert len(ops.requests("customer.deploy")) == 1
+
+
+def test_a_deploy_cut_by_sigkill_after_its_intent_is_finished_by_the_next_incarnation(ops: Ops) -> None:
+    ops.start()
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
+    info = ops.node.call("Acquisition", "$info")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
+            "spec": deploy_spec(), "idempotency_key": "cut"}, timeout=1.5))
+        wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
+        assert ops.kinds() == ["deploy.intent"]
+        os.kill(info["pid"], signal.SIGKILL)
+        with pytest.raises(CallError):  # an error, not a hang (an outside Client hears at its timeout)
+            pending.result()
+    wait_until(lambda: "deploy.completed" in ops.kinds(), what="the resumed deploy's outcome")
+    result = ops.deploy(key="cut")
+    assert result["status"] == "completed" and [r["kind"] for r in result["receipts"]] == [
+        "deploy.intent", "deploy.completed"]
+    assert ops.kinds() == ["deploy.intent", "deploy.completed"]
+    assert result["receipts"][1]["payload"]["deployment"]["operation_id"] == result["operation_id"]
+
+
+def test_under_the_real_prod_mode_coverage_is_counted_from_intents_and_refused(ops: Ops) -> None:
+    ops.start(real_prod_mode=True)
+    for _ in range(3):  # sku-002 insures 3 operations a month
+        assert ops.deploy(deploy_spec(sku_id="sku-002", cost="1000"))["status"] == "completed"
+    with pytest.raises(CallError) as err:
+        ops.deploy(deploy_spec(sku_id="sku-002", cost="1000"))
+    assert err.value.code == "coverage_limit_exceeded" and err.value.detail["current_count"] == 3
+    assert len(ops.requests("customer.deploy")) == 3
+    wait_until(lambda: "coverage.exceeded" in ops.kinds(), what="ProdMode's coverage.exceeded receipt")
+    assert ops.kinds().count("deploy.intent") == 3
+    with pytest.raises(CallError) as unknown:
+        ops.deploy(deploy_spec(sku_id="sku-999"))
+    assert unknown.value.code == "sku_not_authorized"
