@@ -14,13 +14,14 @@ from typing import Any
 
 from thespian.actors import PoisonMessage
 
-from tai_autonomics.runtime.errors import CallError, CallTimeout, NoSuchActor, error_from
+from tai_autonomics.runtime.errors import ActorCrashed, CallError, CallTimeout, NoSuchActor, error_from
 from tai_autonomics.runtime.messages import (
     Call,
     Cast,
     Exiting,
     ListNames,
     Location,
+    Moved,
     Registered,
     Reply,
     Whereis,
@@ -52,8 +53,12 @@ class Client:
         while True:
             location = self._resolve(name, deadline, after=gone)
             reply = self.wait_for(location.address, Call(ref, msg_type, payload),
-                                  lambda m: isinstance(m, Reply) and m.ref == ref,
+                                  lambda m: (isinstance(m, Reply) and m.ref == ref)
+                                  or (isinstance(m, Moved) and (m.name, m.incarnation) == (name, location.incarnation)),
                                   deadline - time.monotonic())
+            if isinstance(reply, Moved):  # it died with our call: it may have run part of it
+                raise ActorCrashed(f"{name} exited before answering {msg_type!r}",
+                                   detail={"actor": name, "message_type": msg_type})
             if isinstance(reply, Reply) and not _not_delivered(reply):
                 return _unwrap(reply)
             if deadline - time.monotonic() > _EARLY:
@@ -75,7 +80,11 @@ class Client:
         With ``wait``, wait that long for the name to be registered; with ``after``, wait for an
         incarnation other than that one (to see a restart through).
         """
-        reply = self.wait_for(self._registry, Whereis(name, wait, after),
+        return self._lookup(name, wait, after, subscribe=False)
+
+    def _lookup(self, name: str, wait: float, after: str, *, subscribe: bool) -> Location:
+        """A cached address is only safe with a death notice: thespian gives none itself."""
+        reply = self.wait_for(self._registry, Whereis(name, wait, after, subscribe),
                               lambda m: isinstance(m, Location) and m.name == name, wait + DEFAULT_CALL_TIMEOUT)
         return reply or Location(name)
 
@@ -90,7 +99,7 @@ class Client:
         location = self._cache.get(name)
         if location is not None:
             return location
-        location = self.whereis(name, wait=max(0.0, deadline - time.monotonic()), after=after)
+        location = self._lookup(name, max(0.0, deadline - time.monotonic()), after, subscribe=self._multiprocess)
         if location.address is None:
             raise NoSuchActor(f"no actor is registered as {name!r}", detail={"actor": name})
         if self._multiprocess:  # the in-process base cannot tell a dead address apart: always ask
@@ -111,6 +120,8 @@ class Client:
                 raise CallError(f"actor rejected the message: {answer.details}")
             if isinstance(answer, Exiting):
                 self.aside.append(answer)
+            elif isinstance(answer, Moved):
+                self._forget(answer)
             remaining = deadline - time.monotonic()
             if answer is None or remaining <= 0:
                 return None
@@ -118,6 +129,11 @@ class Client:
 
     def listen(self, timeout: float) -> Any:
         return self._context.listen(timeout)
+
+    def _forget(self, moved: Moved) -> None:
+        cached = self._cache.get(moved.name)
+        if cached is not None and cached.incarnation == moved.incarnation:
+            del self._cache[moved.name]
 
 
 def _not_delivered(reply: Reply) -> bool:

@@ -57,6 +57,7 @@ class Echo(Server):
         self.stop("normal", reply="bye")
 
     def call_sleep(self, seconds: float) -> float:
+        record(self.log, f"sleep {self.name}")
         time.sleep(seconds)
         return seconds
 

@@ -114,3 +114,26 @@ def test_threads_call_concurrently_through_their_own_clients(node: Node, tree) -
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert sorted(pool.map(work, range(200))) == list(range(200))
     assert node.call("a", "seen") + node.call("b", "seen") == 200
+
+
+def test_an_outside_call_to_an_actor_killed_mid_call_fails_at_once(node: Node, tree) -> None:
+    """A caller hears of the callee's death (like an OTP monitor), not only at its timeout."""
+    import threading
+
+    from tai_autonomics.runtime import ActorCrashed
+    from tests.runtime.actors import events
+
+    log = tree({"root": {"intensity": 5, "children": ["a"]}}, workers("a"))
+    pid = node.call("a", "$info")["pid"]
+
+    def kill_once_asleep() -> None:
+        wait_until(lambda: "sleep a" in events(log), what="a asleep in the call")
+        os.kill(pid, 9)
+
+    killer = threading.Thread(target=kill_once_asleep)
+    killer.start()
+    started = time.monotonic()
+    with pytest.raises(ActorCrashed):
+        node.call("a", "sleep", 20, timeout=30)
+    killer.join()
+    assert time.monotonic() - started < 10
