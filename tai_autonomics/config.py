@@ -17,7 +17,7 @@ from tai_autonomics.runtime.node import BASES
 
 PROFILES = ("dev", "staging", "prod")
 MODES = ("eval", "prod")
-_SECTIONS = ("ledger", "insurer", "trust", "gateway")
+_SECTIONS = ("ledger", "insurer", "trust", "gateway", "customer", "marketplace")
 _TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", *_SECTIONS}
 _SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
