@@ -53,3 +53,10 @@ class FakeLedger(Echo):
         if receipt_id not in RECEIPTS:
             raise TaiError(f"no receipt {receipt_id!r}", code="not_found", detail={"id": receipt_id})
         return RECEIPTS[receipt_id]
+
+
+class Worker(Echo):
+    """Echo that also takes casts: a cast ``echo`` counts like a call."""
+
+    def cast_echo(self, payload: Any) -> None:
+        self.seen += 1
