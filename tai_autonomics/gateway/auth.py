@@ -119,9 +119,9 @@ class _GoogleVerifier:
         return Identity(role, email)
 
 
-_REASONS = (("expired", "it has expired"), ("too early", "it is not valid yet"),
-            ("audience", "it is for another audience"), ("key id", "it is signed by an unknown key"),
-            ("signature", "its signature is wrong"))
+_REASONS = (("token expired", "it has expired"), ("used too early", "it is not valid yet"),
+            ("wrong audience", "it is for another audience"), ("certificate for key id", "it is signed by an unknown key"),
+            ("could not verify token signature", "its signature is wrong"))
 
 
 def _reason(exc: Exception) -> str:
