@@ -38,7 +38,7 @@ TREE = {"root": "root",
 
 def config(**overrides) -> GatewayConfig:
     return GatewayConfig(**{"port": 0, "tokens": TOKENS, "allowed": ALLOWED, "call_timeout_s": 2.0,
-                            "max_body_bytes": 4096, **overrides})
+                            "max_body_bytes": 8192, **overrides})
 
 
 @pytest.fixture(scope="session")
