@@ -144,6 +144,8 @@ async def list_receipts(req: Req) -> Response:
 ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/healthz", healthz, None),
     Endpoint("GET", "/readyz", readyz, None),
+    # any token: the metrics name actors and show traffic and restarts, and Cloud Run exposes one
+    # public port; Prometheus scrapers send a bearer token (authorization.credentials_file)
     Endpoint("GET", "/metrics", metrics, ANY_ROLE),
     Endpoint("GET", "/openapi.json", openapi, ANY_ROLE),
     Endpoint("GET", "/v1/supervision", get_supervision, ADMIN),
