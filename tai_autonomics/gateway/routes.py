@@ -133,7 +133,8 @@ async def get_checkpoint(req: Req) -> Response:
 async def get_consistency(req: Req) -> Response:
     first, second = req.query["from"], req.query["to"]
     if first > second:
-        raise ApiError(400, "invalid_request", "'from' must not be greater than 'to'", {"from": first, "to": second})
+        # well-formed but inconsistent: 422, as any request the schema admits but the meaning refuses
+        raise ApiError(422, "invalid_range", "'from' must not be greater than 'to'", {"from": first, "to": second})
     return await _ledger(req, "consistency", {"from": first, "to": second})
 
 

@@ -128,7 +128,7 @@ def test_receipts_and_ledger(http: httpx.Client, contract) -> None:
     ("/v1/receipts/r-9", 404, "not_found"),
     ("/v1/receipts/r-9/proof", 404, "not_found"),
     ("/v1/ledger/consistency?from=1&to=9", 404, "not_found"),
-    ("/v1/ledger/consistency?from=3&to=1", 400, "invalid_request"),
+    ("/v1/ledger/consistency?from=3&to=1", 422, "invalid_range"),
 ])
 def test_ledger_refusals(http: httpx.Client, contract, url: str, status: int, code: str) -> None:
     response = http.get(url, headers=auth("auditor"))
