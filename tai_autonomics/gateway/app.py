@@ -37,6 +37,7 @@ log = logging.getLogger("tai_autonomics.gateway")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/.*)?")
 UNMATCHED = "unmatched"  # the route label of 404s: raw paths would make unbounded metric labels
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "other"
 
 
 def openapi_document() -> bytes:
@@ -132,7 +133,8 @@ class _Observe:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            self.gateway.metrics.observe(state["route"], scope["method"], status[0], elapsed)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.gateway.metrics.observe(state["route"], method, status[0], elapsed)
             log.info("request", extra={"trace": self._trace(headers.get("x-cloud-trace-context", "")), "fields": {
                 "event": "http_request", "request_id": request_id, "method": scope["method"],
                 "path": scope["path"][:200], "route": state["route"], "status": status[0],

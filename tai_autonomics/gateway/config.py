@@ -19,6 +19,7 @@ from tai_autonomics.errors import ConfigError
 ROLES = ("service", "auditor", "admin")
 TOKEN_ENV = {role: f"TAI_TOKEN_{role.upper()}" for role in ROLES}
 DEFAULT_PORT = 8080
+MIN_TOKEN_LENGTH = 16  # a guessable token is worse than none: refuse to start with one
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 
@@ -85,9 +86,9 @@ def _port(value: int, source: str) -> int:
 
 
 def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ: Mapping[str, str],
-                   tokens: Mapping[str, str] | None = None, source: str = "[gateway]") -> GatewayConfig:
+                   source: str = "[gateway]") -> GatewayConfig:
     """The gateway's configuration from a release file's ``[gateway]`` table (already checked to
-    hold only scalars), the environment, and local ``tokens`` (default: from the environment)."""
+    hold only scalars) and the environment (local tokens; the trace project)."""
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(source, f"gateway.{key}", reason)
 
@@ -114,8 +115,10 @@ def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ:
         else:
             raise fail(key, f"unknown key or wrong type (expected one of {', '.join(_SCALARS)}, "
                             f"allow_<Actor>, <role>_emails with role one of {', '.join(ROLES)})")
-    if tokens is None:
-        tokens = {role: environ.get(env, "") for role, env in TOKEN_ENV.items()}
+    tokens = {role: environ.get(env, "") for role, env in TOKEN_ENV.items()}
+    for role, token in tokens.items():
+        if token and len(token) < MIN_TOKEN_LENGTH:  # name the variable, never the value
+            raise ConfigError(f"${TOKEN_ENV[role]}", "", f"a token must be at least {MIN_TOKEN_LENGTH} characters")
     project = environ.get(values.pop("trace_project_env", "GOOGLE_CLOUD_PROJECT"), "")
     return GatewayConfig(port=port, root=root, tokens={r: t for r, t in tokens.items() if t},
                          google_roles=google_roles, allowed=allowed, trace_project=project, **values)

@@ -35,14 +35,14 @@ class Param:
     def parse(self, name: str, raw: str) -> Any:
         if self.kind is int:
             if not re.fullmatch(r"[0-9]{1,19}", raw) or not self.minimum <= int(raw) <= self.maximum:
-                raise invalid(name, f"an integer from {self.minimum} to {self.maximum}")
+                raise _invalid(name, f"an integer from {self.minimum} to {self.maximum}")
             return int(raw)
         if not re.fullmatch(self.pattern, raw):
-            raise invalid(name, f"a string matching {self.pattern}")
+            raise _invalid(name, f"a string matching {self.pattern}")
         return raw
 
 
-def invalid(name: str, expected: str) -> ApiError:
+def _invalid(name: str, expected: str) -> ApiError:
     return ApiError(400, "invalid_request", f"{name!r} must be {expected}", {"field": name})
 
 
@@ -112,7 +112,7 @@ def fields(body: Mapping[str, Any], required: Mapping[str, type], optional: Mapp
         if name in required and name not in body:
             raise ApiError(400, "invalid_request", f"field {name!r} is required", {"field": name})
         if name in body and kind is not object and not isinstance(body[name], kind):
-            raise invalid(name, f"of JSON type {_JSON_TYPES.get(kind, kind.__name__)}")
+            raise _invalid(name, f"of JSON type {_JSON_TYPES.get(kind, kind.__name__)}")
 
 
 _JSON_TYPES = {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean"}

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tai_autonomics.config import load_release
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.gateway import (
     DEFAULT_ALLOWED, ActorBridge, GatewayServer, GatewayStartError, dev_tokens, gateway_config, resolve_port,
@@ -41,6 +42,19 @@ def test_gateway_section_of_a_release_file() -> None:
     assert cfg.trace_project == "proj-1"
     assert "a" * 32 not in repr(cfg)
     assert gateway_config({}, port=8080, root="root", environ={}).host == "127.0.0.1"  # loopback unless configured
+
+
+@pytest.mark.parametrize("name", ["dev", "staging", "prod"])
+def test_shipped_release_files_configure_the_gateway(name: str) -> None:
+    release = load_release(Path(__file__).resolve().parents[2] / "rel" / f"{name}.toml")
+    cfg = gateway_config(release.sections["gateway"], port=8080, root="root", environ={})
+    assert cfg.host == ("0.0.0.0" if name == "prod" else "127.0.0.1")
+
+
+def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
+    with pytest.raises(ConfigError) as caught:
+        gateway_config({}, port=8080, root="root", environ={"TAI_TOKEN_AUDITOR": "hunter2"})
+    assert "TAI_TOKEN_AUDITOR" in caught.value.message and "hunter2" not in str(caught.value.to_dict())
 
 
 @pytest.mark.parametrize("section, key", [
