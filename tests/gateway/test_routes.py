@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import httpx
 import pytest
 
+from tai_autonomics.gateway import ApiError, supervision
 from tai_autonomics.runtime import Node
 from tests.gateway.actors import RECEIPTS
 from tests.gateway.conftest import assert_error, auth, serving
@@ -174,3 +176,28 @@ def test_timeouts_missing_actors_and_overload_answer_503(node: Node, contract) -
             call.join()
         wait_until(lambda: server.gateway.bridge.in_flight == 0, what="places released")
         assert client.post("/v1/actors/worker/call", json={"type": "echo", "payload": 2}).json() == 2
+
+
+def test_a_tree_that_cannot_be_walked(node: Node) -> None:
+    with serving(node, root="ghost", call_timeout_s=0.3) as server, \
+            httpx.Client(base_url=server.url, timeout=10) as client:
+        assert_error(client.get("/v1/supervision", headers=auth("admin")), 503, "no_such_actor")
+        scrape = client.get("/metrics", headers=auth("admin"))
+        assert scrape.status_code == 200 and "tai_supervision_walk_ok 0.0" in scrape.text
+        assert "tai_actor_restarts_total" not in scrape.text
+
+
+def test_a_subtree_that_cannot_answer_is_shown_as_such() -> None:
+    class Bridge:  # the root answers; its sub-supervisor is restarting
+        async def call(self, actor: str, msg_type: str, payload=None):
+            if actor == "ops":
+                raise ApiError(503, "actor_restarting", "restarting")
+            return [{"name": "a", "type": "worker", "state": "running"},
+                    {"name": "ops", "type": "supervisor", "state": "running"},
+                    {"name": "down", "type": "supervisor", "state": "restarting"}]
+
+    tree = asyncio.run(supervision.walk(Bridge(), "root"))
+    assert tree["children"] == [{"name": "a", "type": "worker", "state": "running"},
+                                {"name": "ops", "type": "supervisor", "state": "running", "children": None,
+                                 "error": "actor_restarting"},
+                                {"name": "down", "type": "supervisor", "state": "restarting"}]
