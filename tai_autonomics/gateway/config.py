@@ -38,7 +38,8 @@ DEFAULT_ALLOWED: dict[str, tuple[str, ...]] = {
 #: runtime introspection every actor answers; the only ``$`` types the gateway lets through
 ADMIN_TYPES = ("$info", "$state")
 
-#: ``[gateway]`` keys that set a field of :class:`GatewayConfig` (defaults there), and their type
+#: ``[gateway]`` keys that set a field of :class:`GatewayConfig` (defaults there), and their type;
+#: ``trace_project_env`` names the variable holding the project of Cloud Logging trace names
 _SCALARS = {"host": str, "max_in_flight": int, "workers": int, "call_timeout_s": float, "max_body_bytes": int,
             "google_audience": str, "google_certs_url": str, "trace_project_env": str}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
@@ -115,6 +116,8 @@ def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ:
         else:
             raise fail(key, f"unknown key or wrong type (expected one of {', '.join(_SCALARS)}, "
                             f"allow_<Actor>, <role>_emails with role one of {', '.join(ROLES)})")
+    if values.get("host") == "":  # "" would bind every interface: say so explicitly if meant
+        raise fail("host", 'must be an address (e.g. "127.0.0.1", or "0.0.0.0" for every interface)')
     tokens = {role: environ.get(env, "") for role, env in TOKEN_ENV.items()}
     for role, token in tokens.items():
         if token and len(token) < MIN_TOKEN_LENGTH:  # name the variable, never the value

@@ -58,7 +58,7 @@ def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
 
 
 @pytest.mark.parametrize("section, key", [
-    ({"hots": "x"}, "gateway.hots"), ({"max_in_flight": "10"}, "gateway.max_in_flight"),
+    ({"hots": "x"}, "gateway.hots"), ({"host": ""}, "gateway.host"), ({"max_in_flight": "10"}, "gateway.max_in_flight"),
     ({"max_in_flight": 0}, "gateway.max_in_flight"), ({"workers": True}, "gateway.workers"),
     ({"allow_Pricing": "$state"}, "gateway.allow_Pricing"), ({"root_emails": "a@x"}, "gateway.root_emails"),
 ])
