@@ -9,15 +9,21 @@ unknown refusal code is a deliberate "no" from domain logic, so it answers 422.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.responses import Response
 
+from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
 
-#: the runtime's codes for "the actor is there but could not answer now": 503, a retry may succeed;
-#: their message or detail may carry an actor's internals (exception text), so they are not passed on
-UNAVAILABLE_CODES = frozenset({"no_such_actor", "call_timeout", "actor_crashed", "actor_restarting", "call_failed"})
+log = logging.getLogger("tai_autonomics.gateway")
+
+#: "the actor could not answer now" (the runtime's codes, and a ledger whose store failed): 503, a
+#: retry may succeed. Their message or detail may carry internals (exception text, file paths), so
+#: the client gets only the code, the actor and the message type; the rest goes to the log.
+UNAVAILABLE_CODES = frozenset({"no_such_actor", "call_timeout", "actor_crashed", "actor_restarting", "call_failed",
+                               "ledger_store_error", "ledger_store_corrupt"})
 
 #: actor refusal and runtime codes → HTTP status (anything else an actor refuses with: 422)
 STATUS_BY_CODE: dict[str, int] = {
@@ -26,7 +32,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "ledger_not_found": 404,
     "conflict": 409,
+    "ledger_conflict": 409,
     "already_exists": 409,
     "coverage_limit_exceeded": 409,
     "rate_limited": 429,
@@ -57,6 +65,8 @@ def from_actor_error(error: TaiError, actor: str, msg_type: str) -> ApiError:
     refusal is passed on as it is, since it was written for the caller.
     """
     if error.code in UNAVAILABLE_CODES:
+        logs.event(log, "actor call failed", logging.WARNING, event="actor_call_failed", code=error.code,
+                   actor=actor, message_type=msg_type, reason=error.message)
         return ApiError(503, error.code, f"{actor} could not answer {msg_type!r} now ({error.code}); retry later",
                         {"actor": actor, "message_type": msg_type}, headers={"Retry-After": "1"})
     detail = {k: v for k, v in error.detail.items() if k != "exception"}  # the runtime adds the class name

@@ -159,6 +159,6 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/ledger/consistency", get_consistency, AUDITOR,
              query={"from": Param(int, required=True, minimum=1), "to": Param(int, required=True, minimum=1)}),
     Endpoint("GET", "/v1/ledger/receipts", list_receipts, AUDITOR,
-             query={"chain": Param(pattern=r"[A-Za-z0-9._:-]{1,128}"), "after": Param(int, default=0),
+             query={"chain": Param(required=True), "after": Param(int, default=0),
                     "limit": Param(int, minimum=1, maximum=1000, default=100)}),
 )

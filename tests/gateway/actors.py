@@ -34,7 +34,7 @@ class FakeLedger(Echo):
         return {"from": payload["from"], "to": payload["to"], "hashes": ["AAAA"]}
 
     def call_receipts(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        chosen = [r for r in RECEIPTS.values() if payload["chain"] in (None, r["chain"]) and r["seq"] > payload["after"]]
+        chosen = [r for r in RECEIPTS.values() if r["chain"] == payload["chain"] and r["seq"] > payload["after"]]
         return chosen[: payload["limit"]]
 
     def call_opaque(self, payload: Any) -> Any:
@@ -49,9 +49,12 @@ class FakeLedger(Echo):
     def call_refused(self, payload: Any) -> None:
         raise TaiError("not in this mode", code="mode_refused", detail={"mode": "eval"})
 
+    def call_broken_store(self, payload: Any) -> None:
+        raise TaiError("cannot write /srv/tai/var/ledger.db: disk I/O error", code="ledger_store_error")
+
     def _find(self, receipt_id: str) -> dict[str, Any]:
         if receipt_id not in RECEIPTS:
-            raise TaiError(f"no receipt {receipt_id!r}", code="not_found", detail={"id": receipt_id})
+            raise TaiError(f"no receipt {receipt_id!r}", code="ledger_not_found", detail={"id": receipt_id})
         return RECEIPTS[receipt_id]
 
 

@@ -27,7 +27,7 @@ ECHO = "tests.runtime.actors:Echo"
 TOKENS = {"service": "service-token-0123456789", "auditor": "auditor-token-0123456789",
           "admin": "admin-token-0123456789"}
 ALLOWED = {**DEFAULT_ALLOWED, "ReceiptLedger": (*DEFAULT_ALLOWED["ReceiptLedger"], "opaque", "overloaded",
-                                                "conflicting", "refused", "crash"),
+                                                "conflicting", "refused", "broken_store"),
            "echo": ("echo", "crash", "refuse"), "worker": ("sleep", "echo")}
 TREE = {"root": "root",
         "supervisors": {"root": {"intensity": 50, "period": 10, "children": ["ReceiptLedger", "echo", "ops"]},

@@ -35,10 +35,9 @@ SAMPLE = {"name": "worker", "id": "r-1"}
 
 def request_for(ep: Endpoint) -> dict:
     """A request that passes every check of ``ep`` but auth."""
-    url = ep.path.format(**SAMPLE)
-    if ep.query.get("from"):
-        url += "?from=1&to=2"
-    return {"method": ep.method, "url": url, "json": {"type": "$info"} if ep.body else None}
+    params = {name: "1" if param.kind is int else "pol-1" for name, param in ep.query.items() if param.required}
+    return {"method": ep.method, "url": ep.path.format(**SAMPLE), "params": params,
+            "json": {"type": "$info"} if ep.body else None}
 
 
 PROTECTED = [ep for ep in ROUTES if ep.roles is not None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import httpx
@@ -115,7 +116,7 @@ def test_receipts_and_ledger(http: httpx.Client, contract) -> None:
         ("/v1/receipts/{id}/proof", "/v1/receipts/r-2/proof?tree_size=2",
          {"leaf_index": 1, "tree_size": 2, "hashes": ["AAAA"]}),
         ("/v1/ledger/consistency", "/v1/ledger/consistency?from=1&to=3", {"from": 1, "to": 3, "hashes": ["AAAA"]}),
-        ("/v1/ledger/receipts", "/v1/ledger/receipts", list(RECEIPTS.values())),
+        ("/v1/ledger/receipts", "/v1/ledger/receipts?chain=pol-1", list(RECEIPTS.values())),
         ("/v1/ledger/receipts", "/v1/ledger/receipts?chain=pol-1&after=1&limit=1", [RECEIPTS["r-2"]]),
         ("/v1/ledger/receipts", "/v1/ledger/receipts?chain=other", []),
     ]
@@ -129,8 +130,8 @@ def test_receipts_and_ledger(http: httpx.Client, contract) -> None:
 
 
 @pytest.mark.parametrize("url, status, code", [
-    ("/v1/receipts/r-9", 404, "not_found"),
-    ("/v1/receipts/r-9/proof", 404, "not_found"),
+    ("/v1/receipts/r-9", 404, "ledger_not_found"),
+    ("/v1/receipts/r-9/proof", 404, "ledger_not_found"),
     ("/v1/ledger/consistency?from=1&to=9", 404, "not_found"),
     ("/v1/ledger/consistency?from=3&to=1", 422, "invalid_range"),
 ])
@@ -151,6 +152,14 @@ def test_actor_refusals_map_to_statuses(http: httpx.Client, contract, msg_type: 
     response = http.post("/v1/actors/ReceiptLedger/call", json={"type": msg_type}, headers=auth("admin"))
     assert_error(response, status, code)
     contract.check("/v1/actors/{name}/call", "POST", response)
+
+
+def test_a_failing_store_is_503_and_its_internals_stay_in_the_log(http: httpx.Client, caplog) -> None:
+    body = assert_error(http.post("/v1/actors/ReceiptLedger/call", json={"type": "broken_store"},
+                                  headers=auth("admin")), 503, "ledger_store_error")
+    assert "/srv/tai" not in json.dumps(body)
+    logged = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "actor_call_failed"]
+    assert logged and "/srv/tai" in logged[-1].fields["reason"]
 
 
 def test_timeouts_missing_actors_and_overload_answer_503(node: Node, contract) -> None:
