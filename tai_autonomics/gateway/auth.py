@@ -193,7 +193,7 @@ def dev_tokens(data_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
         tokens[role] = environ.get(env) or kept.get(env) or secrets.token_urlsafe(32)
         if not environ.get(env):
             written[env] = tokens[role]
-    if written != kept:
+    if written or kept:  # rewritten each start: drops stale entries and restores mode 0600
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

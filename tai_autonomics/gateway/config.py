@@ -122,6 +122,9 @@ def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ:
     for role, token in tokens.items():
         if token and len(token) < MIN_TOKEN_LENGTH:  # name the variable, never the value
             raise ConfigError(f"${TOKEN_ENV[role]}", "", f"a token must be at least {MIN_TOKEN_LENGTH} characters")
+    given = [token for token in tokens.values() if token]
+    if len(set(given)) != len(given):  # one token for two roles would grant the wider one to both
+        raise ConfigError("$TAI_TOKEN_*", "", "each role needs its own token; two of them are the same")
     project = environ.get(values.pop("trace_project_env", "GOOGLE_CLOUD_PROJECT"), "")
     return GatewayConfig(port=port, root=root, tokens={r: t for r, t in tokens.items() if t},
                          google_roles=google_roles, allowed=allowed, trace_project=project, **values)

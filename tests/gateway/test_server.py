@@ -55,6 +55,9 @@ def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
     with pytest.raises(ConfigError) as caught:
         gateway_config({}, port=8080, root="root", environ={"TAI_TOKEN_AUDITOR": "hunter2"})
     assert "TAI_TOKEN_AUDITOR" in caught.value.message and "hunter2" not in str(caught.value.to_dict())
+    same = "s" * 20
+    with pytest.raises(ConfigError, match="its own token"):
+        gateway_config({}, port=8080, root="root", environ={"TAI_TOKEN_AUDITOR": same, "TAI_TOKEN_ADMIN": same})
 
 
 @pytest.mark.parametrize("section, key", [
@@ -76,6 +79,8 @@ def test_dev_tokens_are_made_once_kept_private_and_yield_to_the_environment(tmp_
     assert len(first["admin"]) >= 32 and first["admin"] != first["auditor"]
     assert dev_tokens(tmp_path, {"TAI_TOKEN_SERVICE": "from-env"}) == first  # kept across restarts
     path.chmod(0o644)
+    assert dev_tokens(tmp_path, {"TAI_TOKEN_SERVICE": "from-env"}) == first
+    assert path.stat().st_mode & 0o777 == 0o600
     second = dev_tokens(tmp_path, {})
     assert second["admin"] == first["admin"] and second["service"] != "from-env"
     assert path.stat().st_mode & 0o777 == 0o600
