@@ -62,7 +62,8 @@ class GatewayServer:
         self.port = sock.getsockname()[1]
         started = threading.Event()
         server = _Uvicorn(uvicorn.Config(create_app(self.gateway), log_config=None, access_log=False,
-                                         lifespan="off", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S), started)
+                                         lifespan="off", server_header=False,
+                                         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S), started)
 
         def serve() -> None:
             try:

@@ -19,6 +19,7 @@ from tests.runtime.test_supervision import wait_until
 def test_health_routes_need_no_token(http: httpx.Client, contract) -> None:
     for path, status in (("/healthz", "alive"), ("/readyz", "ready")):
         response = http.get(path)
+        assert "server" not in response.headers  # no server software and version to fingerprint
         assert response.json() == {"status": status}
         contract.check(path, "GET", response)
 
