@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from tai_autonomics.gateway import (
 from tai_autonomics.logs import JsonFormatter
 from tai_autonomics.runtime import Node, NodeConfig
 from tests.gateway.conftest import auth, config, serving
+from tests.runtime.test_supervision import wait_until
 
 
 def test_port_comes_from_the_option_then_the_environment_then_8080() -> None:
@@ -121,3 +123,21 @@ def test_one_json_log_line_per_request_with_the_cloud_trace(node: Node, caplog: 
                 "status": 404, "subject": "token:auditor", "severity": "INFO"}
     assert {k: first[k] for k in expected} == expected and first["latency_ms"] > 0
     assert "logging.googleapis.com/trace" not in second
+
+
+def test_a_request_in_flight_when_the_gateway_stops_gets_its_answer(node: Node) -> None:
+    outcome: list[int] = []
+    with serving(node) as server:
+        client = httpx.Client(base_url=server.url, timeout=10, headers=auth("admin"))
+        caller = threading.Thread(target=lambda: outcome.append(
+            client.post("/v1/actors/worker/call", json={"type": "sleep", "payload": 0.3}).status_code))
+        caller.start()
+        wait_until(lambda: server.gateway.bridge.in_flight == 1, what="the call in flight")
+    caller.join(10)
+    client.close()
+    assert not caller.is_alive() and outcome == [200]
+
+
+def test_head_answers_like_get_without_a_body(http: httpx.Client) -> None:
+    response = http.head("/healthz")
+    assert response.status_code == 200 and response.content == b""
