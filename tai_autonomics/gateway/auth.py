@@ -126,8 +126,10 @@ class _GoogleVerifier:
         return Identity(role, email)
 
 
-_REASONS = (("token expired", "it has expired"), ("used too early", "it is not valid yet"),
-            ("wrong audience", "it is for another audience"), ("certificate for key id", "it is signed by an unknown key"),
+_REASONS = (("token expired", "it has expired"),
+            ("used too early", "it is not valid yet"),
+            ("wrong audience", "it is for another audience"),
+            ("certificate for key id", "it is signed by an unknown key"),
             ("could not verify token signature", "its signature is wrong"))
 
 

@@ -9,8 +9,9 @@ from tests.runtime.actors import Echo
 
 RECEIPTS = {
     f"r-{seq}": {"id": f"r-{seq}", "kind": "deploy.intent", "mode": "prod", "authority": "contractual",
-                 "chain": "pol-1", "seq": seq, "prev": "" if seq == 1 else f"h{seq - 1}", "time": "2026-11-25T18:00:00Z",
-                 "payload": {"n": seq}, "hash": f"h{seq}", "signature": "c2ln", "key_id": "k1"}
+                 "chain": "pol-1", "seq": seq, "prev": "" if seq == 1 else f"h{seq - 1}",
+                 "time": "2026-11-25T18:00:00Z", "payload": {"n": seq}, "hash": f"h{seq}", "signature": "c2ln",
+                 "key_id": "k1"}
     for seq in (1, 2, 3)
 }
 

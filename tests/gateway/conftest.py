@@ -99,7 +99,8 @@ class Contract:
 
     def __init__(self) -> None:
         self.doc = json.loads(openapi_document())
-        self.registry = Registry().with_resource(_DOC, Resource.from_contents(self.doc, default_specification=DRAFT202012))
+        resource = Resource.from_contents(self.doc, default_specification=DRAFT202012)
+        self.registry = Registry().with_resource(_DOC, resource)
 
     def check(self, template: str, method: str, response: httpx.Response) -> None:
         """The status is documented for the route, and the body matches its schema."""

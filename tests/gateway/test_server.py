@@ -35,12 +35,14 @@ def test_gateway_section_of_a_release_file() -> None:
     environ = {"TAI_TOKEN_ADMIN": "a" * 32, "TAI_TOKEN_SERVICE": "", "MY_PROJECT": "proj-1"}
     cfg = gateway_config({"host": "0.0.0.0", "max_in_flight": 10, "call_timeout_s": 3,
                           "google_audience": "https://x", "admin_emails": "Ops@x.com, b@x.com",
-                          "auditor_emails": "c@x.com", "allow_Pricing": "quote, status", "trace_project_env": "MY_PROJECT"},
+                          "auditor_emails": "c@x.com", "allow_Pricing": "quote, status",
+                          "trace_project_env": "MY_PROJECT"},
                          port=8081, root="root", environ=environ)
     assert (cfg.host, cfg.port, cfg.max_in_flight, cfg.call_timeout_s) == ("0.0.0.0", 8081, 10, 3.0)
     assert cfg.tokens == {"admin": "a" * 32}  # an empty variable is no token
     assert cfg.google_roles == {"ops@x.com": "admin", "b@x.com": "admin", "c@x.com": "auditor"}
-    assert cfg.allowed["Pricing"] == ("quote", "status") and cfg.allowed["ReceiptLedger"] == DEFAULT_ALLOWED["ReceiptLedger"]
+    assert cfg.allowed["Pricing"] == ("quote", "status")
+    assert cfg.allowed["ReceiptLedger"] == DEFAULT_ALLOWED["ReceiptLedger"]
     assert cfg.trace_project == "proj-1"
     assert "a" * 32 not in repr(cfg)
     assert gateway_config({}, port=8080, root="root", environ={}).host == "127.0.0.1"  # loopback unless configured
