@@ -93,9 +93,8 @@ def _endpoint(gateway: Gateway, ep: Endpoint):
     return run
 
 
-async def _routing_error(request: Request, exc: Exception) -> Response:
+async def _routing_error(request: Request, exc: HTTPException) -> Response:
     """Starlette's own 404 (no route) and 405 (route, not this method), in our error shape."""
-    assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         error = ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}",
                          headers=dict(exc.headers or {}))
@@ -136,7 +135,7 @@ class _Observe:
             method = scope["method"] if scope["method"] in _METHODS else "other"
             self.gateway.metrics.observe(state["route"], method, status[0], elapsed)
             log.info("request", extra={"trace": self._trace(headers.get("x-cloud-trace-context", "")), "fields": {
-                "event": "http_request", "request_id": request_id, "method": scope["method"],
+                "event": "http_request", "request_id": request_id, "method": scope["method"][:16],
                 "path": scope["path"][:200], "route": state["route"], "status": status[0],
                 "latency_ms": round(elapsed * 1000, 2), "subject": state["subject"]}})
 
