@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tai_autonomics.runtime import _process
@@ -38,9 +39,11 @@ class Daemon:
 
     def __init__(self, tmp_path: Path, rel: Path, name: str = "daemon") -> None:
         self.out = tmp_path / f"{name}.out"
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAI_TOKEN_")}
         with open(self.out, "w") as out:
-            self.proc = subprocess.Popen([*CLI, "foreground", "--config", str(rel)], cwd=REPO,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([*CLI, "foreground", "--config", str(rel), "--port", str(self.port)], cwd=REPO,
+                                         stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def lines(self) -> list[dict]:
         return [json.loads(line) for line in self.out.read_text().splitlines() if line.startswith("{")]
@@ -101,10 +104,12 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     pids = daemon.processes()
     assert len(pids) >= 10  # the daemon, the admin, thespian's logger, the registry and the tree
 
-    # Security: nothing of the daemon listens beyond loopback.
+    # Security: nothing of the daemon listens beyond loopback, the gateway included.
+    daemon.wait_for_event("gateway_listening")
     listening = _listening_inodes()
     addresses = {listening[i] for p in pids for i in _socket_inodes(p) if i in listening}
     assert addresses and all(a.split(":")[0] == "0100007F" for a in addresses), addresses
+    assert f"0100007F:{daemon.port:04X}" in addresses
 
     # A second daemon on the same data dir refuses instead of joining the first one's system.
     second = run_cli("foreground", "--config", str(rel))
@@ -172,3 +177,40 @@ def test_bad_release_file(tmp_path: Path) -> None:
     result = run_cli("foreground", "--config", str(rel))
     assert result.returncode == 2
     assert "system.admin_port: must be a port number" in result.stderr
+
+
+def test_foreground_serves_the_gateway_with_dev_tokens(tmp_path: Path, daemons) -> None:
+    daemon = Daemon(tmp_path, release(tmp_path))
+    daemons.append(daemon)
+    daemon.wait_for_event("gateway_listening")
+    url = f"http://127.0.0.1:{daemon.port}"
+    assert httpx.get(f"{url}/healthz").json() == {"status": "alive"}
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    assert httpx.get(f"{url}/v1/supervision").status_code == 401
+
+    # The dev profile made the tokens, kept them in DATA_DIR/tokens.env for its owner only, and never logged them.
+    tokens_file = tmp_path / "var" / "tokens.env"
+    assert tokens_file.stat().st_mode & 0o777 == 0o600
+    tokens = dict(line.split("=", 1) for line in tokens_file.read_text().splitlines())
+    assert set(tokens) == {"TAI_TOKEN_SERVICE", "TAI_TOKEN_AUDITOR", "TAI_TOKEN_ADMIN"}
+    tree = httpx.get(f"{url}/v1/supervision", headers={"Authorization": f"Bearer {tokens['TAI_TOKEN_ADMIN']}"})
+    assert tree.status_code == 200
+    assert [c["name"] for c in tree.json()["children"]] == ["ReceiptLedger", "CertManager", "InsuranceClient",
+                                                            "ProdMode", "operations"]
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    output = daemon.out.read_text()
+    assert not any(token in output for token in tokens.values())
+    events = [e.get("event") for e in daemon.lines()]
+    assert events.index("tree_started") < events.index("gateway_listening")
+    assert events.index("stopping") < events.index("gateway_stopped") < events.index("system_stopped")
+
+
+def test_foreground_with_the_gateway_port_taken_fails_clearly(tmp_path: Path, daemons) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = run_cli("foreground", "--config", str(release(tmp_path)), "--port", str(port))
+    assert result.returncode == 2
+    assert f"the gateway cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import logging
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 from tai_autonomics import devprofile, logs
 from tai_autonomics.config import ReleaseConfig, load_release
 from tai_autonomics.errors import TaiError
+from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
 from tai_autonomics.runtime import Node, SupervisorSpec, load_tree, render_tree, with_worker_args
 
 log = logging.getLogger("tai_autonomics.daemon")
@@ -34,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                            "in reverse order on SIGTERM or SIGINT.")
     _release_options(fg)
     fg.add_argument("--supervision", metavar="FILE", help="supervision tree file (overrides the release file)")
+    fg.add_argument("--port", type=int, metavar="N", help="gateway port (default: $PORT, else 8080)")
     fg.set_defaults(func=_foreground)
 
     for name, func, text in (("ping", _ping, "check that the daemon is running"),
@@ -100,16 +103,22 @@ def _foreground(args: argparse.Namespace) -> int:
     release = _release(args)
     logs.configure(release.system.log_level)
     spec = load_tree(release.supervision)  # validated before anything starts
+    http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
+                          root=spec.name, environ=os.environ, source=release.source)
     _Lock(release.data_dir).acquire()
     dev = devprofile.prepare(release) if release.profile == "dev" else None
+    if dev is not None:  # tokens unset in the environment are made once and kept in DATA_DIR/tokens.env
+        http = dataclasses.replace(http, tokens=dev_tokens(release.data_dir, os.environ))
     try:
-        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}))
+        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}), http)
     finally:
         if dev is not None:
             dev.stop()
 
 
-def _run_tree(release: ReleaseConfig, spec: SupervisorSpec) -> int:
+def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig) -> int:
+    """Start the node, the tree, then the gateway; stop them in reverse (the gateway first, so
+    no request reaches a tree that is stopping)."""
     stopping: list[str] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -118,10 +127,12 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     node = Node(release.system).start()
+    gateway: GatewayServer | None = None
     try:
         node.start_tree(spec)
         logs.event(log, "tree started", event="tree_started", root=spec.name, profile=release.profile,
                    pid=os.getpid())
+        gateway = GatewayServer(node, http).start()
         while not stopping:
             gave_up = node.wait_for_exit(0.2)
             if gave_up is not None:
@@ -131,8 +142,12 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec) -> int:
         logs.event(log, "stopping", event="stopping", signal=stopping[0])
         return 0
     finally:
-        node.shutdown()
-        logs.event(log, "stopped", event="stopped")
+        try:
+            if gateway is not None:
+                gateway.stop()
+        finally:
+            node.shutdown()
+            logs.event(log, "stopped", event="stopped")
 
 
 def _ping(args: argparse.Namespace) -> int:

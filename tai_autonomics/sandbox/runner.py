@@ -17,9 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import uvicorn
-
-from tai_autonomics import logs
+from tai_autonomics import httpserve, logs
 from tai_autonomics.errors import TaiError
 from tai_autonomics.sandbox.app import Sandbox, SandboxConfig
 from tai_autonomics.sandbox.faults import Fault, format_fault_arg
@@ -38,52 +36,27 @@ class SandboxStartError(TaiError):
     code = "sandbox_start_failed"
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_ready = on_ready
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        if self.started:
-            self._on_ready()
-
-
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP (not 0) for asyncio to set TCP_NODELAY on accepted connections;
-    # without it every response waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
+        return httpserve.listen(host, port)
     except OSError as exc:
-        sock.close()
         raise SandboxStartError(f"cannot listen on {host}:{port}: {exc.strerror}",
                                 detail={"host": host, "port": port}) from None
-    return sock
 
 
-def _server(sandbox: Sandbox, on_ready: Callable[[], None]) -> _Server:
-    config = uvicorn.Config(
-        sandbox.app, log_config=None, access_log=False, lifespan="off", log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-    return _Server(config, on_ready)
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _options() -> dict:
+    return {"graceful_s": GRACEFUL_SHUTDOWN_S, "log_level": "warning"}
 
 
 def serve_foreground(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully and return."""
     sock = _bind(host, port)
-    url = _url(sock)
-    server = _server(sandbox, lambda: logs.event(log, READY_MESSAGE, url=url, port=sock.getsockname()[1],
-                                                 insurer_key_id=sandbox.insurer.key_id))
+    url = httpserve.url(sock)
+
+    def ready() -> None:
+        logs.event(log, READY_MESSAGE, url=url, port=sock.getsockname()[1], insurer_key_id=sandbox.insurer.key_id)
+
+    server = httpserve.Server(sandbox.app, ready, **_options())
 
     def request_exit(signum: int, frame: object) -> None:
         server.should_exit = True
@@ -108,45 +81,29 @@ class SandboxServer:
     def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sandbox = Sandbox(config)
         self.host, self.port = host, port
-        self._thread: threading.Thread | None = None
-        self._server: _Server | None = None
+        self._serving: httpserve.ServerThread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> str:
-        if self._thread is not None:
+        if self._serving is not None:
             raise SandboxStartError("the sandbox is already running")
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        ready = threading.Event()
-        server = _server(self.sandbox, ready.set)
-
-        def run() -> None:
-            try:
-                server.run(sockets=[sock])
-            finally:
-                sock.close()
-                ready.set()
-
-        self._server = server
-        self._thread = threading.Thread(target=run, name=f"sandbox-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(START_TIMEOUT_S)
-        if not server.started:
+        self._serving = httpserve.ServerThread(self.sandbox.app, sock, f"sandbox-{self.port}", **_options())
+        if not self._serving.start(START_TIMEOUT_S):
             self.stop()
             raise SandboxStartError(f"the sandbox did not start on {self.url}")
         return self.url
 
     def stop(self) -> None:
-        if self._thread is None:
+        if self._serving is None:
             return
-        self._server.should_exit = True
-        self._thread.join(STOP_TIMEOUT_S + GRACEFUL_SHUTDOWN_S)
-        if self._thread.is_alive():
+        if not self._serving.stop(STOP_TIMEOUT_S + GRACEFUL_SHUTDOWN_S):
             raise SandboxStartError(f"the sandbox thread on {self.url} did not stop")
-        self._thread = self._server = None
+        self._serving = None
 
     def __enter__(self) -> SandboxServer:
         self.start()

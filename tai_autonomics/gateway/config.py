@@ -1,0 +1,130 @@
+"""What the gateway is configured with: the release file's ``[gateway]`` table, the environment
+and ``--port``, resolved once at start into a frozen :class:`GatewayConfig`.
+
+Release files hold only scalars and never secrets, so the tables the gateway needs are spelled
+as keys: ``allow_<Actor> = "type type"`` (message types the generic actor routes may send),
+``<role>_emails = "a@x, b@y"`` (Google identities → role). Local tokens come only from the
+environment (``TAI_TOKEN_SERVICE`` ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tai_autonomics.errors import ConfigError
+
+ROLES = ("service", "auditor", "admin")
+TOKEN_ENV = {role: f"TAI_TOKEN_{role.upper()}" for role in ROLES}
+DEFAULT_PORT = 8080
+MIN_TOKEN_LENGTH = 16  # a guessable token is worse than none: refuse to start with one
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+
+#: message types the generic actor routes may send when the release file does not say otherwise
+DEFAULT_ALLOWED: dict[str, tuple[str, ...]] = {
+    "root": ("which_children", "count_children"),
+    "operations": ("which_children", "count_children"),
+    "ReceiptLedger": ("status", "receipt", "proof", "checkpoint", "consistency", "receipts"),
+    "CertManager": ("status",),
+    "InsuranceClient": ("status",),
+    "ProdMode": ("status",),
+    "Pricing": ("status",),
+    "Publisher": ("status",),
+    "Acquisition": ("status",),
+}
+#: runtime introspection every actor answers; the only ``$`` types the gateway lets through
+ADMIN_TYPES = ("$info", "$state")
+
+#: ``[gateway]`` keys that set a field of :class:`GatewayConfig` (defaults there), and their type;
+#: ``trace_project_env`` names the variable holding the project of Cloud Logging trace names
+_SCALARS = {"host": str, "max_in_flight": int, "workers": int, "call_timeout_s": float, "max_body_bytes": int,
+            "google_audience": str, "google_certs_url": str, "trace_project_env": str}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    #: requests waiting on an actor at once; beyond it, 503 ``overloaded`` (overload is a cliff
+    #: in thespian: see shared/notes/gateway-calibration.md)
+    max_in_flight: int = 64
+    #: threads making blocking actor calls, each with its own thespian context
+    workers: int = 16
+    call_timeout_s: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    root: str = "root"
+    tokens: Mapping[str, str] = field(default_factory=dict)  # role → local bearer token
+    google_audience: str = ""  # empty: Google ID tokens are not accepted
+    google_certs_url: str = GOOGLE_CERTS_URL
+    google_roles: Mapping[str, str] = field(default_factory=dict)  # email → role
+    allowed: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ALLOWED))
+    trace_project: str = ""
+
+    def __repr__(self) -> str:  # tokens are secrets: never in a log line or a traceback
+        return f"GatewayConfig(host={self.host!r}, port={self.port}, roles={sorted(self.tokens)})"
+
+
+def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int:
+    """``--port``, else ``$PORT`` (Cloud Run sets it), else 8080."""
+    if cli_port is not None:
+        return _port(cli_port, "--port")
+    if environ.get("PORT"):
+        try:
+            return _port(int(environ["PORT"]), "$PORT")
+        except ValueError:
+            raise ConfigError("$PORT", "", f"must be a port number, got {environ['PORT']!r}") from None
+    return DEFAULT_PORT
+
+
+def _port(value: int, source: str) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(source, "", f"must be a port number 1-65535, got {value}")
+    return value
+
+
+def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ: Mapping[str, str],
+                   source: str = "[gateway]") -> GatewayConfig:
+    """The gateway's configuration from a release file's ``[gateway]`` table (already checked to
+    hold only scalars) and the environment (local tokens; the trace project)."""
+    def fail(key: str, reason: str) -> ConfigError:
+        return ConfigError(source, f"gateway.{key}", reason)
+
+    values: dict[str, Any] = {}
+    allowed = dict(DEFAULT_ALLOWED)
+    google_roles: dict[str, str] = {}
+    for key, value in section.items():
+        if key in _SCALARS:
+            kind = _SCALARS[key]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise fail(key, f"must be a {kind.__name__}")
+            if kind is not str and value <= 0:
+                raise fail(key, "must be positive")
+            values[key] = value
+        elif key.startswith("allow_") and isinstance(value, str) and _NAME.fullmatch(key[6:]):
+            types = tuple(value.replace(",", " ").split())
+            if any(t.startswith("$") for t in types):
+                raise fail(key, f"{', '.join(ADMIN_TYPES)} are always allowed; other $ types never")
+            allowed[key[6:]] = types
+        elif key.endswith("_emails") and key[:-7] in ROLES and isinstance(value, str):
+            google_roles.update({email.strip().lower(): key[:-7] for email in value.split(",") if email.strip()})
+        else:
+            raise fail(key, f"unknown key or wrong type (expected one of {', '.join(_SCALARS)}, "
+                            f"allow_<Actor>, <role>_emails with role one of {', '.join(ROLES)})")
+    if values.get("host") == "":  # "" would bind every interface: say so explicitly if meant
+        raise fail("host", 'must be an address (e.g. "127.0.0.1", or "0.0.0.0" for every interface)')
+    tokens = {role: environ.get(env, "") for role, env in TOKEN_ENV.items()}
+    for role, token in tokens.items():
+        if token and len(token) < MIN_TOKEN_LENGTH:  # name the variable, never the value
+            raise ConfigError(f"${TOKEN_ENV[role]}", "", f"a token must be at least {MIN_TOKEN_LENGTH} characters")
+    given = [token for token in tokens.values() if token]
+    if len(set(given)) != len(given):  # one token for two roles would grant the wider one to both
+        raise ConfigError("$TAI_TOKEN_*", "", "each role needs its own token; two of them are the same")
+    project = environ.get(values.pop("trace_project_env", "GOOGLE_CLOUD_PROJECT"), "")
+    return GatewayConfig(port=port, root=root, tokens={r: t for r, t in tokens.items() if t},
+                         google_roles=google_roles, allowed=allowed, trace_project=project, **values)

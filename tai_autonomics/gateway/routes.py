@@ -1,0 +1,164 @@
+"""Every route of the gateway: one :class:`Endpoint` row per route, and its handler.
+
+Adding a route (the operation routes of SPEC 7 come this way):
+1. write ``async def handler(req: Req) -> Response`` below (``req.gateway.bridge.call(...)``
+   to ask an actor; raise :class:`~tai_autonomics.gateway.errors.ApiError` to refuse);
+2. add its row to :data:`ROUTES`: method, path, handler, roles (``None``: public), and the
+   query / path parameters and whether it takes a JSON body — the app enforces all of these;
+3. add the operation to ``openapi.json`` with ``operationId`` = the handler's name and
+   ``x-roles`` = the roles; tests/gateway/test_openapi.py fails until the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tai_autonomics.gateway import supervision
+from tai_autonomics.gateway.auth import ANY_ROLE, Identity
+from tai_autonomics.gateway.config import ADMIN_TYPES
+from tai_autonomics.gateway.errors import ApiError, encode_reply, json_response
+from tai_autonomics.gateway.inputs import Param, fields
+from tai_autonomics.gateway.metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from tai_autonomics.gateway.app import Gateway
+
+LEDGER = "ReceiptLedger"
+AUDITOR, ADMIN = frozenset({"auditor"}), frozenset({"admin"})
+_ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+_RECEIPT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
+_TREE_SIZE = Param(int, minimum=1)
+
+
+@dataclass
+class Req:
+    """What a handler gets: the request, the gateway, and its inputs already checked."""
+
+    request: Request
+    gateway: Gateway
+    identity: Identity | None
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Req], Awaitable[Response]]
+    roles: frozenset[str] | None  # None: public (health only)
+    query: Mapping[str, Param] = field(default_factory=dict)
+    path_params: Mapping[str, Param] = field(default_factory=dict)
+    body: bool = False
+
+
+# -- health and description ----------------------------------------------------------------
+
+async def healthz(req: Req) -> Response:
+    return json_response({"status": "alive"})
+
+
+async def readyz(req: Req) -> Response:
+    if not req.gateway.ready.is_set():
+        raise ApiError(503, "not_ready", "the supervision tree is not running", headers={"Retry-After": "1"})
+    return json_response({"status": "ready"})
+
+
+async def metrics(req: Req) -> Response:
+    try:
+        tree = await supervision.walk(req.gateway.bridge, req.gateway.config.root)
+    except ApiError:
+        tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
+    return Response(req.gateway.metrics.render(tree), media_type=CONTENT_TYPE)
+
+
+async def openapi(req: Req) -> Response:
+    return Response(req.gateway.openapi, media_type="application/json")
+
+
+# -- admin ---------------------------------------------------------------------------------
+
+async def get_supervision(req: Req) -> Response:
+    return json_response(await supervision.walk(req.gateway.bridge, req.gateway.config.root))
+
+
+def _actor_message(req: Req) -> tuple[str, str, Any]:
+    """The actor, message type and payload of a generic call or cast, if the allow-list has it."""
+    fields(req.body, {"type": str}, {"payload": object})
+    actor, msg_type = req.path["name"], req.body["type"]
+    if msg_type not in ADMIN_TYPES and msg_type not in req.gateway.config.allowed.get(actor, ()):
+        raise ApiError(403, "message_not_allowed", f"{msg_type!r} may not be sent to {actor!r} through the gateway",
+                       {"actor": actor, "message_type": msg_type[:128]})
+    return actor, msg_type, req.body.get("payload")
+
+
+async def call_actor(req: Req) -> Response:
+    actor, msg_type, payload = _actor_message(req)
+    return encode_reply(await req.gateway.bridge.call(actor, msg_type, payload), actor, msg_type)
+
+
+async def cast_actor(req: Req) -> Response:
+    actor, msg_type, payload = _actor_message(req)
+    await req.gateway.bridge.cast(actor, msg_type, payload)
+    return json_response({"accepted": True}, 202)
+
+
+# -- receipts and the ledger (auditor) -----------------------------------------------------
+
+async def _ledger(req: Req, msg_type: str, payload: Any = None) -> Response:
+    return encode_reply(await req.gateway.bridge.call(LEDGER, msg_type, payload), LEDGER, msg_type)
+
+
+async def get_receipt(req: Req) -> Response:
+    return await _ledger(req, "receipt", {"id": req.path["id"]})
+
+
+async def get_receipt_proof(req: Req) -> Response:
+    payload = {"id": req.path["id"]}
+    if req.query["tree_size"] is not None:
+        payload["tree_size"] = req.query["tree_size"]
+    return await _ledger(req, "proof", payload)
+
+
+async def get_checkpoint(req: Req) -> Response:
+    return await _ledger(req, "checkpoint")
+
+
+async def get_consistency(req: Req) -> Response:
+    first, second = req.query["from"], req.query["to"]
+    if first > second:
+        # well-formed but inconsistent: 422, as any request the schema admits but the meaning refuses
+        raise ApiError(422, "invalid_range", "'from' must not be greater than 'to'", {"from": first, "to": second})
+    return await _ledger(req, "consistency", {"from": first, "to": second})
+
+
+async def list_receipts(req: Req) -> Response:
+    return await _ledger(req, "receipts", dict(req.query))
+
+
+ROUTES: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/healthz", healthz, None),
+    Endpoint("GET", "/readyz", readyz, None),
+    # any token: the metrics name actors and show traffic and restarts, and Cloud Run exposes one
+    # public port; Prometheus scrapers send a bearer token (authorization.credentials_file)
+    Endpoint("GET", "/metrics", metrics, ANY_ROLE),
+    Endpoint("GET", "/openapi.json", openapi, ANY_ROLE),
+    Endpoint("GET", "/v1/supervision", get_supervision, ADMIN),
+    Endpoint("POST", "/v1/actors/{name}/call", call_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),
+    Endpoint("POST", "/v1/actors/{name}/cast", cast_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),
+    Endpoint("GET", "/v1/receipts/{id}", get_receipt, AUDITOR, path_params={"id": _RECEIPT_ID}),
+    Endpoint("GET", "/v1/receipts/{id}/proof", get_receipt_proof, AUDITOR, path_params={"id": _RECEIPT_ID},
+             query={"tree_size": _TREE_SIZE}),
+    Endpoint("GET", "/v1/ledger/checkpoint", get_checkpoint, AUDITOR),
+    Endpoint("GET", "/v1/ledger/consistency", get_consistency, AUDITOR,
+             query={"from": Param(int, required=True, minimum=1), "to": Param(int, required=True, minimum=1)}),
+    Endpoint("GET", "/v1/ledger/receipts", list_receipts, AUDITOR,
+             query={"chain": Param(required=True), "after": Param(int, default=0),
+                    "limit": Param(int, minimum=1, maximum=1000, default=100)}),
+)

@@ -1,0 +1,66 @@
+"""Actors for the gateway tests (importable: the multiprocess base re-creates them by module path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tai_autonomics.errors import TaiError
+from tests.runtime.actors import Echo
+
+RECEIPTS = {
+    f"r-{seq}": {"id": f"r-{seq}", "kind": "deploy.intent", "mode": "prod", "authority": "contractual",
+                 "chain": "pol-1", "seq": seq, "prev": "" if seq == 1 else f"h{seq - 1}",
+                 "time": "2026-11-25T18:00:00Z", "payload": {"n": seq}, "hash": f"h{seq}", "signature": "c2ln",
+                 "key_id": "k1"}
+    for seq in (1, 2, 3)
+}
+
+
+class FakeLedger(Echo):
+    """Answers the ReceiptLedger's calls from a fixed set of three receipts."""
+
+    def call_receipt(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._find(payload["id"])
+
+    def call_proof(self, payload: dict[str, Any]) -> dict[str, Any]:
+        receipt = self._find(payload["id"])
+        return {"leaf_index": receipt["seq"] - 1, "tree_size": payload.get("tree_size", 3), "hashes": ["AAAA"]}
+
+    def call_checkpoint(self, payload: Any) -> dict[str, Any]:
+        return {"note": "tai.test/ledger\n3\nAAAA\n\n— tai.test/ledger c2ln\n", "size": 3, "root": "AAAA"}
+
+    def call_consistency(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["to"] > 3:
+            raise TaiError("the ledger is smaller than that", code="not_found", detail={"size": 3})
+        return {"from": payload["from"], "to": payload["to"], "hashes": ["AAAA"]}
+
+    def call_receipts(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        chosen = [r for r in RECEIPTS.values() if r["chain"] == payload["chain"] and r["seq"] > payload["after"]]
+        return chosen[: payload["limit"]]
+
+    def call_opaque(self, payload: Any) -> Any:
+        return {1, 2}  # not JSON: the gateway must say so, not crash
+
+    def call_overloaded(self, payload: Any) -> None:
+        raise TaiError("slow down", code="rate_limited")
+
+    def call_conflicting(self, payload: Any) -> None:
+        raise TaiError("already done", code="conflict", detail={"first": "op-1"})
+
+    def call_refused(self, payload: Any) -> None:
+        raise TaiError("not in this mode", code="mode_refused", detail={"mode": "eval"})
+
+    def call_broken_store(self, payload: Any) -> None:
+        raise TaiError("cannot write /srv/tai/var/ledger.db: disk I/O error", code="ledger_store_error")
+
+    def _find(self, receipt_id: str) -> dict[str, Any]:
+        if receipt_id not in RECEIPTS:
+            raise TaiError(f"no receipt {receipt_id!r}", code="ledger_not_found", detail={"id": receipt_id})
+        return RECEIPTS[receipt_id]
+
+
+class Worker(Echo):
+    """Echo that also takes casts: a cast ``echo`` counts like a call."""
+
+    def cast_echo(self, payload: Any) -> None:
+        self.seen += 1
