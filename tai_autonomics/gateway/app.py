@@ -9,6 +9,7 @@ One JSON log line per request, with Cloud Run's trace id, and the request's metr
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -16,7 +17,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -60,6 +63,26 @@ class Gateway:
         self.auth = Authenticator(self.config)
         self.metrics = GatewayMetrics(lambda: self.bridge.in_flight)
         self.openapi = openapi_document()
+        self._bodies = _body_validators(json.loads(self.openapi))
+
+    def check_body(self, ep: Endpoint, body: Any) -> None:
+        """Refuse a body the OpenAPI document does not admit, before any actor sees it."""
+        validator = self._bodies.get((ep.method, ep.path))
+        error = next(iter(validator.iter_errors(body)), None) if validator else None
+        if error is not None:
+            field_path = ".".join(str(part) for part in error.absolute_path) or "body"
+            raise ApiError(400, "invalid_request", f"{field_path}: {error.message[:200]}", {"field": field_path})
+
+
+def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], Draft202012Validator]:
+    """One JSON Schema validator per operation with a request body, resolving ``$ref`` in the doc."""
+    validators = {}
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if schema is not None:
+                validators[(method.upper(), path)] = Draft202012Validator({**schema, "components": doc["components"]})
+    return validators
 
 
 def create_app(gateway: Gateway) -> ASGIApp:
@@ -77,9 +100,11 @@ def _endpoint(gateway: Gateway, ep: Endpoint):
                 identity = await gateway.auth.authenticate(request.headers.get("authorization"))
                 request.state.subject = identity.subject
                 authorize(identity, ep.roles)
+            body = await inputs.json_object(request, gateway.config.max_body_bytes) if ep.body else None
             req = Req(request, gateway, identity, inputs.path(request, ep.path_params),
-                      inputs.query(request, ep.query),
-                      await inputs.json_object(request, gateway.config.max_body_bytes) if ep.body else None)
+                      inputs.query(request, ep.query), body)
+            if ep.body:
+                gateway.check_body(ep, body)
             return await ep.handler(req)
         except ApiError as exc:
             return error_response(exc, request.state.request_id)

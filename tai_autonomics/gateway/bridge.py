@@ -37,8 +37,10 @@ class ActorBridge:
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def call(self, actor: str, msg_type: str, payload: Any = None) -> Any:
-        return await self._submit(self._call, actor, msg_type, payload)
+    async def call(self, actor: str, msg_type: str, payload: Any = None, timeout_s: float | None = None) -> Any:
+        """``timeout_s`` for calls that wait on outside parties (an insured operation's own
+        retries take longer than a read); the configured ``call_timeout_s`` otherwise."""
+        return await self._submit(self._call, actor, msg_type, (payload, timeout_s or self.call_timeout_s))
 
     async def cast(self, actor: str, msg_type: str, payload: Any = None) -> None:
         await self._submit(self._cast, actor, msg_type, payload)
@@ -61,8 +63,9 @@ class ActorBridge:
         except TaiError as exc:
             raise from_actor_error(exc, actor, msg_type) from None
 
-    def _call(self, actor: str, msg_type: str, payload: Any) -> Any:
-        return self._node.client().call(actor, msg_type, payload, self.call_timeout_s)
+    def _call(self, actor: str, msg_type: str, payload_and_timeout: tuple[Any, float]) -> Any:
+        payload, timeout_s = payload_and_timeout
+        return self._node.client().call(actor, msg_type, payload, timeout_s)
 
     def _cast(self, actor: str, msg_type: str, payload: Any) -> None:
         self._node.client().cast(actor, msg_type, payload, self.call_timeout_s)

@@ -11,6 +11,7 @@ Adding a route (the operation routes of SPEC 7 come this way):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.gateway import supervision
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
 from tai_autonomics.gateway.config import ADMIN_TYPES
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
 
 LEDGER = "ReceiptLedger"
 AUDITOR, ADMIN = frozenset({"auditor"}), frozenset({"admin"})
+SERVICE, SERVICE_OR_AUDITOR = frozenset({"service"}), frozenset({"service", "auditor"})
+OPERATION_TIMEOUT_S = CALL_TIMEOUT_S
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_OPERATION_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _RECEIPT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _TREE_SIZE = Param(int, minimum=1)
@@ -142,6 +148,56 @@ async def list_receipts(req: Req) -> Response:
     return await _ledger(req, "receipts", dict(req.query))
 
 
+# -- insured operations (service) ----------------------------------------------------------
+
+async def _operation(req: Req, actor: str, msg_type: str, payload: Any) -> Response:
+    reply = await req.gateway.bridge.call(actor, msg_type, payload, timeout_s=OPERATION_TIMEOUT_S)
+    return encode_reply(reply, actor, msg_type)
+
+
+async def create_deployment(req: Req) -> Response:
+    key = req.request.headers.get("idempotency-key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-128 of A-Z a-z 0-9 . _ : -",
+                       {"field": "Idempotency-Key"})
+    return await _operation(req, "Acquisition", "deploy", {"spec": req.body, "idempotency_key": key})
+
+
+async def get_deployment(req: Req) -> Response:
+    return await _operation(req, "Acquisition", "get", {"operation_id": req.path["operation_id"]})
+
+
+async def create_publication(req: Req) -> Response:
+    return await _operation(req, "Publisher", "publish", req.body)
+
+
+async def get_publication(req: Req) -> Response:
+    return await _operation(req, "Publisher", "get", {"work_id": req.path["work_id"]})
+
+
+async def create_quote(req: Req) -> Response:
+    return await _operation(req, "Pricing", "quote", req.body)
+
+
+async def get_mode(req: Req) -> Response:
+    return encode_reply(await req.gateway.bridge.call("ProdMode", "mode"), "ProdMode", "mode")
+
+
+async def get_insurance(req: Req) -> Response:
+    certificate = await req.gateway.bridge.call("CertManager", "status")
+    insurer = await req.gateway.bridge.call("InsuranceClient", "status")
+    return encode_reply({"certificate": certificate, "insurer": insurer}, "CertManager", "status")
+
+
+async def prod_health(req: Req) -> Response:
+    """200 only in ``prod`` with verified insurance (a load balancer's view of "insured now")."""
+    mode = await req.gateway.bridge.call("ProdMode", "mode")
+    if mode.get("mode") != "prod":
+        raise ApiError(503, "not_insured", f"mode is {mode.get('mode') or 'starting'}: {mode.get('reason')}",
+                       {"mode": mode.get("mode")}, headers={"Retry-After": "5"})
+    return json_response({"status": "insured", "mode": "prod"})
+
+
 ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/healthz", healthz, None),
     Endpoint("GET", "/readyz", readyz, None),
@@ -149,6 +205,16 @@ ROUTES: tuple[Endpoint, ...] = (
     # public port; Prometheus scrapers send a bearer token (authorization.credentials_file)
     Endpoint("GET", "/metrics", metrics, ANY_ROLE),
     Endpoint("GET", "/openapi.json", openapi, ANY_ROLE),
+    Endpoint("GET", "/prod-health", prod_health, None),
+    Endpoint("POST", "/v1/deployments", create_deployment, SERVICE, body=True),
+    Endpoint("GET", "/v1/deployments/{operation_id}", get_deployment, SERVICE_OR_AUDITOR,
+             path_params={"operation_id": _OPERATION_ID}),
+    Endpoint("POST", "/v1/publications", create_publication, SERVICE, body=True),
+    Endpoint("GET", "/v1/publications/{work_id}", get_publication, SERVICE_OR_AUDITOR,
+             path_params={"work_id": _OPERATION_ID}),
+    Endpoint("POST", "/v1/pricing/quotes", create_quote, SERVICE, body=True),
+    Endpoint("GET", "/v1/mode", get_mode, SERVICE_OR_AUDITOR),
+    Endpoint("GET", "/v1/insurance", get_insurance, SERVICE_OR_AUDITOR),
     Endpoint("GET", "/v1/supervision", get_supervision, ADMIN),
     Endpoint("POST", "/v1/actors/{name}/call", call_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),
     Endpoint("POST", "/v1/actors/{name}/cast", cast_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),

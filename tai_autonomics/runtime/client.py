@@ -26,7 +26,7 @@ from tai_autonomics.runtime.messages import (
     Reply,
     Whereis,
 )
-from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT
+from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT, RESOLVE_WAIT_S
 
 _EARLY = 0.05  # an ask that comes back empty this long before its deadline hit a dead address
 
@@ -99,7 +99,8 @@ class Client:
         location = self._cache.get(name)
         if location is not None:
             return location
-        location = self._lookup(name, max(0.0, deadline - time.monotonic()), after, subscribe=self._multiprocess)
+        wait = min(RESOLVE_WAIT_S, max(0.0, deadline - time.monotonic()))
+        location = self._lookup(name, wait, after, subscribe=self._multiprocess)
         if location.address is None:
             raise NoSuchActor(f"no actor is registered as {name!r}", detail={"actor": name})
         if self._multiprocess:  # the in-process base cannot tell a dead address apart: always ask

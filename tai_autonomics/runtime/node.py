@@ -33,7 +33,6 @@ from tai_autonomics.runtime.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 BASES = ("multiprocTCPBase", "simpleSystemBase")
-SYSTEM_SHUTDOWN_WAIT_S = 3.0  # an ask that returns empty this long before its deadline hit a dead address
 
 
 @dataclass(frozen=True)
@@ -150,30 +149,12 @@ class Node:
             for context in self._private:
                 context.__exit__(None, None, None)
             self._private.clear()
-            self._shutdown_system(asys)
-            if self._admin_pid:
+            asys.shutdown()  # bounded: see _transport (the tree is already stopped in order)
+            if self._admin_pid:  # whatever thespian left behind
                 for pid in [*_process.descendants(self._admin_pid), self._admin_pid]:
                     _process.kill(pid)
                 _process.reap_forks()
             log.info("actor system stopped", extra={"fields": {"event": "system_stopped"}})
-
-    def _shutdown_system(self, asys: ActorSystem) -> None:
-        """Ask thespian to shut down, but never wait on it for long.
-
-        The tree is already stopped in order by then. thespian's ``shutdown()`` sometimes waits
-        10 s for an admin that never confirms (seen here under load, with every actor already
-        gone), which would break the 10 s SIGTERM budget; the sweep that follows kills
-        whatever it left behind.
-        """
-        if not self.multiprocess:
-            asys.shutdown()
-            return
-        waiter = threading.Thread(target=asys.shutdown, name="thespian-shutdown", daemon=True)
-        waiter.start()
-        waiter.join(SYSTEM_SHUTDOWN_WAIT_S)
-        if waiter.is_alive():
-            log.warning("actor system did not confirm its shutdown; killing its processes",
-                        extra={"fields": {"event": "system_shutdown_forced", "waited_s": SYSTEM_SHUTDOWN_WAIT_S}})
 
     def __enter__(self) -> Node:
         return self.start()

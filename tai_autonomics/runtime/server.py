@@ -69,6 +69,9 @@ started; it then calls :meth:`Process.confirm_started` or :meth:`Process.fail_st
 (OTP's ``proc_lib:init_ack``). The next sibling starts only after that."""
 
 DEFAULT_CALL_TIMEOUT = 5.0
+RESOLVE_WAIT_S = 5.0
+"""How long a caller waits for a name to be (re-)registered: a restart takes milliseconds, so a
+name still missing after this is no actor at all, even for a call with a long timeout."""
 
 _IGNORED = (PoisonMessage, DeadEnvelope)
 
@@ -335,8 +338,8 @@ class Server(Process):
         waiting = self._resolving.setdefault(out.name, [])
         waiting.append(ref)
         if len(waiting) == 1:
-            self.send(self._registry, Whereis(out.name, max(0.0, out.deadline - time.monotonic()), gone,
-                                              subscribe=True))
+            wait = min(RESOLVE_WAIT_S, max(0.0, out.deadline - time.monotonic()))
+            self.send(self._registry, Whereis(out.name, wait, gone, subscribe=True))
 
     def _on_location(self, location: Location) -> None:
         refs = [r for r in self._resolving.pop(location.name, []) if r in self._outgoing]

@@ -48,7 +48,7 @@ class FakeLedger(Echo):
         raise TaiError("already done", code="conflict", detail={"first": "op-1"})
 
     def call_refused(self, payload: Any) -> None:
-        raise TaiError("not in this mode", code="mode_refused", detail={"mode": "eval"})
+        raise TaiError("this SKU is not covered", code="sku_not_authorized", detail={"sku": "sku-9"})
 
     def call_broken_store(self, payload: Any) -> None:
         raise TaiError("cannot write /srv/tai/var/ledger.db: disk I/O error", code="ledger_store_error")
@@ -64,3 +64,30 @@ class Worker(Echo):
 
     def cast_echo(self, payload: Any) -> None:
         self.seen += 1
+
+
+class FakeOperations(Echo):
+    """Answers the operation actors' calls (Acquisition, Publisher, Pricing, ProdMode, CertManager,
+    InsuranceClient) in their real shapes; the real actors meet the gateway in the daemon test."""
+
+    def _result(self, operation_id: str) -> dict[str, Any]:
+        return {"operation_id": operation_id, "status": "completed", "receipts": [RECEIPTS["r-1"], RECEIPTS["r-2"]]}
+
+    def call_deploy(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._result(payload.get("idempotency_key") or "op-1")
+
+    def call_publish(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._result("op-2")
+
+    def call_get(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._result(payload.get("operation_id") or payload.get("work_id"))
+
+    def call_quote(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"quote": {"price": "10.00"}, "receipt": RECEIPTS["r-3"]}
+
+    def call_mode(self, payload: Any) -> dict[str, Any]:
+        return {"mode": "prod", "reason": "certificate valid and policy verified", "configured": "prod",
+                "manual_resume": False}
+
+    def call_status(self, payload: Any) -> dict[str, Any]:
+        return {"loaded": True, "policy_id": "pol-1"}

@@ -24,6 +24,7 @@ from tests.conftest import free_port
 from tests.runtime.test_supervision import _zombie, wait_until
 
 ECHO = "tests.runtime.actors:Echo"
+OPERATION_ACTORS = ("ProdMode", "CertManager", "InsuranceClient", "Acquisition", "Publisher", "Pricing")
 TOKENS = {"service": "service-token-0123456789", "auditor": "auditor-token-0123456789",
           "admin": "admin-token-0123456789"}
 ALLOWED = {**DEFAULT_ALLOWED, "ReceiptLedger": (*DEFAULT_ALLOWED["ReceiptLedger"], "opaque", "overloaded",
@@ -31,9 +32,10 @@ ALLOWED = {**DEFAULT_ALLOWED, "ReceiptLedger": (*DEFAULT_ALLOWED["ReceiptLedger"
            "echo": ("echo", "crash", "refuse"), "worker": ("sleep", "echo")}
 TREE = {"root": "root",
         "supervisors": {"root": {"intensity": 50, "period": 10, "children": ["ReceiptLedger", "echo", "ops"]},
-                        "ops": {"intensity": 50, "period": 10, "children": ["worker"]}},
+                        "ops": {"intensity": 50, "period": 10, "children": ["worker", *OPERATION_ACTORS]}},
         "workers": {"ReceiptLedger": {"actor": "tests.gateway.actors:FakeLedger"},
-                    "echo": {"actor": ECHO}, "worker": {"actor": "tests.gateway.actors:Worker"}}}
+                    "echo": {"actor": ECHO}, "worker": {"actor": "tests.gateway.actors:Worker"},
+                    **{name: {"actor": "tests.gateway.actors:FakeOperations"} for name in OPERATION_ACTORS}}}
 
 
 def config(**overrides) -> GatewayConfig:

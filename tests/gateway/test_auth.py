@@ -30,21 +30,28 @@ from tests.gateway.conftest import TOKENS, assert_error, auth, serving
 AUDIENCE = "https://gateway.tai.test"
 EMAILS = {"svc@tai-test.iam.gserviceaccount.com": "service", "audit@tai-test.iam.gserviceaccount.com": "auditor",
           "ops@tai-test.iam.gserviceaccount.com": "admin"}
-SAMPLE = {"name": "worker", "id": "r-1"}
+SAMPLE = {"name": "worker", "id": "r-1", "operation_id": "op-1", "work_id": "w-1"}
+BODIES = {
+    "/v1/deployments": {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "c", "customer_account": "a",
+                        "region": "r", "artifacts": {}},
+    "/v1/publications": {"work_id": "w-1", "sku_id": "sku-001",
+                         "artifacts": {"code": "x", "tests": "x", "docs": "x", "metadata": "x"}},
+    "/v1/pricing/quotes": {"customer_id": "c", "metrics": {"m": 1}},
+}
 
 
 def request_for(ep: Endpoint) -> dict:
     """A request that passes every check of ``ep`` but auth."""
     params = {name: "1" if param.kind is int else "pol-1" for name, param in ep.query.items() if param.required}
     return {"method": ep.method, "url": ep.path.format(**SAMPLE), "params": params,
-            "json": {"type": "$info"} if ep.body else None}
+            "json": BODIES.get(ep.path, {"type": "$info"}) if ep.body else None}
 
 
 PROTECTED = [ep for ep in ROUTES if ep.roles is not None]
 
 
 def test_health_routes_are_the_only_public_ones() -> None:
-    assert sorted(ep.path for ep in ROUTES if ep.roles is None) == ["/healthz", "/readyz"]
+    assert sorted(ep.path for ep in ROUTES if ep.roles is None) == ["/healthz", "/prod-health", "/readyz"]
 
 
 @pytest.mark.parametrize("ep", PROTECTED, ids=lambda ep: f"{ep.method} {ep.path}")

@@ -12,7 +12,8 @@ import pytest
 from tai_autonomics.gateway import ApiError, supervision
 from tai_autonomics.runtime import Node
 from tests.gateway.actors import RECEIPTS
-from tests.gateway.conftest import assert_error, auth, serving
+from tests.gateway.conftest import OPERATION_ACTORS, assert_error, auth, serving
+from tests.gateway.test_auth import BODIES
 from tests.runtime.test_supervision import wait_until
 
 
@@ -53,7 +54,7 @@ def test_supervision_shows_the_live_tree_with_restarts(http: httpx.Client, node:
     after = next(c for c in tree["children"] if c["name"] == "echo")
     assert after["restarts"] == echo["restarts"] + 1 and after["incarnation"] != echo["incarnation"]
     ops = tree["children"][2]
-    assert ops["type"] == "supervisor" and [c["name"] for c in ops["children"]] == ["worker"]
+    assert ops["type"] == "supervisor" and [c["name"] for c in ops["children"]] == ["worker", *OPERATION_ACTORS]
 
 
 def test_actor_crash_answer_names_no_internals(http: httpx.Client, node: Node) -> None:
@@ -147,7 +148,7 @@ def test_ledger_refusals(http: httpx.Client, contract, url: str, status: int, co
     ("opaque", 502, "invalid_actor_reply"),
     ("overloaded", 429, "rate_limited"),
     ("conflicting", 409, "conflict"),
-    ("refused", 422, "mode_refused"),
+    ("refused", 422, "sku_not_authorized"),
 ])
 def test_actor_refusals_map_to_statuses(http: httpx.Client, contract, msg_type: str, status: int, code: str) -> None:
     response = http.post("/v1/actors/ReceiptLedger/call", json={"type": msg_type}, headers=auth("admin"))
@@ -211,3 +212,40 @@ def test_a_subtree_that_cannot_answer_is_shown_as_such() -> None:
                                 {"name": "ops", "type": "supervisor", "state": "running", "children": None,
                                  "error": "actor_restarting"},
                                 {"name": "down", "type": "supervisor", "state": "restarting"}]
+
+
+@pytest.mark.parametrize(("method", "path", "template", "body"), [
+    ("POST", "/v1/deployments", "/v1/deployments", BODIES["/v1/deployments"]),
+    ("GET", "/v1/deployments/op-7", "/v1/deployments/{operation_id}", None),
+    ("POST", "/v1/publications", "/v1/publications", BODIES["/v1/publications"]),
+    ("GET", "/v1/publications/w-1", "/v1/publications/{work_id}", None),
+    ("POST", "/v1/pricing/quotes", "/v1/pricing/quotes", {"customer_id": "c", "metrics": {"m": 1}}),
+    ("GET", "/v1/mode", "/v1/mode", None),
+    ("GET", "/v1/insurance", "/v1/insurance", None),
+])
+def test_operation_routes_reach_their_actors(http: httpx.Client, contract, method, path, template, body) -> None:
+    response = http.request(method, path, json=body, headers={**auth("service"), "Idempotency-Key": "key-1"})
+    assert response.status_code == 200, response.text
+    contract.check(template, method, response)
+    if path == "/v1/deployments":
+        assert response.json()["operation_id"] == "key-1"  # the Idempotency-Key reached Acquisition
+
+
+def test_prod_health_is_public_and_says_insured(http: httpx.Client) -> None:
+    response = http.get("/prod-health")
+    assert response.status_code == 200 and response.json() == {"status": "insured", "mode": "prod"}
+
+
+def test_a_malformed_idempotency_key_is_refused(http: httpx.Client) -> None:
+    response = http.post("/v1/deployments", json=BODIES["/v1/deployments"],
+                         headers={**auth("service"), "Idempotency-Key": "no spaces"})
+    assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"cost": -1}, "cost"), ({"target_cloud": "mars"}, "target_cloud"), ({"surprise": 1}, "body"),
+])
+def test_operation_bodies_are_checked_against_the_contract(http: httpx.Client, change: dict, field: str) -> None:
+    response = http.post("/v1/deployments", json={**BODIES["/v1/deployments"], **change}, headers=auth("service"))
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["detail"]["field"] == field
