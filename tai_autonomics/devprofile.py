@@ -21,7 +21,6 @@ from tai_autonomics.trust.issuing import (
     CA_KEY_FILE,
     DEV_CERT_FILE,
     DEV_KEY_FILE,
-    DEV_LEDGER_KEY_FILE,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     context["trust"] = {"anchor": str(ca_dir / CA_CERT_FILE), "cert_file": str(ca_dir / DEV_CERT_FILE),
                         "key_file": str(ca_dir / DEV_KEY_FILE), "cert_dir": str(data_dir / "certs"),
                         **context["trust"]}
-    context["ledger"] = {"key_file": str(ca_dir / DEV_LEDGER_KEY_FILE), "store": "sqlite",
-                         "origin": "tai-autonomics.dev/ledger", **context["ledger"]}
+    # the ledger key and origin: the defaults (what `ledger export` and `verify` use with no flags)
+    context["ledger"] = {"store": "sqlite", **context["ledger"]}
     context["sandbox"] = {"url": url}
     return DevEnvironment(sandbox, context)
