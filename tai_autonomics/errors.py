@@ -36,6 +36,24 @@ def _rebuild(cls: type[TaiError], message: str, code: str, detail: dict[str, Any
     return err
 
 
+class HttpError(TaiError):
+    """A request refused over HTTP: ``status`` is the HTTP status, ``headers`` extra headers.
+
+    Shared by the gateway and the sandbox, whose error bodies have the same shape.
+    """
+
+    code = "bad_request"
+
+    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code, detail=detail)
+        self.status = status
+        self.headers = dict(headers or {})
+
+    def __reduce__(self):
+        return (HttpError, (self.status, self.code, self.message, self.detail, self.headers))
+
+
 class ConfigError(TaiError):
     """A configuration file or option is invalid; names the file, the key path and the reason."""
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,7 @@ class Operation:
         return view
 
 
-class OperationActor(Server):
+class OperationActor(Server, metaclass=ABCMeta):
     """Subclasses set :attr:`kind`, :attr:`party`, :attr:`conflict_code` and implement the hooks."""
 
     kind = ""  # receipt kinds are <kind>.intent / .completed / .failed
@@ -353,19 +354,21 @@ class OperationActor(Server):
 
     # -- the subclass's part ---------------------------------------------------------------------------
 
+    @abstractmethod
     def final_codes(self) -> tuple[str, ...]:
         """The party's error codes that name a root-cause class (never retried)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def rca(self, stage: str, answer: Answer, context: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The root-cause record of a failed outside call."""
 
+    @abstractmethod
     def completed_payload(self, results: list[Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """The outcome receipt's payload from the outside party's answers."""
 
+    @abstractmethod
     def resume_steps(self, intent: dict[str, Any], operation_id: str) -> list[Step] | None:
         """The steps to finish an operation recorded before a restart, or None to wait for its repeat."""
-        raise NotImplementedError
 
 
 def party_url(context: dict[str, Any], party: str) -> str:

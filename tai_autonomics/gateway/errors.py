@@ -15,7 +15,7 @@ from typing import Any
 from starlette.responses import Response
 
 from tai_autonomics import logs
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import HttpError, TaiError
 
 log = logging.getLogger("tai_autonomics.gateway")
 
@@ -50,16 +50,7 @@ STATUS_BY_CODE: dict[str, int] = {
 REFUSAL_STATUS = 422
 
 
-class ApiError(TaiError):
-    """A request the gateway refuses: ``status`` is the HTTP status, ``headers`` extra headers."""
-
-    code = "bad_request"
-
-    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message, code=code, detail=detail)
-        self.status = status
-        self.headers = dict(headers or {})
+ApiError = HttpError  # refusals answered with the shared error body
 
 
 def from_actor_error(error: TaiError, actor: str, msg_type: str) -> ApiError:

@@ -16,7 +16,14 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 
 from tai_autonomics import logs
-from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError, NoteError, NotFoundError, ProofError, StoreCorruptError
+from tai_autonomics.ledger.errors import (
+    CanonicalJSONError,
+    DraftError,
+    NoteError,
+    NotFoundError,
+    ProofError,
+    StoreCorruptError,
+)
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
 from tai_autonomics.ledger.merkle import EMPTY_ROOT, MerkleTree
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint

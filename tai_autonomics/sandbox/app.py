@@ -32,11 +32,24 @@ from tai_autonomics import logs
 from tai_autonomics.sandbox.customer import CustomerEndpoint
 from tai_autonomics.sandbox.faults import Fault, FaultConfigError, FaultInjector
 from tai_autonomics.sandbox.insurer import (
-    POLICY_ID, SIGNING_PUBLIC_KEY_FILE, Insurer, load_or_create_ca, load_or_create_signing_key,
+    POLICY_ID,
+    SIGNING_PUBLIC_KEY_FILE,
+    Insurer,
+    load_or_create_ca,
+    load_or_create_signing_key,
 )
 from tai_autonomics.sandbox.marketplace import Marketplace
 from tai_autonomics.sandbox.web import (
-    ApiError, Reply, Route, encode, error_body, error_reply, json_object, no_other_fields, path_param, rejection,
+    ApiError,
+    Reply,
+    Route,
+    encode,
+    error_body,
+    error_reply,
+    json_object,
+    no_other_fields,
+    path_param,
+    rejection,
 )
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,18 @@ from typing import Any
 from starlette.requests import Request
 
 from tai_autonomics.sandbox.web import (
-    ApiError, Reply, Route, choice_field, json_object, no_other_fields, object_field, path_param, rejection, rfc3339,
-    text_field, utcnow,
+    ApiError,
+    Reply,
+    Route,
+    choice_field,
+    json_object,
+    no_other_fields,
+    object_field,
+    path_param,
+    rejection,
+    rfc3339,
+    text_field,
+    utcnow,
 )
 
 PREFIX = "/customer/v1"

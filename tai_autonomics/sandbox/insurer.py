@@ -20,10 +20,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.requests import Request
 
 from tai_autonomics.sandbox.web import (
-    ApiError, Reply, Route, json_object, no_other_fields, path_param, rfc3339, text_field, utcnow,
+    ApiError,
+    Reply,
+    Route,
+    json_object,
+    no_other_fields,
+    path_param,
+    rfc3339,
+    text_field,
+    utcnow,
 )
-from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem
 from tai_autonomics.trust import CertificateAuthority, CertPolicyMalformed, CsrInvalid, Policy, sample_policy
+from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem
 from tai_autonomics.trust.insurer_signature import key_id_for, public_key_pem, sign_body
 from tai_autonomics.trust.issuing import CA_KEY_FILE
 

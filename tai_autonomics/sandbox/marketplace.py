@@ -11,7 +11,16 @@ from typing import Any
 from starlette.requests import Request
 
 from tai_autonomics.sandbox.web import (
-    ApiError, Reply, Route, json_object, no_other_fields, object_field, path_param, rfc3339, text_field, utcnow,
+    ApiError,
+    Reply,
+    Route,
+    json_object,
+    no_other_fields,
+    object_field,
+    path_param,
+    rfc3339,
+    text_field,
+    utcnow,
 )
 
 PREFIX = "/marketplace/v1"

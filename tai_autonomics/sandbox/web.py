@@ -16,22 +16,13 @@ from typing import Any
 
 from starlette.requests import Request
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import HttpError
 from tai_autonomics.sandbox.faults import REJECTION_STATUS
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-class ApiError(TaiError):
-    """A request the sandbox refuses; ``status`` is the HTTP status it answers with."""
-
-    code = "bad_request"
-
-    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message, code=code, detail=detail)
-        self.status = status
-        self.headers = dict(headers or {})
+ApiError = HttpError  # refusals answered with the shared error body
 
 
 @dataclass

@@ -50,9 +50,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tai_autonomics import logs
 from tai_autonomics.trust.insurer_errors import (
-    CertificateNotFoundError, InsuranceCacheStaleError, InsuranceCircuitOpenError, InsuranceError,
-    InsuranceExpiredError, InsuranceRevokedError, InsuranceServiceUnavailableError, InsurerKeyInvalidError,
-    InsurerRejectedError, InsurerResponseInvalidError, InsurerSignatureInvalidError, PolicyNotFoundError,
+    CertificateNotFoundError,
+    InsuranceCacheStaleError,
+    InsuranceCircuitOpenError,
+    InsuranceError,
+    InsuranceExpiredError,
+    InsuranceRevokedError,
+    InsuranceServiceUnavailableError,
+    InsurerKeyInvalidError,
+    InsurerRejectedError,
+    InsurerResponseInvalidError,
+    InsurerSignatureInvalidError,
+    PolicyNotFoundError,
     RateLimitedError,
 )
 from tai_autonomics.trust.insurer_signature import load_public_keys, verify_body
