@@ -1,0 +1,87 @@
+"""Faults through the sandbox, seen by a user of the dev-profile daemon over HTTP (issue 5):
+the insurer goes down (a fresh cache keeps deploys going; past its TTL the daemon goes
+read_only: writes get 503 with the reason, reads still work; the insurer back, prod again), and
+coverage runs out (409 with the numbers, and a coverage.exceeded receipt)."""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import pytest
+
+from tests.runtime.test_supervision import wait_until
+from tests.test_cli_daemon import REPO, Daemon, release
+from tests.test_end_to_end import DEPLOY
+
+# short clocks so the cache goes stale and the mode is re-checked within the test
+FAST = """
+[workers.InsuranceClient.args]
+cache_ttl_s = 2
+attempts = 1
+timeout_s = 2
+breaker_reset_s = 1
+
+[workers.ProdMode.args]
+check_interval_s = 0.3
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    tree = tmp / "supervision.toml"
+    tree.write_text((REPO / "supervision.toml").read_text() + FAST)
+    d = Daemon(tmp, release(tmp, tree))
+    d.wait_for_event("gateway_listening", timeout=60)
+    tokens = dict(line.split("=", 1) for line in (tmp / "var" / "tokens.env").read_text().split())
+    d.service = {"Authorization": f"Bearer {tokens['TAI_TOKEN_SERVICE'].strip(chr(39) + chr(34))}"}
+    d.auditor = {"Authorization": f"Bearer {tokens['TAI_TOKEN_AUDITOR'].strip(chr(39) + chr(34))}"}
+    d.http = httpx.Client(base_url=f"http://127.0.0.1:{d.port}", timeout=60)
+    d.sandbox = next(e["url"] for e in d.lines() if e.get("event") == "sandbox_started")
+    yield d
+    d.http.close()
+    if d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(15) == 0
+
+
+def mode(daemon) -> str:
+    return daemon.http.get("/v1/mode", headers=daemon.service).json()["mode"]
+
+
+def deploy(daemon, **change) -> httpx.Response:
+    return daemon.http.post("/v1/deployments", json={**DEPLOY, **change}, headers=daemon.service)
+
+
+def test_insurer_outage_fresh_cache_then_read_only_then_back(daemon) -> None:
+    assert mode(daemon) == "prod"
+    fault = httpx.post(f"{daemon.sandbox}/admin/faults", json={"kind": "outage", "endpoint": "insurer.*"}).json()
+    assert deploy(daemon, customer_ref="during-outage").status_code == 200  # the cache is still fresh
+
+    wait_until(lambda: mode(daemon) == "read_only", timeout=20, what="read_only past the cache TTL")
+    refused = deploy(daemon, customer_ref="read-only")
+    assert refused.status_code == 503, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "mode_refused" and "insurer" in error["message"]
+    assert daemon.http.get("/v1/ledger/checkpoint", headers=daemon.auditor).status_code == 200  # reads work
+    assert daemon.http.get("/prod-health").status_code == 503
+
+    assert httpx.delete(f"{daemon.sandbox}/admin/faults/{fault['id']}").status_code == 204
+    wait_until(lambda: mode(daemon) == "prod", timeout=20, what="prod again")
+    assert deploy(daemon, customer_ref="after-outage").status_code == 200
+
+
+def test_coverage_exhausted_is_409_with_the_numbers_and_a_receipt(daemon) -> None:
+    for i in range(3):
+        ok = deploy(daemon, sku_id="sku-002", cost=100, customer_ref=f"small-{i}")
+        assert ok.status_code == 200, ok.text
+    refused = deploy(daemon, sku_id="sku-002", cost=100, customer_ref="one-too-many")
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["error"]["detail"]
+    assert (refused.json()["error"]["code"], detail["limit_count"], detail["current_count"]) == \
+        ("coverage_limit_exceeded", 3, 3)
+    receipts = daemon.http.get("/v1/ledger/receipts", params={"chain": "dev-policy-0001", "limit": 1000},
+                               headers=daemon.auditor).json()
+    exceeded = [r for r in receipts if r["kind"] == "coverage.exceeded"]
+    assert exceeded and exceeded[-1]["payload"]["sku"] == "sku-002"
