@@ -85,3 +85,17 @@ def test_coverage_exhausted_is_409_with_the_numbers_and_a_receipt(daemon) -> Non
                                headers=daemon.auditor).json()
     exceeded = [r for r in receipts if r["kind"] == "coverage.exceeded"]
     assert exceeded and exceeded[-1]["payload"]["sku"] == "sku-002"
+
+
+def test_metrics_count_operations_refusals_receipts_and_mode(daemon) -> None:
+    assert deploy(daemon, customer_ref="metered").status_code == 200
+    assert deploy(daemon, sku_id="sku-999", customer_ref="uninsured").status_code == 422
+    text = daemon.http.get("/metrics", headers=daemon.service).text
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    assert values['tai_operations_total{operation="deploy",outcome="completed"}'] >= 1
+    assert 'tai_operation_duration_seconds_count{operation="deploy"}' in values
+    assert values['tai_refusals_total{code="sku_not_authorized"}'] >= 1
+    assert values['tai_mode{mode="prod"}'] == 1 and values['tai_mode{mode="read_only"}'] == 0
+    assert values["tai_receipts"] >= 2
+    assert values["tai_insurance_verified"] in (0, 1) and 'tai_insurer_breaker{state="closed"}' in values

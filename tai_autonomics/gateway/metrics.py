@@ -29,15 +29,32 @@ class GatewayMetrics:
               registry=self.registry).set_function(in_flight)
         self._tree = _TreeCollector()
         self.registry.register(self._tree)
+        self._operations = Counter("tai_operations", "Insured operations by kind and outcome "
+                                   "(completed, failed, or refused before anything went out)",
+                                   ["operation", "outcome"], registry=self.registry)
+        self._operation_latency = Histogram("tai_operation_duration_seconds", "Time to run an operation, by kind",
+                                            ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._refusals = Counter("tai_refusals", "Operations refused, by the refusal's code "
+                                 "(coverage_limit_exceeded, mode_refused, ...)", ["code"], registry=self.registry)
+        self._domain = _DomainCollector()
+        self.registry.register(self._domain)
+
+    def operation(self, operation: str, outcome: str, seconds: float, code: str = "") -> None:
+        self._operations.labels(operation, outcome).inc()
+        self._operation_latency.labels(operation).observe(seconds)
+        if code:
+            self._refusals.labels(code).inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         labels = (route, method, str(status))
         self._requests.labels(*labels).inc()
         self._latency.labels(*labels).observe(seconds)
 
-    def render(self, tree: dict[str, Any] | None) -> bytes:
-        """The text exposition, with the tree just walked (None: it could not be walked)."""
+    def render(self, tree: dict[str, Any] | None, domain: dict[str, Any] | None = None) -> bytes:
+        """The text exposition, with the tree just walked (None: it could not be walked) and what
+        the domain actors answered this scrape (mode, ledger, insurer)."""
         self._tree.tree = tree
+        self._domain.state = domain or {}
         return generate_latest(self.registry)
 
 
@@ -67,3 +84,32 @@ def _children(node: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     for child in node.get("children", ()):
         yield node["name"], child
         yield from _children(child)
+
+
+class _DomainCollector:
+    """Mode, receipts and insurance state as the actors report them at scrape time."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        mode = self.state.get("mode")
+        if mode is not None:
+            gauge = GaugeMetricFamily("tai_mode", "1 for the current mode", labels=["mode"])
+            for name in ("eval", "prod", "read_only", "draining"):
+                gauge.add_metric([name], 1 if mode.get("mode") == name else 0)
+            yield gauge
+        ledger = self.state.get("ledger")
+        if ledger is not None:
+            yield GaugeMetricFamily("tai_receipts", "Receipts in the ledger (its tree size)", value=ledger.get("size", 0))
+            yield CounterMetricFamily("tai_ledger_batches", "Group-commit batches since the ledger actor started",
+                                      value=ledger.get("batches", 0))
+        insurer = self.state.get("insurer")
+        if insurer is not None:
+            cache = insurer.get("cache") or {}
+            yield GaugeMetricFamily("tai_insurance_verified", "1 if the insurer's last policy status is fresh",
+                                    value=1 if cache.get("fresh") else 0)
+            breaker = GaugeMetricFamily("tai_insurer_breaker", "1 for the breaker's current state", labels=["state"])
+            for name in ("closed", "open", "half-open"):
+                breaker.add_metric([name], 1 if insurer.get("breaker_state") == name else 0)
+            yield breaker

@@ -12,6 +12,7 @@ Adding a route (the operation routes of SPEC 7 come this way):
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,7 @@ LEDGER = "ReceiptLedger"
 AUDITOR, ADMIN = frozenset({"auditor"}), frozenset({"admin"})
 SERVICE, SERVICE_OR_AUDITOR = frozenset({"service"}), frozenset({"service", "auditor"})
 OPERATION_TIMEOUT_S = CALL_TIMEOUT_S
+_COUNTED = ("deploy", "publish", "quote")  # operation metrics by kind; reads are not operations
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPERATION_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
@@ -81,7 +83,14 @@ async def metrics(req: Req) -> Response:
         tree = await supervision.walk(req.gateway.bridge, req.gateway.config.root)
     except ApiError:
         tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
-    return Response(req.gateway.metrics.render(tree), media_type=CONTENT_TYPE)
+    domain = {}
+    for key, actor, msg_type in (("mode", "ProdMode", "mode"), ("ledger", LEDGER, "status"),
+                                 ("insurer", "InsuranceClient", "status")):
+        try:
+            domain[key] = await req.gateway.bridge.call(actor, msg_type)
+        except ApiError:
+            continue  # that actor is restarting or absent: its metrics are left out of this scrape
+    return Response(req.gateway.metrics.render(tree, domain), media_type=CONTENT_TYPE)
 
 
 async def openapi(req: Req) -> Response:
@@ -151,7 +160,16 @@ async def list_receipts(req: Req) -> Response:
 # -- insured operations (service) ----------------------------------------------------------
 
 async def _operation(req: Req, actor: str, msg_type: str, payload: Any) -> Response:
-    reply = await req.gateway.bridge.call(actor, msg_type, payload, timeout_s=OPERATION_TIMEOUT_S)
+    started = time.monotonic()
+    try:
+        reply = await req.gateway.bridge.call(actor, msg_type, payload, timeout_s=OPERATION_TIMEOUT_S)
+    except ApiError as refused:
+        if msg_type in _COUNTED:
+            req.gateway.metrics.operation(msg_type, "refused", time.monotonic() - started, refused.code)
+        raise
+    if msg_type in _COUNTED:
+        outcome = reply.get("status", "completed") if isinstance(reply, dict) else "completed"
+        req.gateway.metrics.operation(msg_type, outcome, time.monotonic() - started)
     return encode_reply(reply, actor, msg_type)
 
 
