@@ -21,7 +21,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ActorSystem
 
-from tai_autonomics.runtime import _process, _transport
+from tai_autonomics.runtime import _datastack, _process, _transport
 from tai_autonomics.runtime.client import Client
 from tai_autonomics.runtime.errors import StartError, SystemError_
 from tai_autonomics.runtime.messages import Exiting, Init, Location, Shutdown, Started, StartFailed
@@ -71,6 +71,7 @@ class Node:
         cfg = self.config
         if cfg.base == "multiprocTCPBase":
             _transport.tune_tcp_transport(cfg.bind)
+            _datastack.start_actors_on_fresh_chunk()
             _process.become_subreaper()
             _ensure_port_free(cfg.bind, cfg.admin_port)
             capabilities = {"Admin Port": cfg.admin_port}
