@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -91,3 +92,31 @@ def test_a_callee_killed_mid_call_fails_the_call_at_once() -> None:
             reply = node._system.listen(15)
         assert reply.ref == "r1" and reply.error.code == "actor_crashed", reply
         assert time.monotonic() - started < 10
+
+
+def test_a_later_call_with_a_shorter_timeout_times_out_first() -> None:
+    """Call deadlines share one armed wakeup: a new call whose deadline is earlier than every
+    outstanding one must re-arm it, and the long call must still get its answer afterwards."""
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "b", "relay"]}},
+                                    "workers": {**workers("a", "b"), "relay": dict(RELAY)}}))
+        outcome: dict[str, object] = {}
+
+        def long_call() -> None:
+            outcome["long"] = node.client().call("relay", "relay", {"to": "b", "type": "sleep", "payload": 1.5,
+                                                                    "timeout": 20}, 10)
+
+        worker = threading.Thread(target=long_call)
+        worker.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # until b is asleep in the long call (it stops answering)
+            try:
+                node.call("b", "$info", timeout=0.1)
+            except CallTimeout:
+                break
+        started = time.monotonic()
+        with pytest.raises(CallTimeout):
+            relay(node, "a", "sleep", 1.0, timeout=0.3)
+        assert time.monotonic() - started < 0.9  # its own 0.3 s, not the long call's 20 s
+        worker.join(10)
+        assert outcome["long"] == 1.5
