@@ -2,6 +2,10 @@
 
 Plain dataclasses of builtins only: every message must survive pickling, because an
 unpicklable reply is silently dropped by thespian and the caller would hang.
+
+Payloads, replies and start arguments are left out of the messages' ``repr``: thespian formats
+every message it transmits for its debug log whatever the log level (``TransmitIntent.identify``),
+so a receipt-sized payload was rendered on every send; and a payload never belongs in a log line.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ class Call:
 
     ref: str
     type: str
-    payload: Any = None
+    payload: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class Cast:
     """A request with no reply."""
 
     type: str
-    payload: Any = None
+    payload: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class ErrorInfo:
 @dataclass(frozen=True)
 class Reply:
     ref: str
-    value: Any = None
+    value: Any = field(default=None, repr=False)
     error: ErrorInfo | None = None
 
 
@@ -50,7 +54,7 @@ class Init:
 
     name: str
     incarnation: str
-    args: Any
+    args: Any = field(repr=False)
     registry: Any
     spec: Any = None
 
