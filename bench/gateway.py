@@ -7,6 +7,13 @@ ones returned, so queueing shows up as latency instead of being hidden) and prin
 p50/p95/p99 latency, error rate and achieved rate per rate. The baseline in the same run is
 ``GET /healthz`` at the same rate: the HTTP stack without any actor.
 
+Each rate also reports where the CPU went (``cpu``): milliseconds of CPU (user + system, from
+/proc) per request for each process of the run, by role: every named actor of the tree (its pid
+from ``$info`` through the admin gateway), the daemon's main process (the HTTP gateway and the
+bridge), the sandbox, the rest of the daemon (thespian's admin and logger, the supervisors), and
+this load generator. On one 2-core machine their sum times the rate is the load to compare with
+2 cores: that is what limits the rate.
+
 Targets (issue 5): p99 ≤ 50 ms and no errors at 200 deploys/s on this 2-core machine.
 
 Usage: python -m bench.gateway [--rates 50 100 200] [--seconds 30] [--quick]
@@ -30,6 +37,7 @@ from pathlib import Path
 import httpx
 
 SHARDS = 8
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -49,7 +57,61 @@ def deploy_body(i: int) -> dict:
             "artifacts": {"image": "registry.example/app:1.0"}, "cost": 0}
 
 
-async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: bool) -> dict:
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, frontier = [], [root]
+    while frontier:
+        frontier = [kid for pid in frontier for kid in children.get(pid, [])]
+        found.extend(frontier)
+    return found
+
+
+def process_roles(base: str, admin_token: str, daemon_pid: int) -> dict[int, str]:
+    """pid → role for every process of the run (see the module docstring)."""
+    roles = {os.getpid(): "load_generator", daemon_pid: "daemon_main_gateway"}
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    tree = httpx.get(f"{base}/v1/supervision", headers=headers, timeout=10).json()
+    stack = list(tree.get("children") or [])
+    while stack:
+        child = stack.pop()
+        stack.extend(child.get("children") or [])
+        if child.get("type") == "worker":
+            info = httpx.post(f"{base}/v1/actors/{child['name']}/call", headers=headers, json={"type": "$info"},
+                              timeout=10).json()
+            roles[int(info["pid"])] = child["name"]
+    for pid in _descendants(daemon_pid):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
+        roles.setdefault(pid, "sandbox" if b"sandbox" in cmdline else "daemon_other")
+    return roles
+
+
+def cpu_by_role(roles: dict[int, str], before: dict[int, int], requests: int) -> dict[str, float]:
+    spent: dict[str, float] = {}
+    for pid, role in roles.items():
+        ms = (_cpu_ticks(pid) - before.get(pid, 0)) * 1e3 / TICKS
+        spent[role] = spent.get(role, 0.0) + ms
+    per_request = {role: round(ms / max(1, requests), 2) for role, ms in sorted(spent.items(), key=lambda kv: -kv[1])}
+    per_request["total"] = round(sum(spent.values()) / max(1, requests), 2)
+    return per_request
+
+
+async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: bool,
+                   roles: dict[int, str] | None = None) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     clients = [httpx.AsyncClient(base_url=base, headers=headers, timeout=10, limits=limits) for _ in range(SHARDS)]
@@ -74,6 +136,7 @@ async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: b
             errors[key] = errors.get(key, 0) + 1
 
     total = int(rate * seconds)
+    before = {pid: _cpu_ticks(pid) for pid in roles or {}}
     start = time.perf_counter()
     tasks = []
     for i in range(total):
@@ -83,12 +146,15 @@ async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: b
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
+    cpu = cpu_by_role(roles, before, total) if roles else None
     for client in clients:
         await client.aclose()
     return {"rate": rate, "requests": total, "achieved_per_s": total / elapsed,
             "p50_ms": _percentile(latencies, 0.50) * 1e3, "p95_ms": _percentile(latencies, 0.95) * 1e3,
             "p99_ms": _percentile(latencies, 0.99) * 1e3,
-            "error_rate": sum(errors.values()) / max(1, total), "errors": errors}
+            "error_rate": sum(errors.values()) / max(1, total), "errors": errors,
+            **({"cpu_ms_per_request": cpu, "cores_used": round(cpu["total"] * total / elapsed / 1e3, 2)}
+               if cpu else {})}
 
 
 def start_daemon(data_dir: Path, port: int) -> tuple[subprocess.Popen, Path]:
@@ -128,10 +194,11 @@ def main() -> None:
                           if "=" in line)
             token = tokens["TAI_TOKEN_SERVICE"].strip("'\"")
             base = f"http://127.0.0.1:{port}"
+            roles = process_roles(base, tokens["TAI_TOKEN_ADMIN"].strip("'\""), proc.pid)
             results = {"seconds_per_rate": seconds, "deploys": [], "healthz_baseline": []}
             for rate in args.rates:
                 results["healthz_baseline"].append(asyncio.run(run_rate(base, token, rate, min(seconds, 5), False)))
-                results["deploys"].append(asyncio.run(run_rate(base, token, rate, seconds, True)))
+                results["deploys"].append(asyncio.run(run_rate(base, token, rate, seconds, True, roles)))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
