@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from thespian.actors import PoisonMessage
 
 from tai_autonomics.runtime.errors import ActorCrashed, CallError, CallTimeout, NoSuchActor, error_from
 from tai_autonomics.runtime.messages import (
+    Batch,
     Call,
     Cast,
     Exiting,
@@ -39,6 +41,7 @@ class Client:
         self._registry = registry
         self._multiprocess = multiprocess
         self._cache: dict[str, Location] = {}
+        self._inbox: deque[Any] = deque()  # the rest of a Batch, for the next wait
         self.aside: list[Exiting] = []
 
     def call(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
@@ -113,20 +116,24 @@ class Client:
         A supervisor's exit notice arriving meanwhile is kept in :attr:`aside`.
         """
         deadline = time.monotonic() + timeout
-        answer = self._context.ask(address, msg, max(timeout, 0.001))
-        while True:
-            if answer is not None and wanted(answer):
-                return answer
-            if isinstance(answer, PoisonMessage):
-                raise CallError(f"actor rejected the message: {answer.details}")
-            if isinstance(answer, Exiting):
-                self.aside.append(answer)
-            elif isinstance(answer, Moved):
-                self._forget(answer)
+        received = self._context.ask(address, msg, max(timeout, 0.001))
+        while received is not None:
+            self._inbox.extend(received.messages if isinstance(received, Batch) else (received,))
+            while self._inbox:
+                answer = self._inbox.popleft()
+                if wanted(answer):
+                    return answer
+                if isinstance(answer, PoisonMessage):
+                    raise CallError(f"actor rejected the message: {answer.details}")
+                if isinstance(answer, Exiting):
+                    self.aside.append(answer)
+                elif isinstance(answer, Moved):
+                    self._forget(answer)
             remaining = deadline - time.monotonic()
-            if answer is None or remaining <= 0:
+            if remaining <= 0:
                 return None
-            answer = self._context.listen(remaining)
+            received = self._context.listen(remaining)
+        return None
 
     def listen(self, timeout: float) -> Any:
         return self._context.listen(timeout)

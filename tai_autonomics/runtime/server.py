@@ -43,6 +43,7 @@ from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import _process
 from tai_autonomics.runtime.errors import ActorCrashed, CallTimeout, NoSuchActor, error_from
 from tai_autonomics.runtime.messages import (
+    Batch,
     Call,
     Cast,
     ErrorInfo,
@@ -75,6 +76,7 @@ RESOLVE_WAIT_S = 5.0
 name still missing after this is no actor at all, even for a call with a long timeout."""
 
 _IGNORED = (PoisonMessage, DeadEnvelope)
+_COALESCED = (Call, Cast, Reply)
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,54 @@ class Process(Actor):
         self._registry: Any = None
         self._exiting = False
         self.caller: Caller | None = None
+        self._outbox: list[tuple[Any, list[Any]]] | None = None
 
     # -- the protocol -------------------------------------------------------------------
 
     def receiveMessage(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, Call):
+        """Handle one thespian message; what the handling sends goes out when it ends, the
+        calls, casts and replies for one receiver together as one :class:`Batch`."""
+        if self._outbox is not None:  # the in-process base delivers inside a send: same outbox
+            self._handle_one(msg, sender)
+            return
+        self._outbox = []
+        try:
+            self._handle_one(msg, sender)
+        finally:
+            outbox, self._outbox = self._outbox, None
+            for address, messages in outbox:
+                self._transmit(address, messages)
+
+    def send(self, targetAddr: Any, msg: Any) -> None:
+        """thespian's send, coalescing calls, casts and replies while a message is handled.
+
+        A runtime message (a registration, an exit notice) first sends everything queued, to
+        every receiver: what others learn from it (a death notice, say) must not overtake what
+        was sent before it (the reply to the call that crashed).
+        """
+        outbox = self._outbox
+        if outbox is None:
+            super().send(targetAddr, msg)
+        elif isinstance(msg, _COALESCED):
+            for address, messages in outbox:
+                if address == targetAddr:
+                    messages.append(msg)
+                    return
+            outbox.append((targetAddr, [msg]))
+        else:
+            for address, messages in outbox:
+                self._transmit(address, messages)
+            outbox.clear()
+            super().send(targetAddr, msg)
+
+    def _transmit(self, address: Any, messages: list[Any]) -> None:
+        super().send(address, messages[0] if len(messages) == 1 else Batch(tuple(messages)))
+
+    def _handle_one(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Batch):
+            for inner in msg.messages:
+                self._handle_one(inner, sender)
+        elif isinstance(msg, Call):
             self._on_call(msg, sender)
         elif isinstance(msg, Cast):
             self._on_cast(msg)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
-from tai_autonomics.runtime.messages import Shutdown
+from tai_autonomics.runtime.messages import Batch, Shutdown
 
 
 def record(path: str | None, line: str) -> None:
@@ -123,3 +123,47 @@ class SlowStarter(Echo):
             self.confirm_started()
         else:
             self.fail_start(f"dependency said {value!r}")
+
+
+class Coalescing(Echo):
+    """Counts the thespian messages that arrive as a :class:`Batch`; fans calls out and holds
+    callers to show what one handler sends to one receiver travels together."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        super().init(args)
+        self.batches: list[int] = []
+        self.held: list[Any] = []
+
+    def receiveMessage(self, msg: Any, sender: Any) -> None:
+        if isinstance(msg, Batch):
+            self.batches.append(len(msg.messages))
+        super().receiveMessage(msg, sender)
+
+    def call_batches(self, _payload: Any) -> list[int]:
+        return list(self.batches)
+
+    def call_fan_out(self, request: dict[str, Any]) -> Any:
+        """Call ``to`` with each of ``payloads`` from this one handler; answer all the results."""
+        caller, results = self.caller, {}
+        payloads = request["payloads"]
+
+        def collect(index: int, value: Any, error: BaseException | None) -> None:
+            results[index] = error.code if error is not None else value
+            if len(results) == len(payloads):
+                self.reply(caller, [results[i] for i in range(len(payloads))])
+
+        for index, payload in enumerate(payloads):
+            self.call_actor(request["to"], "echo", payload,
+                            then=lambda value, error, index=index: collect(index, value, error))
+        return NOREPLY
+
+    def call_hold(self, _payload: Any) -> Any:
+        self.held.append(self.caller)
+        return NOREPLY
+
+    def call_release_and_echo(self, payload: Any) -> Any:
+        """Answer every held caller and this call in the same handling."""
+        for caller in self.held:
+            self.reply(caller, "late")
+        self.held.clear()
+        return payload

@@ -120,3 +120,27 @@ def test_a_later_call_with_a_shorter_timeout_times_out_first() -> None:
         assert time.monotonic() - started < 0.9  # its own 0.3 s, not the long call's 20 s
         worker.join(10)
         assert outcome["long"] == 1.5
+
+
+COALESCING = {"actor": "tests.runtime.actors:Coalescing"}
+
+
+def test_calls_sent_by_one_handler_travel_as_one_batch_and_are_answered_as_one() -> None:
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
+                                    "workers": {"src": dict(COALESCING), "dst": dict(COALESCING)}}))
+        assert node.call("src", "fan_out", {"to": "dst", "payloads": [1, "two", [3]]}) == [1, "two", [3]]
+        assert node.call("dst", "batches") == [3]  # three calls, one thespian message
+        assert node.call("src", "batches") == [3]  # and their three replies
+        assert node.call("dst", "seen") == 3
+
+
+def test_a_client_picks_its_reply_out_of_a_batch() -> None:
+    """A late reply to an abandoned call and the reply to the current one arrive together."""
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a"]}},
+                                    "workers": {"a": dict(COALESCING)}}))
+        with pytest.raises(CallTimeout):
+            node.call("a", "hold", None, timeout=0.3)
+        assert node.call("a", "release_and_echo", "now") == "now"
+        assert node.call("a", "echo", "next") == "next"
