@@ -5,14 +5,11 @@ coverage runs out (409 with the numbers, and a coverage.exceeded receipt)."""
 
 from __future__ import annotations
 
-import signal
-
 import httpx
 import pytest
 
+from tests.e2e import DEPLOY, as_, dev_daemon
 from tests.runtime.test_supervision import wait_until
-from tests.test_cli_daemon import REPO, Daemon, release
-from tests.test_end_to_end import DEPLOY
 
 # short clocks so the cache goes stale and the mode is re-checked within the test
 FAST = """
@@ -29,29 +26,16 @@ check_interval_s = 0.3
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("faults")
-    tree = tmp / "supervision.toml"
-    tree.write_text((REPO / "supervision.toml").read_text() + FAST)
-    d = Daemon(tmp, release(tmp, tree))
-    d.wait_for_event("gateway_listening", timeout=60)
-    tokens = dict(line.split("=", 1) for line in (tmp / "var" / "tokens.env").read_text().split())
-    d.service = {"Authorization": f"Bearer {tokens['TAI_TOKEN_SERVICE'].strip(chr(39) + chr(34))}"}
-    d.auditor = {"Authorization": f"Bearer {tokens['TAI_TOKEN_AUDITOR'].strip(chr(39) + chr(34))}"}
-    d.http = httpx.Client(base_url=f"http://127.0.0.1:{d.port}", timeout=60)
-    d.sandbox = next(e["url"] for e in d.lines() if e.get("event") == "sandbox_started")
-    yield d
-    d.http.close()
-    if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
-        assert d.proc.wait(15) == 0
+    with dev_daemon(tmp_path_factory.mktemp("faults"), workers=FAST) as d:
+        yield d
 
 
 def mode(daemon) -> str:
-    return daemon.http.get("/v1/mode", headers=daemon.service).json()["mode"]
+    return daemon.http.get("/v1/mode", headers=as_(daemon, "service")).json()["mode"]
 
 
 def deploy(daemon, **change) -> httpx.Response:
-    return daemon.http.post("/v1/deployments", json={**DEPLOY, **change}, headers=daemon.service)
+    return daemon.http.post("/v1/deployments", json={**DEPLOY, **change}, headers=as_(daemon, "service"))
 
 
 def test_insurer_outage_fresh_cache_then_read_only_then_back(daemon) -> None:
@@ -64,7 +48,7 @@ def test_insurer_outage_fresh_cache_then_read_only_then_back(daemon) -> None:
     assert refused.status_code == 503, refused.text
     error = refused.json()["error"]
     assert error["code"] == "mode_refused" and "insurer" in error["message"]
-    assert daemon.http.get("/v1/ledger/checkpoint", headers=daemon.auditor).status_code == 200  # reads work
+    assert daemon.http.get("/v1/ledger/checkpoint", headers=as_(daemon, "auditor")).status_code == 200  # reads work
     assert daemon.http.get("/prod-health").status_code == 503
 
     assert httpx.delete(f"{daemon.sandbox}/admin/faults/{fault['id']}").status_code == 204
@@ -82,7 +66,7 @@ def test_coverage_exhausted_is_409_with_the_numbers_and_a_receipt(daemon) -> Non
     assert (refused.json()["error"]["code"], detail["limit_count"], detail["current_count"]) == \
         ("coverage_limit_exceeded", 3, 3)
     receipts = daemon.http.get("/v1/ledger/receipts", params={"chain": "dev-policy-0001", "limit": 1000},
-                               headers=daemon.auditor).json()
+                               headers=as_(daemon, "auditor")).json()
     exceeded = [r for r in receipts if r["kind"] == "coverage.exceeded"]
     assert exceeded and exceeded[-1]["payload"]["sku"] == "sku-002"
 
@@ -90,7 +74,7 @@ def test_coverage_exhausted_is_409_with_the_numbers_and_a_receipt(daemon) -> Non
 def test_metrics_count_operations_refusals_receipts_and_mode(daemon) -> None:
     assert deploy(daemon, customer_ref="metered").status_code == 200
     assert deploy(daemon, sku_id="sku-999", customer_ref="uninsured").status_code == 422
-    text = daemon.http.get("/metrics", headers=daemon.service).text
+    text = daemon.http.get("/metrics", headers=as_(daemon, "service")).text
     values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
               if line and not line.startswith("#")}
     assert values['tai_operations_total{operation="deploy",outcome="completed"}'] >= 1
@@ -99,3 +83,4 @@ def test_metrics_count_operations_refusals_receipts_and_mode(daemon) -> None:
     assert values['tai_mode{mode="prod"}'] == 1 and values['tai_mode{mode="read_only"}'] == 0
     assert values["tai_receipts"] >= 2
     assert values["tai_insurance_verified"] in (0, 1) and 'tai_insurer_breaker{state="closed"}' in values
+
