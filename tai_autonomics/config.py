@@ -18,8 +18,10 @@ from tai_autonomics.runtime.node import BASES
 PROFILES = ("dev", "staging", "prod")
 MODES = ("eval", "prod")
 _SECTIONS = ("ledger", "insurer", "trust", "gateway", "customer", "marketplace")
-_TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", *_SECTIONS}
+_TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", "sandbox", *_SECTIONS}
 _SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
+_SANDBOX_KEYS = {"cert_validity_s"}
+MAX_CERT_VALIDITY_S = 3650 * 86400  # the dev CA's own lifetime: a certificate cannot outlive its issuer
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -32,6 +34,9 @@ class ReleaseConfig:
     system: NodeConfig = field(default_factory=NodeConfig)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = "<dev defaults>"
+    #: ``[sandbox] cert_validity_s`` (dev profile only): how long the certificates of the dev
+    #: profile's insurer are valid, the first one (dev CA) and every renewal; None: 365 / 90 days
+    sandbox_cert_validity_s: float | None = None
 
     def context(self) -> dict[str, Any]:
         """What every actor is handed in ``args["context"]``: where things are, not secrets
@@ -89,6 +94,7 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     level = system.get("log_level", "INFO")
     if level not in _LOG_LEVELS:
         raise fail("system.log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+    cert_validity_s = _sandbox(data.get("sandbox"), profile, fail)
     sections = {}
     for name in _SECTIONS:
         table = data.get(name, {})
@@ -102,7 +108,26 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     return ReleaseConfig(profile=profile, mode=mode, supervision=paths["supervision"],
                          data_dir=paths["data_dir"],
                          system=NodeConfig(base=base, admin_port=port, bind=bind, log_level=level),
-                         sections=sections, source=source)
+                         sections=sections, source=source, sandbox_cert_validity_s=cert_validity_s)
+
+
+def _sandbox(table: Any, profile: str, fail) -> float | None:
+    """The ``[sandbox]`` table: only the dev profile starts a sandbox, so only it may have one."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise fail("sandbox", "must be a table")
+    if profile != "dev":
+        raise fail("sandbox", f"only the dev profile starts a sandbox (this file's profile is {profile!r})")
+    for key in sorted(set(table) - _SANDBOX_KEYS):
+        raise fail(f"sandbox.{key}", f"unknown key (expected one of {', '.join(sorted(_SANDBOX_KEYS))})")
+    value = table.get("cert_validity_s")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CERT_VALIDITY_S:
+        raise fail("sandbox.cert_validity_s",
+                   f"must be a number of seconds > 0 and at most {MAX_CERT_VALIDITY_S} (3650 days), got {value!r}")
+    return float(value)
 
 
 def _is_path_key(key: str) -> bool:

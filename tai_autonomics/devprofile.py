@@ -3,6 +3,10 @@
 ``tai-autonomics foreground`` with no release file runs in ``prod`` mode against outside
 parties played by the sandbox (started here as a child process) with a development CA, so
 that the README's first command gives a working insured system without any setup.
+
+The release file's ``[sandbox] cert_validity_s`` sets how long this insurer's certificates are
+valid: the first one (made with the dev CA on the first run, when the CA is created) and every
+renewal the sandbox issues. Unset: 365 days for the first, 90 for renewals.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from tai_autonomics import logs
@@ -41,10 +46,11 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     """Create the dev CA (first run only), start the sandbox, and describe both to the actors."""
     data_dir = release.data_dir.resolve()
     ca_dir = data_dir / DEV_CA_DIR
+    validity = None if release.sandbox_cert_validity_s is None else timedelta(seconds=release.sandbox_cert_validity_s)
     if not (ca_dir / CA_KEY_FILE).exists():
-        write_dev_ca(ca_dir)
+        write_dev_ca(ca_dir, **({} if validity is None else {"valid_for": validity}))
         logs.event(log, "development CA created", event="dev_ca_created", directory=str(ca_dir))
-    sandbox = SandboxProcess(data_dir, ca_dir=ca_dir, on_line=sys.stdout.write)
+    sandbox = SandboxProcess(data_dir, ca_dir=ca_dir, cert_validity=validity, on_line=sys.stdout.write)
     url = sandbox.start()
     logs.event(log, "sandbox started", event="sandbox_started", url=url)
     context = release.context()

@@ -70,3 +70,32 @@ def test_unreadable_release_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_release(bad)
     assert isinstance(load_release(None), ReleaseConfig)
+
+
+def test_the_dev_profile_certificate_lifetime(tmp_path: Path) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text('profile = "dev"\n[sandbox]\ncert_validity_s = 40\n')
+    assert load_release(rel).sandbox_cert_validity_s == 40.0
+    rel.write_text('profile = "dev"\n')
+    assert load_release(rel).sandbox_cert_validity_s is None  # the defaults: 365 days, renewals 90
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), [
+    ("[sandbox]\ncert_validity_s = 0", "sandbox.cert_validity_s", "must be a number of seconds > 0"),
+    ("[sandbox]\ncert_validity_s = -5", "sandbox.cert_validity_s", "got -5"),
+    ("[sandbox]\ncert_validity_s = nan", "sandbox.cert_validity_s", "got nan"),
+    ("[sandbox]\ncert_validity_s = 315360001", "sandbox.cert_validity_s", "at most 315360000 (3650 days)"),
+    ('[sandbox]\ncert_validity_s = "40"', "sandbox.cert_validity_s", "got '40'"),
+    ("[sandbox]\ncert_validity_s = true", "sandbox.cert_validity_s", "got True"),
+    ("[sandbox]\ncert_validity_days = 1", "sandbox.cert_validity_days",
+     "unknown key (expected one of cert_validity_s)"),
+    ("sandbox = 40", "sandbox", "must be a table"),
+    ('profile = "staging"\n[sandbox]\ncert_validity_s = 40', "sandbox",
+     "only the dev profile starts a sandbox (this file's profile is 'staging')"),
+])
+def test_a_bad_sandbox_table_names_the_key_and_why(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_release(rel)
+    assert err.value.key == key and reason in str(err.value)

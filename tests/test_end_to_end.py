@@ -13,37 +13,20 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from tai_autonomics.ledger import LedgerPublicKey, open_checkpoint, verify_inclusion
 from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.merkle import leaf_hash
+from tests.e2e import DEPLOY, as_, dev_daemon
 from tests.runtime.test_supervision import wait_until
-from tests.test_cli_daemon import Daemon, release, run_cli
-
-DEPLOY = {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "cust-7", "customer_account": "dev-account-0001",
-          "region": "europe-west1", "artifacts": {"image": "registry.example/app:1.0"}, "cost": 250}
+from tests.test_cli_daemon import run_cli
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    d = Daemon(tmp, release(tmp))
-    d.wait_for_event("gateway_listening", timeout=60)
-    tokens = dict(line.split("=", 1) for line in (tmp / "var" / "tokens.env").read_text().split())
-    d.http = httpx.Client(base_url=f"http://127.0.0.1:{d.port}", timeout=60)
-    d.tokens = {role: tokens[f"TAI_TOKEN_{role.upper()}"].strip("'\"") for role in ("service", "auditor", "admin")}
-    d.data_dir = tmp / "var"
-    yield d
-    d.http.close()
-    if d.proc.poll() is None:
-        d.proc.send_signal(signal.SIGTERM)
-        assert d.proc.wait(15) == 0
-
-
-def as_(daemon, role: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {daemon.tokens[role]}"}
+    with dev_daemon(tmp_path_factory.mktemp("e2e")) as d:
+        yield d
 
 
 def test_insured_deploy_publish_and_quote_with_verifiable_receipts(daemon) -> None:

@@ -49,9 +49,11 @@ A periodic check (first at start, then every ``check_interval_s``) sends due war
 unacknowledged receipts, asks the insurer about revocation and starts a due renewal. Nothing
 depends on it firing: on Cloud Run timers freeze between requests.
 
-Args: ``check_interval_s`` (3600), ``renew_before_days`` (45), ``clock_offset_s`` (0; **dev and
-test configurations only**: shifts this actor's clock, e.g. to see warnings on a fresh
-certificate). From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"var"``), and
+Args: ``check_interval_s`` (3600), ``renew_before_days`` (45, may be fractional), the backoff
+after a failed renewal ``renew_retry_base_s`` (60, doubling per failure) up to
+``renew_retry_cap_s`` (21600), and ``clock_offset_s`` (0; **dev and test configurations only**:
+shifts this actor's clock, e.g. to see warnings on a fresh certificate). A bad value fails the
+start naming the arg. From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"var"``), and
 ``trust`` = ``{"anchor": CA PEM file, "intermediates"?: [files], "expected_issuer"?: name or
 null, "cert_dir"?: directory (default DATA_DIR/cert), "cert_file"?, "key_file"?}``; the last two
 (PEM files, as the dev profile's dev CA writes them) are installed as the first certificate when
@@ -68,6 +70,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +81,7 @@ from tai_autonomics.runtime import NOREPLY, Caller, Server
 from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
 from tai_autonomics.trust import CertManager as Core
 from tai_autonomics.trust._time import utcnow
-from tai_autonomics.trust.cert_manager import CURRENT_FILE
+from tai_autonomics.trust.cert_manager import CURRENT_FILE, RETRY_BASE, RETRY_CAP
 from tai_autonomics.trust.errors import CertExpired, CertNotLoaded, CertNotYetValid
 
 log = logging.getLogger(__name__)
@@ -97,9 +100,13 @@ class CertManager(Server):
         trust = context.get("trust") or {}
         offset = dt.timedelta(seconds=float(args.get("clock_offset_s", 0)))
         self._clock = lambda: utcnow() + offset
-        self._check_interval_s = float(args.get("check_interval_s", 3600))
-        if not self._check_interval_s > 0:
-            raise ValueError(f"check_interval_s must be a positive number of seconds, not {self._check_interval_s}")
+        self._check_interval_s = _seconds(args, "check_interval_s", 3600, positive=True)
+        renew_before_s = _seconds(args, "renew_before_days", 45, positive=False) * 86400
+        retry_base_s = _seconds(args, "renew_retry_base_s", RETRY_BASE.total_seconds(), positive=True)
+        retry_cap_s = _seconds(args, "renew_retry_cap_s", RETRY_CAP.total_seconds(), positive=True)
+        if retry_cap_s < retry_base_s:
+            raise ValueError(f"renew_retry_cap_s ({retry_cap_s:g}) must not be less than renew_retry_base_s "
+                             f"({retry_base_s:g})")
         self._renewal: RenewalRequest | None = None
         self._renew_waiters: list[Caller] = []
         self._appending = 0
@@ -115,8 +122,8 @@ class CertManager(Server):
                                                       expected_issuer=trust.get("expected_issuer") or None,
                                                       clock=self._clock)
             cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
-            core = Core(cert_dir, verifier, clock=self._clock,
-                        renew_before=dt.timedelta(days=float(args.get("renew_before_days", 45))))
+            core = Core(cert_dir, verifier, clock=self._clock, renew_before=dt.timedelta(seconds=renew_before_s),
+                        retry_base=dt.timedelta(seconds=retry_base_s), retry_cap=dt.timedelta(seconds=retry_cap_s))
             if trust.get("cert_file") and trust.get("key_file") and not (Path(cert_dir) / CURRENT_FILE).exists():
                 core.install(_read(trust["cert_file"]), _read(trust["key_file"]))
                 logs.event(log, "first insurance certificate installed", event="cert.installed",
@@ -315,6 +322,16 @@ class CertManager(Server):
     def _current_caller(self) -> Caller:
         assert self.caller is not None, "only a call handler has a caller"
         return self.caller
+
+
+def _seconds(args: dict[str, Any], name: str, default: float, *, positive: bool) -> float:
+    """A numeric arg (a duration): finite, and > 0 (``positive``) or >= 0; else the start fails naming it."""
+    value = args.get(name, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+        (value > 0 if positive else value >= 0)
+    if not ok:
+        raise ValueError(f"{name} must be a number {'> 0' if positive else '>= 0'}, not {value!r}")
+    return float(value)
 
 
 def _read(path: str) -> bytes:

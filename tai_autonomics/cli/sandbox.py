@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--fault", action="append", default=[], metavar="KIND[@ENDPOINT][:key=value,...]",
                        help="inject a fault from the start (repeatable); also accepts a JSON object")
     serve.add_argument("--seed", type=int, default=0, help="seed of the fault RNG (default 0)")
-    serve.add_argument("--cert-validity-days", type=float, default=90.0,
-                       help="validity of the certificates the insurer issues (default 90)")
+    serve.add_argument("--cert-validity-days", type=_positive_days, default=90.0, metavar="DAYS",
+                       help="validity of the certificates the insurer issues, fractions allowed (default 90)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(func=serve_command)
 
@@ -53,6 +54,17 @@ def serve_command(args: argparse.Namespace) -> int:
                            certificate_validity=timedelta(days=args.cert_validity_days))
     serve_foreground(Sandbox(config), args.host, args.port)
     return 0
+
+
+def _positive_days(text: str) -> float:
+    """A certificate lifetime: a negative one made every issuance answer 500, zero issued expired certificates."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError(f"must be a number of days > 0 and at most 3650, not {text!r}")
+    return days
 
 
 def _is_loopback(host: str) -> bool:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from tai_autonomics import httpserve, logs
@@ -117,14 +118,18 @@ class SandboxProcess:
     """``tai-autonomics sandbox serve`` as a child process (the daemon's dev profile starts it so).
 
     Its JSON log lines are read from its stdout; ``on_line`` (default: drop them) gets each one.
+    ``cert_validity``: how long the certificates its insurer issues are valid (default 90 days).
     """
 
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0, faults: Sequence[Fault] = (),
-                 seed: int = 0, ca_dir: Path | None = None, on_line: Callable[[str], None] | None = None) -> None:
+                 seed: int = 0, ca_dir: Path | None = None, cert_validity: timedelta | None = None,
+                 on_line: Callable[[str], None] | None = None) -> None:
         self.argv = [sys.executable, "-m", "tai_autonomics", "sandbox", "serve", "--host", host, "--port", str(port),
                      "--data-dir", str(data_dir), "--seed", str(seed)]
         if ca_dir is not None:
             self.argv += ["--ca-dir", str(ca_dir)]
+        if cert_validity is not None:
+            self.argv += ["--cert-validity-days", repr(cert_validity / timedelta(days=1))]
         for fault in faults:
             self.argv += ["--fault", format_fault_arg(fault)]
         self._on_line = on_line or (lambda line: None)

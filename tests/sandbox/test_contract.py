@@ -198,7 +198,8 @@ def test_unknown_routes_and_methods_get_json_errors(http: httpx.Client) -> None:
 
 # No "\n" in generated text: jsonschema evaluates `pattern` with Python's re, where "$" also matches
 # before a final newline; the contract's patterns are ECMA-262, which the sandbox implements (fullmatch).
-TEXT = st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=20)
+# UTF-8 only: a lone surrogate cannot be sent as JSON at all (httpx fails to encode it, before any request).
+TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"), max_size=20)
 FIELD_VALUES = st.one_of(
     st.sampled_from(["sku-001", "gcp", "aws", "eu-1", "acct", "", "mars", " ", "a" * 200]),
     st.integers(), st.none(), st.booleans(), st.lists(st.integers(), max_size=2),

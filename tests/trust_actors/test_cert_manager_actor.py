@@ -106,6 +106,37 @@ def test_a_failed_renewal_keeps_the_old_certificate(node: Node, tree, trust: Tru
     assert recorded(trust.receipts, "cert.renewed") == []
 
 
+def test_the_renewal_schedule_is_configurable(node: Node, tree, trust: Trust, admin: httpx.Client) -> None:
+    """renew_before_days (fractional) and the backoff after a failure: renew_retry_base_s, doubling up to
+    renew_retry_cap_s (the defaults, 60 s doubling to 6 h, would take real minutes to see in a test)."""
+    trust.install_certificate(admin)
+    tree(cert={"renew_before_days": 0.5, "renew_retry_base_s": 600, "renew_retry_cap_s": 900})
+    status = call(node, "status")
+    window = dt.datetime.fromisoformat(status["not_after"]) - dt.datetime.fromisoformat(status["next_renewal_at"])
+    assert window == dt.timedelta(hours=12)
+    admin.post("/admin/faults", json={"kind": "outage", "endpoint": "insurer.renew_certificate"}).raise_for_status()
+    waits = []
+    for failures in (1, 2, 3):
+        outcome = call(node, "renew_now", timeout=RENEW_CALL_TIMEOUT_S)
+        assert (outcome["renewed"], outcome["failures"]) == (False, failures)
+        wait = dt.datetime.fromisoformat(outcome["next_attempt_at"]) - dt.datetime.now(dt.timezone.utc)
+        waits.append(round(wait.total_seconds() / 100))
+    assert waits == [6, 9, 9]  # 600 s, then 1200 s capped at 900 s
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"renew_retry_base_s": 0}, "renew_retry_base_s must be a number > 0, not 0"),
+    ({"renew_retry_cap_s": "1h"}, "renew_retry_cap_s must be a number > 0, not '1h'"),
+    ({"renew_retry_base_s": 10, "renew_retry_cap_s": 5}, "renew_retry_cap_s (5) must not be less than"),
+    ({"renew_before_days": -1}, "renew_before_days must be a number >= 0, not -1"),
+    ({"check_interval_s": float("nan")}, "check_interval_s must be a number > 0, not nan"),
+])
+def test_a_bad_renewal_schedule_fails_the_start_naming_the_arg(node: Node, tree, args: dict, message: str) -> None:
+    with pytest.raises(StartError) as refused:
+        tree(cert=args)
+    assert "child 'CertManager' failed to start" in str(refused.value) and message in str(refused.value)
+
+
 def test_revocation_reported_by_the_insurer_takes_effect_at_once_and_survives_a_restart(
         node: Node, tree, trust: Trust, admin: httpx.Client) -> None:
     trust.install_certificate(admin)
