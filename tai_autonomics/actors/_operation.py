@@ -109,6 +109,7 @@ class OperationActor(Server, metaclass=ABCMeta):
     kind = ""  # receipt kinds are <kind>.intent / .completed / .failed
     party = ""  # "customer" or "marketplace": the context key of its base URL
     conflict_code = ""
+    coalesce_s = 0.002  # under load, the guards and appends of many requests travel together
 
     def init(self, args: dict[str, Any]) -> Any:
         self.ops: dict[str, Operation] = {}

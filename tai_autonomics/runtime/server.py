@@ -77,6 +77,7 @@ name still missing after this is no actor at all, even for a call with a long ti
 
 _IGNORED = (PoisonMessage, DeadEnvelope)
 _COALESCED = (Call, Cast, Reply)
+MAX_HELD = 256  # messages held for coalescing; more are sent at once
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ class Process(Actor):
 
     name: str = ""
     incarnation: str = ""
+    coalesce_s: float = 0.0
+    """While messages stream in (the previous one was handled less than this ago), hold what
+    handlers send for up to this long, so that the calls of many requests travel together
+    instead of one thespian message each. Zero (the default): send when each handling ends."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -109,6 +114,9 @@ class Process(Actor):
         self._exiting = False
         self.caller: Caller | None = None
         self._outbox: list[tuple[Any, list[Any]]] | None = None
+        self._held: list[tuple[Any, list[Any]]] = []
+        self._last_handled = 0.0
+        self._flush_armed = False
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -118,13 +126,30 @@ class Process(Actor):
         if self._outbox is not None:  # the in-process base delivers inside a send: same outbox
             self._handle_one(msg, sender)
             return
-        self._outbox = []
+        self._outbox, self._held = self._held, []
         try:
             self._handle_one(msg, sender)
         finally:
             outbox, self._outbox = self._outbox, None
-            for address, messages in outbox:
-                self._transmit(address, messages)
+            if self._hold(outbox, msg):
+                self._held = outbox
+            else:
+                for address, messages in outbox:
+                    self._transmit(address, messages)
+
+    def _hold(self, outbox: list[tuple[Any, list[Any]]], msg: Any) -> bool:
+        """Whether to keep ``outbox`` for the next handling (see :attr:`coalesce_s`)."""
+        now = time.monotonic()
+        streaming, self._last_handled = now - self._last_handled < self.coalesce_s, now
+        if isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
+            self._flush_armed = False
+            return False
+        if not outbox or not streaming or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
+            return False
+        if not self._flush_armed:
+            self._flush_armed = True
+            self.wakeupAfter(timedelta(seconds=self.coalesce_s), payload=_Flush())
+        return True
 
     def send(self, targetAddr: Any, msg: Any) -> None:
         """thespian's send, coalescing calls, casts and replies while a message is handled.
@@ -155,6 +180,8 @@ class Process(Actor):
         if isinstance(msg, Batch):
             for inner in msg.messages:
                 self._handle_one(inner, sender)
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
+            return  # its handling ends by sending what was held
         elif isinstance(msg, Call):
             self._on_call(msg, sender)
         elif isinstance(msg, Cast):
@@ -473,6 +500,11 @@ class Server(Process):
     def inspect_state(self) -> dict[str, Any]:
         """A JSON-able view of the state, for the remote shell's ``state NAME``."""
         return {}
+
+
+@dataclass(frozen=True)
+class _Flush:
+    """The wakeup that ends holding messages for :attr:`Process.coalesce_s`."""
 
 
 @dataclass(frozen=True)

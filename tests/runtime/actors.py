@@ -167,3 +167,20 @@ class Coalescing(Echo):
             self.reply(caller, "late")
         self.held.clear()
         return payload
+
+
+class Lingering(Coalescing):
+    """Holds what it sends while casts stream in, so one thespian message carries many calls."""
+
+    coalesce_s = 0.05
+
+    def init(self, args: dict[str, Any]) -> None:
+        super().init(args)
+        self.answers: list[Any] = []
+
+    def cast_forward(self, request: dict[str, Any]) -> None:
+        self.call_actor(request["to"], "echo", request["payload"],
+                        then=lambda value, error: self.answers.append(error.code if error else value))
+
+    def call_answers(self, _payload: Any) -> list[Any]:
+        return sorted(self.answers)

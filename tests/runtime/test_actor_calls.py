@@ -144,3 +144,19 @@ def test_a_client_picks_its_reply_out_of_a_batch() -> None:
             node.call("a", "hold", None, timeout=0.3)
         assert node.call("a", "release_and_echo", "now") == "now"
         assert node.call("a", "echo", "next") == "next"
+
+
+def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together() -> None:
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
+                                    "workers": {"src": {"actor": "tests.runtime.actors:Lingering"},
+                                                "dst": dict(COALESCING)}}))
+        for n in range(20):
+            node.cast("src", "forward", {"to": "dst", "payload": n})
+        deadline = time.monotonic() + 10
+        while node.call("src", "answers") != list(range(20)) and time.monotonic() < deadline:
+            pass
+        assert node.call("src", "answers") == list(range(20))
+        assert node.call("dst", "seen") == 20
+        batches = node.call("dst", "batches")
+        assert sum(batches) >= 10, batches  # most of the 20 calls came in a few messages
