@@ -169,13 +169,18 @@ class ProdMode(Server):
                         then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _checked_insurer(self, _status: Any, error: BaseException | None) -> None:
-        if error is None and not self.revoked:
+        if error is None and self._certificate_usable():
             self._record(self.machine.insurance_confirmed())
         elif getattr(error, "code", "") in LOST_CODES:
             self._lost(f"insurer: {_why(error)}")
 
     def _lost(self, reason: str) -> None:
         self._record(self.machine.insurance_lost(reason))
+
+    def _certificate_usable(self) -> bool:
+        """Whether the insurer's confirmation of the policy may (re)enter prod: not while the certificate
+        is revoked or expired (a notice may have said so while the insurer's answer was on its way)."""
+        return not self.revoked and time.time() < self.not_after
 
     def _take_certificate(self, status: Any) -> None:
         if isinstance(status, dict) and status.get("loaded") is False:
@@ -240,7 +245,7 @@ class ProdMode(Server):
 
     def _resumed(self, caller: Any, error: BaseException | None) -> None:
         try:
-            transition = self.machine.resume(error is None and not self.revoked)
+            transition = self.machine.resume(error is None and self._certificate_usable())
         except ModeRefusal as refusal:
             self.reply(caller, error=refusal)
             return
