@@ -93,6 +93,8 @@ def test_metrics_count_operations_refusals_receipts_and_mode(daemon) -> None:
 # (25 s, the default) plus ProdMode's preflight_buffer_s (1 s). So while renewal works every
 # certificate has 29-34 s left and deploys pass; once renewal fails, the one held drops below the
 # 26 s a deploy needs within 8 s, and is still 25 s from expiring (prod, not read_only).
+# ProdMode's own periodic check never runs during the test (an hour): it sees every renewal through
+# CertManager's certificate_changed notice, so a renewed certificate lets deploys through at once.
 CERT_VALIDITY_S, RENEW_BEFORE_S, DEADLINE_S, BUFFER_S = 34, 30, 25, 1
 NEEDED_S = DEADLINE_S + BUFFER_S
 SHORT_CERTIFICATES = f"""
@@ -108,7 +110,7 @@ timeout_s = 2
 breaker_reset_s = 1
 
 [workers.ProdMode.args]
-check_interval_s = 0.3
+check_interval_s = 3600
 preflight_buffer_s = {BUFFER_S}
 
 [workers.Acquisition.args]
@@ -184,7 +186,8 @@ def test_certificate_near_expiry_refuses_deploys_with_the_reason_until_renewal_w
     metrics = d.http.get("/metrics", headers=as_(d, "service")).text
     assert 'tai_refusals_total{code="cert_validity_too_short"}' in metrics
 
-    # Renewal works again: the next attempt (backoff capped at 1 s) renews, and the same request passes.
+    # Renewal works again: the next attempt (backoff capped at 1 s) renews, ProdMode is told at once,
+    # and the same request passes.
     assert httpx.delete(f"{d.sandbox}/admin/faults/{fault.json()['id']}").status_code == 204
     until(lambda: seconds_left(d) >= NEEDED_S, timeout=10, what="a renewed certificate seen by ProdMode")
     again = deploy_keyed(d, "near-expiry")  # the refused request left nothing behind under its key

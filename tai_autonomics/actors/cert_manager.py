@@ -25,7 +25,26 @@ type                  payload                             reply
                       "fingerprint"?: str}``              about a certificate no longer in use)
 ``check_revocation``  —                                   ``{"status": "valid"|"revoked"|"expired",
                                                           "revoked": bool}``
+``subscribe``         ``{"name": str}``                   as ``status`` (refusals included): the
+                                                          subscription stands either way
 ====================  ==================================  ==============================================
+
+Notices (OTP's event manager, e.g. ``gen_event``/``pg`` notifications): ``subscribe`` adds an actor
+*name* to a set of subscribers (a name, so it survives the subscriber's restarts; subscribing
+again is harmless). After every change of the certificate state — loaded at start, renewed,
+revoked (a ``revoked`` call or ``check_revocation``), and the clock crossing ``not_before`` or
+``not_after`` (a timer per certificate; the periodic check also notices it) — each subscriber is
+sent ``certificate_changed`` with ``{"status": <the status reply> | null, "error": null |
+{"code", "message"}}`` (``error`` when ``status`` would be refused, e.g. ``cert_expired``). The
+runtime has no cast to a name yet, so it is a call whose reply is ignored (a failure is logged,
+the subscriber kept). Only changes of (fingerprint, revoked, validity phase) are announced, once.
+
+The subscribers live in memory only, so **a restarted CertManager has none**: subscribers
+re-subscribe when the incarnation they subscribed to is gone (the runtime's registry tells every
+caller that resolved a name when that incarnation goes, which it needs for its own calls; see
+ProdMode). The ``subscribe`` reply carries the state, so nothing changed between the restart and
+the re-subscription is lost. A persisted or configured subscriber list was the alternative; it
+would need a file or config entry kept in step with the tree, for no gain.
 
 ``preflight`` is a pure check against the held certificate and the clock (never the network,
 never a timer): refusals ``cert_not_loaded``, ``cert_revoked``, ``cert_not_yet_valid``,
@@ -89,7 +108,12 @@ log = logging.getLogger(__name__)
 RENEW_CALL_TIMEOUT_S = CALL_TIMEOUT_S + 5.0
 """The timeout ``renew_now`` callers must use: the insurer call, plus validating and storing the answer."""
 LEDGER = "ReceiptLedger"
+NOTICE = "certificate_changed"
+"""The call type of the notice sent to subscribers after a change of the certificate state."""
 _CHECK = "check"
+_VALIDITY = "validity"
+_VALIDITY_MARGIN_S = 0.05
+"""The validity timer fires this long after the boundary, so the clock has crossed it when it fires."""
 
 
 class CertManager(Server):
@@ -114,6 +138,8 @@ class CertManager(Server):
         self._flush_waiters: list[tuple[Caller, Any]] = []
         self._core: Core | None = None
         self._unloaded = CertNotLoaded("no trust anchor is configured (context trust.anchor)")
+        self._subscribers: set[str] = set()
+        self._announced: tuple[Any, ...] | None = None
         prod = context.get("mode") == "prod"
         try:
             if not trust.get("anchor"):
@@ -138,6 +164,8 @@ class CertManager(Server):
         else:
             self._core = core
             self._warn_if_unusable(core)
+            self._arm_validity_timer()
+        self._notify()  # "loaded": nobody has subscribed to this incarnation yet, so this only records it
         self.start_timer(0, _CHECK)
 
     def _warn_if_unusable(self, core: Core) -> None:
@@ -190,27 +218,45 @@ class CertManager(Server):
         fingerprint = payload.get("fingerprint") if isinstance(payload, dict) else None
         if not isinstance(reason, str) or not reason or not isinstance(fingerprint, (str, type(None))):
             raise InvalidRequest("revoked needs {'reason': str, 'fingerprint'?: str}")
-        return {"revoked": self._loaded().mark_revoked(reason, fingerprint=fingerprint, now=self._clock())}
+        revoked = self._loaded().mark_revoked(reason, fingerprint=fingerprint, now=self._clock())
+        self._notify()
+        return {"revoked": revoked}
 
     def call_check_revocation(self, payload: Any) -> Any:
         caller = self._current_caller()
         self._ask_revocation(lambda value, error: self.reply(caller, value, error))
         return NOREPLY
 
+    def call_subscribe(self, payload: Any) -> dict[str, Any]:
+        name = payload.get("name") if isinstance(payload, dict) else None
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("subscribe needs {'name': the subscriber's registered name}")
+        if name not in self._subscribers:
+            self._subscribers.add(name)
+            logs.event(log, "certificate notices subscribed", event="cert.subscribed", subscriber=name)
+        return self.call_status(None)  # after adding: a refusal (cert_expired) still leaves the subscription
+
     def inspect_state(self) -> dict[str, Any]:
         try:
             status = self.call_status(None)
         except (CertExpired, CertNotYetValid) as outside:
             status = {**outside.detail["status"], "problem": outside.code}
-        return {**status, "receipts_in_flight": self._appending, "receipts_unsent": len(self._unsent)}
+        return {**status, "receipts_in_flight": self._appending, "receipts_unsent": len(self._unsent),
+                "subscribers": sorted(self._subscribers)}
 
     # --- the periodic check ---------------------------------------------------------------
 
     def on_timer(self, payload: Any) -> None:
-        """The periodic check (its only timer)."""
+        """The periodic check, or a certificate's validity boundary (``(_VALIDITY, fingerprint)``)."""
+        if isinstance(payload, tuple) and payload[0] == _VALIDITY:
+            if self._core is not None and self._core.current.fingerprint == payload[1]:  # else: replaced since
+                self._notify()
+                self._arm_validity_timer()
+            return
         self.start_timer(self._check_interval_s, _CHECK)
         if self._core is None:
             return
+        self._notify()  # a boundary crossed while timers were frozen (Cloud Run) is announced here
         self._check_expiry()
         self._ask_revocation(self._revocation_checked)
         if self._core.renewal_due():
@@ -245,6 +291,7 @@ class CertManager(Server):
             if value["status"] == "revoked" and not core.revoked:
                 core.mark_revoked(value.get("reason") or "revoked by the insurer", fingerprint=fingerprint,
                                   now=self._clock())
+                self._notify()
             then({"status": value["status"], "revoked": core.revoked}, None)
 
         self.call_actor("InsuranceClient", "certificate_status", {"serial": _serial(current)}, then=answered,
@@ -272,11 +319,46 @@ class CertManager(Server):
                                            "fingerprint": outcome.certificate.fingerprint,
                                            "serial": _serial(outcome.certificate),
                                            "not_after": outcome.certificate.not_after.isoformat()})
+            self._arm_validity_timer()
+            self._notify()
         reply = _outcome(outcome)
         waiters, self._renew_waiters = self._renew_waiters, []
         for caller in waiters:
             self._flush_waiters.append((caller, reply))
         self._settle_waiters()
+
+    # --- notices to subscribers ------------------------------------------------------------
+
+    def _notify(self) -> None:
+        """Tell every subscriber the certificate state, if it changed since last announced."""
+        core, now = self._core, self._clock()
+        if core is None:
+            state: tuple[Any, ...] = ("unloaded",)
+        else:
+            current = core.current
+            phase = "not_yet_valid" if now < current.not_before else "expired" if now > current.not_after else "valid"
+            state = (current.fingerprint, core.revoked, phase)
+        if state == self._announced:
+            return
+        self._announced = state
+        try:
+            notice: dict[str, Any] = {"status": self.call_status(None), "error": None}
+        except TaiError as refused:
+            notice = {"status": None, "error": {"code": refused.code, "message": refused.message}}
+        for name in sorted(self._subscribers):
+            self.call_actor(name, NOTICE, notice, then=lambda value, error, name=name: self._noticed(name, error))
+
+    def _noticed(self, name: str, error: TaiError | None) -> None:
+        if error is not None:
+            logs.event(log, "a subscriber did not take a certificate notice", logging.WARNING,
+                       event="cert.notice_failed", subscriber=name, code=error.code, reason=error.message)
+
+    def _arm_validity_timer(self) -> None:
+        """A timer at the held certificate's next validity boundary (not_before, then not_after)."""
+        current, now = self._loaded().current, self._clock()
+        boundary = current.not_before if now < current.not_before else current.not_after
+        if now <= boundary:
+            self.start_timer((boundary - now).total_seconds() + _VALIDITY_MARGIN_S, (_VALIDITY, current.fingerprint))
 
     # --- receipts -------------------------------------------------------------------------
 

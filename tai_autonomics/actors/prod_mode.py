@@ -1,14 +1,48 @@
 """ProdMode: decides the mode at start, keeps it current, and guards every write operation.
 
-At start (a deferred start: the next sibling waits) it asks CertManager for the certificate and
-policy and InsuranceClient to verify the policy; in ``prod`` a failure fails the tree's start
-with the reason, so the daemon exits non-zero saying why (SPEC 2). It rebuilds this month's
-coverage usage from the ledger's intent receipts, so every restart and every instance agree.
+At start (a deferred start: the next sibling waits) it subscribes to CertManager's certificate
+notices (the ``subscribe`` reply is the certificate and policy, as ``status``) and asks
+InsuranceClient to verify the policy; in ``prod`` a failure, or a revoked certificate, fails the
+tree's start with the reason, so the daemon exits non-zero saying why (SPEC 2). It rebuilds this
+month's coverage usage from the ledger's intent receipts, so every restart and every instance agree.
 
 Every ``guard`` re-checks the certificate against the clock itself (a pure check: timers
 freeze between requests on Cloud Run), then the mode, the SKU and the coverage, and reserves
-the operation's usage. A periodic check moves ``prod`` to ``read_only`` and back (unless
-``manual_resume``). Each transition is a ``mode.changed`` receipt.
+the operation's usage. The certificate it checks is its own copy of CertManager's, kept current
+by CertManager's ``certificate_changed`` notices: a renewal lets deploys through at once, a
+revocation (or expiry) sends ``prod`` to ``read_only`` at once. A notice is taken exactly as the
+periodic check takes ``status``: the certificate, then the policy with the insurer. The periodic
+check (every ``check_interval_s``) stays the safety net: it re-subscribes (idempotent) and moves
+``prod`` to ``read_only`` and back (unless ``manual_resume``); it never returns to ``prod`` while
+the certificate is revoked. Each transition is a ``mode.changed`` receipt.
+
+CertManager keeps its subscribers in memory, so a restarted CertManager has none: ProdMode
+re-subscribes as soon as the CertManager incarnation it called is gone (the runtime's registry
+sends every actor that resolved a name a ``Moved`` notice when that incarnation goes, the
+runtime's monitor; ProdMode looks at it after the runtime has). The ``subscribe`` reply is taken
+like a notice, so a change made by the new incarnation before the re-subscription is not lost.
+If re-subscribing fails (CertManager not back within the call's wait), that is a failed
+certificate check (``read_only``, as the periodic check would decide), and the next periodic
+check subscribes again.
+
+Calls:
+
+=========================  ===========================================  ===========================================
+type                       payload                                      reply
+=========================  ===========================================  ===========================================
+``guard``                  ``{"sku_id", "cost", "operation_id",         ``{"mode", "chain", "authority"}``; refusals
+                           "timeout_s"?}`` or ``{"operation":           ``mode_refused``, ``cert_validity_too_short``,
+                           "pricing"}``                                 ``sku_not_authorized``,
+                                                                        ``coverage_limit_exceeded``, ``invalid_request``
+``mode``                   —                                            ``{"mode", "reason", "configured",
+                                                                        "manual_resume"}``
+``resume``                 —                                            as ``mode``; ``mode_not_read_only``,
+                                                                        ``insurance_not_verified``
+``status``                 —                                            ``mode`` + ``{"policy_id",
+                                                                        "certificate_seconds_left", "usage"}``
+``certificate_changed``    CertManager's notice: ``{"status": {...} |   ``null`` (CertManager ignores it)
+                           null, "error": null | {"code", "message"}}``
+=========================  ===========================================  ===========================================
 
 Args: ``manual_resume`` (false), ``check_interval_s`` (60), ``preflight_buffer_s`` (300);
 ``context.mode`` (``prod`` or ``eval``).
@@ -28,6 +62,7 @@ from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
+from tai_autonomics.runtime.messages import Moved
 from tai_autonomics.trust import Policy
 
 log = logging.getLogger(__name__)
@@ -37,6 +72,8 @@ LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired",
               "cert_revoked", "cert_expired")
 PAGE = 1000
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
+CERT_MANAGER = "CertManager"
+REVOKED = "certificate revoked by the insurer"
 
 
 class ProdMode(Server):
@@ -47,12 +84,17 @@ class ProdMode(Server):
         self.buffer = float(args.get("preflight_buffer_s", 300))
         self.policy: Policy | None = None
         self.not_after = 0.0
+        self.revoked = False
         self.usage: dict[tuple[str, str], Usage] = {}
         if self.machine.configured == EVAL:
             self._record(self.machine.start(True, "configured eval mode"))
             return None
-        self.call_actor("CertManager", "status", then=self._started_cert)
+        self._subscribe(then=self._started_cert)
         return DEFERRED
+
+    def _subscribe(self, then) -> None:
+        """Subscribe to CertManager's notices; ``then(status, error)`` gets the reply, as ``status``'s."""
+        self.call_actor(CERT_MANAGER, "subscribe", {"name": self.name}, then=then)
 
     # -- start: certificate → insurer → usage → decide ------------------------------------------
 
@@ -60,6 +102,8 @@ class ProdMode(Server):
         if error is None:
             try:
                 self._take_certificate(status)
+                if self.revoked:
+                    raise TaiError(REVOKED, code="cert_revoked")
             except TaiError as exc:
                 error = exc
         if error is not None:
@@ -97,8 +141,24 @@ class ProdMode(Server):
     # -- keeping the mode current ---------------------------------------------------------------
 
     def on_timer(self, payload: Any) -> None:
-        self.call_actor("CertManager", "status", then=self._checked_cert)
+        self._subscribe(then=self._checked_cert)  # the periodic check: re-subscribing is harmless
         self.start_timer(self.check_interval, "check")
+
+    def call_certificate_changed(self, notice: Any) -> None:
+        """CertManager's notice: taken as the periodic check takes ``status``."""
+        if self.machine.configured == EVAL or self.policy is None:
+            return  # not subscribed: eval, or still starting (the subscribe reply is being taken)
+        error = notice.get("error") if isinstance(notice, dict) else None
+        if not isinstance(notice, dict) or not isinstance(error, (dict, type(None))):
+            raise TaiError("certificate_changed needs {status, error}", code="invalid_request")
+        self._checked_cert(notice.get("status"), None if error is None else
+                           TaiError(str(error.get("message", "")), code=str(error.get("code", "cert_invalid"))))
+
+    def handle_message(self, msg: Any, sender: Any) -> None:
+        super().handle_message(msg, sender)  # the runtime forgets the address and fails the calls in flight
+        if isinstance(msg, Moved) and msg.name == CERT_MANAGER and self.policy is not None \
+                and self.machine.configured != EVAL:
+            self._subscribe(then=self._checked_cert)  # the new incarnation has no subscribers
 
     def _checked_cert(self, status: Any, error: BaseException | None) -> None:
         if error is not None:
@@ -109,13 +169,18 @@ class ProdMode(Server):
                         then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _checked_insurer(self, _status: Any, error: BaseException | None) -> None:
-        if error is None:
+        if error is None and self._certificate_usable():
             self._record(self.machine.insurance_confirmed())
         elif getattr(error, "code", "") in LOST_CODES:
             self._lost(f"insurer: {_why(error)}")
 
     def _lost(self, reason: str) -> None:
         self._record(self.machine.insurance_lost(reason))
+
+    def _certificate_usable(self) -> bool:
+        """Whether the insurer's confirmation of the policy may (re)enter prod: not while the certificate
+        is revoked or expired (a notice may have said so while the insurer's answer was on its way)."""
+        return not self.revoked and time.time() < self.not_after
 
     def _take_certificate(self, status: Any) -> None:
         if isinstance(status, dict) and status.get("loaded") is False:
@@ -127,8 +192,9 @@ class ProdMode(Server):
         except (KeyError, TypeError, ValueError) as exc:
             raise TaiError(f"CertManager's status has no usable policy and expiry ({type(exc).__name__}: {exc})",
                            code="cert_status_invalid") from None
-        if status.get("revoked"):
-            self._lost("certificate revoked by the insurer")
+        self.revoked = bool(status.get("revoked"))
+        if self.revoked:
+            self._lost(REVOKED)
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -179,7 +245,7 @@ class ProdMode(Server):
 
     def _resumed(self, caller: Any, error: BaseException | None) -> None:
         try:
-            transition = self.machine.resume(error is None)
+            transition = self.machine.resume(error is None and self._certificate_usable())
         except ModeRefusal as refusal:
             self.reply(caller, error=refusal)
             return

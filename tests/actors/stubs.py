@@ -17,7 +17,7 @@ from tai_autonomics.trust import sample_policy
 class CertManagerStub(Server):
     def init(self, args: dict[str, Any]) -> None:
         self.valid_for_s = args.get("valid_for_s", 30 * 86400)
-        self.revoked = False
+        self.revoked = args.get("revoked", False)
         self.broken = args.get("broken")
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
@@ -25,6 +25,10 @@ class CertManagerStub(Server):
             raise TaiError(self.broken, code="cert_expired")
         not_after = datetime.now(timezone.utc) + timedelta(seconds=self.valid_for_s)
         return {"policy": sample_policy().to_dict(), "not_after": not_after.isoformat(), "revoked": self.revoked}
+
+    def call_subscribe(self, _payload: Any) -> dict[str, Any]:
+        """ProdMode subscribes at start and at each check; the reply is ``status``'s (no notices are sent)."""
+        return self.call_status(None)
 
     def call_set(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():

@@ -51,6 +51,7 @@ def test_prod_start_decides_prod_and_records_it(running: Node) -> None:
 
 @pytest.mark.parametrize(("cert", "insurer", "why"), [
     ({"broken": "certificate expired on 2026-01-01"}, {}, "certificate: certificate expired on 2026-01-01"),
+    ({"revoked": True}, {}, "certificate: certificate revoked by the insurer"),
     ({}, {"failing": "policy_not_found"}, "insurer: insurer says policy_not_found"),
 ])
 def test_prod_start_without_insurance_fails_fast_saying_why(node: Node, cert, insurer, why: str) -> None:
@@ -121,6 +122,20 @@ def test_read_only_when_insurance_is_lost_and_back(running: Node, manual_resume:
     else:
         wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "prod", what="back to prod")
     assert guard(running)["mode"] == "prod"
+
+
+def test_a_revoked_certificate_keeps_read_only_although_the_insurer_confirms_the_policy(running: Node) -> None:
+    """The periodic check used to go read_only on the revocation and back to prod on the policy's confirmation."""
+    start(running, check_interval_s=0.05)
+    running.call("CertManager", "set", {"revoked": True})
+    wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "read_only", what="read_only")
+    asked = running.call("InsuranceClient", "asked")
+    wait_until(lambda: running.call("InsuranceClient", "asked") >= asked + 3, what="checks confirming the policy")
+    assert running.call("ProdMode", "mode") == {"mode": "read_only", "reason": "certificate revoked by the insurer",
+                                                "configured": "prod", "manual_resume": False}
+    assert [r["payload"]["to"] for r in running.call("ReceiptLedger", "appended")] == ["prod", "read_only"]
+    running.call("CertManager", "set", {"revoked": False})  # renewed: a new certificate
+    wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "prod", what="back to prod")
 
 
 @pytest.mark.parametrize("bad", [None, {"cost": "1"}, {"sku_id": "sku-001", "cost": "-1"},

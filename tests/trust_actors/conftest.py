@@ -107,13 +107,14 @@ def trust(tmp_path: Path, admin: httpx.Client, sandbox_server: SandboxServer) ->
 @pytest.fixture
 def tree(node: Node, trust: Trust, admin: httpx.Client) -> Iterator[Callable[..., None]]:
     """``tree(mode=, cert=, client=, ledger=, context_overrides=, prod_mode=)`` starts ReceiptLedger
-    (recording), CertManager, InsuranceClient (and ProdMode) with the given extra worker args, in the order
-    of supervision.toml;
+    (recording), CertManager, InsuranceClient (and ProdMode: ``prod_mode`` true, or a dict of its args) with
+    the given extra worker args, in the order of supervision.toml;
     stopped after the test. A certificate from the sandbox is installed first unless one is (or ``install=False``)."""
 
     def start(mode: str = "prod", cert: dict[str, Any] | None = None, client: dict[str, Any] | None = None,
               ledger: dict[str, Any] | None = None, install: bool = True,
-              context_overrides: dict[str, dict[str, Any]] | None = None, prod_mode: bool = False) -> None:
+              context_overrides: dict[str, dict[str, Any]] | None = None,
+              prod_mode: bool | dict[str, Any] = False) -> None:
         if install and not (trust.cert_dir / "current.pem").exists():
             trust.install_certificate(admin)
         context = trust.context(mode)
@@ -128,7 +129,9 @@ def tree(node: Node, trust: Trust, admin: httpx.Client) -> Iterator[Callable[...
                                 "args": {**FAST_RETRIES, **(client or {}), "context": context}},
         }
         if prod_mode:
-            workers["ProdMode"] = {"actor": "tai_autonomics.actors.prod_mode:ProdMode", "args": {"context": context}}
+            extra = prod_mode if isinstance(prod_mode, dict) else {}
+            workers["ProdMode"] = {"actor": "tai_autonomics.actors.prod_mode:ProdMode",
+                                   "args": {**extra, "context": context}}
         node.start_tree(parse_tree({"root": "root", "workers": workers, "supervisors": {"root": {
             "intensity": 10, "period": 60, "children": list(workers)}}}))
 

@@ -1,6 +1,7 @@
-"""main's ProdMode on the real trust actors: the calls it makes (CertManager ``status``, InsuranceClient
+"""main's ProdMode on the real trust actors: the calls it makes (CertManager ``subscribe``, InsuranceClient
 ``verify_policy``) answer in the shapes it reads, and an expired certificate or an unconfirmable
-policy refuses the production start with the reason."""
+policy refuses the production start with the reason. (CertManager's notices to it:
+test_certificate_notices.py.)"""
 
 from __future__ import annotations
 
