@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tai_autonomics.gateway.errors import REFUSAL_STATUS, STATUS_BY_CODE
+from tai_autonomics.gateway.errors import STATUS_BY_CODE
 from tests.e2e import DEPLOY, as_, dev_daemon, receipts, until
 from tests.runtime.test_supervision import wait_until
 
@@ -48,7 +48,7 @@ def test_insurer_outage_fresh_cache_then_read_only_then_back(daemon) -> None:
 
     wait_until(lambda: mode(daemon) == "read_only", timeout=20, what="read_only past the cache TTL")
     refused = deploy(daemon, customer_ref="read-only")
-    assert refused.status_code == 503, refused.text
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1", refused.text
     error = refused.json()["error"]
     assert error["code"] == "mode_refused" and "insurer" in error["message"]
     assert daemon.http.get("/v1/ledger/checkpoint", headers=as_(daemon, "auditor")).status_code == 200  # reads work
@@ -168,7 +168,8 @@ def test_certificate_near_expiry_refuses_deploys_with_the_reason_until_renewal_w
 
     refused = deploy_keyed(d, "near-expiry")
     error = refused.json()["error"]
-    assert refused.status_code == STATUS_BY_CODE.get("cert_validity_too_short", REFUSAL_STATUS) == 422, refused.text
+    assert refused.status_code == STATUS_BY_CODE["cert_validity_too_short"] == 503, refused.text
+    assert refused.headers["retry-after"] == "1"
     assert error["code"] == "cert_validity_too_short" and refused.json()["request_id"]
     left = error["detail"]["seconds_left"]
     assert error["detail"] == {"seconds_left": left, "needed_s": NEEDED_S} and 0 < left < NEEDED_S

@@ -42,6 +42,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "invalid_metrics": 400,
     "mode_refused": 503,
     "insurance_not_verified": 503,
+    "cert_validity_too_short": 503,  # the daemon's certificate, not the request: clears on renewal
     "rate_limited": 429,
     "read_only": 503,
     "draining": 503,
@@ -66,7 +67,9 @@ def from_actor_error(error: TaiError, actor: str, msg_type: str) -> ApiError:
         return ApiError(503, error.code, f"{actor} could not answer {msg_type!r} now ({error.code}); retry later",
                         {"actor": actor, "message_type": msg_type}, headers={"Retry-After": "1"})
     detail = {k: v for k, v in error.detail.items() if k != "exception"}  # the runtime adds the class name
-    return ApiError(STATUS_BY_CODE.get(error.code, REFUSAL_STATUS), error.code, error.message, _json_safe(detail))
+    status = STATUS_BY_CODE.get(error.code, REFUSAL_STATUS)
+    headers = {"Retry-After": "1"} if status == 503 else None  # the daemon's state: it may clear
+    return ApiError(status, error.code, error.message, _json_safe(detail), headers=headers)
 
 
 def error_response(error: ApiError, request_id: str) -> Response:
