@@ -17,6 +17,12 @@ An actor must never block waiting for another (thespian runs one message at a ti
 server calls other actors with :meth:`Server.call_actor`, whose result arrives later in a
 callback, and answers its own caller later with :meth:`Process.reply` after returning
 :data:`NOREPLY` (OTP's ``{noreply, State}`` + ``gen_server:reply/2``).
+
+Sending is coalesced: the calls, casts and replies one handling sends to one receiver travel as
+one thespian message (a :class:`~tai_autonomics.runtime.messages.Batch`), because thespian's
+per-message cost dwarfs the handling of a call; an actor with :attr:`Process.coalesce_s` also
+holds them for a few milliseconds while requests stream in, so the calls of many requests
+travel together. A runtime message (registration, exit notice) first sends everything queued.
 """
 
 from __future__ import annotations
