@@ -19,7 +19,7 @@ the certificate is revoked. Each transition is a ``mode.changed`` receipt.
 CertManager keeps its subscribers in memory, so a restarted CertManager has none: ProdMode
 re-subscribes as soon as the CertManager incarnation it called is gone (the runtime's registry
 sends every actor that resolved a name a ``Moved`` notice when that incarnation goes, the
-runtime's monitor; ProdMode looks at it after the runtime has). The ``subscribe`` reply is taken
+runtime's monitor, which calls ``on_down``). The ``subscribe`` reply is taken
 like a notice, so a change made by the new incarnation before the re-subscription is not lost.
 If re-subscribing fails (CertManager not back within the call's wait), that is a failed
 certificate check (``read_only``, as the periodic check would decide), and the next periodic
@@ -62,7 +62,6 @@ from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
-from tai_autonomics.runtime.messages import Moved
 from tai_autonomics.trust import Policy
 
 log = logging.getLogger(__name__)
@@ -154,10 +153,8 @@ class ProdMode(Server):
         self._checked_cert(notice.get("status"), None if error is None else
                            TaiError(str(error.get("message", "")), code=str(error.get("code", "cert_invalid"))))
 
-    def handle_message(self, msg: Any, sender: Any) -> None:
-        super().handle_message(msg, sender)  # the runtime forgets the address and fails the calls in flight
-        if isinstance(msg, Moved) and msg.name == CERT_MANAGER and self.policy is not None \
-                and self.machine.configured != EVAL:
+    def on_down(self, name: str, incarnation: str) -> None:
+        if name == CERT_MANAGER and self.policy is not None and self.machine.configured != EVAL:
             self._subscribe(then=self._checked_cert)  # the new incarnation has no subscribers
 
     def _checked_cert(self, status: Any, error: BaseException | None) -> None:

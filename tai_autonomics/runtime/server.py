@@ -467,6 +467,7 @@ class Server(Process):
         for ref in lost:
             self._settle(ref, None, ActorCrashed(f"{moved.name} exited before answering",
                                                  detail={"actor": moved.name, "message_type": self._outgoing[ref].msg_type}))
+        self._guarded(self.on_down, moved.name, moved.incarnation, message_type="down")
 
     def _on_reply(self, reply: Reply) -> None:
         if reply.error is not None and reply.error.code == "actor_restarting":
@@ -499,6 +500,11 @@ class Server(Process):
 
     def on_timer(self, payload: Any) -> None:
         """A timer set with :meth:`start_timer` fired."""
+
+    def on_down(self, name: str, incarnation: str) -> None:
+        """An incarnation of ``name``, an actor this one has called, is gone (OTP's ``'DOWN'``
+        message of a monitor): its address is forgotten and the calls it never answered have
+        failed. A subscriber re-subscribes here, for instance."""
 
     def handle_info(self, msg: Any, sender: Any) -> None:
         """Any other message; by default ignored."""
