@@ -137,3 +137,15 @@ def test_an_outside_call_to_an_actor_killed_mid_call_fails_at_once(node: Node, t
         node.call("a", "sleep", 20, timeout=30)
     killer.join()
     assert time.monotonic() - started < 10
+
+
+def test_the_tcp_transport_polls_and_everything_else_keeps_the_default_selector() -> None:
+    import selectors
+
+    from thespian.system.transport import TCPTransport
+
+    from tai_autonomics.runtime import _transport
+
+    _transport.tune_tcp_transport("127.0.0.1")
+    assert TCPTransport.selectors.DefaultSelector is selectors.PollSelector
+    assert selectors.DefaultSelector is not selectors.PollSelector  # asyncio's loop keeps epoll
