@@ -21,7 +21,7 @@ import rfc8785
 
 from tai_autonomics.ledger.errors import CanonicalJSONError
 
-_SAFE_INT = 2**53 - 1
+SAFE_INT = _SAFE_INT = 2**53 - 1  # the I-JSON integer range
 
 
 def canonical_json(value: Any) -> bytes:

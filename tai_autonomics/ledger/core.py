@@ -33,8 +33,7 @@ from tai_autonomics.ledger.receipts import (
     EvalSession,
     Receipt,
     ReceiptDraft,
-    build_body,
-    seal,
+    seal_draft,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, LogHead, SealedBatch, StoredLeaf
 
@@ -224,11 +223,10 @@ class Ledger:
         for offset, (draft, chain) in enumerate(zip(drafts, chains)):
             last = heads.get(chain, ChainHead())
             index = head.size + offset
-            body = build_body(
-                draft, chain=chain, seq=last.seq + 1, prev=last.hash, leaf_index=index,
+            fields, data = seal_draft(
+                draft, self._key, self._session, chain=chain, seq=last.seq + 1, prev=last.hash, leaf_index=index,
                 moment=self._clock(), epoch=self._session.epoch,
             )
-            fields, data = seal(body, self._key, self._session)
             receipt = Receipt(index, data, fields)
             self._tree.append(receipt.leaf_hash)
             heads[chain] = ChainHead(receipt.seq, receipt.hash)
