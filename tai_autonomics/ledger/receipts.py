@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, parse_json
+from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, dumps_plain, parse_json
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
 from tai_autonomics.ledger.keys import LedgerKey
 from tai_autonomics.ledger.merkle import leaf_hash
@@ -49,9 +49,14 @@ def rfc3339_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def receipt_digest(obj: Mapping[str, Any]) -> bytes:
-    """The raw SHA-256 receipt hash: over the canonical object without its unhashed members."""
-    return hashlib.sha256(canonical_json({k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS})).digest()
+def receipt_digest(obj: Mapping[str, Any], *, plain: bool = False) -> bytes:
+    """The raw SHA-256 receipt hash: over the canonical object without its unhashed members.
+
+    ``plain``: ``obj`` came from :func:`~tai_autonomics.ledger.canonical.parse_json_plain`
+    saying so, and its RFC 8785 form is ``json.dumps``'s (no walk through ``canonical_json``).
+    """
+    body = {k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS}
+    return hashlib.sha256(dumps_plain(body) if plain else canonical_json(body)).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,3 +184,27 @@ def test_sealing_encodes_each_receipt_once_and_equals_the_definition(payload, ch
     body = {k: v for k, v in fields.items() if k not in UNHASHED_MEMBERS}
     assert fields["hash"] == hashlib.sha256(rfc8785.dumps(body)).hexdigest()
     assert parse_json(data) == fields
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_plain_parsing_says_plain_only_when_json_dumps_is_canonical(value) -> None:
+    """Offline verify hashes a receipt with json.dumps when parse_json_plain says the text is
+    plain; for any text (canonical or Python's own spelling), that must be RFC 8785."""
+    from tai_autonomics.ledger.canonical import dumps_plain, parse_json_plain
+
+    texts = [json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"), json.dumps(value).encode()]
+    try:
+        texts.append(rfc8785.dumps(value))
+    except rfc8785.CanonicalizationError:
+        pass
+    for text in texts:
+        try:
+            parsed, plain = parse_json_plain(text)
+        except CanonicalJSONError:
+            with pytest.raises(CanonicalJSONError):
+                parse_json(text)
+            continue
+        assert parsed == parse_json(text)
+        if plain:
+            assert dumps_plain(parsed) == rfc8785.dumps(parsed)
