@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, dumps_plain, parse_json
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
@@ -228,21 +228,71 @@ def seal_draft(
     epoch: int,
 ) -> tuple[dict[str, Any], bytes]:
     """:func:`build_body` then :func:`seal`, reusing the draft's canonical payload text."""
+    unsealed = hash_draft(draft, chain=chain, seq=seq, prev=prev, leaf_index=leaf_index, moment=moment, epoch=epoch)
+    return finish_seal(unsealed, key, session)
+
+
+class Unsealed(NamedTuple):
+    """A hashed receipt body waiting for its signature or MAC (see :func:`hash_draft`)."""
+
+    body: dict[str, Any]
+    texts: dict[str, str]
+    digest: bytes
+
+    @property
+    def hash(self) -> str:
+        return self.digest.hex()
+
+    @property
+    def contractual(self) -> bool:
+        return self.body["authority"] == CONTRACTUAL
+
+
+def hash_draft(
+    draft: ReceiptDraft, *, chain: str, seq: int, prev: str, leaf_index: int, moment: datetime, epoch: int
+) -> Unsealed:
+    """The first half of :func:`seal_draft`: the body and its hash. The hash is all the next
+    receipt of the chain needs (its ``prev``), so a batch can be hashed in order and its
+    signatures made afterwards, in parallel (Ed25519 is deterministic: same bytes either way)."""
     body = build_body(draft, chain=chain, seq=seq, prev=prev, leaf_index=leaf_index, moment=moment, epoch=epoch)
-    return _seal(body, draft.payload_json, key, session)
+    return _hash_body(body, draft.payload_json)
+
+
+def finish_seal(
+    unsealed: Unsealed, key: LedgerKey, session: EvalSession, signature: bytes | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """The second half of :func:`seal_draft`: add the signature (``key``'s over the hash, or
+    ``signature`` when it was made already) or the session MAC; the sealed object and its bytes."""
+    body, texts, digest = unsealed
+    hex_digest = digest.hex()
+    sealed = dict(body, hash=hex_digest)
+    texts = dict(texts, hash=f'"{hex_digest}"')
+    if body["authority"] == CONTRACTUAL:
+        sealed["key_id"] = key.key_id
+        sealed["signature"] = base64.b64encode(key.sign(digest) if signature is None else signature).decode()
+        texts["key_id"] = _encode_str(sealed["key_id"])
+        texts["signature"] = f'"{sealed["signature"]}"'
+    else:
+        sealed["session_mac"] = session.mac(body["epoch"], digest)
+        texts["session_mac"] = f'"{sealed["session_mac"]}"'
+    return sealed, _join(texts).encode("utf-8")
 
 
 def _seal(
     body: dict[str, Any], payload_json: str | None, key: LedgerKey, session: EvalSession
 ) -> tuple[dict[str, Any], bytes]:
+    if payload_json is None and not all(type(name) is str and name.isascii() for name in body):
+        return _seal_reference(body, key, session)
+    return finish_seal(_hash_body(body, payload_json), key, session)
+
+
+def _hash_body(body: dict[str, Any], payload_json: str | None) -> Unsealed:
     """Encode each member of ``body`` once; the canonical body (what is hashed) and the canonical
     sealed receipt (the Merkle leaf) are both joins of those member texts in RFC 8785 key order,
     so the receipt is never encoded twice. Members are top-level, with ASCII names (sorting by
     code point is sorting by UTF-16 code unit), and ``canonical_json`` writes any value that is
     not a plain string or safe integer; a property test holds this equal to encoding the whole
     object with ``canonical_json``."""
-    if payload_json is None and not all(type(name) is str and name.isascii() for name in body):
-        return _seal_reference(body, key, session)
     texts = {name: _member_text(value) for name, value in body.items() if name != "payload" or payload_json is None}
     if payload_json is not None:
         texts["payload"] = payload_json
@@ -250,18 +300,7 @@ def _seal(
         digest = hashlib.sha256(_join(texts).encode("utf-8")).digest()
     except UnicodeEncodeError:
         raise CanonicalJSONError("value has no canonical JSON form: a string holds a lone surrogate") from None
-    hex_digest = digest.hex()
-    sealed = dict(body, hash=hex_digest)
-    texts["hash"] = f'"{hex_digest}"'
-    if body["authority"] == CONTRACTUAL:
-        sealed["key_id"] = key.key_id
-        sealed["signature"] = base64.b64encode(key.sign(digest)).decode()
-        texts["key_id"] = _encode_str(sealed["key_id"])
-        texts["signature"] = f'"{sealed["signature"]}"'
-    else:
-        sealed["session_mac"] = session.mac(body["epoch"], digest)
-        texts["session_mac"] = f'"{sealed["session_mac"]}"'
-    return sealed, _join(texts).encode("utf-8")
+    return Unsealed(body, texts, digest)
 
 
 def _seal_reference(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[dict[str, Any], bytes]:
