@@ -108,14 +108,17 @@ def parse_json(text: str | bytes) -> Any:
         raise CanonicalJSONError(f"not valid JSON: {exc}") from None
 
 
-def parse_json_plain(text: bytes) -> tuple[Any, bool]:
+def parse_json_plain(text: bytes | str) -> tuple[Any, bool]:
     """:func:`parse_json`, and whether the value is *plain*: every number in ``text`` is a safe
     integer or a non-integral float written as RFC 8785 writes it (``repr`` in 1e-4 <= |x| < 1e16)
     and no string or key lies outside the Basic Multilingual Plane (no UTF-8 lead byte of one, no
     ``\\ud...`` escape: checked conservatively), where code point order and RFC 8785's UTF-16
-    order of keys can differ. Then :func:`dumps_plain` of
-    the value, or of any part of it, is its RFC 8785 form, without :func:`_plain`'s walk: what
-    verifying a stored receipt's hash needs, fast. Raises what :func:`parse_json` raises."""
+    order of keys can differ. Then :func:`dumps_plain` of the value, or of any part of it, is its
+    RFC 8785 form, without :func:`_plain`'s walk: what verifying a stored receipt's hash needs,
+    fast. Anything else (and any ``str``) is parsed by :func:`parse_json` and said not plain, so
+    this raises exactly what :func:`parse_json` raises."""
+    if not isinstance(text, bytes):
+        return parse_json(text), False
     if (text.isascii() or not _ASTRAL.search(text)) and not (b"\\u" in text and _SURROGATE_ESCAPE.search(text)):
         try:
             return _PLAIN_DECODER.decode(text.decode("utf-8")), True

@@ -268,7 +268,8 @@ class InclusionVerifier:
             if sn == 0:
                 return False  # too many hashes
             state = (fn, sn, r)
-            if seen.get(state) == proof[step:]:
+            rest = seen.get(state)
+            if rest is not None and rest == proof[step:]:
                 self._remember(passed, proof)
                 return True
             passed.append((state, step))
