@@ -46,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verify", help="check an exported ledger directory offline (signatures, chains, inclusion, checkpoint)"
     )
     offline.add_argument("directory", type=Path, help="a directory written by 'ledger export'")
+    offline.add_argument(
+        "--workers", type=_positive, default=None, metavar="N",
+        help="processes checking signatures and proofs (default: one per CPU for large exports)",
+    )
     offline.set_defaults(func=_verify_export)
 
 
@@ -84,7 +88,17 @@ def _verify_stored(args: argparse.Namespace) -> int:
 
 
 def _verify_export(args: argparse.Namespace) -> int:
-    return _report(lambda: verify_export(args.directory))
+    return _report(lambda: verify_export(args.directory, workers=args.workers))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _report(run) -> int:

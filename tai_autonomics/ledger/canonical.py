@@ -15,13 +15,14 @@ package leaves to its caller:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import rfc8785
 
 from tai_autonomics.ledger.errors import CanonicalJSONError
 
-_SAFE_INT = 2**53 - 1
+SAFE_INT = _SAFE_INT = 2**53 - 1  # the I-JSON integer range
 
 
 def canonical_json(value: Any) -> bytes:
@@ -38,9 +39,13 @@ def canonical_json(value: Any) -> bytes:
     except _NotPlain:
         return _reference(value)
     try:
-        return json.dumps(plain, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return _encode(plain).encode("utf-8")
     except UnicodeEncodeError:
         raise CanonicalJSONError("value has no canonical JSON form: a string holds a lone surrogate") from None
+
+
+# One encoder object for every call (json.dumps builds one per call when given options)
+_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
 
 
 def _reference(value: Any) -> bytes:
@@ -103,6 +108,49 @@ def parse_json(text: str | bytes) -> Any:
         raise CanonicalJSONError(f"not valid JSON: {exc}") from None
 
 
+def parse_json_plain(text: bytes | str) -> tuple[Any, bool]:
+    """:func:`parse_json`, and whether the value is *plain*: every number in ``text`` is a safe
+    integer or a non-integral float written as RFC 8785 writes it (``repr`` in 1e-4 <= |x| < 1e16)
+    and no string or key lies outside the Basic Multilingual Plane (no UTF-8 lead byte of one, no
+    ``\\ud...`` escape: checked conservatively), where code point order and RFC 8785's UTF-16
+    order of keys can differ. Then :func:`dumps_plain` of the value, or of any part of it, is its
+    RFC 8785 form, without :func:`_plain`'s walk: what verifying a stored receipt's hash needs,
+    fast. Anything else (and any ``str``) is parsed by :func:`parse_json` and said not plain, so
+    this raises exactly what :func:`parse_json` raises."""
+    if not isinstance(text, bytes):
+        return parse_json(text), False
+    if (text.isascii() or not _ASTRAL.search(text)) and not (b"\\u" in text and _SURROGATE_ESCAPE.search(text)):
+        try:
+            return _PLAIN_DECODER.decode(text.decode("utf-8")), True
+        except _NotPlain:
+            pass
+        except Exception:  # noqa: BLE001 - parse_json below raises it in its own words
+            pass
+    return parse_json(text), False
+
+
+def dumps_plain(value: Any) -> bytes:
+    """``json.dumps`` in RFC 8785 shape; the canonical form of a value from :func:`parse_json_plain`."""
+    try:
+        return _encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalJSONError("value has no canonical JSON form: a string holds a lone surrogate") from None
+
+
+def _plain_int(literal: str) -> int:
+    number = int(literal)
+    if -_SAFE_INT <= number <= _SAFE_INT:
+        return number
+    raise _NotPlain
+
+
+def _plain_float(literal: str) -> float:
+    number = float(literal)
+    if 1e-4 <= abs(number) < 1e16 and not number.is_integer() and repr(number) == literal:
+        return number
+    raise _NotPlain
+
+
 def _parse_int(literal: str) -> int | float:
     number = int(literal)
     return number if -_SAFE_INT <= number <= _SAFE_INT else float(literal)
@@ -122,4 +170,9 @@ def _reject_constant(name: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_int=_parse_int, parse_constant=_reject_constant)
+_ASTRAL = re.compile(rb"[\xf0-\xff]")  # UTF-8 lead bytes of characters beyond the BMP (and invalid ones)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # conservative: also after an escaped backslash
+_PLAIN_DECODER = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_int=_plain_int, parse_float=_plain_float, parse_constant=_reject_constant
+)
 

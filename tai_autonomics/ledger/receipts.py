@@ -16,15 +16,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from tai_autonomics.ledger.canonical import canonical_json, parse_json
+from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, dumps_plain, parse_json
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
 from tai_autonomics.ledger.keys import LedgerKey
 from tai_autonomics.ledger.merkle import leaf_hash
@@ -38,6 +39,9 @@ DISCLAIMER = (
     "that session; it is not contractual proof of any operation."
 )
 _KIND = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+# The C string encoder of ``json.dumps(ensure_ascii=False)``: the escapes RFC 8785 3.2.2.2 uses
+# (``canonical_json`` relies on the same equivalence for every string it writes).
+_encode_str = json.encoder.encode_basestring
 
 
 def rfc3339_utc(moment: datetime) -> str:
@@ -45,9 +49,14 @@ def rfc3339_utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def receipt_digest(obj: Mapping[str, Any]) -> bytes:
-    """The raw SHA-256 receipt hash: over the canonical object without its unhashed members."""
-    return hashlib.sha256(canonical_json({k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS})).digest()
+def receipt_digest(obj: Mapping[str, Any], *, plain: bool = False) -> bytes:
+    """The raw SHA-256 receipt hash: over the canonical object without its unhashed members.
+
+    ``plain``: ``obj`` came from :func:`~tai_autonomics.ledger.canonical.parse_json_plain`
+    saying so, and its RFC 8785 form is ``json.dumps``'s (no walk through ``canonical_json``).
+    """
+    body = {k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS}
+    return hashlib.sha256(dumps_plain(body) if plain else canonical_json(body)).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,8 @@ class ReceiptDraft:
     payload: Mapping[str, Any]
     chain: str | None = None
     operation_id: str | None = None
+    # RFC 8785 text of ``payload``, computed once here and spliced into the receipt when sealing
+    payload_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not _KIND.fullmatch(self.kind):
@@ -80,10 +91,13 @@ class ReceiptDraft:
         if not isinstance(self.payload, Mapping):
             raise DraftError("payload must be a JSON object")
         try:
-            copied = parse_json(canonical_json(dict(self.payload)))
+            canonical = canonical_json(dict(self.payload))
+            copied = parse_json(canonical)
         except CanonicalJSONError as exc:
             raise DraftError(f"payload: {exc.message}") from None
         object.__setattr__(self, "payload", copied)
+        # RFC 8785 is idempotent: the copy's canonical form is these same bytes
+        object.__setattr__(self, "payload_json", canonical.decode("utf-8"))
 
     @property
     def authority(self) -> str:
@@ -198,6 +212,99 @@ def seal(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[di
 
     Returns the sealed receipt object and its canonical bytes.
     """
+    return _seal(body, None, key, session)
+
+
+def seal_draft(
+    draft: ReceiptDraft,
+    key: LedgerKey,
+    session: EvalSession,
+    *,
+    chain: str,
+    seq: int,
+    prev: str,
+    leaf_index: int,
+    moment: datetime,
+    epoch: int,
+) -> tuple[dict[str, Any], bytes]:
+    """:func:`build_body` then :func:`seal`, reusing the draft's canonical payload text."""
+    unsealed = hash_draft(draft, chain=chain, seq=seq, prev=prev, leaf_index=leaf_index, moment=moment, epoch=epoch)
+    return finish_seal(unsealed, key, session)
+
+
+class Unsealed(NamedTuple):
+    """A hashed receipt body waiting for its signature or MAC (see :func:`hash_draft`)."""
+
+    body: dict[str, Any]
+    texts: dict[str, str]
+    digest: bytes
+
+    @property
+    def hash(self) -> str:
+        return self.digest.hex()
+
+    @property
+    def contractual(self) -> bool:
+        return self.body["authority"] == CONTRACTUAL
+
+
+def hash_draft(
+    draft: ReceiptDraft, *, chain: str, seq: int, prev: str, leaf_index: int, moment: datetime, epoch: int
+) -> Unsealed:
+    """The first half of :func:`seal_draft`: the body and its hash. The hash is all the next
+    receipt of the chain needs (its ``prev``), so a batch can be hashed in order and its
+    signatures made afterwards, in parallel (Ed25519 is deterministic: same bytes either way)."""
+    body = build_body(draft, chain=chain, seq=seq, prev=prev, leaf_index=leaf_index, moment=moment, epoch=epoch)
+    return _hash_body(body, draft.payload_json)
+
+
+def finish_seal(
+    unsealed: Unsealed, key: LedgerKey, session: EvalSession, signature: bytes | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """The second half of :func:`seal_draft`: add the signature (``key``'s over the hash, or
+    ``signature`` when it was made already) or the session MAC; the sealed object and its bytes."""
+    body, texts, digest = unsealed
+    hex_digest = digest.hex()
+    sealed = dict(body, hash=hex_digest)
+    texts = dict(texts, hash=f'"{hex_digest}"')
+    if body["authority"] == CONTRACTUAL:
+        sealed["key_id"] = key.key_id
+        sealed["signature"] = base64.b64encode(key.sign(digest) if signature is None else signature).decode()
+        texts["key_id"] = _encode_str(sealed["key_id"])
+        texts["signature"] = f'"{sealed["signature"]}"'
+    else:
+        sealed["session_mac"] = session.mac(body["epoch"], digest)
+        texts["session_mac"] = f'"{sealed["session_mac"]}"'
+    return sealed, _join(texts).encode("utf-8")
+
+
+def _seal(
+    body: dict[str, Any], payload_json: str | None, key: LedgerKey, session: EvalSession
+) -> tuple[dict[str, Any], bytes]:
+    if payload_json is None and not all(type(name) is str and name.isascii() for name in body):
+        return _seal_reference(body, key, session)
+    return finish_seal(_hash_body(body, payload_json), key, session)
+
+
+def _hash_body(body: dict[str, Any], payload_json: str | None) -> Unsealed:
+    """Encode each member of ``body`` once; the canonical body (what is hashed) and the canonical
+    sealed receipt (the Merkle leaf) are both joins of those member texts in RFC 8785 key order,
+    so the receipt is never encoded twice. Members are top-level, with ASCII names (sorting by
+    code point is sorting by UTF-16 code unit), and ``canonical_json`` writes any value that is
+    not a plain string or safe integer; a property test holds this equal to encoding the whole
+    object with ``canonical_json``."""
+    texts = {name: _member_text(value) for name, value in body.items() if name != "payload" or payload_json is None}
+    if payload_json is not None:
+        texts["payload"] = payload_json
+    try:
+        digest = hashlib.sha256(_join(texts).encode("utf-8")).digest()
+    except UnicodeEncodeError:
+        raise CanonicalJSONError("value has no canonical JSON form: a string holds a lone surrogate") from None
+    return Unsealed(body, texts, digest)
+
+
+def _seal_reference(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[dict[str, Any], bytes]:
+    """The definition :func:`_seal` computes faster: hash the canonical body, encode the sealed object."""
     digest = receipt_digest(body)
     sealed = dict(body, hash=digest.hex())
     if body["authority"] == CONTRACTUAL:
@@ -206,6 +313,19 @@ def seal(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[di
     else:
         sealed["session_mac"] = session.mac(body["epoch"], digest)
     return sealed, canonical_json(sealed)
+
+
+def _member_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if kind is int and -SAFE_INT <= value <= SAFE_INT:
+        return str(value)
+    return canonical_json(value).decode("utf-8")
+
+
+def _join(texts: dict[str, str]) -> str:
+    return "{" + ",".join([f"{_encode_str(name)}:{texts[name]}" for name in sorted(texts)]) + "}"
 
 
 def build_body(

@@ -134,3 +134,57 @@ def test_parallel_offline_verify_agrees_and_names_the_first_bad_line(
         verify_export(out, workers=2)
     assert failure.value.where == f"receipts.jsonl line {bad_line}"
     assert "canonical" in failure.value.reason
+
+
+def test_parallel_offline_verify_names_a_bad_proof_in_a_later_chunk(data_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """A tampered inclusion proof in the second chunk, and a broken receipt after it in the third:
+    every worker count, and the CLI, name the proof line and why, as the sequential check does."""
+    from tai_autonomics.ledger import VerificationError, verify
+    from tai_autonomics.ledger.verify import verify_export
+
+    out = _export(data_dir, tmp_path / "export", capsys)
+    monkeypatch.setattr(verify, "_CHUNK", 3)
+    proofs = (out / "proofs.jsonl").read_bytes().split(b"\n")
+    proof = json.loads(proofs[4])
+    proof["hashes"][0] = proof["hashes"][1]
+    proofs[4] = json.dumps(proof, separators=(",", ":")).encode()
+    (out / "proofs.jsonl").write_bytes(b"\n".join(proofs))
+    receipts = (out / "receipts.jsonl").read_bytes().split(b"\n")
+    receipts[7] = b"{}"
+    (out / "receipts.jsonl").write_bytes(b"\n".join(receipts))
+    failures = []
+    for workers in (1, 2, 3):
+        with pytest.raises(VerificationError) as failure:
+            verify_export(out, workers=workers)
+        failures.append((failure.value.where, failure.value.reason))
+    assert failures == [("proofs.jsonl line 5", failures[0][1])] * 3
+    assert "does not lead to the tree head" in failures[0][1]
+    code, result, _ = _run(capsys, "verify", str(out), "--workers", "2")
+    assert code == 1 and (result["where"], result["reason"]) == failures[0]
+
+
+def test_offline_verify_takes_any_json_layout_and_any_numbers(tmp_path: Path, capsys) -> None:
+    """The fast paths (proof lines as export writes them, receipts whose numbers json.dumps
+    writes canonically) are shortcuts only: other proof layouts and receipts with numbers, keys
+    or strings outside them verify too, and tampering with them is still found."""
+    from tai_autonomics.ledger import VerificationError
+    from tai_autonomics.ledger.verify import verify_export
+
+    directory = tmp_path / "var"
+    ledger = Ledger.open(SQLiteStore(directory / DB_FILE), load_ledger_key(data_dir=directory))
+    payloads = [{"a": 1.0, "b": 1e-7, "c": 1e21, "d": -0.0}, {"\U0001f600": 1, "\ue000": 2}, {"s": "\U0001f600\u0001\u2028"},
+                {"big": 2**53 - 1, "x": 0.1}]
+    ledger.append_batch([ReceiptDraft("deploy.intent", "prod", p, chain="policy-1") for p in payloads])
+    ledger.close()
+    out = _export(directory, tmp_path / "export", capsys)
+    proofs = (out / "proofs.jsonl").read_text().split("\n")
+    proofs[1] = json.dumps(dict(reversed(list(json.loads(proofs[1]).items()))), indent=1).replace("\n", " ")
+    (out / "proofs.jsonl").write_text("\n".join(proofs))
+    for workers in (1, 2):
+        assert verify_export(out, workers=workers).tree_size == 4
+    receipts = (out / "receipts.jsonl").read_bytes().split(b"\n")
+    receipts[0] = receipts[0].replace(b'"a":1,', b'"a":1.0,')  # same value, not canonical
+    (out / "receipts.jsonl").write_bytes(b"\n".join(receipts))
+    with pytest.raises(VerificationError) as failure:
+        verify_export(out, workers=1)
+    assert failure.value.where == "receipts.jsonl line 1" and "canonical" in failure.value.reason

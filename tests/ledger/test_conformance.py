@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from hypothesis import strategies as st
 
 from tai_autonomics.ledger import (
     CanonicalJSONError,
+    DraftError,
+    LedgerKey,
     MerkleTree,
     NoteError,
     ProofError,
@@ -24,6 +28,7 @@ from tai_autonomics.ledger import (
     verify_inclusion,
     verify_note,
 )
+from tai_autonomics.ledger.receipts import UNHASHED_MEMBERS, EvalSession, ReceiptDraft, seal_draft
 from tests.ledger.conftest import conformance_dir, conformance_files
 
 JCS_INPUTS = conformance_files("rfc8785", "testdata", "input")
@@ -148,3 +153,58 @@ def test_go_sumdb_note_tampered_fails(tamper) -> None:
     name, public = parse_verifier_key(vector["verifier_key"])
     with pytest.raises(NoteError):
         verify_note(tamper(vector["signed_note"]), name, public)
+
+
+_SEAL_KEY = LedgerKey.generate()
+_payloads = st.dictionaries(json_keys, json_values, max_size=5)
+_names = st.text(min_size=1, max_size=8) | st.sampled_from(["policy-\u00e9", "p\U0001f600", "a\"b\\c\n", "lone-\ud800"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=_payloads, chain=_names, operation=st.none() | _names, mode=st.sampled_from(["prod", "eval"]),
+       seq=st.integers(1, 2**53 - 1), leaf_index=st.integers(0, 2**53 - 1))
+def test_sealing_encodes_each_receipt_once_and_equals_the_definition(payload, chain, operation, mode, seq, leaf_index) -> None:
+    """The sealer joins member texts instead of encoding the receipt twice: its bytes and hash
+    must be exactly RFC 8785 of the receipt, and SHA-256 of RFC 8785 of the body (SPEC 4a)."""
+    try:
+        draft = ReceiptDraft("deploy.intent", mode, payload, chain=chain if mode == "prod" else None, operation_id=operation)
+    except DraftError:
+        with pytest.raises(rfc8785.CanonicalizationError):
+            rfc8785.dumps(payload)
+        return
+    key, session = _SEAL_KEY, EvalSession()
+    try:
+        fields, data = seal_draft(draft, key, session, chain=chain, seq=seq, prev="ab" * 32, leaf_index=leaf_index,
+                                  moment=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc), epoch=0)
+    except CanonicalJSONError:  # a lone surrogate in the chain or operation id
+        with pytest.raises(rfc8785.CanonicalizationError):
+            rfc8785.dumps([chain, operation])
+        return
+    assert data == rfc8785.dumps(fields)
+    body = {k: v for k, v in fields.items() if k not in UNHASHED_MEMBERS}
+    assert fields["hash"] == hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+    assert parse_json(data) == fields
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_plain_parsing_says_plain_only_when_json_dumps_is_canonical(value) -> None:
+    """Offline verify hashes a receipt with json.dumps when parse_json_plain says the text is
+    plain; for any text (canonical or Python's own spelling), that must be RFC 8785."""
+    from tai_autonomics.ledger.canonical import dumps_plain, parse_json_plain
+
+    texts = [json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"), json.dumps(value).encode()]
+    try:
+        texts.append(rfc8785.dumps(value))
+    except rfc8785.CanonicalizationError:
+        pass
+    for text in texts:
+        try:
+            parsed, plain = parse_json_plain(text)
+        except CanonicalJSONError:
+            with pytest.raises(CanonicalJSONError):
+                parse_json(text)
+            continue
+        assert parsed == parse_json(text)
+        if plain:
+            assert dumps_plain(parsed) == rfc8785.dumps(parsed)

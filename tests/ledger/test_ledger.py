@@ -229,3 +229,30 @@ def test_what_the_actor_sends_survives_pickling(ledger: Ledger) -> None:
         assert pickle.loads(pickle.dumps(value)) == value
     error = pickle.loads(pickle.dumps(NotFoundError("no receipt 'x'")))
     assert (type(error), error.code) == (NotFoundError, "ledger_not_found")
+
+
+def test_a_large_batch_is_signed_on_two_threads_with_the_same_signatures(db_path: Path, key: LedgerKey) -> None:
+    """From _PARALLEL_SIGNING contractual receipts on, a helper thread signs half the batch:
+    the signatures are the ones one thread makes (Ed25519 is deterministic), in order, and the
+    batch verifies; advisory receipts in between keep their MACs; close() stops the thread."""
+    from tai_autonomics.ledger import core
+
+    ledger = Ledger.open(SQLiteStore(db_path), key, max_batch=512)
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(core._PARALLEL_SIGNING * 3 + 1)]
+    assert ledger._sign_all(digests) == [key.sign(d) for d in digests]
+    drafts = [ReceiptDraft("deploy.intent", "prod", {"i": i}, chain=f"policy-{i % 3}") if i % 5 else
+              ReceiptDraft("pricing.quoted", "eval", {"i": i}) for i in range(300)]
+    receipts = ledger.append_batch(drafts)
+    assert [r.leaf_index for r in receipts] == list(range(300))
+    for receipt in receipts:
+        obj = receipt.to_dict()
+        if obj["authority"] == "contractual":
+            assert key.public.verify(base64.b64decode(obj["signature"]), bytes.fromhex(obj["hash"]))
+        else:
+            assert ledger.check_session_mac(receipt)
+    report = verify_store(ledger._store, key.public)
+    assert report.tree_size == 300 and report.contractual == 240 and report.advisory == 60
+    signer = ledger._signer
+    assert signer is not None
+    ledger.close()
+    assert ledger._signer is None and signer._shutdown

@@ -82,3 +82,43 @@ def test_out_of_range_requests_are_proof_errors() -> None:
     ):
         with pytest.raises(ProofError):
             call()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 70), st.data())
+def test_inclusion_verifier_accepts_exactly_what_verify_inclusion_accepts(size: int, data) -> None:
+    """The memoising verifier of offline verify: over runs of neighbouring proofs, some of them
+    tampered (a hash changed, dropped, added, or not base64), it accepts a proof only when
+    verify_inclusion does, and every honest one."""
+    import base64
+
+    from tai_autonomics.ledger.merkle import InclusionVerifier
+
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(size)]
+    tree = MerkleTree(leaves)
+    checker = InclusionVerifier(size, tree.root())
+    for index in data.draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=40)):
+        proof = [base64.b64encode(h).decode() for h in tree.inclusion_proof(index, size)]
+        leaf = leaves[index]
+        how = data.draw(st.sampled_from(["honest", "flip", "drop", "add", "garbage", "leaf", "index"]))
+        if how == "flip" and proof:
+            at = data.draw(st.integers(0, len(proof) - 1))
+            raw = bytearray(base64.b64decode(proof[at]))
+            raw[0] ^= 1
+            proof[at] = base64.b64encode(bytes(raw)).decode()
+        elif how == "drop" and proof:
+            del proof[data.draw(st.integers(0, len(proof) - 1))]
+        elif how == "add":
+            proof.insert(data.draw(st.integers(0, len(proof))), base64.b64encode(leaves[0]).decode())
+        elif how == "garbage" and proof:
+            proof[-1] = data.draw(st.sampled_from(["", "!!", "AAAA", proof[-1][:-4]]))
+        elif how == "leaf":
+            leaf = leaf_hash(b"other")
+        elif how == "index":
+            index = data.draw(st.integers(0, size))
+        try:
+            verify_inclusion(index, size, leaf, [base64.b64decode(h) for h in proof], tree.root())
+            expected = True
+        except (ProofError, ValueError):
+            expected = False
+        assert checker.accepts(index, leaf, proof) is expected
