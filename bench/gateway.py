@@ -123,10 +123,22 @@ class _Connections:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> int:
-        reader, writer = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        """The answer's status. A kept-alive connection the server has since closed (uvicorn
+        closes idle ones after 5 s) fails before any byte of an answer: the request was never
+        read, so it is sent again on a new connection, as HTTP clients do."""
+        data = (f"{method} {path} HTTP/1.1\r\n{self.head}{headers}Content-Length: {len(body)}\r\n\r\n"
+                .encode() + body)
+        while self.idle:
+            try:
+                return await self._exchange(*self.idle.pop(), data)
+            except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise
+        return await self._exchange(*await asyncio.open_connection(self.host, self.port), data)
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
         try:
-            writer.write(f"{method} {path} HTTP/1.1\r\n{self.head}{headers}Content-Length: {len(body)}\r\n\r\n"
-                         .encode() + body)
+            writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
