@@ -36,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from tai_autonomics.runtime._process import descendants  # the daemon's processes, from /proc
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -64,22 +66,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, frontier = [], [root]
-    while frontier:
-        frontier = [kid for pid in frontier for kid in children.get(pid, [])]
-        found.extend(frontier)
-    return found
-
-
 def process_roles(base: str, admin_token: str, daemon_pid: int) -> dict[int, str]:
     """pid → role for every process of the run (see the module docstring)."""
     roles = {os.getpid(): "load_generator", daemon_pid: "daemon_main_gateway"}
@@ -93,7 +79,7 @@ def process_roles(base: str, admin_token: str, daemon_pid: int) -> dict[int, str
             info = httpx.post(f"{base}/v1/actors/{child['name']}/call", headers=headers, json={"type": "$info"},
                               timeout=10).json()
             roles[int(info["pid"])] = child["name"]
-    for pid in _descendants(daemon_pid):
+    for pid in descendants(daemon_pid):
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
         roles.setdefault(pid, "sandbox" if b"sandbox" in cmdline else "daemon_other")
     return roles

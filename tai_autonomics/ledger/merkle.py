@@ -162,6 +162,18 @@ def _check_hashes(what: str, hashes: Sequence[bytes]) -> None:
             raise ProofError(f"{what}: a hash is {len(h)} bytes, expected {HASH_SIZE}")
 
 
+def _climb(fn: int, sn: int, r: bytes, p: bytes) -> tuple[int, int, bytes]:
+    """One step of RFC 9162 2.1.3.2 step 4: hash ``p`` into ``r`` and move up a level."""
+    if fn & 1 or fn == sn:
+        r = node_hash(p, r)
+        while fn and not fn & 1:
+            fn >>= 1
+            sn >>= 1
+    else:
+        r = node_hash(r, p)
+    return fn >> 1, sn >> 1, r
+
+
 def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """RFC 9162 2.1.3.2 steps 1-4: the root that ``proof`` leads to from ``leaf``, or ProofError."""
     if not 0 <= index < size:
@@ -171,15 +183,7 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
     for p in proof:
         if sn == 0:
             raise ProofError("inclusion proof: too many hashes")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while fn and not fn & 1:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
+        fn, sn, r = _climb(fn, sn, r, p)
     if sn != 0:
         raise ProofError("inclusion proof: too few hashes")
     return r
@@ -279,15 +283,7 @@ class InclusionVerifier:
                 return False
             if len(p) != HASH_SIZE:
                 return False
-            if fn & 1 or fn == sn:
-                r = node_hash(p, r)
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-            else:
-                r = node_hash(r, p)
-            fn >>= 1
-            sn >>= 1
+            fn, sn, r = _climb(fn, sn, r, p)
         if sn != 0 or r != self.root:
             return False
         self._remember(passed, proof)
