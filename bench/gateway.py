@@ -80,7 +80,10 @@ def process_roles(base: str, admin_token: str, daemon_pid: int) -> dict[int, str
                               timeout=10).json()
             roles[int(info["pid"])] = child["name"]
     for pid in descendants(daemon_pid):
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}/cmdline").exists() else b""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # gone since the walk
+            continue
         roles.setdefault(pid, "sandbox" if b"sandbox" in cmdline else "daemon_other")
     return roles
 
