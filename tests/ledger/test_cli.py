@@ -163,6 +163,53 @@ def test_parallel_offline_verify_names_a_bad_proof_in_a_later_chunk(data_dir: Pa
     assert code == 1 and (result["where"], result["reason"]) == failures[0]
 
 
+@pytest.mark.parametrize(
+    ("file", "leaf", "reason"),
+    [
+        (None, None, None),
+        ("proofs.jsonl", 13, "does not lead to the tree head"),  # inside an aligned chunk
+        ("proofs.jsonl", 16, "does not lead to the tree head"),  # the chunk's first proof, checked in full
+        ("receipts.jsonl", 20, "canonical"),
+    ],
+)
+def test_aligned_chunks_check_proofs_by_comparison_and_still_name_the_bad_line(
+    tmp_path: Path, capsys, monkeypatch, file, leaf, reason
+) -> None:
+    """Chunks of 2**k leaves at a multiple of 2**k are complete subtrees, and their proofs are
+    checked by comparing each line with the one the subtree implies; a changed line is still
+    found and named, with every worker count, as the chunking that never aligns names it."""
+    from tai_autonomics.ledger import VerificationError, verify
+    from tai_autonomics.ledger.verify import verify_export
+
+    directory = tmp_path / "var"
+    ledger = Ledger.open(SQLiteStore(directory / DB_FILE), load_ledger_key(data_dir=directory))
+    ledger.append_batch([ReceiptDraft("deploy.intent", "prod", {"i": i}, chain="policy-1") for i in range(37)])
+    ledger.close()
+    out = _export(directory, tmp_path / "export", capsys)
+    if file == "proofs.jsonl":
+        lines = (out / file).read_bytes().split(b"\n")
+        proof = json.loads(lines[leaf])
+        proof["hashes"][1], proof["hashes"][2] = proof["hashes"][2], proof["hashes"][1]
+        lines[leaf] = json.dumps(proof, separators=(",", ":")).encode()
+        (out / file).write_bytes(b"\n".join(lines))
+    elif file == "receipts.jsonl":
+        lines = (out / file).read_bytes().split(b"\n")
+        lines[leaf] = lines[leaf].replace(b'"seq":', b'"seq": ')
+        (out / file).write_bytes(b"\n".join(lines))
+    results = []
+    for chunk, workers in ((8, 1), (8, 2), (3, 2)):
+        monkeypatch.setattr(verify, "_CHUNK", chunk)
+        try:
+            results.append(verify_export(out, workers=workers))
+        except VerificationError as failure:
+            results.append((failure.where, failure.reason))
+    assert results[0] == results[1] == results[2]
+    if file is None:
+        assert results[0].tree_size == 37
+    else:
+        assert results[0][0] == f"{file} line {leaf + 1}" and reason in results[0][1]
+
+
 def test_offline_verify_takes_any_json_layout_and_any_numbers(tmp_path: Path, capsys) -> None:
     """The fast paths (proof lines as export writes them, receipts whose numbers json.dumps
     writes canonically) are shortcuts only: other proof layouts and receipts with numbers, keys

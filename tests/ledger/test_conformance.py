@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -28,7 +29,12 @@ from tai_autonomics.ledger import (
     verify_inclusion,
     verify_note,
 )
-from tai_autonomics.ledger.receipts import UNHASHED_MEMBERS, EvalSession, ReceiptDraft, seal_draft
+from tai_autonomics.ledger.receipts import (
+    UNHASHED_MEMBERS,
+    EvalSession,
+    ReceiptDraft,
+    seal_draft,
+)
 from tests.ledger.conftest import conformance_dir, conformance_files
 
 JCS_INPUTS = conformance_files("rfc8785", "testdata", "input")
@@ -175,7 +181,7 @@ def test_sealing_encodes_each_receipt_once_and_equals_the_definition(payload, ch
     key, session = _SEAL_KEY, EvalSession()
     try:
         fields, data = seal_draft(draft, key, session, chain=chain, seq=seq, prev="ab" * 32, leaf_index=leaf_index,
-                                  moment=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc), epoch=0)
+                                  moment=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), epoch=0)
     except CanonicalJSONError:  # a lone surrogate in the chain or operation id
         with pytest.raises(rfc8785.CanonicalizationError):
             rfc8785.dumps([chain, operation])
@@ -186,6 +192,18 @@ def test_sealing_encodes_each_receipt_once_and_equals_the_definition(payload, ch
     assert parse_json(data) == fields
 
 
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.0, -0.0, 1e-7, 1e-6, 9.99e-6, 1e-5, 1e-4, 1e15 + 0.5, 1e16, 9.5e20, 1e21, 2.0**53, 5e-324, 1.7976931348623157e308]))
+def test_orjson_spells_every_float_the_fast_path_accepts_as_rfc8785_does(number) -> None:
+    """Offline verify trusts orjson's spelling of a number unless _spelled_like_rfc8785 says no."""
+    from tai_autonomics.ledger.canonical import _spelled_like_rfc8785
+
+    text = orjson.dumps([number])
+    if _spelled_like_rfc8785(text):
+        assert text == rfc8785.dumps([number])
+
+
 @settings(max_examples=400, deadline=None)
 @given(json_values)
 def test_plain_parsing_says_plain_only_when_json_dumps_is_canonical(value) -> None:
@@ -194,10 +212,11 @@ def test_plain_parsing_says_plain_only_when_json_dumps_is_canonical(value) -> No
     from tai_autonomics.ledger.canonical import dumps_plain, parse_json_plain
 
     texts = [json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"), json.dumps(value).encode()]
-    try:
-        texts.append(rfc8785.dumps(value))
-    except rfc8785.CanonicalizationError:
-        pass
+    for spelling in (rfc8785.dumps, lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS)):
+        try:
+            texts.append(spelling(value))
+        except (rfc8785.CanonicalizationError, orjson.JSONEncodeError):
+            pass
     for text in texts:
         try:
             parsed, plain = parse_json_plain(text)
