@@ -53,9 +53,12 @@ def receipt_digest(obj: Mapping[str, Any], *, plain: bool = False) -> bytes:
     """The raw SHA-256 receipt hash: over the canonical object without its unhashed members.
 
     ``plain``: ``obj`` came from :func:`~tai_autonomics.ledger.canonical.parse_json_plain`
-    saying so, and its RFC 8785 form is ``json.dumps``'s (no walk through ``canonical_json``).
+    saying so, and :func:`~tai_autonomics.ledger.canonical.dumps_plain` writes its RFC 8785 form
+    (no walk through ``canonical_json``).
     """
-    body = {k: v for k, v in obj.items() if k not in UNHASHED_MEMBERS}
+    body = dict(obj)
+    for name in UNHASHED_MEMBERS:
+        body.pop(name, None)
     return hashlib.sha256(dumps_plain(body) if plain else canonical_json(body)).digest()
 
 
