@@ -22,6 +22,15 @@
    five system calls per pass. A ``PollSelector`` costs one (``poll``). Measured per sequential
    insured deploy: 5-9 % less CPU in every actor process. Only thespian's TCP transport module
    sees the substitute; asyncio and everything else keep the default selector.
+6. **Debug text on demand.** Every send and every receipt formats the message, its addresses
+   and timers for thespian's debug log (``thesplog('... %s', intent.identify())``), whatever the
+   log level: three such texts per message. ``identify()`` now returns an object that makes
+   the same text only when a log line is actually formatted.
+7. **Timer arithmetic.** Each pass of the transport's loop asks every pending transmit and
+   incoming socket for its ``delay()``: up to three timer views, three ``timedelta`` objects, a
+   ``min`` and a ``max`` of ``timedelta`` objects each. The same value is now computed from the
+   timers' deadlines as floats with one ``timedelta`` at the end. Together with 6, per
+   sequential insured deploy: 21.3 → 19.6 ms of CPU over all processes (Acquisition 8.9 → 8.0).
 """
 
 from __future__ import annotations
@@ -29,14 +38,16 @@ from __future__ import annotations
 import os
 import selectors
 import types
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import thespian.system.systemBase as _thespian_system
 import thespian.system.transport as _thespian_transport
-from thespian.system.transport import IPBase, TCPTransport
+from thespian.system.timing import ExpirationTimer, currentTime
+from thespian.system.transport import IPBase, ReceiveEnvelope, TCPTransport, TransmitIntent
 
-_state = {"bind": None}
+_state: dict[str, Any] = {"bind": None, "patched": False}
 
 
 def tune_tcp_transport(address: str) -> None:
@@ -49,6 +60,10 @@ def tune_tcp_transport(address: str) -> None:
     _thespian_system.MAX_SYSTEM_SHUTDOWN_DELAY = timedelta(seconds=1)
     TCPTransport.selectors = types.SimpleNamespace(
         DefaultSelector=selectors.PollSelector, EVENT_READ=selectors.EVENT_READ, EVENT_WRITE=selectors.EVENT_WRITE)
+    if not _state["patched"]:
+        _state["patched"] = True
+        _identify_on_demand()
+        _float_delays()
     if _state["bind"] is None:
         original = IPBase.IPActorAddress.__init__
 
@@ -59,6 +74,65 @@ def tune_tcp_transport(address: str) -> None:
 
         IPBase.IPActorAddress.__init__ = __init__
     _state["bind"] = address
+
+
+class _Identified:
+    """What thespian's ``identify()`` returned, made when a log line formats it (``%s``)."""
+
+    __slots__ = ("_identify", "_subject")
+
+    def __init__(self, identify: Callable[[Any], str], subject: Any) -> None:
+        self._identify, self._subject = identify, subject
+
+    def __str__(self) -> str:
+        return self._identify(self._subject)
+
+    __repr__ = __str__
+
+
+def _identify_on_demand() -> None:
+    """See the module docstring, 6. ``ReceiveEnvelope.__str__`` must still return a ``str``."""
+    def on_demand(identify: Callable[[Any], str]) -> Callable[[Any], _Identified]:
+        return lambda subject: _Identified(identify, subject)
+
+    for cls in (TransmitIntent, ReceiveEnvelope):
+        cls.identify = on_demand(cls.identify)
+    ReceiveEnvelope.__str__ = lambda envelope: str(envelope.identify())
+
+
+def _time_left(now: float, *timers: ExpirationTimer | None) -> timedelta | None:
+    """Until the earliest of ``timers`` (``None`` entries skipped), never negative, rounded as
+    thespian's ``max(0, min(timer.view(now).remaining(), ...))`` is; None if one never expires
+    (then thespian's own code decides)."""
+    earliest = None
+    for timer in timers:
+        if timer is not None:
+            at = timer._time_to_quit
+            if at is None:
+                return None
+            if earliest is None or at < earliest:
+                earliest = at
+    return timedelta(seconds=max(earliest - now, 0))
+
+
+def _float_delays() -> None:
+    """See the module docstring, 7."""
+    transmit_delay, incoming_delay = TransmitIntent.delay, TCPTransport.TCPIncoming_Common.delay
+
+    def transmit(self: TransmitIntent, current_time: float | None = None) -> timedelta:
+        if not getattr(self, "_awaitingTXSlot", False):
+            left = _time_left(current_time or currentTime(), self._quitTime, getattr(self, "_retryTime", None),
+                              getattr(self, "_pauseUntil", None))
+            if left is not None:
+                return left
+        return transmit_delay(self, current_time)
+
+    def incoming(self: Any, current_time: float | None = None) -> timedelta:
+        left = _time_left(current_time or currentTime(), self._expires, getattr(self, "_pauseUntil", None))
+        return incoming_delay(self, current_time) if left is None else left
+
+    TransmitIntent.delay = transmit
+    TCPTransport.TCPIncoming_Common.delay = incoming
 
 
 def log_config(level: str) -> dict[str, Any]:
