@@ -7,6 +7,8 @@ import hashlib
 import io
 import logging
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -174,6 +176,46 @@ def test_two_stores_on_one_file_never_fork_a_chain(db_path: Path, key: LedgerKey
     assert (c.seq, c.prev, c.leaf_index) == (3, b.hash, 2)
     one.inclusion_proof(b.id).verify(b.leaf_hash, one.checkpoint().root)
     verify_store(SQLiteStore(db_path, readonly=True), key.public)
+
+
+def _append_in_another_process(db_path: Path, key: LedgerKey) -> str:
+    """Append one receipt to chain 'shared' from a child process; its receipt id."""
+    child = Path(__file__).with_name("concurrent_child.py")
+    done = subprocess.run(
+        [sys.executable, str(child), "sqlite", str(db_path), "1"],
+        input=key.private_pem(), capture_output=True, timeout=90, check=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    return done.stdout.decode().strip()
+
+
+@pytest.mark.parametrize("writer", ["store", "process"])
+def test_a_commit_of_another_writer_between_two_appends_is_seen(db_path: Path, key: LedgerKey, writer: str) -> None:
+    """The store reuses the head of its own last commit: it must notice another connection's."""
+    ledger = Ledger.open(SQLiteStore(db_path), key)
+    ledger.append(prod(1, "shared"))
+    ledger.append(prod(2, "shared"))  # the head of a commit of ours, remembered
+    if writer == "store":
+        other = Ledger.open(SQLiteStore(db_path), key)
+        theirs = other.append(prod(3, "shared"))
+        other.close()
+    else:
+        theirs = ledger.receipt(_append_in_another_process(db_path, key))
+    ours = ledger.append(prod(4, "shared"))
+    assert (theirs.leaf_index, theirs.seq) == (2, 3)
+    assert (ours.leaf_index, ours.seq, ours.prev) == (3, 4, theirs.hash)
+    assert ledger.append(prod(5, "shared")).prev == ours.hash
+    verify_store(SQLiteStore(db_path, readonly=True), key.public)
+
+
+def test_appends_without_other_writers_do_not_query_the_head(db_path: Path, key: LedgerKey) -> None:
+    store = SQLiteStore(db_path)
+    ledger = Ledger.open(store, key)
+    ledger.append(prod(1))
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert ledger.append(prod(2)).seq == 2
+    assert [s for s in statements if s.startswith("SELECT")] == []
+    store._db.set_trace_callback(None)
 
 
 def test_readers_read_committed_state_while_a_writer_appends(db_path: Path, key: LedgerKey) -> None:
