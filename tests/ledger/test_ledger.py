@@ -10,9 +10,13 @@ import pickle
 import subprocess
 import sys
 import threading
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tai_autonomics import logs
 from tai_autonomics.ledger import (
@@ -31,6 +35,7 @@ from tai_autonomics.ledger import (
     verify_store,
 )
 from tai_autonomics.ledger.note import sign_checkpoint
+from tai_autonomics.ledger.receipts import _random_uuid, rfc3339_utc
 
 
 def prod(i: int, chain: str = "policy-1", **extra) -> ReceiptDraft:
@@ -298,3 +303,19 @@ def test_a_large_batch_is_signed_on_two_threads_with_the_same_signatures(db_path
     assert signer is not None
     ledger.close()
     assert ledger._signer is None and signer._shutdown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1001, 1, 1), timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7, minutes=-30))])))
+def test_receipt_times_are_the_strftime_text(moment: datetime) -> None:
+    """The time member is built with isoformat; it must stay the text strftime wrote."""
+    assert rfc3339_utc(moment) == moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_receipt_ids_are_random_version_4_uuids() -> None:
+    ids = {_random_uuid() for _ in range(5000)}
+    assert len(ids) == 5000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+    assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
