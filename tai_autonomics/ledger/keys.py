@@ -24,6 +24,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 from cryptography.hazmat.primitives import serialization
@@ -38,13 +39,14 @@ _ED25519_ALG = b"\x01"  # C2SP signed-note signature type for Ed25519
 class LedgerPublicKey:
     """An Ed25519 public key and the identifiers derived from it."""
 
-    __slots__ = ("_key", "_verifier", "raw", "key_id")
+    __slots__ = ("_key", "_verifier", "_note_key_ids", "raw", "key_id")
 
     def __init__(self, key: Ed25519PublicKey) -> None:
         self._key = key
         self.raw: bytes = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self._verifier = nacl.signing.VerifyKey(self.raw)
         self.key_id: str = hashlib.sha256(self.raw).hexdigest()[:16]
+        self._note_key_ids: dict[str, bytes] = {}  # by key name: every checkpoint signature needs one
 
     @classmethod
     def from_raw(cls, raw: bytes) -> LedgerPublicKey:
@@ -79,7 +81,12 @@ class LedgerPublicKey:
 
     def note_key_id(self, name: str) -> bytes:
         """C2SP signed-note key ID for this key under ``name``."""
-        return hashlib.sha256(name.encode() + b"\n" + _ED25519_ALG + self.raw).digest()[:4]
+        key_id = self._note_key_ids.get(name)
+        if key_id is None:
+            if len(self._note_key_ids) >= 64:  # a ledger uses one name; verifiers are handed a few
+                self._note_key_ids.clear()
+            key_id = self._note_key_ids[name] = hashlib.sha256(name.encode() + b"\n" + _ED25519_ALG + self.raw).digest()[:4]
+        return key_id
 
     def note_verifier_key(self, name: str) -> str:
         """The ``name+hash+base64`` verifier key string Go's sumdb/note reads."""
@@ -93,12 +100,12 @@ class LedgerPublicKey:
 class LedgerKey:
     """The ledger's private signing key. Shows only its public key ID; cannot be pickled."""
 
-    __slots__ = ("_private", "_signer", "public")
+    __slots__ = ("_private", "_secret", "public")
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
         seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-        self._signer = nacl.signing.SigningKey(seed)
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(seed)[1]  # libsodium's 64-byte secret key
         self.public = LedgerPublicKey(private.public_key())
 
     @classmethod
@@ -123,8 +130,9 @@ class LedgerKey:
         return self.public.key_id
 
     def sign(self, data: bytes) -> bytes:
-        """Ed25519 signature of ``data``."""
-        return self._signer.sign(data).signature
+        """Ed25519 signature of ``data``: the first 64 bytes of libsodium's signed message (the
+        binding itself; ``SigningKey.sign`` wraps the same call in objects, 2 us more a signature)."""
+        return nacl.bindings.crypto_sign(data, self._secret)[: nacl.bindings.crypto_sign_BYTES]
 
     def private_pem(self) -> bytes:
         """PKCS#8 PEM of the private key, only for writing the dev key file."""

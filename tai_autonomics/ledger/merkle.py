@@ -91,13 +91,15 @@ class MerkleTree:
         self._check_range(0, size)
         # The tree of `size` leaves is made of one complete subtree per set bit of `size`;
         # fold their stored hashes from the smallest (rightmost) up: O(log n), no recursion.
-        root = b""
+        # (slices of the bytearrays are hashed as they are; only the result becomes bytes)
+        levels = self._levels
+        root = None
         for level in range(size.bit_length()):
             if size >> level & 1:
-                offset = ((size >> level) - 1) * HASH_SIZE
-                subtree = bytes(self._levels[level][offset : offset + HASH_SIZE])
-                root = node_hash(subtree, root) if root else subtree
-        return root or EMPTY_ROOT
+                end = (size >> level) * HASH_SIZE
+                subtree = levels[level][end - HASH_SIZE : end]
+                root = subtree if root is None else node_hash(subtree, root)
+        return EMPTY_ROOT if root is None else bytes(root)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 2.1.3.1 PATH(index, D[0:size]), leaf side first."""

@@ -14,6 +14,7 @@ that finds itself at the wrong place.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -45,8 +46,16 @@ _encode_str = json.encoder.encode_basestring
 
 
 def rfc3339_utc(moment: datetime) -> str:
-    """RFC 3339 UTC timestamp with microseconds and a ``Z``."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC timestamp with microseconds and a ``Z``: ``isoformat``'s text (half the time
+    of ``strftime("%Y-%m-%dT%H:%M:%S.%fZ")``, the same for every year from 1000 on) with its
+    ``+00:00`` replaced."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _random_uuid() -> str:
+    """``str(uuid.uuid4())`` in a third of its time: 122 random bits, version 4, RFC 4122 variant."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def receipt_digest(obj: Mapping[str, Any], *, plain: bool = False) -> bytes:
@@ -118,6 +127,7 @@ class Receipt:
     leaf_index: int
     data: bytes
     _fields: Mapping[str, Any] = field(repr=False, compare=False)
+    _leaf_hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_data(cls, leaf_index: int, data: bytes) -> Receipt:
@@ -159,8 +169,11 @@ class Receipt:
 
     @property
     def leaf_hash(self) -> bytes:
-        """RFC 9162 leaf hash of the canonical receipt."""
-        return leaf_hash(self.data)
+        """RFC 9162 leaf hash of the canonical receipt, computed on first use: an append needs
+        it twice (the tree and the stored row)."""
+        if self._leaf_hash is None:
+            object.__setattr__(self, "_leaf_hash", leaf_hash(self.data))
+        return self._leaf_hash  # type: ignore[return-value]  # set just above
 
 
 class EvalSession:
@@ -327,8 +340,14 @@ def _member_text(value: Any) -> str:
     return canonical_json(value).decode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
+def _member_prefix(name: str) -> str:
+    """``"name":``, encoded once per member name (a receipt has a dozen, joined twice per seal)."""
+    return f"{_encode_str(name)}:"
+
+
 def _join(texts: dict[str, str]) -> str:
-    return "{" + ",".join([f"{_encode_str(name)}:{texts[name]}" for name in sorted(texts)]) + "}"
+    return "{" + ",".join([_member_prefix(name) + texts[name] for name in sorted(texts)]) + "}"
 
 
 def build_body(
@@ -343,7 +362,7 @@ def build_body(
 ) -> dict[str, Any]:
     """The hashed body of the receipt ``draft`` becomes at this chain and tree position."""
     body: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
+        "id": _random_uuid(),
         "kind": draft.kind,
         "mode": draft.mode,
         "authority": draft.authority,

@@ -11,6 +11,12 @@ so sequencing and writing are one atomic step) and any number of readers in othe
 connections or processes, which WAL lets read the last committed state while a write runs.
 A ``SQLiteStore`` object is used by one thread at a time (the ledger actor's), which need not be
 the thread that opened it.
+
+Sequencing reads the log head inside the write transaction. The head this connection's last
+commit left is reused instead of queried again when ``PRAGMA data_version``, read after ``BEGIN
+IMMEDIATE``, shows that no other connection (another store object or process, a hand edit) has
+committed since: SQLite changes that value on every commit of another connection and on none of
+its own, so a batch is never sequenced on a stale head.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tai_autonomics.ledger.errors import ConflictError, StoreCorruptError, StoreError
@@ -50,6 +57,17 @@ _SCHEMA = (
 # CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
 # verification names it instead of crashing.
 _LEAF_COLUMNS = "leaf_index, CAST(id AS TEXT), CAST(leaf_hash AS BLOB), CAST(data AS BLOB)"
+_KNOWN_CHAINS = 4096  # chain heads remembered between appends; past that many, memory starts afresh
+
+
+@dataclass(slots=True)
+class _KnownHead:
+    """The log head as this connection's last commit left it, valid while ``data_version`` is
+    ``version``: the tree size and the heads of the chains it appended to."""
+
+    version: int
+    size: int
+    chains: dict[str, ChainHead]
 
 
 class SQLiteStore:
@@ -74,6 +92,7 @@ class SQLiteStore:
             raise StoreError(f"cannot open ledger database {self.path}: {exc}") from None
         except OSError as exc:
             raise StoreError(f"cannot open ledger database {self.path}: {exc.strerror}") from None
+        self._known: _KnownHead | None = None  # None: the next append queries the head
         with self._errors():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -114,7 +133,7 @@ class SQLiteStore:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                head = LogHead(self.size(), {chain: self._chain_head(chain) for chain in chains})
+                known, head = self._head(chains)
                 batch = seal(head)
                 check_batch(head, batch)
                 self._db.executemany(
@@ -127,7 +146,23 @@ class SQLiteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+        _advance(known, batch)
+        self._known = known
         return batch
+
+    def _head(self, chains: Collection[str]) -> tuple[_KnownHead, LogHead]:
+        """The log head with the heads of ``chains``, read in the write transaction.
+
+        The remembered head is taken out (so an append that fails leaves none behind) and
+        trusted only if no other connection has committed since; otherwise the size is
+        queried, and so is every chain it does not hold. Returns it to advance after commit.
+        """
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        known, self._known = self._known, None
+        if known is None or known.version != version:
+            known = _KnownHead(version, self._size(), {})
+        remembered = known.chains
+        return known, LogHead(known.size, {chain: remembered.get(chain) or self._chain_head(chain) for chain in chains})
 
     def _chain_head(self, chain: str) -> ChainHead:
         row = self._db.execute(
@@ -137,7 +172,10 @@ class SQLiteStore:
 
     def size(self) -> int:
         with self._errors():
-            return self._db.execute("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM receipts").fetchone()[0]
+            return self._size()
+
+    def _size(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM receipts").fetchone()[0]
 
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         with self._errors():
@@ -200,6 +238,15 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _advance(known: _KnownHead, batch: SealedBatch) -> None:
+    """Move ``known`` to the head ``batch`` committed on top of it."""
+    known.size = batch.checkpoint.size
+    if len(known.chains) >= _KNOWN_CHAINS:
+        known.chains.clear()
+    for receipt in batch.receipts:
+        known.chains[receipt.chain] = ChainHead(receipt.seq, receipt.hash)
 
 
 def _leaf(row: tuple) -> StoredLeaf:

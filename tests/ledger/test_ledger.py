@@ -7,10 +7,16 @@ import hashlib
 import io
 import logging
 import pickle
+import subprocess
+import sys
 import threading
+import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tai_autonomics import logs
 from tai_autonomics.ledger import (
@@ -29,6 +35,7 @@ from tai_autonomics.ledger import (
     verify_store,
 )
 from tai_autonomics.ledger.note import sign_checkpoint
+from tai_autonomics.ledger.receipts import _random_uuid, rfc3339_utc
 
 
 def prod(i: int, chain: str = "policy-1", **extra) -> ReceiptDraft:
@@ -176,6 +183,46 @@ def test_two_stores_on_one_file_never_fork_a_chain(db_path: Path, key: LedgerKey
     verify_store(SQLiteStore(db_path, readonly=True), key.public)
 
 
+def _append_in_another_process(db_path: Path, key: LedgerKey) -> str:
+    """Append one receipt to chain 'shared' from a child process; its receipt id."""
+    child = Path(__file__).with_name("concurrent_child.py")
+    done = subprocess.run(
+        [sys.executable, str(child), "sqlite", str(db_path), "1"],
+        input=key.private_pem(), capture_output=True, timeout=90, check=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    return done.stdout.decode().strip()
+
+
+@pytest.mark.parametrize("writer", ["store", "process"])
+def test_a_commit_of_another_writer_between_two_appends_is_seen(db_path: Path, key: LedgerKey, writer: str) -> None:
+    """The store reuses the head of its own last commit: it must notice another connection's."""
+    ledger = Ledger.open(SQLiteStore(db_path), key)
+    ledger.append(prod(1, "shared"))
+    ledger.append(prod(2, "shared"))  # the head of a commit of ours, remembered
+    if writer == "store":
+        other = Ledger.open(SQLiteStore(db_path), key)
+        theirs = other.append(prod(3, "shared"))
+        other.close()
+    else:
+        theirs = ledger.receipt(_append_in_another_process(db_path, key))
+    ours = ledger.append(prod(4, "shared"))
+    assert (theirs.leaf_index, theirs.seq) == (2, 3)
+    assert (ours.leaf_index, ours.seq, ours.prev) == (3, 4, theirs.hash)
+    assert ledger.append(prod(5, "shared")).prev == ours.hash
+    verify_store(SQLiteStore(db_path, readonly=True), key.public)
+
+
+def test_appends_without_other_writers_do_not_query_the_head(db_path: Path, key: LedgerKey) -> None:
+    store = SQLiteStore(db_path)
+    ledger = Ledger.open(store, key)
+    ledger.append(prod(1))
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert ledger.append(prod(2)).seq == 2
+    assert [s for s in statements if s.startswith("SELECT")] == []
+    store._db.set_trace_callback(None)
+
+
 def test_readers_read_committed_state_while_a_writer_appends(db_path: Path, key: LedgerKey) -> None:
     writer = Ledger.open(SQLiteStore(db_path), key)
     writer.append(prod(0))
@@ -256,3 +303,19 @@ def test_a_large_batch_is_signed_on_two_threads_with_the_same_signatures(db_path
     assert signer is not None
     ledger.close()
     assert ledger._signer is None and signer._shutdown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1001, 1, 1), timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-7, minutes=-30))])))
+def test_receipt_times_are_the_strftime_text(moment: datetime) -> None:
+    """The time member is built with isoformat; it must stay the text strftime wrote."""
+    assert rfc3339_utc(moment) == moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_receipt_ids_are_random_version_4_uuids() -> None:
+    ids = {_random_uuid() for _ in range(5000)}
+    assert len(ids) == 5000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+    assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
