@@ -109,9 +109,11 @@ class Process(Actor):
     name: str = ""
     incarnation: str = ""
     coalesce_s: float = 0.0
-    """While messages stream in (the previous one was handled less than this ago), hold what
-    handlers send for up to this long, so that the calls of many requests travel together
-    instead of one thespian message each. Zero (the default): send when each handling ends."""
+    """While many requests are under way (they arrive less than this apart, or answers to other
+    requests' calls are due: :meth:`_awaiting_more`), hold what handlers send for up to this
+    long, so that the calls of many requests travel together instead of one thespian message
+    each. One request's own steps are never held. Zero (the default): send when each handling
+    ends."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,7 +123,7 @@ class Process(Actor):
         self.caller: Caller | None = None
         self._outbox: list[tuple[Any, list[Any]]] | None = None
         self._held: list[tuple[Any, list[Any]]] = []
-        self._last_handled = 0.0
+        self._last_request = self._request_gap = float("-inf")
         self._flush_armed = False
 
     # -- the protocol -------------------------------------------------------------------
@@ -145,17 +147,27 @@ class Process(Actor):
 
     def _hold(self, outbox: list[tuple[Any, list[Any]]], msg: Any) -> bool:
         """Whether to keep ``outbox`` for the next handling (see :attr:`coalesce_s`)."""
-        now = time.monotonic()
-        streaming, self._last_handled = now - self._last_handled < self.coalesce_s, now
         if isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
             self._flush_armed = False
             return False
-        if not outbox or not streaming or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
+        if not outbox or not self.coalesce_s or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
+            return False
+        requests_stream = self._request_gap < self.coalesce_s and time.monotonic() - self._last_request < self.coalesce_s
+        if not (requests_stream or self._awaiting_more(outbox)):
             return False
         if not self._flush_armed:
             self._flush_armed = True
             self.wakeupAfter(timedelta(seconds=self.coalesce_s), payload=_Flush())
         return True
+
+    def _awaiting_more(self, outbox: list[tuple[Any, list[Any]]]) -> bool:
+        """Whether answers other than those to the calls in ``outbox`` are due (a process that
+        makes no calls of its own awaits none)."""
+        return False
+
+    def _note_request(self) -> None:
+        now = time.monotonic()
+        self._request_gap, self._last_request = now - self._last_request, now
 
     def send(self, targetAddr: Any, msg: Any) -> None:
         """thespian's send, coalescing calls, casts and replies while a message is handled.
@@ -189,8 +201,10 @@ class Process(Actor):
         elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
             return  # its handling ends by sending what was held
         elif isinstance(msg, Call):
+            self._note_request()
             self._on_call(msg, sender)
         elif isinstance(msg, Cast):
+            self._note_request()
             self._on_cast(msg)
         elif isinstance(msg, Init):
             self._on_init(msg, sender)
@@ -340,6 +354,14 @@ class Server(Process):
         # pending wakeups cost milliseconds per call. One wakeup is armed for the earliest.
         self._deadlines: list[tuple[float, str]] = []
         self._armed: float | None = None
+
+    def _awaiting_more(self, outbox: list[tuple[Any, list[Any]]]) -> bool:
+        """Other requests in flight have calls outstanding, and their answers are what a held
+        message can travel with. A request's own steps (call, answer, next call, reply) follow
+        each other quickly too, but holding them would only delay that one request."""
+        sending = sum(isinstance(msg, Call) for _, queued in outbox for msg in queued)
+        resolving = sum(len(refs) for refs in self._resolving.values())  # sent once the name resolves
+        return len(self._outgoing) > sending + resolving
 
     def start(self, msg: Init) -> None:
         if self.init(dict(msg.args or {})) is not DEFERRED:

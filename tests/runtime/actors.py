@@ -184,3 +184,15 @@ class Lingering(Coalescing):
 
     def call_answers(self, _payload: Any) -> list[Any]:
         return sorted(self.answers)
+
+
+class Relaying(Coalescing):
+    """Holds for 5 s while requests stream in (arrive less than that apart); relays a call."""
+
+    coalesce_s = 5.0
+
+    def call_relay(self, request: dict[str, Any]) -> Any:
+        caller = self.caller
+        self.call_actor(request["to"], "echo", request["payload"],
+                        then=lambda value, error: self.reply(caller, error.code if error else value))
+        return NOREPLY

@@ -146,6 +146,16 @@ def test_a_client_picks_its_reply_out_of_a_batch() -> None:
         assert node.call("a", "echo", "next") == "next"
 
 
+def test_a_lingering_actor_never_holds_the_steps_of_a_lone_request() -> None:
+    """A request's call and its answer follow each other quickly, but with no other request
+    under way there is nothing to gather: a 5 s hold would time this call out."""
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
+                                    "workers": {"src": {"actor": "tests.runtime.actors:Relaying"},
+                                                "dst": dict(COALESCING)}}))
+        assert node.call("src", "relay", {"to": "dst", "payload": 7}, timeout=2.5) == 7
+
+
 def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together() -> None:
     with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
