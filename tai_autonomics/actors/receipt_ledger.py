@@ -8,9 +8,9 @@ batch).
 Group commit. An ``append`` is not committed on its own: it joins the pending batch, and the
 handler returns without replying. The batch is committed in one ``Ledger.append_batch`` (one
 fsync) when a timer fires, or at once when it is full (``max_batch``); only then is each caller
-answered with its own receipt. The timer waits ``batch_delay_s`` (2 ms) while appends stream
-in (the previous commit and its replies ended less than that ago), else nothing, so a lone caller does not
-wait. Why wait at all: on multiprocTCPBase a due timer ends thespian's receive loop before it
+answered with its own receipt. The timer waits ``batch_delay_s`` (2 ms) while requests stream
+in (arrive less than that apart: :meth:`~tai_autonomics.runtime.Server.requests_streaming`),
+else nothing, so a lone caller, or one request's intent and outcome, does not wait. Why wait at all: on multiprocTCPBase a due timer ends thespian's receive loop before it
 reads another socket, so a zero-delay timer committed almost every append alone (measured:
 1.0 receipts per batch with 200 appends in flight; 2 ms gives 3-4, and then one message per
 receipt, not the commit, bounds the rate). ``append_many`` puts many drafts in one message for
@@ -60,7 +60,6 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,7 +115,6 @@ class ReceiptLedger(Server):
             raise
         self._pending: list[tuple[_Request, int, ReceiptDraft]] = []
         self._flush_armed = False
-        self._committed_at = 0.0
         self._batches = 0
         self._appended = 0
 
@@ -165,8 +163,7 @@ class ReceiptLedger(Server):
             self._flush()
         if self._pending and not self._flush_armed:
             self._flush_armed = True
-            streaming = time.monotonic() - self._committed_at < self._batch_delay
-            self.start_timer(self._batch_delay if streaming else 0, _FLUSH)
+            self.start_timer(self._batch_delay if self.requests_streaming(self._batch_delay) else 0, _FLUSH)
 
     def on_timer(self, payload: Any) -> None:
         if payload == _FLUSH:
@@ -214,7 +211,6 @@ class ReceiptLedger(Server):
         self._appended += len(receipts)
         for (request, index, _), receipt in zip(batch, receipts, strict=True):
             request.deliver(index, receipt.to_dict())
-        self._committed_at = time.monotonic()  # after the replies: appends that came meanwhile stream
 
     # -- reads ----------------------------------------------------------------------------------
 

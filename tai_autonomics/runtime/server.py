@@ -152,8 +152,7 @@ class Process(Actor):
             return False
         if not outbox or not self.coalesce_s or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
             return False
-        requests_stream = self._request_gap < self.coalesce_s and time.monotonic() - self._last_request < self.coalesce_s
-        if not (requests_stream or self._awaiting_more(outbox)):
+        if not (self.requests_streaming(self.coalesce_s) or self._awaiting_more(outbox)):
             return False
         if not self._flush_armed:
             self._flush_armed = True
@@ -164,6 +163,12 @@ class Process(Actor):
         """Whether answers other than those to the calls in ``outbox`` are due (a process that
         makes no calls of its own awaits none)."""
         return False
+
+    def requests_streaming(self, window: float) -> bool:
+        """Whether calls and casts arrive less than ``window`` apart (the last two did, and the
+        last one came less than ``window`` ago): many requests are under way, so waiting that
+        long gathers more of them, while a lone request's steps would only be delayed."""
+        return self._request_gap < window and time.monotonic() - self._last_request < window
 
     def _note_request(self) -> None:
         now = time.monotonic()
