@@ -2,8 +2,8 @@
 
 One operation runs as: validate (refused at once, nothing recorded) → ProdMode ``guard`` →
 ``<kind>.intent`` receipt (durable before anything goes out) → the outside party, one HTTP call
-per :class:`Step`, each with up to ``attempts`` attempts on transient errors (the waits are
-timers, so the actor keeps answering) → ``<kind>.completed`` or ``<kind>.failed`` with a
+per :class:`Step`, each with up to ``attempts`` attempts on transient errors (each call runs on
+a worker thread and the waits are timers, so the actor keeps answering) → ``<kind>.completed`` or ``<kind>.failed`` with a
 root-cause record → every caller waiting on it is answered.
 
 Idempotency: an operation has a key (the deploy's ``Idempotency-Key``, the publish's
@@ -270,28 +270,42 @@ class OperationActor(Server, metaclass=ABCMeta):
             self._attempt(self.ops[payload.operation_id])
 
     def _attempt(self, op: Operation) -> None:
-        while op.step < len(op.steps):
-            step = op.steps[op.step]
-            left = op.deadline - time.monotonic()
-            if left <= 0:
-                answer = Answer(failure="timeout")
-            else:
-                op.attempt += 1
-                op.attempts += 1
-                answer, body = self._post(step, f"{op.operation_id}-{op.step}", min(self.timeout_s, left))
-            if answer.ok:
-                op.results.append(body)
-                op.step, op.attempt = op.step + 1, 0
-                continue
-            wait = self._backoff(op.attempt, answer)
-            if answer.transient(self.final_codes()) and op.attempt < self.attempts and wait < left:
-                self.start_timer(wait, _Retry(op.operation_id))
-                return
-            context = {"stage": step.stage, "url": self.base_url + step.path, "status": answer.status,
-                       "error_code": answer.code or None, "attempts": op.attempt}
-            self._finish(op, FAILED, {"rca": self.rca(step.stage, answer, context)})
+        """The next attempt at the current step, or the outcome once every step is done. The
+        HTTP call runs off the actor's thread (:meth:`run_blocking`): a slow party holds up
+        only its own operation."""
+        if op.step == len(op.steps):
+            self._finish(op, COMPLETED, self.completed_payload(op.results))
             return
-        self._finish(op, COMPLETED, self.completed_payload(op.results))
+        step = op.steps[op.step]
+        left = op.deadline - time.monotonic()
+        if left <= 0:
+            self._answered(op, Answer(failure="timeout"), None)
+            return
+        op.attempt += 1
+        op.attempts += 1
+        key, timeout_s = f"{op.operation_id}-{op.step}", min(self.timeout_s, left)
+
+        def answered(result: tuple[Answer, Any] | None, error: BaseException | None) -> None:
+            if error is not None:
+                raise error  # a bug in the call itself: crash, as it would have inline
+            self._answered(op, *result)
+
+        self.run_blocking(lambda: self._post(step, key, timeout_s), then=answered)
+
+    def _answered(self, op: Operation, answer: Answer, body: Any) -> None:
+        step = op.steps[op.step]
+        if answer.ok:
+            op.results.append(body)
+            op.step, op.attempt = op.step + 1, 0
+            self._attempt(op)
+            return
+        wait = self._backoff(op.attempt, answer)
+        if answer.transient(self.final_codes()) and op.attempt < self.attempts and wait < op.deadline - time.monotonic():
+            self.start_timer(wait, _Retry(op.operation_id))
+            return
+        context = {"stage": step.stage, "url": self.base_url + step.path, "status": answer.status,
+                   "error_code": answer.code or None, "attempts": op.attempt}
+        self._finish(op, FAILED, {"rca": self.rca(step.stage, answer, context)})
 
     def _backoff(self, attempt: int, answer: Answer) -> float:
         wait = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))

@@ -60,6 +60,7 @@ class Client:
                                   or (isinstance(m, Moved) and (m.name, m.incarnation) == (name, location.incarnation)),
                                   deadline - time.monotonic())
             if isinstance(reply, Moved):  # it died with our call: it may have run part of it
+                self._forget(reply)
                 raise ActorCrashed(f"{name} exited before answering {msg_type!r}",
                                    detail={"actor": name, "message_type": msg_type})
             if isinstance(reply, Reply) and not _not_delivered(reply):

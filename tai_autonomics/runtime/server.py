@@ -16,7 +16,9 @@ reply), ``cast_<type>(payload)`` for casts, ``on_timer(payload)`` for timers set
 An actor must never block waiting for another (thespian runs one message at a time), so a
 server calls other actors with :meth:`Server.call_actor`, whose result arrives later in a
 callback, and answers its own caller later with :meth:`Process.reply` after returning
-:data:`NOREPLY` (OTP's ``{noreply, State}`` + ``gen_server:reply/2``).
+:data:`NOREPLY` (OTP's ``{noreply, State}`` + ``gen_server:reply/2``). Blocking I/O (an outside
+party's HTTP call) goes to :meth:`Server.run_blocking`: it runs on a worker thread and its
+continuation comes back to the actor like an answer.
 
 Sending is coalesced: the calls, casts and replies one handling sends to one receiver travel as
 one thespian message (a :class:`~tai_autonomics.runtime.messages.Batch`), because thespian's
@@ -42,11 +44,14 @@ from thespian.actors import (
     ActorExitRequest,
     DeadEnvelope,
     PoisonMessage,
+    ThespianWatch,
     WakeupMessage,
+    WatchMessage,
 )
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import _process
+from tai_autonomics.runtime._offload import Offload
 from tai_autonomics.runtime.errors import ActorCrashed, CallTimeout, NoSuchActor, error_from
 from tai_autonomics.runtime.messages import (
     Batch,
@@ -128,12 +133,12 @@ class Process(Actor):
 
     # -- the protocol -------------------------------------------------------------------
 
-    def receiveMessage(self, msg: Any, sender: Any) -> None:
+    def receiveMessage(self, msg: Any, sender: Any) -> ThespianWatch | None:
         """Handle one thespian message; what the handling sends goes out when it ends, the
         calls, casts and replies for one receiver together as one :class:`Batch`."""
         if self._outbox is not None:  # the in-process base delivers inside a send: same outbox
             self._handle_one(msg, sender)
-            return
+            return None
         self._outbox, self._held = self._held, []
         try:
             self._handle_one(msg, sender)
@@ -144,6 +149,11 @@ class Process(Actor):
             else:
                 for address, messages in outbox:
                     self._transmit(address, messages)
+        return self._watch()
+
+    def _watch(self) -> ThespianWatch | None:
+        """File descriptors thespian should wake this actor for, besides its mailbox."""
+        return None
 
     def _hold(self, outbox: list[tuple[Any, list[Any]]], msg: Any) -> bool:
         """Whether to keep ``outbox`` for the next handling (see :attr:`coalesce_s`)."""
@@ -349,8 +359,12 @@ class _Outgoing:
 class Server(Process):
     """A worker actor with OTP ``gen_server`` semantics. See the module docstring."""
 
+    blocking_workers: int = 8
+    """Threads for :meth:`run_blocking` in this actor's process (started on first use)."""
+
     def __init__(self) -> None:
         super().__init__()
+        self._offload: Offload | None = None
         self._outgoing: dict[str, _Outgoing] = {}
         self._locations: dict[str, Location] = {}
         self._resolving: dict[str, list[str]] = {}
@@ -404,6 +418,8 @@ class Server(Process):
             self._on_moved(msg)
         elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Deadline):
             self._on_deadlines(msg.payload.at)
+        elif isinstance(msg, WatchMessage):
+            self._on_blocking_ended()
         elif isinstance(msg, PoisonMessage) and isinstance(msg.poisonMessage, Call):
             self._redispatch(msg.poisonMessage.ref)
         elif isinstance(msg, WakeupMessage):
@@ -420,6 +436,40 @@ class Server(Process):
     def stop(self, reason: str = "normal", reply: Any = None) -> None:
         """End this incarnation normally after the current message (replying ``reply`` to a call)."""
         raise _Stop(reason, reply)
+
+    # -- blocking work (an outside party's HTTP call) ------------------------------------------
+
+    def run_blocking(self, work: Callable[[], Any], *,
+                     then: Callable[[Any, BaseException | None], None]) -> None:
+        """Run ``work`` (blocking I/O, say an HTTP call to a slow outside party) on one of
+        :attr:`blocking_workers` threads, and ``then(value, error)`` in this actor once it ends;
+        meanwhile the actor goes on handling messages, so one slow party holds up only the
+        request waiting on it. ``work`` must not touch the actor's state. An exception ``then``
+        raises crashes the actor, as one from a handler does. On the in-process base (actors
+        share the caller's thread) ``work`` and ``then`` run at once, within the handling.
+        """
+        if not _process.in_forked_actor():  # part of the handling that asked, as its crash would be
+            try:
+                value, error = work(), None
+            except Exception as exc:
+                value, error = None, exc
+            then(value, error)
+            return
+        if self._offload is None:
+            self._offload = Offload(self.blocking_workers)
+        self._offload.submit(work, then)
+
+    def _on_blocking_ended(self) -> None:
+        for then, value, error in self._offload.finished() if self._offload else ():
+            self._guarded(then, value, error, message_type="blocking")
+
+    def _watch(self) -> ThespianWatch | None:
+        return ThespianWatch([self._offload.fileno]) if self._offload is not None and not self._exiting else None
+
+    def _run_terminate(self, reason: str) -> None:
+        super()._run_terminate(reason)
+        if self._offload is not None:
+            self._offload.stop()
 
     # -- calling other actors (never blocking) -------------------------------------------------
 

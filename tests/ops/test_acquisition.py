@@ -87,6 +87,26 @@ def test_concurrent_requests_with_one_key_share_one_deploy(ops: Ops) -> None:
     assert len(ops.requests("customer.deploy")) == 1 and ops.kinds().count("deploy.intent") == 1
 
 
+def test_a_slow_customer_endpoint_holds_up_only_its_own_deploy(ops: Ops) -> None:
+    """The outside call runs off Acquisition's thread: while one customer's endpoint takes 3 s,
+    another deploy is recorded, sent and answered."""
+    ops.start(timeout_s=5.0)
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=3.0, times=1)
+
+    def slow_deploy() -> dict:
+        return ops.node.client().call("Acquisition", "deploy", {"spec": deploy_spec(), "idempotency_key": "slow"},
+                                      timeout=CALL_TIMEOUT_S)
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(slow_deploy)
+        wait_until(lambda: "deploy.intent" in ops.kinds(), timeout=10)  # its outside call is under way
+        fast = ops.deploy(key="fast")
+        assert fast["status"] == "completed"
+        assert not slow.done()
+        assert slow.result()["status"] == "completed"
+    assert [r["status"] for r in ops.requests("customer.deploy")] == [201, 201]
+
+
 @pytest.mark.parametrize(("fault", "classification"), [
     ({"kind": "outage"}, "network_error"),
     ({"kind": "outage", "mode": "drop"}, "network_error"),

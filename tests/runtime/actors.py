@@ -196,3 +196,27 @@ class Relaying(Coalescing):
         self.call_actor(request["to"], "echo", request["payload"],
                         then=lambda value, error: self.reply(caller, error.code if error else value))
         return NOREPLY
+
+
+class Offloading(Echo):
+    """Waits on slow work off its thread (``run_blocking``) and keeps answering meanwhile."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        super().init(args)
+        self.slow_started = 0
+
+    def call_slow(self, seconds: float) -> Any:
+        self.slow_started += 1
+        caller = self.caller
+        self.run_blocking(lambda: time.sleep(seconds) or seconds, then=lambda value, error: self.reply(caller, value))
+        return NOREPLY
+
+    def call_fail_off_thread(self, _payload: Any) -> Any:
+        def reraise(_value: Any, error: BaseException | None) -> None:
+            raise RuntimeError(f"the work failed: {error}")
+
+        self.run_blocking(lambda: 1 / 0, then=reraise)
+        return NOREPLY
+
+    def call_slow_started(self, _payload: Any) -> int:
+        return self.slow_started
