@@ -202,6 +202,15 @@ class Ledger:
             raise ProofError(f"leaf {leaf_index} is not in a tree of size {tree_size} (current size {self._tree.size})")
         return InclusionProof(leaf_index, tree_size, tuple(self._tree.inclusion_proof(leaf_index, tree_size)))
 
+    def leaf_proofs(self, tree_size: int) -> Iterator[InclusionProof]:
+        """The inclusion proof of every leaf in the tree of ``tree_size`` leaves, in leaf order
+        (export: one walk of the tree instead of one descent per leaf)."""
+        self._cover(tree_size)
+        if tree_size > self._tree.size:
+            raise ProofError(f"no tree of size {tree_size} (current size {self._tree.size})")
+        for index, hashes in enumerate(self._tree.inclusion_proofs(tree_size)):
+            yield InclusionProof(index, tree_size, tuple(hashes))
+
     def consistency_proof(self, from_size: int, to_size: int | None = None) -> ConsistencyProof:
         """Proof that the tree of ``from_size`` is a prefix of the tree of ``to_size`` (default: latest)."""
         to_size = self.checkpoint().size if to_size is None else to_size

@@ -19,9 +19,9 @@ def export_ledger(ledger: Ledger, out_dir: str | Path) -> Checkpoint:
     try:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / RECEIPTS_FILE, "wb") as receipts, open(out / PROOFS_FILE, "w", encoding="ascii") as proofs:
-            for receipt in ledger.iter_receipts(0, checkpoint.size):
+            for receipt, proof in zip(ledger.iter_receipts(0, checkpoint.size), ledger.leaf_proofs(checkpoint.size),
+                                      strict=True):
                 receipts.write(receipt.data + b"\n")
-                proof = ledger.leaf_proof(receipt.leaf_index, checkpoint.size)
                 proofs.write(json.dumps(proof.to_json(), separators=(",", ":")) + "\n")
         (out / CHECKPOINT_FILE).write_text(checkpoint.note, encoding="utf-8")
         (out / PUBLIC_KEY_FILE).write_bytes(ledger.public_key.pem())

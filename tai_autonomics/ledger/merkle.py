@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from tai_autonomics.ledger.errors import ProofError
 
@@ -146,6 +146,23 @@ class MerkleTree:
     def _check_range(self, start: int, end: int) -> None:
         if not 0 <= start <= end <= self.size:
             raise ProofError(f"tree size {end} is beyond the current size {self.size}")
+
+    def inclusion_proofs(self, size: int) -> Iterator[list[bytes]]:
+        """:meth:`inclusion_proof` of every leaf of the tree of ``size``, in leaf order, from one
+        walk down the tree: neighbours share all of their path but its foot, so each subtree
+        hash is looked up (or, on the right edge, computed) once, not once per leaf."""
+        self._check_range(0, size)
+
+        def walk(start: int, end: int, above: list[bytes]) -> Iterator[list[bytes]]:
+            if end - start == 1:
+                yield above[::-1]
+                return
+            mid = start + _split(end - start)
+            yield from walk(start, mid, [*above, self._subtree(mid, end)])
+            yield from walk(mid, end, [*above, self._subtree(start, mid)])
+
+        if size:
+            yield from walk(0, size, [])
 
     def _subtree(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for a range whose start is aligned to its largest power-of-two part."""

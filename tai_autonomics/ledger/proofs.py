@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +13,11 @@ from typing import Any
 
 from tai_autonomics.ledger.errors import ProofError
 from tai_autonomics.ledger.merkle import verify_consistency, verify_inclusion
+
+
+def _b64_texts(hashes: tuple[bytes, ...]) -> list[str]:
+    """Standard base64 of each hash (binascii directly: an export writes a million of these)."""
+    return [binascii.b2a_base64(h, newline=False).decode("ascii") for h in hashes]
 
 
 def _b64_hashes(value: Any) -> tuple[bytes, ...]:
@@ -44,7 +48,7 @@ class InclusionProof:
         return {
             "leaf_index": self.leaf_index,
             "tree_size": self.tree_size,
-            "hashes": [base64.b64encode(h).decode() for h in self.hashes],
+            "hashes": _b64_texts(self.hashes),
         }
 
     @classmethod
@@ -67,7 +71,7 @@ class ConsistencyProof:
     hashes: tuple[bytes, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"from": self.from_size, "to": self.to_size, "hashes": [base64.b64encode(h).decode() for h in self.hashes]}
+        return {"from": self.from_size, "to": self.to_size, "hashes": _b64_texts(self.hashes)}
 
     @classmethod
     def from_json(cls, obj: Any) -> ConsistencyProof:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -122,3 +124,11 @@ def test_inclusion_verifier_accepts_exactly_what_verify_inclusion_accepts(size: 
         except (ProofError, ValueError):
             expected = False
         assert checker.accepts(index, leaf, proof) is expected
+
+
+def test_the_proofs_of_every_leaf_in_one_walk_equal_each_proof_alone() -> None:
+    """Export takes all proofs of a tree size from one walk; every size up to 70 (each shape of
+    right edge), and sizes older than the tree, give exactly the per-leaf proofs."""
+    tree = MerkleTree(hashlib.sha256(bytes([i])).digest() for i in range(70))
+    for size in range(0, 71):
+        assert list(tree.inclusion_proofs(size)) == [tree.inclusion_proof(i, size) for i in range(size)]
