@@ -35,6 +35,7 @@ from tai_autonomics.ledger.receipts import (
     Receipt,
     ReceiptDraft,
     finish_seal,
+    Place,
     hash_draft,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, LogHead, SealedBatch, StoredLeaf
@@ -244,10 +245,7 @@ class Ledger:
         epoch = self._session.epoch
         for offset, (draft, chain) in enumerate(zip(drafts, chains)):
             last = heads.get(chain, ChainHead())
-            hashed = hash_draft(
-                draft, chain=chain, seq=last.seq + 1, prev=last.hash, leaf_index=head.size + offset,
-                moment=self._clock(), epoch=epoch,
-            )
+            hashed = hash_draft(draft, Place(chain, last.seq + 1, last.hash, head.size + offset, self._clock(), epoch))
             heads[chain] = ChainHead(last.seq + 1, hashed.hash)
             unsealed.append(hashed)
         signatures = iter(self._sign_all([item.digest for item in unsealed if item.contractual]))

@@ -231,21 +231,20 @@ def seal(body: dict[str, Any], key: LedgerKey, session: EvalSession) -> tuple[di
     return _seal(body, None, key, session)
 
 
-def seal_draft(
-    draft: ReceiptDraft,
-    key: LedgerKey,
-    session: EvalSession,
-    *,
-    chain: str,
-    seq: int,
-    prev: str,
-    leaf_index: int,
-    moment: datetime,
-    epoch: int,
-) -> tuple[dict[str, Any], bytes]:
+class Place(NamedTuple):
+    """Where a draft is sealed: its chain position, tree position, time and eval epoch."""
+
+    chain: str
+    seq: int
+    prev: str
+    leaf_index: int
+    moment: datetime
+    epoch: int
+
+
+def seal_draft(draft: ReceiptDraft, key: LedgerKey, session: EvalSession, at: Place) -> tuple[dict[str, Any], bytes]:
     """:func:`build_body` then :func:`seal`, reusing the draft's canonical payload text."""
-    unsealed = hash_draft(draft, chain=chain, seq=seq, prev=prev, leaf_index=leaf_index, moment=moment, epoch=epoch)
-    return finish_seal(unsealed, key, session)
+    return finish_seal(hash_draft(draft, at), key, session)
 
 
 class Unsealed(NamedTuple):
@@ -264,14 +263,11 @@ class Unsealed(NamedTuple):
         return self.body["authority"] == CONTRACTUAL
 
 
-def hash_draft(
-    draft: ReceiptDraft, *, chain: str, seq: int, prev: str, leaf_index: int, moment: datetime, epoch: int
-) -> Unsealed:
+def hash_draft(draft: ReceiptDraft, at: Place) -> Unsealed:
     """The first half of :func:`seal_draft`: the body and its hash. The hash is all the next
     receipt of the chain needs (its ``prev``), so a batch can be hashed in order and its
     signatures made afterwards, in parallel (Ed25519 is deterministic: same bytes either way)."""
-    body = build_body(draft, chain=chain, seq=seq, prev=prev, leaf_index=leaf_index, moment=moment, epoch=epoch)
-    return _hash_body(body, draft.payload_json)
+    return _hash_body(build_body(draft, at), draft.payload_json)
 
 
 def finish_seal(
@@ -350,32 +346,23 @@ def _join(texts: dict[str, str]) -> str:
     return "{" + ",".join([_member_prefix(name) + texts[name] for name in sorted(texts)]) + "}"
 
 
-def build_body(
-    draft: ReceiptDraft,
-    *,
-    chain: str,
-    seq: int,
-    prev: str,
-    leaf_index: int,
-    moment: datetime,
-    epoch: int,
-) -> dict[str, Any]:
+def build_body(draft: ReceiptDraft, at: Place) -> dict[str, Any]:
     """The hashed body of the receipt ``draft`` becomes at this chain and tree position."""
     body: dict[str, Any] = {
         "id": _random_uuid(),
         "kind": draft.kind,
         "mode": draft.mode,
         "authority": draft.authority,
-        "chain": chain,
-        "seq": seq,
-        "prev": prev,
-        "time": rfc3339_utc(moment),
+        "chain": at.chain,
+        "seq": at.seq,
+        "prev": at.prev,
+        "time": rfc3339_utc(at.moment),
         "payload": draft.payload,
-        "leaf_index": leaf_index,
+        "leaf_index": at.leaf_index,
     }
     if draft.operation_id is not None:
         body["operation_id"] = draft.operation_id
     if draft.authority == ADVISORY:
         body["disclaimer"] = DISCLAIMER
-        body["epoch"] = epoch
+        body["epoch"] = at.epoch
     return body

@@ -460,7 +460,9 @@ class Server(Process):
         self._offload.submit(work, then)
 
     def _on_blocking_ended(self) -> None:
-        for then, value, error in self._offload.finished() if self._offload else ():
+        if self._offload is None:  # a stray watch notice: nothing was ever offloaded
+            return
+        for then, value, error in self._offload.finished():
             self._guarded(then, value, error, message_type="blocking")
 
     def _watch(self) -> ThespianWatch | None:

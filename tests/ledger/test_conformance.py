@@ -32,6 +32,7 @@ from tai_autonomics.ledger import (
 from tai_autonomics.ledger.receipts import (
     UNHASHED_MEMBERS,
     EvalSession,
+    Place,
     ReceiptDraft,
     seal_draft,
 )
@@ -180,8 +181,8 @@ def test_sealing_encodes_each_receipt_once_and_equals_the_definition(payload, ch
         return
     key, session = _SEAL_KEY, EvalSession()
     try:
-        fields, data = seal_draft(draft, key, session, chain=chain, seq=seq, prev="ab" * 32, leaf_index=leaf_index,
-                                  moment=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), epoch=0)
+        fields, data = seal_draft(draft, key, session, Place(chain, seq, "ab" * 32, leaf_index,
+                                                             datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), 0))
     except CanonicalJSONError:  # a lone surrogate in the chain or operation id
         with pytest.raises(rfc8785.CanonicalizationError):
             rfc8785.dumps([chain, operation])
