@@ -10,6 +10,7 @@ import pytest
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
 from tai_autonomics.runtime.messages import Call, Reply
+from tests.conftest import answer_to_tell
 from tests.trust_actors.conftest import POLICY_ID, Trust, restart
 
 
@@ -95,7 +96,7 @@ def test_a_call_waiting_to_retry_is_answered_with_an_error_when_the_actor_stops(
     node._system.tell(node.whereis("InsuranceClient").address, Call("pending", "policy_status", {}))
     assert node.call("InsuranceClient", "status")["in_flight"] == 1
     node.call("root", "restart_child", "InsuranceClient")
-    reply = node._system.listen(CALL_TIMEOUT_S)
+    reply = answer_to_tell(node, CALL_TIMEOUT_S)
     assert isinstance(reply, Reply) and reply.ref == "pending" and reply.error.code == "actor_crashed", reply
     assert "stopped before the insurer answered" in reply.error.message
 
