@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics.errors import ConfigError
+from tai_autonomics.logs import LOG_LEVELS
 from tai_autonomics.runtime import NodeConfig
 from tai_autonomics.runtime.node import BASES
 
@@ -22,7 +23,6 @@ _TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", "sandbox", 
 _SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
 _SANDBOX_KEYS = {"cert_validity_s"}
 MAX_CERT_VALIDITY_S = 3650 * 86400  # the dev CA's own lifetime: a certificate cannot outlive its issuer
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     if not isinstance(bind, str) or not bind:
         raise fail("system.bind", "must be an address string")
     level = system.get("log_level", "INFO")
-    if level not in _LOG_LEVELS:
-        raise fail("system.log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+    if level not in LOG_LEVELS:
+        raise fail("system.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     cert_validity_s = _sandbox(data.get("sandbox"), profile, fail)
     sections = {}
     for name in _SECTIONS:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # what a configuration or an operator may set
+
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
     logging.INFO: "INFO",

@@ -40,6 +40,8 @@ type                       payload                                      reply
                                                                         ``insurance_not_verified``
 ``status``                 —                                            ``mode`` + ``{"policy_id",
                                                                         "certificate_seconds_left", "usage"}``
+``record``                 ``{"kind": "shell.command", "payload":       the receipt, once durable; ``invalid_request``
+                           {...}}``                                     for another kind
 ``certificate_changed``    CertManager's notice: ``{"status": {...} |   ``null`` (CertManager ignores it)
                            null, "error": null | {"code", "message"}}``
 =========================  ===========================================  ===========================================
@@ -73,6 +75,8 @@ PAGE = 1000
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 CERT_MANAGER = "CertManager"
 REVOKED = "certificate revoked by the insurer"
+#: receipts other parts of the daemon record through ProdMode, which decides their chain and authority
+RECORDED_FOR_OTHERS = ("shell.command",)
 
 
 class ProdMode(Server):
@@ -249,6 +253,19 @@ class ProdMode(Server):
         self._record(transition)
         self.reply(caller, self.call_mode(None))
 
+    def call_record(self, request: Any) -> Any:
+        """Record a receipt for a part of the daemon that is not an actor (the remote shell), on the
+        chain and under the authority every other receipt of this mode gets; answered once durable,
+        so the caller can refuse to act on what could not be recorded."""
+        if (not isinstance(request, dict) or request.get("kind") not in RECORDED_FOR_OTHERS
+                or not isinstance(request.get("payload"), dict)):
+            raise TaiError(f"record needs {{kind, payload}} with kind one of {', '.join(RECORDED_FOR_OTHERS)}",
+                           code="invalid_request")
+        caller = self.caller
+        self._append(request["kind"], request["payload"],
+                     then=lambda receipt, error: self.reply(caller, receipt, error=error))
+        return NOREPLY
+
     def call_status(self, _payload: Any) -> dict[str, Any]:
         return {**self.call_mode(None), "policy_id": self.policy.policy_id if self.policy else None,
                 "certificate_seconds_left": int(self.not_after - time.time()) if self.policy else None,
@@ -267,11 +284,11 @@ class ProdMode(Server):
                    event="mode_changed", **transition.to_payload())
         self._append("mode.changed", transition.to_payload())
 
-    def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None) -> None:
+    def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None, then=None) -> None:
         contractual = self.machine.configured == PROD and self.policy is not None
         draft = {"kind": kind, "mode": PROD if contractual else EVAL, "payload": payload,
                  "chain": self.policy.policy_id if contractual else None, "operation_id": operation_id}
-        self.call_actor("ReceiptLedger", "append", draft, then=self._appended)
+        self.call_actor("ReceiptLedger", "append", draft, then=then or self._appended)
 
     def _appended(self, receipt: Any, error: BaseException | None) -> None:
         if error is not None:

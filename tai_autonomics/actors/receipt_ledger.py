@@ -31,6 +31,8 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
   replied once all are durable.
 * ``receipt`` ``{id}`` → the receipt object.
 * ``receipts`` ``{chain, after?=0, limit?=100}`` → the chain's receipts with ``seq > after``.
+* ``latest`` ``{limit?=10}`` (1..1000) → the last ``limit`` receipts of the ledger, across
+  chains, in leaf order (what the remote shell's ``receipts [N]`` shows).
 * ``proof`` ``{id, tree_size?}`` → ``{leaf_index, tree_size, hashes}`` (RFC 9162 inclusion
   proof; default size: the latest checkpoint's).
 * ``checkpoint`` → ``{note, size, root}``: the signed note (C2SP checkpoint) and its size and
@@ -221,6 +223,13 @@ class ReceiptLedger(Server):
         receipts = self._ledger.receipts(_arg(payload, "chain", str), _arg(payload, "after", int, 0),
                                          _arg(payload, "limit", int, 100))
         return [receipt.to_dict() for receipt in receipts]
+
+    def call_latest(self, payload: Any) -> list[dict[str, Any]]:
+        limit = _arg(payload or {}, "limit", int, 10)
+        if not 1 <= limit <= 1000:
+            raise TaiError("'limit' must be 1..1000", code=BAD_REQUEST)
+        size = self._ledger.size
+        return [receipt.to_dict() for receipt in self._ledger.iter_receipts(max(0, size - limit), size)]
 
     def call_proof(self, payload: Any) -> dict[str, Any]:
         proof = self._ledger.inclusion_proof(_arg(payload, "id", str), _arg(payload, "tree_size", int, None))

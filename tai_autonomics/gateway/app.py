@@ -24,10 +24,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
-from tai_autonomics.gateway import inputs
+from tai_autonomics.gateway import inputs, shell
 from tai_autonomics.gateway.auth import Authenticator, authorize
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import GatewayConfig
@@ -86,7 +87,11 @@ def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], Draft202012Va
 
 
 def create_app(gateway: Gateway) -> ASGIApp:
+    async def shell_session(websocket: WebSocket) -> None:
+        await shell.session(websocket, gateway)
+
     routes = [Route(ep.path, _endpoint(gateway, ep), methods=[ep.method]) for ep in ROUTES]
+    routes.append(WebSocketRoute(shell.PATH, shell_session))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _routing_error})
     return _Observe(app, gateway)
 

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.gateway import supervision
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
-from tai_autonomics.gateway.config import ADMIN_TYPES
+from tai_autonomics.gateway.config import ADMIN_TYPES, GatewayConfig
 from tai_autonomics.gateway.errors import ApiError, encode_reply, json_response
 from tai_autonomics.gateway.inputs import Param, fields
 from tai_autonomics.gateway.metrics import CONTENT_TYPE
@@ -79,18 +79,23 @@ async def readyz(req: Req) -> Response:
 
 
 async def metrics(req: Req) -> Response:
+    return Response(await scrape(req.gateway), media_type=CONTENT_TYPE)
+
+
+async def scrape(gateway: Gateway) -> bytes:
+    """The Prometheus text of now: the gateway's own metrics, the tree and the domain actors'."""
     try:
-        tree = await supervision.walk(req.gateway.bridge, req.gateway.config.root)
+        tree = await supervision.walk(gateway.bridge, gateway.config.root)
     except ApiError:
         tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
     domain = {}
     for key, actor, msg_type in (("mode", "ProdMode", "mode"), ("ledger", LEDGER, "status"),
                                  ("insurer", "InsuranceClient", "status")):
         try:
-            domain[key] = await req.gateway.bridge.call(actor, msg_type)
+            domain[key] = await gateway.bridge.call(actor, msg_type)
         except ApiError:
             continue  # that actor is restarting or absent: its metrics are left out of this scrape
-    return Response(req.gateway.metrics.render(tree, domain), media_type=CONTENT_TYPE)
+    return gateway.metrics.render(tree, domain)
 
 
 async def openapi(req: Req) -> Response:
@@ -103,14 +108,25 @@ async def get_supervision(req: Req) -> Response:
     return json_response(await supervision.walk(req.gateway.bridge, req.gateway.config.root))
 
 
+async def open_shell(req: Req) -> Response:
+    """``/v1/shell`` is the remote shell's WebSocket (:mod:`.shell`); a plain GET is told to upgrade."""
+    raise ApiError(426, "upgrade_required", "/v1/shell is a WebSocket: connect with tai-autonomics remote-shell",
+                   headers={"Upgrade": "websocket"})
+
+
 def _actor_message(req: Req) -> tuple[str, str, Any]:
     """The actor, message type and payload of a generic call or cast, if the allow-list has it."""
     fields(req.body, {"type": str}, {"payload": object})
     actor, msg_type = req.path["name"], req.body["type"]
-    if msg_type not in ADMIN_TYPES and msg_type not in req.gateway.config.allowed.get(actor, ()):
+    allowed_message(req.gateway.config, actor, msg_type)
+    return actor, msg_type, req.body.get("payload")
+
+
+def allowed_message(config: GatewayConfig, actor: str, msg_type: str) -> None:
+    """403 unless the allow-list lets ``msg_type`` reach ``actor`` (HTTP actor routes and the shell)."""
+    if msg_type not in ADMIN_TYPES and msg_type not in config.allowed.get(actor, ()):
         raise ApiError(403, "message_not_allowed", f"{msg_type!r} may not be sent to {actor!r} through the gateway",
                        {"actor": actor, "message_type": msg_type[:128]})
-    return actor, msg_type, req.body.get("payload")
 
 
 async def call_actor(req: Req) -> Response:
@@ -234,6 +250,7 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/mode", get_mode, SERVICE_OR_AUDITOR),
     Endpoint("GET", "/v1/insurance", get_insurance, SERVICE_OR_AUDITOR),
     Endpoint("GET", "/v1/supervision", get_supervision, ADMIN),
+    Endpoint("GET", "/v1/shell", open_shell, ADMIN),
     Endpoint("POST", "/v1/actors/{name}/call", call_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),
     Endpoint("POST", "/v1/actors/{name}/cast", cast_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),
     Endpoint("GET", "/v1/receipts/{id}", get_receipt, AUDITOR, path_params={"id": _RECEIPT_ID}),

@@ -12,6 +12,7 @@ import logging
 
 from tai_autonomics import httpserve, logs
 from tai_autonomics.errors import TaiError
+from tai_autonomics.gateway import shell
 from tai_autonomics.gateway.app import Gateway, create_app
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import GatewayConfig
@@ -51,7 +52,8 @@ class GatewayServer:
                                     detail={"host": host, "port": port}) from None
         self.port = sock.getsockname()[1]
         self._serving = httpserve.ServerThread(create_app(self.gateway), sock, f"gateway-{self.port}",
-                                               graceful_s=GRACEFUL_SHUTDOWN_S, server_header=False)
+                                               graceful_s=GRACEFUL_SHUTDOWN_S, server_header=False,
+                                               ws="websockets-sansio", ws_max_size=shell.MAX_FRAME_BYTES)
         if not self._serving.start():
             self.stop()
             raise GatewayStartError(f"the gateway did not start on {self.url}")

@@ -1,6 +1,7 @@
 """A generic OTP-style runtime on thespian: supervisors, the server behaviour, a name registry
 and supervision trees loaded from TOML. It knows nothing of the product built on it."""
 
+from tai_autonomics.runtime._process import set_log_level
 from tai_autonomics.runtime.errors import (
     ActorCrashed,
     ActorRestarting,
@@ -26,5 +27,6 @@ from tai_autonomics.runtime.supervisor import Supervisor
 __all__ = [
     "DEFERRED", "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout", "DEFAULT_CALL_TIMEOUT",
     "NoSuchActor", "Node", "NodeConfig", "RestartIntensity", "Server", "StartError", "Supervisor",
-    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree", "with_worker_args",
+    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree", "set_log_level",
+    "with_worker_args",
 ]

@@ -10,9 +10,14 @@ node stays its descendant and can be swept up after shutdown.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
+
+from tai_autonomics.errors import TaiError
+from tai_autonomics.logs import LOG_LEVELS
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -104,3 +109,20 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def set_log_level(level: Any) -> str:
+    """Set this process's log level, for the ``$log_level`` call every actor answers.
+
+    In a thespian actor process the root logger is thespian's forwarder, whose handler drops
+    records below its own level before sending them to the logger process (which filters no
+    more), so both levels move: raising or lowering takes effect at once, in this process only.
+    """
+    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+        raise TaiError(f"log level must be one of {', '.join(LOG_LEVELS)}", code="invalid_request",
+                       detail={"field": "level"})
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    for handler in root.handlers:
+        handler.setLevel(level.upper())
+    return level.upper()

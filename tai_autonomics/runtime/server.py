@@ -397,6 +397,8 @@ class Server(Process):
                     "actor": f"{cls.__module__}:{cls.__qualname__}"}
         if msg_type == "$state":
             return self.inspect_state()
+        if msg_type == "$log_level":
+            return {"name": self.name, "level": _process.set_log_level(payload)}
         return self._handler("call_", msg_type)(payload)
 
     def handle_cast(self, msg_type: str, payload: Any) -> None:

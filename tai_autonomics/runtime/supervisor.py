@@ -331,6 +331,8 @@ class Supervisor(Process):
                     "strategy": self.spec.strategy, "phase": self._phase}
         if msg_type == "restart_child":
             return self._restart_child(payload)
+        if msg_type == "$log_level":
+            return {"name": self.name, "level": _process.set_log_level(payload)}
         raise TaiError(f"supervisor {self.name} has no call {msg_type!r}", code="unknown_message")
 
     def _restart_child(self, name: Any) -> Any:

@@ -38,6 +38,9 @@ class FakeLedger(Echo):
         chosen = [r for r in RECEIPTS.values() if r["chain"] == payload["chain"] and r["seq"] > payload["after"]]
         return chosen[: payload["limit"]]
 
+    def call_latest(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(RECEIPTS.values())[-payload["limit"]:]
+
     def call_opaque(self, payload: Any) -> Any:
         return {1, 2}  # not JSON: the gateway must say so, not crash
 
@@ -91,3 +94,15 @@ class FakeOperations(Echo):
 
     def call_status(self, payload: Any) -> dict[str, Any]:
         return {"loaded": True, "policy_id": "pol-1"}
+
+    def call_record(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """ProdMode's ``record``: the shell's receipts, kept for ``recorded``; a line saying
+        ``unrecordable`` is refused as a ledger that cannot write would refuse it."""
+        if "unrecordable" in payload["payload"]["line"]:
+            raise TaiError("the ledger cannot write now", code="ledger_store_error")
+        self.records = [*getattr(self, "records", []), payload]
+        return {**RECEIPTS["r-1"], "id": f"shell-{len(self.records)}", "kind": payload["kind"],
+                "payload": payload["payload"]}
+
+    def call_recorded(self, payload: Any) -> list[dict[str, Any]]:
+        return getattr(self, "records", [])

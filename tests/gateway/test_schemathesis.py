@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, settings
 from tai_autonomics.gateway import openapi_document
 from tests.gateway.conftest import auth
 
-# A request the schema admits may still be refused for its meaning (from > to; an actor's refusal): 422.
+# A request the schema admits may still be refused for its meaning (from > to; an actor's refusal): 422;
+# and /v1/shell, a WebSocket, answers a plain GET 426 (tests/gateway/test_shell.py opens it for real).
 CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {
-    "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429", "503"]}}})
+    "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "426", "429", "503"]}}})
 schema = schemathesis.openapi.from_dict(json.loads(openapi_document()), config=CONFIG)
 
 

@@ -1,0 +1,126 @@
+"""``tai-autonomics remote-shell``: an operator's shell attached to a running daemon (SPEC 7).
+
+Interactive on a terminal (history kept across sessions, completion of commands, actor names
+and levels from the table the daemon sends when the session opens); otherwise it runs the
+``-c`` lines, or the lines read from standard input, and exits 1 if any was refused, so it can
+be scripted. The token comes from the environment (``TAI_TOKEN_ADMIN`` unless ``--token-env``
+names another), never from the command line, where other users of the machine could read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from tai_autonomics.errors import TaiError
+from tai_autonomics.gateway.config import DEFAULT_PORT, TOKEN_ENV
+from tai_autonomics.gateway.shell_client import Result, ShellClient
+from tai_autonomics.logs import LOG_LEVELS
+
+HISTORY_FILE = "remote_shell_history"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    shell = subparsers.add_parser(
+        "remote-shell", help="attach an interactive shell to a running daemon",
+        description="Attach to a running daemon's remote shell (WebSocket /v1/shell, admin token). Every "
+                    "command is recorded as a shell.command receipt. Type 'help' for the commands.")
+    shell.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}",
+                       help=f"the daemon's gateway (default: http://127.0.0.1:{DEFAULT_PORT})")
+    shell.add_argument("--token-env", default=TOKEN_ENV["admin"], metavar="NAME",
+                       help=f"environment variable holding an admin bearer token (default: {TOKEN_ENV['admin']}; "
+                            "the dev profile writes it to DATA_DIR/tokens.env)")
+    shell.add_argument("-c", "--command", action="append", default=[], metavar="LINE", dest="lines",
+                       help="run LINE and exit (repeatable; without it, lines come from standard input "
+                            "when that is not a terminal)")
+    shell.add_argument("--json", action="store_true", help="print each result as one JSON line")
+    shell.add_argument("--history", type=Path, metavar="FILE",
+                       help="interactive history file (default: $XDG_STATE_HOME/tai-autonomics/"
+                            f"{HISTORY_FILE})")
+    shell.set_defaults(func=_remote_shell)
+
+
+def _remote_shell(args: argparse.Namespace) -> int:
+    token = os.environ.get(args.token_env, "").strip()
+    if not token:
+        raise TaiError(f"no admin token: set {args.token_env} (the dev profile writes it to DATA_DIR/tokens.env; "
+                       "load it with: set -a; . var/tokens.env; set +a)", code="token_missing")
+    with ShellClient(args.url, token) as client:
+        if args.lines:
+            return _batch(client, args.lines, args.json)
+        if not sys.stdin.isatty():
+            return _batch(client, (line for line in sys.stdin if line.strip()), args.json)
+        return _interactive(client, args.history or _default_history())
+
+
+def _batch(client: ShellClient, lines, as_json: bool) -> int:
+    failed = False
+    for line in lines:
+        result = client.run(line.rstrip("\n"))
+        _show(result, as_json)
+        failed |= not result.ok
+        if result.command == "quit":
+            break
+    return 1 if failed else 0
+
+
+def _interactive(client: ShellClient, history: Path) -> int:
+    # imported here: every tai-autonomics command loads this module, only a terminal session needs these
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.history import FileHistory
+
+    history.parent.mkdir(parents=True, exist_ok=True)
+    session: PromptSession[str] = PromptSession(history=FileHistory(str(history)), completer=_completer(client),
+                                                auto_suggest=AutoSuggestFromHistory(), complete_while_typing=False)
+    print(f"connected to {client.url} as {client.welcome.get('subject')}; every command is recorded as a "
+          "shell.command receipt. Type help, or quit.")
+    while True:
+        try:
+            line = session.prompt("tai> ")
+        except KeyboardInterrupt:
+            continue  # Ctrl-C drops the line being typed, as in any shell
+        except EOFError:
+            line = "quit"
+        if not line.strip():
+            continue
+        result = client.run(line)
+        _show(result, as_json=False)
+        if result.command == "quit":
+            return 0
+
+
+def _completer(client: ShellClient):
+    """Commands first; then what each command's usage says comes next (actor, level, command)."""
+    from prompt_toolkit.completion import NestedCompleter
+
+    actors = {name: None for name in client.actors}
+    after = {"NAME": actors, "SUP": actors, "LEVEL": dict.fromkeys(LOG_LEVELS), "[resume]": {"resume": None},
+             "[COMMAND]": {c["name"]: None for c in client.commands}}
+    table = {}
+    for command in client.commands:
+        words = command["usage"].split()
+        table[command["name"]] = after.get(words[1]) if len(words) > 1 else None
+    return NestedCompleter.from_nested_dict(table)
+
+
+def _show(result: Result, as_json: bool, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    if as_json:
+        record = {"ok": result.ok, "command": result.command, "receipt": result.receipt, "value": result.value}
+        if not result.ok:
+            record = {"ok": False, "receipt": result.receipt, "error": result.error}
+        print(json.dumps(record, separators=(",", ":")), file=out, flush=True)
+    elif result.ok:
+        print(result.text, file=out, flush=True)
+    else:
+        print(f"error [{result.error.get('code')}]: {result.error.get('message')}", file=sys.stderr, flush=True)
+
+
+def _default_history() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "tai-autonomics" / HISTORY_FILE

@@ -1,0 +1,138 @@
+"""The remote shell's WebSocket, ``GET /v1/shell`` (SPEC 7): one operator session per connection.
+
+It is a WebSocket because Cloud Run exposes one port and one protocol family, and a shell needs
+a conversation, not a request. Frames are JSON text:
+
+* the daemon opens with ``{"type": "welcome", "session", "subject", "commands": [{name, usage,
+  help}], "actors": [name, ...]}`` (all a client needs for help and completion);
+* the client sends ``{"type": "command", "id": N, "line": "state ProdMode"}``;
+* the daemon answers each, in order, with ``{"type": "result", "id": N, "ok": true, "command",
+  "receipt", "value", "text"}`` (``receipt``: the id of its ``shell.command`` receipt) or
+  ``{"type": "result", "id": N, "ok": false, "receipt", "error": {"code", "message", "detail"}}``
+  (``receipt``: null unless the command was recorded before it failed).
+
+A frame that is not such a command (binary, not JSON, other members) is answered with
+``invalid_frame`` and the session goes on; frames over :data:`MAX_FRAME_BYTES` close it (1009).
+``quit`` answers, then closes (1000). Authentication is on the upgrade request, as on every
+route: an ``admin`` bearer token, else the HTTP error body and status before any WebSocket opens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tai_autonomics import logs
+from tai_autonomics.gateway import shell_commands, supervision
+from tai_autonomics.gateway.auth import authorize
+from tai_autonomics.gateway.errors import ApiError, error_response
+from tai_autonomics.gateway.shell_commands import Shell, ShellInputError
+
+if TYPE_CHECKING:
+    from tai_autonomics.gateway.app import Gateway
+
+log = logging.getLogger("tai_autonomics.gateway.shell")
+
+PATH = "/v1/shell"
+MAX_FRAME_BYTES = 64 * 1024
+ROLES = frozenset({"admin"})
+
+
+async def session(websocket: WebSocket, gateway: Gateway) -> None:
+    """Serve one shell session on an upgraded connection (the app routes ``PATH`` here)."""
+    session_id = uuid.uuid4().hex
+    try:
+        identity = await gateway.auth.authenticate(websocket.headers.get("authorization"))
+        authorize(identity, ROLES)
+    except ApiError as refused:
+        logs.event(log, "shell refused", logging.WARNING, event="shell_refused", code=refused.code,
+                   session=session_id)
+        await websocket.send_denial_response(error_response(refused, session_id))
+        return
+    await websocket.accept()
+    shell = Shell(gateway, identity, session_id)
+    logs.event(log, "shell session opened", event="shell_opened", session=session_id, subject=identity.subject)
+    try:
+        await _send(websocket, {"type": "welcome", "session": session_id, "subject": identity.subject,
+                                "commands": shell_commands.describe_commands(), "actors": await _actor_names(gateway)})
+        while await _serve_one(websocket, shell):
+            pass
+        await websocket.close(1000)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        logs.event(log, "shell session closed", event="shell_closed", session=session_id, subject=identity.subject)
+
+
+async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
+    """Answer the next frame; False once the session should end."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    frame_id, receipt = None, None
+    try:
+        frame_id, line = _command_frame(message)
+        command = shell_commands.parse(line)
+        receipt = (await shell.record(command)).get("id")
+        output = await shell.run(command)
+        result = {"type": "result", "id": frame_id, "ok": True, "command": command.name, "receipt": receipt,
+                  "value": output.value, "text": output.text}
+        text = json.dumps(result, allow_nan=False, separators=(",", ":"))
+    except (ApiError, ShellInputError) as exc:
+        await _refuse(websocket, shell, frame_id, receipt, exc.code, exc.message, exc.detail)
+        return True
+    except (TypeError, ValueError):
+        await _refuse(websocket, shell, frame_id, receipt, "invalid_actor_reply", "the answer is not JSON", {})
+        return True
+    except Exception as exc:  # a bug: logged with its stack, never a traceback to the operator
+        log.error("shell command failed", exc_info=exc, extra={"fields": {
+            "event": "shell_command_failed", "session": shell.session}})
+        await _refuse(websocket, shell, frame_id, receipt, "internal_error", "the daemon failed to run the command", {})
+        return True
+    _logged(shell, frame_id, ok=True, command=command.name, receipt=receipt)
+    await websocket.send_text(text)
+    return command.name != "quit"
+
+
+async def _refuse(websocket: WebSocket, shell: Shell, frame_id: int | None, receipt: str | None, code: str,
+                  message: str, detail: dict[str, Any]) -> None:
+    """An error result; ``receipt`` names the command's receipt if it was recorded before it failed."""
+    _logged(shell, frame_id, ok=False, code=code, receipt=receipt)
+    await _send(websocket, {"type": "result", "id": frame_id, "ok": False, "receipt": receipt,
+                            "error": {"code": code, "message": message, "detail": detail}})
+
+
+def _command_frame(message: dict[str, Any]) -> tuple[int, str]:
+    text = message.get("text")
+    if text is None:
+        raise ApiError(400, "invalid_frame", "frames must be JSON text, not binary")
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise ApiError(400, "invalid_frame", "the frame is not JSON") from None
+    if (not isinstance(frame, dict) or frame.get("type") != "command" or set(frame) != {"type", "id", "line"}
+            or not isinstance(frame["id"], int) or isinstance(frame["id"], bool)):
+        raise ApiError(400, "invalid_frame", 'a frame must be {"type": "command", "id": <integer>, "line": <string>}')
+    return frame["id"], frame["line"]
+
+
+async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
+    await websocket.send_text(json.dumps(frame, allow_nan=False, separators=(",", ":")))
+
+
+def _logged(shell: Shell, frame_id: int | None, **fields: Any) -> None:
+    logs.event(log, "shell command", event="shell_command", session=shell.session, subject=shell.identity.subject,
+               frame=frame_id, **fields)
+
+
+async def _actor_names(gateway: Gateway) -> list[str]:
+    """Every name in the live tree, for completion; none if the tree cannot be walked now."""
+    try:
+        tree = await supervision.walk(gateway.bridge, gateway.config.root)
+    except ApiError:
+        return []
+    return [tree["name"], *shell_commands.names_below(tree)]

@@ -1,0 +1,337 @@
+"""The remote shell's commands (SPEC 7): the grammar of a line, what each command asks of the
+tree, and the text an operator reads.
+
+Lines are parsed here, in the daemon, so every client gets the same grammar and the same
+errors, and a client needs nothing but the table the session sends when it opens (names,
+usage, help: enough for completion). A line that does not parse is refused with
+``invalid_command`` and changes nothing: it is not run and not recorded. A line that parses is
+first recorded as a ``shell.command`` receipt (through ProdMode, which picks the chain and
+authority as for every receipt of the mode) and only then run, so nothing an operator does
+through the shell goes unrecorded; if it cannot be recorded it is not run.
+
+Actor messages go through the same allow-list as the gateway's ``/v1/actors/{name}/call``,
+payloads are JSON only, and there is no evaluation of Python: the shell reaches exactly what
+the HTTP gateway reaches, with a receipt for each command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tai_autonomics.errors import TaiError
+from tai_autonomics.gateway import supervision
+from tai_autonomics.gateway.auth import Identity
+from tai_autonomics.gateway.errors import ApiError
+from tai_autonomics.gateway.routes import OPERATION_TIMEOUT_S, allowed_message, scrape
+from tai_autonomics.logs import LOG_LEVELS
+from tai_autonomics.runtime import set_log_level
+
+if TYPE_CHECKING:
+    from tai_autonomics.gateway.app import Gateway
+
+MAX_LINE = 4096
+RECEIPTS_DEFAULT, RECEIPTS_MAX = 10, 1000
+VERIFY_TIMEOUT_S = 600.0  # the ledger checks every stored receipt: minutes on a large ledger
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+_MESSAGE = re.compile(r"\$?[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+class ShellInputError(TaiError):
+    """A line that is not a command: refused before it is recorded or run."""
+
+    code = "invalid_command"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed line: the command's name, its words, and the JSON payload of ``call``/``cast``."""
+
+    name: str
+    args: tuple[str, ...]
+    line: str
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a command answers: a JSON value for programs and the text an operator reads."""
+
+    value: Any
+    text: str
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    usage: str
+    help: str
+    run: Callable[[Shell, Command], Awaitable[Output]]
+    words: tuple[int, int] = (0, 0)  # how many words may follow the name: (at least, at most)
+    takes_payload: bool = False
+
+
+def parse(line: Any) -> Command:
+    """The command ``line`` names, with its arguments checked; :class:`ShellInputError` if not."""
+    if not isinstance(line, str):
+        raise ShellInputError("a command line must be a string")
+    if len(line) > MAX_LINE:
+        raise ShellInputError(f"a command line may be at most {MAX_LINE} characters", detail={"length": len(line)})
+    text = line.strip()
+    if not text:
+        raise ShellInputError("empty command; type help")
+    name, rest = (text.split(None, 1) + [""])[:2]
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise ShellInputError(f"unknown command {name[:64]!r}; type help", detail={"command": name[:64]})
+    payload = None
+    if spec.takes_payload:  # call NAME MSG [JSON]: the JSON is the rest of the line, spaces and all
+        parts = rest.split(None, 2)
+        words, raw = parts[:2], (parts[2] if len(parts) == 3 else "")
+        payload = _json(raw) if raw else None
+    else:
+        words = rest.split()
+    least, most = spec.words
+    if not least <= len(words) <= most:
+        raise ShellInputError(f"usage: {spec.usage}", detail={"command": name})
+    for word in words:
+        if not word.isprintable():
+            raise ShellInputError("arguments must be printable text", detail={"command": name})
+    _check_words(name, words)
+    return Command(name, tuple(words), text, payload)
+
+
+def _check_words(name: str, words: list[str]) -> None:
+    if name in ("which_children", "state", "restart", "call", "cast") and not _NAME.fullmatch(words[0]):
+        raise ShellInputError(f"{words[0][:64]!r} is not an actor name", detail={"command": name})
+    if name in ("call", "cast") and not _MESSAGE.fullmatch(words[1]):
+        raise ShellInputError(f"{words[1][:64]!r} is not a message type", detail={"command": name})
+    if name == "mode" and words and words[0] != "resume":
+        raise ShellInputError("usage: mode [resume]", detail={"command": name})
+    if name == "log_level" and words[0].upper() not in LOG_LEVELS:
+        raise ShellInputError(f"the level must be one of {', '.join(LOG_LEVELS)}", detail={"command": name})
+    if name == "receipts" and words and not (words[0].isdecimal() and 1 <= int(words[0]) <= RECEIPTS_MAX):
+        raise ShellInputError(f"N must be a whole number 1-{RECEIPTS_MAX}", detail={"command": name})
+    if name == "help" and words and words[0] not in COMMANDS:
+        raise ShellInputError(f"no command {words[0][:64]!r}; type help", detail={"command": name})
+
+
+def _json(raw: str) -> Any:
+    def no_constant(word: str) -> Any:
+        raise ValueError(f"{word} is not JSON")
+
+    def finite(word: str) -> float:
+        value = float(word)
+        if not math.isfinite(value):
+            raise ValueError(f"{word[:32]} is too large for a number")
+        return value
+
+    try:
+        return json.loads(raw, parse_constant=no_constant, parse_float=finite)
+    except (ValueError, RecursionError) as exc:
+        raise ShellInputError(f"the payload is not JSON: {str(exc)[:200]}", detail={"field": "payload"}) from None
+
+
+class Shell:
+    """One operator's session: runs parsed commands against the tree as ``identity``."""
+
+    def __init__(self, gateway: Gateway, identity: Identity, session: str) -> None:
+        self.gateway = gateway
+        self.identity = identity
+        self.session = session
+
+    async def record(self, command: Command) -> dict[str, Any]:
+        """The ``shell.command`` receipt of ``command``, durable before the command runs."""
+        payload = {"subject": self.identity.subject, "role": self.identity.role, "session": self.session,
+                   "command": command.name, "line": command.line}
+        try:
+            return await self.gateway.bridge.call("ProdMode", "record", {"kind": "shell.command", "payload": payload})
+        except ApiError as exc:
+            raise ApiError(503, "shell_not_recorded", f"the command was not run: it could not be recorded "
+                           f"({exc.code})", {"cause": exc.code}) from None
+
+    async def run(self, command: Command) -> Output:
+        return await COMMANDS[command.name].run(self, command)
+
+    async def call(self, actor: str, msg_type: str, payload: Any = None, timeout_s: float | None = None) -> Any:
+        return await self.gateway.bridge.call(actor, msg_type, payload, timeout_s=timeout_s)
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+async def _help(shell: Shell, command: Command) -> Output:
+    specs = [COMMANDS[command.args[0]]] if command.args else list(COMMANDS.values())
+    width = max(len(spec.usage) for spec in specs)
+    return Output([{"usage": s.usage, "help": s.help} for s in specs],
+                  "\n".join(f"{spec.usage.ljust(width)}  {spec.help}" for spec in specs))
+
+
+async def _quit(shell: Shell, command: Command) -> Output:
+    return Output({"bye": True}, "bye")
+
+
+async def _tree(shell: Shell, command: Command) -> Output:
+    tree = await supervision.walk(shell.gateway.bridge, shell.gateway.config.root)
+    lines: list[str] = []
+
+    def show(node: dict[str, Any], depth: int) -> None:
+        lines.append("  " * depth + _describe(node))
+        for child in node.get("children") or ():
+            show(child, depth + 1)
+
+    show(tree, 0)
+    return Output(tree, "\n".join(lines))
+
+
+def _describe(child: dict[str, Any]) -> str:
+    if "state" not in child:  # the root, which has no supervisor to describe it
+        return f"{child['name']} (supervisor)"
+    text = (f"{child['name']} ({child.get('type')}) {child.get('state')}, pid {child.get('pid')}, "
+            f"restarts {child.get('restarts', 0)}")
+    return text + (f" [cannot list children: {child['error']}]" if child.get("error") else "")
+
+
+async def _which_children(shell: Shell, command: Command) -> Output:
+    children = await shell.call(command.args[0], "which_children")
+    return Output(children, "\n".join(_describe(child) for child in children) or "(no children)")
+
+
+async def _state(shell: Shell, command: Command) -> Output:
+    return _json_output(await shell.call(command.args[0], "$state"))
+
+
+async def _restart(shell: Shell, command: Command) -> Output:
+    name = command.args[0]
+    tree = await supervision.walk(shell.gateway.bridge, shell.gateway.config.root)
+    parent = _parent_of(tree, name)
+    if parent is None:
+        detail = {"actor": name}
+        if name == tree["name"]:
+            raise ApiError(422, "cannot_restart_root", "the root supervisor has no supervisor to restart it; "
+                           "restart the daemon instead", detail)
+        raise ApiError(404, "no_such_actor", f"no actor {name!r} in the supervision tree", detail)
+    answer = await shell.call(parent, "restart_child", name)
+    return Output({**answer, "supervisor": parent}, f"restarting {name} (by its supervisor {parent})")
+
+
+def _parent_of(node: dict[str, Any], name: str) -> str | None:
+    for child in node.get("children") or ():
+        if child["name"] == name:
+            return node["name"]
+        found = _parent_of(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+async def _call(shell: Shell, command: Command) -> Output:
+    actor, msg_type = command.args
+    allowed_message(shell.gateway.config, actor, msg_type)
+    return _json_output(await shell.call(actor, msg_type, command.payload))
+
+
+async def _cast(shell: Shell, command: Command) -> Output:
+    actor, msg_type = command.args
+    allowed_message(shell.gateway.config, actor, msg_type)
+    await shell.gateway.bridge.cast(actor, msg_type, command.payload)
+    return Output({"accepted": True}, f"sent {msg_type} to {actor}")
+
+
+async def _mode(shell: Shell, command: Command) -> Output:
+    if command.args:  # resume: ProdMode asks the insurer first, which may retry on its timers
+        mode = await shell.call("ProdMode", "resume", timeout_s=OPERATION_TIMEOUT_S)
+    else:
+        mode = await shell.call("ProdMode", "mode")
+    text = f"{mode.get('mode')}: {mode.get('reason')}"
+    if mode.get("manual_resume"):
+        text += " (leaving read_only needs: mode resume)"
+    return Output(mode, text)
+
+
+async def _insurance(shell: Shell, command: Command) -> Output:
+    certificate = await shell.call("CertManager", "status")
+    insurer = await shell.call("InsuranceClient", "status")
+    return _json_output({"certificate": certificate, "insurer": insurer})
+
+
+async def _receipts(shell: Shell, command: Command) -> Output:
+    limit = int(command.args[0]) if command.args else RECEIPTS_DEFAULT
+    found = await shell.call("ReceiptLedger", "latest", {"limit": limit})
+    lines = [f"{r.get('leaf_index')}  {r.get('time')}  {r.get('kind')}  {r.get('chain')}#{r.get('seq')}  {r.get('id')}"
+             + (f"  op {r['operation_id']}" if r.get("operation_id") else "") for r in found]
+    return Output(found, "\n".join(lines) or "(the ledger is empty)")
+
+
+async def _verify(shell: Shell, command: Command) -> Output:
+    report = await shell.call("ReceiptLedger", "verify", timeout_s=VERIFY_TIMEOUT_S)
+    return _json_output(report)
+
+
+async def _metrics(shell: Shell, command: Command) -> Output:
+    text = (await scrape(shell.gateway)).decode()
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return Output(samples, "\n".join(samples))
+
+
+async def _log_level(shell: Shell, command: Command) -> Output:
+    """Every process of the daemon: the gateway's own, then every actor in the live tree."""
+    level = set_log_level(command.args[0])
+    tree = await supervision.walk(shell.gateway.bridge, shell.gateway.config.root)
+    names = [tree["name"], *names_below(tree)]
+
+    async def set_one(name: str) -> str:
+        try:
+            await shell.call(name, "$log_level", level)
+            return level
+        except ApiError as exc:
+            return f"not set: {exc.code}"
+
+    results = dict(zip(names, await asyncio.gather(*(set_one(n) for n in names)), strict=True))
+    logging.getLogger("tai_autonomics.gateway").warning(
+        "log level set from the remote shell", extra={"fields": {"event": "log_level_set", "level": level,
+                                                                 "subject": shell.identity.subject}})
+    return Output({"gateway": level, "actors": results},
+                  "\n".join([f"gateway: {level}", *(f"{name}: {result}" for name, result in results.items())]))
+
+
+def names_below(node: dict[str, Any]) -> list[str]:
+    """The names of every actor under ``node`` of a walked tree, depth first."""
+    return [n for child in node.get("children") or () for n in (child["name"], *names_below(child))]
+
+
+def _json_output(value: Any) -> Output:
+    return Output(value, json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
+
+
+COMMANDS: dict[str, _Spec] = {spec.name: spec for spec in (
+    _Spec("tree", "tree", "the live supervision tree, with states, pids and restart counts", _tree),
+    _Spec("which_children", "which_children SUP", "the children of supervisor SUP", _which_children, (1, 1)),
+    _Spec("state", "state NAME", "what actor NAME shows of its state", _state, (1, 1)),
+    _Spec("restart", "restart NAME", "ask NAME's supervisor to restart it (a fresh incarnation)", _restart, (1, 1)),
+    _Spec("call", "call NAME MSG [JSON]", "call actor NAME with an allowed message, payload JSON", _call, (2, 2),
+          takes_payload=True),
+    _Spec("cast", "cast NAME MSG [JSON]", "send actor NAME an allowed message without waiting", _cast, (2, 2),
+          takes_payload=True),
+    _Spec("mode", "mode [resume]", "the daemon's mode; 'resume' leaves read_only once the insurer confirms", _mode,
+          (0, 1)),
+    _Spec("insurance", "insurance", "the certificate and the insurer client's state", _insurance),
+    _Spec("receipts", "receipts [N]", f"the last N receipts of the ledger (default {RECEIPTS_DEFAULT})",
+          _receipts, (0, 1)),
+    _Spec("verify", "verify", "check every stored receipt, chain, proof and checkpoint", _verify),
+    _Spec("metrics", "metrics", "the daemon's metrics, as /metrics serves them", _metrics),
+    _Spec("log_level", "log_level LEVEL", f"set the log level of every process ({', '.join(LOG_LEVELS)})",
+          _log_level, (1, 1)),
+    _Spec("help", "help [COMMAND]", "this list, or one command's usage", _help, (0, 1)),
+    _Spec("quit", "quit", "end the session", _quit),
+)}
+
+
+def describe_commands() -> list[dict[str, str]]:
+    """The table a client gets when the session opens (for its help and completion)."""
+    return [{"name": s.name, "usage": s.usage, "help": s.help} for s in COMMANDS.values()]

@@ -1,0 +1,170 @@
+"""The remote shell's WebSocket on the gateway test tree: who may open it, the frames, recording
+before running, and what each kind of bad input gets (an error frame, nothing recorded or run).
+
+The real actors (ProdMode's receipts, restarts, read_only and resume) meet the shell in
+tests/test_remote_shell.py, against the dev-profile daemon."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tai_autonomics.gateway.shell import MAX_FRAME_BYTES
+from tai_autonomics.gateway.shell_client import ShellClient, ShellClientError, shell_url
+from tai_autonomics.gateway.shell_commands import COMMANDS
+from tests.gateway.conftest import TOKENS, assert_error, auth
+
+
+def open_ws(gateway, role: str = "admin") -> ClientConnection:
+    return connect(shell_url(gateway.url), additional_headers=auth(role), open_timeout=10)
+
+
+def frame(ws: ClientConnection) -> dict:
+    return json.loads(ws.recv(timeout=10))
+
+
+def recorded(node) -> list[dict]:
+    return node.call("ProdMode", "recorded")
+
+
+@pytest.fixture
+def admin(gateway):
+    with ShellClient(gateway.url, TOKENS["admin"]) as client:
+        yield client
+
+
+def test_the_session_opens_with_the_command_table_and_the_live_actor_names(gateway) -> None:
+    with open_ws(gateway) as ws:
+        welcome = frame(ws)
+    assert welcome["type"] == "welcome" and welcome["subject"] == "token:admin" and len(welcome["session"]) == 32
+    assert [c["name"] for c in welcome["commands"]] == list(COMMANDS)
+    assert {"root", "ReceiptLedger", "echo", "ops", "worker", "ProdMode"} <= set(welcome["actors"])
+
+
+@pytest.mark.parametrize(("headers", "status", "code"), [
+    ({}, 401, "unauthorized"),
+    ({"Authorization": "Bearer not-a-token-of-ours-at-all"}, 401, "unauthorized"),
+    (auth("service"), 403, "forbidden"),
+    (auth("auditor"), 403, "forbidden"),
+])
+def test_only_an_admin_may_open_the_shell_and_a_refusal_is_our_error_body(gateway, headers, status, code) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(shell_url(gateway.url), additional_headers=headers, open_timeout=10)
+    response = refused.value.response
+    assert response.status_code == status
+    body = json.loads(response.body)
+    assert body["error"]["code"] == code and "Traceback" not in response.body.decode()
+    with pytest.raises(ShellClientError, match=f"HTTP {status}"):
+        ShellClient(gateway.url, headers.get("Authorization", "Bearer x").removeprefix("Bearer "))
+
+
+def test_a_plain_get_is_told_to_upgrade(gateway, http: httpx.Client, contract) -> None:
+    response = http.get("/v1/shell", headers=auth("admin"))
+    assert_error(response, 426, "upgrade_required")
+    assert response.headers["upgrade"] == "websocket"
+    contract.check("/v1/shell", "GET", response)
+    assert_error(http.get("/v1/shell", headers=auth("service")), 403, "forbidden")
+
+
+def test_each_command_is_recorded_before_it_runs_with_who_and_what(gateway, node, admin) -> None:
+    before = len(recorded(node))
+    result = admin.run("call echo echo {\"n\": [1, 2.5, \"x\"]}")
+    assert result.ok and result.value == {"n": [1, 2.5, "x"]}, result
+    records = recorded(node)[before:]
+    assert len(records) == 1 and result.receipt == f"shell-{before + 1}"
+    assert records[0]["kind"] == "shell.command"
+    assert records[0]["payload"] == {"subject": "token:admin", "role": "admin", "session": admin.welcome["session"],
+                                     "command": "call", "line": 'call echo echo {"n": [1, 2.5, "x"]}'}
+
+
+def test_a_command_that_cannot_be_recorded_is_not_run(gateway, node, admin) -> None:
+    seen = node.call("echo", "seen")
+    result = admin.run('call echo echo "unrecordable"')
+    assert not result.ok and result.error["code"] == "shell_not_recorded" and result.receipt is None
+    assert result.error["detail"] == {"cause": "ledger_store_error"}
+    assert node.call("echo", "seen") == seen
+    assert admin.run("call echo echo 1").ok  # the session goes on
+
+
+@pytest.mark.parametrize("line", [
+    "", "   ", "nosuch", "tree extra", "state", "state two words", "state bad/name", "call echo",
+    "call echo echo {not json}", "call echo echo NaN", "call echo echo [1,", "call echo bad-type",
+    "mode pause", "log_level LOUD", "receipts 0", "receipts 1001", "receipts -3", "receipts x", "help nosuch",
+    "x" * 5000, "state \x00",
+])
+def test_a_line_that_does_not_parse_is_refused_and_neither_recorded_nor_run(gateway, node, admin, line) -> None:
+    before = len(recorded(node))
+    result = admin.run(line)
+    assert not result.ok and result.error["code"] == "invalid_command", result
+    assert result.receipt is None and len(recorded(node)) == before
+
+
+def test_messages_outside_the_allow_list_are_refused_as_on_http(gateway, admin) -> None:
+    refused = admin.run("call echo seen")
+    assert not refused.ok and refused.error["code"] == "message_not_allowed"
+    assert refused.receipt is not None  # it was a command, recorded, then refused by the allow-list
+    assert admin.run("cast ReceiptLedger append {}").error["code"] == "message_not_allowed"
+
+
+@pytest.mark.parametrize("sent", [
+    b"\x00binary",
+    "not json",
+    json.dumps([1, 2]),
+    json.dumps({"type": "command", "id": 1}),
+    json.dumps({"type": "command", "id": True, "line": "tree"}),
+    json.dumps({"type": "command", "id": "1", "line": "tree"}),
+    json.dumps({"type": "eval", "id": 1, "line": "tree"}),
+    json.dumps({"type": "command", "id": 1, "line": "tree", "extra": 1}),
+    json.dumps({"type": "command", "id": 1, "line": 42}),
+])
+def test_a_malformed_frame_gets_an_error_frame_and_the_session_goes_on(gateway, node, sent) -> None:
+    before = len(recorded(node))
+    with open_ws(gateway) as ws:
+        frame(ws)
+        ws.send(sent)
+        answer = frame(ws)
+        assert answer["ok"] is False and answer["error"]["code"] in ("invalid_frame", "invalid_command"), answer
+        ws.send(json.dumps({"type": "command", "id": 7, "line": "help quit"}))
+        assert frame(ws)["id"] == 7
+    assert len(recorded(node)) == before + 1  # only the help
+
+
+def test_an_oversized_frame_closes_the_session(gateway) -> None:
+    with open_ws(gateway) as ws:
+        frame(ws)
+        ws.send("x" * (MAX_FRAME_BYTES + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1009
+
+
+def test_quit_answers_then_closes(gateway) -> None:
+    with open_ws(gateway) as ws:
+        frame(ws)
+        ws.send(json.dumps({"type": "command", "id": 1, "line": "quit"}))
+        assert frame(ws)["value"] == {"bye": True}
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd.code == 1000
+
+
+def test_tree_state_receipts_and_log_level_reach_every_actor(gateway, admin) -> None:
+    tree = admin.run("tree")
+    assert tree.ok and tree.text.splitlines()[0] == "root (supervisor)"
+    assert "  ops (supervisor) running" in tree.text and "    worker (worker) running" in tree.text
+    assert admin.run("which_children ops").value[0]["name"] == "worker"
+    assert [r["id"] for r in admin.run("receipts 2").value] == ["r-2", "r-3"]
+    assert admin.run("state echo").ok
+    assert admin.run("restart root").error["code"] == "cannot_restart_root"
+    assert admin.run("restart nobody").error["code"] == "no_such_actor"
+    try:
+        levels = admin.run("log_level warning")
+        assert levels.ok and levels.value["gateway"] == "WARNING"
+        assert set(levels.value["actors"].values()) == {"WARNING"} and "worker" in levels.value["actors"]
+    finally:
+        assert admin.run("log_level INFO").value["gateway"] == "INFO"
+    assert "tai_supervision_walk_ok 1.0" in admin.run("metrics").value
