@@ -54,7 +54,7 @@ def _remote_shell(args: argparse.Namespace) -> int:
             return _batch(client, args.lines, args.json)
         if not sys.stdin.isatty():
             return _batch(client, (line for line in sys.stdin if line.strip()), args.json)
-        return _interactive(client, args.history or _default_history())
+        return interactive(client, args.history or _default_history())
 
 
 def _batch(client: ShellClient, lines, as_json: bool) -> int:
@@ -68,14 +68,14 @@ def _batch(client: ShellClient, lines, as_json: bool) -> int:
     return 1 if failed else 0
 
 
-def _interactive(client: ShellClient, history: Path) -> int:
+def interactive(client: ShellClient, history: Path) -> int:
     # imported here: every tai-autonomics command loads this module, only a terminal session needs these
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
     from prompt_toolkit.history import FileHistory
 
     history.parent.mkdir(parents=True, exist_ok=True)
-    session: PromptSession[str] = PromptSession(history=FileHistory(str(history)), completer=_completer(client),
+    session: PromptSession[str] = PromptSession(history=FileHistory(str(history)), completer=completer(client),
                                                 auto_suggest=AutoSuggestFromHistory(), complete_while_typing=False)
     print(f"connected to {client.url} as {client.welcome.get('subject')}; every command is recorded as a "
           "shell.command receipt. Type help, or quit.")
@@ -94,7 +94,7 @@ def _interactive(client: ShellClient, history: Path) -> int:
             return 0
 
 
-def _completer(client: ShellClient):
+def completer(client: ShellClient):
     """Commands first; then what each command's usage says comes next (actor, level, command)."""
     from prompt_toolkit.completion import NestedCompleter
 

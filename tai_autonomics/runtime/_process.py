@@ -22,6 +22,7 @@ from tai_autonomics.logs import LOG_LEVELS
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _IMPORTED_IN = os.getpid()
+_STARTING_MANAGER = logging.Logger.manager  # the node's logger hierarchy, before thespian replaces it in a fork
 
 
 def in_forked_actor() -> bool:
@@ -114,15 +115,19 @@ def _children(pid: int) -> list[int]:
 def set_log_level(level: Any) -> str:
     """Set this process's log level, for the ``$log_level`` call every actor answers.
 
-    In a thespian actor process the root logger is thespian's forwarder, whose handler drops
-    records below its own level before sending them to the logger process (which filters no
-    more), so both levels move: raising or lowering takes effect at once, in this process only.
+    A thespian actor process is forked with two logger hierarchies: the one of the process that
+    started the node, which the modules imported before the fork log through (their lines go
+    straight to the inherited stdout), and thespian's, whose root forwards records to its logger
+    process after dropping those below its handler's level. Both roots and their handlers move,
+    and both managers forget their cached levels, so raising or lowering takes effect at once.
     """
     if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
         raise TaiError(f"log level must be one of {', '.join(LOG_LEVELS)}", code="invalid_request",
                        detail={"field": "level"})
-    root = logging.getLogger()
-    root.setLevel(level.upper())
-    for handler in root.handlers:
-        handler.setLevel(level.upper())
-    return level.upper()
+    name = level.upper()
+    for manager in {id(m): m for m in (logging.Logger.manager, _STARTING_MANAGER)}.values():
+        manager.root.setLevel(name)
+        for handler in manager.root.handlers:
+            handler.setLevel(name)
+        manager._clear_cache()  # a logger caches isEnabledFor per level; setLevel clears only its own manager's
+    return name

@@ -153,3 +153,23 @@ def test_pricing_is_allowed_in_eval_as_advisory_and_in_prod_as_contractual(runni
     running.stop_tree()
     start(running)
     assert guard(running, operation="pricing") == {"mode": "prod", "chain": POLICY, "authority": "contractual"}
+
+
+@pytest.mark.parametrize("mode", ["prod", "eval"])
+def test_record_writes_a_shell_command_receipt_under_the_modes_authority_once_durable(running: Node, mode) -> None:
+    start(running, mode=mode)
+    payload = {"subject": "token:admin", "role": "admin", "session": "s1", "command": "tree", "line": "tree"}
+    receipt = running.call("ProdMode", "record", {"kind": "shell.command", "payload": payload})
+    assert (receipt["kind"], receipt["payload"], receipt["mode"]) == ("shell.command", payload, mode)
+    assert receipt["chain"] == (POLICY if mode == "prod" else None)  # None: the ledger's session chain
+    assert receipt in running.call("ReceiptLedger", "appended")  # answered after the ledger's answer
+
+
+@pytest.mark.parametrize("bad", [None, {"kind": "deploy.intent", "payload": {}}, {"kind": "shell.command"},
+                                 {"kind": "shell.command", "payload": "tree"}])
+def test_record_takes_only_the_kinds_recorded_for_others(running: Node, bad) -> None:
+    start(running)
+    with pytest.raises(CallError) as err:
+        running.call("ProdMode", "record", bad)
+    assert err.value.code == "invalid_request"
+    assert "deploy.intent" not in kinds(running)

@@ -10,9 +10,15 @@ import json
 
 import httpx
 import pytest
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tai_autonomics.cli import remote_shell
 from tai_autonomics.gateway.shell import MAX_FRAME_BYTES
 from tai_autonomics.gateway.shell_client import ShellClient, ShellClientError, shell_url
 from tai_autonomics.gateway.shell_commands import COMMANDS
@@ -168,3 +174,24 @@ def test_tree_state_receipts_and_log_level_reach_every_actor(gateway, admin) -> 
     finally:
         assert admin.run("log_level INFO").value["gateway"] == "INFO"
     assert "tai_supervision_walk_ok 1.0" in admin.run("metrics").value
+
+
+def test_the_interactive_shell_completes_from_the_welcome_and_keeps_history(gateway, admin, tmp_path, capsys) -> None:
+    history = tmp_path / "state" / "history"
+    with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
+        keys.send_text("which_children ops\r")
+        keys.send_text("\x03")  # Ctrl-C drops the line being typed
+        keys.send_text("nosuch\r\x04")  # an error, then Ctrl-D: quit
+        assert remote_shell.interactive(admin, history) == 0
+    out = capsys.readouterr()
+    assert "worker (worker) running" in out.out and "bye" in out.out
+    assert "error [invalid_command]" in out.err
+    assert "which_children ops" in history.read_text() and "nosuch" in history.read_text()
+
+    def complete(text: str) -> list[str]:
+        return [c.text for c in remote_shell.completer(admin).get_completions(Document(text), CompleteEvent())]
+
+    assert complete("which_") == ["which_children"]
+    assert "ProdMode" in complete("state Pro") and complete("restart wor") == ["worker"]
+    assert complete("log_level WA") == ["WARNING"] and complete("mode r") == ["resume"]
+    assert complete("help qu") == ["quit"] and complete("tree ") == []

@@ -54,6 +54,8 @@ def test_appends_across_chains_are_chained_and_proven(node: Node, ledger: Path) 
                                            "contractual": 6, "advisory": 1}
     status = node.call(LEDGER, "status")
     assert (status["size"], status["appended"], status["pending"]) == (7, 7, 0)
+    assert node.call(LEDGER, "latest", {"limit": 3}) == receipts[4:]  # across chains, in leaf order
+    assert node.call(LEDGER, "latest", {"limit": 1000}) == receipts and len(node.call(LEDGER, "latest")) == 7
 
 
 def _root_of_size(node: Node, receipts: list[dict], size: int) -> bytes:
@@ -119,6 +121,9 @@ def test_bad_reads_are_refused_without_a_crash(node: Node, ledger: Path) -> None
     assert refusal(node, "consistency", {"from": 2, "to": 1}) == "ledger_proof_invalid"
     assert refusal(node, "consistency", {"from": "1"}) == "ledger_bad_request"
     assert refusal(node, "receipts", {"chain": "policy-a", "limit": 0}) == "ledger_bad_draft"
+    assert refusal(node, "latest", {"limit": 0}) == "ledger_bad_request"
+    assert refusal(node, "latest", {"limit": 1001}) == "ledger_bad_request"
+    assert refusal(node, "latest", {"limit": "5"}) == "ledger_bad_request"
     assert refusal(node, "rewrite", {}) == "unknown_message"
     assert node.call(LEDGER, "$info")["incarnation"] == incarnation
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -168,3 +169,22 @@ def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together() ->
         assert node.call("dst", "seen") == 20
         batches = node.call("dst", "batches")
         assert sum(batches) >= 10, batches  # most of the 20 calls came in a few messages
+
+
+def test_every_actor_and_supervisor_sets_its_log_level_and_refuses_a_bad_one(node: Node, tree) -> None:
+    tree({"root": {"children": ["a"]}}, workers("a"))
+    before = incarnation(node, "a")
+    root = logging.getLogger()
+    saved = (root.level, [(handler, handler.level) for handler in root.handlers])  # in-process: this process's
+    try:
+        assert node.call("a", "$log_level", "warning") == {"name": "a", "level": "WARNING"}
+        assert node.call("root", "$log_level", "ERROR") == {"name": "root", "level": "ERROR"}
+        for bad in ("LOUD", None, 10):
+            with pytest.raises(CallError) as refused:
+                node.call("a", "$log_level", bad)
+            assert refused.value.code == "invalid_request"
+    finally:
+        root.setLevel(saved[0])
+        for handler, level in saved[1]:
+            handler.setLevel(level)
+    assert incarnation(node, "a") == before

@@ -1,0 +1,162 @@
+"""The remote shell as an operator meets it: ``tai-autonomics remote-shell`` against the
+dev-profile daemon (multiprocess thespian, SQLite, the sandbox), over a real WebSocket.
+
+Every command becomes a signed ``shell.command`` receipt on the policy's chain that the ledger
+verifies; with ``manual_resume`` the daemon stays ``read_only`` after the insurer is back until
+an operator says ``mode resume``; ``restart`` gives an actor a new process; ``log_level``
+reaches the actor processes (their lines stop, then come back)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import httpx
+import pytest
+
+from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, receipts, until
+from tests.test_cli_daemon import CLI, REPO
+
+MANUAL = """
+[workers.InsuranceClient.args]
+cache_ttl_s = 1
+attempts = 1
+timeout_s = 2
+breaker_reset_s = 1
+
+[workers.ProdMode.args]
+check_interval_s = 0.3
+manual_resume = true
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with dev_daemon(tmp_path_factory.mktemp("shell"), workers=MANUAL) as d:
+        yield d
+
+
+def shell(daemon, *lines: str, token: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAI_TOKEN_")}
+    env["TAI_TOKEN_ADMIN"] = token or daemon.tokens["admin"]
+    args = [a for line in lines for a in ("-c", line)]
+    return subprocess.run([*CLI, "remote-shell", "--url", f"http://127.0.0.1:{daemon.port}", "--json", *args],
+                          cwd=REPO, env=env, input=stdin, capture_output=True, text=True, timeout=120)
+
+
+def results(done: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def mode(daemon) -> str:
+    return daemon.http.get("/v1/mode", headers=as_(daemon, "service")).json()["mode"]
+
+
+def test_each_command_is_a_signed_shell_command_receipt_that_the_ledger_verifies(daemon) -> None:
+    done = shell(daemon, "tree", "state ProdMode", "receipts 3", "insurance")
+    assert done.returncode == 0, done.stderr
+    answers = results(done)
+    assert [a["command"] for a in answers] == ["tree", "state", "receipts", "insurance"]
+    assert answers[1]["value"]["mode"] == "prod" and answers[3]["value"]["certificate"]["policy_id"] == POLICY_ID
+    # recorded before it runs, the receipts command lists its own receipt last
+    assert [r["id"] for r in answers[2]["value"][-2:]] == [answers[1]["receipt"], answers[2]["receipt"]]
+    recorded = {r["id"]: r for r in receipts(daemon) if r["kind"] == "shell.command"}
+    sessions = set()
+    for answer, line in zip(answers, ("tree", "state ProdMode", "receipts 3", "insurance"), strict=True):
+        receipt = recorded[answer["receipt"]]
+        assert (receipt["authority"], receipt["chain"], receipt["mode"]) == ("contractual", POLICY_ID, "prod")
+        assert receipt["signature"] and receipt["key_id"]
+        assert {k: receipt["payload"][k] for k in ("subject", "role", "command", "line")} == \
+            {"subject": "token:admin", "role": "admin", "command": answer["command"], "line": line}
+        sessions.add(receipt["payload"]["session"])
+        proof = daemon.http.get(f"/v1/receipts/{receipt['id']}/proof", headers=as_(daemon, "auditor"))
+        assert proof.status_code == 200
+    assert len(sessions) == 1
+    verified = results(shell(daemon, "verify"))[0]
+    assert verified["value"]["ok"] is True and verified["value"]["contractual"] >= 5
+
+
+def test_lines_from_standard_input_and_refusals_set_the_exit_code(daemon) -> None:
+    before = len(receipts(daemon))
+    done = shell(daemon, stdin="mode\nno_such_command\n\nhelp mode\n")
+    assert done.returncode == 1
+    answers = results(done)
+    assert [a["ok"] for a in answers] == [True, False, True]
+    assert answers[1]["error"]["code"] == "invalid_command" and answers[1]["receipt"] is None
+    assert len(receipts(daemon)) == before + 2  # the refused line was not recorded
+    refused = shell(daemon, "tree", token=daemon.tokens["service"])
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "refused the shell (HTTP 403)" in refused.stderr and daemon.tokens["service"] not in refused.stderr
+
+
+def test_manual_resume_leaves_read_only_only_when_an_operator_says_so(daemon) -> None:
+    assert results(shell(daemon, "mode resume"))[0]["error"]["code"] == "mode_not_read_only"
+    fault = httpx.post(f"{daemon.sandbox}/admin/faults", json={"kind": "outage", "endpoint": "insurer.*"}).json()
+    until(lambda: mode(daemon) == "read_only", timeout=30, what="read_only once the cache is stale")
+    assert httpx.delete(f"{daemon.sandbox}/admin/faults/{fault['id']}").status_code == 204
+    seen = len(_policy_checks(daemon))
+    # two answered checks after the insurer is back: the first has been taken by ProdMode, and it stayed
+    until(lambda: len(_policy_checks(daemon)) >= seen + 2, timeout=30, what="the insurer answering ProdMode again")
+    assert mode(daemon) == "read_only"
+    assert daemon.http.post("/v1/deployments", json={**DEPLOY, "customer_ref": "before-resume"},
+                            headers=as_(daemon, "service")).status_code == 503
+
+    resumed = results(shell(daemon, "mode resume"))[0]
+    assert resumed["ok"] and resumed["value"]["mode"] == "prod", resumed
+    assert mode(daemon) == "prod"
+    changes = [r for r in receipts(daemon) if r["kind"] == "mode.changed"]
+    assert (changes[-1]["payload"]["from"], changes[-1]["payload"]["to"]) == ("read_only", "prod")
+    assert daemon.http.post("/v1/deployments", json={**DEPLOY, "customer_ref": "after-resume"},
+                            headers=as_(daemon, "service")).status_code == 200
+
+
+def _policy_checks(daemon) -> list[dict]:
+    asked = httpx.get(f"{daemon.sandbox}/admin/requests", params={"endpoint": "insurer.policy_status"}).json()
+    return [r for r in asked["requests"] if r["status"] == 200]
+
+
+def test_restart_gives_the_actor_a_new_process(daemon) -> None:
+    before = _child(daemon, "Publisher")
+    done = results(shell(daemon, "restart Publisher"))[0]
+    assert done["ok"] and done["value"] == {"restarting": "Publisher", "supervisor": "operations"}
+    until(lambda: _child(daemon, "Publisher")["incarnation"] != before["incarnation"]
+          and _child(daemon, "Publisher")["state"] == "running", timeout=20, what="Publisher restarted")
+    after = _child(daemon, "Publisher")
+    assert after["pid"] != before["pid"]
+    assert after["restarts"] == before["restarts"]  # as OTP's restart_child: an operator's restart is not a crash
+
+
+def test_log_level_reaches_the_actor_processes(daemon) -> None:
+    """The supervisor ``operations`` (an actor process) logs each child start at INFO: at WARNING
+    the line of the first restart is not written, back at INFO the second one is (lines of one
+    process keep their order, so once the second is out the first would have been)."""
+    first = _restarted(daemon, "Pricing", "log_level WARNING")
+    second = _restarted(daemon, "Pricing", "log_level INFO")
+    until(lambda: second in _starts(daemon, "Pricing"), timeout=20, what="the second restart's log line")
+    assert first not in _starts(daemon, "Pricing")
+
+
+def _restarted(daemon, name: str, first_line: str) -> str:
+    """Run ``first_line`` then ``restart NAME`` in one session; the new incarnation, once running."""
+    old = _child(daemon, name)["incarnation"]
+    assert all(a["ok"] for a in results(shell(daemon, first_line, f"restart {name}")))
+    until(lambda: _child(daemon, name)["incarnation"] != old and _child(daemon, name)["state"] == "running",
+          timeout=20, what=f"{name} restarted")
+    return _child(daemon, name)["incarnation"]
+
+
+def _starts(daemon, name: str) -> list[str]:
+    return [e["incarnation"] for e in daemon.lines() if e.get("event") == "child_started" and e.get("child") == name]
+
+
+def _child(daemon, name: str) -> dict:
+    tree = daemon.http.get("/v1/supervision", headers=as_(daemon, "admin")).json()
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        for child in node.get("children") or ():
+            if child["name"] == name:
+                return child
+            pending.append(child)
+    raise AssertionError(f"{name} is not in the tree")
