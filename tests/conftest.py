@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tai_autonomics import logs
 from tai_autonomics.runtime import Node
-from tai_autonomics.runtime.messages import Moved
 
 
 def free_port() -> int:
@@ -19,16 +20,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def answer_to_tell(node: Node, timeout: float) -> Any:
-    """The next message to the node's own actor system that is not a :class:`Moved` notice.
+def listen_for(node: Node, timeout: float, wanted: Callable[[Any], bool]) -> Any:
+    """The next message to the node's own actor system that is ``wanted`` (None after ``timeout``).
 
-    The node's client subscribes to every name it resolves on a multiprocess base, so a test
-    that sends a raw ``Call`` to an actor it then stops may hear the registry's notice before
-    or after the dying actor's answer: thespian orders messages per sender, not across them."""
-    answer = node._system.listen(timeout)
-    while isinstance(answer, Moved):
-        answer = node._system.listen(timeout)
-    return answer
+    The node's client subscribes to every name it resolves on a multiprocess base, so the
+    registry's :class:`~tai_autonomics.runtime.messages.Moved` notices about actors of earlier
+    calls (or tests) arrive at the same inbox, before or after what a test waits for: thespian
+    orders messages per sender, not across senders."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        message = node._system.listen(left)
+        if message is None or wanted(message):
+            return message
+    return None
 
 
 @pytest.fixture(scope="session", autouse=True)

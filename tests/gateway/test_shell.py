@@ -7,6 +7,7 @@ tests/test_remote_shell.py, against the dev-profile daemon."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -22,7 +23,8 @@ from tai_autonomics.cli import remote_shell
 from tai_autonomics.gateway.shell import MAX_FRAME_BYTES
 from tai_autonomics.gateway.shell_client import ShellClient, ShellClientError, shell_url
 from tai_autonomics.gateway.shell_commands import COMMANDS
-from tests.gateway.conftest import TOKENS, assert_error, auth
+from tai_autonomics.gateway.server import GRACEFUL_SHUTDOWN_S
+from tests.gateway.conftest import TOKENS, assert_error, auth, serving
 
 
 def open_ws(gateway, role: str = "admin") -> ClientConnection:
@@ -195,3 +197,16 @@ def test_the_interactive_shell_completes_from_the_welcome_and_keeps_history(gate
     assert "ProdMode" in complete("state Pro") and complete("restart wor") == ["worker"]
     assert complete("log_level WA") == ["WARNING"] and complete("mode r") == ["resume"]
     assert complete("help qu") == ["quit"] and complete("tree ") == []
+
+
+def test_an_open_session_does_not_hold_up_stopping_the_gateway(node) -> None:
+    """The daemon must stop within Cloud Run's 10 s with an operator still attached: the session
+    is closed (1012, going away) within the graceful period and no thread is left (``serving``)."""
+    with serving(node) as server:
+        client = ShellClient(server.url, TOKENS["admin"])
+        assert client.run("help quit").ok
+        started = time.monotonic()
+    assert time.monotonic() - started < GRACEFUL_SHUTDOWN_S + 3
+    with pytest.raises(ShellClientError, match="closed the shell session"):
+        client.run("tree")
+    client.close()

@@ -10,7 +10,7 @@ import pytest
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
 from tai_autonomics.runtime.messages import Call, Reply
-from tests.conftest import answer_to_tell
+from tests.conftest import listen_for
 from tests.trust_actors.conftest import POLICY_ID, Trust, restart
 
 
@@ -82,7 +82,7 @@ def test_the_actor_answers_other_calls_while_an_operation_waits_to_retry(
     address = node.whereis("InsuranceClient").address
     node._system.tell(address, Call("pending", "policy_status", {}))
     assert node.call("InsuranceClient", "status")["in_flight"] == 1
-    reply = node._system.listen(CALL_TIMEOUT_S)
+    reply = listen_for(node, CALL_TIMEOUT_S, lambda m: isinstance(m, Reply))
     assert isinstance(reply, Reply) and reply.ref == "pending" and reply.value["status"] == "active", reply
     policy_requests = admin.get("/admin/requests", params={"endpoint": "insurer.policy_status"}).json()["requests"]
     assert [r["status"] for r in policy_requests] == [503, 200]
@@ -96,7 +96,7 @@ def test_a_call_waiting_to_retry_is_answered_with_an_error_when_the_actor_stops(
     node._system.tell(node.whereis("InsuranceClient").address, Call("pending", "policy_status", {}))
     assert node.call("InsuranceClient", "status")["in_flight"] == 1
     node.call("root", "restart_child", "InsuranceClient")
-    reply = answer_to_tell(node, CALL_TIMEOUT_S)
+    reply = listen_for(node, CALL_TIMEOUT_S, lambda m: isinstance(m, Reply))
     assert isinstance(reply, Reply) and reply.ref == "pending" and reply.error.code == "actor_crashed", reply
     assert "stopped before the insurer answered" in reply.error.message
 
