@@ -15,6 +15,8 @@ import subprocess
 import httpx
 import pytest
 
+from tai_autonomics.gateway.shell_commands import names_below
+from tai_autonomics.ledger.keys import DEV_KEY_FILE
 from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, receipts, until
 from tests.test_cli_daemon import CLI, REPO
 
@@ -75,6 +77,16 @@ def test_each_command_is_a_signed_shell_command_receipt_that_the_ledger_verifies
     assert len(sessions) == 1
     verified = results(shell(daemon, "verify"))[0]
     assert verified["value"]["ok"] is True and verified["value"]["contractual"] >= 5
+
+
+def test_no_secret_reaches_the_shell(daemon) -> None:
+    """SPEC 8: keys and tokens never appear in the shell, whatever an operator looks at."""
+    actors = names_below(results(shell(daemon, "tree"))[0]["value"])
+    done = shell(daemon, "insurance", "metrics", "receipts 50", *(f"state {name}" for name in actors))
+    assert done.returncode == 0, done.stderr
+    key = (daemon.data_dir / DEV_KEY_FILE).read_text()
+    secrets = [*daemon.tokens.values(), *(line for line in key.splitlines() if line and not line.startswith("-----"))]
+    assert not [s for s in secrets if s in done.stdout or s in done.stderr]
 
 
 def test_lines_from_standard_input_and_refusals_set_the_exit_code(daemon) -> None:

@@ -30,6 +30,7 @@ from tai_autonomics import logs
 from tai_autonomics.gateway import shell_commands, supervision
 from tai_autonomics.gateway.auth import authorize
 from tai_autonomics.gateway.errors import ApiError, error_response
+from tai_autonomics.gateway.routes import ADMIN
 from tai_autonomics.gateway.shell_commands import Shell, ShellInputError
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ log = logging.getLogger("tai_autonomics.gateway.shell")
 
 PATH = "/v1/shell"
 MAX_FRAME_BYTES = 64 * 1024
-ROLES = frozenset({"admin"})
 
 
 async def session(websocket: WebSocket, gateway: Gateway) -> None:
@@ -47,7 +47,7 @@ async def session(websocket: WebSocket, gateway: Gateway) -> None:
     session_id = uuid.uuid4().hex
     try:
         identity = await gateway.auth.authenticate(websocket.headers.get("authorization"))
-        authorize(identity, ROLES)
+        authorize(identity, ADMIN)
     except ApiError as refused:
         logs.event(log, "shell refused", logging.WARNING, event="shell_refused", code=refused.code,
                    session=session_id)

@@ -331,6 +331,10 @@ class Supervisor(Process):
                     "strategy": self.spec.strategy, "phase": self._phase}
         if msg_type == "restart_child":
             return self._restart_child(payload)
+        if msg_type == "$state":
+            return {"strategy": self.spec.strategy, "intensity": self.spec.intensity, "period": self.spec.period,
+                    "phase": self._phase, "restarts_in_period": self._intensity.recent,
+                    "children": [c.spec.name for c in self._children]}
         if msg_type == "$log_level":
             return {"name": self.name, "level": _process.set_log_level(payload)}
         raise TaiError(f"supervisor {self.name} has no call {msg_type!r}", code="unknown_message")
