@@ -38,9 +38,9 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 * ``checkpoint`` → ``{note, size, root}``: the signed note (C2SP checkpoint) and its size and
   base64 root.
 * ``consistency`` ``{from, to?}`` → ``{from, to, hashes}`` (default ``to``: the latest checkpoint).
-* ``verify`` → the report of :func:`~tai_autonomics.ledger.verify_store` over the whole store
-  (it runs in the actor, so appends wait for it); a bad store is refused with
-  ``ledger_verify_failed`` naming the first bad receipt.
+* ``verify`` → the report of :func:`~tai_autonomics.ledger.verify_store` over the whole store,
+  read through a connection of its own on a worker thread, so appends go on meanwhile; a bad
+  store is refused with ``ledger_verify_failed`` naming the first bad receipt.
 * ``rotate_epoch`` → the ``ledger.epoch_rotated`` receipt that starts a new eval-session epoch
   (a fresh session secret), after committing what is pending.
 * ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch}``;
@@ -103,6 +103,7 @@ class ReceiptLedger(Server):
         data_dir = Path(context.get("data_dir") or "var")
         self._max_batch = int(args.get("max_batch", DEFAULT_MAX_BATCH))
         self._batch_delay = float(args.get("batch_delay_s", DEFAULT_BATCH_DELAY_S))
+        self._open_reader = lambda: _open_store(settings, data_dir, readonly=True)
         self._store = _open_store(settings, data_dir)
         try:
             key = load_ledger_key(
@@ -243,9 +244,20 @@ class ReceiptLedger(Server):
         proof = self._ledger.consistency_proof(_arg(payload, "from", int), _arg(payload, "to", int, None))
         return proof.to_json()
 
-    def call_verify(self, payload: Any) -> dict[str, Any]:
-        report = verify_store(self._store, self._ledger.public_key, origin=self._ledger.origin)
-        return report.to_json()
+    def call_verify(self, payload: Any) -> Any:
+        """On a worker thread with its own reader of the store: a verify of a large ledger takes
+        seconds to minutes, and appends go on meanwhile (it checks up to what is committed)."""
+        caller, public, origin, open_reader = self.caller, self._ledger.public_key, self._ledger.origin, self._open_reader
+
+        def verify() -> dict[str, Any]:
+            store = open_reader()
+            try:
+                return verify_store(store, public, origin=origin).to_json()
+            finally:
+                store.close()
+
+        self.run_blocking(verify, then=lambda report, error: self.reply(caller, report, error=error))
+        return NOREPLY
 
     def call_status(self, payload: Any) -> dict[str, Any]:
         ledger = self._ledger
@@ -257,10 +269,10 @@ class ReceiptLedger(Server):
         return self.call_status(None)
 
 
-def _open_store(settings: dict[str, Any], data_dir: Path) -> LedgerStore:
+def _open_store(settings: dict[str, Any], data_dir: Path, *, readonly: bool = False) -> LedgerStore:
     kind = settings.get("store", "sqlite")
     if kind == "sqlite":
-        return SQLiteStore(data_dir / DB_FILE)
+        return SQLiteStore(data_dir / DB_FILE, readonly=readonly)
     if kind == "firestore":
         project_env = settings.get("firestore_project_env")
         project = os.environ.get(project_env) if project_env else None

@@ -9,7 +9,9 @@ import pytest
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import ConsistencyProof, open_checkpoint
-from tai_autonomics.runtime import Node
+from tai_autonomics.runtime import Node, NodeConfig, parse_tree
+from tai_autonomics.runtime.messages import Call, Reply
+from tests.conftest import free_port, listen_for
 from tests.ledger_actor.conftest import LEDGER, LOADERS, assert_proven, draft, public_key, run_loads
 from tests.runtime.test_supervision import wait_until
 
@@ -186,3 +188,22 @@ def test_rotate_epoch_starts_a_new_eval_epoch_on_the_session_chain(node: Node, l
     assert [r["seq"] for r in (first, rotated, after)] == [1, 2, 3]
     assert node.call(LEDGER, "status")["epoch"] == 1
     assert node.call(LEDGER, "verify")["advisory"] == 3
+
+
+def test_appends_go_on_while_verify_reads_the_store(tmp_path: Path) -> None:
+    """``verify`` reads through its own connection on a worker thread (multiprocess base: on the
+    in-process base a worker thread is the caller's), so an append sent after it is answered first."""
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": [LEDGER]}}, "workers": {
+            LEDGER: {"actor": "tai_autonomics.actors.receipt_ledger:ReceiptLedger",
+                     "args": {"context": {"data_dir": str(tmp_path / "var"), "profile": "dev"}}}}}))
+        for start in range(0, 3000, 1000):
+            node.call(LEDGER, "append_many", {"drafts": [draft(n) for n in range(start, start + 1000)]}, timeout=60)
+        address = node.whereis(LEDGER).address
+        node._system.tell(address, Call("verify", "verify", None))
+        node._system.tell(address, Call("append", "append", draft(3000)))
+        replies = [listen_for(node, 60, lambda m: isinstance(m, Reply)) for _ in range(2)]
+        assert [r.ref for r in replies] == ["append", "verify"], replies
+        assert replies[0].value["leaf_index"] == 3000
+        report = replies[1].value
+        assert report["ok"] is True and report["tree_size"] in (3000, 3001) and report["contractual"] >= 3000
