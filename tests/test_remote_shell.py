@@ -142,8 +142,11 @@ def test_restart_gives_the_actor_a_new_process(daemon) -> None:
 def test_log_level_reaches_the_actor_processes(daemon) -> None:
     """The supervisor ``operations`` (an actor process) logs each child start at INFO: at WARNING
     the line of the first restart is not written, back at INFO the second one is (lines of one
-    process keep their order, so once the second is out the first would have been)."""
+    process keep their order, so once the second is out the first would have been); and the
+    restarted actor runs at the level set, not the configured one."""
     first = _restarted(daemon, "Pricing", "log_level WARNING")
+    info = results(shell(daemon, "call Pricing $info"))[0]["value"]
+    assert (info["incarnation"], info["log_level"]) == (first, "WARNING")  # restarted at the live level
     second = _restarted(daemon, "Pricing", "log_level INFO")
     until(lambda: second in _starts(daemon, "Pricing"), timeout=20, what="the second restart's log line")
     assert first not in _starts(daemon, "Pricing")

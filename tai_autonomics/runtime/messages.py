@@ -69,6 +69,7 @@ class Init:
     args: Any = field(repr=False)
     registry: Any
     spec: Any = None
+    log_level: str | None = None  # the supervisor's live level ($log_level); None: as configured
 
 
 @dataclass(frozen=True)

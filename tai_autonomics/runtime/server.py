@@ -123,6 +123,7 @@ class Process(Actor):
     def __init__(self) -> None:
         super().__init__()
         self._parent: Any = None
+        self._log_level: str | None = None  # set by $log_level, or inherited from the supervisor at start
         self._registry: Any = None
         self._exiting = False
         self.caller: Caller | None = None
@@ -234,9 +235,22 @@ class Process(Actor):
         self._registry = msg.registry
         self.name, self.incarnation = msg.name, msg.incarnation
         try:
+            if msg.log_level is not None:
+                self._log_level = _process.set_log_level(msg.log_level)
             self.start(msg)
         except Exception as exc:  # a failed init fails the start, with the reason
             self.fail_start(exc.message if isinstance(exc, TaiError) else f"{type(exc).__name__}: {exc}")
+
+    def identity(self) -> dict[str, Any]:
+        """What every ``$info`` reply starts with: who, which incarnation, where, logging at what."""
+        return {"name": self.name, "incarnation": self.incarnation, "pid": os.getpid(),
+                "log_level": logging.getLevelName(logging.getLogger().getEffectiveLevel())}
+
+    def set_log_level(self, level: Any) -> dict[str, str]:
+        """``$log_level``, which every actor answers: this process's level now, remembered so that
+        a supervisor starts (and restarts) its children at it, not back at the configured one."""
+        self._log_level = _process.set_log_level(level)
+        return {"name": self.name, "level": self._log_level}
 
     def fail_start(self, reason: str) -> None:
         """A deferred start failed: the supervisor's start (or restart) fails with ``reason``."""
@@ -393,12 +407,11 @@ class Server(Process):
     def handle_call(self, msg_type: str, payload: Any) -> Any:
         if msg_type == "$info":
             cls = type(self)
-            return {"name": self.name, "incarnation": self.incarnation, "pid": os.getpid(),
-                    "actor": f"{cls.__module__}:{cls.__qualname__}"}
+            return {**self.identity(), "actor": f"{cls.__module__}:{cls.__qualname__}"}
         if msg_type == "$state":
             return self.inspect_state()
         if msg_type == "$log_level":
-            return {"name": self.name, "level": _process.set_log_level(payload)}
+            return self.set_log_level(payload)
         return self._handler("call_", msg_type)(payload)
 
     def handle_cast(self, msg_type: str, payload: Any) -> None:

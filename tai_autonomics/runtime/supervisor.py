@@ -229,10 +229,10 @@ class Supervisor(Process):
         child.state = "starting"
         if isinstance(spec, SupervisorSpec):
             child.address = self.createActor(Supervisor)
-            init = Init(spec.name, child.incarnation, {}, self._registry, spec)
+            init = Init(spec.name, child.incarnation, {}, self._registry, spec, log_level=self._log_level)
         else:
             child.address = self.createActor(spec.actor_class())
-            init = Init(spec.name, child.incarnation, spec.args, self._registry)
+            init = Init(spec.name, child.incarnation, spec.args, self._registry, log_level=self._log_level)
         self.send(child.address, init)
         self._arm_timer("start_timeout", START_TIMEOUT_S)
 
@@ -327,8 +327,7 @@ class Supervisor(Process):
             return {"specs": len(kinds), "active": sum(c.state == "running" for c in self._children),
                     "supervisors": sum(kinds), "workers": len(kinds) - sum(kinds)}
         if msg_type == "$info":
-            return {"name": self.name, "incarnation": self.incarnation, "pid": os.getpid(),
-                    "strategy": self.spec.strategy, "phase": self._phase}
+            return {**self.identity(), "strategy": self.spec.strategy, "phase": self._phase}
         if msg_type == "restart_child":
             return self._restart_child(payload)
         if msg_type == "$state":
@@ -336,7 +335,7 @@ class Supervisor(Process):
                     "phase": self._phase, "restarts_in_period": self._intensity.recent,
                     "children": [c.spec.name for c in self._children]}
         if msg_type == "$log_level":
-            return {"name": self.name, "level": _process.set_log_level(payload)}
+            return self.set_log_level(payload)
         raise TaiError(f"supervisor {self.name} has no call {msg_type!r}", code="unknown_message")
 
     def _restart_child(self, name: Any) -> Any:

@@ -173,13 +173,16 @@ def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together() ->
 
 
 def test_every_actor_and_supervisor_sets_its_log_level_and_refuses_a_bad_one(node: Node, tree) -> None:
-    tree({"root": {"children": ["a"]}}, workers("a"))
-    before = incarnation(node, "a")
+    tree({"root": {"intensity": 5, "children": ["a"]}}, workers("a"))
     root = logging.getLogger()
     saved = (root.level, [(handler, handler.level) for handler in root.handlers])  # in-process: this process's
     try:
         assert node.call("a", "$log_level", "warning") == {"name": "a", "level": "WARNING"}
+        assert node.call("a", "$info")["log_level"] == "WARNING"
         assert node.call("root", "$log_level", "ERROR") == {"name": "root", "level": "ERROR"}
+        crash_and_await_restart(node, "a")  # the supervisor starts the next incarnation at its own level
+        assert node.call("a", "$info")["log_level"] == "ERROR"
+        before = incarnation(node, "a")
         for bad in ("LOUD", None, 10):
             with pytest.raises(CallError) as refused:
                 node.call("a", "$log_level", bad)
