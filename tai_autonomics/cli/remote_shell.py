@@ -95,16 +95,18 @@ def interactive(client: ShellClient, history: Path) -> int:
 
 
 def completer(client: ShellClient):
-    """Commands first; then what each command's usage says comes next (actor, level, command)."""
+    """Commands first; then what the command's usage says comes next: an actor, a level, a
+    command, or a literal word (the daemon's grammar, see ``gateway/shell_commands.py``)."""
     from prompt_toolkit.completion import NestedCompleter
 
-    actors = {name: None for name in client.actors}
-    after = {"NAME": actors, "SUP": actors, "LEVEL": dict.fromkeys(LOG_LEVELS), "[resume]": {"resume": None},
-             "[COMMAND]": {c["name"]: None for c in client.commands}}
+    actors = dict.fromkeys(client.actors)
+    choices = {"NAME": actors, "SUP": actors, "LEVEL": dict.fromkeys(LOG_LEVELS),
+               "COMMAND": {c["name"]: None for c in client.commands}}
     table = {}
     for command in client.commands:
-        words = command["usage"].split()
-        table[command["name"]] = after.get(words[1]) if len(words) > 1 else None
+        following = [word.strip("[]") for word in command["usage"].split()[1:2]]
+        word = following[0] if following else ""
+        table[command["name"]] = choices.get(word, {word: None} if word.islower() else None)
     return NestedCompleter.from_nested_dict(table)
 
 

@@ -69,12 +69,23 @@ class Output:
 
 @dataclass(frozen=True)
 class _Spec:
+    """One command. Its usage is its grammar: after the name, an UPPERCASE word is a placeholder
+    checked by :data:`_PLACEHOLDERS`, a lowercase word is itself, ``[...]`` is optional, and
+    ``[JSON]`` is the rest of the line as a JSON payload. The client completes from it too."""
+
     name: str
     usage: str
     help: str
     run: Callable[[Shell, Command], Awaitable[Output]]
-    words: tuple[int, int] = (0, 0)  # how many words may follow the name: (at least, at most)
-    takes_payload: bool = False
+
+    @property
+    def words(self) -> list[tuple[str, bool]]:
+        """Each word after the name, and whether it must be given."""
+        return [(w.strip("[]"), not w.startswith("[")) for w in self.usage.split()[1:] if w != "[JSON]"]
+
+    @property
+    def takes_payload(self) -> bool:
+        return self.usage.endswith("[JSON]")
 
 
 def parse(line: Any) -> Command:
@@ -90,36 +101,36 @@ def parse(line: Any) -> Command:
     spec = COMMANDS.get(name)
     if spec is None:
         raise ShellInputError(f"unknown command {name[:64]!r}; type help", detail={"command": name[:64]})
+    expected = spec.words
     payload = None
     if spec.takes_payload:  # call NAME MSG [JSON]: the JSON is the rest of the line, spaces and all
-        parts = rest.split(None, 2)
-        words, raw = parts[:2], (parts[2] if len(parts) == 3 else "")
+        parts = rest.split(None, len(expected))
+        words, raw = parts[:len(expected)], (parts[len(expected)] if len(parts) > len(expected) else "")
         payload = _json(raw) if raw else None
     else:
         words = rest.split()
-    least, most = spec.words
-    if not least <= len(words) <= most:
+    if not sum(required for _, required in expected) <= len(words) <= len(expected):
         raise ShellInputError(f"usage: {spec.usage}", detail={"command": name})
-    for word in words:
-        if not word.isprintable():
-            raise ShellInputError("arguments must be printable text", detail={"command": name})
-    _check_words(name, words)
+    for word, (placeholder, _) in zip(words, expected):
+        _check_word(name, placeholder, word)
     return Command(name, tuple(words), text, payload)
 
 
-def _check_words(name: str, words: list[str]) -> None:
-    if name in ("which_children", "state", "restart", "call", "cast") and not _NAME.fullmatch(words[0]):
-        raise ShellInputError(f"{words[0][:64]!r} is not an actor name", detail={"command": name})
-    if name in ("call", "cast") and not _MESSAGE.fullmatch(words[1]):
-        raise ShellInputError(f"{words[1][:64]!r} is not a message type", detail={"command": name})
-    if name == "mode" and words and words[0] != "resume":
-        raise ShellInputError("usage: mode [resume]", detail={"command": name})
-    if name == "log_level" and words[0].upper() not in LOG_LEVELS:
-        raise ShellInputError(f"the level must be one of {', '.join(LOG_LEVELS)}", detail={"command": name})
-    if name == "receipts" and words and not (words[0].isdecimal() and 1 <= int(words[0]) <= RECEIPTS_MAX):
-        raise ShellInputError(f"N must be a whole number 1-{RECEIPTS_MAX}", detail={"command": name})
-    if name == "help" and words and words[0] not in COMMANDS:
-        raise ShellInputError(f"no command {words[0][:64]!r}; type help", detail={"command": name})
+def _check_word(command: str, placeholder: str, word: str) -> None:
+    admits, says = _PLACEHOLDERS.get(placeholder, (placeholder.__eq__, f"is not {placeholder!r}"))
+    if not word.isprintable() or not admits(word):
+        raise ShellInputError(f"{word[:64]!r} {says}", detail={"command": command, "expected": placeholder})
+
+
+#: what each placeholder of a usage admits, and what a refusal says
+_PLACEHOLDERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "NAME": (_NAME.fullmatch, "is not an actor name"),
+    "SUP": (_NAME.fullmatch, "is not a supervisor name"),
+    "MSG": (_MESSAGE.fullmatch, "is not a message type"),
+    "LEVEL": (lambda w: w.upper() in LOG_LEVELS, f"is not a log level ({', '.join(LOG_LEVELS)})"),
+    "N": (lambda w: w.isdecimal() and 1 <= int(w) <= RECEIPTS_MAX, f"is not a whole number 1-{RECEIPTS_MAX}"),
+    "COMMAND": (lambda w: w in COMMANDS, "is not a command; type help"),
+}
 
 
 def _json(raw: str) -> Any:
@@ -311,23 +322,19 @@ def _json_output(value: Any) -> Output:
 
 COMMANDS: dict[str, _Spec] = {spec.name: spec for spec in (
     _Spec("tree", "tree", "the live supervision tree, with states, pids and restart counts", _tree),
-    _Spec("which_children", "which_children SUP", "the children of supervisor SUP", _which_children, (1, 1)),
-    _Spec("state", "state NAME", "what actor NAME shows of its state", _state, (1, 1)),
-    _Spec("restart", "restart NAME", "ask NAME's supervisor to restart it (a fresh incarnation)", _restart, (1, 1)),
-    _Spec("call", "call NAME MSG [JSON]", "call actor NAME with an allowed message, payload JSON", _call, (2, 2),
-          takes_payload=True),
-    _Spec("cast", "cast NAME MSG [JSON]", "send actor NAME an allowed message without waiting", _cast, (2, 2),
-          takes_payload=True),
-    _Spec("mode", "mode [resume]", "the daemon's mode; 'resume' leaves read_only once the insurer confirms", _mode,
-          (0, 1)),
+    _Spec("which_children", "which_children SUP", "the children of supervisor SUP", _which_children),
+    _Spec("state", "state NAME", "what actor NAME shows of its state", _state),
+    _Spec("restart", "restart NAME", "ask NAME's supervisor to restart it (a fresh incarnation)", _restart),
+    _Spec("call", "call NAME MSG [JSON]", "call actor NAME with an allowed message, payload JSON", _call),
+    _Spec("cast", "cast NAME MSG [JSON]", "send actor NAME an allowed message without waiting", _cast),
+    _Spec("mode", "mode [resume]", "the daemon's mode; 'resume' leaves read_only once the insurer confirms", _mode),
     _Spec("insurance", "insurance", "the certificate and the insurer client's state", _insurance),
-    _Spec("receipts", "receipts [N]", f"the last N receipts of the ledger (default {RECEIPTS_DEFAULT})",
-          _receipts, (0, 1)),
+    _Spec("receipts", "receipts [N]", f"the last N receipts of the ledger (default {RECEIPTS_DEFAULT})", _receipts),
     _Spec("verify", "verify", "check every stored receipt, chain, proof and checkpoint", _verify),
     _Spec("metrics", "metrics", "the daemon's metrics, as /metrics serves them", _metrics),
     _Spec("log_level", "log_level LEVEL", f"set the log level of every process ({', '.join(LOG_LEVELS)})",
-          _log_level, (1, 1)),
-    _Spec("help", "help [COMMAND]", "this list, or one command's usage", _help, (0, 1)),
+          _log_level),
+    _Spec("help", "help [COMMAND]", "this list, or one command's usage", _help),
     _Spec("quit", "quit", "end the session", _quit),
 )}
 
