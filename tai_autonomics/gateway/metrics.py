@@ -38,6 +38,13 @@ class GatewayMetrics:
                                  "(coverage_limit_exceeded, mode_refused, ...)", ["code"], registry=self.registry)
         self._domain = _DomainCollector()
         self.registry.register(self._domain)
+        self._shell_commands = Counter("tai_shell_commands", "Remote shell commands, by command and outcome (ok, "
+                                       "or the refusal's code; command 'unparsed' for a line that is not one)",
+                                       ["command", "outcome"], registry=self.registry)
+        self.shell_sessions = Gauge("tai_shell_sessions", "Remote shell sessions open now", registry=self.registry)
+
+    def shell_command(self, command: str, outcome: str) -> None:
+        self._shell_commands.labels(command, outcome).inc()
 
     def operation(self, operation: str, outcome: str, seconds: float, code: str = "") -> None:
         self._operations.labels(operation, outcome).inc()

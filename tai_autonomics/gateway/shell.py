@@ -56,6 +56,7 @@ async def session(websocket: WebSocket, gateway: Gateway) -> None:
     await websocket.accept()
     shell = Shell(gateway, identity, session_id)
     logs.event(log, "shell session opened", event="shell_opened", session=session_id, subject=identity.subject)
+    gateway.metrics.shell_sessions.inc()
     try:
         await _send(websocket, {"type": "welcome", "session": session_id, "subject": identity.subject,
                                 "commands": shell_commands.describe_commands(), "actors": await _actor_names(gateway)})
@@ -65,6 +66,7 @@ async def session(websocket: WebSocket, gateway: Gateway) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        gateway.metrics.shell_sessions.dec()
         logs.event(log, "shell session closed", event="shell_closed", session=session_id, subject=identity.subject)
 
 
@@ -73,37 +75,34 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
-    frame_id, receipt = None, None
+    frame_id, name, receipt = None, None, None
     try:
         frame_id, line = _command_frame(message)
         command = shell_commands.parse(line)
+        name = command.name
         receipt = (await shell.record(command)).get("id")
         output = await shell.run(command)
-        result = {"type": "result", "id": frame_id, "ok": True, "command": command.name, "receipt": receipt,
+        result = {"type": "result", "id": frame_id, "ok": True, "command": name, "receipt": receipt,
                   "value": output.value, "text": output.text}
         text = json.dumps(result, allow_nan=False, separators=(",", ":"))
     except (ApiError, ShellInputError) as exc:
-        await _refuse(websocket, shell, frame_id, receipt, exc.code, exc.message, exc.detail)
-        return True
+        refusal = (exc.code, exc.message, exc.detail)
     except (TypeError, ValueError):
-        await _refuse(websocket, shell, frame_id, receipt, "invalid_actor_reply", "the answer is not JSON", {})
-        return True
+        refusal = ("invalid_actor_reply", "the answer is not JSON", {})
     except Exception as exc:  # a bug: logged with its stack, never a traceback to the operator
         log.error("shell command failed", exc_info=exc, extra={"fields": {
             "event": "shell_command_failed", "session": shell.session}})
-        await _refuse(websocket, shell, frame_id, receipt, "internal_error", "the daemon failed to run the command", {})
-        return True
-    _logged(shell, frame_id, ok=True, command=command.name, receipt=receipt)
-    await websocket.send_text(text)
-    return command.name != "quit"
-
-
-async def _refuse(websocket: WebSocket, shell: Shell, frame_id: int | None, receipt: str | None, code: str,
-                  message: str, detail: dict[str, Any]) -> None:
-    """An error result; ``receipt`` names the command's receipt if it was recorded before it failed."""
-    _logged(shell, frame_id, ok=False, code=code, receipt=receipt)
+        refusal = ("internal_error", "the daemon failed to run the command", {})
+    else:
+        _logged(shell, frame_id, name, "ok", receipt)
+        await websocket.send_text(text)
+        return name != "quit"
+    code, why, detail = refusal
+    _logged(shell, frame_id, name, code, receipt)
+    # receipt: the command's receipt if it was recorded before it failed
     await _send(websocket, {"type": "result", "id": frame_id, "ok": False, "receipt": receipt,
-                            "error": {"code": code, "message": message, "detail": detail}})
+                            "error": {"code": code, "message": why, "detail": detail}})
+    return True
 
 
 def _command_frame(message: dict[str, Any]) -> tuple[int, str]:
@@ -124,9 +123,11 @@ async def _send(websocket: WebSocket, frame: dict[str, Any]) -> None:
     await websocket.send_text(json.dumps(frame, allow_nan=False, separators=(",", ":")))
 
 
-def _logged(shell: Shell, frame_id: int | None, **fields: Any) -> None:
+def _logged(shell: Shell, frame_id: int | None, command: str | None, outcome: str, receipt: str | None) -> None:
+    """One log line and one count per frame: ``outcome`` is ``ok`` or the refusal's code."""
+    shell.gateway.metrics.shell_command(command or "unparsed", outcome)
     logs.event(log, "shell command", event="shell_command", session=shell.session, subject=shell.identity.subject,
-               frame=frame_id, **fields)
+               frame=frame_id, command=command, outcome=outcome, receipt=receipt)
 
 
 async def _actor_names(gateway: Gateway) -> list[str]:

@@ -178,6 +178,16 @@ def test_tree_state_receipts_and_log_level_reach_every_actor(gateway, admin) -> 
     assert "tai_supervision_walk_ok 1.0" in admin.run("metrics").value
 
 
+def test_commands_and_sessions_are_counted_in_the_metrics(gateway, admin) -> None:
+    assert not admin.run("cast ReceiptLedger append {}").ok and not admin.run("no such").ok
+    assert admin.run("metrics").ok  # counted once answered: the next scrape shows it
+    samples = dict(line.rsplit(" ", 1) for line in admin.run("metrics").value)
+    assert float(samples['tai_shell_commands_total{command="cast",outcome="message_not_allowed"}']) >= 1
+    assert float(samples['tai_shell_commands_total{command="unparsed",outcome="invalid_command"}']) >= 1
+    assert float(samples['tai_shell_commands_total{command="metrics",outcome="ok"}']) >= 1
+    assert float(samples["tai_shell_sessions"]) >= 1  # this one (others may still be closing)
+
+
 def test_the_interactive_shell_completes_from_the_welcome_and_keeps_history(gateway, admin, tmp_path, capsys) -> None:
     history = tmp_path / "state" / "history"
     with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
