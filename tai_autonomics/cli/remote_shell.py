@@ -13,13 +13,17 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway.config import DEFAULT_PORT, TOKEN_ENV
 from tai_autonomics.gateway.shell_client import Result, ShellClient
 from tai_autonomics.logs import LOG_LEVELS
+
+if TYPE_CHECKING:
+    from prompt_toolkit.completion import NestedCompleter
 
 HISTORY_FILE = "remote_shell_history"
 
@@ -57,25 +61,37 @@ def _remote_shell(args: argparse.Namespace) -> int:
         return interactive(client, args.history or _default_history())
 
 
-def _batch(client: ShellClient, lines, as_json: bool) -> int:
+def _batch(client: ShellClient, lines: Iterable[str], as_json: bool) -> int:
     failed = False
     for line in lines:
         result = client.run(line.rstrip("\n"))
         _show(result, as_json)
         failed |= not result.ok
-        if result.command == "quit":
+        if _quits(line):
             break
     return 1 if failed else 0
+
+
+def _quits(line: str) -> bool:
+    """``quit`` ends the session here even if the daemon refused it (say, it could not be recorded)."""
+    return line.strip() == "quit"
 
 
 def interactive(client: ShellClient, history: Path) -> int:
     # imported here: every tai-autonomics command loads this module, only a terminal session needs these
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-    history.parent.mkdir(parents=True, exist_ok=True)
-    session: PromptSession[str] = PromptSession(history=FileHistory(str(history)), completer=completer(client),
+    kept: History
+    try:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        history.touch()
+        kept = FileHistory(str(history))
+    except OSError as exc:
+        print(f"history not kept: cannot write {history}: {exc.strerror}", file=sys.stderr)
+        kept = InMemoryHistory()
+    session: PromptSession[str] = PromptSession(history=kept, completer=completer(client),
                                                 auto_suggest=AutoSuggestFromHistory(), complete_while_typing=False)
     print(f"connected to {client.url} as {client.welcome.get('subject')}; every command is recorded as a "
           "shell.command receipt. Type help, or quit.")
@@ -88,13 +104,12 @@ def interactive(client: ShellClient, history: Path) -> int:
             line = "quit"
         if not line.strip():
             continue
-        result = client.run(line)
-        _show(result, as_json=False)
-        if result.command == "quit":
+        _show(client.run(line), as_json=False)
+        if _quits(line):
             return 0
 
 
-def completer(client: ShellClient):
+def completer(client: ShellClient) -> NestedCompleter:
     """Commands first; then what the command's usage says comes next: an actor, a level, a
     command, or a literal word (the daemon's grammar, see ``gateway/shell_commands.py``)."""
     from prompt_toolkit.completion import NestedCompleter

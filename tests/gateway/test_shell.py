@@ -220,3 +220,11 @@ def test_an_open_session_does_not_hold_up_stopping_the_gateway(node) -> None:
     with pytest.raises(ShellClientError, match="closed the shell session"):
         client.run("tree")
     client.close()
+
+
+def test_a_history_that_cannot_be_written_is_kept_in_memory_and_said(gateway, admin, tmp_path, capsys) -> None:
+    (tmp_path / "a-file").write_text("")
+    with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
+        keys.send_text("quit\r")
+        assert remote_shell.interactive(admin, tmp_path / "a-file" / "history") == 0
+    assert "history not kept: cannot write" in capsys.readouterr().err
