@@ -111,7 +111,7 @@ def parse(line: Any) -> Command:
         words = rest.split()
     if not sum(required for _, required in expected) <= len(words) <= len(expected):
         raise ShellInputError(f"usage: {spec.usage}", detail={"command": name})
-    for word, (placeholder, _) in zip(words, expected):
+    for word, (placeholder, _) in zip(words, expected, strict=False):  # optional words may be left out
         _check_word(name, placeholder, word)
     return Command(name, tuple(words), text, payload)
 
