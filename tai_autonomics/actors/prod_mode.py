@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -284,7 +285,10 @@ class ProdMode(Server):
                    event="mode_changed", **transition.to_payload())
         self._append("mode.changed", transition.to_payload())
 
-    def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None, then=None) -> None:
+    def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None,
+                then: Callable[[Any, BaseException | None], None] | None = None) -> None:
+        """Append on this mode's chain; ``then(receipt, error)`` once the ledger answers (default:
+        log a failure, for receipts nobody waits on)."""
         contractual = self.machine.configured == PROD and self.policy is not None
         draft = {"kind": kind, "mode": PROD if contractual else EVAL, "payload": payload,
                  "chain": self.policy.policy_id if contractual else None, "operation_id": operation_id}
