@@ -118,24 +118,24 @@ def test_messages_outside_the_allow_list_are_refused_as_on_http(gateway, admin) 
     assert admin.run("cast ReceiptLedger append {}").error["code"] == "message_not_allowed"
 
 
-@pytest.mark.parametrize("sent", [
-    b"\x00binary",
-    "not json",
-    json.dumps([1, 2]),
-    json.dumps({"type": "command", "id": 1}),
-    json.dumps({"type": "command", "id": True, "line": "tree"}),
-    json.dumps({"type": "command", "id": "1", "line": "tree"}),
-    json.dumps({"type": "eval", "id": 1, "line": "tree"}),
-    json.dumps({"type": "command", "id": 1, "line": "tree", "extra": 1}),
-    json.dumps({"type": "command", "id": 1, "line": 42}),
+@pytest.mark.parametrize(("sent", "code"), [
+    (b"\x00binary", "invalid_frame"),
+    ("not json", "invalid_frame"),
+    (json.dumps([1, 2]), "invalid_frame"),
+    (json.dumps({"type": "command", "id": 1}), "invalid_frame"),
+    (json.dumps({"type": "command", "id": True, "line": "tree"}), "invalid_frame"),
+    (json.dumps({"type": "command", "id": "1", "line": "tree"}), "invalid_frame"),
+    (json.dumps({"type": "eval", "id": 1, "line": "tree"}), "invalid_frame"),
+    (json.dumps({"type": "command", "id": 1, "line": "tree", "extra": 1}), "invalid_frame"),
+    (json.dumps({"type": "command", "id": 1, "line": 42}), "invalid_command"),  # a frame, but not a line
 ])
-def test_a_malformed_frame_gets_an_error_frame_and_the_session_goes_on(gateway, node, sent) -> None:
+def test_a_malformed_frame_gets_an_error_frame_and_the_session_goes_on(gateway, node, sent, code) -> None:
     before = len(recorded(node))
     with open_ws(gateway) as ws:
         frame(ws)
         ws.send(sent)
         answer = frame(ws)
-        assert answer["ok"] is False and answer["error"]["code"] in ("invalid_frame", "invalid_command"), answer
+        assert (answer["ok"], answer["error"]["code"], answer["receipt"]) == (False, code, None), answer
         ws.send(json.dumps({"type": "command", "id": 7, "line": "help quit"}))
         assert frame(ws)["id"] == 7
     assert len(recorded(node)) == before + 1  # only the help
