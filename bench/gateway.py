@@ -111,8 +111,8 @@ class _Connections:
         self.head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items())
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> int:
-        """The answer's status. A kept-alive connection the server has since closed (uvicorn
+    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes]:
+        """The answer's status and body. A kept-alive connection the server has since closed (uvicorn
         closes idle ones after 5 s) fails before any byte of an answer: the request was never
         read, so it is sent again on a new connection, as HTTP clients do."""
         data = (f"{method} {path} HTTP/1.1\r\n{self.head}{headers}Content-Length: {len(body)}\r\n\r\n"
@@ -125,14 +125,15 @@ class _Connections:
                     raise
         return await self._exchange(*await asyncio.open_connection(self.host, self.port), data)
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> int:
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        data: bytes) -> tuple[int, bytes]:
         try:
             writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
             fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            await reader.readexactly(int(fields.get("content-length", "0")))
+            answer = await reader.readexactly(int(fields.get("content-length", "0")))
         except BaseException:
             writer.close()
             raise
@@ -140,7 +141,7 @@ class _Connections:
             writer.close()
         else:
             self.idle.append((reader, writer))
-        return status
+        return status, answer
 
     def close(self) -> None:
         for _, writer in self.idle:
@@ -158,11 +159,11 @@ async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: b
         started = time.perf_counter()
         try:
             if deploy:
-                status = await asyncio.wait_for(pool.request(
+                status, _ = await asyncio.wait_for(pool.request(
                     "POST", "/v1/deployments", json.dumps(deploy_body(i)).encode(),
                     f"Idempotency-Key: {uuid.uuid4().hex}\r\n"), 10)
             else:
-                status = await asyncio.wait_for(pool.request("GET", "/healthz"), 10)
+                status, _ = await asyncio.wait_for(pool.request("GET", "/healthz"), 10)
             ok, key = status < 300, str(status)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
             ok, key = False, type(exc).__name__

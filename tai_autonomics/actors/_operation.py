@@ -38,6 +38,7 @@ import uuid
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 40.0
 """The timeout callers must give ``deploy``/``publish``: ``deadline_s`` plus the ledger's time."""
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
-PAGE = 1000
+LEDGER = "ReceiptLedger"
 IN_PROGRESS, COMPLETED, FAILED = "in_progress", "completed", "failed"
 
 
@@ -78,6 +79,13 @@ class _Retry:
     operation_id: str
 
 
+@dataclass(frozen=True)
+class _TakeOver:
+    """Look again at an open operation whose runner's lease has run out."""
+
+    operation_id: str
+
+
 @dataclass
 class Operation:
     operation_id: str
@@ -95,6 +103,7 @@ class Operation:
     attempts: int = 0
     results: list[Any] = field(default_factory=list)
     chain: str = ""
+    plan: Callable[[str], list[Step]] | None = None  # the request's outside calls (None: taken over from the store)
 
     def view(self) -> dict[str, Any]:
         view = {"operation_id": self.operation_id, "status": self.status, "receipts": list(self.receipts)}
@@ -112,7 +121,7 @@ class OperationActor(Server, metaclass=ABCMeta):
     coalesce_s = 0.002  # under load, the guards and appends of many requests travel together
 
     def init(self, args: dict[str, Any]) -> Any:
-        self.ops: dict[str, Operation] = {}
+        self.ops: dict[str, Operation] = {}  # running in this incarnation only: bounded by the work in flight
         self.by_key: dict[str, str] = {}
         self.timeout_s = float(args.get("timeout_s", 5.0))
         self.attempts = int(args.get("attempts", 3))
@@ -124,7 +133,11 @@ class OperationActor(Server, metaclass=ABCMeta):
         if not 0 < self.deadline_s <= CALL_TIMEOUT_S - LEDGER_MARGIN_S:
             raise ValueError(f"deadline_s must be in (0, {CALL_TIMEOUT_S - LEDGER_MARGIN_S:g}]: callers wait "
                              f"{CALL_TIMEOUT_S:g} s (CALL_TIMEOUT_S) and the ledger needs {LEDGER_MARGIN_S:g} s")
-        self.base_url = party_url(args.get("context") or {}, self.party)
+        context = args.get("context") or {}
+        # on a shared store (Firestore) another live instance may be running an open operation
+        self.shared_store = (context.get("ledger") or {}).get("store", "sqlite") != "sqlite"
+        self.chain: str | None = None
+        self.base_url = party_url(context, self.party)
         self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
         self.call_actor("ProdMode", "status", then=self._started_mode)
         return DEFERRED
@@ -135,54 +148,82 @@ class OperationActor(Server, metaclass=ABCMeta):
                                                 "repeat the request to get its result", detail={"actor": self.name}))
         self.http.close()
 
-    # -- start: rebuild from the ledger ------------------------------------------------------------
+    # -- start: take over what an earlier incarnation left open ---------------------------------------
 
     def _started_mode(self, status: Any, error: BaseException | None) -> None:
         if error is not None:
             self.fail_start(f"cannot ask ProdMode for the policy: {getattr(error, 'message', error)}")
         elif status.get("policy_id") is None:
-            self.confirm_started()  # eval: nothing contractual to rebuild
+            self.confirm_started()  # eval: nothing contractual to take over
         else:
-            self._load(status["policy_id"], after=0)
+            self.chain = status["policy_id"]
+            self.call_actor(LEDGER, "open_operations", {"scope": self.kind}, then=self._found_open)
 
-    def _load(self, chain: str, after: int) -> None:
-        self.call_actor("ReceiptLedger", "receipts", {"chain": chain, "after": after, "limit": PAGE},
-                        then=lambda receipts, error: self._page(chain, receipts, error))
-
-    def _page(self, chain: str, receipts: Any, error: BaseException | None) -> None:
+    def _found_open(self, records: Any, error: BaseException | None) -> None:
+        """Start reading only the operations still open, not the ledger's history: the start
+        time and memory of an incarnation do not grow with the operations done."""
         if error is not None:
-            self.fail_start(f"cannot rebuild {self.kind} operations from the ledger: "
+            self.fail_start(f"cannot read open {self.kind} operations from the ledger: "
                             f"{getattr(error, 'message', error)}")
             return
-        for receipt in receipts:
-            self._replay(chain, receipt)
-        if len(receipts) == PAGE:
-            self._load(chain, receipts[-1]["seq"])
-            return
         self.confirm_started()
-        for op in list(self.ops.values()):
-            if op.status == IN_PROGRESS:
-                self._resume(op)
+        for record in records:
+            if record["chain"] == self.chain:
+                self._take_over_when_free(record)
 
-    def _replay(self, chain: str, receipt: dict[str, Any]) -> None:
-        kind, payload, operation_id = receipt.get("kind", ""), receipt.get("payload") or {}, receipt.get("operation_id")
-        if kind == f"{self.kind}.intent":
-            op = Operation(operation_id, payload.get("key", ""), payload.get("fingerprint", ""), payload,
-                           receipts=[receipt], chain=chain)
-            self.ops[operation_id] = op
-            if op.key:
-                self.by_key[op.key] = operation_id
-        elif kind in (f"{self.kind}.completed", f"{self.kind}.failed") and operation_id in self.ops:
-            op = self.ops[operation_id]
-            op.status, op.rca = kind.rsplit(".", 1)[1], payload.get("rca")
-            op.receipts.append(receipt)
+    def _lease_left(self, record: dict[str, Any]) -> float:
+        """Seconds until an open operation may be taken over: at once on a store of this
+        instance alone; on a shared one, once the instance that started it would have finished."""
+        if not self.shared_store:
+            return 0.0
+        started = datetime.fromisoformat(record["started"]).timestamp()
+        return started + self.deadline_s + LEDGER_MARGIN_S - time.time()
 
-    def _resume(self, op: Operation) -> None:
-        steps = self.resume_steps(op.intent_payload, op.operation_id)
-        if steps is not None:
-            logs.event(log, f"resuming {op.operation_id} after a restart", event="operation_resumed",
-                       actor=self.name, operation_id=op.operation_id)
-            self._run(op, steps)
+    def _take_over_when_free(self, record: dict[str, Any]) -> None:
+        left = self._lease_left(record)
+        if left > 0:
+            self.start_timer(left, _TakeOver(record["operation_id"]))
+        else:
+            self._take_over(record["operation_id"])
+
+    def _take_over(self, operation_id: str, plan: Callable[[str], list[Step]] | None = None,
+                   caller: Caller | None = None) -> None:
+        """Run an open operation this incarnation did not start (its runner died): with the
+        repeat's ``plan``, else as far as its intent allows (:meth:`resume_steps`)."""
+        def found(view: Any, error: BaseException | None) -> None:
+            if error is not None:
+                if caller is not None:
+                    self.reply(caller, error=error)
+                return
+            record, intent = view["operation"], view["receipts"][0]
+            if record["status"] != IN_PROGRESS or operation_id in self.ops:
+                if caller is not None:
+                    self._join_or_answer(operation_id, view, caller)
+                return
+            op = Operation(operation_id, record["key"], record["fingerprint"], intent.get("payload") or {},
+                           receipts=[intent], chain=record["chain"])
+            self._track(op)
+            if caller is not None:
+                op.waiters.append(caller)
+            steps = plan(operation_id) if plan is not None else self.resume_steps(op.intent_payload, operation_id)
+            if steps is not None:
+                logs.event(log, f"taking over {operation_id}", event="operation_resumed", actor=self.name,
+                           operation_id=operation_id)
+                self._run(op, steps)
+
+        self.call_actor(LEDGER, "operation", {"operation_id": operation_id}, then=found)
+
+    def _join_or_answer(self, operation_id: str, view: dict[str, Any], caller: Caller) -> None:
+        """A repeat: join the run if this incarnation has it, else the stored answer (``replayed``
+        when it has ended: the gateway says so in a header and counts it apart)."""
+        running = self.ops.get(operation_id)
+        if running is not None:
+            running.waiters.append(caller)
+            return
+        answer = _stored_view(view)
+        if answer["status"] != IN_PROGRESS:
+            answer["replayed"] = True
+        self.reply(caller, answer)
 
     # -- a request ---------------------------------------------------------------------------------
 
@@ -190,39 +231,80 @@ class OperationActor(Server, metaclass=ABCMeta):
                plan: Callable[[str], list[Step]]) -> Any:
         """Run (or join) the operation for a validated request; the handler returns this.
 
-        ``intent`` is the intent receipt's payload (with ``sku_id`` and ``cost`` for the guard);
-        ``plan(operation_id)`` gives the outside calls.
+        ``intent`` is the intent receipt's payload (with ``sku_id`` and ``cost`` for the
+        coverage reservation); ``plan(operation_id)`` gives the outside calls. A key this
+        incarnation is running is joined here; one the store knows (any instance's, any
+        time) is answered from the store; the store's claim, made with the intent, decides.
         """
         caller = self.caller
         known = self.ops.get(self.by_key.get(key, "")) if key is not None else None
         if known is not None:
             if known.fingerprint != fingerprint:
-                raise OperationConflict(f"{key!r} already names another {self.kind} request ({known.operation_id})",
-                                        code=self.conflict_code, detail={"operation_id": known.operation_id})
-            if known.status != IN_PROGRESS:
-                return known.view()
+                raise self._conflict(key, known.operation_id)
             known.waiters.append(caller)
             if known.steps is None and known.receipts:  # recorded, never run to the end: this repeat resumes it
                 self._run(known, plan(known.operation_id))
             return NOREPLY
-        op = Operation("op-" + uuid.uuid4().hex, key or "", fingerprint, {**intent, "key": key or "",
-                                                                           "fingerprint": fingerprint})
-        op.waiters.append(caller)
-        self.ops[op.operation_id] = op
-        if key is not None:
-            self.by_key[key] = op.operation_id
-        guard = {"operation": self.kind, "sku_id": intent["sku_id"], "cost": intent["cost"],
-                 "operation_id": op.operation_id, "timeout_s": self.deadline_s}
-        self.call_actor("ProdMode", "guard", guard, then=lambda authority, error: self._guarded_op(
-            op, plan(op.operation_id), authority, error))
+        if key is None:
+            self._start(None, fingerprint, intent, plan, caller)
+        else:
+            self.call_actor(LEDGER, "operation", {"scope": self.kind, "key": key},
+                            then=lambda view, error: self._claimed(key, fingerprint, intent, plan, caller, view, error))
         return NOREPLY
 
+    def _claimed(self, key: str, fingerprint: str, intent: dict[str, Any], plan: Callable[[str], list[Step]],
+                 caller: Caller, view: Any, error: BaseException | None) -> None:
+        if error is None:
+            self._existing(view, fingerprint, plan, caller)
+        elif getattr(error, "code", "") == "ledger_not_found":
+            self._start(key, fingerprint, intent, plan, caller)
+        else:
+            self.reply(caller, error=error)
+
+    def _existing(self, view: dict[str, Any], fingerprint: str, plan: Callable[[str], list[Step]],
+                  caller: Caller) -> None:
+        """A request whose key the store already holds: the first operation's answer (its result;
+        ``in_progress`` while another instance runs it), or a take-over if its runner died."""
+        record = view["operation"]
+        if record["fingerprint"] != fingerprint:
+            self.reply(caller, error=self._conflict(record["key"], record["operation_id"]))
+        elif record["status"] == IN_PROGRESS and record["operation_id"] not in self.ops and self._lease_left(record) <= 0:
+            self._take_over(record["operation_id"], plan, caller)
+        else:
+            self._join_or_answer(record["operation_id"], view, caller)
+
+    def _conflict(self, key: str, operation_id: str) -> OperationConflict:
+        return OperationConflict(f"{key!r} already names another {self.kind} request ({operation_id})",
+                                 code=self.conflict_code, detail={"operation_id": operation_id})
+
+    def _start(self, key: str | None, fingerprint: str, intent: dict[str, Any], plan: Callable[[str], list[Step]],
+               caller: Caller) -> None:
+        running = self.ops.get(self.by_key.get(key, "")) if key is not None else None
+        if running is not None:  # the same key arrived again while the store was asked
+            if running.fingerprint != fingerprint:
+                self.reply(caller, error=self._conflict(key, running.operation_id))
+            else:
+                running.waiters.append(caller)
+            return
+        op = Operation("op-" + uuid.uuid4().hex, key or "", fingerprint, {**intent, "key": key or "",
+                                                                           "fingerprint": fingerprint}, plan=plan)
+        op.waiters.append(caller)
+        self._track(op)
+        guard = {"operation": self.kind, "sku_id": intent["sku_id"], "timeout_s": self.deadline_s}
+        self.call_actor("ProdMode", "guard", guard, then=lambda authority, error: self._guarded_op(
+            op, authority, error))
+
+    def _track(self, op: Operation) -> None:
+        self.ops[op.operation_id] = op
+        if op.key:
+            self.by_key[op.key] = op.operation_id
+
     def _forget(self, op: Operation) -> None:
-        del self.ops[op.operation_id]
+        self.ops.pop(op.operation_id, None)
         if self.by_key.get(op.key) == op.operation_id:
             del self.by_key[op.key]
 
-    def _guarded_op(self, op: Operation, steps: list[Step], authority: Any, error: BaseException | None) -> None:
+    def _guarded_op(self, op: Operation, authority: Any, error: BaseException | None) -> None:
         if error is not None:
             self._forget(op)
             if getattr(error, "code", "") == "mode_refused" and getattr(error, "detail", {}).get("mode") == "eval":
@@ -231,32 +313,66 @@ class OperationActor(Server, metaclass=ABCMeta):
                 self._answer(op, error=error)
             return
         op.chain = authority["chain"]
-        self._append(op, "intent", op.intent_payload, then=lambda: self._run(op, steps))
+        # what the intent reserves, and against which limit: the ledger reserves it in the intent's
+        # transaction, and an auditor recounts it from the receipt
+        op.intent_payload["coverage"] = {"sku_id": op.intent_payload["sku_id"], "cost": op.intent_payload["cost"],
+                                         **authority["limit"]}
+        effect = {"open": {"scope": self.kind, "key": op.key, "fingerprint": op.fingerprint}}
+        self._append(op, "intent", op.intent_payload, effect, then=lambda: self._run(op, op.plan(op.operation_id)))
 
     def _record_refusal(self, op: Operation, refusal: BaseException) -> None:
         draft = {"kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
                  "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
                              "request": op.intent_payload}}
-        self.call_actor("ReceiptLedger", "append", draft, then=lambda _receipt, error: self._answer(
+        self.call_actor(LEDGER, "append", draft, then=lambda _receipt, error: self._answer(
             op, error=error or refusal))
 
-    def _append(self, op: Operation, outcome: str, payload: dict[str, Any], then) -> None:
+    def _append(self, op: Operation, outcome: str, payload: dict[str, Any], effect: dict[str, Any], then) -> None:
         draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain, "payload": payload,
-                 "operation_id": op.operation_id}
+                 "operation_id": op.operation_id, "effect": effect}
 
         def appended(receipt: Any, error: BaseException | None) -> None:
+            code = getattr(error, "code", "")
             if error is None:
                 op.receipts.append(receipt)
                 then()
             elif outcome == "intent":  # nothing went out: the operation never happened
                 self._forget(op)
-                self._answer(op, error=error)
-            else:  # the outside call happened but is unrecorded: restart, rebuild, resume
+                self._intent_refused(op, error)
+            elif code == "operation_not_open":  # another instance took it over and recorded its outcome
+                self._forget(op)
+                waiters, op.waiters = op.waiters, []
+                for caller in waiters:
+                    self.call_actor(LEDGER, "operation", {"operation_id": op.operation_id},
+                                    then=lambda view, err, c=caller: self.reply(c, _stored_view(view) if err is None
+                                                                                 else None, err))
+            else:  # the outside call happened but is unrecorded: restart; the next incarnation takes it over
                 self._answer(op, error=error)
                 raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
                                    f"{getattr(error, 'message', error)}")
 
-        self.call_actor("ReceiptLedger", "append", draft, then=appended)
+        self.call_actor(LEDGER, "append", draft, then=appended)
+
+    def _intent_refused(self, op: Operation, error: BaseException) -> None:
+        """The store refused the intent: coverage did not fit (recorded as ``coverage.exceeded``),
+        or another instance claimed the key first (answered as that operation)."""
+        code, detail = getattr(error, "code", ""), getattr(error, "detail", None) or {}
+        if code == "coverage_limit_exceeded":
+            draft = {"kind": "coverage.exceeded", "mode": "prod", "chain": op.chain,
+                     "operation_id": op.operation_id,
+                     "payload": {**{k: v for k, v in detail.items() if k != "exception"},
+                                 "operation_id": op.operation_id}}
+            self.call_actor(LEDGER, "append", draft, then=lambda _receipt, failure: self._answer(
+                op, error=failure or error))
+        elif code == "operation_exists" and isinstance(detail.get("operation"), dict):
+            waiters, op.waiters = op.waiters, []
+            first = detail["operation"]["operation_id"]
+            for caller in waiters:
+                self.call_actor(LEDGER, "operation", {"operation_id": first},
+                                then=lambda view, err, c=caller: self._existing(view, op.fingerprint, op.plan, c)
+                                if err is None else self.reply(c, error=err))
+        else:
+            self._answer(op, error=error)
 
     # -- the outside party ---------------------------------------------------------------------------
 
@@ -264,10 +380,6 @@ class OperationActor(Server, metaclass=ABCMeta):
         op.steps, op.step, op.attempt, op.results = steps, 0, 0, []
         op.deadline = time.monotonic() + self.deadline_s
         self._attempt(op)
-
-    def on_timer(self, payload: Any) -> None:
-        if isinstance(payload, _Retry) and payload.operation_id in self.ops:
-            self._attempt(self.ops[payload.operation_id])
 
     def _attempt(self, op: Operation) -> None:
         """The next attempt at the current step, or the outcome once every step is done. The
@@ -341,9 +453,10 @@ class OperationActor(Server, metaclass=ABCMeta):
 
         def recorded() -> None:
             op.status, op.rca, op.steps = status, payload.get("rca"), None
+            self._forget(op)  # the store answers from now on
             self._answer(op, value=op.view())
 
-        self._append(op, status, payload, then=recorded)
+        self._append(op, status, payload, {"close": {"status": status}}, then=recorded)
 
     def _answer(self, op: Operation, value: Any = None, error: BaseException | None = None) -> None:
         waiters, op.waiters = op.waiters, []
@@ -352,12 +465,25 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     # -- reads -----------------------------------------------------------------------------------------
 
-    def lookup(self, operation_id: str | None = None, key: str | None = None) -> dict[str, Any]:
-        op = self.ops.get(operation_id if key is None else self.by_key.get(key, ""))
-        if op is None or not op.receipts:
-            raise NotFound(f"no {self.kind} operation {operation_id or key!r}",
-                           detail={"operation_id": operation_id} if key is None else {"key": key})
-        return op.view()
+    def lookup(self, operation_id: str | None = None, key: str | None = None) -> Any:
+        """An operation as the store holds it (any instance's); answered when the ledger replies."""
+        caller = self.caller
+        query = {"operation_id": operation_id} if key is None else {"scope": self.kind, "key": key}
+
+        def found(view: Any, error: BaseException | None) -> None:
+            if getattr(error, "code", "") == "ledger_not_found":
+                error = NotFound(f"no {self.kind} operation {operation_id or key!r}",
+                                 detail={"operation_id": operation_id} if key is None else {"key": key})
+            self.reply(caller, None if error is not None else _stored_view(view), error)
+
+        self.call_actor(LEDGER, "operation", query, then=found)
+        return NOREPLY
+
+    def on_timer(self, payload: Any) -> None:
+        if isinstance(payload, _Retry) and payload.operation_id in self.ops:
+            self._attempt(self.ops[payload.operation_id])
+        elif isinstance(payload, _TakeOver) and payload.operation_id not in self.ops:
+            self._take_over(payload.operation_id)
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
         running = sum(1 for op in self.ops.values() if op.status == IN_PROGRESS)
@@ -384,6 +510,16 @@ class OperationActor(Server, metaclass=ABCMeta):
     @abstractmethod
     def resume_steps(self, intent: dict[str, Any], operation_id: str) -> list[Step] | None:
         """The steps to finish an operation recorded before a restart, or None to wait for its repeat."""
+
+
+def _stored_view(view: dict[str, Any]) -> dict[str, Any]:
+    """The answer for an operation as the store holds it: the shape a running one answers."""
+    record, receipts = view["operation"], view["receipts"]
+    answer = {"operation_id": record["operation_id"], "status": record["status"], "receipts": receipts}
+    rca = (receipts[1].get("payload") or {}).get("rca") if len(receipts) > 1 else None
+    if rca is not None:
+        answer["rca"] = rca
+    return answer
 
 
 def party_url(context: dict[str, Any], party: str) -> str:

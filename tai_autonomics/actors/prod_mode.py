@@ -3,12 +3,13 @@
 At start (a deferred start: the next sibling waits) it subscribes to CertManager's certificate
 notices (the ``subscribe`` reply is the certificate and policy, as ``status``) and asks
 InsuranceClient to verify the policy; in ``prod`` a failure, or a revoked certificate, fails the
-tree's start with the reason, so the daemon exits non-zero saying why (SPEC 2). It rebuilds this
-month's coverage usage from the ledger's intent receipts, so every restart and every instance agree.
+tree's start with the reason, so the daemon exits non-zero saying why (SPEC 2). It keeps no
+coverage usage: the ledger reserves coverage in the transaction that records an operation's
+intent, against counters every instance shares (SPEC 10), so a start reads no history.
 
 Every ``guard`` re-checks the certificate against the clock itself (a pure check: timers
-freeze between requests on Cloud Run), then the mode, the SKU and the coverage, and reserves
-the operation's usage. The certificate it checks is its own copy of CertManager's, kept current
+freeze between requests on Cloud Run), then the mode and the SKU, and answers the SKU's coverage
+limit, which the operation's intent reserves against. The certificate it checks is its own copy of CertManager's, kept current
 by CertManager's ``certificate_changed`` notices: a renewal lets deploys through at once, a
 revocation (or expiry) sends ``prod`` to ``read_only`` at once. A notice is taken exactly as the
 periodic check takes ``status``: the certificate, then the policy with the insurer. The periodic
@@ -30,16 +31,16 @@ Calls:
 =========================  ===========================================  ===========================================
 type                       payload                                      reply
 =========================  ===========================================  ===========================================
-``guard``                  ``{"sku_id", "cost", "operation_id",         ``{"mode", "chain", "authority"}``; refusals
-                           "timeout_s"?}`` or ``{"operation":           ``mode_refused``, ``cert_validity_too_short``,
-                           "pricing"}``                                 ``sku_not_authorized``,
-                                                                        ``coverage_limit_exceeded``, ``invalid_request``
+``guard``                  ``{"sku_id", "timeout_s"?}`` or              ``{"mode", "chain", "authority", "limit":
+                           ``{"operation": "pricing"}``                 {"limit_count", "limit_cost"}}``; refusals
+                                                                        ``mode_refused``, ``cert_validity_too_short``,
+                                                                        ``sku_not_authorized``, ``invalid_request``
 ``mode``                   —                                            ``{"mode", "reason", "configured",
                                                                         "manual_resume"}``
 ``resume``                 —                                            as ``mode``; ``mode_not_read_only``,
                                                                         ``insurance_not_verified``
 ``status``                 —                                            ``mode`` + ``{"policy_id",
-                                                                        "certificate_seconds_left", "usage"}``
+                                                                        "certificate_seconds_left"}``
 ``record``                 ``{"kind": "shell.command", "payload":       the receipt, once durable; ``invalid_request``
                            {...}}``                                     for another kind
 ``certificate_changed``    CertManager's notice: ``{"status": {...} |   ``null`` (CertManager ignores it)
@@ -55,24 +56,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
 from tai_autonomics import logs
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
-from tai_autonomics.operations.coverage import CoverageExceeded, Usage, check_coverage, period_of
+from tai_autonomics.operations.coverage import limit_for
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.trust import Policy
 
 log = logging.getLogger(__name__)
 
-INTENT_KINDS = ("deploy.intent", "publish.intent")
 LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired", "policy_not_found",
               "cert_revoked", "cert_expired")
-PAGE = 1000
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 CERT_MANAGER = "CertManager"
 REVOKED = "certificate revoked by the insurer"
@@ -89,7 +87,6 @@ class ProdMode(Server):
         self.policy: Policy | None = None
         self.not_after = 0.0
         self.revoked = False
-        self.usage: dict[tuple[str, str], Usage] = {}
         if self.machine.configured == EVAL:
             self._record(self.machine.start(True, "configured eval mode"))
             return None
@@ -100,7 +97,7 @@ class ProdMode(Server):
         """Subscribe to CertManager's notices; ``then(status, error)`` gets the reply, as ``status``'s."""
         self.call_actor(CERT_MANAGER, "subscribe", {"name": self.name}, then=then)
 
-    # -- start: certificate → insurer → usage → decide ------------------------------------------
+    # -- start: certificate → insurer → decide ------------------------------------------------
 
     def _started_cert(self, status: Any, error: BaseException | None) -> None:
         if error is None:
@@ -119,24 +116,6 @@ class ProdMode(Server):
     def _started_insurer(self, _status: Any, error: BaseException | None) -> None:
         if error is not None:
             self.fail_start(f"production start refused: insurer: {_why(error)}")
-            return
-        self._load_usage(after=0)
-
-    def _load_usage(self, after: int) -> None:
-        self.call_actor("ReceiptLedger", "receipts", {"chain": self.policy.policy_id, "after": after, "limit": PAGE},
-                        then=self._usage_page)
-
-    def _usage_page(self, receipts: Any, error: BaseException | None) -> None:
-        if error is not None:
-            self.fail_start(f"production start refused: cannot read coverage usage from the ledger: {_why(error)}")
-            return
-        for receipt in receipts:
-            payload = receipt.get("payload", {})
-            if receipt.get("kind") in INTENT_KINDS and "sku_id" in payload:
-                key = (receipt["time"][:7], payload["sku_id"])
-                self.usage[key] = self.usage.get(key, Usage()).plus(Decimal(str(payload.get("cost", "0"))))
-        if len(receipts) == PAGE:
-            self._load_usage(after=receipts[-1]["seq"])
             return
         self._record(self.machine.start(True, "certificate valid and policy verified"))
         self.start_timer(self.check_interval, "check")
@@ -201,7 +180,8 @@ class ProdMode(Server):
     # -- calls -----------------------------------------------------------------------------------
 
     def call_guard(self, request: Any) -> dict[str, Any]:
-        """May this deploy/publish run now? Reserves its coverage if so.
+        """May this deploy/publish run now, and against which coverage limit? The reservation
+        itself is the ledger's, in the intent's transaction (shared by every instance).
 
         ``{"operation": "pricing"}`` only asks whether pricing may run and under which
         authority (pricing is allowed in eval, advisory, and in prod, contractual).
@@ -211,7 +191,7 @@ class ProdMode(Server):
             contractual = self.machine.mode == PROD
             return {"mode": self.machine.mode, "chain": self.policy.policy_id if contractual else None,
                     "authority": "contractual" if contractual else "advisory"}
-        sku, cost, operation_id, timeout_s = _guard_request(request)
+        sku, timeout_s = _guard_request(request)
         now = time.time()
         if self.machine.mode == PROD and now >= self.not_after:
             self._lost("certificate expired")
@@ -221,15 +201,9 @@ class ProdMode(Server):
                 f"the insurance certificate expires in {max(0, int(self.not_after - now))} s, before this "
                 f"operation could finish (needs {int(timeout_s + self.buffer)} s)", code="cert_validity_too_short",
                 detail={"seconds_left": max(0, int(self.not_after - now)), "needed_s": int(timeout_s + self.buffer)})
-        key = (period_of(datetime.fromtimestamp(now, timezone.utc)), sku)
-        usage = self.usage.get(key, Usage())
-        try:
-            check_coverage(self.policy, sku, usage, cost)
-        except CoverageExceeded as exc:
-            self._append("coverage.exceeded", {**exc.detail, "operation_id": operation_id}, operation_id)
-            raise
-        self.usage[key] = usage.plus(cost)
-        return {"mode": self.machine.mode, "chain": self.policy.policy_id, "authority": "contractual"}
+        limit = limit_for(self.policy, sku)
+        return {"mode": self.machine.mode, "chain": self.policy.policy_id, "authority": "contractual",
+                "limit": limit.to_json()}
 
     def call_mode(self, _payload: Any) -> dict[str, Any]:
         return {"mode": self.machine.mode, "reason": self.machine.reason, "configured": self.machine.configured,
@@ -269,9 +243,7 @@ class ProdMode(Server):
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
         return {**self.call_mode(None), "policy_id": self.policy.policy_id if self.policy else None,
-                "certificate_seconds_left": int(self.not_after - time.time()) if self.policy else None,
-                "usage": {f"{period}/{sku}": {"count": u.count, "cost": str(u.cost)}
-                          for (period, sku), u in sorted(self.usage.items())}}
+                "certificate_seconds_left": int(self.not_after - time.time()) if self.policy else None}
 
     def inspect_state(self) -> dict[str, Any]:
         return self.call_status(None)
@@ -300,19 +272,13 @@ class ProdMode(Server):
                        code=getattr(error, "code", ""), reason=_why(error))
 
 
-def _guard_request(request: Any) -> tuple[str, Decimal, str | None, float]:
+def _guard_request(request: Any) -> tuple[str, float]:
     if not isinstance(request, dict) or not isinstance(request.get("sku_id"), str):
-        raise TaiError("guard needs {sku_id, cost, operation_id}", code="invalid_request")
-    try:
-        cost = Decimal(str(request.get("cost", "0")))
-    except InvalidOperation:
-        raise TaiError("cost must be a decimal number", code="invalid_request", detail={"field": "cost"}) from None
-    if not cost.is_finite() or cost < 0:
-        raise TaiError("cost must be a number >= 0", code="invalid_request", detail={"field": "cost"})
+        raise TaiError("guard needs {sku_id, timeout_s?}", code="invalid_request")
     timeout_s = request.get("timeout_s", 300)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s <= 86_400:
         raise TaiError("timeout_s must be 0-86400", code="invalid_request", detail={"field": "timeout_s"})
-    return request["sku_id"], cost, request.get("operation_id"), float(timeout_s)
+    return request["sku_id"], float(timeout_s)
 
 
 def _why(error: BaseException) -> str:

@@ -24,13 +24,22 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 ``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_verify_failed``, and
 ``ledger_bad_request`` for a malformed read request):
 
-* ``append`` ``{kind, mode, payload, chain?, operation_id?}`` → the stored receipt object
-  (SPEC 4a, ``leaf_index`` included), replied once it is durable.
+* ``append`` ``{kind, mode, payload, chain?, operation_id?, effect?}`` → the stored receipt
+  object (SPEC 4a, ``leaf_index`` included), replied once it is durable. ``effect`` is what the
+  receipt does to shared state, decided in the append's transaction
+  (:mod:`tai_autonomics.ledger.operations`): ``{"open": {scope, key, fingerprint, reserve?:
+  {limit_count, limit_cost}}}`` on an intent (claims the key, reserves coverage), ``{"close":
+  {status}}`` on an outcome. Refusals: ``coverage_limit_exceeded`` (``detail`` has the numbers),
+  ``operation_exists`` and ``operation_not_open`` (``detail.operation``: the stored record).
 * ``append_many`` ``{drafts: [draft, ...]}`` (at most 1000) → one outcome per draft, in order:
   ``{"receipt": {...}}`` or ``{"error": {code, message}}`` (a bad draft refuses only itself),
   replied once all are durable.
 * ``receipt`` ``{id}`` → the receipt object.
 * ``receipts`` ``{chain, after?=0, limit?=100}`` → the chain's receipts with ``seq > after``.
+* ``operation`` ``{operation_id}`` or ``{scope, key}`` → ``{"operation": record, "receipts":
+  [intent, outcome?]}``; ``ledger_not_found``. Any instance's operations: the store holds them.
+* ``open_operations`` ``{scope, limit?=1000}`` → records of operations with no outcome yet, oldest first.
+* ``usage`` ``{chain?}`` → ``[{chain, period, sku, count, cost}]``, the stored coverage counters.
 * ``latest`` ``{limit?=10}`` (1..1000) → the last ``limit`` receipts of the ledger, across
   chains, in leaf order (what the remote shell's ``receipts [N]`` shows).
 * ``proof`` ``{id, tree_size?}`` → ``{leaf_index, tree_size, hashes}`` (RFC 9162 inclusion
@@ -43,8 +52,9 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
   store is refused with ``ledger_verify_failed`` naming the first bad receipt.
 * ``rotate_epoch`` → the ``ledger.epoch_rotated`` receipt that starts a new eval-session epoch
   (a fresh session secret), after committing what is pending.
-* ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch}``;
-  ``batches``/``appended`` count this incarnation's commits.
+* ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch,
+  store_retries}``; ``batches``/``appended`` count this incarnation's commits, ``store_retries``
+  its appends re-sealed because another instance committed first (Firestore).
 
 Arguments: ``args["context"]`` from the daemon — ``data_dir`` (default ``./var``), ``profile``
 (default ``dev``) and ``ledger``: ``key_file`` or ``key_env`` (the key PEM, or the environment
@@ -61,7 +71,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -69,29 +78,25 @@ from typing import Any
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import (
-    DB_FILE,
     DEFAULT_ORIGIN,
     DraftError,
     Ledger,
-    LedgerError,
-    LedgerStore,
+    NotFoundError,
     ReceiptDraft,
-    SQLiteStore,
-    load_ledger_key,
     verify_store,
 )
-from tai_autonomics.ledger.firestore_store import FirestoreStore
+from tai_autonomics.ledger.configured import configured_key, open_store
+from tai_autonomics.ledger.operations import effect_from_json
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FIRESTORE_LEDGER = "ledger"
 DEFAULT_MAX_BATCH = 256
 DEFAULT_BATCH_DELAY_S = 0.002
 MAX_MANY = 1000
 BAD_REQUEST = "ledger_bad_request"
 _FLUSH = "flush"
-_DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id"})
+_DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
 
 
 class ReceiptLedger(Server):
@@ -101,16 +106,12 @@ class ReceiptLedger(Server):
         context = args.get("context") or {}
         settings = context.get("ledger") or {}
         data_dir = Path(context.get("data_dir") or "var")
-        self._max_batch = int(args.get("max_batch", DEFAULT_MAX_BATCH))
         self._batch_delay = float(args.get("batch_delay_s", DEFAULT_BATCH_DELAY_S))
-        self._open_reader = lambda: _open_store(settings, data_dir, readonly=True)
-        self._store = _open_store(settings, data_dir)
+        self._open_reader = lambda: open_store(settings, data_dir, readonly=True)
+        self._store = open_store(settings, data_dir)
+        self._max_batch = min(int(args.get("max_batch", DEFAULT_MAX_BATCH)), self._store.max_batch)
         try:
-            key = load_ledger_key(
-                key_file=settings.get("key_file"),
-                key_env=settings.get("key_env"),
-                data_dir=data_dir if context.get("profile", "dev") == "dev" else None,
-            )
+            key = configured_key(settings, data_dir, context.get("profile", "dev"))
             self._ledger = Ledger.open(self._store, key, origin=settings.get("origin", DEFAULT_ORIGIN),
                                        max_batch=self._max_batch)
         except BaseException:
@@ -225,6 +226,27 @@ class ReceiptLedger(Server):
                                          _arg(payload, "limit", int, 100))
         return [receipt.to_dict() for receipt in receipts]
 
+    def call_operation(self, payload: Any) -> dict[str, Any]:
+        if isinstance(payload, dict) and "operation_id" in payload:
+            record = self._ledger.operation(_arg(payload, "operation_id", str))
+        else:
+            record = self._ledger.claim(_arg(payload, "scope", str), _arg(payload, "key", str))
+        if record is None:
+            raise NotFoundError(f"no operation {payload.get('operation_id') or payload.get('key')!r}",
+                                detail={k: v for k, v in payload.items() if k in ("operation_id", "scope", "key")})
+        ids = [record.intent_id] + ([record.outcome_id] if record.outcome_id else [])
+        return {"operation": record.to_json(), "receipts": [self._ledger.receipt(i).to_dict() for i in ids]}
+
+    def call_open_operations(self, payload: Any) -> list[dict[str, Any]]:
+        limit = _arg(payload, "limit", int, 1000)
+        if not 1 <= limit <= 1000:
+            raise TaiError("'limit' must be 1..1000", code=BAD_REQUEST)
+        return [record.to_json() for record in self._ledger.open_operations(_arg(payload, "scope", str), limit)]
+
+    def call_usage(self, payload: Any) -> list[dict[str, Any]]:
+        counters = self._ledger.usage(_arg(payload or {}, "chain", str, None))
+        return [{**key._asdict(), **usage.to_json()} for key, usage in counters.items()]
+
     def call_latest(self, payload: Any) -> list[dict[str, Any]]:
         limit = _arg(payload or {}, "limit", int, 10)
         if not 1 <= limit <= 1000:
@@ -263,23 +285,11 @@ class ReceiptLedger(Server):
         ledger = self._ledger
         return {"size": ledger.size, "origin": ledger.origin, "key_id": ledger.public_key.key_id,
                 "session": ledger.session_id, "epoch": ledger.epoch, "batches": self._batches,
-                "appended": self._appended, "pending": len(self._pending), "max_batch": self._max_batch}
+                "appended": self._appended, "pending": len(self._pending), "max_batch": self._max_batch,
+                "store_retries": getattr(self._store, "conflicts", 0)}
 
     def inspect_state(self) -> dict[str, Any]:
         return self.call_status(None)
-
-
-def _open_store(settings: dict[str, Any], data_dir: Path, *, readonly: bool = False) -> LedgerStore:
-    kind = settings.get("store", "sqlite")
-    if kind == "sqlite":
-        return SQLiteStore(data_dir / DB_FILE, readonly=readonly)
-    if kind == "firestore":
-        project_env = settings.get("firestore_project_env")
-        project = os.environ.get(project_env) if project_env else None
-        if project_env and not project:
-            raise LedgerError(f"environment variable {project_env} (the Firestore project) is unset or empty")
-        return FirestoreStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER), project=project)
-    raise LedgerError(f"ledger store {kind!r} is not available (expected 'sqlite' or 'firestore')")
 
 
 class _Request:
@@ -331,7 +341,7 @@ def _draft(payload: Any) -> ReceiptDraft:
     if missing:
         raise DraftError(f"a draft needs {', '.join(missing)}")
     return ReceiptDraft(payload["kind"], payload["mode"], payload["payload"], chain=payload.get("chain"),
-                        operation_id=payload.get("operation_id"))
+                        operation_id=payload.get("operation_id"), effect=effect_from_json(payload.get("effect")))
 
 
 _MISSING = object()

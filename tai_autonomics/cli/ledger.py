@@ -1,7 +1,9 @@
 """``tai-autonomics ledger export|verify`` and ``tai-autonomics verify DIR``.
 
-``ledger`` commands read the SQLite ledger in ``--data-dir`` (read-only, so they can run beside
-the daemon); ``verify DIR`` needs nothing but the exported directory.
+``ledger`` commands read the ledger a release file configures (``--config``: its ``[ledger]``
+store and key, Firestore included), else the dev profile's SQLite ledger in ``--data-dir``
+(read-only, so they can run beside the daemon); ``verify DIR`` needs nothing but the exported
+directory.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ import json
 import sys
 from pathlib import Path
 
+from tai_autonomics.config import load_release
 from tai_autonomics.ledger import (
-    DB_FILE,
     DEFAULT_ORIGIN,
     Ledger,
     LedgerKey,
-    SQLiteStore,
+    LedgerStore,
     VerificationError,
     VerifyReport,
     export_ledger,
-    load_ledger_key,
     verify_export,
     verify_store,
 )
+from tai_autonomics.ledger.configured import configured_key, open_store
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
 
 
@@ -54,22 +56,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _ledger_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("var"), help="data directory (default: ./var)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="release file whose [ledger] store and key to read (default: the dev profile's SQLite)")
+    parser.add_argument("--data-dir", type=Path, help="data directory (default: the release file's, else ./var)")
     key = parser.add_mutually_exclusive_group()
-    key.add_argument("--key-file", type=Path, help=f"ledger key PEM (default: DATA_DIR/{DEV_KEY_FILE}, the dev key)")
+    key.add_argument("--key-file", type=Path,
+                     help=f"ledger key PEM (default: the release file's, else DATA_DIR/{DEV_KEY_FILE}, the dev key)")
     key.add_argument("--key-env", metavar="NAME", help="environment variable holding the ledger key PEM")
-    parser.add_argument("--origin", default=DEFAULT_ORIGIN, help=f"checkpoint origin (default: {DEFAULT_ORIGIN})")
+    parser.add_argument("--origin", help=f"checkpoint origin (default: the release file's, else {DEFAULT_ORIGIN})")
 
 
-def _key(args: argparse.Namespace) -> LedgerKey:
+def _configured(args: argparse.Namespace) -> tuple[LedgerStore, LedgerKey, str]:
+    """The store, key and origin to read: the release file's, each overridden by its flag."""
+    release = load_release(args.config)
+    settings = dict(release.sections.get("ledger", {}))
     if args.key_env:
-        return load_ledger_key(key_env=args.key_env)
-    return load_ledger_key(key_file=args.key_file or args.data_dir / DEV_KEY_FILE)
+        settings = {**settings, "key_env": args.key_env, "key_file": None}
+    elif args.key_file:
+        settings = {**settings, "key_file": str(args.key_file), "key_env": None}
+    data_dir = args.data_dir or release.data_dir
+    if not settings.get("key_file") and not settings.get("key_env"):  # read the dev key, never make one
+        settings["key_file"] = str(data_dir / DEV_KEY_FILE)
+    key = configured_key(settings, data_dir, release.profile)
+    origin = args.origin or settings.get("origin", DEFAULT_ORIGIN)
+    return open_store(settings, data_dir, readonly=True), key, origin
 
 
 def _export(args: argparse.Namespace) -> int:
-    key = _key(args)
-    ledger = Ledger.open(SQLiteStore(args.data_dir / DB_FILE, readonly=True), key, origin=args.origin)
+    store, key, origin = _configured(args)
+    ledger = Ledger.open(store, key, origin=origin)
     try:
         checkpoint = export_ledger(ledger, args.out)
     finally:
@@ -79,10 +94,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _verify_stored(args: argparse.Namespace) -> int:
-    key = _key(args)
-    store = SQLiteStore(args.data_dir / DB_FILE, readonly=True)
+    store, key, origin = _configured(args)
     try:
-        return _report(lambda: verify_store(store, key.public, origin=args.origin))
+        return _report(lambda: verify_store(store, key.public, origin=origin))
     finally:
         store.close()
 

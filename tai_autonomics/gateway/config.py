@@ -27,7 +27,7 @@ GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEFAULT_ALLOWED: dict[str, tuple[str, ...]] = {
     "root": ("which_children", "count_children"),
     "operations": ("which_children", "count_children"),
-    "ReceiptLedger": ("status", "receipt", "proof", "checkpoint", "consistency", "receipts"),
+    "ReceiptLedger": ("status", "receipt", "proof", "checkpoint", "consistency", "receipts", "usage", "operation"),
     "CertManager": ("status",),
     "InsuranceClient": ("status",),
     "ProdMode": ("status",),

@@ -176,6 +176,8 @@ async def list_receipts(req: Req) -> Response:
 # -- insured operations (service) ----------------------------------------------------------
 
 async def _operation(req: Req, actor: str, msg_type: str, payload: Any) -> Response:
+    """Ask an operation actor; a repeat answered from the store says ``Idempotent-Replayed:
+    true`` (the body is the first answer's), and a repeat of one still running elsewhere is 202."""
     started = time.monotonic()
     try:
         reply = await req.gateway.bridge.call(actor, msg_type, payload, timeout_s=OPERATION_TIMEOUT_S)
@@ -183,10 +185,17 @@ async def _operation(req: Req, actor: str, msg_type: str, payload: Any) -> Respo
         if msg_type in _COUNTED:
             req.gateway.metrics.operation(msg_type, "refused", time.monotonic() - started, refused.code)
         raise
+    replayed = isinstance(reply, dict) and bool(reply.pop("replayed", False))
     if msg_type in _COUNTED:
         outcome = reply.get("status", "completed") if isinstance(reply, dict) else "completed"
-        req.gateway.metrics.operation(msg_type, outcome, time.monotonic() - started)
-    return encode_reply(reply, actor, msg_type)
+        req.gateway.metrics.operation(msg_type, "replayed" if replayed else outcome, time.monotonic() - started)
+    response = encode_reply(reply, actor, msg_type)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    if msg_type in _COUNTED and isinstance(reply, dict) and reply.get("status") == "in_progress":
+        response.status_code = 202
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def create_deployment(req: Req) -> Response:

@@ -12,8 +12,8 @@ which by design never outlive the process.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from tai_autonomics import logs
@@ -28,17 +28,29 @@ from tai_autonomics.ledger.errors import (
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
 from tai_autonomics.ledger.merkle import EMPTY_ROOT, MerkleTree
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
+from tai_autonomics.ledger.operations import (
+    ClaimKey,
+    CloseOperation,
+    Counted,
+    EffectState,
+    OpenOperation,
+    OperationRecord,
+    Usage,
+    UsageKey,
+    usage_of,
+)
 from tai_autonomics.ledger.proofs import ConsistencyProof, InclusionProof
 from tai_autonomics.ledger.receipts import (
     EPOCH_ROTATED,
     EvalSession,
+    Place,
     Receipt,
     ReceiptDraft,
     finish_seal,
-    Place,
     hash_draft,
+    rfc3339_utc,
 )
-from tai_autonomics.ledger.store import ChainHead, LedgerStore, LogHead, SealedBatch, StoredLeaf
+from tai_autonomics.ledger.store import NO_READS, ChainHead, EffectReads, LedgerStore, LogHead, SealedBatch, StoredLeaf
 
 DEFAULT_ORIGIN = "tai-autonomics/ledger"
 _PARALLEL_SIGNING = 32  # contractual receipts in a batch from which two threads sign it
@@ -138,12 +150,17 @@ class Ledger:
             raise DraftError(f"a batch holds at most {self._max_batch} receipts, got {len(drafts)}")
         chains = [self._chain_of(draft) for draft in drafts]
         committed = self._tree.size
+        now = self._clock()
+        counted = [_counted(draft, chain, now) for draft, chain in zip(drafts, chains)]
 
         def sealer(head: LogHead) -> SealedBatch:
-            return self._seal_batch(head, drafts, chains)
+            # a retried attempt (another instance committed first) must not build on the leaves
+            # the lost attempt added: they are not in the store
+            self._tree.truncate(min(committed, self._tree.size))
+            return self._seal_batch(head, drafts, chains, now, counted)
 
         try:
-            batch = self._store.append(set(chains), sealer)
+            batch = self._store.append(set(chains), sealer, _reads(drafts, counted))
         except BaseException:
             self._tree.truncate(min(committed, self._tree.size))
             raise
@@ -189,6 +206,22 @@ class Ledger:
         for leaf in self._store.leaves(start, end):
             yield self._receipt(leaf)
 
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        """The stored record of an operation (any instance's)."""
+        return self._store.operation(operation_id)
+
+    def claim(self, scope: str, key: str) -> OperationRecord | None:
+        """The record of the operation that claimed ``key`` in ``scope``."""
+        return self._store.claim(ClaimKey(scope, key))
+
+    def open_operations(self, scope: str, limit: int = 1000) -> list[OperationRecord]:
+        """Operations of ``scope`` whose outcome is not recorded yet, oldest first."""
+        return self._store.open_operations(scope, limit)
+
+    def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
+        """The stored coverage counters (of ``chain``, or all)."""
+        return self._store.usage(chain)
+
     def inclusion_proof(self, receipt_id: str, tree_size: int | None = None) -> InclusionProof:
         """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest
         checkpoint's size)."""
@@ -232,21 +265,31 @@ class Ledger:
             return self._session.id
         return draft.chain  # type: ignore[return-value]  # ReceiptDraft requires it for non-eval
 
-    def _seal_batch(self, head: LogHead, drafts: Sequence[ReceiptDraft], chains: Sequence[str]) -> SealedBatch:
+    def _seal_batch(self, head: LogHead, drafts: Sequence[ReceiptDraft], chains: Sequence[str], now: datetime,
+                    counted: Sequence[Counted | None]) -> SealedBatch:
         """Sequence and seal ``drafts`` on ``head`` (called inside the store's transaction).
 
-        Each receipt's ``prev`` is the previous one's hash, not its signature, so the batch is
-        hashed in order first and signed afterwards (:meth:`_sign_all`, on both cores for large
-        batches); the signatures are the same bytes either way (Ed25519 is deterministic).
+        The batch's receipts carry one time, ``now``: the month their reservations were read for
+        (a transaction retried across midnight on the 1st still counts where it was checked).
+        Effects are applied in order while hashing, so a refused draft aborts the batch before
+        anything is signed. Each receipt's ``prev`` is the previous one's hash, not its
+        signature, so the batch is hashed in order first and signed afterwards
+        (:meth:`_sign_all`, on both cores for large batches); the signatures are the same bytes
+        either way (Ed25519 is deterministic).
         """
         self._sync_to(head.size)
         heads = dict(head.chains)
+        effects = EffectState.read(head.usage, head.claims, head.operations)
         unsealed = []
         epoch = self._session.epoch
+        stamp = rfc3339_utc(now)
         for offset, (draft, chain) in enumerate(zip(drafts, chains)):
             last = heads.get(chain, ChainHead())
-            hashed = hash_draft(draft, Place(chain, last.seq + 1, last.hash, head.size + offset, self._clock(), epoch))
+            hashed = hash_draft(draft, Place(chain, last.seq + 1, last.hash, head.size + offset, now, epoch))
             heads[chain] = ChainHead(last.seq + 1, hashed.hash)
+            if draft.effect is not None:
+                effects.apply(draft.effect, operation_id=draft.operation_id, receipt_id=hashed.body["id"], chain=chain,
+                              time=stamp, counted=counted[offset])
             unsealed.append(hashed)
         signatures = iter(self._sign_all([item.digest for item in unsealed if item.contractual]))
         receipts = []
@@ -256,7 +299,7 @@ class Ledger:
             self._tree.append(receipt.leaf_hash)
             receipts.append(receipt)
         checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
-        return SealedBatch(receipts, checkpoint)
+        return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()))
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:
         """Ed25519 signatures of ``digests``, in order. From ``_PARALLEL_SIGNING`` digests on, a
@@ -313,3 +356,24 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger(origin={self._origin!r}, size={self._tree.size}, key_id={self._key.key_id})"
+
+
+def _counted(draft: ReceiptDraft, chain: str, now: datetime) -> Counted | None:
+    """What an intent reserves; DraftError if it reserves without opening its operation (the
+    stored counters would then differ from a recount of the receipts)."""
+    found = usage_of(draft.kind, chain, draft.authority, rfc3339_utc(now), draft.payload)
+    if found is not None and not isinstance(draft.effect, OpenOperation):
+        raise DraftError("an intent that reserves coverage (payload.coverage) must open its operation (effect)")
+    return found
+
+
+def _reads(drafts: Sequence[ReceiptDraft], counted: Sequence[Counted | None]) -> EffectReads:
+    """What the batch's effects need read in the append's transaction."""
+    opens = [d.effect for d in drafts if isinstance(d.effect, OpenOperation)]
+    if not opens and not any(isinstance(d.effect, CloseOperation) for d in drafts):
+        return NO_READS
+    return EffectReads(
+        usage=frozenset(found.key for found in counted if found is not None),
+        claims=frozenset(ClaimKey(e.scope, e.key) for e in opens if e.key),
+        operations=frozenset(d.operation_id for d in drafts if d.effect is not None and d.operation_id),
+    )

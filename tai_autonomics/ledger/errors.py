@@ -72,6 +72,13 @@ class ConflictError(StoreError):
     code = "ledger_conflict"
 
 
+class LedgerBusy(ConflictError):
+    """Other instances kept winning the race to append for longer than the store waits: nothing
+    was written; the caller may retry (SPEC 10: a clear refusal within its timeout, never a hang)."""
+
+    code = "ledger_busy"
+
+
 class VerificationError(LedgerError):
     """Verification of a ledger or an export failed; ``detail`` names the first bad item."""
 

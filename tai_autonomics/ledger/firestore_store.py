@@ -6,12 +6,23 @@ Layout under ``ledgers/{name}``:
 * ``chains/{sha256(chain)}``: ``{"chain", "seq", "hash"}``, each chain's head;
 * ``leaves/{receipt id}``: ``{"leaf_index", "id", "chain", "seq", "hash", "leaf_hash", "data"}``
   (random document ids, so appends do not hot-spot one key range);
-* ``checkpoints/{size, zero-padded}``: ``{"size", "root", "note"}``.
+* ``checkpoints/{size, zero-padded}``: ``{"size", "root", "note"}``;
+* ``usage/{sha256(chain, period, sku)}``: ``{"chain", "period", "sku", "count", "cost"}``, one
+  coverage counter per policy, month and SKU;
+* ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
+* ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner.
+
+The counters, claims and records a batch touches are read and written in the append's
+transaction (SPEC 10): two instances can never both reserve the last of a SKU's coverage or
+both claim one key; the loser's transaction is retried on what the winner wrote. They add no
+document that every batch writes: the log head already is one (the ceiling is in
+``docs/performance.md``).
 
 No forks across daemon instances: :meth:`FirestoreStore.append` reads the log head and the heads
-of the batch's chains inside a transaction and writes the new heads in it, so of two instances
-sequencing on the same head, one commits and the other's transaction is retried (the client
-re-runs it, ``seal`` included, on the new head) or fails. Batching: the log head document is
+of the batch's chains, and commits the batch as one atomic write whose preconditions require
+every document it read to be unchanged (or still absent), so of two instances sequencing on the
+same head, one commits and the other reads again and re-seals on the new head (optimistic
+concurrency, no locks; see :meth:`FirestoreStore.append` for why not a transaction). Batching: the log head document is
 written once per batch, not per receipt, so Firestore's sustained rate of about one write per
 second per document limits batches, not receipts; a batch is at most ~490 writes (Firestore
 allows 500 per transaction), which is why the ledger bounds ``max_batch``.
@@ -23,16 +34,22 @@ Queries used in production need one composite index: ``leaves`` on (``chain`` as
 from __future__ import annotations
 
 import hashlib
+import itertools
+import random
+import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from tai_autonomics.ledger.errors import ConflictError, StoreError
+from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, StoreCorruptError, StoreError
 from tai_autonomics.ledger.note import Checkpoint
+from tai_autonomics.ledger.operations import IN_PROGRESS, ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.store import (
+    NO_READS,
     ChainHead,
+    EffectReads,
     LogHead,
     SealedBatch,
     Sealer,
@@ -43,13 +60,21 @@ from tai_autonomics.ledger.store import (
 
 _T = TypeVar("_T")
 _PAGE = 1000
+_MAX_WRITES = 500  # Firestore's limit for one atomic batch of writes
+_BACKOFF_BASE_S = 0.005
+_BACKOFF_CAP_S = 0.25
 
 
 class FirestoreStore:
     """Receipts and checkpoints of ledger ``name`` in Firestore."""
 
-    def __init__(self, name: str, *, client: firestore.Client | None = None, project: str | None = None) -> None:
+    max_batch = 120  # receipts per append: with their records and claims, well under 500 writes
+
+    def __init__(self, name: str, *, client: firestore.Client | None = None, project: str | None = None,
+                 busy_timeout_s: float = 4.0) -> None:
         self.name = name
+        self.busy_timeout_s = busy_timeout_s
+        self.conflicts = 0  # appends retried because another instance committed first
         try:
             self._client = client or firestore.Client(project=project)
         except (gexc.GoogleAPIError, ValueError, OSError) as exc:
@@ -58,12 +83,15 @@ class FirestoreStore:
         self._chains = self._head.collection("chains")
         self._leaves = self._head.collection("leaves")
         self._checkpoints = self._head.collection("checkpoints")
+        self._usage = self._head.collection("usage")
+        self._operations = self._head.collection("operations")
+        self._claims = self._head.collection("claims")
 
     def _call(self, what: str, action: Callable[[], _T]) -> _T:
         """Run ``action``, turning Firestore errors into our typed ones."""
         try:
             return action()
-        except (gexc.AlreadyExists, gexc.Conflict, gexc.Aborted) as exc:
+        except (gexc.AlreadyExists, gexc.Conflict, gexc.Aborted, gexc.FailedPrecondition) as exc:
             raise ConflictError(f"Firestore ledger {self.name}: {what} refused: {exc.message}") from None
         except gexc.GoogleAPIError as exc:
             raise StoreError(f"Firestore ledger {self.name}: {what} failed: {exc}") from None
@@ -71,33 +99,131 @@ class FirestoreStore:
     def _chain_ref(self, chain: str) -> firestore.DocumentReference:
         return self._chains.document(hashlib.sha256(chain.encode()).hexdigest())
 
-    def append(self, chains: Collection[str], seal: Sealer) -> SealedBatch:
-        chain_list = sorted(chains)
+    def _usage_ref(self, key: UsageKey) -> firestore.DocumentReference:
+        return self._usage.document(_digest(*key))
 
-        @firestore.transactional
-        def sequence(transaction: firestore.Transaction) -> SealedBatch:
-            head_doc = self._head.get(transaction=transaction)
-            size = head_doc.get("size") if head_doc.exists else 0
-            refs = [self._chain_ref(chain) for chain in chain_list]
-            heads = {}
-            for snapshot in self._client.get_all(refs, transaction=transaction):
-                if snapshot.exists:
-                    heads[snapshot.get("chain")] = ChainHead(snapshot.get("seq"), snapshot.get("hash"))
-            head = LogHead(size, heads)
-            batch = seal(head)
-            check_batch(head, batch)
-            last: dict[str, ChainHead] = {}
-            for receipt in batch.receipts:
-                transaction.create(self._leaves.document(receipt.id), _leaf_doc(receipt))
-                last[receipt.chain] = ChainHead(receipt.seq, receipt.hash)
-            for chain, chain_head in last.items():
-                transaction.set(self._chain_ref(chain), {"chain": chain, "seq": chain_head.seq, "hash": chain_head.hash})
-            cp = batch.checkpoint
-            transaction.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
-            transaction.set(self._head, {"size": cp.size})
-            return batch
+    def _claim_ref(self, key: ClaimKey) -> firestore.DocumentReference:
+        return self._claims.document(_digest(*key))
 
-        return self._call("append", lambda: sequence(self._client.transaction()))
+    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS) -> SealedBatch:
+        """Optimistic: read the head without locks, seal, and commit one atomic batch of writes
+        whose preconditions say that nothing read has changed (``create`` for what did not exist,
+        an update time for what did). If another instance committed first, read again and
+        retry, backing off with jitter, until ``busy_timeout_s``; then :class:`LedgerBusy`.
+
+        Why not a transaction: Firestore's transactions lock what they read, and two instances
+        that both read the head and then both write it deadlock until a lock times out (2 s on
+        the emulator), so under contention each append waited seconds. A failed precondition
+        costs one more round trip instead."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        for attempt in itertools.count(1):
+            try:
+                return self._call("append", lambda: self._append_once(sorted(chains), seal, reads))
+            except ConflictError as exc:
+                wait = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** attempt))
+                if time.monotonic() + wait >= deadline:
+                    raise LedgerBusy(f"Firestore ledger {self.name}: {attempt} attempts to append lost to other "
+                                     f"instances within {self.busy_timeout_s:g} s ({exc.message}); retry",
+                                     detail={"attempts": attempt}) from None
+                self.conflicts += 1
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _append_once(self, chain_list: list[str], seal: Sealer, reads: EffectReads) -> SealedBatch:
+        chain_refs = [self._chain_ref(chain) for chain in chain_list]
+        effect_refs = self._effect_refs(reads)
+        read = {snap.reference.path: snap for snap in self._client.get_all([self._head, *chain_refs, *effect_refs])}
+        head_snap = read[self._head.path]
+        heads = {}
+        for ref in chain_refs:
+            if read[ref.path].exists:
+                snap = read[ref.path]
+                heads[snap.get("chain")] = ChainHead(snap.get("seq"), snap.get("hash"))
+        size = head_snap.get("size") if head_snap.exists else 0
+        head = LogHead(size, heads) if reads is NO_READS else LogHead(size, heads, *self._effects(reads, read))
+        batch = seal(head)
+        check_batch(head, batch)
+        writes = self._client.batch()
+        last: dict[str, ChainHead] = {}
+        for receipt in batch.receipts:
+            writes.create(self._leaves.document(receipt.id), _leaf_doc(receipt))
+            last[receipt.chain] = ChainHead(receipt.seq, receipt.hash)
+        for chain, chain_head in last.items():
+            self._put(writes, read, self._chain_ref(chain), {"chain": chain, "seq": chain_head.seq,
+                                                                "hash": chain_head.hash})
+        cp = batch.checkpoint
+        writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
+        self._put(writes, read, self._head, {"size": cp.size})
+        for key, usage in batch.usage.items():
+            self._put(writes, read, self._usage_ref(key), {**key._asdict(), **usage.to_json()})
+        for record in batch.operations:
+            self._put(writes, read, self._operations.document(record.operation_id), record.to_json())
+            if record.key and record.status == IN_PROGRESS:
+                claim = ClaimKey(record.scope, record.key)
+                writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
+        if len(writes) > _MAX_WRITES:
+            raise StoreError(f"Firestore ledger {self.name}: a batch of {len(writes)} writes is over Firestore's "
+                             f"{_MAX_WRITES}; lower the ledger's max_batch")
+        writes.commit()
+        return batch
+
+    def _put(self, writes: Any, read: dict[str, Any], ref: firestore.DocumentReference, data: dict[str, Any]) -> None:
+        """Write ``data`` to ``ref`` only if it is as it was read: absent (create) or unchanged since."""
+        snap = read.get(ref.path)
+        if snap is None or not snap.exists:
+            writes.create(ref, data)
+        else:
+            writes.update(ref, data, option=self._client.write_option(last_update_time=snap.update_time))
+
+    def _effect_refs(self, reads: EffectReads) -> list[firestore.DocumentReference]:
+        return ([self._usage_ref(k) for k in sorted(reads.usage)] + [self._claim_ref(k) for k in sorted(reads.claims)]
+                + [self._operations.document(op) for op in sorted(reads.operations)])
+
+    def _effects(self, reads: EffectReads, read: dict[str, Any]) -> tuple[dict, dict, dict]:
+        """The counters, claims and records ``reads`` names, from what was read (absent: not
+        stored); a claimed key's record is read too, to answer with it."""
+        def found(ref: firestore.DocumentReference) -> Any:
+            snap = read.get(ref.path)
+            return snap if snap is not None and snap.exists else None
+
+        usage = {k: _usage(snap) for k in reads.usage if (snap := found(self._usage_ref(k)))}
+        operations = {op: _record(snap) for op in reads.operations if (snap := found(self._operations.document(op)))}
+        owners = {k: str(snap.get("operation_id")) for k in reads.claims if (snap := found(self._claim_ref(k)))}
+        missing = [self._operations.document(op) for op in set(owners.values()) - set(operations)]
+        for snap in self._client.get_all(missing) if missing else ():
+            if snap.exists:
+                operations[snap.id] = _record(snap)
+        claims = {}
+        for key, owner in owners.items():
+            if owner not in operations:
+                raise StoreCorruptError(f"Firestore ledger {self.name}: claim {key.scope}/{key.key!r} names "
+                                        f"operation {owner!r}, which has no record")
+            claims[key] = operations[owner]
+        return usage, claims, operations
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        if not operation_id or "/" in operation_id:
+            return None
+        doc = self._call("read operation", self._operations.document(operation_id).get)
+        return _record(doc) if doc.exists else None
+
+    def claim(self, key: ClaimKey) -> OperationRecord | None:
+        doc = self._call("read claim", self._claim_ref(key).get)
+        return self.operation(str(doc.get("operation_id"))) if doc.exists else None
+
+    def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
+        query = (self._operations.where(filter=firestore.FieldFilter("scope", "==", scope))
+                 .where(filter=firestore.FieldFilter("status", "==", IN_PROGRESS)).limit(limit))
+        records = [_record(doc) for doc in self._call("read operations", lambda: list(query.stream()))]
+        return sorted(records, key=lambda record: record.started)
+
+    def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
+        query = self._usage if chain is None else self._usage.where(filter=firestore.FieldFilter("chain", "==", chain))
+        counters = {}
+        for doc in self._call("read usage", lambda: list(query.stream())):
+            key = UsageKey(str(doc.get("chain")), str(doc.get("period")), str(doc.get("sku")))
+            counters[key] = _usage(doc)
+        return dict(sorted(counters.items()))
 
     def size(self) -> int:
         doc = self._call("read head", self._head.get)
@@ -175,6 +301,20 @@ class FirestoreStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _digest(*parts: str) -> str:
+    """A document id for a compound key: any characters may appear in its parts."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def _usage(snap: Any) -> Usage:
+    doc = snap.to_dict() or {}
+    return Usage.from_stored(doc.get("count"), doc.get("cost"), where=f"Firestore document {snap.reference.path}")
+
+
+def _record(snap: Any) -> OperationRecord:
+    return OperationRecord.from_json(snap.to_dict() or {}, f"Firestore document {snap.reference.path}")
 
 
 def _leaf_doc(receipt: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, dumps_plai
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
 from tai_autonomics.ledger.keys import LedgerKey
 from tai_autonomics.ledger.merkle import leaf_hash
+from tai_autonomics.ledger.operations import CloseOperation, Effect, OpenOperation
 
 MODES = frozenset({"eval", "prod", "read_only"})
 CONTRACTUAL, ADVISORY = "contractual", "advisory"
@@ -86,6 +87,8 @@ class ReceiptDraft:
     payload: Mapping[str, Any]
     chain: str | None = None
     operation_id: str | None = None
+    #: what the receipt does to shared state (opens or closes its operation), decided in the append's transaction
+    effect: Effect | None = None
     # RFC 8785 text of ``payload``, computed once here and spliced into the receipt when sealing
     payload_json: str = field(init=False, repr=False, compare=False)
 
@@ -102,6 +105,10 @@ class ReceiptDraft:
             raise DraftError("operation_id must be a non-empty string")
         if not isinstance(self.payload, Mapping):
             raise DraftError("payload must be a JSON object")
+        if self.effect is not None and not isinstance(self.effect, (OpenOperation, CloseOperation)):
+            raise DraftError("effect must open or close an operation")
+        if self.effect is not None and self.operation_id is None:
+            raise DraftError("a draft with an effect needs its operation_id")
         try:
             canonical = canonical_json(dict(self.payload))
             copied = parse_json(canonical)

@@ -22,15 +22,19 @@ its own, so a batch is never sequenced on a stale head.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tai_autonomics.ledger.errors import ConflictError, StoreCorruptError, StoreError
+from tai_autonomics.ledger.canonical import parse_json
+from tai_autonomics.ledger.errors import CanonicalJSONError, ConflictError, StoreCorruptError, StoreError
 from tai_autonomics.ledger.note import Checkpoint
+from tai_autonomics.ledger.operations import RECORD_FIELDS, ClaimKey, OperationRecord, Usage, UsageKey, rebuild
 from tai_autonomics.ledger.store import (
+    NO_READS,
     ChainHead,
+    EffectReads,
     LogHead,
     SealedBatch,
     Sealer,
@@ -40,7 +44,7 @@ from tai_autonomics.ledger.store import (
 )
 
 DB_FILE = "ledger.sqlite3"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = (
     """CREATE TABLE receipts (
     leaf_index INTEGER PRIMARY KEY,
@@ -54,6 +58,21 @@ _SCHEMA = (
     )""",
     "CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL, note TEXT NOT NULL)",
 )
+# Version 2: coverage counters and operation records, written in the append's transaction
+# (ledger/operations.py). A version-1 file gets them rebuilt from its receipts when first opened.
+_SCHEMA_2 = (
+    """CREATE TABLE usage (
+    chain TEXT NOT NULL, period TEXT NOT NULL, sku TEXT NOT NULL, count INTEGER NOT NULL, cost TEXT NOT NULL,
+    PRIMARY KEY (chain, period, sku)
+    )""",
+    """CREATE TABLE operations (
+    operation_id TEXT PRIMARY KEY, scope TEXT NOT NULL, key TEXT, fingerprint TEXT NOT NULL, chain TEXT NOT NULL,
+    status TEXT NOT NULL, intent_id TEXT NOT NULL, started TEXT NOT NULL, outcome_id TEXT NOT NULL,
+    UNIQUE (scope, key)
+    )""",
+    "CREATE INDEX operations_open ON operations (scope, status, started)",
+)
+_OPERATION_COLUMNS = "operation_id, scope, COALESCE(key, ''), fingerprint, chain, status, intent_id, started, outcome_id"
 # CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
 # verification names it instead of crashing.
 _LEAF_COLUMNS = "leaf_index, CAST(id AS TEXT), CAST(leaf_hash AS BLOB), CAST(data AS BLOB)"
@@ -72,6 +91,8 @@ class _KnownHead:
 
 class SQLiteStore:
     """Receipts and checkpoints in one SQLite file (WAL, synchronous=FULL)."""
+
+    max_batch = 10_000  # no limit of its own: the ledger's bounds a transaction
 
     def __init__(self, path: str | Path, *, readonly: bool = False, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
@@ -118,10 +139,18 @@ class SQLiteStore:
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA:
+                for statement in _SCHEMA + _SCHEMA_2:
                     self._db.execute(statement)
+            elif version == 1:
+                for statement in _SCHEMA_2:
+                    self._db.execute(statement)
+                self._write_effects(*rebuild(_parsed(self._leaves(0, None))))
+            if version in (0, 1):
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        finally:
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
             self._db.execute("COMMIT")
 
     def _check_schema(self) -> None:
@@ -129,11 +158,11 @@ class SQLiteStore:
         if version != _SCHEMA_VERSION:
             raise StoreCorruptError(f"{self.path}: ledger schema version {version}, expected {_SCHEMA_VERSION}")
 
-    def append(self, chains: Collection[str], seal: Sealer) -> SealedBatch:
+    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS) -> SealedBatch:
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                known, head = self._head(chains)
+                known, head = self._head(chains, reads)
                 batch = seal(head)
                 check_batch(head, batch)
                 self._db.executemany(
@@ -142,6 +171,7 @@ class SQLiteStore:
                 )
                 cp = batch.checkpoint
                 self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)", (cp.size, cp.root, cp.note))
+                self._write_effects(batch.usage, batch.operations)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -150,8 +180,18 @@ class SQLiteStore:
         self._known = known
         return batch
 
-    def _head(self, chains: Collection[str]) -> tuple[_KnownHead, LogHead]:
-        """The log head with the heads of ``chains``, read in the write transaction.
+    def _write_effects(self, usage: Mapping[UsageKey, Usage], operations: Iterable[OperationRecord]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO usage (chain, period, sku, count, cost) VALUES (?,?,?,?,?)",
+            [(*key, value.count, str(value.cost)) for key, value in usage.items()])
+        self._db.executemany(
+            "INSERT OR REPLACE INTO operations (operation_id, scope, key, fingerprint, chain, status, intent_id, "
+            "started, outcome_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(r.operation_id, r.scope, r.key or None, r.fingerprint, r.chain, r.status, r.intent_id, r.started,
+              r.outcome_id) for r in operations])
+
+    def _head(self, chains: Collection[str], reads: EffectReads) -> tuple[_KnownHead, LogHead]:
+        """The log head with the heads of ``chains`` and what ``reads`` names, read in the write transaction.
 
         The remembered head is taken out (so an append that fails leaves none behind) and
         trusted only if no other connection has committed since; otherwise the size is
@@ -162,7 +202,54 @@ class SQLiteStore:
         if known is None or known.version != version:
             known = _KnownHead(version, self._size(), {})
         remembered = known.chains
-        return known, LogHead(known.size, {chain: remembered.get(chain) or self._chain_head(chain) for chain in chains})
+        heads = {chain: remembered.get(chain) or self._chain_head(chain) for chain in chains}
+        if reads is NO_READS:
+            return known, LogHead(known.size, heads)
+        usage = {key: found for key in reads.usage if (found := self._usage_row(key)) is not None}
+        claims = {key: found for key in reads.claims if (found := self._claim(key)) is not None}
+        operations = {op: found for op in reads.operations if (found := self._operation(op)) is not None}
+        return known, LogHead(known.size, heads, usage, claims, operations)
+
+    def _usage_row(self, key: UsageKey) -> Usage | None:
+        row = self._db.execute("SELECT count, cost FROM usage WHERE chain = ? AND period = ? AND sku = ?",
+                               key).fetchone()
+        return None if row is None else _usage(key, row)
+
+    def _claim(self, key: ClaimKey) -> OperationRecord | None:
+        row = self._db.execute(f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE scope = ? AND key = ?",
+                               key).fetchone()
+        return None if row is None else _record(row)
+
+    def _operation(self, operation_id: str) -> OperationRecord | None:
+        row = self._db.execute(f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE operation_id = ?",
+                               (operation_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        with self._errors():
+            return self._operation(operation_id)
+
+    def claim(self, key: ClaimKey) -> OperationRecord | None:
+        with self._errors():
+            return self._claim(key)
+
+    def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
+        with self._errors():
+            rows = self._db.execute(
+                f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE scope = ? AND status = 'in_progress' "
+                "ORDER BY started LIMIT ?", (scope, limit)).fetchall()
+        return [_record(row) for row in rows]
+
+    def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT chain, period, sku, count, cost FROM usage WHERE ? IS NULL OR chain = ? "
+                "ORDER BY chain, period, sku", (chain, chain)).fetchall()
+        counters = {}
+        for chain_, period, sku, count, cost in rows:
+            key = UsageKey(chain_, period, sku)
+            counters[key] = _usage(key, (count, cost))
+        return counters
 
     def _chain_head(self, chain: str) -> ChainHead:
         row = self._db.execute(
@@ -188,12 +275,15 @@ class SQLiteStore:
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         with self._errors():
-            rows = self._db.execute(
-                f"SELECT {_LEAF_COLUMNS} FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
-                (start, 2**62 if end is None else end),
-            )
-            for row in rows:
-                yield _leaf(row)
+            yield from self._leaves(start, end)
+
+    def _leaves(self, start: int, end: int | None) -> Iterator[StoredLeaf]:
+        rows = self._db.execute(
+            f"SELECT {_LEAF_COLUMNS} FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+            (start, 2**62 if end is None else end),
+        )
+        for row in rows:
+            yield _leaf(row)
 
     def leaf_by_id(self, receipt_id: str) -> StoredLeaf | None:
         with self._errors():
@@ -247,6 +337,23 @@ def _advance(known: _KnownHead, batch: SealedBatch) -> None:
         known.chains.clear()
     for receipt in batch.receipts:
         known.chains[receipt.chain] = ChainHead(receipt.seq, receipt.hash)
+
+
+def _usage(key: UsageKey, row: tuple) -> Usage:
+    return Usage.from_stored(*row, where=f"{DB_FILE}: usage {'/'.join(key)}")
+
+
+def _record(row: tuple) -> OperationRecord:
+    return OperationRecord.from_json(dict(zip(RECORD_FIELDS, row)), f"{DB_FILE}: operation record {row[0]!r}")
+
+
+def _parsed(leaves: Iterable[StoredLeaf]) -> Iterator[dict]:
+    """The receipts that parse (a corrupt one is for ``ledger verify`` to name, not the migration)."""
+    for leaf in leaves:
+        try:
+            yield parse_json(leaf.data)
+        except CanonicalJSONError:
+            continue
 
 
 def _leaf(row: tuple) -> StoredLeaf:

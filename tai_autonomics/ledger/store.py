@@ -8,16 +8,22 @@ receipts and signs the new checkpoint. Two writers (two daemon instances on Fire
 cannot both extend the same head: the loser's transaction fails or is retried with the new
 head, and a chain never forks. One transaction per batch (receipts + checkpoint) is also the
 group commit: many callers, one durable write.
+
+The same transaction reads and writes what the batch's receipts do to shared state
+(:mod:`~tai_autonomics.ledger.operations`): the coverage counters its intents reserve against,
+the idempotency claims they make, the operation records its outcomes close. The store reads
+what :class:`EffectReads` names into the head, and writes what :class:`SealedBatch` carries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from tai_autonomics.ledger.errors import ConflictError
 from tai_autonomics.ledger.note import Checkpoint
+from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.receipts import Receipt
 
 
@@ -30,19 +36,38 @@ class ChainHead:
 
 
 @dataclass(frozen=True, slots=True)
+class EffectReads:
+    """What a batch's effects need read in its transaction, besides the chain heads."""
+
+    usage: frozenset[UsageKey] = frozenset()
+    claims: frozenset[ClaimKey] = frozenset()
+    operations: frozenset[str] = frozenset()
+
+
+NO_READS = EffectReads()
+
+
+@dataclass(frozen=True, slots=True)
 class LogHead:
-    """The committed state a batch is sequenced against."""
+    """The committed state a batch is sequenced against: the tree size, the chain heads, and the
+    counters, claims and operation records :class:`EffectReads` asked for (absent: none stored)."""
 
     size: int
     chains: Mapping[str, ChainHead]
+    usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
+    claims: Mapping[ClaimKey, OperationRecord] = field(default_factory=dict)
+    operations: Mapping[str, OperationRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
-    """Receipts sealed at consecutive leaf indexes from a head, and the checkpoint covering them."""
+    """Receipts sealed at consecutive leaf indexes from a head, the checkpoint covering them, and
+    the counters and operation records they change (written in the same transaction)."""
 
     receipts: Sequence[Receipt]
     checkpoint: Checkpoint
+    usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
+    operations: Sequence[OperationRecord] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +86,16 @@ Sealer = Callable[[LogHead], SealedBatch]
 class LedgerStore(Protocol):
     """Durable storage of receipts (leaves) and checkpoints. Every method may raise StoreError."""
 
-    def append(self, chains: Collection[str], seal: Sealer) -> SealedBatch:
+    #: the most receipts one append may hold (Firestore: 500 writes per atomic batch)
+    max_batch: int
+
+    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS) -> SealedBatch:
         """Atomically and durably append the batch ``seal`` builds from the current head.
 
-        Reads the tree size and the heads of ``chains`` inside the write transaction, calls
-        ``seal`` with them, writes the receipts and checkpoint, and returns only after the
-        commit is durable. ``seal`` may be called again if the transaction is retried.
+        Reads the tree size, the heads of ``chains`` and what ``reads`` names inside the write
+        transaction, calls ``seal`` with them, writes the receipts, checkpoint, counters and
+        operation records, and returns only after the commit is durable. ``seal`` may be called
+        again if the transaction is retried; an exception from it aborts the transaction.
         Raises ConflictError if the batch does not extend that head exactly.
         """
 
@@ -84,6 +113,18 @@ class LedgerStore(Protocol):
 
     def chain_leaves(self, chain: str, after_seq: int, limit: int) -> list[StoredLeaf]:
         """Up to ``limit`` receipts of ``chain`` with ``seq > after_seq``, by seq."""
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        """The stored record of an operation."""
+
+    def claim(self, key: ClaimKey) -> OperationRecord | None:
+        """The record of the operation that claimed ``key``."""
+
+    def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
+        """Up to ``limit`` operations of ``scope`` still in progress, oldest first."""
+
+    def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
+        """The stored coverage counters (of ``chain``, or all)."""
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Store ``checkpoint`` unless one of its size exists; return the stored one.

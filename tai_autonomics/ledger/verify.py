@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from tai_autonomics.ledger.canonical import canonical_json, parse_json, parse_json_plain
 from tai_autonomics.ledger.errors import (
     CanonicalJSONError,
+    DraftError,
     LedgerError,
     NoteError,
     ProofError,
@@ -39,6 +40,7 @@ from tai_autonomics.ledger.merkle import (
     node_hash,
 )
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint
+from tai_autonomics.ledger.operations import Counted, Usage, UsageKey, usage_of
 from tai_autonomics.ledger.proofs import InclusionProof
 from tai_autonomics.ledger.receipts import (
     ADVISORY,
@@ -95,6 +97,8 @@ class _Checked(NamedTuple):
     leaf: bytes
     advisory: bool
     mac_checked: bool
+    counted: Counted | None  # the coverage the receipt reserved
+
 
 
 def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: EvalSession | None) -> _Checked:
@@ -122,8 +126,18 @@ def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: EvalS
         mac_checked = _check_advisory(obj, session)
     return _Checked(
         obj["id"], obj["chain"], obj["seq"], obj["prev"], obj["hash"], leaf_hash(data),
-        obj["authority"] == ADVISORY, mac_checked,
+        obj["authority"] == ADVISORY, mac_checked, _counted(obj),
     )
+
+
+def _counted(obj: dict[str, Any]) -> Counted | None:
+    payload = obj.get("payload")
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return usage_of(obj["kind"], obj["chain"], obj["authority"], obj["time"], payload)
+    except DraftError:
+        return None  # a cost that is not a number never reserved anything
 
 
 def _check_form(obj: dict[str, Any]) -> None:
@@ -194,6 +208,7 @@ class _InOrder:
         self.heads: dict[str, ChainHead] = {}
         self.ids: set[str] = set()
         self.contractual = self.advisory = self.macs = 0
+        self.usage: dict[UsageKey, Usage] = {}
 
     def add(self, checked: _Checked) -> None:
         if checked.id in self.ids:
@@ -211,6 +226,9 @@ class _InOrder:
         self.advisory += checked.advisory
         self.contractual += not checked.advisory
         self.macs += checked.mac_checked
+        if checked.counted is not None:
+            key = checked.counted.key
+            self.usage[key] = self.usage.get(key, Usage()).plus(checked.counted.cost)
 
     def report(self, checkpoint: Checkpoint) -> VerifyReport:
         return VerifyReport(self.size, len(self.heads), self.contractual, self.advisory, self.macs, checkpoint)
@@ -219,7 +237,8 @@ class _InOrder:
 def verify_store(
     store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: EvalSession | None = None
 ) -> VerifyReport:
-    """Verify every stored receipt and checkpoint; raise VerificationError at the first bad one.
+    """Verify every stored receipt and checkpoint, and the coverage counters against a recount of
+    the receipts; raise VerificationError at the first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
     stored checkpoint (one per appended batch) is signed and has the root of the receipts
@@ -241,8 +260,24 @@ def verify_store(
                 f"leaf {newest.size}", "stored after the last checkpoint", leaf_index=newest.size
             )
         if latest is not None and newest.size == latest.size:
-            return state.report(latest)
+            stored = store.usage()
+            if store.size() == latest.size:  # no append between: the counters are of these receipts
+                _compare_usage(stored, state.usage)
+                return state.report(latest)
+            continue
         latest = _verify_segment(store, state, newest.size, public, origin, session)
+
+
+def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]) -> None:
+    """The stored coverage counters must be what the receipts give (SPEC 10): a hand edit, or a
+    reservation written without its intent, is named."""
+    for key in sorted(set(stored) | set(counted)):
+        have, want = stored.get(key, Usage()), counted.get(key, Usage())
+        if have != want:
+            raise VerificationError(
+                f"usage {key.sku} of {key.chain} in {key.period}",
+                f"stored count {have.count} and cost {have.cost}, the receipts give count {want.count} and cost "
+                f"{want.cost}", chain=key.chain, period=key.period, sku=key.sku)
 
 
 def _verify_segment(

@@ -4,11 +4,11 @@ Keeping the rules free of actors and I/O lets a customer or an auditor recompute
 its receipt, and lets property tests cover them exhaustively.
 """
 
-from tai_autonomics.operations.coverage import CoverageExceeded, SkuNotAuthorized, Usage, check_coverage, period_of
+from tai_autonomics.operations.coverage import SkuNotAuthorized, limit_for, period_of
 from tai_autonomics.operations.mode import ModeMachine, ModeRefusal, StartRefused, Transition
 from tai_autonomics.operations.pricing import PricingError, PricingParams, Quote, quote, validate_metrics
 
 __all__ = [
-    "CoverageExceeded", "ModeMachine", "ModeRefusal", "PricingError", "PricingParams", "Quote", "SkuNotAuthorized",
-    "StartRefused", "Transition", "Usage", "check_coverage", "period_of", "quote", "validate_metrics",
+    "ModeMachine", "ModeRefusal", "PricingError", "PricingParams", "Quote", "SkuNotAuthorized",
+    "StartRefused", "Transition", "limit_for", "period_of", "quote", "validate_metrics",
 ]

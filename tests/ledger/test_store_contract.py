@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timezone
 import sys
 from pathlib import Path
 
 import pytest
 
 from tai_autonomics.ledger import (
+    ChainHead,
     ConflictError,
     Ledger,
     LedgerKey,
     LogHead,
+    Receipt,
     ReceiptDraft,
     SealedBatch,
     SQLiteStore,
@@ -77,7 +80,7 @@ def test_a_batch_that_does_not_extend_the_head_is_refused(open_store, key: Ledge
     stale = LogHead(0, {})
 
     def seal_on_a_stale_head(head: LogHead) -> SealedBatch:
-        return ledger._seal_batch(stale, [draft(2)], ["policy-1"])
+        return ledger._seal_batch(stale, [draft(2)], ["policy-1"], datetime.now(timezone.utc), [None])
 
     with pytest.raises(ConflictError):
         store.append({"policy-1"}, seal_on_a_stale_head)
@@ -146,3 +149,31 @@ def test_two_processes_appending_to_one_chain_keep_one_valid_chain(open_store, k
     assert report.tree_size == 2 * count and report.chains == 1
     ids = {leaf.receipt_id for leaf in store.chain_leaves("shared", 0, 100)}
     assert ids == set(acked)
+
+
+def test_an_append_retried_after_another_instance_won_seals_on_the_winners_leaves(open_store, key: LedgerKey) -> None:
+    """The store calls ``seal`` again when its first attempt lost the race: the leaves the lost
+    attempt put in the tree must be gone, not stand where the winner's are."""
+    store, other = open_store(), open_store()
+    ledger, rival = Ledger.open(store, key), Ledger.open(other, key)
+    ledger.append(draft(0))
+    original = store.append
+    raced = []
+
+    def append_losing_once(chains, seal, reads=None):
+        if not raced:
+            raced.append(True)
+            seal(LogHead(1, {"policy-1": store_head(store)}))  # the attempt that loses: its leaf enters the tree
+            rival.append_batch([draft(1), draft(2)])  # the winner commits first
+        return original(chains, seal) if reads is None else original(chains, seal, reads)
+
+    store.append = append_losing_once
+    ledger.append_batch([draft(3), draft(4)])
+    assert verify_store(store, key.public).tree_size == 5
+    assert ledger.checkpoint().root == rival.checkpoint().root
+
+
+def store_head(store) -> ChainHead:
+    leaf = store.chain_leaves("policy-1", 0, 10)[-1]
+    receipt = Receipt.from_data(leaf.leaf_index, leaf.data)
+    return ChainHead(receipt.seq, receipt.hash)

@@ -15,6 +15,8 @@ class ProdModeStub(Server):
         self.mode = args.get("mode", "prod")
         self.refusal: dict[str, Any] | None = args.get("refusal")
         self.guards: list[dict[str, Any]] = []
+        # the SKU's coverage limit the guard answers; the ledger reserves against it
+        self.limit: dict[str, Any] = args.get("limit", {"limit_count": 1_000_000, "limit_cost": "1000000000"})
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
         return {"mode": self.mode, "policy_id": POLICY if self.mode == "prod" else None}
@@ -26,7 +28,7 @@ class ProdModeStub(Server):
                            detail={"mode": "eval", "reason": "configured eval mode", "operation": "write"})
         if self.refusal is not None:
             raise TaiError(self.refusal["message"], code=self.refusal["code"], detail=self.refusal.get("detail"))
-        return {"mode": "prod", "chain": POLICY, "authority": "contractual"}
+        return {"mode": "prod", "chain": POLICY, "authority": "contractual", "limit": self.limit}
 
     def call_refuse(self, refusal: dict[str, Any] | None) -> None:
         self.refusal = refusal

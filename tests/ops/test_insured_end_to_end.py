@@ -44,15 +44,15 @@ def test_insured_deploy_and_publish_are_signed_on_the_policy_chain_and_survive_s
         assert result["status"] == "completed"
         assert all(r["chain"] == POLICY_ID and r["authority"] == "contractual" and r["signature"]
                    for r in result["receipts"])
-    usage = insured.call("ProdMode", "status")["usage"]
-    assert any(key.endswith("/sku-002") and value == {"count": 1, "cost": "5000"} for key, value in usage.items())
+    usage = insured.call("ReceiptLedger", "usage", {"chain": POLICY_ID})
+    assert [(u["sku"], u["count"], u["cost"]) for u in usage] == [("sku-001", 1, "0"), ("sku-002", 1, "5000")]
 
     info = insured.call("Acquisition", "$info")
     os.kill(info["pid"], signal.SIGKILL)
     insured.whereis("Acquisition", wait=10, after=info["incarnation"])
     again = insured.call("Acquisition", "deploy", {"spec": deploy_spec(sku_id="sku-002", cost="5000"),
                                                    "idempotency_key": "e2e"}, timeout=CALL_TIMEOUT_S)
-    assert again == deployed
+    assert again == {**deployed, "replayed": True}
     with pytest.raises(CallError) as err:  # sku-002 insures 30,000 USD a month
         insured.call("Acquisition", "deploy", {"spec": deploy_spec(sku_id="sku-002", cost="25001")},
                      timeout=CALL_TIMEOUT_S)

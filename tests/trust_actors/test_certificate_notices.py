@@ -79,7 +79,8 @@ def test_a_renewal_lets_deploys_through_at_once(node: Node, tree, trust: Trust, 
     renewed = node.call("CertManager", "renew_now", timeout=RENEW_CALL_TIMEOUT_S)
     assert renewed["renewed"] is True, renewed
     wait_until(lambda: seconds_left(node) > 80 * 86400, timeout=PROMPTLY_S, what="ProdMode told of the renewal")
-    assert guard(node) == {"mode": "prod", "chain": POLICY_ID, "authority": "contractual"}
+    assert guard(node) == {"mode": "prod", "chain": POLICY_ID, "authority": "contractual",
+                           "limit": {"limit_count": 1_000_000, "limit_cost": "1000000000"}}
 
 
 @pytest.mark.parametrize("source", ["revoked call", "insurer"])

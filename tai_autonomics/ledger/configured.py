@@ -1,0 +1,45 @@
+"""The ledger a release file configures: its store and key, for the daemon and the CLI alike.
+
+The ``[ledger]`` table of a release file (``rel/*.toml``) names the store (``sqlite``: the file
+``DATA_DIR/ledger.sqlite3``; ``firestore``: ledger document ``firestore_ledger`` in the project
+named by the environment variable ``firestore_project_env``, else the client's default, or the
+emulator's with ``FIRESTORE_EMULATOR_HOST``) and the key (``key_file`` or ``key_env``; only the
+dev profile falls back to a key generated in the data directory). One function per concern, so
+that ``ledger export --config rel/prod.toml`` reads exactly the ledger the daemon writes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from tai_autonomics.ledger.errors import LedgerError
+from tai_autonomics.ledger.firestore_store import FirestoreStore
+from tai_autonomics.ledger.keys import LedgerKey, load_ledger_key
+from tai_autonomics.ledger.sqlite_store import DB_FILE, SQLiteStore
+from tai_autonomics.ledger.store import LedgerStore
+
+DEFAULT_FIRESTORE_LEDGER = "ledger"
+STORES = ("sqlite", "firestore")
+
+
+def open_store(settings: dict[str, Any], data_dir: Path, *, readonly: bool = False) -> LedgerStore:
+    """The store ``settings`` (a ``[ledger]`` table) names; ``readonly`` opens SQLite read-only
+    (a reader beside the running daemon)."""
+    kind = settings.get("store", "sqlite")
+    if kind == "sqlite":
+        return SQLiteStore(data_dir / DB_FILE, readonly=readonly)
+    if kind == "firestore":
+        project_env = settings.get("firestore_project_env")
+        project = os.environ.get(project_env) if project_env else None
+        if project_env and not project:
+            raise LedgerError(f"environment variable {project_env} (the Firestore project) is unset or empty")
+        return FirestoreStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER), project=project)
+    raise LedgerError(f"ledger store {kind!r} is not available (expected {' or '.join(map(repr, STORES))})")
+
+
+def configured_key(settings: dict[str, Any], data_dir: Path, profile: str) -> LedgerKey:
+    """The ledger key ``settings`` names; the dev profile falls back to ``DATA_DIR``'s dev key."""
+    return load_ledger_key(key_file=settings.get("key_file"), key_env=settings.get("key_env"),
+                           data_dir=data_dir if profile == "dev" else None)
