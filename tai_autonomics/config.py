@@ -37,6 +37,10 @@ class ReleaseConfig:
     #: ``[sandbox] cert_validity_s`` (dev profile only): how long the certificates of the dev
     #: profile's insurer are valid, the first one (dev CA) and every renewal; None: 365 / 90 days
     sandbox_cert_validity_s: float | None = None
+    #: the dev profile with no ``[system] admin_port``: the actor admin port is one picked free at
+    #: the first start and recorded in the data dir (see devprofile.admin_port), so dev daemons on
+    #: different data dirs run side by side; ``system.admin_port`` is then not used
+    admin_port_auto: bool = True
 
     def context(self) -> dict[str, Any]:
         """What every actor is handed in ``args["context"]``: where things are, not secrets
@@ -86,6 +90,7 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     if base not in BASES:
         raise fail("system.base", f"unknown thespian base {base!r} (expected {', '.join(BASES)})")
     port = system.get("admin_port", NodeConfig.admin_port)
+    admin_port_auto = profile == "dev" and "admin_port" not in system
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise fail("system.admin_port", f"must be a port number 1-65535, got {port!r}")
     bind = system.get("bind", "127.0.0.1")
@@ -108,7 +113,8 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     return ReleaseConfig(profile=profile, mode=mode, supervision=paths["supervision"],
                          data_dir=paths["data_dir"],
                          system=NodeConfig(base=base, admin_port=port, bind=bind, log_level=level),
-                         sections=sections, source=source, sandbox_cert_validity_s=cert_validity_s)
+                         sections=sections, source=source, sandbox_cert_validity_s=cert_validity_s,
+                         admin_port_auto=admin_port_auto)
 
 
 def _sandbox(table: Any, profile: str, fail) -> float | None:

@@ -99,3 +99,15 @@ def test_a_bad_sandbox_table_names_the_key_and_why(tmp_path: Path, text: str, ke
     with pytest.raises(ConfigError) as err:
         load_release(rel)
     assert err.value.key == key and reason in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "auto"), [
+    ("", True),  # the dev profile: a free admin port per data dir (devprofile.admin_port)
+    ('profile = "dev"\n[system]\nadmin_port = 19600', False),  # a port the file sets is that port
+    ('profile = "staging"', False),  # one daemon per host: the fixed default
+])
+def test_only_the_dev_profile_picks_its_admin_port(tmp_path: Path, text: str, auto: bool) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text(text + "\n")
+    assert load_release(rel).admin_port_auto is auto
+    assert load_release(None).admin_port_auto

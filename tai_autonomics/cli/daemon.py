@@ -106,6 +106,9 @@ def _foreground(args: argparse.Namespace) -> int:
     http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
                           root=spec.name, environ=os.environ, source=release.source)
     _Lock(release.data_dir).acquire()
+    if release.admin_port_auto:  # under the lock: this data dir's port file is ours
+        port = devprofile.admin_port(release.data_dir, release.system.bind)
+        release = dataclasses.replace(release, system=dataclasses.replace(release.system, admin_port=port))
     dev = devprofile.prepare(release) if release.profile == "dev" else None
     if dev is not None:  # tokens unset in the environment are made once and kept in DATA_DIR/tokens.env
         http = dataclasses.replace(http, tokens=dev_tokens(release.data_dir, os.environ))
@@ -151,22 +154,23 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig)
 
 
 def _ping(args: argparse.Namespace) -> int:
-    pid = _Lock(_release(args).data_dir).holder()
-    if pid:
-        print(f"pong (pid {pid})")
-        return 0
-    print("not running", file=sys.stderr)
-    return 1
+    release = _release(args)
+    lock = _Lock(release.data_dir)
+    pid = lock.holder()
+    if not pid:
+        return _not_running(lock)
+    port = devprofile.recorded_admin_port(release.data_dir) if release.admin_port_auto else release.system.admin_port
+    print(f"pong (pid {pid}, data dir {release.data_dir.resolve()}, admin port {port})")
+    return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    pid = _Lock(_release(args).data_dir).holder()
+    lock = _Lock(_release(args).data_dir)
+    pid = lock.holder()
     if not pid:
-        print("not running", file=sys.stderr)
-        return 1
+        return _not_running(lock)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
-    lock = _Lock(_release(args).data_dir)
     while lock.holder() and time.monotonic() < deadline:
         time.sleep(0.05)
     if lock.holder():
@@ -174,3 +178,11 @@ def _stop(args: argparse.Namespace) -> int:
         return 1
     print(f"stopped (pid {pid})")
     return 0
+
+
+def _not_running(lock: _Lock) -> int:
+    """Say where we looked: with several data dirs, "not running" alone does not say which one."""
+    path = lock.path.resolve()
+    print(f"not running: no tai-autonomics holds the lock on {path} (data dir {path.parent}; "
+          f"another data dir: --data-dir or --config)", file=sys.stderr)
+    return 1

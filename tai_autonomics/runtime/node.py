@@ -216,14 +216,28 @@ class Node:
         return self._asys
 
 
-def _ensure_port_free(host: str, port: int) -> None:
-    """thespian silently joins whatever admin already listens on the port: refuse instead."""
+def port_is_free(host: str, port: int) -> bool:
+    """Whether thespian's admin could bind ``host:port`` now (0: whether any port is free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as thespian binds: TIME_WAIT is no owner
         try:
             probe.bind((host, port))
         except OSError:
-            raise SystemError_(
-                f"the actor admin port {host}:{port} is already in use (is another tai-autonomics "
-                f"running? stop it, or choose another [system] admin_port)",
-                detail={"port": port}) from None
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port on ``host`` that nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """thespian silently joins whatever admin already listens on the port: refuse instead."""
+    if not port_is_free(host, port):
+        raise SystemError_(
+            f"the actor admin port {host}:{port} is already in use (is another tai-autonomics "
+            f"running? stop it, or choose another [system] admin_port)",
+            detail={"port": port})
