@@ -268,3 +268,14 @@ def test_two_dev_daemons_on_two_data_dirs_run_side_by_side(tmp_path: Path, daemo
     assert [e["admin_port"] for e in again.lines() if e.get("event") == "system_started"] == [ports[0]]
     again.proc.send_signal(signal.SIGTERM)
     assert again.proc.wait(10) == 0
+
+
+def test_the_tree_file_flag_wins_and_the_packaged_tree_is_the_default(tmp_path: Path) -> None:
+    default = run_cli("tree", cwd=tmp_path)  # no ./supervision.toml here: the tree shipped in the package
+    assert default.returncode == 0 and default.stdout == run_cli("tree", "--config", "supervision.toml").stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('root = "root"\n[supervisors.root]\nchildren = ["c"]\n[workers.c]\nactor = "x:Y"\n')
+    result = run_cli("foreground", "--config", str(release(tmp_path)), "--supervision", str(bad))
+    assert result.returncode == 2  # the flag overrides the release file's (valid) tree
+    assert f"{bad}: workers.c.actor: unknown actor class" in result.stderr
+    assert not (tmp_path / "var" / "daemon.pid").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tai_autonomics.config import ReleaseConfig, load_release
+from tai_autonomics.config import ReleaseConfig, load_release, packaged_supervision
 from tai_autonomics.errors import ConfigError
 from tai_autonomics.runtime import load_tree
 
@@ -18,7 +18,7 @@ def test_shipped_release_files_load(name: str) -> None:
     release = load_release(REPO / "rel" / f"{name}.toml")
     assert release.profile == name
     assert release.system.bind == "127.0.0.1"
-    load_tree(release.supervision)
+    load_tree(release.tree_file())
     context = release.context()
     assert context["profile"] == name and Path(context["data_dir"]).is_absolute()
 
@@ -111,3 +111,19 @@ def test_only_the_dev_profile_picks_its_admin_port(tmp_path: Path, text: str, au
     rel.write_text(text + "\n")
     assert load_release(rel).admin_port_auto is auto
     assert load_release(None).admin_port_auto
+
+
+def test_which_supervision_tree_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--supervision / the release file's key, then ./supervision.toml, then the packaged tree."""
+    monkeypatch.chdir(tmp_path)
+    packaged = packaged_supervision()
+    assert packaged.name == "supervision.toml" and packaged.parent.name == "tai_autonomics"
+    assert load_release(None).tree_file() == packaged  # nothing here: the tree shipped in the package
+    (tmp_path / "supervision.toml").write_text(packaged.read_text())
+    assert load_release(None).tree_file() == Path("supervision.toml")  # a tree in the current directory
+    rel = tmp_path / "rel" / "r.toml"
+    rel.parent.mkdir()
+    rel.write_text('supervision = "mine.toml"\n')
+    assert load_release(rel).tree_file() == tmp_path / "rel" / "mine.toml"  # the release file's, relative to it
+    rel.write_text('profile = "staging"\n')
+    assert load_release(rel).tree_file() == Path("supervision.toml")

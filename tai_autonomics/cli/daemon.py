@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tai_autonomics import devprofile, logs
-from tai_autonomics.config import ReleaseConfig, load_release
+from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
 from tai_autonomics.runtime import Node, SupervisorSpec, load_tree, render_tree, with_worker_args
@@ -27,15 +27,18 @@ STOP_WAIT_S = 10.0
 def register(subparsers: argparse._SubParsersAction) -> None:
     tree = subparsers.add_parser("tree", help="print the configured supervision tree",
                                  description="Validate and print a supervision tree file.")
-    tree.add_argument("--config", default="supervision.toml", metavar="FILE",
-                      help="supervision tree file (default: ./supervision.toml)")
+    tree.add_argument("--config", metavar="FILE",
+                      help="supervision tree file (default: ./supervision.toml if there is one, "
+                           "else the tree shipped in the package)")
     tree.set_defaults(func=_tree)
 
     fg = subparsers.add_parser("foreground", help="run the daemon in the foreground",
                                description="Start the actor system and the supervision tree; stop both "
                                            "in reverse order on SIGTERM or SIGINT.")
     _release_options(fg)
-    fg.add_argument("--supervision", metavar="FILE", help="supervision tree file (overrides the release file)")
+    fg.add_argument("--supervision", metavar="FILE",
+                    help="supervision tree file (default: the release file's, else ./supervision.toml if "
+                         "there is one, else the tree shipped in the package)")
     fg.add_argument("--port", type=int, metavar="N", help="gateway port (default: $PORT, else 8080)")
     fg.set_defaults(func=_foreground)
 
@@ -61,7 +64,7 @@ def _release(args: argparse.Namespace) -> ReleaseConfig:
 
 
 def _tree(args: argparse.Namespace) -> int:
-    print(render_tree(load_tree(args.config)))
+    print(render_tree(load_tree(args.config or default_supervision())))
     return 0
 
 
@@ -102,7 +105,8 @@ class _Lock:
 def _foreground(args: argparse.Namespace) -> int:
     release = _release(args)
     logs.configure(release.system.log_level)
-    spec = load_tree(release.supervision)  # validated before anything starts
+    tree_file = release.tree_file()
+    spec = load_tree(tree_file)  # validated before anything starts
     http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
                           root=spec.name, environ=os.environ, source=release.source)
     _Lock(release.data_dir).acquire()
@@ -113,13 +117,14 @@ def _foreground(args: argparse.Namespace) -> int:
     if dev is not None:  # tokens unset in the environment are made once and kept in DATA_DIR/tokens.env
         http = dataclasses.replace(http, tokens=dev_tokens(release.data_dir, os.environ))
     try:
-        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}), http)
+        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}), http,
+                         tree_file)
     finally:
         if dev is not None:
             dev.stop()
 
 
-def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig) -> int:
+def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig, tree_file: Path) -> int:
     """Start the node, the tree, then the gateway; stop them in reverse (the gateway first, so
     no request reaches a tree that is stopping)."""
     stopping: list[str] = []
@@ -134,7 +139,7 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig)
     try:
         node.start_tree(spec)
         logs.event(log, "tree started", event="tree_started", root=spec.name, profile=release.profile,
-                   pid=os.getpid())
+                   pid=os.getpid(), supervision=str(tree_file.resolve()))
         gateway = GatewayServer(node, http).start()
         while not stopping:
             gave_up = node.wait_for_exit(0.2)
