@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from tai_autonomics import devprofile, logs
+from tai_autonomics import devprofile, logs, preflight
 from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import Problems, TaiError
 from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
 from tai_autonomics.runtime import Node, SupervisorSpec, load_tree, render_tree, with_worker_args
 
@@ -106,9 +106,7 @@ def _foreground(args: argparse.Namespace) -> int:
     release = _release(args)
     logs.configure(release.system.log_level)
     tree_file = release.tree_file()
-    spec = load_tree(tree_file)  # validated before anything starts
-    http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
-                          root=spec.name, environ=os.environ, source=release.source)
+    spec, http = _checked(release, tree_file, args.port)
     _Lock(release.data_dir).acquire()
     if release.admin_port_auto:  # under the lock: this data dir's port file is ours
         port = devprofile.admin_port(release.data_dir, release.system.bind)
@@ -122,6 +120,31 @@ def _foreground(args: argparse.Namespace) -> int:
     finally:
         if dev is not None:
             dev.stop()
+
+
+def _checked(release: ReleaseConfig, tree_file: Path, port: int | None) -> tuple[SupervisorSpec, GatewayConfig]:
+    """The tree and the gateway's configuration, once every setting is checked, before anything
+    starts; every problem at once (a production start that named only the first took one start
+    per problem), or the one problem as before."""
+    problems: list[TaiError] = []
+    spec = http = None
+    try:
+        spec = load_tree(tree_file)
+    except TaiError as exc:
+        problems.append(exc)
+    try:
+        http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(port, os.environ),
+                              root=spec.name if spec else "root", environ=os.environ, source=release.source)
+    except TaiError as exc:
+        problems.append(exc)
+    if release.profile != "dev":  # the dev profile makes what it needs (devprofile.prepare)
+        problems.extend(preflight.check(release, os.environ))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise Problems(f"{len(problems)} problems with {release.source} and the environment (above); "
+                       f"nothing was started", problems)
+    return spec, http
 
 
 def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig, tree_file: Path) -> int:
