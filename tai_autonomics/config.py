@@ -106,14 +106,12 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     mode = data.get("mode", "prod")
     if mode not in MODES:
         raise fail("mode", f"unknown mode {mode!r} (expected {', '.join(MODES)})")
-    paths: dict[str, Path | None] = {"supervision": None}
-    for key, default in (("supervision", None), ("data_dir", "../var")):
+    paths: dict[str, Path | None] = {}
+    for key, default in (("supervision", None), ("data_dir", "../var")):  # no supervision: the default tree
         value = data.get(key, default)
-        if value is None:
-            continue
-        if not isinstance(value, str) or not value:
+        if value is not None and (not isinstance(value, str) or not value):
             raise fail(key, "must be a non-empty path string")
-        paths[key] = (base_dir / value).resolve()
+        paths[key] = None if value is None else (base_dir / value).resolve()
     system = data.get("system", {})
     if not isinstance(system, dict):
         raise fail("system", "must be a table")

@@ -53,6 +53,8 @@ def test_paths_in_sections_are_relative_to_the_file(tmp_path: Path) -> None:
     ('[ledger]\nkey = { nested = 1 }', "ledger.key"),
     ('ledger = 3', "ledger"),
     ('data_dir = ""', "data_dir"),
+    ('supervision = ""', "supervision"),
+    ("supervision = 3", "supervision"),
 ])
 def test_bad_release_files_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     rel = tmp_path / "r.toml"
