@@ -1,11 +1,23 @@
 """Release configuration: the analogue of OTP's ``sys.config`` + ``vm.args`` (files in ``rel/``).
 
 Secrets are never in these files, only the names of environment variables holding them.
-With no file, the dev profile's defaults apply (``./supervision.toml``, data in ``./var``).
+With no file, the dev profile's defaults apply (data in ``./var``).
+
+Which supervision tree runs, first match wins (:meth:`ReleaseConfig.tree_file`):
+
+1. ``foreground --supervision FILE``;
+2. the release file's ``supervision = "FILE"`` (relative to the release file);
+3. ``./supervision.toml`` in the current directory, if there is one;
+4. the tree shipped in the package (``tai_autonomics/supervision.toml``), so an installed wheel
+   runs from any directory.
+
+The explicit choices (1, 2) come first; a tree file in the current directory overrides only the
+default, as it did before the tree shipped in the package.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +35,28 @@ _TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", "sandbox", 
 _SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
 _SANDBOX_KEYS = {"cert_validity_s"}
 MAX_CERT_VALIDITY_S = 3650 * 86400  # the dev CA's own lifetime: a certificate cannot outlive its issuer
+SUPERVISION_FILE = "supervision.toml"
+
+
+def packaged_supervision() -> Path:
+    """The default supervision tree, shipped as package data (a file on disk: wheels and
+    editable installs both unpack the package)."""
+    return Path(str(importlib.resources.files(__package__) / SUPERVISION_FILE))
+
+
+def default_supervision() -> Path:
+    """``./supervision.toml`` if the current directory has one, else the packaged tree."""
+    local = Path(SUPERVISION_FILE)
+    return local if local.is_file() else packaged_supervision()
 
 
 @dataclass(frozen=True)
 class ReleaseConfig:
     profile: str = "dev"
     mode: str = "prod"
-    supervision: Path = Path("supervision.toml")
+    #: the tree file the release names (``--supervision`` or ``supervision = ...``); None: the
+    #: default (see :meth:`tree_file`)
+    supervision: Path | None = None
     data_dir: Path = Path("var")
     system: NodeConfig = field(default_factory=NodeConfig)
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -37,6 +64,14 @@ class ReleaseConfig:
     #: ``[sandbox] cert_validity_s`` (dev profile only): how long the certificates of the dev
     #: profile's insurer are valid, the first one (dev CA) and every renewal; None: 365 / 90 days
     sandbox_cert_validity_s: float | None = None
+    #: the dev profile with no ``[system] admin_port``: the actor admin port is one picked free at
+    #: the first start and recorded in the data dir (see devprofile.admin_port), so dev daemons on
+    #: different data dirs run side by side; ``system.admin_port`` is then not used
+    admin_port_auto: bool = True
+
+    def tree_file(self) -> Path:
+        """The supervision tree this release runs (the precedence is in the module docstring)."""
+        return self.supervision if self.supervision is not None else default_supervision()
 
     def context(self) -> dict[str, Any]:
         """What every actor is handed in ``args["context"]``: where things are, not secrets
@@ -71,12 +106,12 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     mode = data.get("mode", "prod")
     if mode not in MODES:
         raise fail("mode", f"unknown mode {mode!r} (expected {', '.join(MODES)})")
-    paths = {}
-    for key, default in (("supervision", "../supervision.toml"), ("data_dir", "../var")):
+    paths: dict[str, Path | None] = {}
+    for key, default in (("supervision", None), ("data_dir", "../var")):  # no supervision: the default tree
         value = data.get(key, default)
-        if not isinstance(value, str) or not value:
+        if value is not None and (not isinstance(value, str) or not value):
             raise fail(key, "must be a non-empty path string")
-        paths[key] = (base_dir / value).resolve()
+        paths[key] = None if value is None else (base_dir / value).resolve()
     system = data.get("system", {})
     if not isinstance(system, dict):
         raise fail("system", "must be a table")
@@ -86,6 +121,7 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     if base not in BASES:
         raise fail("system.base", f"unknown thespian base {base!r} (expected {', '.join(BASES)})")
     port = system.get("admin_port", NodeConfig.admin_port)
+    admin_port_auto = profile == "dev" and "admin_port" not in system
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise fail("system.admin_port", f"must be a port number 1-65535, got {port!r}")
     bind = system.get("bind", "127.0.0.1")
@@ -108,7 +144,8 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
     return ReleaseConfig(profile=profile, mode=mode, supervision=paths["supervision"],
                          data_dir=paths["data_dir"],
                          system=NodeConfig(base=base, admin_port=port, bind=bind, log_level=level),
-                         sections=sections, source=source, sandbox_cert_validity_s=cert_validity_s)
+                         sections=sections, source=source, sandbox_cert_validity_s=cert_validity_s,
+                         admin_port_auto=admin_port_auto)
 
 
 def _sandbox(table: Any, profile: str, fail) -> float | None:

@@ -4,6 +4,10 @@
 parties played by the sandbox (started here as a child process) with a development CA, so
 that the README's first command gives a working insured system without any setup.
 
+Its actor admin port (unless the release file sets ``[system] admin_port``) is one picked free at
+the first start and recorded in ``DATA_DIR/admin_port``: a fixed port (it was 19500) let only one
+dev daemon run on a machine; one per data dir lets several run side by side.
+
 The release file's ``[sandbox] cert_validity_s`` sets how long this insurer's certificates are
 valid: the first one (made with the dev CA on the first run, when the CA is created) and every
 renewal the sandbox issues. Unset: 365 days for the first, 90 for renewals.
@@ -15,10 +19,12 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
 from tai_autonomics.config import ReleaseConfig
+from tai_autonomics.runtime.node import free_port, port_is_free
 from tai_autonomics.sandbox import SandboxConfig, SandboxProcess
 from tai_autonomics.trust import sample_policy, write_dev_ca
 from tai_autonomics.trust.issuing import (
@@ -31,6 +37,7 @@ from tai_autonomics.trust.issuing import (
 log = logging.getLogger(__name__)
 
 DEV_CA_DIR = "dev-ca"
+ADMIN_PORT_FILE = "admin_port"
 
 
 @dataclass
@@ -64,3 +71,32 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     context["ledger"] = {"store": "sqlite", **context["ledger"]}
     context["sandbox"] = {"url": url}
     return DevEnvironment(sandbox, context)
+
+
+def admin_port(data_dir: Path, bind: str) -> int:
+    """The actor admin port of the dev daemon on ``data_dir``: the one recorded in
+    ``DATA_DIR/admin_port`` while it is free, else a free one, recorded for the next start.
+
+    Call it holding the data dir's lock (one daemon per data dir), so no other daemon of this data
+    dir reads or writes the file meanwhile. A recorded port taken since (another data dir's
+    daemon was given it while this one was stopped) is replaced, not fought over.
+    """
+    path = data_dir / ADMIN_PORT_FILE
+    recorded = recorded_admin_port(data_dir)
+    if recorded is not None and port_is_free(bind, recorded):
+        return recorded
+    port = free_port(bind)
+    path.write_text(f"{port}\n")
+    if recorded is not None:
+        logs.event(log, f"admin port {recorded} is taken; using {port}", logging.WARNING,
+                   event="admin_port_replaced", taken=recorded, port=port)
+    return port
+
+
+def recorded_admin_port(data_dir: Path) -> int | None:
+    """The admin port recorded in ``DATA_DIR/admin_port``, or None (none yet, or not a port)."""
+    try:
+        port = int((data_dir / ADMIN_PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 1 <= port <= 65535 else None

@@ -66,3 +66,14 @@ class ConfigError(TaiError):
 
     def __reduce__(self):
         return (ConfigError, (self.file, self.key, self.reason))
+
+
+class Problems(TaiError):
+    """Several problems found at once (e.g. every bad setting of a release, checked before a
+    start): the CLI prints each on its own line, so one run names them all."""
+
+    code = "start_checks_failed"
+
+    def __init__(self, message: str, problems: list[TaiError]) -> None:
+        super().__init__(message, detail={"problems": [problem.to_dict() for problem in problems]})
+        self.problems = list(problems)

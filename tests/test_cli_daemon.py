@@ -35,14 +35,19 @@ def release(tmp_path: Path, supervision: Path = REPO / "supervision.toml") -> Pa
 
 
 class Daemon:
-    """A ``foreground`` subprocess whose output goes to a file (thespian's admin keeps it open)."""
+    """A ``foreground`` subprocess whose output goes to a file (thespian's admin keeps it open).
 
-    def __init__(self, tmp_path: Path, rel: Path, name: str = "daemon") -> None:
+    ``rel``: its release file; None runs the dev profile's defaults with ``options`` (e.g. ``--data-dir``).
+    """
+
+    def __init__(self, tmp_path: Path, rel: Path | None, name: str = "daemon", options: tuple[str, ...] = ()) -> None:
         self.out = tmp_path / f"{name}.out"
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAI_TOKEN_")}
+        config = ("--config", str(rel)) if rel is not None else ()
         with open(self.out, "w") as out:
-            self.proc = subprocess.Popen([*CLI, "foreground", "--config", str(rel), "--port", str(self.port)], cwd=REPO,
+            self.proc = subprocess.Popen([*CLI, "foreground", *config, *options, "--port", str(self.port)], cwd=REPO,
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def lines(self) -> list[dict]:
@@ -52,6 +57,16 @@ class Daemon:
         wait_until(lambda: any(e.get("event") == event for e in self.lines()) or self.proc.poll() is not None,
                    timeout, what=event)
         assert any(e.get("event") == event for e in self.lines()), self.out.read_text()[-3000:]
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Poll ``/readyz`` over HTTP until it answers 200 (fail early if the daemon exits)."""
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return self.proc.poll() is not None
+        wait_until(ready, timeout, what="/readyz")
+        assert self.proc.poll() is None, self.out.read_text()[-3000:]
 
     def processes(self) -> list[int]:
         return [self.proc.pid, *_process.descendants(self.proc.pid)]
@@ -214,3 +229,53 @@ def test_foreground_with_the_gateway_port_taken_fails_clearly(tmp_path: Path, da
         result = run_cli("foreground", "--config", str(release(tmp_path)), "--port", str(port))
     assert result.returncode == 2
     assert f"the gateway cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_ping_and_stop_say_which_data_dir_they_checked(tmp_path: Path) -> None:
+    for command in ("ping", "stop"):
+        result = run_cli(command, "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
+        assert result.returncode == 1
+        assert result.stderr.strip() == (f"not running: no tai-autonomics holds the lock on "
+                                         f"{tmp_path / 'nowhere' / 'daemon.pid'} (data dir {tmp_path / 'nowhere'}; "
+                                         f"another data dir: --data-dir or --config)")
+    assert not (tmp_path / "nowhere").exists()  # looking changes nothing
+
+
+def test_two_dev_daemons_on_two_data_dirs_run_side_by_side(tmp_path: Path, daemons) -> None:
+    """The dev profile (no --config) picks a free admin port per data dir and records it there."""
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    started = [Daemon(tmp_path, None, d.name, ("--data-dir", str(d))) for d in dirs]
+    daemons.extend(started)
+    for daemon in started:
+        daemon.wait_ready()
+    ports = [int((d / "admin_port").read_text()) for d in dirs]
+    assert ports[0] != ports[1]
+    pids = [pid for daemon in started for pid in daemon.processes()]
+    for d, daemon, port in zip(dirs, started, ports, strict=True):
+        pong = run_cli("ping", "--data-dir", str(d))
+        assert pong.returncode == 0
+        assert pong.stdout.strip() == f"pong (pid {daemon.proc.pid}, data dir {d}, admin port {port})"
+        assert run_cli("stop", "--data-dir", str(d)).returncode == 0
+        assert daemon.proc.wait(10) == 0
+    assert [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)] == []
+    for d in dirs:
+        assert run_cli("ping", "--data-dir", str(d)).returncode == 1
+
+    # A restart keeps its data dir's port while it is free.
+    again = Daemon(tmp_path, None, "a-again", ("--data-dir", str(dirs[0])))
+    daemons.append(again)
+    again.wait_for_event("system_started")
+    assert [e["admin_port"] for e in again.lines() if e.get("event") == "system_started"] == [ports[0]]
+    again.proc.send_signal(signal.SIGTERM)
+    assert again.proc.wait(10) == 0
+
+
+def test_the_tree_file_flag_wins_and_the_packaged_tree_is_the_default(tmp_path: Path) -> None:
+    default = run_cli("tree", cwd=tmp_path)  # no ./supervision.toml here: the tree shipped in the package
+    assert default.returncode == 0 and default.stdout == run_cli("tree", "--config", "supervision.toml").stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('root = "root"\n[supervisors.root]\nchildren = ["c"]\n[workers.c]\nactor = "x:Y"\n')
+    result = run_cli("foreground", "--config", str(release(tmp_path)), "--supervision", str(bad))
+    assert result.returncode == 2  # the flag overrides the release file's (valid) tree
+    assert f"{bad}: workers.c.actor: unknown actor class" in result.stderr
+    assert not (tmp_path / "var" / "daemon.pid").exists()

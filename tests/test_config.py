@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tai_autonomics.config import ReleaseConfig, load_release
+from tai_autonomics.config import ReleaseConfig, load_release, packaged_supervision
 from tai_autonomics.errors import ConfigError
 from tai_autonomics.runtime import load_tree
 
@@ -18,7 +18,7 @@ def test_shipped_release_files_load(name: str) -> None:
     release = load_release(REPO / "rel" / f"{name}.toml")
     assert release.profile == name
     assert release.system.bind == "127.0.0.1"
-    load_tree(release.supervision)
+    load_tree(release.tree_file())
     context = release.context()
     assert context["profile"] == name and Path(context["data_dir"]).is_absolute()
 
@@ -53,6 +53,8 @@ def test_paths_in_sections_are_relative_to_the_file(tmp_path: Path) -> None:
     ('[ledger]\nkey = { nested = 1 }', "ledger.key"),
     ('ledger = 3', "ledger"),
     ('data_dir = ""', "data_dir"),
+    ('supervision = ""', "supervision"),
+    ("supervision = 3", "supervision"),
 ])
 def test_bad_release_files_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     rel = tmp_path / "r.toml"
@@ -99,3 +101,31 @@ def test_a_bad_sandbox_table_names_the_key_and_why(tmp_path: Path, text: str, ke
     with pytest.raises(ConfigError) as err:
         load_release(rel)
     assert err.value.key == key and reason in str(err.value)
+
+
+@pytest.mark.parametrize(("text", "auto"), [
+    ("", True),  # the dev profile: a free admin port per data dir (devprofile.admin_port)
+    ('profile = "dev"\n[system]\nadmin_port = 19600', False),  # a port the file sets is that port
+    ('profile = "staging"', False),  # one daemon per host: the fixed default
+])
+def test_only_the_dev_profile_picks_its_admin_port(tmp_path: Path, text: str, auto: bool) -> None:
+    rel = tmp_path / "r.toml"
+    rel.write_text(text + "\n")
+    assert load_release(rel).admin_port_auto is auto
+    assert load_release(None).admin_port_auto
+
+
+def test_which_supervision_tree_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--supervision / the release file's key, then ./supervision.toml, then the packaged tree."""
+    monkeypatch.chdir(tmp_path)
+    packaged = packaged_supervision()
+    assert packaged.name == "supervision.toml" and packaged.parent.name == "tai_autonomics"
+    assert load_release(None).tree_file() == packaged  # nothing here: the tree shipped in the package
+    (tmp_path / "supervision.toml").write_text(packaged.read_text())
+    assert load_release(None).tree_file() == Path("supervision.toml")  # a tree in the current directory
+    rel = tmp_path / "rel" / "r.toml"
+    rel.parent.mkdir()
+    rel.write_text('supervision = "mine.toml"\n')
+    assert load_release(rel).tree_file() == tmp_path / "rel" / "mine.toml"  # the release file's, relative to it
+    rel.write_text('profile = "staging"\n')
+    assert load_release(rel).tree_file() == Path("supervision.toml")

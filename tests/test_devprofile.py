@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,3 +45,17 @@ def test_the_sandbox_refuses_a_lifetime_that_issues_nothing_usable(capsys, tmp_p
         main(["sandbox", "serve", "--data-dir", str(tmp_path), "--cert-validity-days", days])
     assert exited.value.code == 2
     assert "must be a number of days > 0 and at most 3650" in capsys.readouterr().err
+
+
+def test_the_admin_port_is_recorded_per_data_dir_and_replaced_when_taken(tmp_path: Path) -> None:
+    first = devprofile.admin_port(tmp_path, "127.0.0.1")
+    assert (tmp_path / "admin_port").read_text() == f"{first}\n"
+    assert devprofile.admin_port(tmp_path, "127.0.0.1") == first  # free: kept across starts
+    with socket.socket() as squatter:  # taken meanwhile (e.g. given to another data dir's daemon)
+        squatter.bind(("127.0.0.1", first))
+        squatter.listen()
+        second = devprofile.admin_port(tmp_path, "127.0.0.1")
+    assert second != first and devprofile.recorded_admin_port(tmp_path) == second
+    (tmp_path / "admin_port").write_text("not a port\n")
+    assert devprofile.recorded_admin_port(tmp_path) is None
+    assert devprofile.admin_port(tmp_path, "127.0.0.1") == devprofile.recorded_admin_port(tmp_path)

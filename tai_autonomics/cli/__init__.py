@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TaiError as exc:
-        print(f"tai-autonomics: error: [{exc.code}] {exc.message}", file=sys.stderr)
+        for problem in [*getattr(exc, "problems", ()), exc]:
+            print(f"tai-autonomics: error: [{problem.code}] {problem.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from tai_autonomics import devprofile, logs
-from tai_autonomics.config import ReleaseConfig, load_release
-from tai_autonomics.errors import TaiError
+from tai_autonomics import devprofile, logs, preflight
+from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
+from tai_autonomics.errors import Problems, TaiError
 from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
 from tai_autonomics.runtime import Node, SupervisorSpec, load_tree, render_tree, with_worker_args
 
@@ -27,15 +27,18 @@ STOP_WAIT_S = 10.0
 def register(subparsers: argparse._SubParsersAction) -> None:
     tree = subparsers.add_parser("tree", help="print the configured supervision tree",
                                  description="Validate and print a supervision tree file.")
-    tree.add_argument("--config", default="supervision.toml", metavar="FILE",
-                      help="supervision tree file (default: ./supervision.toml)")
+    tree.add_argument("--config", metavar="FILE",
+                      help="supervision tree file (default: ./supervision.toml if there is one, "
+                           "else the tree shipped in the package)")
     tree.set_defaults(func=_tree)
 
     fg = subparsers.add_parser("foreground", help="run the daemon in the foreground",
                                description="Start the actor system and the supervision tree; stop both "
                                            "in reverse order on SIGTERM or SIGINT.")
     _release_options(fg)
-    fg.add_argument("--supervision", metavar="FILE", help="supervision tree file (overrides the release file)")
+    fg.add_argument("--supervision", metavar="FILE",
+                    help="supervision tree file (default: the release file's, else ./supervision.toml if "
+                         "there is one, else the tree shipped in the package)")
     fg.add_argument("--port", type=int, metavar="N", help="gateway port (default: $PORT, else 8080)")
     fg.set_defaults(func=_foreground)
 
@@ -61,7 +64,7 @@ def _release(args: argparse.Namespace) -> ReleaseConfig:
 
 
 def _tree(args: argparse.Namespace) -> int:
-    print(render_tree(load_tree(args.config)))
+    print(render_tree(load_tree(args.config or default_supervision())))
     return 0
 
 
@@ -102,21 +105,49 @@ class _Lock:
 def _foreground(args: argparse.Namespace) -> int:
     release = _release(args)
     logs.configure(release.system.log_level)
-    spec = load_tree(release.supervision)  # validated before anything starts
-    http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
-                          root=spec.name, environ=os.environ, source=release.source)
+    tree_file = release.tree_file()
+    spec, http = _checked(release, tree_file, args.port)
     _Lock(release.data_dir).acquire()
+    if release.admin_port_auto:  # under the lock: this data dir's port file is ours
+        port = devprofile.admin_port(release.data_dir, release.system.bind)
+        release = dataclasses.replace(release, system=dataclasses.replace(release.system, admin_port=port))
     dev = devprofile.prepare(release) if release.profile == "dev" else None
     if dev is not None:  # tokens unset in the environment are made once and kept in DATA_DIR/tokens.env
         http = dataclasses.replace(http, tokens=dev_tokens(release.data_dir, os.environ))
     try:
-        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}), http)
+        return _run_tree(release, with_worker_args(spec, {"context": dev.context if dev else release.context()}), http,
+                         tree_file)
     finally:
         if dev is not None:
             dev.stop()
 
 
-def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig) -> int:
+def _checked(release: ReleaseConfig, tree_file: Path, port: int | None) -> tuple[SupervisorSpec, GatewayConfig]:
+    """The tree and the gateway's configuration, once every setting is checked, before anything
+    starts; every problem at once (a production start that named only the first took one start
+    per problem), or the one problem as before."""
+    problems: list[TaiError] = []
+    spec = http = None
+    try:
+        spec = load_tree(tree_file)
+    except TaiError as exc:
+        problems.append(exc)
+    try:
+        http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(port, os.environ),
+                              root=spec.name if spec else "root", environ=os.environ, source=release.source)
+    except TaiError as exc:
+        problems.append(exc)
+    if release.profile != "dev":  # the dev profile makes what it needs (devprofile.prepare)
+        problems.extend(preflight.check(release, os.environ))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise Problems(f"{len(problems)} problems with {release.source} and the environment (above); "
+                       f"nothing was started", problems)
+    return spec, http
+
+
+def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig, tree_file: Path) -> int:
     """Start the node, the tree, then the gateway; stop them in reverse (the gateway first, so
     no request reaches a tree that is stopping)."""
     stopping: list[str] = []
@@ -131,7 +162,7 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig)
     try:
         node.start_tree(spec)
         logs.event(log, "tree started", event="tree_started", root=spec.name, profile=release.profile,
-                   pid=os.getpid())
+                   pid=os.getpid(), supervision=str(tree_file.resolve()))
         gateway = GatewayServer(node, http).start()
         while not stopping:
             gave_up = node.wait_for_exit(0.2)
@@ -151,22 +182,23 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig)
 
 
 def _ping(args: argparse.Namespace) -> int:
-    pid = _Lock(_release(args).data_dir).holder()
-    if pid:
-        print(f"pong (pid {pid})")
-        return 0
-    print("not running", file=sys.stderr)
-    return 1
+    release = _release(args)
+    lock = _Lock(release.data_dir)
+    pid = lock.holder()
+    if not pid:
+        return _not_running(lock)
+    port = devprofile.recorded_admin_port(release.data_dir) if release.admin_port_auto else release.system.admin_port
+    print(f"pong (pid {pid}, data dir {release.data_dir.resolve()}, admin port {port})")
+    return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    pid = _Lock(_release(args).data_dir).holder()
+    lock = _Lock(_release(args).data_dir)
+    pid = lock.holder()
     if not pid:
-        print("not running", file=sys.stderr)
-        return 1
+        return _not_running(lock)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_WAIT_S
-    lock = _Lock(_release(args).data_dir)
     while lock.holder() and time.monotonic() < deadline:
         time.sleep(0.05)
     if lock.holder():
@@ -174,3 +206,11 @@ def _stop(args: argparse.Namespace) -> int:
         return 1
     print(f"stopped (pid {pid})")
     return 0
+
+
+def _not_running(lock: _Lock) -> int:
+    """Say where we looked: with several data dirs, "not running" alone does not say which one."""
+    path = lock.path.resolve()
+    print(f"not running: no tai-autonomics holds the lock on {path} (data dir {path.parent}; "
+          f"another data dir: --data-dir or --config)", file=sys.stderr)
+    return 1

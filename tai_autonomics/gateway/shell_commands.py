@@ -214,19 +214,33 @@ async def _which_children(shell: Shell, command: Command) -> Output:
 
 
 async def _state(shell: Shell, command: Command) -> Output:
-    return _json_output(await shell.call(command.args[0], "$state"))
+    name = command.args[0]
+    await _in_tree(shell, name)
+    return _json_output(await shell.call(name, "$state"))
+
+
+async def _in_tree(shell: Shell, name: str) -> str | None:
+    """The supervisor of ``name`` (None for the root), or 404 ``no_such_actor`` if the live tree
+    has no such actor.
+
+    Asked of the tree first because a call to an unregistered name only says "could not answer
+    now; retry later" (503): right for an actor between two incarnations, which its supervisor
+    still lists, misleading for a name that does not exist, which no retry will find.
+    """
+    tree = await supervision.walk(shell.gateway.bridge, shell.gateway.config.root)
+    parent = _parent_of(tree, name)
+    if parent is None and name != tree["name"]:
+        raise ApiError(404, "no_such_actor", f"no actor {name!r} in the supervision tree; type tree",
+                       {"actor": name})
+    return parent
 
 
 async def _restart(shell: Shell, command: Command) -> Output:
     name = command.args[0]
-    tree = await supervision.walk(shell.gateway.bridge, shell.gateway.config.root)
-    parent = _parent_of(tree, name)
+    parent = await _in_tree(shell, name)
     if parent is None:
-        detail = {"actor": name}
-        if name == tree["name"]:
-            raise ApiError(422, "cannot_restart_root", "the root supervisor has no supervisor to restart it; "
-                           "restart the daemon instead", detail)
-        raise ApiError(404, "no_such_actor", f"no actor {name!r} in the supervision tree", detail)
+        raise ApiError(422, "cannot_restart_root", "the root supervisor has no supervisor to restart it; "
+                       "restart the daemon instead", {"actor": name})
     answer = await shell.call(parent, "restart_child", name)
     return Output({**answer, "supervisor": parent}, f"restarting {name} (by its supervisor {parent})")
 

@@ -13,6 +13,7 @@ import ctypes
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,55 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def identify(pids: list[int]) -> dict[int, int]:
+    """pid → start time (clock ticks after boot) of each of ``pids`` still alive: a pid alone may
+    be reused by an unrelated process once ours is gone, the pair names one process."""
+    found = {}
+    for pid in pids:
+        started = _start_time(pid)
+        if started is not None:
+            found[pid] = started
+    return found
+
+
+def end(processes: dict[int, int], timeout: float) -> list[int]:
+    """SIGKILL each of ``processes`` (from :func:`identify`) that is still that process, and wait
+    until every one is gone, at most ``timeout`` seconds; the pids still running then.
+
+    SIGKILL is delivered asynchronously: a process is still running for a moment after
+    ``kill()`` returns, so whoever promises "no process left" has to wait for it. A zombie counts
+    as gone (it runs nothing); the ones that are forks of this program are reaped.
+    """
+    for pid, started in processes.items():
+        if _start_time(pid) == started:
+            kill(pid)
+    deadline = time.monotonic() + timeout
+    while True:
+        reap_forks()
+        left = [pid for pid, started in processes.items() if _start_time(pid) == started and not _is_zombie(pid)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.01)  # polling /proc: there is no wait() for processes that are not our children
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None  # field 22 of stat(5); fields start at 3
+
+
+def _is_zombie(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] == "Z"
+
+
 def reap_forks() -> None:
     """Reap zombie children that are forks of this program (orphans a subreaper adopted).
 
@@ -94,9 +144,7 @@ def reap_forks() -> None:
     me = Path("/proc/self/cmdline").read_bytes()
     for pid in _children(os.getpid()):
         try:
-            proc = Path(f"/proc/{pid}")
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z" and \
-                    (proc / "cmdline").read_bytes() in (me, b""):
+            if _is_zombie(pid) and Path(f"/proc/{pid}/cmdline").read_bytes() in (me, b""):
                 os.waitpid(pid, os.WNOHANG)
         except (OSError, ChildProcessError):
             continue

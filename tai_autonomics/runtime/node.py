@@ -33,6 +33,8 @@ from tai_autonomics.runtime.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 BASES = ("multiprocTCPBase", "simpleSystemBase")
+SHUTDOWN_KILL_WAIT_S = 5.0
+"""How long ``shutdown`` waits for SIGKILLed processes to be gone (the kernel takes milliseconds)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,9 @@ class Node:
         """Stop the tree and the actor system; kill whatever process is left of this node."""
         if self._asys is None:
             return
+        # The node's processes, named before anything stops: once the admin exits, its children
+        # are re-parented and no longer found under it.
+        processes = self._processes()
         try:
             self.stop_tree()
         finally:
@@ -151,11 +156,18 @@ class Node:
                 context.__exit__(None, None, None)
             self._private.clear()
             asys.shutdown()  # bounded: see _transport (the tree is already stopped in order)
-            if self._admin_pid:  # whatever thespian left behind
-                for pid in [*_process.descendants(self._admin_pid), self._admin_pid]:
-                    _process.kill(pid)
-                _process.reap_forks()
+            if self._admin_pid:  # whatever thespian left behind, and wait until it is gone
+                left = _process.end({**processes, **self._processes()}, SHUTDOWN_KILL_WAIT_S)
+                if left:
+                    log.error("processes of the node survived SIGKILL", extra={"fields": {
+                        "event": "system_processes_left", "pids": left}})
             log.info("actor system stopped", extra={"fields": {"event": "system_stopped"}})
+
+    def _processes(self) -> dict[int, int]:
+        """The admin and its descendants (pid → start time); none on the in-process base."""
+        if not self._admin_pid:
+            return {}
+        return _process.identify([self._admin_pid, *_process.descendants(self._admin_pid)])
 
     def __enter__(self) -> Node:
         return self.start()
@@ -204,14 +216,28 @@ class Node:
         return self._asys
 
 
-def _ensure_port_free(host: str, port: int) -> None:
-    """thespian silently joins whatever admin already listens on the port: refuse instead."""
+def port_is_free(host: str, port: int) -> bool:
+    """Whether thespian's admin could bind ``host:port`` now (0: whether any port is free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as thespian binds: TIME_WAIT is no owner
         try:
             probe.bind((host, port))
         except OSError:
-            raise SystemError_(
-                f"the actor admin port {host}:{port} is already in use (is another tai-autonomics "
-                f"running? stop it, or choose another [system] admin_port)",
-                detail={"port": port}) from None
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port on ``host`` that nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def _ensure_port_free(host: str, port: int) -> None:
+    """thespian silently joins whatever admin already listens on the port: refuse instead."""
+    if not port_is_free(host, port):
+        raise SystemError_(
+            f"the actor admin port {host}:{port} is already in use (is another tai-autonomics "
+            f"running? stop it, or choose another [system] admin_port)",
+            detail={"port": port})

@@ -169,6 +169,10 @@ def test_tree_state_receipts_and_log_level_reach_every_actor(gateway, admin) -> 
     assert admin.run("state echo").ok
     assert admin.run("restart root").error["code"] == "cannot_restart_root"
     assert admin.run("restart nobody").error["code"] == "no_such_actor"
+    for line in ("state Nope", "restart Nope"):  # no such actor: said so, not "retry later"
+        error = admin.run(line).error
+        assert error["code"] == "no_such_actor", error
+        assert "no actor 'Nope' in the supervision tree" in error["message"] and "retry" not in error["message"]
     try:
         levels = admin.run("log_level warning")
         assert levels.ok and levels.value["gateway"] == "WARNING"
