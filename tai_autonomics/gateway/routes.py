@@ -90,11 +90,15 @@ async def scrape(gateway: Gateway) -> bytes:
         tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
     domain = {}
     for key, actor, msg_type in (("mode", "ProdMode", "mode"), ("ledger", LEDGER, "status"),
-                                 ("insurer", "InsuranceClient", "status")):
+                                 ("insurer", "InsuranceClient", "status"), ("certificate", "CertManager", "status")):
         try:
             domain[key] = await gateway.bridge.call(actor, msg_type)
-        except ApiError:
-            continue  # that actor is restarting or absent: its metrics are left out of this scrape
+        except ApiError as refused:
+            # CertManager refuses ``status`` outside the validity window (cert_expired), with the status
+            # in the detail: an expired certificate is exactly what the metrics must show
+            if isinstance(refused.detail.get("status"), dict):
+                domain[key] = refused.detail["status"]
+            # otherwise that actor is restarting or absent: its metrics are left out of this scrape
     return gateway.metrics.render(tree, domain)
 
 
@@ -184,9 +188,17 @@ async def _operation(req: Req, actor: str, msg_type: str, payload: Any) -> Respo
             req.gateway.metrics.operation(msg_type, "refused", time.monotonic() - started, refused.code)
         raise
     if msg_type in _COUNTED:
-        outcome = reply.get("status", "completed") if isinstance(reply, dict) else "completed"
-        req.gateway.metrics.operation(msg_type, outcome, time.monotonic() - started)
+        req.gateway.metrics.operation(msg_type, _outcome(reply), time.monotonic() - started)
     return encode_reply(reply, actor, msg_type)
+
+
+def _outcome(reply: Any) -> str:
+    """The operation's outcome for the metrics: its status, or ``replayed`` when the actor says the
+    answer is that of an operation finished before this request (an idempotent repeat did nothing,
+    so counting it as completed again would inflate the completions and hide the failure rate)."""
+    if not isinstance(reply, dict):
+        return "completed"
+    return "replayed" if reply.get("replayed") is True else reply.get("status", "completed")
 
 
 async def create_deployment(req: Req) -> Response:
