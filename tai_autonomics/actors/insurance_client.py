@@ -18,12 +18,17 @@ type                       payload                         reply
 ``breaker_state``          —                               ``{"state": "closed"|"open"|"half-open"}``
 ``status``                 —                               ``{"configured", "url", "policy_id",
                                                            "breaker_state", "cache", "in_flight",
-                                                           "call_timeout_s"}``
+                                                           "call_timeout_s", "cache_lookups",
+                                                           "request_seconds"}``
 =========================  ==============================  =========================================
 
 Policy dict: ``{"policy_id", "status" (active|revoked|expired), "as_of", "from_cache", "age_s",
 "detail"}``. ``status.cache`` is ``null`` before the first answer, else ``{"status", "age_s",
-"fresh"}`` for the configured policy.
+"fresh"}`` for the configured policy. For the gateway's ``/metrics`` (asked at each scrape, so
+reading it counts nothing): ``status.cache_lookups`` is ``{"hit", "miss"}`` (the policy-status
+cache asked for an answer, since this incarnation started) and ``status.request_seconds`` the
+insurer HTTP attempts' durations, ``{"buckets": [[le, count], ...], "count", "sum"}``; both
+``null`` when unconfigured.
 
 Refusals carry the core client's codes (docs/sandbox.md): ``insurance_service_unavailable``,
 ``insurance_circuit_open``, ``rate_limited``, ``insurance_cache_stale``, ``policy_not_found``,
@@ -156,16 +161,17 @@ class InsuranceClient(Server):
         client = self._client
         if client is None:
             return {"configured": False, "url": None, "policy_id": None, "breaker_state": None, "cache": None,
-                    "in_flight": 0, "call_timeout_s": CALL_TIMEOUT_S}
+                    "in_flight": 0, "call_timeout_s": CALL_TIMEOUT_S, "cache_lookups": None, "request_seconds": None}
         try:
-            cached = client.cached_policy_status()
+            cached = client.peek_policy_status()
             cache = {"status": cached.status, "age_s": cached.age_s, "fresh": True}
         except InsuranceCacheStaleError as stale:
             age = stale.detail["age_s"]
             cache = None if age is None else {"status": stale.detail["last_status"], "age_s": age, "fresh": False}
         return {"configured": True, "url": self._url, "policy_id": client.policy_id,
                 "breaker_state": client.breaker_state(), "cache": cache, "in_flight": len(self._in_flight),
-                "call_timeout_s": CALL_TIMEOUT_S}
+                "call_timeout_s": CALL_TIMEOUT_S, "cache_lookups": dict(client.cache_lookups),
+                "request_seconds": client.request_durations.snapshot()}
 
     def inspect_state(self) -> dict[str, Any]:
         return self.call_status(None)

@@ -11,10 +11,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+OPERATION_BUCKETS = (*LATENCY_BUCKETS, 20.0, 30.0, 40.0)
+"""An operation waits on an outside party up to 40 s (the actors' CALL_TIMEOUT_S); 30 s is the
+deploy latency alert's threshold, so it is a bound and a p95 above it is seen as such."""
 
 
 class GatewayMetrics:
@@ -30,10 +34,11 @@ class GatewayMetrics:
         self._tree = _TreeCollector()
         self.registry.register(self._tree)
         self._operations = Counter("tai_operations", "Insured operations by kind and outcome "
-                                   "(completed, failed, or refused before anything went out)",
+                                   "(completed, failed, refused before anything went out, or replayed: the "
+                                   "answer of an operation finished before the request)",
                                    ["operation", "outcome"], registry=self.registry)
         self._operation_latency = Histogram("tai_operation_duration_seconds", "Time to run an operation, by kind",
-                                            ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry)
+                                            ["operation"], buckets=OPERATION_BUCKETS, registry=self.registry)
         self._refusals = Counter("tai_refusals", "Operations refused, by the refusal's code "
                                  "(coverage_limit_exceeded, mode_refused, ...)", ["code"], registry=self.registry)
         self._domain = _DomainCollector()
@@ -59,7 +64,7 @@ class GatewayMetrics:
 
     def render(self, tree: dict[str, Any] | None, domain: dict[str, Any] | None = None) -> bytes:
         """The text exposition, with the tree just walked (None: it could not be walked) and what
-        the domain actors answered this scrape (mode, ledger, insurer)."""
+        the domain actors answered this scrape (mode, ledger, insurer, certificate)."""
         self._tree.tree = tree
         self._domain.state = domain or {}
         return generate_latest(self.registry)
@@ -94,7 +99,12 @@ def _children(node: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
 
 
 class _DomainCollector:
-    """Mode, receipts and insurance state as the actors report them at scrape time."""
+    """Mode, receipts, insurance and certificate state as the actors report them at scrape time.
+
+    What happens in an actor's process (insurer requests, cache lookups) is counted there and
+    reported in its ``status``; a counter restarts at zero with its actor, as Prometheus expects of
+    a process's counters.
+    """
 
     def __init__(self) -> None:
         self.state: dict[str, Any] = {}
@@ -120,3 +130,27 @@ class _DomainCollector:
             for name in ("closed", "open", "half-open"):
                 breaker.add_metric([name], 1 if insurer.get("breaker_state") == name else 0)
             yield breaker
+            yield from _insurer_traffic(insurer)
+        certificate = self.state.get("certificate")
+        if certificate is not None and certificate.get("loaded"):
+            yield GaugeMetricFamily("tai_certificate_days_left", "Whole days until the insurance certificate "
+                                    "expires, rounded down: negative once it has expired",
+                                    value=certificate["days_left"])
+
+
+def _insurer_traffic(insurer: dict[str, Any]) -> Iterator[Metric]:
+    """The InsuranceClient's own counts (absent while it is not configured)."""
+    lookups = insurer.get("cache_lookups")
+    if lookups is not None:
+        family = CounterMetricFamily("tai_insurer_cache_lookups", "Policy-status cache asked for an answer "
+                                     "(the insurer unavailable, or a cache-only read), by result: hit or miss",
+                                     labels=["result"])
+        for result in ("hit", "miss"):
+            family.add_metric([result], lookups.get(result, 0))
+        yield family
+    timed = insurer.get("request_seconds")
+    if timed is not None:
+        buckets = [(floatToGoString(bound), count) for bound, count in timed["buckets"]]
+        yield HistogramMetricFamily("tai_insurer_request_duration_seconds", "Time of each HTTP attempt to the "
+                                    "insurer, failed ones included", buckets=[*buckets, ("+Inf", timed["count"])],
+                                    sum_value=timed["sum"])

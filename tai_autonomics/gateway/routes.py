@@ -90,11 +90,15 @@ async def scrape(gateway: Gateway) -> bytes:
         tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
     domain = {}
     for key, actor, msg_type in (("mode", "ProdMode", "mode"), ("ledger", LEDGER, "status"),
-                                 ("insurer", "InsuranceClient", "status")):
+                                 ("insurer", "InsuranceClient", "status"), ("certificate", "CertManager", "status")):
         try:
             domain[key] = await gateway.bridge.call(actor, msg_type)
-        except ApiError:
-            continue  # that actor is restarting or absent: its metrics are left out of this scrape
+        except ApiError as refused:
+            # CertManager refuses ``status`` outside the validity window (cert_expired), with the status
+            # in the detail: an expired certificate is exactly what the metrics must show
+            if isinstance(refused.detail.get("status"), dict):
+                domain[key] = refused.detail["status"]
+            # otherwise that actor is restarting or absent: its metrics are left out of this scrape
     return gateway.metrics.render(tree, domain)
 
 

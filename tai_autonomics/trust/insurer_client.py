@@ -19,6 +19,13 @@ A plain class; the InsuranceClient actor wraps one instance. Per call:
   entry is returned (``from_cache=True``), a stale one raises :class:`InsuranceCacheStaleError`
   (which sends prod mode to ``read_only``).
 
+For ``/metrics`` (the gateway asks the actor's ``status``, as it cannot see these from its own
+process): :attr:`InsuranceClient.request_durations` times every HTTP attempt, and
+:attr:`InsuranceClient.cache_lookups` counts each time the cache is asked for an answer — a
+``hit`` (fresh entry) or a ``miss`` (none, or stale). The cache is a fallback, asked only when the
+insurer is unavailable or by :meth:`InsuranceClient.cached_policy_status`; a miss then means the
+cache could not cover for the insurer.
+
 Time is injectable: ``clock`` (monotonic seconds, for the cache and the breaker), ``sleep`` (the
 backoff waits) and ``rng`` (jitter), so tests run scaled-down schedules with a fake clock.
 
@@ -31,6 +38,7 @@ one operation ends within :attr:`InsuranceClient.max_call_duration_s` (nominally
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import json
 import logging
@@ -71,6 +79,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_CACHE_TTL_S = 3600.0
 API_PREFIX = "/insurer/v1"
+REQUEST_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds of :class:`RequestDurations`: 1 s is one of them, the alert rules' insurer latency threshold."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,32 @@ class CertificateStatus:
     not_after: str
     revoked_at: str | None = None
     reason: str | None = None
+
+
+class RequestDurations:
+    """How long HTTP attempts took, in cumulative buckets (a Prometheus histogram's form).
+
+    Counted where the requests are made, in the InsuranceClient actor's process, and sent to the
+    gateway in the actor's ``status``: the gateway renders it as a histogram at each scrape. It
+    starts at zero with the actor, which Prometheus reads as a counter reset.
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = REQUEST_BUCKETS_S) -> None:
+        self.bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last: above every bound
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, seconds)] += 1  # a bound is inclusive (``le``)
+        self._sum += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"buckets": [[upper bound, attempts ≤ it], ...], "count", "sum"}`` (JSON, cumulative)."""
+        cumulative, total = [], 0
+        for bound, count in zip(self.bounds, self._counts, strict=False):
+            total += count
+            cumulative.append([bound, total])
+        return {"buckets": cumulative, "count": total + self._counts[-1], "sum": self._sum}
 
 
 class _Transient(Exception):
@@ -218,6 +254,8 @@ class InsuranceClient:
         self._clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
         self._cache: dict[str, _CacheEntry] = {}
+        self.cache_lookups = {"hit": 0, "miss": 0}
+        self.request_durations = RequestDurations()
         self._http = httpx.Client(base_url=base_url.rstrip("/") + API_PREFIX, timeout=timeout_s, transport=transport)
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=breaker_fail_max, reset_timeout=breaker_reset_s,
@@ -270,6 +308,7 @@ class InsuranceClient:
             raise
         except InsuranceServiceUnavailableError as unavailable:
             if policy_id not in self._cache:
+                self.cache_lookups["miss"] += 1
                 raise
             try:
                 cached = self.cached_policy_status(policy_id)
@@ -293,7 +332,21 @@ class InsuranceClient:
         return status
 
     def cached_policy_status(self, policy_id: str | None = None) -> PolicyStatus:
-        """The cached status if it is younger than the TTL; no network. Raises InsuranceCacheStaleError."""
+        """The cached status if it is younger than the TTL; no network. Raises InsuranceCacheStaleError.
+
+        Counted in :attr:`cache_lookups`; :meth:`peek_policy_status` is the same answer, uncounted.
+        """
+        try:
+            status = self.peek_policy_status(policy_id)
+        except InsuranceCacheStaleError:
+            self.cache_lookups["miss"] += 1
+            raise
+        self.cache_lookups["hit"] += 1
+        return status
+
+    def peek_policy_status(self, policy_id: str | None = None) -> PolicyStatus:
+        """:meth:`cached_policy_status` without counting a lookup: for reporting the cache's state
+        (the actor's ``status``, asked at every scrape, must not turn the hit rate into a scrape rate)."""
         policy_id = policy_id or self.policy_id
         entry = self._cache.get(policy_id)
         if entry is None:
@@ -391,12 +444,15 @@ class InsuranceClient:
 
     def _attempt(self, method: str, path: str, json_body: dict[str, Any] | None,
                  headers: dict[str, str]) -> httpx.Response:
+        started = time.monotonic()  # real time even with an injected clock: this is the network's latency
         try:
             response = self._http.request(method, path, json=json_body, headers=headers)
         except httpx.TimeoutException as exc:
             raise _Transient(f"timeout: {type(exc).__name__}") from None
         except httpx.TransportError as exc:
             raise _Transient(f"transport: {type(exc).__name__}") from None
+        finally:
+            self.request_durations.observe(time.monotonic() - started)
         if response.status_code >= 500 or response.status_code == 429:
             retry_after = None
             if response.status_code in (429, 503):
@@ -477,6 +533,7 @@ __all__ = [
     "CertificateNotFoundError", "CertificateStatus", "InsuranceCacheStaleError", "InsuranceCircuitOpenError",
     "InsuranceClient", "InsuranceError", "InsuranceExpiredError", "InsuranceRevokedError",
     "InsuranceServiceUnavailableError", "InsurerKeyInvalidError", "InsurerRejectedError", "InsurerResponseInvalidError",
-    "InsurerSignatureInvalidError", "PolicyNotFoundError", "PolicyStatus", "RateLimitedError", "RetryPolicy",
+    "InsurerSignatureInvalidError", "PolicyNotFoundError", "PolicyStatus", "RateLimitedError", "RequestDurations",
+    "RetryPolicy",
     "Steps", "load_public_keys", "run_steps",
 ]

@@ -77,7 +77,9 @@ class FakeOperations(Echo):
         return {"operation_id": operation_id, "status": "completed", "receipts": [RECEIPTS["r-1"], RECEIPTS["r-2"]]}
 
     def call_deploy(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._result(payload.get("idempotency_key") or "op-1")
+        """A key starting ``replayed-`` is answered as a repeat of a finished operation."""
+        key = payload.get("idempotency_key") or "op-1"
+        return {**self._result(key), "replayed": True} if key.startswith("replayed-") else self._result(key)
 
     def call_publish(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self._result("op-2")
@@ -93,6 +95,15 @@ class FakeOperations(Echo):
                 "manual_resume": False}
 
     def call_status(self, payload: Any) -> dict[str, Any]:
+        """CertManager's and InsuranceClient's with what /metrics reads from them (numbers checked
+        in tests/gateway/test_routes.py::test_metrics)."""
+        if self.name == "CertManager":
+            return {"loaded": True, "policy_id": "pol-1", "days_left": 41, "revoked": False}
+        if self.name == "InsuranceClient":
+            return {"configured": True, "policy_id": "pol-1", "breaker_state": "closed",
+                    "cache": {"status": "active", "age_s": 3.0, "fresh": True}, "in_flight": 0,
+                    "cache_lookups": {"hit": 9, "miss": 1},
+                    "request_seconds": {"buckets": [[0.5, 2], [1.0, 3], [2.5, 4]], "count": 5, "sum": 7.25}}
         return {"loaded": True, "policy_id": "pol-1"}
 
     def call_record(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from tai_autonomics.gateway import ApiError, supervision
+from tai_autonomics.gateway.metrics import GatewayMetrics
+from tai_autonomics.gateway.routes import scrape
 from tai_autonomics.runtime import Node
 from tests.gateway.actors import RECEIPTS
 from tests.gateway.conftest import OPERATION_ACTORS, assert_error, auth, serving
@@ -81,6 +84,48 @@ def test_metrics(http: httpx.Client, contract) -> None:
     assert 'tai_actor_running{actor="ReceiptLedger",supervisor="root"} 1.0' in text
     assert 'tai_gateway_requests_total{method="other",route="unmatched",status="405"}' in text
     assert "tai_gateway_actor_calls_in_flight" in text
+    # asked of the actors at the scrape (tests/gateway/actors.py answers these numbers)
+    assert "tai_certificate_days_left 41.0" in text
+    assert 'tai_insurer_cache_lookups_total{result="hit"} 9.0' in text
+    assert 'tai_insurer_cache_lookups_total{result="miss"} 1.0' in text
+    assert 'tai_insurer_request_duration_seconds_bucket{le="1.0"} 3.0' in text
+    assert 'tai_insurer_request_duration_seconds_bucket{le="+Inf"} 5.0' in text
+    assert "tai_insurer_request_duration_seconds_sum 7.25" in text
+
+
+def _samples(http: httpx.Client) -> dict[str, float]:
+    text = http.get("/metrics", headers=auth("auditor")).text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_a_replayed_operation_is_counted_as_replayed_not_completed(http: httpx.Client) -> None:
+    completed, replayed = ('tai_operations_total{operation="deploy",outcome="completed"}',
+                           'tai_operations_total{operation="deploy",outcome="replayed"}')
+    before = _samples(http)
+    response = http.post("/v1/deployments", json=BODIES["/v1/deployments"],
+                         headers={**auth("service"), "Idempotency-Key": "replayed-1"})
+    assert response.status_code == 200 and response.headers["Idempotent-Replayed"] == "true", response.text
+    assert "replayed" not in response.json()  # the body is the first answer's, as it was
+    after = _samples(http)
+    assert after[replayed] == before.get(replayed, 0) + 1
+    assert after.get(completed, 0) == before.get(completed, 0)
+    http.post("/v1/deployments", json=BODIES["/v1/deployments"], headers={**auth("service"), "Idempotency-Key": "k-9"})
+    assert _samples(http)[completed] == after.get(completed, 0) + 1  # a first answer is a completion
+
+
+def test_an_expired_certificate_is_scraped_from_the_refusal_detail() -> None:
+    """CertManager refuses ``status`` once the certificate has expired; the days left are in the detail."""
+    class Bridge:
+        async def call(self, actor: str, msg_type: str, payload=None):
+            if actor == "CertManager":
+                raise ApiError(422, "cert_expired", "expired", {"status": {"loaded": True, "days_left": -2}})
+            raise ApiError(503, "actor_restarting", "restarting")
+
+    gateway = SimpleNamespace(bridge=Bridge(), config=SimpleNamespace(root="root"), metrics=GatewayMetrics(lambda: 0))
+    text = asyncio.run(scrape(gateway)).decode()
+    assert "tai_certificate_days_left -2.0" in text and "tai_supervision_walk_ok 0.0" in text
+    assert "tai_mode" not in text  # an actor that could not answer is left out, not guessed
 
 
 def test_actor_call_cast_and_introspection(http: httpx.Client, contract) -> None:

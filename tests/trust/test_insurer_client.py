@@ -214,6 +214,18 @@ def test_latency_below_the_timeout_is_tolerated(make_client: Callable, admin: ht
     assert requests_to(admin)[0]["duration_s"] >= 0.1
 
 
+def test_every_http_attempt_is_timed_failed_ones_too(make_client: Callable, admin: httpx.Client) -> None:
+    client = make_client()
+    add_fault(admin, kind="latency", endpoint="insurer.policy_status", delay_s=0.3, times=1)
+    client.policy_status()
+    add_fault(admin, kind="error", endpoint="insurer.policy_status", times=1)
+    client.policy_status()  # an error, retried, then the answer
+    timed = client.request_durations.snapshot()
+    at_most = dict(timed["buckets"])
+    assert (timed["count"], at_most[0.25]) == (3, 2), timed  # the delayed one is above 0.25 s, the others below
+    assert timed["sum"] >= 0.3 and at_most[10.0] == 3
+
+
 def test_an_error_rate_is_survived_by_retries(make_client: Callable, admin: httpx.Client) -> None:
     admin.put("/admin/faults", json={"seed": 3, "faults": [
         {"kind": "error", "endpoint": "insurer.policy_status", "probability": 0.3}]}).raise_for_status()
@@ -291,6 +303,28 @@ def test_fresh_cache_keeps_operations_going_and_stale_cache_is_reported(
     admin.delete(f"/admin/faults/{outage}").raise_for_status()
     clock.advance(30)  # the outage opened the breaker; its reset timeout passes
     assert client.policy_status().from_cache is False  # the insurer is back: fresh again
+
+
+def test_cache_lookups_count_hits_and_misses_but_not_peeks(make_client: Callable, admin: httpx.Client,
+                                                           clock: FakeClock) -> None:
+    client = make_client(cache_ttl_s=3600, breaker_fail_max=100)
+    client.policy_status()
+    assert client.cache_lookups == {"hit": 0, "miss": 0}  # the insurer answered: the cache was not asked
+    add_fault(admin, kind="outage", endpoint="insurer.*")
+    assert client.policy_status().from_cache  # hit
+    assert client.peek_policy_status().from_cache  # not counted: a look at the cache's state
+    clock.advance(3600)
+    with pytest.raises(InsuranceCacheStaleError):
+        client.policy_status()  # miss: stale
+    with pytest.raises(InsuranceCacheStaleError):
+        client.peek_policy_status()
+    assert client.cache_lookups == {"hit": 1, "miss": 1}
+    empty = make_client()
+    with pytest.raises(InsuranceServiceUnavailableError):
+        empty.policy_status()  # miss: nothing cached
+    with pytest.raises(InsuranceCacheStaleError):
+        empty.cached_policy_status()  # miss
+    assert empty.cache_lookups == {"hit": 0, "miss": 2}
 
 
 def test_without_cache_an_unreachable_insurer_is_unavailable(make_client: Callable, sandbox: SandboxServer,

@@ -60,6 +60,10 @@ def test_an_outage_is_answered_from_a_fresh_cache_and_the_open_breaker_is_visibl
     assert refusal(node, "renew", {"csr_pem": "x"}).code == "insurance_circuit_open"
     described = call(node, "status")
     assert (described["breaker_state"], described["cache"]["fresh"]) == ("open", True)
+    # for /metrics: the one cached answer is a hit (status itself, asked twice, counted nothing);
+    # each HTTP attempt is timed (CertManager's revocation check is one more)
+    assert described["cache_lookups"] == {"hit": 1, "miss": 0}
+    assert described["request_seconds"]["count"] >= 3
     policy_requests = admin.get("/admin/requests", params={"endpoint": "insurer.policy_status"}).json()["requests"]
     assert [r["status"] for r in policy_requests] == [200, 503, 503]  # the breaker opened on the second failure
 
