@@ -37,10 +37,10 @@ def release(tmp_path: Path, supervision: Path = REPO / "supervision.toml") -> Pa
 class Daemon:
     """A ``foreground`` subprocess whose output goes to a file (thespian's admin keeps it open)."""
 
-    def __init__(self, tmp_path: Path, rel: Path, name: str = "daemon") -> None:
+    def __init__(self, tmp_path: Path, rel: Path, name: str = "daemon", env: dict[str, str] | None = None) -> None:
         self.out = tmp_path / f"{name}.out"
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAI_TOKEN_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TAI_TOKEN_", "TAI_HOST", "K_SERVICE"))} | (env or {})
         with open(self.out, "w") as out:
             self.proc = subprocess.Popen([*CLI, "foreground", "--config", str(rel), "--port", str(self.port)], cwd=REPO,
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -106,10 +106,9 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
 
     # Security: nothing of the daemon listens beyond loopback, the gateway included.
     daemon.wait_for_event("gateway_listening")
-    listening = _listening_inodes()
-    addresses = {listening[i] for p in pids for i in _socket_inodes(p) if i in listening}
-    assert addresses and all(a.split(":")[0] == "0100007F" for a in addresses), addresses
-    assert f"0100007F:{daemon.port:04X}" in addresses
+    addresses = _listening_addresses(pids)
+    assert addresses and all(a.split(":")[0] == LOOPBACK for a in addresses), addresses
+    assert f"{LOOPBACK}:{daemon.port:04X}" in addresses
 
     # A second daemon on the same data dir refuses instead of joining the first one's system.
     second = run_cli("foreground", "--config", str(rel))
@@ -126,6 +125,39 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     assert events.index("sandbox_started") < events.index("tree_started") < events.index("stopping")
     assert events.index("stopping") < events.index("stopped")
     assert run_cli("ping", "--config", str(rel)).returncode == 1
+
+
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """``ADDR:PORT`` (hex, as in /proc/net/tcp) of every listening socket the processes hold."""
+    listening = _listening_inodes()
+    return {listening[i] for p in pids for i in _socket_inodes(p) if i in listening}
+
+
+LOOPBACK, EVERY_INTERFACE = "0100007F", "00000000"  # 127.0.0.1 and 0.0.0.0 as /proc/net/tcp spells them
+
+
+def test_on_cloud_run_the_gateway_listens_on_every_interface_and_actors_on_loopback(tmp_path: Path, daemons) -> None:
+    daemon = Daemon(tmp_path, release(tmp_path), env={"K_SERVICE": "tai-autonomics"})
+    daemons.append(daemon)
+    daemon.wait_for_event("gateway_listening")
+    addresses = _listening_addresses(daemon.processes())
+    gateway = f"{EVERY_INTERFACE}:{daemon.port:04X}"
+    assert gateway in addresses, addresses
+    others = addresses - {gateway}
+    assert len(others) >= 4 and all(a.split(":")[0] == LOOPBACK for a in others), others
+    assert httpx.get(f"http://127.0.0.1:{daemon.port}/readyz").status_code == 200
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+
+
+def test_a_host_that_is_not_an_address_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    rel = release(tmp_path)
+    result = run_cli("foreground", "--config", str(rel), "--host", "every-interface")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "tai-autonomics: error: [config_invalid] --host: must be an IP address "
+        "(e.g. \"127.0.0.1\", or \"0.0.0.0\" for every interface), got 'every-interface'"]
+    assert not (tmp_path / "var" / "daemon.pid").exists()
 
 
 def test_stop_command_stops_the_daemon(tmp_path: Path, daemons) -> None:

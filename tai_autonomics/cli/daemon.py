@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _release_options(fg)
     fg.add_argument("--supervision", metavar="FILE", help="supervision tree file (overrides the release file)")
     fg.add_argument("--port", type=int, metavar="N", help="gateway port (default: $PORT, else 8080)")
+    fg.add_argument("--host", metavar="ADDR",
+                    help="gateway address (default: $TAI_HOST, else the release file's [gateway] host, "
+                         "else 0.0.0.0 on Cloud Run ($K_SERVICE set), else 127.0.0.1)")
     fg.set_defaults(func=_foreground)
 
     for name, func, text in (("ping", _ping, "check that the daemon is running"),
@@ -104,7 +107,7 @@ def _foreground(args: argparse.Namespace) -> int:
     logs.configure(release.system.log_level)
     spec = load_tree(release.supervision)  # validated before anything starts
     http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
-                          root=spec.name, environ=os.environ, source=release.source)
+                          root=spec.name, environ=os.environ, source=release.source, host=args.host)
     _Lock(release.data_dir).acquire()
     dev = devprofile.prepare(release) if release.profile == "dev" else None
     if dev is not None:  # tokens unset in the environment are made once and kept in DATA_DIR/tokens.env
