@@ -160,6 +160,23 @@ def test_a_host_that_is_not_an_address_is_refused_before_anything_starts(tmp_pat
     assert not (tmp_path / "var" / "daemon.pid").exists()
 
 
+@pytest.mark.parametrize("inside", ["", "not-yet"])
+def test_an_unwritable_data_dir_is_one_clear_line(tmp_path: Path, inside: str) -> None:
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o555)
+    data_dir = read_only / inside if inside else read_only
+    # Root writes anywhere unless it gives up the capabilities that override permission bits.
+    as_user = ["setpriv", "--bounding-set=-dac_override,-fowner", "--"] if os.geteuid() == 0 else []
+    result = subprocess.run([*as_user, *CLI, "foreground", "--data-dir", str(data_dir)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"tai-autonomics: error: [data_dir_unwritable] the data dir {data_dir} is not writable by uid {os.geteuid()}: "
+        f"Permission denied; give that user write access, or choose another (--data-dir, or data_dir in the "
+        f"release file)"], result.stderr
+    assert list(read_only.iterdir()) == []
+
+
 def test_stop_command_stops_the_daemon(tmp_path: Path, daemons) -> None:
     rel = release(tmp_path)
     daemon = Daemon(tmp_path, rel)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tai_autonomics import devprofile, logs
+from tai_autonomics import datadir, devprofile, logs
 from tai_autonomics.config import ReleaseConfig, load_release
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
@@ -108,6 +108,7 @@ def _foreground(args: argparse.Namespace) -> int:
     spec = load_tree(release.supervision)  # validated before anything starts
     http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(args.port, os.environ),
                           root=spec.name, environ=os.environ, source=release.source, host=args.host)
+    datadir.ensure_writable(release.data_dir)  # one clear line, not a traceback at the first write
     _Lock(release.data_dir).acquire()
     dev = devprofile.prepare(release) if release.profile == "dev" else None
     if dev is not None:  # tokens unset in the environment are made once and kept in DATA_DIR/tokens.env
