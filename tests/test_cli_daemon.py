@@ -88,7 +88,7 @@ def test_tree_reports_a_bad_file_clearly(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("tree", "foreground", "ping", "stop"):
+    for command in ("tree", "foreground", "ping", "stop", "health"):
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout
 
@@ -146,8 +146,20 @@ def test_on_cloud_run_the_gateway_listens_on_every_interface_and_actors_on_loopb
     others = addresses - {gateway}
     assert len(others) >= 4 and all(a.split(":")[0] == LOOPBACK for a in others), others
     assert httpx.get(f"http://127.0.0.1:{daemon.port}/readyz").status_code == 200
+
+    # The image's HEALTHCHECK: `health` finds the gateway by $PORT, as Cloud Run sets it.
+    def health() -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, "health"], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "PORT": str(daemon.port)})
+
+    url = f"http://127.0.0.1:{daemon.port}/healthz"
+    alive = health()
+    assert (alive.returncode, alive.stdout) == (0, f"healthy: {url}\n"), alive.stderr
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(10) == 0
+    gone = health()
+    assert gone.returncode == 1 and gone.stderr.startswith(f"tai-autonomics: unhealthy: {url}: ConnectError")
+    assert len(gone.stderr.splitlines()) == 1
 
 
 def test_a_host_that_is_not_an_address_is_refused_before_anything_starts(tmp_path: Path) -> None:
