@@ -20,8 +20,8 @@ class DataDirUnwritable(TaiError):
     code = "data_dir_unwritable"
 
 
-def ensure_writable(data_dir: Path) -> Path:
-    """Create ``data_dir`` if it is missing and write a file in it; its absolute path, or
+def ensure_writable(data_dir: Path) -> None:
+    """Create ``data_dir`` if it is missing and write a file in it, or raise
     :class:`DataDirUnwritable`. Writing is the only reliable test: permission bits do not tell
     about read-only mounts, ACLs, or root."""
     path = data_dir.absolute()
@@ -34,4 +34,3 @@ def ensure_writable(data_dir: Path) -> Path:
             f"the data dir {path} is not writable by uid {os.getuid()}: {exc.strerror or exc}; "
             f"give that user write access, or choose another (--data-dir, or data_dir in the release file)",
             detail={"data_dir": str(path), "uid": os.getuid()}) from None
-    return path

@@ -48,19 +48,25 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line("container measurements: " + json.dumps(MEASURED, sort_keys=True))
 
 
+def run(*command: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a setup or build command; if it fails, fail the test with the end of its stderr."""
+    result = subprocess.run(command, env=env, capture_output=True, timeout=timeout)
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(command[:4])} ... exited {result.returncode}: "
+                    f"{result.stderr.decode(errors='replace').strip()[-2000:]}", pytrace=False)
+    return result
+
+
 @dataclass
 class Podman:
-    """Runs podman with this session's containers.conf; every command checked unless told not."""
+    """Runs podman with this session's containers.conf."""
 
     env: dict[str, str] = field(default_factory=dict)
 
-    def __call__(self, *args: str, check: bool = True, timeout: float = 600,
-                 input: bytes | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(["podman", *args], env=self.env, capture_output=True, timeout=timeout, input=input)
-        if check and result.returncode != 0:
-            pytest.fail(f"podman {' '.join(args[:3])} ... exited {result.returncode}: "
-                        f"{result.stderr.decode(errors='replace')[-2000:]}", pytrace=False)
-        return result
+    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        if check:
+            return run("podman", *args, env=self.env, timeout=timeout)
+        return subprocess.run(["podman", *args], env=self.env, capture_output=True, timeout=timeout)
 
     def exists(self, image: str) -> bool:
         return self("image", "exists", image, check=False).returncode == 0
@@ -69,18 +75,14 @@ class Podman:
 def _install_tools() -> None:
     if all(shutil.which(tool) for tool in ("podman", "debootstrap")):
         return
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *APT_PACKAGES]):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if result.returncode != 0:
-            pytest.fail(f"cannot install podman ({' '.join(command)} exited {result.returncode}): "
-                        f"{result.stderr.strip()[-1500:]}", pytrace=False)
+    apt = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", "update", "-qq", env=apt)
+    run("apt-get", "install", "-y", "-qq", *APT_PACKAGES, env=apt)
 
 
 def _debian_mirror() -> str:
     """The Debian URI this machine's own apt sources use for bookworm (the only mirror reachable)."""
-    targets = subprocess.run(["apt-get", "indextargets", "--format", "$(RELEASE) $(REPO_URI)"],
-                             capture_output=True, text=True, check=True).stdout.split("\n")
+    targets = run("apt-get", "indextargets", "--format", "$(RELEASE) $(REPO_URI)").stdout.decode().splitlines()
     for line in targets:
         release, _, uri = line.partition(" ")
         if release == "bookworm":
@@ -89,13 +91,12 @@ def _debian_mirror() -> str:
 
 
 def _make_debian_base(podman: Podman, work: Path) -> None:
-    rootfs = work / "rootfs"
-    subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), _debian_mirror()],
-                   capture_output=True, check=True, timeout=600)
-    tar = subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", "-", "."], capture_output=True,
-                         check=True, timeout=600)
-    podman("import", "-", DEBIAN_BASE, input=tar.stdout)
+    rootfs, tarball = work / "rootfs", work / "rootfs.tar"
+    run("debootstrap", "--variant=minbase", "bookworm", str(rootfs), _debian_mirror())
+    run("tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), ".")
     shutil.rmtree(rootfs)
+    podman("import", str(tarball), DEBIAN_BASE)
+    tarball.unlink()
 
 
 def _make_python_base(podman: Podman, work: Path) -> None:
