@@ -114,7 +114,7 @@ def test_the_image_runs_the_production_release_with_an_http_healthcheck() -> Non
     assert probe[0] == "tai-autonomics" and build_parser().parse_args(probe[1:]).command == "health"
 
 
-def _pins() -> dict[str, tuple[str, list[str]]]:
+def locked_pins() -> dict[str, tuple[str, list[str]]]:
     """rel/requirements.txt: name → (version, hashes)."""
     pins: dict[str, tuple[str, list[str]]] = {}
     text = (REPO / "rel" / "requirements.txt").read_text().replace("\\\n", " ")
@@ -127,7 +127,7 @@ def _pins() -> dict[str, tuple[str, list[str]]]:
 
 
 def test_the_lock_pins_every_dependency_with_hashes() -> None:
-    pins = _pins()
+    pins = locked_pins()
     assert pins and all(version and hashes and all(h.startswith("sha256:") for h in hashes)
                         for version, hashes in pins.values()), pins
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -9,13 +9,16 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.conftest import free_port
 from tests.container.conftest import MEASURED, REPO, Podman, container_name
+from tests.test_release import locked_pins
 
 READY_WITHIN_S = 60  # the dev profile makes a CA, keys and starts the sandbox on its first start
 CLOUD_RUN_GRACE_S = 10  # SIGTERM, then SIGKILL: Cloud Run's, and `podman stop -t 10`'s
@@ -80,6 +83,14 @@ def test_containerfile_passes_hadolint() -> None:
     result = subprocess.run([str(hadolint), "--no-color", str(REPO / "Containerfile")], capture_output=True,
                             text=True, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_the_image_holds_exactly_the_locked_packages(podman: Podman, image: str) -> None:
+    listed = json.loads(podman("run", "--rm", image, "pip", "list", "--format", "json").stdout)
+    installed = {canonicalize_name(package["name"]): package["version"] for package in listed}
+    assert installed.pop("tai-autonomics") == version("tai-autonomics")
+    installed.pop("pip")  # the venv's own installer, from the base image
+    assert installed == {name: pinned for name, (pinned, _) in locked_pins().items()}
 
 
 def test_dev_profile_serves_the_host_as_a_non_root_user_and_stops_within_cloud_runs_grace(
