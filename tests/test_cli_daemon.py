@@ -40,7 +40,8 @@ class Daemon:
     def __init__(self, tmp_path: Path, rel: Path, name: str = "daemon", env: dict[str, str] | None = None) -> None:
         self.out = tmp_path / f"{name}.out"
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TAI_TOKEN_", "TAI_HOST", "K_SERVICE"))} | (env or {})
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TAI_TOKEN_", "TAI_HOST", "K_SERVICE"))}
+        env = inherited | (env or {})
         with open(self.out, "w") as out:
             self.proc = subprocess.Popen([*CLI, "foreground", "--config", str(rel), "--port", str(self.port)], cwd=REPO,
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
