@@ -37,14 +37,17 @@ def release(tmp_path: Path, supervision: Path = REPO / "supervision.toml") -> Pa
 class Daemon:
     """A ``foreground`` subprocess whose output goes to a file (thespian's admin keeps it open).
 
-    ``rel``: its release file; None runs the dev profile's defaults with ``options`` (e.g. ``--data-dir``).
+    ``rel``: its release file; None runs the dev profile's defaults with ``options`` (e.g. ``--data-dir``);
+    ``env``: variables set for it on top of this process's (tokens, host and Cloud Run's left out).
     """
 
-    def __init__(self, tmp_path: Path, rel: Path | None, name: str = "daemon", options: tuple[str, ...] = ()) -> None:
+    def __init__(self, tmp_path: Path, rel: Path | None, name: str = "daemon", options: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.out = tmp_path / f"{name}.out"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAI_TOKEN_")}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TAI_TOKEN_", "TAI_HOST", "K_SERVICE"))}
+        env = inherited | (env or {})
         config = ("--config", str(rel)) if rel is not None else ()
         with open(self.out, "w") as out:
             self.proc = subprocess.Popen([*CLI, "foreground", *config, *options, "--port", str(self.port)], cwd=REPO,
@@ -103,7 +106,7 @@ def test_tree_reports_a_bad_file_clearly(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("tree", "foreground", "ping", "stop"):
+    for command in ("tree", "foreground", "ping", "stop", "health"):
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout
 
@@ -121,10 +124,9 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
 
     # Security: nothing of the daemon listens beyond loopback, the gateway included.
     daemon.wait_for_event("gateway_listening")
-    listening = _listening_inodes()
-    addresses = {listening[i] for p in pids for i in _socket_inodes(p) if i in listening}
-    assert addresses and all(a.split(":")[0] == "0100007F" for a in addresses), addresses
-    assert f"0100007F:{daemon.port:04X}" in addresses
+    addresses = _listening_addresses(pids)
+    assert addresses and all(a.split(":")[0] == LOOPBACK for a in addresses), addresses
+    assert f"{LOOPBACK}:{daemon.port:04X}" in addresses
 
     # A second daemon on the same data dir refuses instead of joining the first one's system.
     second = run_cli("foreground", "--config", str(rel))
@@ -141,6 +143,68 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     assert events.index("sandbox_started") < events.index("tree_started") < events.index("stopping")
     assert events.index("stopping") < events.index("stopped")
     assert run_cli("ping", "--config", str(rel)).returncode == 1
+
+
+def _listening_addresses(pids: list[int]) -> set[str]:
+    """``ADDR:PORT`` (hex, as in /proc/net/tcp) of every listening socket the processes hold."""
+    listening = _listening_inodes()
+    return {listening[i] for p in pids for i in _socket_inodes(p) if i in listening}
+
+
+LOOPBACK, EVERY_INTERFACE = "0100007F", "00000000"  # 127.0.0.1 and 0.0.0.0 as /proc/net/tcp spells them
+
+
+def test_on_cloud_run_the_gateway_listens_on_every_interface_and_actors_on_loopback(tmp_path: Path, daemons) -> None:
+    daemon = Daemon(tmp_path, release(tmp_path), env={"K_SERVICE": "tai-autonomics"})
+    daemons.append(daemon)
+    daemon.wait_for_event("gateway_listening")
+    addresses = _listening_addresses(daemon.processes())
+    gateway = f"{EVERY_INTERFACE}:{daemon.port:04X}"
+    assert gateway in addresses, addresses
+    others = addresses - {gateway}
+    assert len(others) >= 4 and all(a.split(":")[0] == LOOPBACK for a in others), others
+    assert httpx.get(f"http://127.0.0.1:{daemon.port}/readyz").status_code == 200
+
+    # The image's HEALTHCHECK: `health` finds the gateway by $PORT, as Cloud Run sets it.
+    def health() -> subprocess.CompletedProcess:
+        return subprocess.run([*CLI, "health"], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "PORT": str(daemon.port)})
+
+    url = f"http://127.0.0.1:{daemon.port}/healthz"
+    alive = health()
+    assert (alive.returncode, alive.stdout) == (0, f"healthy: {url}\n"), alive.stderr
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.proc.wait(10) == 0
+    gone = health()
+    assert gone.returncode == 1 and gone.stderr.startswith(f"tai-autonomics: unhealthy: {url}: ConnectError")
+    assert len(gone.stderr.splitlines()) == 1
+
+
+def test_a_host_that_is_not_an_address_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    rel = release(tmp_path)
+    result = run_cli("foreground", "--config", str(rel), "--host", "every-interface")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "tai-autonomics: error: [config_invalid] --host: must be an IP address "
+        "(e.g. \"127.0.0.1\", or \"0.0.0.0\" for every interface), got 'every-interface'"]
+    assert not (tmp_path / "var" / "daemon.pid").exists()
+
+
+@pytest.mark.parametrize("inside", ["", "not-yet"])
+def test_an_unwritable_data_dir_is_one_clear_line(tmp_path: Path, inside: str) -> None:
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o555)
+    data_dir = read_only / inside if inside else read_only
+    # Root writes anywhere unless it gives up the capabilities that override permission bits.
+    as_user = ["setpriv", "--bounding-set=-dac_override,-fowner", "--"] if os.geteuid() == 0 else []
+    result = subprocess.run([*as_user, *CLI, "foreground", "--data-dir", str(data_dir)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"tai-autonomics: error: [data_dir_unwritable] the data dir {data_dir} is not writable by uid {os.geteuid()}: "
+        f"Permission denied; give that user write access, or choose another (--data-dir, or data_dir in the "
+        f"release file)"], result.stderr
+    assert list(read_only.iterdir()) == []
 
 
 def test_stop_command_stops_the_daemon(tmp_path: Path, daemons) -> None:

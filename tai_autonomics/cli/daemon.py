@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tai_autonomics import devprofile, logs, preflight
+from tai_autonomics import datadir, devprofile, logs, preflight
 from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
 from tai_autonomics.errors import Problems, TaiError
 from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="supervision tree file (default: the release file's, else ./supervision.toml if "
                          "there is one, else the tree shipped in the package)")
     fg.add_argument("--port", type=int, metavar="N", help="gateway port (default: $PORT, else 8080)")
+    fg.add_argument("--host", metavar="ADDR",
+                    help="gateway address (default: $TAI_HOST, else the release file's [gateway] host, "
+                         "else 0.0.0.0 on Cloud Run ($K_SERVICE set), else 127.0.0.1)")
     fg.set_defaults(func=_foreground)
 
     for name, func, text in (("ping", _ping, "check that the daemon is running"),
@@ -106,7 +109,7 @@ def _foreground(args: argparse.Namespace) -> int:
     release = _release(args)
     logs.configure(release.system.log_level)
     tree_file = release.tree_file()
-    spec, http = _checked(release, tree_file, args.port)
+    spec, http = _checked(release, tree_file, args.port, args.host)
     _Lock(release.data_dir).acquire()
     if release.admin_port_auto:  # under the lock: this data dir's port file is ours
         port = devprofile.admin_port(release.data_dir, release.system.bind)
@@ -122,7 +125,8 @@ def _foreground(args: argparse.Namespace) -> int:
             dev.stop()
 
 
-def _checked(release: ReleaseConfig, tree_file: Path, port: int | None) -> tuple[SupervisorSpec, GatewayConfig]:
+def _checked(release: ReleaseConfig, tree_file: Path, port: int | None,
+             host: str | None) -> tuple[SupervisorSpec, GatewayConfig]:
     """The tree and the gateway's configuration, once every setting is checked, before anything
     starts; every problem at once (a production start that named only the first took one start
     per problem), or the one problem as before."""
@@ -134,7 +138,12 @@ def _checked(release: ReleaseConfig, tree_file: Path, port: int | None) -> tuple
         problems.append(exc)
     try:
         http = gateway_config(release.sections.get("gateway", {}), port=resolve_port(port, os.environ),
-                              root=spec.name if spec else "root", environ=os.environ, source=release.source)
+                              root=spec.name if spec else "root", environ=os.environ, source=release.source,
+                              host=host)
+    except TaiError as exc:
+        problems.append(exc)
+    try:
+        datadir.ensure_writable(release.data_dir)  # one clear line, not a traceback at the first write
     except TaiError as exc:
         problems.append(exc)
     if release.profile != "dev":  # the dev profile makes what it needs (devprofile.prepare)

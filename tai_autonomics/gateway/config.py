@@ -9,6 +9,7 @@ environment (``TAI_TOKEN_SERVICE`` ...).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from tai_autonomics.errors import ConfigError
 ROLES = ("service", "auditor", "admin")
 TOKEN_ENV = {role: f"TAI_TOKEN_{role.upper()}" for role in ROLES}
 DEFAULT_PORT = 8080
+LOOPBACK = "127.0.0.1"
+EVERY_INTERFACE = "0.0.0.0"
 MIN_TOKEN_LENGTH = 16  # a guessable token is worse than none: refuse to start with one
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
@@ -47,7 +50,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    host: str = "127.0.0.1"
+    host: str = LOOPBACK
     port: int = DEFAULT_PORT
     #: requests waiting on an actor at once; beyond it, 503 ``overloaded`` (overload is a cliff
     #: in thespian: see shared/notes/gateway-calibration.md)
@@ -80,6 +83,26 @@ def resolve_port(cli_port: int | None, environ: Mapping[str, str]) -> int:
     return DEFAULT_PORT
 
 
+def resolve_host(cli_host: str | None, configured: str | None, environ: Mapping[str, str],
+                 source: str = "[gateway]") -> str:
+    """Where the gateway listens: ``--host``, else ``$TAI_HOST``, else the release file's
+    ``[gateway] host``, else every interface on Cloud Run (it sets ``$K_SERVICE``, and its front
+    end reaches the container only from outside), else loopback.
+
+    Explicit choices come first so an operator can always narrow the address; exposure beyond
+    loopback is never a default of its own. Each must be an IP address: a host name would be
+    resolved at bind time to whichever address the resolver gives first."""
+    for value, where, key in ((cli_host, "--host", ""), (environ.get("TAI_HOST") or None, "$TAI_HOST", ""),
+                              (configured, source, "gateway.host")):
+        if value is not None:
+            try:
+                return str(ipaddress.ip_address(value))
+            except ValueError:
+                raise ConfigError(where, key, f'must be an IP address (e.g. "{LOOPBACK}", or "{EVERY_INTERFACE}" '
+                                              f'for every interface), got {value!r}') from None
+    return EVERY_INTERFACE if environ.get("K_SERVICE") else LOOPBACK
+
+
 def _port(value: int, source: str) -> int:
     if not 1 <= value <= 65535:
         raise ConfigError(source, "", f"must be a port number 1-65535, got {value}")
@@ -87,9 +110,10 @@ def _port(value: int, source: str) -> int:
 
 
 def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ: Mapping[str, str],
-                   source: str = "[gateway]") -> GatewayConfig:
+                   source: str = "[gateway]", host: str | None = None) -> GatewayConfig:
     """The gateway's configuration from a release file's ``[gateway]`` table (already checked to
-    hold only scalars) and the environment (local tokens; the trace project)."""
+    hold only scalars), ``--host`` and the environment (the address, local tokens, the trace
+    project)."""
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(source, f"gateway.{key}", reason)
 
@@ -116,8 +140,7 @@ def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ:
         else:
             raise fail(key, f"unknown key or wrong type (expected one of {', '.join(_SCALARS)}, "
                             f"allow_<Actor>, <role>_emails with role one of {', '.join(ROLES)})")
-    if values.get("host") == "":  # "" would bind every interface: say so explicitly if meant
-        raise fail("host", 'must be an address (e.g. "127.0.0.1", or "0.0.0.0" for every interface)')
+    values["host"] = resolve_host(host, values.get("host"), environ, source)
     tokens = {role: environ.get(env, "") for role, env in TOKEN_ENV.items()}
     for role, token in tokens.items():
         if token and len(token) < MIN_TOKEN_LENGTH:  # name the variable, never the value

@@ -16,6 +16,7 @@ from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.gateway import (
     DEFAULT_ALLOWED, ActorBridge, GatewayServer, GatewayStartError, dev_tokens, gateway_config, resolve_port,
 )
+from tai_autonomics.gateway.config import resolve_host
 from tai_autonomics.logs import JsonFormatter
 from tai_autonomics.runtime import Node, NodeConfig
 from tests.gateway.conftest import auth, config, serving
@@ -48,11 +49,31 @@ def test_gateway_section_of_a_release_file() -> None:
     assert gateway_config({}, port=8080, root="root", environ={}).host == "127.0.0.1"  # loopback unless configured
 
 
+def test_address_comes_from_the_option_then_the_environment_then_the_file_then_cloud_run() -> None:
+    cloud_run = {"K_SERVICE": "tai-autonomics"}
+    assert resolve_host("10.1.2.3", "192.0.2.1", {"TAI_HOST": "0.0.0.0", **cloud_run}) == "10.1.2.3"
+    assert resolve_host(None, "192.0.2.1", {"TAI_HOST": "::", **cloud_run}) == "::"
+    assert resolve_host(None, "127.0.0.2", cloud_run) == "127.0.0.2"  # an operator can narrow it
+    assert resolve_host(None, None, cloud_run) == "0.0.0.0"
+    assert resolve_host(None, None, {"TAI_HOST": "", "K_SERVICE": ""}) == "127.0.0.1"  # empty is unset
+    assert gateway_config({}, port=8080, root="root", environ={}, host="0.0.0.0").host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("cli, environ, where", [
+    ("localhost", {}, "--host"), (None, {"TAI_HOST": "every"}, "$TAI_HOST"), ("0.0.0.0:80", {}, "--host"),
+])
+def test_an_address_that_is_not_an_ip_address_names_its_source(cli: str | None, environ: dict, where: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        gateway_config({}, port=8080, root="root", environ=environ, host=cli)
+    assert caught.value.file == where and "must be an IP address" in caught.value.message
+
+
 @pytest.mark.parametrize("name", ["dev", "staging", "prod"])
-def test_shipped_release_files_configure_the_gateway(name: str) -> None:
+def test_shipped_release_files_leave_the_address_to_the_platform(name: str) -> None:
     release = load_release(Path(__file__).resolve().parents[2] / "rel" / f"{name}.toml")
-    cfg = gateway_config(release.sections["gateway"], port=8080, root="root", environ={})
-    assert cfg.host == ("0.0.0.0" if name == "prod" else "127.0.0.1")
+    section = release.sections["gateway"]
+    assert gateway_config(section, port=8080, root="root", environ={}).host == "127.0.0.1"
+    assert gateway_config(section, port=8080, root="root", environ={"K_SERVICE": "tai"}).host == "0.0.0.0"
 
 
 def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
