@@ -45,7 +45,7 @@ import httpx
 
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
-from tai_autonomics.operations.rca import Answer
+from tai_autonomics.operations.rca import Answer, shutdown_record
 from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ CALL_TIMEOUT_S = 40.0
 """The timeout callers must give ``deploy``/``publish``: ``deadline_s`` plus the ledger's time."""
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
 LEDGER = "ReceiptLedger"
-IN_PROGRESS, COMPLETED, FAILED = "in_progress", "completed", "failed"
+IN_PROGRESS, COMPLETED, FAILED, INTERRUPTED = "in_progress", "completed", "failed", "interrupted"
+OPEN = (IN_PROGRESS, INTERRUPTED)  # a stored operation with no outcome yet
 
 
 class OperationConflict(TaiError):
@@ -63,6 +64,19 @@ class OperationConflict(TaiError):
 
 class NotFound(TaiError):
     code = "not_found"
+
+
+class Draining(TaiError):
+    """The instance is stopping (SIGTERM): new operations are refused (HTTP 503)."""
+
+    code = "draining"
+
+
+class OperationInterrupted(TaiError):
+    """The instance stopped while the operation waited on the outside party: recorded as
+    ``*.interrupted``, open, and finished by a repeat of its key on any instance (HTTP 503)."""
+
+    code = "operation_interrupted"
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,11 @@ class Step:
 @dataclass(frozen=True)
 class _Retry:
     operation_id: str
+
+
+@dataclass(frozen=True)
+class _Interrupt:
+    """A drain's budget has run out."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,7 @@ class Operation:
     results: list[Any] = field(default_factory=list)
     chain: str = ""
     plan: Callable[[str], list[Step]] | None = None  # the request's outside calls (None: taken over from the store)
+    interrupting: bool = False  # a drain is recording its interruption: the party's late answer is ignored
 
     def view(self) -> dict[str, Any]:
         view = {"operation_id": self.operation_id, "status": self.status, "receipts": list(self.receipts)}
@@ -137,6 +157,9 @@ class OperationActor(Server, metaclass=ABCMeta):
         # on a shared store (Firestore) another live instance may be running an open operation
         self.shared_store = (context.get("ledger") or {}).get("store", "sqlite") != "sqlite"
         self.chain: str | None = None
+        self.draining = False
+        self.drain_callers: list[Caller] = []
+        self.interrupted = 0
         self.base_url = party_url(context, self.party)
         self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
         self.call_actor("ProdMode", "status", then=self._started_mode)
@@ -173,8 +196,9 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def _lease_left(self, record: dict[str, Any]) -> float:
         """Seconds until an open operation may be taken over: at once on a store of this
-        instance alone; on a shared one, once the instance that started it would have finished."""
-        if not self.shared_store:
+        instance alone, or when its runner recorded its interruption; on a shared one, once the
+        instance that started it would have finished."""
+        if not self.shared_store or record["status"] == INTERRUPTED:
             return 0.0
         started = datetime.fromisoformat(record["started"]).timestamp()
         return started + self.deadline_s + LEDGER_MARGIN_S - time.time()
@@ -196,7 +220,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                     self.reply(caller, error=error)
                 return
             record, intent = view["operation"], view["receipts"][0]
-            if record["status"] != IN_PROGRESS or operation_id in self.ops:
+            if record["status"] not in OPEN or operation_id in self.ops:
                 if caller is not None:
                     self._join_or_answer(operation_id, view, caller)
                 return
@@ -221,7 +245,7 @@ class OperationActor(Server, metaclass=ABCMeta):
             running.waiters.append(caller)
             return
         answer = _stored_view(view)
-        if answer["status"] != IN_PROGRESS:
+        if answer["status"] not in OPEN:
             answer["replayed"] = True
         self.reply(caller, answer)
 
@@ -236,6 +260,9 @@ class OperationActor(Server, metaclass=ABCMeta):
         incarnation is running is joined here; one the store knows (any instance's, any
         time) is answered from the store; the store's claim, made with the intent, decides.
         """
+        if self.draining:
+            raise Draining(f"{self.name} is stopping: send the request again (another instance takes it)",
+                           detail={"actor": self.name})
         caller = self.caller
         known = self.ops.get(self.by_key.get(key, "")) if key is not None else None
         if known is not None:
@@ -268,7 +295,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         record = view["operation"]
         if record["fingerprint"] != fingerprint:
             self.reply(caller, error=self._conflict(record["key"], record["operation_id"]))
-        elif record["status"] == IN_PROGRESS and record["operation_id"] not in self.ops and self._lease_left(record) <= 0:
+        elif record["status"] in OPEN and record["operation_id"] not in self.ops and self._lease_left(record) <= 0:
             self._take_over(record["operation_id"], plan, caller)
         else:
             self._join_or_answer(record["operation_id"], view, caller)
@@ -303,8 +330,13 @@ class OperationActor(Server, metaclass=ABCMeta):
         self.ops.pop(op.operation_id, None)
         if self.by_key.get(op.key) == op.operation_id:
             del self.by_key[op.key]
+        if self.draining and not self.ops:
+            self._drained()
 
     def _guarded_op(self, op: Operation, authority: Any, error: BaseException | None) -> None:
+        if error is None and self.draining:  # nothing recorded yet: refuse, as a request arriving now is
+            error = Draining(f"{self.name} is stopping: send the request again (another instance takes it)",
+                             detail={"actor": self.name})
         if error is not None:
             self._forget(op)
             if getattr(error, "code", "") == "mode_refused" and getattr(error, "detail", {}).get("mode") == "eval":
@@ -339,6 +371,9 @@ class OperationActor(Server, metaclass=ABCMeta):
             elif outcome == "intent":  # nothing went out: the operation never happened
                 self._forget(op)
                 self._intent_refused(op, error)
+            elif outcome == "interrupted":  # stopping anyway: the open operation is taken over later
+                self._answer(op, error=error)
+                self._forget(op)
             elif code == "operation_not_open":  # another instance took it over and recorded its outcome
                 self._forget(op)
                 waiters, op.waiters = op.waiters, []
@@ -400,7 +435,8 @@ class OperationActor(Server, metaclass=ABCMeta):
         def answered(result: tuple[Answer, Any] | None, error: BaseException | None) -> None:
             if error is not None:
                 raise error  # a bug in the call itself: crash, as it would have inline
-            self._answered(op, *result)
+            if not op.interrupting:
+                self._answered(op, *result)
 
         self.run_blocking(lambda: self._post(step, key, timeout_s), then=answered)
 
@@ -463,6 +499,52 @@ class OperationActor(Server, metaclass=ABCMeta):
         for caller in waiters:
             self.reply(caller, value, error)
 
+    # -- draining (SIGTERM, SPEC 11) -----------------------------------------------------------------
+
+    def call_drain(self, payload: Any) -> Any:
+        """Refuse new operations; give those running ``budget_s`` to end, then record each one
+        still waiting on the outside party as interrupted (``*.interrupted``, RCA ``shutdown``),
+        answer its callers ``operation_interrupted``, and answer this call ``{"interrupted": n}``."""
+        budget = payload.get("budget_s") if isinstance(payload, dict) else None
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget <= 60:
+            raise TaiError("drain needs {budget_s: 0-60}", code="invalid_request", detail={"field": "budget_s"})
+        self.draining = True
+        self.drain_callers.append(self.caller)
+        if not self.ops:
+            self._drained()
+        else:
+            self.start_timer(float(budget), _Interrupt())
+        return NOREPLY
+
+    def _interrupt_running(self) -> None:
+        for op in list(self.ops.values()):
+            if not op.receipts:
+                continue  # its intent is on its way: it ends by itself (refused, as the guard answers)
+            if op.steps is None:  # taken over, waiting for its repeat: nothing runs
+                self._forget(op)
+                continue
+            op.interrupting = True
+            step = op.steps[op.step] if op.step < len(op.steps) else op.steps[-1]
+            context = {"stage": step.stage, "url": self.base_url + step.path, "attempts": op.attempts}
+            payload = {"key": op.key, "attempts": op.attempts, "rca": shutdown_record(self.party, context)}
+            self._append(op, "interrupted", payload, {"close": {"status": "interrupted"}},
+                         then=lambda op=op: self._interrupted(op))
+        if not self.ops:
+            self._drained()
+
+    def _interrupted(self, op: Operation) -> None:
+        self.interrupted += 1
+        self._answer(op, error=OperationInterrupted(
+            f"{op.operation_id} was interrupted: this instance stopped while the {self.party} had not answered; "
+            "repeat the request with the same key to finish it", detail={"operation_id": op.operation_id,
+                                                                          "key": op.key}))
+        self._forget(op)
+
+    def _drained(self) -> None:
+        callers, self.drain_callers = self.drain_callers, []
+        for caller in callers:
+            self.reply(caller, {"interrupted": self.interrupted})
+
     # -- reads -----------------------------------------------------------------------------------------
 
     def lookup(self, operation_id: str | None = None, key: str | None = None) -> Any:
@@ -480,10 +562,13 @@ class OperationActor(Server, metaclass=ABCMeta):
         return NOREPLY
 
     def on_timer(self, payload: Any) -> None:
-        if isinstance(payload, _Retry) and payload.operation_id in self.ops:
+        if isinstance(payload, _Retry) and payload.operation_id in self.ops \
+                and not self.ops[payload.operation_id].interrupting:
             self._attempt(self.ops[payload.operation_id])
-        elif isinstance(payload, _TakeOver) and payload.operation_id not in self.ops:
+        elif isinstance(payload, _TakeOver) and payload.operation_id not in self.ops and not self.draining:
             self._take_over(payload.operation_id)
+        elif isinstance(payload, _Interrupt):
+            self._interrupt_running()
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
         running = sum(1 for op in self.ops.values() if op.status == IN_PROGRESS)

@@ -37,6 +37,7 @@ type                       payload                                      reply
                                                                         ``sku_not_authorized``, ``invalid_request``
 ``mode``                   —                                            ``{"mode", "reason", "configured",
                                                                         "manual_resume"}``
+``drain``                  —                                            as ``mode``: ``draining`` from now on
 ``resume``                 —                                            as ``mode``; ``mode_not_read_only``,
                                                                         ``insurance_not_verified``
 ``status``                 —                                            ``mode`` + ``{"policy_id",
@@ -208,6 +209,14 @@ class ProdMode(Server):
     def call_mode(self, _payload: Any) -> dict[str, Any]:
         return {"mode": self.machine.mode, "reason": self.machine.reason, "configured": self.machine.configured,
                 "manual_resume": self.machine.manual_resume}
+
+    def call_drain(self, _payload: Any) -> dict[str, Any]:
+        """SIGTERM (SPEC 11): ``draining`` for the rest of this instance's life; every write is
+        refused. No receipt: the mode of a stopping instance binds nobody (SPEC 2)."""
+        transition = self.machine.drain()
+        if transition is not None:
+            logs.event(log, f"mode {transition.previous} -> draining", event="mode_changed", **transition.to_payload())
+        return self.call_mode(None)
 
     def call_resume(self, _payload: Any) -> Any:
         """An operator resumes ``prod`` from ``read_only``, after the insurer confirms again."""

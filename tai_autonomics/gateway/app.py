@@ -56,6 +56,8 @@ class Gateway:
     config: GatewayConfig
     bridge: ActorBridge
     ready: threading.Event = field(default_factory=threading.Event)
+    #: set on SIGTERM (SPEC 11): new writes are refused ``503 draining``, ``/readyz`` answers 503
+    draining: threading.Event = field(default_factory=threading.Event)
     auth: Authenticator = field(init=False)
     metrics: GatewayMetrics = field(init=False)
     openapi: bytes = field(init=False, default=b"")
@@ -110,6 +112,9 @@ def _endpoint(gateway: Gateway, ep: Endpoint):
                       inputs.query(request, ep.query), body)
             if ep.body:
                 gateway.check_body(ep, body)
+            if ep.write and gateway.draining.is_set():
+                raise ApiError(503, "draining", "this instance is stopping; send the request again (another "
+                               "instance takes it)", headers={"Retry-After": "1"})
             return await ep.handler(req)
         except ApiError as exc:
             return error_response(exc, request.state.request_id)

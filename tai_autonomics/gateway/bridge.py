@@ -31,6 +31,7 @@ class ActorBridge:
         self.max_in_flight = max_in_flight
         self.call_timeout_s = call_timeout_s
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._in_flight = 0
 
     @property
@@ -73,6 +74,13 @@ class ActorBridge:
     def _release(self, _future: object = None) -> None:
         with self._lock:
             self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` until no call is in flight; whether none is."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._in_flight, timeout=max(0.0, timeout_s))
 
     def close(self) -> None:
         """Refuse new calls and wait for those running (each ends within the call timeout)."""

@@ -46,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate_limited": 429,
     "read_only": 503,
     "draining": 503,
+    "operation_interrupted": 503,  # resumable: the same key on any instance finishes it
     **{code: 503 for code in UNAVAILABLE_CODES},
 }
 REFUSAL_STATUS = 422

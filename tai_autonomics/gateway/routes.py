@@ -64,6 +64,7 @@ class Endpoint:
     query: Mapping[str, Param] = field(default_factory=dict)
     path_params: Mapping[str, Param] = field(default_factory=dict)
     body: bool = False
+    write: bool = False  # starts an operation: refused while the instance drains
 
 
 # -- health and description ----------------------------------------------------------------
@@ -73,6 +74,8 @@ async def healthz(req: Req) -> Response:
 
 
 async def readyz(req: Req) -> Response:
+    if req.gateway.draining.is_set():
+        raise ApiError(503, "draining", "this instance is stopping", headers={"Retry-After": "1"})
     if not req.gateway.ready.is_set():
         raise ApiError(503, "not_ready", "the supervision tree is not running", headers={"Retry-After": "1"})
     return json_response({"status": "ready"})
@@ -253,13 +256,13 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/metrics", metrics, ANY_ROLE),
     Endpoint("GET", "/openapi.json", openapi, ANY_ROLE),
     Endpoint("GET", "/prod-health", prod_health, None),
-    Endpoint("POST", "/v1/deployments", create_deployment, SERVICE, body=True),
+    Endpoint("POST", "/v1/deployments", create_deployment, SERVICE, body=True, write=True),
     Endpoint("GET", "/v1/deployments/{operation_id}", get_deployment, SERVICE_OR_AUDITOR,
              path_params={"operation_id": _OPERATION_ID}),
-    Endpoint("POST", "/v1/publications", create_publication, SERVICE, body=True),
+    Endpoint("POST", "/v1/publications", create_publication, SERVICE, body=True, write=True),
     Endpoint("GET", "/v1/publications/{work_id}", get_publication, SERVICE_OR_AUDITOR,
              path_params={"work_id": _OPERATION_ID}),
-    Endpoint("POST", "/v1/pricing/quotes", create_quote, SERVICE, body=True),
+    Endpoint("POST", "/v1/pricing/quotes", create_quote, SERVICE, body=True, write=True),
     Endpoint("GET", "/v1/mode", get_mode, SERVICE_OR_AUDITOR),
     Endpoint("GET", "/v1/insurance", get_insurance, SERVICE_OR_AUDITOR),
     Endpoint("GET", "/v1/supervision", get_supervision, ADMIN),

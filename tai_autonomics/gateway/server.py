@@ -61,6 +61,16 @@ class GatewayServer:
         logs.event(log, "gateway listening", event="gateway_listening", url=self.url, port=self.port)
         return self
 
+    def drain(self) -> None:
+        """SIGTERM (SPEC 11): refuse new writes ``503 draining`` and answer ``/readyz`` 503, while
+        reads and the requests in flight go on."""
+        self.gateway.draining.set()
+        logs.event(log, "gateway draining", event="gateway_draining", in_flight=self.gateway.bridge.in_flight)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the actor calls in flight to be answered; whether they were."""
+        return self.gateway.bridge.wait_idle(timeout_s)
+
     def stop(self) -> None:
         """Not ready first (so a load balancer stops sending), then stop serving, then the bridge."""
         self.gateway.ready.clear()

@@ -45,7 +45,7 @@ from google.cloud import firestore
 
 from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, StoreCorruptError, StoreError
 from tai_autonomics.ledger.note import Checkpoint
-from tai_autonomics.ledger.operations import IN_PROGRESS, ClaimKey, OperationRecord, Usage, UsageKey
+from tai_autonomics.ledger.operations import IN_PROGRESS, OPEN, ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.store import (
     NO_READS,
     ChainHead,
@@ -213,7 +213,7 @@ class FirestoreStore:
 
     def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
         query = (self._operations.where(filter=firestore.FieldFilter("scope", "==", scope))
-                 .where(filter=firestore.FieldFilter("status", "==", IN_PROGRESS)).limit(limit))
+                 .where(filter=firestore.FieldFilter("status", "in", sorted(OPEN))).limit(limit))
         records = [_record(doc) for doc in self._call("read operations", lambda: list(query.stream()))]
         return sorted(records, key=lambda record: record.started)
 

@@ -36,6 +36,8 @@ from typing import Any, NamedTuple
 from tai_autonomics.ledger.errors import DraftError, StoreCorruptError
 
 IN_PROGRESS = "in_progress"
+INTERRUPTED = "interrupted"  # still open: its runner stopped (SIGTERM); anyone may take it over at once
+OPEN = frozenset({IN_PROGRESS, INTERRUPTED})
 OUTCOMES = frozenset({"completed", "failed"})
 _MAX_COST = Decimal("1e15")
 
@@ -111,7 +113,8 @@ class OpenOperation:
 
 @dataclass(frozen=True, slots=True)
 class CloseOperation:
-    """An outcome receipt's effect: close the draft's operation as ``status`` (completed/failed)."""
+    """An outcome receipt's effect: close the draft's operation as ``status`` (completed/failed),
+    or with ``interrupted`` mark it open and free to take over (its runner is stopping)."""
 
     status: str
 
@@ -151,7 +154,7 @@ class OperationRecord:
             raise StoreCorruptError(f"{where}: not an operation record ({type(exc).__name__}: {exc})") from None
         if not all(isinstance(getattr(record, name), str) for name in RECORD_FIELDS):
             raise StoreCorruptError(f"{where}: every member of an operation record must be a string")
-        if record.status != IN_PROGRESS and record.status not in OUTCOMES:
+        if record.status not in OPEN and record.status not in OUTCOMES:
             raise StoreCorruptError(f"{where}: unknown operation status {record.status!r}")
         return record
 
@@ -197,8 +200,8 @@ def effect_from_json(value: Any) -> Effect | None:
             raise DraftError("effect.open needs scope (non-empty), key and fingerprint strings")
         return OpenOperation(*strings)
     if name == "close":
-        if body.get("status") not in OUTCOMES:
-            raise DraftError(f"effect.close.status must be one of {sorted(OUTCOMES)}")
+        if body.get("status") not in OUTCOMES | {INTERRUPTED}:
+            raise DraftError(f"effect.close.status must be one of {sorted(OUTCOMES | {INTERRUPTED})}")
         return CloseOperation(body["status"])
     raise DraftError(f"unknown effect {name!r}")
 
@@ -255,7 +258,9 @@ def rebuild(receipts: Iterable[Mapping[str, Any]]) -> tuple[dict[UsageKey, Usage
             records[operation_id] = OperationRecord(
                 operation_id, scope, str(payload.get("key", "")), str(payload.get("fingerprint", "")),
                 str(receipt.get("chain")), IN_PROGRESS, str(receipt.get("id")), time)
-        elif outcome in OUTCOMES and records.get(operation_id, _NONE).status == IN_PROGRESS:
+        elif outcome == INTERRUPTED and records.get(operation_id, _NONE).status in OPEN:
+            records[operation_id] = replace(records[operation_id], status=INTERRUPTED)
+        elif outcome in OUTCOMES and records.get(operation_id, _NONE).status in OPEN:
             records[operation_id] = replace(records[operation_id], status=outcome, outcome_id=str(receipt.get("id")))
     return counted, list(records.values())
 
@@ -315,11 +320,12 @@ class EffectState:
 
     def _close(self, effect: CloseOperation, operation_id: str, receipt_id: str) -> None:
         record = self.operations.get(operation_id)
-        if record is None or record.status != IN_PROGRESS:
+        if record is None or record.status not in OPEN:
             raise OperationNotOpen(
                 f"operation {operation_id} is {'unknown' if record is None else 'already ' + record.status}",
                 detail={"operation": None if record is None else record.to_json()})
-        closed = replace(record, status=effect.status, outcome_id=receipt_id)
+        closed = replace(record, status=effect.status,
+                         outcome_id="" if effect.status == INTERRUPTED else receipt_id)
         self.operations[operation_id] = self.changed_operations[operation_id] = closed
         if record.key:
             self.claims[ClaimKey(record.scope, record.key)] = closed

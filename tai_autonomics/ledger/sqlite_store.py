@@ -236,7 +236,7 @@ class SQLiteStore:
     def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
         with self._errors():
             rows = self._db.execute(
-                f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE scope = ? AND status = 'in_progress' "
+                f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE scope = ? AND status IN ('in_progress', 'interrupted') "
                 "ORDER BY started LIMIT ?", (scope, limit)).fetchall()
         return [_record(row) for row in rows]
 

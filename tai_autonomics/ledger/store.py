@@ -121,7 +121,7 @@ class LedgerStore(Protocol):
         """The record of the operation that claimed ``key``."""
 
     def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
-        """Up to ``limit`` operations of ``scope`` still in progress, oldest first."""
+        """Up to ``limit`` operations of ``scope`` still open (in progress or interrupted), oldest first."""
 
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         """The stored coverage counters (of ``chain``, or all)."""

@@ -71,3 +71,17 @@ def record(classification: str, info: ClassInfo, answer: Answer, context: dict[s
     return {"classification": classification, "root_cause": answer.describe(), "context": dict(context),
             "mitigation": info.mitigation, "severity": info.severity,
             "insurance_claim_eligible": info.insurance_claim_eligible}
+
+
+SHUTDOWN = ClassInfo("low", False, "repeat the request with the same key (Idempotency-Key or work_id): any instance "
+                                   "takes the operation over and the outside party sees the same Idempotency-Key")
+
+
+def shutdown_record(party: str, context: dict[str, Any]) -> dict[str, Any]:
+    """The root-cause record of an operation interrupted by the daemon's stop (SIGTERM, SPEC 11):
+    not a failure of the outside party, and not final (the ``*.interrupted`` receipt leaves the
+    operation open for whoever repeats it)."""
+    return {"classification": "shutdown",
+            "root_cause": f"the instance was stopped (SIGTERM) while waiting on the {party}",
+            "context": dict(context), "mitigation": SHUTDOWN.mitigation, "severity": SHUTDOWN.severity,
+            "insurance_claim_eligible": SHUTDOWN.insurance_claim_eligible}

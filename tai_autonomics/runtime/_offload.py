@@ -6,14 +6,21 @@ party (an HTTP call that takes seconds) stops the actor answering anyone else. W
 actor watches (thespian's ``ThespianWatch``), and the actor then runs its continuation on its
 own thread, as it runs the answer to a call. The pipe is never closed: thespian keeps watching
 until the process ends, and closing a watched descriptor breaks its shutdown.
+
+The threads are daemon threads, not a ``ThreadPoolExecutor``'s: an interpreter joins an
+executor's threads at exit, so an actor stopping while a call it offloaded hangs on a silent
+party (a drain on SIGTERM) would outlive its stop by that call's timeout. A stopped actor's
+work has no one to hand its end to anyway.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 Continuation = Callable[[Any, BaseException | None], None]
@@ -23,14 +30,37 @@ class Offload:
     """Runs blocking callables on ``workers`` threads; :meth:`finished` hands back their ends."""
 
     def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actor-offload")
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+        self._work: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
+        self._stopped = False
         self.fileno, self._wake = os.pipe()
         os.set_blocking(self.fileno, False)
         os.set_blocking(self._wake, False)
         self._done: deque[tuple[Continuation, Future]] = deque()
 
     def submit(self, work: Callable[[], Any], then: Continuation) -> None:
-        self._pool.submit(work).add_done_callback(lambda future: self._ended(then, future))
+        if self._stopped:
+            raise RuntimeError("this actor's offload is stopped")
+        future: Future = Future()
+        future.add_done_callback(lambda ended: self._ended(then, ended))
+        self._work.put((work, future))
+        if len(self._threads) < self._workers:  # a thread per piece of work, up to workers, as an executor would
+            thread = threading.Thread(target=self._serve, name=f"actor-offload-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            work, future = item
+            if self._stopped:
+                continue  # queued before the stop: dropped, as an executor cancels pending work
+            try:
+                result = work()
+            except BaseException as exc:  # handed to the continuation, as a future would
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
 
     def _ended(self, then: Continuation, future: Future) -> None:
         """On a worker thread: queue the end (deque appends are atomic) and wake the actor."""
@@ -55,5 +85,8 @@ class Offload:
         return ended
 
     def stop(self) -> None:
-        """Take no more work; what runs ends on its own (its continuation is never run)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Take no more work; what runs ends on its own (its continuation is never run), or with
+        the process: the threads never hold up its exit."""
+        self._stopped = True
+        for _ in self._threads:
+            self._work.put(None)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -69,11 +70,7 @@ def _ready(url: str) -> bool:
 
 def stop(podman: Podman, name: str) -> tuple[int, float]:
     """``podman stop -t 10``, as Cloud Run stops an instance (SIGTERM to PID 1, SIGKILL after 10 s):
-    the container's exit code and the seconds it took.
-
-    Draining (SPEC 11, issue 11 item 1) is tested through here too: start a deploy against a
-    sandbox endpoint that hangs, then call this and assert the same bounds plus the client's JSON
-    503 and the interruption receipt."""
+    the container's exit code and the seconds it took."""
     started = time.monotonic()
     podman("stop", "--time", str(CLOUD_RUN_GRACE_S), name, timeout=CLOUD_RUN_GRACE_S + 20)
     took = time.monotonic() - started
@@ -160,4 +157,39 @@ def test_production_start_with_nothing_set_fails_with_a_one_line_error(podman: P
     assert result.returncode != 0
     stderr = podman("logs", name).stderr.decode(errors="replace")  # the container's, without podman's own
     assert "Traceback" not in stderr and stderr.strip(), stderr
-    assert stderr.strip().splitlines()[-1].startswith("tai-autonomics: error: ["), stderr
+    lines = stderr.strip().splitlines()
+    assert all(line.startswith("tai-autonomics: error: [") for line in lines), stderr
+    assert len(lines) > 2 and "[start_checks_failed]" in lines[-1], stderr  # every problem in one start
+
+
+def test_a_deploy_in_flight_when_stopped_is_answered_503_and_the_container_exits_0_within_10_s(
+        podman: Podman, image: str, containers: list[str]) -> None:
+    running = start_dev(podman, image, containers, measured_as="start_to_ready_drain_s")
+    tokens_file = podman("exec", running.name, "cat", f"{DATA_DIR}/tokens.env").stdout.decode()
+    tokens = dict(line.split("=", 1) for line in tokens_file.splitlines() if "=" in line)
+    sandbox = next(json.loads(line)["url"] for line in podman("logs", running.name).stdout.decode().splitlines()
+                   if '"sandbox_started"' in line)
+
+    def in_container(script: str) -> str:  # the sandbox listens on the container's loopback only
+        return podman("exec", running.name, "python", "-c", script).stdout.decode()
+
+    in_container(f"import httpx; httpx.post('{sandbox}/admin/faults', json={{'kind': 'timeout', "
+                 f"'endpoint': 'customer.deploy', 'delay_s': 60}}).raise_for_status()")
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(httpx.post, f"{running.url}/v1/deployments", json=DEPLOY, timeout=60,
+                                headers={"Authorization": f"Bearer {tokens['TAI_TOKEN_SERVICE']}",
+                                         "Idempotency-Key": container_name("rollout")})
+        deadline = time.monotonic() + 30
+        while '"customer.deploy"' not in in_container(
+                f"import httpx; print(httpx.get('{sandbox}/admin/requests').text)"):
+            assert time.monotonic() < deadline, "the deploy did not reach the customer endpoint"
+            time.sleep(0.2)  # polling interval, bounded by the deadline above
+        code, took = stop(podman, running.name)
+        answer = in_flight.result(timeout=CLOUD_RUN_GRACE_S)
+    MEASURED["stop_with_deploy_in_flight_s"] = round(took, 2)
+    assert code == 0 and took < CLOUD_RUN_GRACE_S, took
+    assert answer.status_code == 503 and answer.headers["content-type"] == "application/json", answer.text
+    assert answer.json()["error"]["code"] == "operation_interrupted"
+    drained = [json.loads(line) for line in podman("logs", running.name).stdout.decode().splitlines()
+               if '"drained"' in line]
+    assert drained and drained[0]["interrupted"]["Acquisition"] == 1, drained
