@@ -185,6 +185,13 @@ class OperationActor(Server, metaclass=ABCMeta):
     def _found_open(self, records: Any, error: BaseException | None) -> None:
         """Start reading only the operations still open, not the ledger's history: the start
         time and memory of an incarnation do not grow with the operations done."""
+        if getattr(error, "code", "") == "ledger_store_corrupt":
+            # a record edited by hand into nonsense: restarting would meet it again (a crash loop);
+            # serve new operations, and say which record needs fixing
+            logs.event(log, f"open {self.kind} operations cannot be read; none is taken over: "
+                            f"{getattr(error, 'message', error)}", logging.ERROR, event="operations_unreadable",
+                       actor=self.name, reason=getattr(error, "message", str(error)))
+            records, error = [], None
         if error is not None:
             self.fail_start(f"cannot read open {self.kind} operations from the ledger: "
                             f"{getattr(error, 'message', error)}")

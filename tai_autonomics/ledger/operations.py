@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -156,6 +157,10 @@ class OperationRecord:
             raise StoreCorruptError(f"{where}: every member of an operation record must be a string")
         if record.status not in OPEN and record.status not in OUTCOMES:
             raise StoreCorruptError(f"{where}: unknown operation status {record.status!r}")
+        try:
+            datetime.fromisoformat(record.started)
+        except ValueError:
+            raise StoreCorruptError(f"{where}: started {record.started!r} is not an RFC 3339 time") from None
         return record
 
 

@@ -165,13 +165,13 @@ class SQLiteStore:
                 known, head = self._head(chains, reads)
                 batch = seal(head)
                 check_batch(head, batch)
+                self._write_effects(batch.usage, batch.operations)  # first: it stands or falls with the receipts
                 self._db.executemany(
                     "INSERT INTO receipts (leaf_index, id, chain, seq, hash, leaf_hash, data) VALUES (?,?,?,?,?,?,?)",
                     [(r.leaf_index, r.id, r.chain, r.seq, r.hash, r.leaf_hash, r.data) for r in batch.receipts],
                 )
                 cp = batch.checkpoint
                 self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)", (cp.size, cp.root, cp.note))
-                self._write_effects(batch.usage, batch.operations)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from openapi_spec_validator import validate
 from starlette.routing import Route
@@ -64,3 +65,16 @@ def test_every_error_response_is_the_error_body() -> None:
     error = DOC["components"]["schemas"]["Error"]
     assert error["required"] == ["error", "request_id"]
     assert error["properties"]["error"]["required"] == ["code", "message", "detail"]
+
+
+def test_the_route_table_in_docs_lists_every_route_with_its_roles() -> None:
+    """docs/gateway.md is what an operator reads: a route added without its row fails here."""
+    table = {}
+    for line in (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text().splitlines():
+        if line.startswith("| `") and line.count("|") == 3:
+            route, roles = line.split("|")[1:3]
+            method, path = route.strip().strip("`").split("`")[0].split()
+            table[(method, path.split("?")[0])] = {r.strip() for r in roles.split(",")}
+    expected = {(ep.method, ep.path): ({"none"} if ep.roles is None else {"any role"} if len(ep.roles) > 2
+                                       else set(ep.roles)) for ep in ROUTES}
+    assert table == expected

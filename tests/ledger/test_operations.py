@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tai_autonomics.ledger import (
+    ConflictError,
     DraftError,
     Ledger,
     LedgerKey,
@@ -177,3 +178,19 @@ def edit_usage(store, sku: str, count: int) -> None:
     for doc in store._usage.stream():
         if doc.get("sku") == sku:
             doc.reference.update({"count": count})
+
+
+def test_an_append_that_fails_after_reserving_reserves_nothing(tmp_path: Path, key: LedgerKey) -> None:
+    """SQLite: the reservation is written in the append's transaction, so when the append fails
+    afterwards (here the checkpoint's row is refused, the last write of the batch) the usage
+    counter and the operation record are rolled back with the receipt: the intent exists iff
+    its reservation does."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger.open(SQLiteStore(path), key)
+    ledger.append(intent("a", key="ka"))
+    with sqlite3.connect(path) as db:  # the size the next batch's checkpoint will have, taken already
+        db.execute("INSERT INTO checkpoints (size, root, note) VALUES (2, x'00', 'in the way')")
+    with pytest.raises(ConflictError):
+        ledger.append(intent("b", key="kb"))
+    assert counters(ledger) == {"sku-002": (1, "100")}
+    assert ledger.operation("b") is None and ledger.claim("deploy", "kb") is None and ledger.size == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -224,3 +225,27 @@ def test_under_the_real_prod_mode_coverage_is_counted_from_intents_and_refused(o
     with pytest.raises(CallError) as unknown:
         ops.deploy(deploy_spec(sku_id="sku-999"))
     assert unknown.value.code == "sku_not_authorized"
+
+
+def test_an_operation_record_edited_into_nonsense_is_named_and_no_crash_loop(ops: Ops) -> None:
+    """Bad stored input (SPEC 8, issue 10): a clear error naming the record, the actor serves on,
+    and the record's key is refused with that error instead of being run a second time."""
+    ops.start()
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
+    info = ops.node.call("Acquisition", "$info")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
+            "spec": deploy_spec(), "idempotency_key": "mangled"}, timeout=1.5))
+        wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
+        with sqlite3.connect(ops.data_dir / "ledger.sqlite3") as db:  # open, so the next start reads it
+            db.execute("UPDATE operations SET started = 'the other day' WHERE key = 'mangled'")
+        os.kill(info["pid"], signal.SIGKILL)
+        with pytest.raises(CallError):
+            pending.result()
+    again = ops.node.whereis("Acquisition", wait=10, after=info["incarnation"])
+    assert ops.node.call("Acquisition", "$info")["incarnation"] == again.incarnation  # started, once
+    assert ops.deploy(key="fresh")["status"] == "completed"
+    with pytest.raises(CallError) as err:
+        ops.deploy(key="mangled")
+    assert err.value.code == "ledger_store_corrupt" and "operation record" in err.value.message
+    assert len(ops.requests("customer.deploy")) == 2
