@@ -95,7 +95,8 @@ class Daemon:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise SystemExit(f"a daemon did not become ready; its output is in {self.out}")
+        tail = "\n".join(self.out.read_text().splitlines()[-15:])
+        raise SystemExit(f"a daemon did not become ready; the end of its output:\n{tail}")
 
     def ledger_status(self) -> dict:
         answer = httpx.post(f"http://127.0.0.1:{self.port}/v1/actors/ReceiptLedger/call", json={"type": "status"},
