@@ -118,7 +118,8 @@ def _ledger(release: ReleaseConfig, environ: Mapping[str, str], problems: list[T
         name = str(ledger.get("firestore_ledger", "ledger"))
         probes["firestore"] = _Probe("store_unreachable", "Firestore", lambda: _reach_firestore(project, name))
     elif store != "sqlite":
-        problems.append(ConfigError(release.source, "ledger.store", f"unknown store {store!r} (expected sqlite or firestore)"))
+        problems.append(ConfigError(release.source, "ledger.store",
+                                    f"unknown store {store!r} (expected sqlite or firestore)"))
 
 
 def _insurer(release: ReleaseConfig, environ: Mapping[str, str], problems: list[TaiError],
@@ -147,7 +148,8 @@ def _trust(release: ReleaseConfig, problems: list[TaiError]) -> None:
     cert_dir = Path(trust.get("cert_dir") or release.data_dir / "cert")
     if (cert_dir / CURRENT_FILE).exists():
         if verifier is not None:  # as CertManager loads it: an expired one loads, then goes read_only
-            _collect(problems, "trust.cert_dir", release, lambda: Core(cert_dir, verifier).load(outside_validity_ok=True))
+            _collect(problems, "trust.cert_dir", release,
+                     lambda: Core(cert_dir, verifier).load(outside_validity_ok=True))
     elif not (trust.get("cert_file") and trust.get("key_file")):
         problems.append(SettingMissing(release.source, "trust.cert_dir",
                                        f"no insurance certificate at {cert_dir / CURRENT_FILE}, and no trust.cert_file "

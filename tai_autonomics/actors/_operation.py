@@ -3,7 +3,8 @@
 One operation runs as: validate (refused at once, nothing recorded) → ProdMode ``guard`` →
 ``<kind>.intent`` receipt (durable before anything goes out) → the outside party, one HTTP call
 per :class:`Step`, each with up to ``attempts`` attempts on transient errors (each call runs on
-a worker thread and the waits are timers, so the actor keeps answering) → ``<kind>.completed`` or ``<kind>.failed`` with a
+a worker thread and the waits are timers, so the actor keeps answering) → ``<kind>.completed`` or
+``<kind>.failed`` with a
 root-cause record → every caller waiting on it is answered.
 
 Idempotency: an operation has a key (the deploy's ``Idempotency-Key``, the publish's
@@ -455,7 +456,8 @@ class OperationActor(Server, metaclass=ABCMeta):
             self._attempt(op)
             return
         wait = self._backoff(op.attempt, answer)
-        if answer.transient(self.final_codes()) and op.attempt < self.attempts and wait < op.deadline - time.monotonic():
+        retry = answer.transient(self.final_codes()) and op.attempt < self.attempts
+        if retry and wait < op.deadline - time.monotonic():
             self.start_timer(wait, _Retry(op.operation_id))
             return
         context = {"stage": step.stage, "url": self.base_url + step.path, "status": answer.status,

@@ -9,7 +9,8 @@ intent, against counters every instance shares (SPEC 10), so a start reads no hi
 
 Every ``guard`` re-checks the certificate against the clock itself (a pure check: timers
 freeze between requests on Cloud Run), then the mode and the SKU, and answers the SKU's coverage
-limit, which the operation's intent reserves against. The certificate it checks is its own copy of CertManager's, kept current
+limit, which the operation's intent reserves against. The certificate it checks is its own copy of
+CertManager's, kept current
 by CertManager's ``certificate_changed`` notices: a renewal lets deploys through at once, a
 revocation (or expiry) sends ``prod`` to ``read_only`` at once. A notice is taken exactly as the
 periodic check takes ``status``: the certificate, then the policy with the insurer. The periodic

@@ -10,7 +10,8 @@ handler returns without replying. The batch is committed in one ``Ledger.append_
 fsync) when a timer fires, or at once when it is full (``max_batch``); only then is each caller
 answered with its own receipt. The timer waits ``batch_delay_s`` (2 ms) while requests stream
 in (arrive less than that apart: :meth:`~tai_autonomics.runtime.Server.requests_streaming`),
-else nothing, so a lone caller, or one request's intent and outcome, does not wait. Why wait at all: on multiprocTCPBase a due timer ends thespian's receive loop before it
+else nothing, so a lone caller, or one request's intent and outcome, does not wait. Why wait at
+all: on multiprocTCPBase a due timer ends thespian's receive loop before it
 reads another socket, so a zero-delay timer committed almost every append alone (measured:
 1.0 receipts per batch with 200 appends in flight; 2 ms gives 3-4, and then one message per
 receipt, not the commit, bounds the rate). ``append_many`` puts many drafts in one message for
@@ -61,7 +62,8 @@ Arguments: ``args["context"]`` from the daemon — ``data_dir`` (default ``./var
 variable holding it), ``origin``, ``store``: ``sqlite`` (``DATA_DIR/ledger.sqlite3``) or
 ``firestore`` (ledger document ``firestore_ledger``, default ``ledger``, in the project named by
 the environment variable ``firestore_project_env``, else the client's default project). Only
-the dev profile falls back to a key generated in the data directory. From the worker's own ``args``: ``max_batch`` (default 256)
+the dev profile falls back to a key generated in the data directory. From the worker's own
+``args``: ``max_batch`` (default 256)
 and ``batch_delay_s`` (default 0.002).
 The key never leaves :class:`~tai_autonomics.ledger.LedgerKey`: replies, errors and logs carry
 its public ``key_id`` only.
@@ -269,7 +271,8 @@ class ReceiptLedger(Server):
     def call_verify(self, payload: Any) -> Any:
         """On a worker thread with its own reader of the store: a verify of a large ledger takes
         seconds to minutes, and appends go on meanwhile (it checks up to what is committed)."""
-        caller, public, origin, open_reader = self.caller, self._ledger.public_key, self._ledger.origin, self._open_reader
+        caller, open_reader = self.caller, self._open_reader
+        public, origin = self._ledger.public_key, self._ledger.origin
 
         def verify() -> dict[str, Any]:
             store = open_reader()

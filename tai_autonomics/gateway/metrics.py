@@ -118,7 +118,8 @@ class _DomainCollector:
             yield gauge
         ledger = self.state.get("ledger")
         if ledger is not None:
-            yield GaugeMetricFamily("tai_receipts", "Receipts in the ledger (its tree size)", value=ledger.get("size", 0))
+            yield GaugeMetricFamily("tai_receipts", "Receipts in the ledger (its tree size)",
+                                    value=ledger.get("size", 0))
             yield CounterMetricFamily("tai_ledger_batches", "Group-commit batches since the ledger actor started",
                                       value=ledger.get("batches", 0))
         insurer = self.state.get("insurer")

@@ -330,7 +330,8 @@ def _leaf_doc(receipt: Any) -> dict[str, Any]:
 
 
 def _stored_leaf(doc: dict[str, Any]) -> StoredLeaf:
-    return StoredLeaf(doc["leaf_index"], str(doc.get("id", "")), bytes(doc.get("leaf_hash", b"")), bytes(doc.get("data", b"")))
+    return StoredLeaf(doc["leaf_index"], str(doc.get("id", "")), bytes(doc.get("leaf_hash", b"")),
+                      bytes(doc.get("data", b"")))
 
 
 def _checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:

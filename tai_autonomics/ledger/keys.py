@@ -85,7 +85,8 @@ class LedgerPublicKey:
         if key_id is None:
             if len(self._note_key_ids) >= 64:  # a ledger uses one name; verifiers are handed a few
                 self._note_key_ids.clear()
-            key_id = self._note_key_ids[name] = hashlib.sha256(name.encode() + b"\n" + _ED25519_ALG + self.raw).digest()[:4]
+            digest = hashlib.sha256(name.encode() + b"\n" + _ED25519_ALG + self.raw).digest()
+            key_id = self._note_key_ids[name] = digest[:4]
         return key_id
 
     def note_verifier_key(self, name: str) -> str:
@@ -104,7 +105,8 @@ class LedgerKey:
 
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._private = private
-        seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        seed = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                     serialization.NoEncryption())
         self._secret = nacl.bindings.crypto_sign_seed_keypair(seed)[1]  # libsodium's 64-byte secret key
         self.public = LedgerPublicKey(private.public_key())
 

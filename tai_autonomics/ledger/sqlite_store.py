@@ -72,7 +72,8 @@ _SCHEMA_2 = (
     )""",
     "CREATE INDEX operations_open ON operations (scope, status, started)",
 )
-_OPERATION_COLUMNS = "operation_id, scope, COALESCE(key, ''), fingerprint, chain, status, intent_id, started, outcome_id"
+_OPERATION_COLUMNS = ("operation_id, scope, COALESCE(key, ''), fingerprint, chain, status, intent_id, started, "
+                      "outcome_id")
 # CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
 # verification names it instead of crashing.
 _LEAF_COLUMNS = "leaf_index, CAST(id AS TEXT), CAST(leaf_hash AS BLOB), CAST(data AS BLOB)"
@@ -171,7 +172,8 @@ class SQLiteStore:
                     [(r.leaf_index, r.id, r.chain, r.seq, r.hash, r.leaf_hash, r.data) for r in batch.receipts],
                 )
                 cp = batch.checkpoint
-                self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)", (cp.size, cp.root, cp.note))
+                self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)",
+                                 (cp.size, cp.root, cp.note))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -236,7 +238,8 @@ class SQLiteStore:
     def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
         with self._errors():
             rows = self._db.execute(
-                f"SELECT {_OPERATION_COLUMNS} FROM operations WHERE scope = ? AND status IN ('in_progress', 'interrupted') "
+                f"SELECT {_OPERATION_COLUMNS} FROM operations "
+                "WHERE scope = ? AND status IN ('in_progress', 'interrupted') "
                 "ORDER BY started LIMIT ?", (scope, limit)).fetchall()
         return [_record(row) for row in rows]
 
@@ -267,7 +270,8 @@ class SQLiteStore:
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         with self._errors():
             rows = self._db.execute(
-                "SELECT CAST(leaf_hash AS BLOB) FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+                "SELECT CAST(leaf_hash AS BLOB) FROM receipts "
+                "WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
                 (start, end),
             )
             for (leaf,) in rows:

@@ -51,7 +51,8 @@ from tai_autonomics.ledger.receipts import (
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
 
-RECEIPTS_FILE, PROOFS_FILE, CHECKPOINT_FILE, PUBLIC_KEY_FILE = "receipts.jsonl", "proofs.jsonl", "checkpoint", "public_key.pem"
+RECEIPTS_FILE, PROOFS_FILE = "receipts.jsonl", "proofs.jsonl"
+CHECKPOINT_FILE, PUBLIC_KEY_FILE = "checkpoint", "public_key.pem"
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STRING_MEMBERS = ("id", "kind", "mode", "authority", "chain", "prev", "time", "hash")
@@ -112,7 +113,8 @@ def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: EvalS
         raise _Bad("not a JSON object")
     _check_form(obj)
     if obj["leaf_index"] != position:
-        raise _Bad(f"says leaf_index {obj['leaf_index']} but is at leaf {position} (moved, or one before it is missing)")
+        raise _Bad(f"says leaf_index {obj['leaf_index']} but is at leaf {position} "
+                   "(moved, or one before it is missing)")
     try:
         digest = receipt_digest(obj, plain=plain)
     except CanonicalJSONError as exc:
@@ -303,7 +305,8 @@ def _verify_segment(
         settle()
         if leaf.leaf_index != state.size:
             raise VerificationError(
-                f"leaf {state.size}", f"missing: the next stored receipt {leaf.receipt_id} is at leaf {leaf.leaf_index}",
+                f"leaf {state.size}",
+                f"missing: the next stored receipt {leaf.receipt_id} is at leaf {leaf.leaf_index}",
                 leaf_index=state.size, receipt_id=leaf.receipt_id,
             )
         batch_first = batch_first or leaf
@@ -337,7 +340,8 @@ def _check_stored_checkpoint(
     except NoteError as exc:
         raise VerificationError(where, exc.message, tree_size=checkpoint.size) from None
     if opened.size != checkpoint.size or opened.root != checkpoint.root:
-        raise VerificationError(where, "its stored size or root differs from its signed note", tree_size=checkpoint.size)
+        raise VerificationError(where, "its stored size or root differs from its signed note",
+                                tree_size=checkpoint.size)
     if tree.root() != opened.root:
         named = f"; the batch starts at receipt {first.receipt_id} (leaf {first.leaf_index})" if first else ""
         raise VerificationError(where, f"root does not match the receipts it covers{named}", tree_size=checkpoint.size)
@@ -364,7 +368,8 @@ def verify_export(directory: str | Path, *, workers: int | None = None) -> Verif
             try:
                 state.add(outcome)
             except _Bad as bad:
-                raise VerificationError(f"{RECEIPTS_FILE} line {number}", str(bad), line=number, leaf_index=number - 1) from None
+                raise VerificationError(f"{RECEIPTS_FILE} line {number}", str(bad), line=number,
+                                        leaf_index=number - 1) from None
         else:
             file, reason = outcome
             raise VerificationError(f"{file} line {number}", reason, line=number, leaf_index=number - 1)
@@ -448,7 +453,8 @@ class _ChunkProofs:
         index, leaf = self._start + offset, self._leaves[offset]
         if self._siblings:
             inside = b'","'.join([level[(offset >> up) ^ 1] for up, level in enumerate(self._siblings)])
-            if proof_line == b'{"leaf_index":%d,"tree_size":%d,"hashes":["%s%s"]}' % (index, self._size, inside, self._path):
+            expected = b'{"leaf_index":%d,"tree_size":%d,"hashes":["%s%s"]}' % (index, self._size, inside, self._path)
+            if proof_line == expected:
                 return None
         hashes = _exported_proof_hashes(proof_line, index, self._size)
         if hashes is not None and self._verifier.accepts(index, leaf, hashes):

@@ -25,7 +25,8 @@ from tai_autonomics.runtime.spec import (
 from tai_autonomics.runtime.supervisor import Supervisor
 
 __all__ = [
-    "DEFERRED", "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout", "DEFAULT_CALL_TIMEOUT",
+    "DEFERRED", "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout",
+    "DEFAULT_CALL_TIMEOUT",
     "NoSuchActor", "Node", "NodeConfig", "RestartIntensity", "Server", "StartError", "Supervisor",
     "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree", "set_log_level",
     "with_worker_args",

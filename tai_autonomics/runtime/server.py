@@ -560,7 +560,8 @@ class Server(Process):
                 if out.name == moved.name and out.incarnation == moved.incarnation]
         for ref in lost:
             self._settle(ref, None, ActorCrashed(f"{moved.name} exited before answering",
-                                                 detail={"actor": moved.name, "message_type": self._outgoing[ref].msg_type}))
+                                                 detail={"actor": moved.name,
+                                                         "message_type": self._outgoing[ref].msg_type}))
         self._guarded(self.on_down, moved.name, moved.incarnation, message_type="down")
 
     def _on_reply(self, reply: Reply) -> None:

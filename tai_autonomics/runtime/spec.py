@@ -218,7 +218,8 @@ class _TreeParser:
         if value in (BRUTAL_KILL, INFINITY):
             return value
         if isinstance(value, str):
-            raise self.fail(f"{key}.shutdown", f"unknown shutdown {value!r} (milliseconds, 'brutal_kill' or 'infinity')")
+            raise self.fail(f"{key}.shutdown",
+                            f"unknown shutdown {value!r} (milliseconds, 'brutal_kill' or 'infinity')")
         return self._positive_int(f"{key}.shutdown", value)
 
     def _positive_int(self, key: str, value: Any) -> int:
