@@ -54,7 +54,7 @@ class GatewayConfig:
     host: str = LOOPBACK
     port: int = DEFAULT_PORT
     #: requests waiting on an actor at once; beyond it, 503 ``overloaded`` (overload is a cliff
-    #: in thespian: see shared/notes/gateway-calibration.md)
+    #: in thespian: see docs/performance.md, "Calibration")
     max_in_flight: int = 64
     #: threads making blocking actor calls, each with its own thespian context
     workers: int = 16
