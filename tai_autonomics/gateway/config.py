@@ -60,7 +60,7 @@ class GatewayConfig:
     workers: int = 16
     call_timeout_s: float = 5.0
     #: after SIGTERM, how long operations in flight may take to finish before each still waiting
-    #: on an outside party is recorded as interrupted (SPEC 11: 8 of Cloud Run's 10 s)
+    #: on an outside party is recorded as interrupted (docs/specification.md §11: 8 of Cloud Run's 10 s)
     drain_s: float = 8.0
     max_body_bytes: int = 1024 * 1024
     root: str = "root"
