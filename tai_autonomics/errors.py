@@ -23,7 +23,7 @@ class TaiError(Exception):
         self.detail: dict[str, Any] = dict(detail or {})
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of SPEC 7's error body (without the request id)."""
+        """The JSON shape of docs/specification.md §7's error body (without the request id)."""
         return {"code": self.code, "message": self.message, "detail": self.detail}
 
     def __reduce__(self):  # errors cross process boundaries pickled as actor replies

@@ -1,4 +1,4 @@
-"""Cloud Run's lifecycle (SPEC 11): SIGTERM with a deploy in flight to a party that never answers.
+"""Cloud Run's lifecycle (docs/specification.md §11): SIGTERM with a deploy in flight to a party that never answers.
 
 The dev-profile daemon as a user runs it. After SIGTERM it is ``draining``: ``/readyz`` and new
 writes answer 503; the deploy waiting on the customer gets its budget (8 s), then an

@@ -1,4 +1,4 @@
-"""Many instances, one truth (SPEC 10): two and three real daemons on one Firestore emulator.
+"""Many instances, one truth (docs/specification.md §10): two and three real daemons on one Firestore emulator.
 
 Each daemon is ``tai-autonomics foreground`` (multiprocTCPBase) with a data directory of its own
 (one daemon per data dir is enforced) and a release file that puts the ledger in Firestore,

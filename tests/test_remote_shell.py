@@ -80,7 +80,7 @@ def test_each_command_is_a_signed_shell_command_receipt_that_the_ledger_verifies
 
 
 def test_no_secret_reaches_the_shell(daemon) -> None:
-    """SPEC 8: keys and tokens never appear in the shell, whatever an operator looks at."""
+    """docs/specification.md §8: keys and tokens never appear in the shell, whatever an operator looks at."""
     actors = names_below(results(shell(daemon, "tree"))[0]["value"])
     done = shell(daemon, "insurance", "metrics", "receipts 50", *(f"state {name}" for name in actors))
     assert done.returncode == 0, done.stderr

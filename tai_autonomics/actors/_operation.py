@@ -508,7 +508,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         for caller in waiters:
             self.reply(caller, value, error)
 
-    # -- draining (SIGTERM, SPEC 11) -----------------------------------------------------------------
+    # -- draining (SIGTERM, docs/specification.md §11) ---------------------------------------------
 
     def call_drain(self, payload: Any) -> Any:
         """Refuse new operations; give those running ``budget_s`` to end, then record each one

@@ -1,4 +1,4 @@
-"""Acquisition: deploys generated software into customers' clouds, insured (SPEC 6).
+"""Acquisition: deploys generated software into customers' clouds, insured (docs/specification.md §6).
 
 Calls (callers use ``timeout=CALL_TIMEOUT_S`` from :mod:`tai_autonomics.actors._operation`):
 

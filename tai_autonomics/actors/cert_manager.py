@@ -1,4 +1,4 @@
-"""CertManager actor: the insurance certificate in the supervision tree (SPEC 2 and 5).
+"""CertManager actor: the insurance certificate in the supervision tree (docs/specification.md §2 and §5).
 
 It wraps the :class:`tai_autonomics.trust.CertManager` core, which keeps everything that must
 survive a restart on disk (``current.pem``, ``state.json``: warnings fired, revocation, renewal

@@ -1,4 +1,4 @@
-"""InsuranceClient actor: the daemon's one connection to the insurer (SPEC 5).
+"""InsuranceClient actor: the daemon's one connection to the insurer (docs/specification.md §5).
 
 It wraps one :class:`tai_autonomics.trust.insurer_client.InsuranceClient`, so the whole daemon
 shares one circuit breaker and one policy-status cache.

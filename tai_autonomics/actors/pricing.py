@@ -1,4 +1,4 @@
-"""Pricing: quotes work by measured value (SPEC 6) and records each quote as a receipt.
+"""Pricing: quotes work by measured value (docs/specification.md §6) and records each quote as a receipt.
 
 The rules live in :mod:`tai_autonomics.operations.pricing`; this actor asks ProdMode whether
 pricing may run and under which authority (contractual in ``prod``, advisory in ``eval``),

@@ -3,9 +3,9 @@
 At start (a deferred start: the next sibling waits) it subscribes to CertManager's certificate
 notices (the ``subscribe`` reply is the certificate and policy, as ``status``) and asks
 InsuranceClient to verify the policy; in ``prod`` a failure, or a revoked certificate, fails the
-tree's start with the reason, so the daemon exits non-zero saying why (SPEC 2). It keeps no
+tree's start with the reason, so the daemon exits non-zero saying why (docs/specification.md §2). It keeps no
 coverage usage: the ledger reserves coverage in the transaction that records an operation's
-intent, against counters every instance shares (SPEC 10), so a start reads no history.
+intent, against counters every instance shares (docs/specification.md §10), so a start reads no history.
 
 Every ``guard`` re-checks the certificate against the clock itself (a pure check: timers
 freeze between requests on Cloud Run), then the mode and the SKU, and answers the SKU's coverage
@@ -212,8 +212,8 @@ class ProdMode(Server):
                 "manual_resume": self.machine.manual_resume}
 
     def call_drain(self, _payload: Any) -> dict[str, Any]:
-        """SIGTERM (SPEC 11): ``draining`` for the rest of this instance's life; every write is
-        refused. No receipt: the mode of a stopping instance binds nobody (SPEC 2)."""
+        """SIGTERM (docs/specification.md §11): ``draining`` for the rest of this instance's life; every write is
+        refused. No receipt: the mode of a stopping instance binds nobody (docs/specification.md §2)."""
         transition = self.machine.drain()
         if transition is not None:
             logs.event(log, f"mode {transition.previous} -> draining", event="mode_changed", **transition.to_payload())

@@ -1,4 +1,4 @@
-"""Publisher: publishes work to the marketplace, insured (SPEC 6); a ``work_id`` is published once.
+"""Publisher: publishes work to the marketplace, insured (docs/specification.md §6); a ``work_id`` is published once.
 
 Calls (callers use ``timeout=CALL_TIMEOUT_S`` from :mod:`tai_autonomics.actors._operation`):
 

@@ -26,7 +26,7 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 ``ledger_bad_request`` for a malformed read request):
 
 * ``append`` ``{kind, mode, payload, chain?, operation_id?, effect?}`` → the stored receipt
-  object (SPEC 4a, ``leaf_index`` included), replied once it is durable. ``effect`` is what the
+  object (docs/receipts.md, ``leaf_index`` included), replied once it is durable. ``effect`` is what the
   receipt does to shared state, decided in the append's transaction
   (:mod:`tai_autonomics.ledger.operations`): ``{"open": {scope, key, fingerprint, reserve?:
   {limit_count, limit_cost}}}`` on an intent (claims the key, reserves coverage), ``{"close":

@@ -196,7 +196,7 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig,
 
 
 def _drain(node: Node, gateway: GatewayServer, budget_s: float) -> None:
-    """SIGTERM on Cloud Run (SPEC 11): ``draining`` — new writes refused, ``/readyz`` 503 — then
+    """SIGTERM on Cloud Run (docs/specification.md §11): ``draining`` — new writes refused, ``/readyz`` 503 — then
     the operations in flight get ``budget_s`` to end; each still waiting on an outside party is
     recorded as interrupted and its caller answered 503, so the whole stop fits Cloud Run's 10 s
     whatever the outside parties do."""

@@ -1,4 +1,4 @@
-"""``tai-autonomics remote-shell``: an operator's shell attached to a running daemon (SPEC 7).
+"""``tai-autonomics remote-shell``: an operator's shell attached to a running daemon (docs/specification.md §7).
 
 Interactive on a terminal (history kept across sessions, completion of commands, actor names
 and levels from the table the daemon sends when the session opens); otherwise it runs the

@@ -1,4 +1,4 @@
-"""The actor gateway (SPEC 7): HTTP/JSON in front of the supervision tree.
+"""The actor gateway (docs/specification.md §7): HTTP/JSON in front of the supervision tree.
 
 ``GatewayServer(node, gateway_config(...)).start()`` serves :func:`create_app` with uvicorn in a
 thread of the daemon; routes are declared in :mod:`.routes` (how to add one is there) and

@@ -2,7 +2,7 @@
 
 Every request passes, in order: request id and trace (outermost, so even a 404 carries them)
 → route match (404/405) → authentication and role → path, query and body checks → handler. Each
-refusal on the way is an :class:`ApiError` turned into SPEC 7's JSON body here; anything else a
+refusal on the way is an :class:`ApiError` turned into docs/specification.md §7's JSON body here; anything else a
 handler raises is logged with its stack and answered 500 ``internal_error`` with no detail.
 One JSON log line per request, with Cloud Run's trace id, and the request's metrics.
 """
@@ -56,7 +56,7 @@ class Gateway:
     config: GatewayConfig
     bridge: ActorBridge
     ready: threading.Event = field(default_factory=threading.Event)
-    #: set on SIGTERM (SPEC 11): new writes are refused ``503 draining``, ``/readyz`` answers 503
+    #: set on SIGTERM (docs/specification.md §11): new writes are refused ``503 draining``, ``/readyz`` answers 503
     draining: threading.Event = field(default_factory=threading.Event)
     auth: Authenticator = field(init=False)
     metrics: GatewayMetrics = field(init=False)

@@ -1,6 +1,6 @@
 """Who is calling, and may they: bearer tokens → a role, checked against a route's roles.
 
-Two kinds of bearer token are accepted (SPEC 7):
+Two kinds of bearer token are accepted (docs/specification.md §7):
 - **local tokens**, one per role, from ``TAI_TOKEN_SERVICE`` / ``_AUDITOR`` / ``_ADMIN``, compared
   in constant time against every configured token (no early exit tells which one was close);
 - **Google-signed ID tokens** (Cloud Run service-to-service), verified with ``google-auth`` for

@@ -2,7 +2,7 @@
 
 thespian contexts are blocking and not thread-safe, so each pool thread calls through its own
 private context (:meth:`Node.client` gives one per thread); this design measured best on this
-machine (shared/notes/gateway-calibration.md). Requests waiting on actors are bounded: beyond
+machine (docs/performance.md, "Calibration"). Requests waiting on actors are bounded: beyond
 ``max_in_flight`` the bridge answers 503 ``overloaded`` at once, because past a point thespian
 stops receiving while it sends and actors can deadlock — shedding load is the only safe answer.
 """

@@ -54,13 +54,13 @@ class GatewayConfig:
     host: str = LOOPBACK
     port: int = DEFAULT_PORT
     #: requests waiting on an actor at once; beyond it, 503 ``overloaded`` (overload is a cliff
-    #: in thespian: see shared/notes/gateway-calibration.md)
+    #: in thespian: see docs/performance.md, "Calibration")
     max_in_flight: int = 64
     #: threads making blocking actor calls, each with its own thespian context
     workers: int = 16
     call_timeout_s: float = 5.0
     #: after SIGTERM, how long operations in flight may take to finish before each still waiting
-    #: on an outside party is recorded as interrupted (SPEC 11: 8 of Cloud Run's 10 s)
+    #: on an outside party is recorded as interrupted (docs/specification.md §11: 8 of Cloud Run's 10 s)
     drain_s: float = 8.0
     max_body_bytes: int = 1024 * 1024
     root: str = "root"

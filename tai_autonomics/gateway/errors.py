@@ -1,6 +1,6 @@
 """The gateway's errors and the one place that decides which HTTP status a code gets.
 
-Every refusal leaves as SPEC 7's body ``{"error": {"code", "message", "detail"}, "request_id"}``.
+Every refusal leaves as docs/specification.md §7's body ``{"error": {"code", "message", "detail"}, "request_id"}``.
 Runtime and actor errors arrive as :class:`~tai_autonomics.errors.TaiError` codes; mapping them
 here (and nowhere else) keeps a new actor refusal from turning into a 500 by accident: an
 unknown refusal code is a deliberate "no" from domain logic, so it answers 422.

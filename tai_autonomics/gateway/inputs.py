@@ -1,7 +1,7 @@
 """Reading what a client sent — query, path and JSON body — strictly, into 4xx errors.
 
 Everything a route reads goes through here, so "bad input gets a clear, specific error and
-changes nothing" (SPEC 8) holds for every route at once: unknown or repeated query parameters,
+changes nothing" (docs/specification.md §8) holds for every route at once: unknown or repeated query parameters,
 a non-JSON content type (415), an oversized body (413, counted while it streams, not after),
 malformed JSON, duplicate keys, NaN, and anything but an object (400).
 """

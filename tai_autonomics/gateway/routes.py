@@ -1,6 +1,6 @@
 """Every route of the gateway: one :class:`Endpoint` row per route, and its handler.
 
-Adding a route (the operation routes of SPEC 7 come this way):
+Adding a route (the operation routes of docs/specification.md §7 come this way):
 1. write ``async def handler(req: Req) -> Response`` below (``req.gateway.bridge.call(...)``
    to ask an actor; raise :class:`~tai_autonomics.gateway.errors.ApiError` to refuse);
 2. add its row to :data:`ROUTES`: method, path, handler, roles (``None``: public), and the

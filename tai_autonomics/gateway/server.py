@@ -62,7 +62,7 @@ class GatewayServer:
         return self
 
     def drain(self) -> None:
-        """SIGTERM (SPEC 11): refuse new writes ``503 draining`` and answer ``/readyz`` 503, while
+        """SIGTERM (docs/specification.md §11): refuse new writes ``503 draining`` and answer ``/readyz`` 503, while
         reads and the requests in flight go on."""
         self.gateway.draining.set()
         logs.event(log, "gateway draining", event="gateway_draining", in_flight=self.gateway.bridge.in_flight)

@@ -1,4 +1,4 @@
-"""The remote shell's WebSocket, ``GET /v1/shell`` (SPEC 7): one operator session per connection.
+"""The remote shell's WebSocket, ``GET /v1/shell`` (docs/specification.md §7): one operator session per connection.
 
 It is a WebSocket because Cloud Run exposes one port and one protocol family, and a shell needs
 a conversation, not a request. Frames are JSON text:

@@ -1,4 +1,4 @@
-"""The remote shell's commands (SPEC 7): the grammar of a line, what each command asks of the
+"""The remote shell's commands (docs/specification.md §7): the grammar of a line, what each command asks of the
 tree, and the text an operator reads.
 
 Lines are parsed here, in the daemon, so every client gets the same grammar and the same

@@ -74,7 +74,7 @@ class ConflictError(StoreError):
 
 class LedgerBusy(ConflictError):
     """Other instances kept winning the race to append for longer than the store waits: nothing
-    was written; the caller may retry (SPEC 10: a clear refusal within its timeout, never a hang)."""
+    was written; the caller may retry (docs/specification.md §10: a clear refusal within its timeout, never a hang)."""
 
     code = "ledger_busy"
 

@@ -1,4 +1,4 @@
-"""``ledger export``: the SPEC 4a directory a customer verifies offline."""
+"""``ledger export``: the docs/receipts.md directory a customer verifies offline."""
 
 from __future__ import annotations
 

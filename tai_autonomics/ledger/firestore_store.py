@@ -13,7 +13,7 @@ Layout under ``ledgers/{name}``:
 * ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner.
 
 The counters, claims and records a batch touches are read and written in the append's
-transaction (SPEC 10): two instances can never both reserve the last of a SKU's coverage or
+transaction (docs/specification.md §10): two instances can never both reserve the last of a SKU's coverage or
 both claim one key; the loser's transaction is retried on what the winner wrote. They add no
 document that every batch writes: the log head already is one (the ceiling is in
 ``docs/performance.md``).

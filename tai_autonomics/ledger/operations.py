@@ -1,7 +1,7 @@
 """What an operation's receipts do to shared state, decided in the append's own transaction.
 
 Several daemon instances share one store (Cloud Run on Firestore), so two promises cannot be
-kept in any one process's memory (SPEC 10):
+kept in any one process's memory (docs/specification.md §10):
 
 * **coverage**: an intent receipt that reserves coverage is stored only if the reservation fits
   the SKU's limits for the month, counted over every instance; the counter (:class:`Usage`) is

@@ -1,4 +1,4 @@
-"""Inclusion and consistency proofs in their SPEC 4a JSON shapes.
+"""Inclusion and consistency proofs in their docs/receipts.md JSON shapes.
 
 ``{"leaf_index": i, "tree_size": n, "hashes": [base64, ...]}`` and
 ``{"from": m, "to": n, "hashes": [base64, ...]}``, hashes as RFC 9162 2.1.3 / 2.1.4 order them.

@@ -1,12 +1,12 @@
 """Receipts: drafts, sealing (hash, signature or session MAC), and the immutable stored form.
 
-Wire format (SPEC 4a): a receipt is one JSON object; ``hash`` is the hex SHA-256 of the RFC 8785
+Wire format (docs/receipts.md): a receipt is one JSON object; ``hash`` is the hex SHA-256 of the RFC 8785
 form of the object without ``hash``, ``key_id``, ``signature`` and ``session_mac``. Contractual
 receipts carry an Ed25519 ``signature`` over the 32 raw hash bytes and the ``key_id``; advisory
 (eval) receipts carry a ``disclaimer``, the session ``epoch`` and ``session_mac`` (HMAC-SHA256 of
 the raw hash bytes under that epoch's never-stored secret).
 
-Besides the fields SPEC 4 requires, the body holds ``leaf_index``: the receipt commits to its
+Besides the fields docs/specification.md §4 requires, the body holds ``leaf_index``: the receipt commits to its
 own position in the Merkle tree, so a deleted or reordered receipt is named by the first one
 that finds itself at the wrong place.
 """

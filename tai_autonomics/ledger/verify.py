@@ -271,7 +271,7 @@ def verify_store(
 
 
 def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]) -> None:
-    """The stored coverage counters must be what the receipts give (SPEC 10): a hand edit, or a
+    """The stored coverage counters must be what the receipts give (docs/specification.md §10): a hand edit, or a
     reservation written without its intent, is named."""
     for key in sorted(set(stored) | set(counted)):
         have, want = stored.get(key, Usage()), counted.get(key, Usage())

@@ -1,4 +1,4 @@
-"""Coverage (SPEC 6): per SKU per calendar month (UTC), how many operations and how much cost
+"""Coverage (docs/specification.md §6): per SKU per calendar month (UTC), how many operations and how much cost
 the policy insures.
 
 What the policy allows is decided here (:func:`limit_for`); whether one more operation fits is

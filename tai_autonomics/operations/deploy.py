@@ -1,4 +1,4 @@
-"""Acquisition's rules (SPEC 6): the deploy request, and what a customer endpoint's answer means.
+"""Acquisition's rules (docs/specification.md §6): the deploy request, and what a customer endpoint's answer means.
 
 :func:`validate_deploy` turns a request ``{spec, idempotency_key?}`` into a :class:`DeploySpec`
 or refuses it naming the field; :func:`deploy_rca` maps the customer endpoint's final answer to
@@ -107,7 +107,7 @@ def _cost(value: Any) -> Decimal:
 
 
 def classify(answer: Answer) -> str:
-    """The SPEC 6 class of a customer endpoint's final answer."""
+    """The docs/specification.md §6 class of a customer endpoint's final answer."""
     if answer.code in CLASSES:
         return answer.code  # the endpoint said why
     if answer.failure == "timeout" or answer.status == 504:

@@ -1,4 +1,4 @@
-"""The mode state machine of SPEC 2: ``eval``, ``prod``, ``read_only``, ``draining``.
+"""The mode state machine of docs/specification.md §2: ``eval``, ``prod``, ``read_only``, ``draining``.
 
 Pure: the ProdMode actor feeds it what CertManager and InsuranceClient report and records each
 returned :class:`Transition` as a ``mode.changed`` receipt. Keeping the rules here means one

@@ -1,4 +1,4 @@
-"""Value-based pricing (SPEC 6): ``P = clamp(alpha * V + base, min_price, max_price)``.
+"""Value-based pricing (docs/specification.md §6): ``P = clamp(alpha * V + base, min_price, max_price)``.
 
 ``V`` is the weighted sum of logistic-scaled metrics, ``s(v) = 2 / (1 + exp(-v / scale)) - 1``,
 which maps 0 to 0 and saturates towards 1, so no single metric can run away with the price.

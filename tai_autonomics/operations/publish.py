@@ -1,4 +1,4 @@
-"""Publisher's rules (SPEC 6): the publish request, and what the marketplace's answers mean.
+"""Publisher's rules (docs/specification.md §6): the publish request, and what the marketplace's answers mean.
 
 A publish is ``{work_id, sku_id, artifacts: {code, tests, docs, metadata}}``, each artifact the
 text of that part (UTF-8). Each is hashed (SHA-256 of its UTF-8 bytes, which is also the
@@ -83,7 +83,7 @@ def validate_publish(request: Any) -> Publication:
 
 
 def classify(stage: str, answer: Answer) -> str:
-    """The SPEC 6 class of the marketplace's final answer in ``stage`` (upload or register)."""
+    """The docs/specification.md §6 class of the marketplace's final answer in ``stage`` (upload or register)."""
     if answer.code in CLASSES:
         return answer.code  # the marketplace said why
     if answer.failure or answer.status in (429, 502, 503, 504):

@@ -1,8 +1,8 @@
-"""Root-cause records (SPEC 6): what an outside party's answer means for a failed operation.
+"""Root-cause records (docs/specification.md §6): what an outside party's answer means for a failed operation.
 
 An outside call ends in an :class:`Answer`: an HTTP status with the party's error code and
 message, or no (whole) answer at all (``timeout``, ``connect``, ``dropped``). Acquisition and
-Publisher each map an answer to one of their SPEC 6 classifications
+Publisher each map an answer to one of their docs/specification.md §6 classifications
 (:mod:`~tai_autonomics.operations.deploy`, :mod:`~tai_autonomics.operations.publish`); the
 record built here is what the ``*.failed`` receipt carries, so a customer or an insurer reads
 why it failed, where, what to do about it, and whether it is a claim under the policy.
@@ -78,7 +78,7 @@ SHUTDOWN = ClassInfo("low", False, "repeat the request with the same key (Idempo
 
 
 def shutdown_record(party: str, context: dict[str, Any]) -> dict[str, Any]:
-    """The root-cause record of an operation interrupted by the daemon's stop (SIGTERM, SPEC 11):
+    """The root-cause record of an operation interrupted by the daemon's stop (SIGTERM, docs/specification.md §11):
     not a failure of the outside party, and not final (the ``*.interrupted`` receipt leaves the
     operation open for whoever repeats it)."""
     return {"classification": "shutdown",

@@ -6,7 +6,7 @@
    to the configured address, loopback by default, and makes thespian advertise that address.
 2. **Socket reuse.** With connection reuse, a sender waiting for a delivery acknowledgement can
    hit an empty read and back off for 34 ms to seconds, stalling that actor pair (measured on
-   this machine, see shared/notes/gateway-calibration.md). A connection per message removes
+   this machine, see docs/performance.md, "Calibration"). A connection per message removes
    the stalls for about 15 % more CPU.
 3. **Back-off floor.** Any transient socket condition (a connect still in progress, say) pauses
    a transmit for at least 20 ms × 1.7. A send to a killed actor's address hits exactly that

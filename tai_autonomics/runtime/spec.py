@@ -264,7 +264,7 @@ def _import_actor(path: str) -> type:
 
 
 def render_tree(spec: SupervisorSpec) -> str:
-    """The tree as text, in the shape SPEC 3 draws it."""
+    """The tree as text, in the shape docs/specification.md §3 draws it."""
     lines = [_describe(spec)]
     _render_children(spec, "", lines)
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """A customer's deploy endpoint: accepts a deployment and reports its result.
 
 A deployment succeeds unless a ``reject`` fault fires for ``customer.deploy``; then it fails
-with that classification (one of SPEC 6's Acquisition RCA classes), the HTTP status of
+with that classification (one of docs/specification.md §6's Acquisition RCA classes), the HTTP status of
 :data:`~tai_autonomics.sandbox.faults.REJECTION_STATUS`, and the failure is what a later
 ``GET`` of the deployment reports.
 """

@@ -22,12 +22,12 @@ from tai_autonomics.errors import TaiError
 
 #: classification → HTTP status the sandbox answers a ``reject`` fault with.
 REJECTION_STATUS: dict[str, int] = {
-    # customer deploy endpoint (SPEC 6 Acquisition RCA classes an endpoint can report)
+    # customer deploy endpoint (docs/specification.md §6 Acquisition RCA classes an endpoint can report)
     "authentication_error": 401,
     "insufficient_permissions": 403,
     "resource_quota_exceeded": 409,
     "sku_not_supported": 422,
-    # marketplace (SPEC 6 Publisher RCA classes)
+    # marketplace (docs/specification.md §6 Publisher RCA classes)
     "artifacts_validation_failed": 422,
     "storage_upload_failed": 500,
     "metadata_registration_failed": 500,

@@ -1,6 +1,6 @@
 """HTTP plumbing shared by the sandbox's parties: JSON errors, body and field checks, routes.
 
-Every error leaves as SPEC 7's shape ``{"error": {"code", "message", "detail"}, "request_id"}``
+Every error leaves as docs/specification.md §7's shape ``{"error": {"code", "message", "detail"}, "request_id"}``
 with a 4xx/5xx status; nothing raised while handling bad input reaches a client as a traceback.
 """
 

@@ -4,7 +4,7 @@ The actor wrapper (written against the team's runtime) owns the timers and the r
 core owns the decisions, takes "now" from an injected clock on every call, and never sleeps:
 
 - :meth:`CertManager.preflight` is the pure check every guarded operation runs ("valid for at
-  least D more seconds"), so correctness never depends on a timer firing (SPEC 2).
+  least D more seconds"), so correctness never depends on a timer firing (docs/specification.md §2).
 - :meth:`CertManager.check_expiry` returns the 30/7/1-day warnings, each once per certificate,
   remembered across restarts in ``state.json``.
 - :meth:`CertManager.renew` makes a new key and CSR, sends it through the injected

@@ -1,4 +1,4 @@
-"""Verifying insurance certificates (SPEC 5): one call, one typed verdict.
+"""Verifying insurance certificates (docs/specification.md §5): one call, one typed verdict.
 
 :class:`CertificateVerifier` checks, in this order, and stops at the first failure so every
 defect maps to exactly one stable error code:

@@ -1,4 +1,4 @@
-"""InsuranceClient: the daemon's only way to talk to the insurer's HTTP API (SPEC 5).
+"""InsuranceClient: the daemon's only way to talk to the insurer's HTTP API (docs/specification.md §5).
 
 A plain class; the InsuranceClient actor wraps one instance. Per call:
 
@@ -85,7 +85,7 @@ REQUEST_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Attempts and backoff; the defaults are SPEC 5's. Tests scale the seconds down."""
+    """Attempts and backoff; the defaults are docs/specification.md §5's. Tests scale the seconds down."""
 
     attempts: int = 3
     base_s: float = 1.0

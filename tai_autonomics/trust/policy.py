@@ -1,4 +1,4 @@
-"""The insurance policy carried in a certificate's critical private extension (SPEC 5).
+"""The insurance policy carried in a certificate's critical private extension (docs/specification.md §5).
 
 The extension (OID :data:`POLICY_OID`) holds a DER UTF8String whose text is a JSON object::
 

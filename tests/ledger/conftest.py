@@ -17,16 +17,15 @@ import pytest
 from tai_autonomics.ledger import Ledger, LedgerKey, LedgerStore, SQLiteStore
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 
-# CI clones the repository into a folder with shared/ beside it; so does every worktree here.
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-CONFORMANCE = SHARED / "conformance"
+# Other implementations' test vectors, vendored byte for byte with their licences (tests/conformance/README.md).
+CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 
 
 def conformance_dir(*parts: str) -> Path:
-    """A folder of the shared conformance data; fails (never skips) when it is missing."""
+    """A folder of the vendored conformance data; fails (never skips) when it is missing."""
     path = CONFORMANCE.joinpath(*parts)
     if not path.is_dir():
-        pytest.fail(f"conformance data missing: {path} (expected ../shared/conformance beside the repository)")
+        pytest.fail(f"conformance data missing: {path} (vendored under tests/conformance/)")
     return path
 
 

@@ -172,7 +172,7 @@ _names = st.text(min_size=1, max_size=8) | st.sampled_from(["policy-\u00e9", "p\
        seq=st.integers(1, 2**53 - 1), leaf_index=st.integers(0, 2**53 - 1))
 def test_sealing_encodes_each_receipt_once_and_equals_the_definition(payload, chain, operation, mode, seq, leaf_index) -> None:
     """The sealer joins member texts instead of encoding the receipt twice: its bytes and hash
-    must be exactly RFC 8785 of the receipt, and SHA-256 of RFC 8785 of the body (SPEC 4a)."""
+    must be exactly RFC 8785 of the receipt, and SHA-256 of RFC 8785 of the body (docs/receipts.md)."""
     try:
         draft = ReceiptDraft("deploy.intent", mode, payload, chain=chain if mode == "prod" else None, operation_id=operation)
     except DraftError:

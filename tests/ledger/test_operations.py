@@ -1,4 +1,4 @@
-"""Operation effects in the append's transaction (SPEC 10), on SQLite and the Firestore emulator
+"""Operation effects in the append's transaction (docs/specification.md §10), on SQLite and the Firestore emulator
 alike: coverage reserved iff the intent is stored, keys claimed once, outcomes closed once,
 the stored counters equal to a recount of the receipts."""
 

@@ -18,7 +18,7 @@ metrics = st.dictionaries(names, st.floats(0, 1e9) | st.integers(0, 10**9), min_
 
 
 def recompute(payload: dict) -> tuple[Decimal, Decimal]:
-    """What a customer does with a receipt: the formula from SPEC 6 and the recorded inputs."""
+    """What a customer does with a receipt: the formula from docs/specification.md §6 and the recorded inputs."""
     p = payload["params"]
     v = sum(payload["weights"][n] * (2 / (1 + math.exp(-x / p["scale"])) - 1) for n, x in payload["metrics"].items())
     value = Decimal(repr(v)).quantize(Decimal("0.000001"))
