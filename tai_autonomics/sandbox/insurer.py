@@ -166,7 +166,8 @@ class Insurer:
         return [record.to_dict(now) for record in self._policies.values()]
 
     def put_policy(self, policy_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace a policy: ``{"policy": {...docs/specification.md §5...}, "status", "period_end", "reason"}``."""
+        """Create or replace a policy: ``{"policy": {...}, "status", "period_end", "reason"}`` (the
+        policy as docs/specification.md §5 describes it)."""
         no_other_fields(body, {"policy", "status", "period_end", "reason"})
         try:
             policy = Policy.from_dict(body.get("policy"))

@@ -228,7 +228,7 @@ def test_under_the_real_prod_mode_coverage_is_counted_from_intents_and_refused(o
 
 
 def test_an_operation_record_edited_into_nonsense_is_named_and_no_crash_loop(ops: Ops) -> None:
-    """Bad stored input (SPEC 8, issue 10): a clear error naming the record, the actor serves on,
+    """Bad stored input (docs/specification.md §8, issue 10): a clear error naming the record, the actor serves on,
     and the record's key is refused with that error instead of being run a second time."""
     ops.start()
     ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
