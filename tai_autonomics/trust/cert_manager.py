@@ -40,7 +40,7 @@ from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
 from tai_autonomics.trust._files import private_key_pem, same_public_key
 from tai_autonomics.trust._time import Clock, aware, utcnow
-from tai_autonomics.trust.cert_store import CURRENT_FILE, CertStore, LocalCertStore, StoredCertificate
+from tai_autonomics.trust.cert_store import CURRENT_FILE, CertStore, LocalCertStore, Replaced, StoredCertificate
 from tai_autonomics.trust.certificates import (
     CertificateVerifier,
     VerifiedCertificate,
@@ -54,6 +54,7 @@ from tai_autonomics.trust.errors import (
     CertNotYetValid,
     CertRenewalMismatch,
     CertRevoked,
+    CertStateConflict,
     CertStateCorrupt,
     CertValidityTooShort,
     KeyInvalid,
@@ -410,7 +411,10 @@ class CertManager:
             _require_same_policy(old, new)
         except TaiError as exc:
             return self._renewal_failed(old, exc, moment)
-        self._swap(new, request.key)
+        try:
+            self._swap(new, request.key)
+        except CertStateConflict as elsewhere:  # a shared store: another instance installed one first
+            return self._renewal_failed(old, elsewhere, moment)
         logs.event(
             logger,
             "insurance certificate renewed",
@@ -468,13 +472,13 @@ class CertManager:
     def _swap(self, new: VerifiedCertificate, key: PrivateKeyTypes) -> None:
         """Replace the stored certificate (the old one archived) in one step of the store; only
         then hold the new one, so a refused replacement (``CertStateConflict``) changes nothing."""
-        archived = None
+        old = None
         if self._current is not None:
-            old = self._current
-            archived = (f"{old.not_after.strftime('%Y%m%dT%H%M%SZ')}-{old.fingerprint[:16]}.pem", _pem_chain(old))
+            held = self._current
+            old = Replaced(held.fingerprint, f"{held.not_after.strftime('%Y%m%dT%H%M%SZ')}-{held.fingerprint[:16]}.pem",
+                           _pem_chain(held))
         state = _State(fingerprint=new.fingerprint, warned_days=[])
-        self.store.replace(_pem_chain(new), private_key_pem(key) if self.store.keeps_keys else None, asdict(state),
-                           archived)
+        self.store.replace(_pem_chain(new), private_key_pem(key) if self.store.keeps_keys else None, asdict(state), old)
         self._current, self._key, self._state = new, key, state
 
     def _held_state(self) -> _State:

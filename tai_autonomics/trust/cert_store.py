@@ -43,6 +43,16 @@ class StoredCertificate:
     """Names the place in errors and logs: a file path, or a Firestore document path."""
 
 
+@dataclass(frozen=True)
+class Replaced:
+    """The certificate a replacement replaces: its fingerprint (a shared store's precondition),
+    and what goes to the archive under ``archive_name`` (the chain, never a key)."""
+
+    fingerprint: str
+    archive_name: str
+    bundle: bytes
+
+
 class CertStore(Protocol):
     """The certificate-state interface the core reads and writes through."""
 
@@ -54,12 +64,12 @@ class CertStore(Protocol):
         """The stored certificate, or None if there is none yet; ``CertStateCorrupt`` if unreadable."""
         ...
 
-    def replace(self, bundle: bytes, key: bytes | None, state: dict[str, Any],
-                archived: tuple[str, bytes] | None) -> None:
-        """Make ``bundle`` current with ``state``, archiving ``archived`` = (name, old bundle).
+    def replace(self, bundle: bytes, key: bytes | None, state: dict[str, Any], old: Replaced | None) -> None:
+        """Make ``bundle`` current with ``state``, archiving ``old`` (None: the first certificate).
 
-        A shared store refuses with ``CertStateConflict`` if another instance replaced the
-        certificate since this one read it: nothing is written then."""
+        A shared store refuses with ``CertStateConflict`` unless the stored certificate is still
+        ``old`` (or, for the first, still none): of two instances installing, one wins and nothing
+        of the other's is written."""
         ...
 
     def save_state(self, state: dict[str, Any], changed: Collection[str]) -> None:
@@ -99,11 +109,10 @@ class LocalCertStore:
             raise _corrupt(path, "not a JSON object")
         return saved
 
-    def replace(self, bundle: bytes, key: bytes | None, state: dict[str, Any],
-                archived: tuple[str, bytes] | None) -> None:
+    def replace(self, bundle: bytes, key: bytes | None, state: dict[str, Any], old: Replaced | None) -> None:
         """Archive the old certificate, then replace ``current.pem`` in one ``os.replace``."""
-        if archived is not None:
-            atomic_write(self.directory / ARCHIVE_DIR / archived[0], archived[1])
+        if old is not None:
+            atomic_write(self.directory / ARCHIVE_DIR / old.archive_name, old.bundle)
         atomic_write(self.directory / CURRENT_FILE, bundle + (key or b""), mode=PRIVATE_FILE_MODE)
         self.save_state(state, state)
 
