@@ -371,6 +371,11 @@ class CertManager:
             due = max(due, dt.datetime.fromisoformat(state.next_attempt_at))
         return due
 
+    @property
+    def renewal_failures(self) -> int:
+        """Renewal attempts of the current certificate that failed in a row (the backoff's exponent)."""
+        return self._held_state().renewal_failures
+
     def renewal_due(self, now: dt.datetime | None = None) -> bool:
         """True when a renewal attempt should run now (see :attr:`next_renewal_at`)."""
         return self._now(now) >= self.next_renewal_at
@@ -433,7 +438,7 @@ class CertManager:
         """
         current = self.current
         if request.fingerprint != current.fingerprint:
-            return RenewalOutcome(False, current, self.next_renewal_at, self._held_state().renewal_failures, error)
+            return RenewalOutcome(False, current, self.next_renewal_at, self.renewal_failures, error)
         return self._renewal_failed(current, error, self._now(now))
 
     def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:

@@ -168,6 +168,12 @@ class CertStateConflict(TrustError):
     code = "cert_state_conflict"
 
 
+class CertRenewalElsewhere(TrustError):
+    """Another instance holds the renewal lease: it renews, and this one adopts its certificate."""
+
+    code = "cert_renewal_elsewhere"
+
+
 class CertStoreUnavailable(TrustError):
     """The shared certificate store (Firestore) did not answer; the held certificate stays in force."""
 
