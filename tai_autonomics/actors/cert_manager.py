@@ -1,8 +1,11 @@
 """CertManager actor: the insurance certificate in the supervision tree (SPEC 2 and 5).
 
 It wraps the :class:`tai_autonomics.trust.CertManager` core, which keeps everything that must
-survive a restart on disk (``current.pem``, ``state.json``: warnings fired, revocation, renewal
-backoff), so a restarted incarnation rebuilds its state with ``load()``.
+survive a restart in its certificate store (warnings fired, revocation, renewal backoff), so a
+restarted incarnation rebuilds its state with ``load()``. The store follows the release's
+``[ledger]``: beside SQLite it is ``cert_dir`` (``current.pem``, ``state.json``); beside Firestore
+it is the documents ``certificates/{firestore_ledger}`` shared by every instance (SPEC 10; see
+"Many instances" below).
 
 Calls:
 
@@ -54,8 +57,23 @@ Replies that follow receipts (``check_expiry``, ``renew_now``) are sent only onc
 ReceiptLedger acknowledged every receipt this actor sent before them; receipts the ledger
 refused are kept and sent again at the next check (and logged). Receipts: ``insurance.expiry_warning``
 (payload: ``threshold_days``, ``fingerprint``, ``not_after``, ``seconds_left``) and
-``cert.renewed`` (``old_fingerprint``, ``fingerprint``, ``serial``, ``not_after``), both
-``mode: "prod"`` on the policy's chain.
+``cert.renewed`` (``old_fingerprint``, ``fingerprint``, ``serial``, ``not_after``), and with a
+shared store ``cert.adopted`` (``fingerprint``, ``serial``, ``not_after``, ``instance``: this
+instance's name), all ``mode: "prod"`` on the policy's chain.
+
+Many instances (a Firestore ledger): one instance renews at a time. A renewal (periodic or
+``renew_now``) first takes the store's lease (``renew_lease_s``, default 60 s; an expired lease is
+taken over), reads the store again (another instance may have renewed), renews as below, installs
+the certificate with a precondition (it replaces only the certificate it renewed) and gives the
+lease back. Without the lease ``renew_now`` answers ``renewed: false`` with error
+``cert_renewal_elsewhere`` naming the holder. Every ``sync_interval_s`` (default 15, at most 30,
+so adoption takes under 60 s) each instance reads the store: a certificate another instance
+installed is verified (chain, policy and account as held), held, recorded (``cert.adopted``) and
+announced to subscribers exactly as a local renewal; revocation and backoff written by another
+instance are taken too. A store that cannot be read, or a document edited into nonsense, keeps
+the held certificate; the reason (naming the document) is logged once (``cert.adopt_refused``),
+shown in ``$state`` as ``sync_problem``, and the next sync tries again. The shared store keeps no
+private key: an instance that loaded or adopted the certificate holds none (``docs/trust.md``).
 
 Renewal goes through the InsuranceClient actor's ``renew`` (the core's begin/complete halves, so
 the actor never blocks); one renewal at a time: ``renew_now`` (which ignores the backoff) joins
@@ -70,13 +88,15 @@ depends on it firing: on Cloud Run timers freeze between requests.
 
 Args: ``check_interval_s`` (3600), ``renew_before_days`` (45, may be fractional), the backoff
 after a failed renewal ``renew_retry_base_s`` (60, doubling per failure) up to
-``renew_retry_cap_s`` (21600), and ``clock_offset_s`` (0; **dev and test configurations only**:
+``renew_retry_cap_s`` (21600), ``sync_interval_s`` and ``renew_lease_s`` (above; used with a
+shared store only), and ``clock_offset_s`` (0; **dev and test configurations only**:
 shifts this actor's clock, e.g. to see warnings on a fresh certificate). A bad value fails the
 start naming the arg. From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"var"``), and
 ``trust`` = ``{"anchor": CA PEM file, "intermediates"?: [files], "expected_issuer"?: name or
 null, "cert_dir"?: directory (default DATA_DIR/cert), "cert_file"?, "key_file"?}``; the last two
 (PEM files, as the dev profile's dev CA writes them) are installed as the first certificate when
-``cert_dir`` holds none yet, and ignored afterwards (renewals replace it there). In ``prod`` a missing anchor or a
+the store holds none yet (in a shared store the first instance to start installs them and the
+others load that), and ignored afterwards (renewals replace it there). In ``prod`` a missing anchor or a
 missing/invalid certificate fails the start with the reason; otherwise the actor starts without
 one and refuses with ``cert_not_loaded``. An expired (or not yet valid) certificate that is sound
 otherwise loads in every mode, with an error logged: ``preflight`` refuses it and renewal is
