@@ -26,6 +26,7 @@ from google.cloud import firestore
 from tai_autonomics.actors.cert_manager import RENEW_CALL_TIMEOUT_S
 from tai_autonomics.sandbox import SandboxConfig, SandboxProcess
 from tai_autonomics.trust import write_dev_ca
+from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 from tai_autonomics.trust.issuing import CA_CERT_FILE, DEV_CERT_FILE, DEV_KEY_FILE, DEV_LEDGER_KEY_FILE
 from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, kill9, receipts, until
 from tests.ledger.conftest import EMULATOR_PROJECT, firestore_emulator  # noqa: F401  (the session's emulator)
@@ -253,10 +254,18 @@ def test_a_renewal_on_one_instance_is_adopted_by_the_other_within_60_s_with_rece
               "instance a to adopt b's renewal", interval=0.25)
 
 
-def test_a_certificate_document_edited_into_nonsense_is_named_and_the_instance_keeps_its_certificate(
+def test_a_lease_held_elsewhere_and_a_document_edited_into_nonsense_leave_the_instance_its_certificate(
         cluster: Cluster) -> None:
     with cluster.instance("a") as a:
         held = actor_call(a, "CertManager", "status")["fingerprint"]
+        other = FirestoreCertStore(cluster.ledger, instance="another-instance", project=EMULATOR_PROJECT)
+        assert other.take_lease(60) is None  # another instance is renewing
+        elsewhere = actor_call(a, "CertManager", "renew_now", timeout=RENEW_CALL_TIMEOUT_S)
+        assert not elsewhere["renewed"] and elsewhere["fingerprint"] == held
+        assert elsewhere["error"]["code"] == "cert_renewal_elsewhere"
+        assert "another-instance" in elsewhere["error"]["message"]
+        other.release_lease()
+        other.close()
         client = firestore.Client(project=EMULATOR_PROJECT)
         client.collection("certificates").document(cluster.ledger).update({"bundle": "not a certificate"})
         client.close()

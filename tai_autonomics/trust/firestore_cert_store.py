@@ -170,9 +170,9 @@ class FirestoreCertStore:
         """Give the lease back if this instance still holds it (a lease taken over is left alone)."""
         snap = self._call("read the lease", self._lease.get)
         if snap.exists and snap.get("holder") == self.instance:
+            held = self._client.write_option(last_update_time=snap.update_time)
             try:
-                self._call("release the lease",
-                           lambda: self._lease.delete(option=self._client.write_option(last_update_time=snap.update_time)))
+                self._call("release the lease", partial(self._lease.delete, option=held))
             except CertStateConflict:
                 pass  # taken over meanwhile: it is the new holder's now
 

@@ -41,7 +41,8 @@ def ca() -> CertificateAuthority:
 
 
 @pytest.fixture
-def instances(firestore_emulator: str, ca: CertificateAuthority) -> Iterator[Callable[[str], CertManager]]:  # noqa: F811
+def instances(firestore_emulator: str,  # noqa: F811  (the session's emulator)
+              ca: CertificateAuthority) -> Iterator[Callable[[str], CertManager]]:
     """Opens "instances" of one fresh deployment: CertManager cores on one shared store each."""
     name, opened = f"test-{uuid.uuid4().hex[:12]}", []
 
