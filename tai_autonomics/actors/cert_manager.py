@@ -217,8 +217,8 @@ class CertManager(Server):
         try:
             core.install(_read(cert_file), _read(key_file))
         except CertStateConflict:
-            logs.event(log, "another instance installed the first insurance certificate", event="cert.installed",
-                       source=core.store.where, instance=self._instance)
+            logs.event(log, "another instance installed the first insurance certificate",
+                       event="cert.installed_elsewhere", store=core.store.where)
             return
         logs.event(log, "first insurance certificate installed", event="cert.installed", source=cert_file,
                    fingerprint=core.current.fingerprint, store=core.store.where)
@@ -398,6 +398,9 @@ class CertManager(Server):
             try:
                 holder = self._leases.take_lease(self._lease_s)
             except TaiError as unavailable:
+                logs.event(log, "could not take the renewal lease; the renewal waits for the next check",
+                           logging.WARNING, event="cert.lease_failed", code=unavailable.code,
+                           reason=unavailable.message)
                 self._answer_renewal(RenewalOutcome(False, core.current, core.next_renewal_at, core.renewal_failures,
                                                     unavailable))
                 return

@@ -56,6 +56,7 @@ from tai_autonomics.trust.errors import (
     CertRevoked,
     CertStateConflict,
     CertStateCorrupt,
+    CertStoreUnavailable,
     CertValidityTooShort,
     KeyInvalid,
     RenewalFailed,
@@ -492,7 +493,14 @@ class CertManager:
         return self._state
 
     def _write_state(self, state: _State, *changed: str) -> None:
-        self.store.save_state(asdict(state), changed)
+        """Save the state; a shared store that refuses (busy, unreachable, or its document edited
+        into nonsense) leaves it held in memory and logged, so a warning, revocation or backoff
+        still takes effect on this instance instead of crashing the caller (the actor)."""
+        try:
+            self.store.save_state(asdict(state), changed)
+        except (CertStateConflict, CertStateCorrupt, CertStoreUnavailable) as refused:
+            logs.event(logger, "the certificate state was not saved; this instance holds it", logging.ERROR,
+                       event="cert.state_unsaved", code=refused.code, reason=refused.message, fields=list(changed))
 
     def _now(self, now: dt.datetime | None) -> dt.datetime:
         return aware(now) if now is not None else aware(self._clock())

@@ -155,6 +155,8 @@ def test_a_document_edited_into_nonsense_is_named_and_the_held_certificate_stays
     assert words in refused.value.message
     assert b.current.fingerprint == held.fingerprint
     b.preflight(0)
+    assert b.mark_revoked("revoked (test): saved or not, this instance refuses at once")
+    assert b.revoked
 
 
 def test_a_failed_renewal_backs_off_for_every_instance(instances, ca) -> None:
