@@ -259,8 +259,10 @@ class CertManager:
 
         Only where the store keeps keys, or on the instance that renewed: a shared store keeps
         none, so an instance that loaded or adopted the certificate from it has no key."""
+        held = self.current  # CertNotLoaded if none
         if self._key is None:
-            raise CertNotLoaded(f"this instance holds no private key for the certificate in {self.store.where}")
+            raise CertNotLoaded(f"this instance holds no private key for certificate {held.fingerprint[:16]}: "
+                                f"{self.store.where} keeps no keys (only the instance that renewed it held one)")
         return self._key
 
     # --- checks -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from google.cloud import firestore
 from tai_autonomics.trust import CertificateAuthority, CertificateVerifier, CertManager, sample_policy
 from tai_autonomics.trust._files import private_key_pem
 from tai_autonomics.trust._time import utcnow
-from tai_autonomics.trust.errors import CertMalformed, CertStateConflict, CertStateCorrupt, RenewalFailed
+from tai_autonomics.trust.errors import CertMalformed, CertNotLoaded, CertStateConflict, CertStateCorrupt, RenewalFailed
 from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 from tai_autonomics.trust.issuing import generate_private_key
 from tests.ledger.conftest import EMULATOR_PROJECT, firestore_emulator  # noqa: F401  (the session's emulator)
@@ -79,6 +79,9 @@ def test_a_renewal_on_one_instance_is_adopted_by_the_other_without_any_key_store
     stored = document(a).get().to_dict()
     assert stored["installed_by"] == "a" and stored["fingerprint"] == adopted.fingerprint
     assert "PRIVATE KEY" not in repr(stored)
+    assert a.private_key.public_key() == adopted.certificate.public_key()  # the renewing instance holds it
+    with pytest.raises(CertNotLoaded, match="keeps no keys"):
+        _ = b.private_key
     archived = list(document(a).collection("archive").stream())
     assert [d.get("fingerprint") for d in archived] == [installed.fingerprint]
 
