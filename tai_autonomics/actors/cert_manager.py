@@ -197,6 +197,9 @@ class CertManager(Server):
                 self._install_first(core, trust["cert_file"], trust["key_file"])
             core.load(outside_validity_ok=True)
         except TaiError as exc:
+            if self._leases is not None:  # no certificate to keep in step: let the connection go
+                self._leases.close()
+                self._leases = None
             if prod:
                 raise
             self._unloaded = exc
@@ -210,6 +213,14 @@ class CertManager(Server):
         self.start_timer(0, _CHECK)
         if self._leases is not None:
             self.start_timer(self._sync_interval_s, _SYNC)
+
+    def terminate(self, reason: str) -> None:
+        """Give back a lease taken for a renewal still in flight (the next instance need not wait for
+        it to expire), and close the shared store's connection."""
+        if self._leases is not None:
+            if self._renewal is not None:
+                self._release_lease()
+            self._leases.close()
 
     def _install_first(self, core: Core, cert_file: str, key_file: str) -> None:
         """The configured certificate, into a store that holds none; in a shared store another
