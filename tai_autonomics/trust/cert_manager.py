@@ -27,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -191,7 +192,9 @@ class CertManager:
         if stored is None:
             raise CertNotLoaded(f"no insurance certificate at {self.store.where}; install one "
                                 "(CertManager.install) or check the data directory")
-        verified, key = self._verify_stored(stored, outside_validity_ok)
+        key = _load_private_key(stored.key, stored.where) if self.store.keeps_keys else None
+        with _named(stored.where):
+            verified = self._verify_stored(stored, key, outside_validity_ok)
         self._current, self._key = verified, key
         self._state = _state_for(stored, verified.fingerprint)
         return verified
@@ -209,32 +212,28 @@ class CertManager:
         if stored is None:
             raise CertStateCorrupt(f"{self.store.where} holds no certificate any more; the held one "
                                    f"({current.fingerprint[:16]}) stays: install one deliberately")
-        try:
+        with _named(stored.where):
             if fingerprint(load_certificates(stored.bundle)[0]) == current.fingerprint:
                 self._state = _state_for(stored, current.fingerprint)
                 return None
-            verified = self._verify_stored(stored, outside_validity_ok=True)[0]
+            verified = self._verify_stored(stored, None, outside_validity_ok=True)
             _require_same_policy(current, verified)
-        except TaiError as refused:  # the reason, and where: a shared store is edited by other hands
-            raise type(refused)(f"{stored.where}: {refused.message}", code=refused.code,
-                                detail=refused.detail) from None
         self._current, self._key = verified, None
         self._state = _state_for(stored, verified.fingerprint)
         logs.event(logger, "insurance certificate adopted from the shared store", event="cert.adopted",
                    old_fingerprint=current.fingerprint, fingerprint=verified.fingerprint, store=self.store.where)
         return verified
 
-    def _verify_stored(self, stored: StoredCertificate, outside_validity_ok: bool
-                       ) -> tuple[VerifiedCertificate, PrivateKeyTypes | None]:
-        key = _load_private_key(stored.key, stored.where) if self.store.keeps_keys else None
+    def _verify_stored(self, stored: StoredCertificate, key: PrivateKeyTypes | None, outside_validity_ok: bool
+                       ) -> VerifiedCertificate:
         try:
-            return self._verify_bundle(stored.bundle, key), key
+            return self._verify_bundle(stored.bundle, key)
         except (CertExpired, CertNotYetValid) as outside:
             if not outside_validity_ok:
                 raise
             leaf = load_certificates(stored.bundle)[0]
             edge = leaf.not_valid_after_utc if isinstance(outside, CertExpired) else leaf.not_valid_before_utc
-            return self._verify_bundle(stored.bundle, key, now=edge), key
+            return self._verify_bundle(stored.bundle, key, now=edge)
 
     def install(self, certificate: bytes, private_key: bytes) -> VerifiedCertificate:
         """Verify a certificate (PEM, chain optional) and its PEM private key, then make them current.
@@ -506,6 +505,16 @@ class CertManager:
 
     def _now(self, now: dt.datetime | None) -> dt.datetime:
         return aware(now) if now is not None else aware(self._clock())
+
+
+@contextmanager
+def _named(where: str) -> Iterator[None]:
+    """A refusal re-raised (same type and code) with where the certificate was read: a start that
+    fails, or an adoption refused, names the file or the shared document to look at."""
+    try:
+        yield
+    except TaiError as refused:
+        raise type(refused)(f"{where}: {refused.message}", code=refused.code, detail=refused.detail) from None
 
 
 def _state_for(stored: StoredCertificate, fingerprint: str) -> _State:
