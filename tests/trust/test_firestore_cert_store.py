@@ -160,6 +160,8 @@ def test_a_document_edited_into_nonsense_is_named_and_the_held_certificate_stays
     b.preflight(0)
     assert b.mark_revoked("revoked (test): saved or not, this instance refuses at once")
     assert b.revoked
+    with pytest.raises(error, match=f"Firestore document certificates/{document(a).id}"):
+        instances("c").load()  # an instance starting now has nothing to keep: its start names the document
 
 
 def test_a_failed_renewal_backs_off_for_every_instance(instances, ca) -> None:
