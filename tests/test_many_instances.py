@@ -3,7 +3,8 @@
 Each daemon is ``tai-autonomics foreground`` (multiprocTCPBase) with a data directory of its own
 (one daemon per data dir is enforced) and a release file that puts the ledger in Firestore,
 with one ledger key, one development CA and one sandbox shared by all: the setting of Cloud Run
-instances of one revision. Coverage, idempotency and the ledger must hold across them.
+instances of one revision. Coverage, idempotency, the ledger and the insurance certificate (one
+renewal, adopted by every instance) must hold across them.
 """
 
 from __future__ import annotations
