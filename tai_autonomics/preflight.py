@@ -145,6 +145,10 @@ def _trust(release: ReleaseConfig, problems: list[TaiError]) -> None:
         return
     verifier = _collect(problems, "trust.anchor", release, lambda: CertificateVerifier.from_files(
         trust["anchor"], trust.get("intermediates") or (), expected_issuer=trust.get("expected_issuer") or None))
+    # Beside a Firestore ledger the certificate is in Firestore, shared by the instances: CertManager reads
+    # it at the start (a prod start without one fails with the reason); the store is probed with the ledger.
+    if release.sections.get("ledger", {}).get("store") == "firestore":
+        return
     cert_dir = Path(trust.get("cert_dir") or release.data_dir / "cert")
     if (cert_dir / CURRENT_FILE).exists():
         if verifier is not None:  # as CertManager loads it: an expired one loads, then goes read_only

@@ -1,8 +1,11 @@
 """CertManager actor: the insurance certificate in the supervision tree (docs/specification.md §2 and §5).
 
 It wraps the :class:`tai_autonomics.trust.CertManager` core, which keeps everything that must
-survive a restart on disk (``current.pem``, ``state.json``: warnings fired, revocation, renewal
-backoff), so a restarted incarnation rebuilds its state with ``load()``.
+survive a restart in its certificate store (warnings fired, revocation, renewal backoff), so a
+restarted incarnation rebuilds its state with ``load()``. The store follows the release's
+``[ledger]``: beside SQLite it is ``cert_dir`` (``current.pem``, ``state.json``); beside Firestore
+it is the documents ``certificates/{firestore_ledger}`` shared by every instance (SPEC 10; see
+"Many instances" below).
 
 Calls:
 
@@ -54,8 +57,23 @@ Replies that follow receipts (``check_expiry``, ``renew_now``) are sent only onc
 ReceiptLedger acknowledged every receipt this actor sent before them; receipts the ledger
 refused are kept and sent again at the next check (and logged). Receipts: ``insurance.expiry_warning``
 (payload: ``threshold_days``, ``fingerprint``, ``not_after``, ``seconds_left``) and
-``cert.renewed`` (``old_fingerprint``, ``fingerprint``, ``serial``, ``not_after``), both
-``mode: "prod"`` on the policy's chain.
+``cert.renewed`` (``old_fingerprint``, ``fingerprint``, ``serial``, ``not_after``), and with a
+shared store ``cert.adopted`` (``fingerprint``, ``serial``, ``not_after``, ``instance``: this
+instance's name), all ``mode: "prod"`` on the policy's chain.
+
+Many instances (a Firestore ledger): one instance renews at a time. A renewal (periodic or
+``renew_now``) first takes the store's lease (``renew_lease_s``, default 60 s; an expired lease is
+taken over), reads the store again (another instance may have renewed), renews as below, installs
+the certificate with a precondition (it replaces only the certificate it renewed) and gives the
+lease back. Without the lease ``renew_now`` answers ``renewed: false`` with error
+``cert_renewal_elsewhere`` naming the holder. Every ``sync_interval_s`` (default 15, at most 30,
+so adoption takes under 60 s) each instance reads the store: a certificate another instance
+installed is verified (chain, policy and account as held), held, recorded (``cert.adopted``) and
+announced to subscribers exactly as a local renewal; revocation and backoff written by another
+instance are taken too. A store that cannot be read, or a document edited into nonsense, keeps
+the held certificate; the reason (naming the document) is logged once (``cert.adopt_refused``),
+shown in ``$state`` as ``sync_problem``, and the next sync tries again. The shared store keeps no
+private key: an instance that loaded or adopted the certificate holds none (``docs/trust.md``).
 
 Renewal goes through the InsuranceClient actor's ``renew`` (the core's begin/complete halves, so
 the actor never blocks); one renewal at a time: ``renew_now`` (which ignores the backoff) joins
@@ -70,13 +88,15 @@ depends on it firing: on Cloud Run timers freeze between requests.
 
 Args: ``check_interval_s`` (3600), ``renew_before_days`` (45, may be fractional), the backoff
 after a failed renewal ``renew_retry_base_s`` (60, doubling per failure) up to
-``renew_retry_cap_s`` (21600), and ``clock_offset_s`` (0; **dev and test configurations only**:
+``renew_retry_cap_s`` (21600), ``sync_interval_s`` and ``renew_lease_s`` (above; used with a
+shared store only), and ``clock_offset_s`` (0; **dev and test configurations only**:
 shifts this actor's clock, e.g. to see warnings on a fresh certificate). A bad value fails the
 start naming the arg. From ``args["context"]``: ``mode`` (``"eval"``), ``data_dir`` (``"var"``), and
 ``trust`` = ``{"anchor": CA PEM file, "intermediates"?: [files], "expected_issuer"?: name or
 null, "cert_dir"?: directory (default DATA_DIR/cert), "cert_file"?, "key_file"?}``; the last two
 (PEM files, as the dev profile's dev CA writes them) are installed as the first certificate when
-``cert_dir`` holds none yet, and ignored afterwards (renewals replace it there). In ``prod`` a missing anchor or a
+the store holds none yet (in a shared store the first instance to start installs them and the
+others load that), and ignored afterwards (renewals replace it there). In ``prod`` a missing anchor or a
 missing/invalid certificate fails the start with the reason; otherwise the actor starts without
 one and refuses with ``cert_not_loaded``. An expired (or not yet valid) certificate that is sound
 otherwise loads in every mode, with an error logged: ``preflight`` refuses it and renewal is
@@ -90,18 +110,28 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S, InvalidRequest
 from tai_autonomics.errors import TaiError
+from tai_autonomics.ledger.configured import open_cert_store
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
 from tai_autonomics.trust import CertManager as Core
 from tai_autonomics.trust._time import utcnow
-from tai_autonomics.trust.cert_manager import CURRENT_FILE, RETRY_BASE, RETRY_CAP
-from tai_autonomics.trust.errors import CertExpired, CertNotLoaded, CertNotYetValid
+from tai_autonomics.trust.cert_manager import RETRY_BASE, RETRY_CAP
+from tai_autonomics.trust.errors import (
+    CertExpired,
+    CertNotLoaded,
+    CertNotYetValid,
+    CertRenewalElsewhere,
+    CertStateConflict,
+)
+from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +141,9 @@ LEDGER = "ReceiptLedger"
 NOTICE = "certificate_changed"
 """The call type of the notice sent to subscribers after a change of the certificate state."""
 _CHECK = "check"
+_SYNC = "sync"
+MAX_SYNC_INTERVAL_S = 30.0
+"""At most this between two reads of a shared store, so that every instance adopts a renewal within 60 s."""
 _VALIDITY = "validity"
 _VALIDITY_MARGIN_S = 0.05
 """The validity timer fires this long after the boundary, so the clock has crossed it when it fires."""
@@ -140,6 +173,14 @@ class CertManager(Server):
         self._unloaded = CertNotLoaded("no trust anchor is configured (context trust.anchor)")
         self._subscribers: set[str] = set()
         self._announced: tuple[Any, ...] | None = None
+        self._sync_interval_s = _seconds(args, "sync_interval_s", 15, positive=True)
+        if self._sync_interval_s > MAX_SYNC_INTERVAL_S:
+            raise ValueError(f"sync_interval_s must be at most {MAX_SYNC_INTERVAL_S:g} (adoption within 60 s), "
+                             f"not {self._sync_interval_s:g}")
+        self._lease_s = _seconds(args, "renew_lease_s", RENEW_CALL_TIMEOUT_S + 20, positive=True)
+        self._instance = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self._sync_problem: str | None = None
+        self._leases: FirestoreCertStore | None = None  # a shared store: renew under its lease, adopt from it
         prod = context.get("mode") == "prod"
         try:
             if not trust.get("anchor"):
@@ -148,14 +189,17 @@ class CertManager(Server):
                                                       expected_issuer=trust.get("expected_issuer") or None,
                                                       clock=self._clock)
             cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
-            core = Core(cert_dir, verifier, clock=self._clock, renew_before=dt.timedelta(seconds=renew_before_s),
+            store = open_cert_store(context.get("ledger") or {}, Path(cert_dir), instance=self._instance)
+            self._leases = store if isinstance(store, FirestoreCertStore) else None
+            core = Core(store, verifier, clock=self._clock, renew_before=dt.timedelta(seconds=renew_before_s),
                         retry_base=dt.timedelta(seconds=retry_base_s), retry_cap=dt.timedelta(seconds=retry_cap_s))
-            if trust.get("cert_file") and trust.get("key_file") and not (Path(cert_dir) / CURRENT_FILE).exists():
-                core.install(_read(trust["cert_file"]), _read(trust["key_file"]))
-                logs.event(log, "first insurance certificate installed", event="cert.installed",
-                           source=trust["cert_file"], fingerprint=core.current.fingerprint)
+            if trust.get("cert_file") and trust.get("key_file") and store.read() is None:
+                self._install_first(core, trust["cert_file"], trust["key_file"])
             core.load(outside_validity_ok=True)
         except TaiError as exc:
+            if self._leases is not None:  # no certificate to keep in step: let the connection go
+                self._leases.close()
+                self._leases = None
             if prod:
                 raise
             self._unloaded = exc
@@ -167,6 +211,28 @@ class CertManager(Server):
             self._arm_validity_timer()
         self._notify()  # "loaded": nobody has subscribed to this incarnation yet, so this only records it
         self.start_timer(0, _CHECK)
+        if self._leases is not None:
+            self.start_timer(self._sync_interval_s, _SYNC)
+
+    def terminate(self, reason: str) -> None:
+        """Give back a lease taken for a renewal still in flight (the next instance need not wait for
+        it to expire), and close the shared store's connection."""
+        if self._leases is not None:
+            if self._renewal is not None:
+                self._release_lease()
+            self._leases.close()
+
+    def _install_first(self, core: Core, cert_file: str, key_file: str) -> None:
+        """The configured certificate, into a store that holds none; in a shared store another
+        instance starting at the same moment may install it first, and that one is loaded."""
+        try:
+            core.install(_read(cert_file), _read(key_file))
+        except CertStateConflict:
+            logs.event(log, "another instance installed the first insurance certificate",
+                       event="cert.installed_elsewhere", store=core.store.where)
+            return
+        logs.event(log, "first insurance certificate installed", event="cert.installed", source=cert_file,
+                   fingerprint=core.current.fingerprint, store=core.store.where)
 
     def _warn_if_unusable(self, core: Core) -> None:
         try:
@@ -241,8 +307,10 @@ class CertManager(Server):
             status = self.call_status(None)
         except (CertExpired, CertNotYetValid) as outside:
             status = {**outside.detail["status"], "problem": outside.code}
+        store = None if self._core is None else self._core.store.where
         return {**status, "receipts_in_flight": self._appending, "receipts_unsent": len(self._unsent),
-                "subscribers": sorted(self._subscribers)}
+                "subscribers": sorted(self._subscribers), "store": store, "instance": self._instance,
+                "sync_problem": self._sync_problem}
 
     # --- the periodic check ---------------------------------------------------------------
 
@@ -252,6 +320,10 @@ class CertManager(Server):
             if self._core is not None and self._core.current.fingerprint == payload[1]:  # else: replaced since
                 self._notify()
                 self._arm_validity_timer()
+            return
+        if payload == _SYNC:
+            self.start_timer(self._sync_interval_s, _SYNC)
+            self._sync()
             return
         self.start_timer(self._check_interval_s, _CHECK)
         if self._core is None:
@@ -297,14 +369,73 @@ class CertManager(Server):
         self.call_actor("InsuranceClient", "certificate_status", {"serial": _serial(current)}, then=answered,
                         timeout=CALL_TIMEOUT_S)
 
+    # --- the shared store: adoption -------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Read the shared store: adopt a certificate another instance installed (a ``cert.adopted``
+        receipt, then the notice, as after a local renewal) and take its state (revocation,
+        backoff). A store that cannot be read, or holds what cannot be adopted, leaves the held
+        certificate in force and is logged once per distinct reason, never raised: the next
+        sync tries again."""
+        core = self._core
+        if core is None:
+            return
+        try:
+            adopted = core.refresh()
+        except TaiError as refused:
+            if refused.message != self._sync_problem:
+                self._sync_problem = refused.message
+                logs.event(log, "could not take the shared certificate state; keeping the held certificate",
+                           logging.ERROR, event="cert.adopt_refused", code=refused.code, reason=refused.message,
+                           fingerprint=core.current.fingerprint)
+            return
+        self._sync_problem = None
+        if adopted is not None:
+            self._receipt("cert.adopted", {"fingerprint": adopted.fingerprint, "serial": _serial(adopted),
+                                           "not_after": adopted.not_after.isoformat(), "instance": self._instance})
+            self._arm_validity_timer()
+        self._notify()
+
     # --- renewal --------------------------------------------------------------------------
 
     def _start_renewal(self) -> None:
+        """Renew, one renewal at a time in this actor and, with a shared store, in the deployment:
+        the instance that takes the lease renews; the others answer ``cert_renewal_elsewhere``
+        and adopt its certificate at their next sync."""
         if self._renewal is not None:
             return
-        request = self._renewal = self._loaded().begin_renewal()
+        core = self._loaded()
+        if self._leases is not None:
+            try:
+                holder = self._leases.take_lease(self._lease_s)
+            except TaiError as unavailable:
+                logs.event(log, "could not take the renewal lease; the renewal waits for the next check",
+                           logging.WARNING, event="cert.lease_failed", code=unavailable.code,
+                           reason=unavailable.message)
+                self._answer_renewal(RenewalOutcome(False, core.current, core.next_renewal_at, core.renewal_failures,
+                                                    unavailable))
+                return
+            if holder is not None:
+                elsewhere = CertRenewalElsewhere(f"instance {holder} holds the renewal lease and renews; this "
+                                                 "instance adopts its certificate within 60 s")
+                self._answer_renewal(RenewalOutcome(False, core.current, core.next_renewal_at, core.renewal_failures,
+                                                    elsewhere))
+                return
+            self._sync()  # another instance may have renewed since this one last looked
+            if not core.renewal_due() and not self._renew_waiters:
+                self._release_lease()
+                return
+        request = self._renewal = core.begin_renewal()
         self.call_actor("InsuranceClient", "renew", {"csr_pem": request.csr_pem.decode("ascii")},
                         then=lambda value, error: self._renewed(request, value, error), timeout=CALL_TIMEOUT_S)
+
+    def _release_lease(self) -> None:
+        assert self._leases is not None, "only a shared store has a lease"
+        try:
+            self._leases.release_lease()
+        except TaiError as failed:  # it expires by itself
+            logs.event(log, "could not release the renewal lease; it expires by itself", logging.WARNING,
+                       event="cert.lease_release_failed", code=failed.code, reason=failed.message)
 
     def _renewed(self, request: RenewalRequest, value: Any, error: TaiError | None) -> None:
         """The insurer answered (or the call failed): validate and swap, or keep the old one and back off."""
@@ -321,6 +452,14 @@ class CertManager(Server):
                                            "not_after": outcome.certificate.not_after.isoformat()})
             self._arm_validity_timer()
             self._notify()
+        if self._leases is not None:
+            self._release_lease()
+            if isinstance(outcome.error, CertStateConflict):  # another instance installed one: take it now
+                self._sync()
+        self._answer_renewal(outcome)
+
+    def _answer_renewal(self, outcome: RenewalOutcome) -> None:
+        """Reply to the ``renew_now`` callers, once the receipts sent before are acknowledged."""
         reply = _outcome(outcome)
         waiters, self._renew_waiters = self._renew_waiters, []
         for caller in waiters:

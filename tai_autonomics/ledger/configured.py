@@ -6,6 +6,10 @@ named by the environment variable ``firestore_project_env``, else the client's d
 emulator's with ``FIRESTORE_EMULATOR_HOST``) and the key (``key_file`` or ``key_env``; only the
 dev profile falls back to a key generated in the data directory). One function per concern, so
 that ``ledger export --config rel/prod.toml`` reads exactly the ledger the daemon writes.
+
+The insurance certificate's state follows the same choice (:func:`open_cert_store`): beside a
+SQLite ledger it is one daemon's ``cert_dir``; beside a Firestore ledger it is shared by every
+instance, in documents named after the ledger, in the same project.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.keys import LedgerKey, load_ledger_key
 from tai_autonomics.ledger.sqlite_store import DB_FILE, SQLiteStore
 from tai_autonomics.ledger.store import LedgerStore
+from tai_autonomics.trust.cert_store import CertStore, LocalCertStore
+from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 
 DEFAULT_FIRESTORE_LEDGER = "ledger"
 STORES = ("sqlite", "firestore")
@@ -31,12 +37,28 @@ def open_store(settings: dict[str, Any], data_dir: Path, *, readonly: bool = Fal
     if kind == "sqlite":
         return SQLiteStore(data_dir / DB_FILE, readonly=readonly)
     if kind == "firestore":
-        project_env = settings.get("firestore_project_env")
-        project = os.environ.get(project_env) if project_env else None
-        if project_env and not project:
-            raise LedgerError(f"environment variable {project_env} (the Firestore project) is unset or empty")
-        return FirestoreStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER), project=project)
+        return FirestoreStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER),
+                              project=firestore_project(settings))
     raise LedgerError(f"ledger store {kind!r} is not available (expected {' or '.join(map(repr, STORES))})")
+
+
+def firestore_project(settings: dict[str, Any]) -> str | None:
+    """The project named by the variable ``firestore_project_env``; None: the client's default."""
+    project_env = settings.get("firestore_project_env")
+    project = os.environ.get(project_env) if project_env else None
+    if project_env and not project:
+        raise LedgerError(f"environment variable {project_env} (the Firestore project) is unset or empty")
+    return project
+
+
+def open_cert_store(settings: dict[str, Any], cert_dir: Path, *, instance: str) -> CertStore:
+    """Where CertManager keeps the certificate for this ``[ledger]`` table: ``cert_dir``, or with a
+    Firestore ledger the documents ``certificates/{firestore_ledger}`` shared by every instance
+    (``instance`` names this one in leases and in what it installs)."""
+    if settings.get("store", "sqlite") == "firestore":
+        return FirestoreCertStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER), instance=instance,
+                                  project=firestore_project(settings))
+    return LocalCertStore(cert_dir)
 
 
 def configured_key(settings: dict[str, Any], data_dir: Path, profile: str) -> LedgerKey:

@@ -16,18 +16,19 @@ core owns the decisions, takes "now" from an injected clock on every call, and n
 - :meth:`CertManager.mark_revoked` takes effect at the next check, immediately, and survives
   restarts.
 
-Data directory layout: ``current.pem`` (certificate, its chain, then its private key, mode
-0600, replaced as one file so certificate and key can never disagree), ``state.json``, and
-``archive/`` (replaced certificates, without their keys).
+Where the certificate and its state live is a :class:`~tai_autonomics.trust.cert_store.CertStore`:
+a directory (``current.pem`` with the key, ``state.json``, ``archive/``) by default, or documents
+shared by every instance of a deployment (Firestore), where :meth:`CertManager.refresh` adopts a
+certificate another instance installed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,16 +39,13 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
-from tai_autonomics.trust._files import (
-    PRIVATE_FILE_MODE,
-    atomic_write,
-    private_key_pem,
-    same_public_key,
-)
+from tai_autonomics.trust._files import private_key_pem, same_public_key
 from tai_autonomics.trust._time import Clock, aware, utcnow
+from tai_autonomics.trust.cert_store import CURRENT_FILE, CertStore, LocalCertStore, Replaced, StoredCertificate
 from tai_autonomics.trust.certificates import (
     CertificateVerifier,
     VerifiedCertificate,
+    fingerprint,
     load_certificates,
 )
 from tai_autonomics.trust.errors import (
@@ -57,7 +55,9 @@ from tai_autonomics.trust.errors import (
     CertNotYetValid,
     CertRenewalMismatch,
     CertRevoked,
+    CertStateConflict,
     CertStateCorrupt,
+    CertStoreUnavailable,
     CertValidityTooShort,
     KeyInvalid,
     RenewalFailed,
@@ -66,9 +66,7 @@ from tai_autonomics.trust.issuing import generate_key_and_csr
 
 logger = logging.getLogger(__name__)
 
-CURRENT_FILE = "current.pem"
-STATE_FILE = "state.json"
-ARCHIVE_DIR = "archive"
+__all__ = ["CURRENT_FILE", "CertManager", "ExpiryWarning", "RenewalOutcome", "RenewalRequest", "Renewer"]
 
 WARNING_THRESHOLDS_DAYS = (30, 7, 1)
 RENEW_BEFORE = dt.timedelta(days=45)
@@ -146,7 +144,7 @@ class CertManager:
 
     def __init__(
         self,
-        data_dir: str | os.PathLike[str],
+        store: CertStore | str | os.PathLike[str],
         verifier: CertificateVerifier,
         *,
         renewer: Renewer | None = None,
@@ -156,7 +154,7 @@ class CertManager:
         retry_base: dt.timedelta = RETRY_BASE,
         retry_cap: dt.timedelta = RETRY_CAP,
     ) -> None:
-        self.data_dir = Path(data_dir)
+        self.store: CertStore = LocalCertStore(store) if isinstance(store, (str, os.PathLike)) else store
         self._verifier = verifier
         self._renewer = renewer
         self._clock = clock
@@ -170,12 +168,19 @@ class CertManager:
 
     def __repr__(self) -> str:
         held = self._current.fingerprint[:16] if self._current else None
-        return f"CertManager(data_dir={str(self.data_dir)!r}, certificate={held!r})"
+        return f"CertManager(store={self.store.where!r}, certificate={held!r})"
+
+    @property
+    def data_dir(self) -> Path:
+        """The certificate directory of a local store (tests and tools look at its files)."""
+        if not isinstance(self.store, LocalCertStore):
+            raise AttributeError(f"the certificate store {self.store.where} is not a directory")
+        return self.store.directory
 
     # --- the certificate ------------------------------------------------------------------
 
     def load(self, *, outside_validity_ok: bool = False) -> VerifiedCertificate:
-        """Read and verify ``current.pem``; raises the verification error (fail-fast start) if it is not valid.
+        """Read and verify the stored certificate; raises the verification error (fail-fast start) if it is not valid.
 
         A revoked certificate loads (revocation is state, not a property of the file);
         :meth:`preflight` then refuses it. With ``outside_validity_ok``, so does a certificate that
@@ -183,27 +188,52 @@ class CertManager:
         validity window: a running daemon whose certificate expired must go ``read_only`` and
         renew, not fail to restart its CertManager.
         """
-        path = self.data_dir / CURRENT_FILE
+        stored = self.store.read()
+        if stored is None:
+            raise CertNotLoaded(f"no insurance certificate at {self.store.where}; install one "
+                                "(CertManager.install) or check the data directory")
+        key = _load_private_key(stored.key, stored.where) if self.store.keeps_keys else None
+        with _named(stored.where):
+            verified = self._verify_stored(stored, key, outside_validity_ok)
+        self._current, self._key = verified, key
+        self._state = _state_for(stored, verified.fingerprint)
+        return verified
+
+    def refresh(self) -> VerifiedCertificate | None:
+        """Take what another instance wrote to a shared store: its certificate, if it replaced
+        the held one (returned: "adopted"), and the state (revocation, backoff, warnings).
+
+        An adopted certificate is verified as at :meth:`load` (chain, and an expired one only at
+        the edge of its window) and must be for the held policy and account; anything else raises
+        the reason naming the store, and the held certificate stays.
+        """
+        current = self.current
+        stored = self.store.read()
+        if stored is None:
+            raise CertStateCorrupt(f"{self.store.where} holds no certificate any more; the held one "
+                                   f"({current.fingerprint[:16]}) stays: install one deliberately")
+        with _named(stored.where):
+            if fingerprint(load_certificates(stored.bundle)[0]) == current.fingerprint:
+                self._state = _state_for(stored, current.fingerprint)
+                return None
+            verified = self._verify_stored(stored, None, outside_validity_ok=True)
+            _require_same_policy(current, verified)
+        self._current, self._key = verified, None
+        self._state = _state_for(stored, verified.fingerprint)
+        logs.event(logger, "insurance certificate adopted from the shared store", event="cert.adopted",
+                   old_fingerprint=current.fingerprint, fingerprint=verified.fingerprint, store=self.store.where)
+        return verified
+
+    def _verify_stored(self, stored: StoredCertificate, key: PrivateKeyTypes | None, outside_validity_ok: bool
+                       ) -> VerifiedCertificate:
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CertNotLoaded(
-                f"no insurance certificate at {path}; install one (CertManager.install) or check the data directory"
-            ) from None
-        except OSError as exc:
-            raise CertNotLoaded(f"cannot read {path}: {exc.strerror}") from None
-        key = _load_private_key(data, str(path))
-        try:
-            verified = self._verify_bundle(data, key)
+            return self._verify_bundle(stored.bundle, key)
         except (CertExpired, CertNotYetValid) as outside:
             if not outside_validity_ok:
                 raise
-            leaf = load_certificates(data)[0]
+            leaf = load_certificates(stored.bundle)[0]
             edge = leaf.not_valid_after_utc if isinstance(outside, CertExpired) else leaf.not_valid_before_utc
-            verified = self._verify_bundle(data, key, now=edge)
-        self._current, self._key = verified, key
-        self._state = self._read_state(verified.fingerprint)
-        return verified
+            return self._verify_bundle(stored.bundle, key, now=edge)
 
     def install(self, certificate: bytes, private_key: bytes) -> VerifiedCertificate:
         """Verify a certificate (PEM, chain optional) and its PEM private key, then make them current.
@@ -224,9 +254,14 @@ class CertManager:
 
     @property
     def private_key(self) -> PrivateKeyTypes:
-        """The current certificate's private key, for signing to the insurer; never logged."""
+        """The current certificate's private key, for signing to the insurer; never logged.
+
+        Only where the store keeps keys, or on the instance that renewed: a shared store keeps
+        none, so an instance that loaded or adopted the certificate from it has no key."""
+        held = self.current  # CertNotLoaded if none
         if self._key is None:
-            raise CertNotLoaded("no insurance certificate is loaded; call load() or install() first")
+            raise CertNotLoaded(f"this instance holds no private key for certificate {held.fingerprint[:16]}: "
+                                f"{self.store.where} keeps no keys (only the instance that renewed it held one)")
         return self._key
 
     # --- checks -----------------------------------------------------------------------------
@@ -274,7 +309,7 @@ class CertManager:
         if not crossed:
             return []
         state.warned_days = sorted({*state.warned_days, *crossed}, reverse=True)
-        self._write_state(state)
+        self._write_state(state, "warned_days")
         warning = ExpiryWarning(min(crossed), current.fingerprint, current.not_after, remaining)
         logs.event(
             logger,
@@ -305,7 +340,7 @@ class CertManager:
             return False
         state = self._held_state()
         state.revoked_reason, state.revoked_at = reason, self._now(now).isoformat()
-        self._write_state(state)
+        self._write_state(state, "revoked_reason", "revoked_at")
         logs.event(
             logger,
             "insurance certificate revoked",
@@ -337,6 +372,11 @@ class CertManager:
         if state.next_attempt_at is not None:
             due = max(due, dt.datetime.fromisoformat(state.next_attempt_at))
         return due
+
+    @property
+    def renewal_failures(self) -> int:
+        """Renewal attempts of the current certificate that failed in a row (the backoff's exponent)."""
+        return self._held_state().renewal_failures
 
     def renewal_due(self, now: dt.datetime | None = None) -> bool:
         """True when a renewal attempt should run now (see :attr:`next_renewal_at`)."""
@@ -378,7 +418,10 @@ class CertManager:
             _require_same_policy(old, new)
         except TaiError as exc:
             return self._renewal_failed(old, exc, moment)
-        self._swap(new, request.key)
+        try:
+            self._swap(new, request.key)
+        except CertStateConflict as elsewhere:  # a shared store: another instance installed one first
+            return self._renewal_failed(old, elsewhere, moment)
         logs.event(
             logger,
             "insurance certificate renewed",
@@ -397,7 +440,7 @@ class CertManager:
         """
         current = self.current
         if request.fingerprint != current.fingerprint:
-            return RenewalOutcome(False, current, self.next_renewal_at, self._held_state().renewal_failures, error)
+            return RenewalOutcome(False, current, self.next_renewal_at, self.renewal_failures, error)
         return self._renewal_failed(current, error, self._now(now))
 
     def _renewal_failed(self, old: VerifiedCertificate, error: TaiError, moment: dt.datetime) -> RenewalOutcome:
@@ -406,7 +449,7 @@ class CertManager:
         delay = min(self._retry_base * 2 ** (state.renewal_failures - 1), self._retry_cap)
         retry_at = moment + delay
         state.next_attempt_at = retry_at.isoformat()
-        self._write_state(state)
+        self._write_state(state, "renewal_failures", "next_attempt_at")
         logs.event(
             logger,
             "insurance certificate renewal failed; keeping the current one",
@@ -423,51 +466,67 @@ class CertManager:
     # --- internals --------------------------------------------------------------------------
 
     def _verify_bundle(
-        self, bundle: bytes, key: PrivateKeyTypes, *, now: dt.datetime | None = None
+        self, bundle: bytes, key: PrivateKeyTypes | None, *, now: dt.datetime | None = None
     ) -> VerifiedCertificate:
-        """Verify the first certificate of ``bundle`` (the rest are its chain) and that ``key`` is its key."""
+        """Verify the first certificate of ``bundle`` (the rest are its chain) and that ``key``, if
+        given, is its key."""
         leaf, *chain = load_certificates(bundle)
         verified = self._verifier.verify(leaf, now=self._now(now), intermediates=chain)
-        if not same_public_key(leaf.public_key(), key.public_key()):
+        if key is not None and not same_public_key(leaf.public_key(), key.public_key()):
             raise CertKeyMismatch("the certificate's public key does not match the private key it came with")
         return verified
 
     def _swap(self, new: VerifiedCertificate, key: PrivateKeyTypes) -> None:
-        """Archive the old certificate, then replace ``current.pem`` in one ``os.replace``."""
+        """Replace the stored certificate (the old one archived) in one step of the store; only
+        then hold the new one, so a refused replacement (``CertStateConflict``) changes nothing."""
+        old = None
         if self._current is not None:
-            old = self._current
-            name = f"{old.not_after.strftime('%Y%m%dT%H%M%SZ')}-{old.fingerprint[:16]}.pem"
-            atomic_write(self.data_dir / ARCHIVE_DIR / name, _pem_chain(old))
-        atomic_write(self.data_dir / CURRENT_FILE, _pem_chain(new) + private_key_pem(key), mode=PRIVATE_FILE_MODE)
-        self._current, self._key = new, key
-        self._state = _State(fingerprint=new.fingerprint, warned_days=[])
-        self._write_state(self._state)
+            held = self._current
+            old = Replaced(held.fingerprint, f"{held.not_after.strftime('%Y%m%dT%H%M%SZ')}-{held.fingerprint[:16]}.pem",
+                           _pem_chain(held))
+        state = _State(fingerprint=new.fingerprint, warned_days=[])
+        self.store.replace(_pem_chain(new), private_key_pem(key) if self.store.keeps_keys else None, asdict(state), old)
+        self._current, self._key, self._state = new, key, state
 
     def _held_state(self) -> _State:
         if self._state is None:
             raise CertNotLoaded("no insurance certificate is loaded; call load() or install() first")
         return self._state
 
-    def _read_state(self, fingerprint: str) -> _State:
-        """The saved state if it belongs to ``fingerprint``; a fresh one if the certificate changed."""
-        path = self.data_dir / STATE_FILE
+    def _write_state(self, state: _State, *changed: str) -> None:
+        """Save the state; a shared store that refuses (busy, unreachable, or its document edited
+        into nonsense) leaves it held in memory and logged, so a warning, revocation or backoff
+        still takes effect on this instance instead of crashing the caller (the actor)."""
         try:
-            saved = json.loads(path.read_text("utf-8"))
-            state = _State(**saved)
-        except FileNotFoundError:
-            return _State(fingerprint=fingerprint, warned_days=[])
-        except (OSError, ValueError, TypeError) as exc:
-            raise CertStateCorrupt(
-                f"{path} is unreadable ({exc}); restore it, or delete it deliberately "
-                "(a revocation recorded in it would be lost)"
-            ) from None
-        return state if state.fingerprint == fingerprint else _State(fingerprint=fingerprint, warned_days=[])
-
-    def _write_state(self, state: _State) -> None:
-        atomic_write(self.data_dir / STATE_FILE, json.dumps(asdict(state), indent=2).encode())
+            self.store.save_state(asdict(state), changed)
+        except (CertStateConflict, CertStateCorrupt, CertStoreUnavailable) as refused:
+            logs.event(logger, "the certificate state was not saved; this instance holds it", logging.ERROR,
+                       event="cert.state_unsaved", code=refused.code, reason=refused.message, fields=list(changed))
 
     def _now(self, now: dt.datetime | None) -> dt.datetime:
         return aware(now) if now is not None else aware(self._clock())
+
+
+@contextmanager
+def _named(where: str) -> Iterator[None]:
+    """A refusal re-raised (same type and code) with where the certificate was read: a start that
+    fails, or an adoption refused, names the file or the shared document to look at."""
+    try:
+        yield
+    except TaiError as refused:
+        raise type(refused)(f"{where}: {refused.message}", code=refused.code, detail=refused.detail) from None
+
+
+def _state_for(stored: StoredCertificate, fingerprint: str) -> _State:
+    """The saved state if it belongs to ``fingerprint``; a fresh one if the certificate changed."""
+    if stored.state is None:
+        return _State(fingerprint=fingerprint, warned_days=[])
+    try:
+        state = _State(**stored.state)
+    except TypeError as exc:
+        raise CertStateCorrupt(f"the certificate state in {stored.where} is unreadable ({exc}); restore it, or "
+                               "delete it deliberately (a revocation recorded in it would be lost)") from None
+    return state if state.fingerprint == fingerprint else _State(fingerprint=fingerprint, warned_days=[])
 
 
 def _require_same_policy(old: VerifiedCertificate, new: VerifiedCertificate) -> None:

@@ -156,9 +156,28 @@ class DevCaExists(TrustError):
 
 
 class CertStateCorrupt(TrustError):
-    """The CertManager's state file is unreadable; refusing to guess whether the certificate was revoked."""
+    """The CertManager's stored state is unreadable (a file, or a shared document edited by hand);
+    refusing to guess whether the certificate was revoked."""
 
     code = "cert_state_corrupt"
+
+
+class CertStateConflict(TrustError):
+    """Another instance changed the shared certificate state first: this write was not made."""
+
+    code = "cert_state_conflict"
+
+
+class CertRenewalElsewhere(TrustError):
+    """Another instance holds the renewal lease: it renews, and this one adopts its certificate."""
+
+    code = "cert_renewal_elsewhere"
+
+
+class CertStoreUnavailable(TrustError):
+    """The shared certificate store (Firestore) did not answer; the held certificate stays in force."""
+
+    code = "cert_store_unavailable"
 
 
 class KeyInvalid(TrustError):

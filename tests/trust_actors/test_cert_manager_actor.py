@@ -130,6 +130,8 @@ def test_the_renewal_schedule_is_configurable(node: Node, tree, trust: Trust, ad
     ({"renew_retry_base_s": 10, "renew_retry_cap_s": 5}, "renew_retry_cap_s (5) must not be less than"),
     ({"renew_before_days": -1}, "renew_before_days must be a number >= 0, not -1"),
     ({"check_interval_s": float("nan")}, "check_interval_s must be a number > 0, not nan"),
+    ({"sync_interval_s": 31}, "sync_interval_s must be at most 30 (adoption within 60 s), not 31"),
+    ({"renew_lease_s": 0}, "renew_lease_s must be a number > 0, not 0"),
 ])
 def test_a_bad_renewal_schedule_fails_the_start_naming_the_arg(node: Node, tree, args: dict, message: str) -> None:
     with pytest.raises(StartError) as refused:
