@@ -4,7 +4,7 @@ It wraps the :class:`tai_autonomics.trust.CertManager` core, which keeps everyth
 survive a restart in its certificate store (warnings fired, revocation, renewal backoff), so a
 restarted incarnation rebuilds its state with ``load()``. The store follows the release's
 ``[ledger]``: beside SQLite it is ``cert_dir`` (``current.pem``, ``state.json``); beside Firestore
-it is the documents ``certificates/{firestore_ledger}`` shared by every instance (SPEC 10; see
+it is the documents ``certificates/{firestore_ledger}`` shared by every instance (docs/specification.md §10; see
 "Many instances" below).
 
 Calls:

@@ -1,4 +1,4 @@
-"""The certificate state shared by every instance of a deployment, in Firestore (SPEC 10).
+"""The certificate state shared by every instance of a deployment, in Firestore (docs/specification.md §10).
 
 Layout, for a deployment named ``name`` (the release's ``[ledger] firestore_ledger``: one
 deployment, one ledger, one insurance certificate):

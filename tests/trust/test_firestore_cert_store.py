@@ -1,4 +1,4 @@
-"""The certificate state shared through Firestore (SPEC 10), on the session's emulator: two
+"""The certificate state shared through Firestore (docs/specification.md §10), on the session's emulator: two
 CertManager cores stand for two instances of one deployment, with real certificates from a CA."""
 
 from __future__ import annotations
