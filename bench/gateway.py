@@ -148,6 +148,20 @@ class _Connections:
             writer.close()
 
 
+async def open_loop(rate: float, total: int, one) -> float:
+    """Start ``one(i)`` for i in 0..total-1 on schedule at ``rate`` per second, whether or not
+    earlier ones returned (queueing shows as latency), and wait for all; the seconds it took."""
+    start = time.perf_counter()
+    tasks = []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)  # the arrival schedule itself, not synchronisation
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - start
+
+
 async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: bool,
                    roles: dict[int, str] | None = None) -> dict:
     host, port = base.rsplit("//", 1)[1].rsplit(":", 1)
@@ -173,15 +187,7 @@ async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: b
 
     total = int(rate * seconds)
     before = {pid: _cpu_ticks(pid) for pid in roles or {}}
-    start = time.perf_counter()
-    tasks = []
-    for i in range(total):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the arrival schedule itself, not synchronisation
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
+    elapsed = await open_loop(rate, total, one)
     cpu = cpu_by_role(roles, before, total) if roles else None
     pool.close()
     return {"rate": rate, "requests": total, "achieved_per_s": total / elapsed,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.gateway import _Connections, _percentile, deploy_body, free_port
+from bench.gateway import _Connections, _percentile, deploy_body, free_port, open_loop
 from tai_autonomics.sandbox import SandboxConfig, SandboxProcess
 from tai_autonomics.trust import write_dev_ca
 from tai_autonomics.trust.issuing import CA_CERT_FILE, DEV_CERT_FILE, DEV_KEY_FILE, DEV_LEDGER_KEY_FILE
@@ -128,15 +128,7 @@ async def run_rate(daemons: list[Daemon], rate: float, seconds: float) -> dict:
             errors[code] = errors.get(code, 0) + 1
 
     total = int(rate * seconds)
-    start = time.perf_counter()
-    tasks = []
-    for i in range(total):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)  # the arrival schedule itself, not synchronisation
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
+    elapsed = await open_loop(rate, total, one)
     for pool in pools:
         pool.close()
     done = total - sum(errors.values())

@@ -168,9 +168,6 @@ RECORD_FIELDS = ("operation_id", "scope", "key", "fingerprint", "chain", "status
                   "outcome_id")
 
 
-_NONE = OperationRecord("", "", "", "", "", "", "", "")
-
-
 class OperationExists(DraftError):
     """The intent's key is already claimed; ``detail["operation"]`` is the first operation's record."""
 
@@ -209,12 +206,6 @@ def effect_from_json(value: Any) -> Effect | None:
             raise DraftError(f"effect.close.status must be one of {sorted(OUTCOMES | {INTERRUPTED})}")
         return CloseOperation(body["status"])
     raise DraftError(f"unknown effect {name!r}")
-
-
-def effect_to_json(effect: Effect) -> dict[str, Any]:
-    if isinstance(effect, CloseOperation):
-        return {"close": {"status": effect.status}}
-    return {"open": {"scope": effect.scope, "key": effect.key, "fingerprint": effect.fingerprint}}
 
 
 class Counted(NamedTuple):
@@ -263,9 +254,9 @@ def rebuild(receipts: Iterable[Mapping[str, Any]]) -> tuple[dict[UsageKey, Usage
             records[operation_id] = OperationRecord(
                 operation_id, scope, str(payload.get("key", "")), str(payload.get("fingerprint", "")),
                 str(receipt.get("chain")), IN_PROGRESS, str(receipt.get("id")), time)
-        elif outcome == INTERRUPTED and records.get(operation_id, _NONE).status in OPEN:
+        elif outcome == INTERRUPTED and _is_open(records.get(operation_id)):
             records[operation_id] = replace(records[operation_id], status=INTERRUPTED)
-        elif outcome in OUTCOMES and records.get(operation_id, _NONE).status in OPEN:
+        elif outcome in OUTCOMES and _is_open(records.get(operation_id)):
             records[operation_id] = replace(records[operation_id], status=outcome, outcome_id=str(receipt.get("id")))
     return counted, list(records.values())
 
@@ -334,6 +325,10 @@ class EffectState:
         self.operations[operation_id] = self.changed_operations[operation_id] = closed
         if record.key:
             self.claims[ClaimKey(record.scope, record.key)] = closed
+
+
+def _is_open(record: OperationRecord | None) -> bool:
+    return record is not None and record.status in OPEN
 
 
 def _decimal(value: Any, where: str) -> Decimal:

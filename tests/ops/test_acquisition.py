@@ -194,16 +194,11 @@ def test_after_sigkill_the_same_key_returns_the_first_result(ops: Ops) -> None:
 
 def test_a_deploy_cut_by_sigkill_after_its_intent_is_finished_by_the_next_incarnation(ops: Ops) -> None:
     ops.start()
-    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
-    info = ops.node.call("Acquisition", "$info")
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
-            "spec": deploy_spec(), "idempotency_key": "cut"}, timeout=1.5))
-        wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
+
+    def intent_recorded_only() -> None:
         assert ops.kinds() == ["deploy.intent"]
-        os.kill(info["pid"], signal.SIGKILL)
-        with pytest.raises(CallError):  # an error, not a hang (an outside Client hears at its timeout)
-            pending.result()
+
+    _cut_by_sigkill(ops, "cut", intent_recorded_only)
     wait_until(lambda: "deploy.completed" in ops.kinds(), what="the resumed deploy's outcome")
     result = ops.deploy(key="cut")
     assert result["status"] == "completed" and [r["kind"] for r in result["receipts"]] == [
@@ -231,17 +226,12 @@ def test_an_operation_record_edited_into_nonsense_is_named_and_no_crash_loop(ops
     """Bad stored input (docs/specification.md §8, issue 10): a clear error naming the record, the actor serves on,
     and the record's key is refused with that error instead of being run a second time."""
     ops.start()
-    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
-    info = ops.node.call("Acquisition", "$info")
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
-            "spec": deploy_spec(), "idempotency_key": "mangled"}, timeout=1.5))
-        wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
-        with sqlite3.connect(ops.data_dir / "ledger.sqlite3") as db:  # open, so the next start reads it
+
+    def mangle() -> None:  # while it is open, so the next start reads it
+        with sqlite3.connect(ops.data_dir / "ledger.sqlite3") as db:
             db.execute("UPDATE operations SET started = 'the other day' WHERE key = 'mangled'")
-        os.kill(info["pid"], signal.SIGKILL)
-        with pytest.raises(CallError):
-            pending.result()
+
+    info = _cut_by_sigkill(ops, "mangled", mangle)
     again = ops.node.whereis("Acquisition", wait=10, after=info["incarnation"])
     assert ops.node.call("Acquisition", "$info")["incarnation"] == again.incarnation  # started, once
     assert ops.deploy(key="fresh")["status"] == "completed"
@@ -249,3 +239,19 @@ def test_an_operation_record_edited_into_nonsense_is_named_and_no_crash_loop(ops
         ops.deploy(key="mangled")
     assert err.value.code == "ledger_store_corrupt" and "operation record" in err.value.message
     assert len(ops.requests("customer.deploy")) == 2
+
+
+def _cut_by_sigkill(ops: Ops, key: str, meanwhile) -> dict:
+    """A deploy whose customer call is under way (slowed by 2 s), ``meanwhile()``, then SIGKILL of
+    Acquisition: the caller gets an error, not a hang. The killed incarnation's ``$info``."""
+    ops.fault(kind="latency", endpoint="customer.deploy", delay_s=2.0, times=1)
+    info = ops.node.call("Acquisition", "$info")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(lambda: ops.node.client().call("Acquisition", "deploy", {
+            "spec": deploy_spec(), "idempotency_key": key}, timeout=1.5))
+        wait_until(lambda: ops.requests("customer.deploy"), what="the deploy to reach the customer")
+        meanwhile()
+        os.kill(info["pid"], signal.SIGKILL)
+        with pytest.raises(CallError):  # an outside Client hears at its timeout
+            pending.result()
+    return info
