@@ -333,6 +333,7 @@ class Supervisor(Process):
         if msg_type == "$state":
             return {"strategy": self.spec.strategy, "intensity": self.spec.intensity, "period": self.spec.period,
                     "phase": self._phase, "restarts_in_period": self._intensity.recent,
+                    "idle": self._current is None and not self._plan and not self._deaths,
                     "children": [c.spec.name for c in self._children]}
         if msg_type == "$log_level":
             return self.set_log_level(payload)

@@ -220,3 +220,25 @@ class Offloading(Echo):
 
     def call_slow_started(self, _payload: Any) -> int:
         return self.slow_started
+
+
+class Traced(Server):
+    """The worker of the differential test against Erlang/OTP (test_otp_differential): records
+    its starts and stops with OTP's exit reasons (``crash`` for an exception), and crashes or
+    stops with a given reason on request, as the Erlang side's gen_server does."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        self.log = args["log"]
+        record(self.log, f"start {self.name}")
+
+    def terminate(self, reason: str) -> None:
+        record(self.log, f"stop {self.name} {'crash' if reason == CRASH_REASON else reason}")
+
+    def call_crash(self, _payload: Any) -> None:
+        raise RuntimeError("on request")
+
+    def call_stop(self, reason: str) -> None:
+        self.stop(reason, reply="ok")
+
+
+CRASH_REASON = "RuntimeError: on request"

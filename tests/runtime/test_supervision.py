@@ -171,7 +171,7 @@ def test_restart_gives_fresh_state(node: Node, tree) -> None:
     crash_and_await_restart(node, "a")
     assert node.call("a", "seen") == 0
     assert node.call("root", "$state") == {"strategy": "one_for_one", "intensity": 5, "period": 5, "phase": "running",
-                                           "restarts_in_period": 1, "children": ["a"]}
+                                           "restarts_in_period": 1, "idle": True, "children": ["a"]}
 
 
 def test_refusals_and_unknown_messages_do_not_crash(node: Node, tree) -> None:

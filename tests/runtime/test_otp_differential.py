@@ -1,0 +1,247 @@
+"""Our supervisors against Erlang/OTP's: the same trees and fault scripts, the same traces.
+
+Each scenario is a supervision tree and a fault script (crash a worker, stop it with a reason,
+SIGKILL it, let time pass). It runs on real Erlang/OTP ``supervisor``s (``tests/runtime/otp/
+otp_diff.erl``, compiled with ``erlc`` at test time; Debian's ``erlang-nox``, installed by
+``.ci/run``) and on our runtime on ``multiprocTCPBase``; both write a trace of worker starts and
+stops with OTP's exit reasons, who is alive after the script, how the root ended (if it gave up)
+and the ordered shutdown, and the traces must be equal. After every step each side waits until
+its tree has settled, on events it can observe (no fixed sleeps): OTP's supervisors by
+synchronous requests, ours by its supervisors' ``$state`` and the registry agreeing.
+
+Where we choose to differ from OTP (README.md, "Supervision: where we differ from OTP") the
+difference lies outside these traces and is named in :data:`CHOSEN_DIFFERENCES`.
+The scenarios are listed in docs/supervision.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tai_autonomics.runtime import ActorCrashed, CallError, Node, NodeConfig, SupervisorSpec, parse_tree
+from tests.conftest import free_port
+from tests.runtime.actors import events, record
+
+TRACED = "tests.runtime.actors:Traced"
+
+CHOSEN_DIFFERENCES = {
+    "root_exit_code": "when the root supervisor gives up, the daemon exits with EXIT_GAVE_UP (1) at once; "
+                      "OTP's root exits with reason shutdown and what follows depends on the application type",
+    "fractional_period": "period may be a fraction of a second and restarts are timed exactly; OTP counts "
+                         "whole seconds of monotonic time (so its window is between period and period + 1 s)",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    supervisors: dict[str, dict[str, Any]]
+    workers: dict[str, dict[str, Any]]
+    steps: tuple[tuple[Any, ...], ...] = ()
+    root: str = "root"
+
+    def spec(self, log: Path) -> SupervisorSpec:
+        workers = {name: {"actor": TRACED, **entry, "args": {"log": str(log)}} for name, entry in self.workers.items()}
+        return parse_tree({"root": self.root, "supervisors": self.supervisors, "workers": workers})
+
+
+def _sup(*children: str, **flags: Any) -> dict[str, Any]:
+    return {**flags, "children": list(children)}
+
+
+def _w(restart: str = "permanent", **more: Any) -> dict[str, Any]:
+    return {"restart": restart, **more}
+
+
+SCENARIOS = [
+    Scenario("ordered_start_and_stop", {"root": _sup("a", "sub", "b"), "sub": _sup("c", "d")},
+             {n: _w() for n in "abcd"}),
+    Scenario("one_for_one_crash", {"root": _sup("a", "b", "c", intensity=5)}, {n: _w() for n in "abc"},
+             (("crash", "b"),)),
+    Scenario("one_for_all_crash_with_nested_supervisor",
+             {"root": _sup("a", "sub", "b", strategy="one_for_all", intensity=5), "sub": _sup("c", "d")},
+             {n: _w() for n in "abcd"}, (("crash", "b"),)),
+    Scenario("one_for_all_terminates_and_drops_a_temporary_sibling",
+             {"root": _sup("a", "t", "b", "c", strategy="one_for_all", intensity=5)},
+             {"a": _w(), "t": _w("temporary"), "b": _w(), "c": _w()}, (("crash", "b"),)),
+    Scenario("rest_for_one_terminates_and_drops_a_temporary_sibling",
+             {"root": _sup("a", "b", "t", "c", strategy="rest_for_one", intensity=5)},
+             {"a": _w(), "b": _w(), "t": _w("temporary"), "c": _w()}, (("crash", "b"),)),
+    Scenario("one_for_all_temporary_child_crashing_alone",
+             {"root": _sup("a", "t", "b", strategy="one_for_all", intensity=5)},
+             {"a": _w(), "t": _w("temporary"), "b": _w()}, (("crash", "t"),)),
+    Scenario("rest_for_one_sigkill_of_the_first",
+             {"root": _sup("a", "b", "c", strategy="rest_for_one", intensity=5)}, {n: _w() for n in "abc"},
+             (("kill", "a"),)),
+    Scenario("transient_restarted_only_after_an_abnormal_exit", {"root": _sup("t", "u", "v", "k", intensity=5)},
+             {n: _w("transient") for n in "tuvk"},
+             (("crash", "t"), ("stop", "u", "normal"), ("stop", "v", "shutdown"), ("kill", "k"))),
+    Scenario("permanent_restarted_after_any_exit", {"root": _sup("a", intensity=5)}, {"a": _w()},
+             (("stop", "a", "normal"), ("stop", "a", "shutdown"), ("crash", "a"))),
+    Scenario("intensity_reached_escalates_to_a_permanent_parent",
+             {"root": _sup("a", "sub", intensity=5), "sub": _sup("x", "y", intensity=2, period=30)},
+             {n: _w() for n in "axy"}, (("crash", "x"),) * 3),
+    Scenario("supervisor_giving_up_exits_shutdown_so_a_transient_parent_leaves_it",
+             {"root": _sup("a", "sub", intensity=5), "sub": _sup("x", "y", intensity=1, period=30,
+                                                               restart="transient")},
+             {n: _w() for n in "axy"}, (("crash", "x"),) * 2),
+    Scenario("intensity_zero_gives_up_at_the_first_restart",
+             {"root": _sup("sub", intensity=5), "sub": _sup("x", intensity=0)}, {"x": _w()}, (("crash", "x"),)),
+    Scenario("root_giving_up_stops_everything_in_reverse_order",
+             {"root": _sup("x", "y", "z", intensity=1, period=60)},
+             {"x": _w(), "y": _w(shutdown="brutal_kill"), "z": _w()}, (("crash", "x"), ("kill", "x"))),
+    Scenario("restarts_further_apart_than_the_period_do_not_add_up",
+             {"root": _sup("x", intensity=1, period=1)}, {"x": _w()},
+             (("crash", "x"), ("sleep", 2100), ("crash", "x"))),
+]
+
+
+# -- the Erlang side --------------------------------------------------------------------------
+
+def _atom(name: str) -> str:
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _erlang_term(scenario: Scenario) -> str:
+    spec = scenario.spec(Path("unused"))
+    sups, workers = [], []
+    for node in spec.walk():
+        if isinstance(node, SupervisorSpec):
+            sups.append(f"{{{_atom(node.name)}, {node.strategy}, {node.intensity}, {node.period:g}, {node.restart}, "
+                        f"{node.shutdown}, [{', '.join(_atom(c.name) for c in node.children)}]}}")
+        else:
+            workers.append(f"{{{_atom(node.name)}, {node.restart}, {node.shutdown}}}")
+    steps = ", ".join("{" + ", ".join(_atom(p) if isinstance(p, str) else str(p) for p in step) + "}"
+                      for step in scenario.steps)
+    return (f'{{scenario, "{scenario.id}", {_atom(scenario.root)}, [{", ".join(sups)}], '
+            f'[{", ".join(workers)}], [{steps}]}}.\n')
+
+
+def _run_otp(scenarios: list[Scenario], workdir: Path) -> dict[str, list[str]]:
+    """Every scenario on Erlang/OTP, in one VM: scenario id → trace."""
+    missing = [tool for tool in ("erlc", "erl") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"{' and '.join(missing)} not found: install Debian's erlang-nox (.ci/run does)")
+    source = Path(__file__).with_name("otp") / "otp_diff.erl"
+    subprocess.run(["erlc", "-o", str(workdir), str(source)], check=True, capture_output=True, timeout=60)
+    terms, out = workdir / "scenarios.terms", workdir / "otp.trace"
+    terms.write_text("".join(_erlang_term(s) for s in scenarios))
+    subprocess.run(["erl", "-noshell", "-pa", str(workdir), "-run", "otp_diff", "main", str(terms), str(out)],
+                   check=True, capture_output=True, timeout=120)
+    traces: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in out.read_text().splitlines():
+        if line.startswith("scenario "):
+            current = traces.setdefault(line.removeprefix("scenario "), [])
+        elif line != "end":
+            current.append(line)
+    return traces
+
+
+@pytest.fixture(scope="module")
+def otp_traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    return _run_otp(SCENARIOS, tmp_path_factory.mktemp("otp"))
+
+
+# -- our side ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Node]:
+    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as n:
+        yield n
+
+
+def _wait(predicate, what: str, timeout: float = 20.0) -> None:
+    """Poll an observable condition (never a fixed sleep); fail if it does not hold in time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _settled(node: Node, spec: SupervisorSpec) -> bool:
+    """Every live supervisor idle, and its view of its children agreeing with the registry (a
+    child that has exited unregisters itself before its supervisor hears of it)."""
+    registered = node.registered()
+    if spec.name not in registered:
+        return True  # the root gave up: it unregisters once all its children are stopped
+    for sup in (s for s in spec.walk() if isinstance(s, SupervisorSpec) and s.name in registered):
+        try:
+            state = node.call(sup.name, "$state", timeout=2)
+            children = node.call(sup.name, "which_children", timeout=2)
+        except CallError:
+            return False
+        if not state["idle"] or state["phase"] != "running":
+            return False
+        for child in children:
+            if child["state"] in ("starting", "stopping"):
+                return False
+            if child["state"] == "running" and registered.get(child["name"], ("",))[0] != child["incarnation"]:
+                return False
+    return True
+
+
+def _step(node: Node, step: tuple[Any, ...]) -> None:
+    kind, *args = step
+    if kind == "sleep":
+        time.sleep(args[0] / 1000)  # the passage of time is what such a step tests
+        return
+    name = args[0]
+    incarnation, pid = node.registered()[name]
+    if kind == "crash":
+        with pytest.raises(ActorCrashed):
+            node.call(name, "crash")
+    elif kind == "stop":
+        assert node.call(name, "stop", args[1]) == "ok"
+    elif kind == "kill":
+        os.kill(pid, signal.SIGKILL)
+    _wait(lambda: node.registered().get(name, ("",))[0] != incarnation, f"{name} {incarnation} gone")
+
+
+def _run_ours(node: Node, scenario: Scenario, log: Path) -> list[str]:
+    spec = scenario.spec(log)
+    node.start_tree(spec)
+    settled = lambda: _settled(node, spec)  # noqa: E731
+    _wait(settled, "the tree to settle")
+    for step in scenario.steps:
+        _step(node, step)
+        _wait(settled, f"the tree to settle after {step}")
+    names = {s.name for s in spec.walk()}
+    record(str(log), f"alive {' '.join(sorted(n for n in node.registered() if n in names))}")
+    if spec.name in node.registered():
+        assert node.stop_tree()
+    else:
+        exit_ = node.wait_for_exit(10)
+        record(str(log), f"exit {spec.name} {exit_.reason if exit_ else 'none'}")
+    return events(log)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_same_trace_as_otp(scenario: Scenario, node: Node, otp_traces: dict[str, list[str]], tmp_path: Path) -> None:
+    expected = otp_traces[scenario.id]
+    assert expected, f"no OTP trace for {scenario.id}"
+    assert _run_ours(node, scenario, tmp_path / "trace.log") == expected
+
+
+def test_the_chosen_differences_are_documented() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "Supervision: where we differ from OTP" in readme
+    for key in CHOSEN_DIFFERENCES:
+        assert f"`{key}`" in readme, key
+
+
+def test_scenarios_are_listed_in_the_docs() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "supervision.md").read_text()
+    for scenario in SCENARIOS:
+        assert f"`{scenario.id}`" in doc, scenario.id
