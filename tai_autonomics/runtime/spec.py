@@ -9,7 +9,7 @@ File shape (flat tables that reference each other by name, like OTP child specs)
 
     [supervisors.root]
     strategy = "one_for_one"      # one_for_one | one_for_all | rest_for_one
-    intensity = 10                # more than this many restarts ...
+    intensity = 10                # more than this many restarts (0: give up at the first) ...
     period = 60                   # ... within this many seconds: give up and escalate
     children = ["Ledger", "ops"]  # start order; stop order is the reverse
 
@@ -151,7 +151,7 @@ class _TreeParser:
         strategy = entry.get("strategy", "one_for_one")
         if strategy not in STRATEGIES:
             raise self.fail(f"{key}.strategy", f"unknown strategy {strategy!r} (expected {', '.join(STRATEGIES)})")
-        intensity = self._positive_int(f"{key}.intensity", entry.get("intensity", 1))
+        intensity = self._int(f"{key}.intensity", entry.get("intensity", 1), minimum=0)
         period = self._positive_number(f"{key}.period", entry.get("period", 5))
         children_names = entry.get("children", [])
         if not isinstance(children_names, list) or not all(isinstance(c, str) for c in children_names):
@@ -220,13 +220,13 @@ class _TreeParser:
         if isinstance(value, str):
             raise self.fail(f"{key}.shutdown",
                             f"unknown shutdown {value!r} (milliseconds, 'brutal_kill' or 'infinity')")
-        return self._positive_int(f"{key}.shutdown", value)
+        return self._int(f"{key}.shutdown", value, minimum=1)
 
-    def _positive_int(self, key: str, value: Any) -> int:
+    def _int(self, key: str, value: Any, *, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"must be an integer, got {type(value).__name__}")
-        if value <= 0:
-            raise self.fail(key, f"must be positive, got {value}")
+        if value < minimum:
+            raise self.fail(key, f"must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {value}")
         return value
 
     def _positive_number(self, key: str, value: Any) -> float:
