@@ -180,8 +180,8 @@ def _run_tree(release: ReleaseConfig, spec: SupervisorSpec, http: GatewayConfig,
         while not stopping:
             gave_up = node.wait_for_exit(0.2)
             if gave_up is not None:
-                logs.event(log, f"root supervisor gave up: {gave_up.reason}", logging.CRITICAL,
-                           event="root_gave_up", reason=gave_up.reason)
+                why = gave_up.report or gave_up.reason
+                logs.event(log, f"root supervisor gave up: {why}", logging.CRITICAL, event="root_gave_up", reason=why)
                 return EXIT_GAVE_UP
         logs.event(log, "stopping", event="stopping", signal=stopping[0], drain_s=http.drain_s)
         _drain(node, gateway, http.drain_s)

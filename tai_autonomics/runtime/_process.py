@@ -53,6 +53,12 @@ def kill(pid: int) -> None:
         pass
 
 
+def exited(pid: int) -> bool:
+    """Whether process ``pid`` has ended (gone, or a zombie waiting to be reaped)."""
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] == "Z"
+
+
 def become_subreaper() -> None:
     """Adopt orphaned descendants: thespian's admin double-forks away from its starter.
 
@@ -111,7 +117,7 @@ def end(processes: dict[int, int], timeout: float) -> list[int]:
     deadline = time.monotonic() + timeout
     while True:
         reap_forks()
-        left = [pid for pid, started in processes.items() if _start_time(pid) == started and not _is_zombie(pid)]
+        left = [pid for pid, started in processes.items() if _start_time(pid) == started and not exited(pid)]
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(0.01)  # polling /proc: there is no wait() for processes that are not our children
@@ -130,11 +136,6 @@ def _start_time(pid: int) -> int | None:
     return int(fields[19]) if fields else None  # field 22 of stat(5); fields start at 3
 
 
-def _is_zombie(pid: int) -> bool:
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] == "Z"
-
-
 def reap_forks() -> None:
     """Reap zombie children that are forks of this program (orphans a subreaper adopted).
 
@@ -144,7 +145,7 @@ def reap_forks() -> None:
     me = Path("/proc/self/cmdline").read_bytes()
     for pid in _children(os.getpid()):
         try:
-            if _is_zombie(pid) and Path(f"/proc/{pid}/cmdline").read_bytes() in (me, b""):
+            if exited(pid) and Path(f"/proc/{pid}/cmdline").read_bytes() in (me, b""):
                 os.waitpid(pid, os.WNOHANG)
         except (OSError, ChildProcessError):
             continue

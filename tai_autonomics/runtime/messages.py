@@ -94,7 +94,8 @@ class Shutdown:
 
 @dataclass(frozen=True)
 class Exiting:
-    """Child → supervisor: I am done, and why. ``normal`` decides transient restarts.
+    """Child → supervisor: I am done, and why. ``normal`` decides transient restarts: True for
+    the reasons OTP does not restart a transient child for (``normal``, ``shutdown``).
 
     The supervisor, not the child, then ends the child's actor, so the reason always arrives
     before the exit notice and a restart decision never races it.
@@ -106,6 +107,9 @@ class Exiting:
     reason: str
     message_type: str = ""
     exception: str = ""
+    report: str = ""
+    """More than the reason says, for the logs: a supervisor that gave up exits ``shutdown``, as
+    OTP's does, and says here that (and why) it reached its maximum restart intensity."""
 
 
 @dataclass(frozen=True)

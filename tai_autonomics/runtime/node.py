@@ -123,7 +123,8 @@ class Node:
         return done is not None
 
     def wait_for_exit(self, timeout: float) -> Exiting | None:
-        """Wait up to ``timeout`` for the root supervisor to give up (escalation at the top)."""
+        """Wait up to ``timeout`` for the root supervisor to give up (escalation at the top): its
+        :class:`Exiting` has reason ``shutdown``, as OTP's, and the why in ``report``."""
         if self.multiprocess:
             _process.reap_forks()
         deadline = time.monotonic() + timeout

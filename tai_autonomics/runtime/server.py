@@ -318,7 +318,8 @@ class Process(Actor):
         self.exit(normal=False, reason=f"{type(exc).__name__}: {exc}",
                   message_type=message_type, exception=type(exc).__name__)
 
-    def exit(self, *, normal: bool, reason: str, message_type: str = "", exception: str = "") -> None:
+    def exit(self, *, normal: bool, reason: str, message_type: str = "", exception: str = "",
+             report: str = "") -> None:
         if self._exiting:
             return
         self._exiting = True  # from here on, calls are refused unrun (and re-sent by callers)
@@ -326,7 +327,8 @@ class Process(Actor):
         if self._registry is not None:  # race the registry's notice that this incarnation is gone
             self.send(self._registry, Unregister(self.name, self.incarnation))
         if self._parent is not None:
-            self.send(self._parent, Exiting(self.name, self.incarnation, normal, reason, message_type, exception))
+            self.send(self._parent, Exiting(self.name, self.incarnation, normal, reason, message_type, exception,
+                                            report))
         else:
             self.send(self.myAddress, ActorExitRequest())
 

@@ -28,29 +28,57 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from tai_autonomics.errors import ConfigError
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 RESTARTS = ("permanent", "transient", "temporary")
-BRUTAL_KILL = "brutal_kill"
-INFINITY = "infinity"
+Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
+Restart = Literal["permanent", "transient", "temporary"]
 DEFAULT_WORKER_SHUTDOWN_MS = 5000
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """How a supervisor stops a child, OTP's ``brutal_kill | infinity | Timeout``: kill it at
+    once (no cleanup), wait for its cleanup however long it takes (the default for a supervisor,
+    whose own children have their timeouts), or wait ``ms`` milliseconds and then kill it."""
+
+    kind: Literal["brutal_kill", "infinity", "timeout"]
+    ms: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.kind == "timeout") != (self.ms > 0):
+            raise ValueError(f"a shutdown timeout takes a positive ms, {self.kind} none")
+
+    @classmethod
+    def timeout(cls, ms: int) -> Shutdown:
+        return cls("timeout", ms)
+
+    @property
+    def timeout_s(self) -> float | None:
+        """Seconds to wait before killing the child; None for ``brutal_kill`` and ``infinity``."""
+        return self.ms / 1000 if self.kind == "timeout" else None
+
+    def __str__(self) -> str:
+        """As OTP and ``supervision.toml`` write it: ``brutal_kill``, ``infinity`` or the ms."""
+        return str(self.ms) if self.kind == "timeout" else self.kind
+
+
+BRUTAL_KILL = Shutdown("brutal_kill")
+INFINITY = Shutdown("infinity")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _WORKER_KEYS = {"actor", "restart", "shutdown", "args"}
 _SUPERVISOR_KEYS = {"strategy", "intensity", "period", "children", "restart", "shutdown"}
 
-Shutdown = Union[int, str]
-
-
 @dataclass(frozen=True)
 class WorkerSpec:
     name: str
     actor: str
-    restart: str = "permanent"
-    shutdown: Shutdown = DEFAULT_WORKER_SHUTDOWN_MS
+    restart: Restart = "permanent"
+    shutdown: Shutdown = Shutdown.timeout(DEFAULT_WORKER_SHUTDOWN_MS)
     args: dict[str, Any] = field(default_factory=dict)
 
     def actor_class(self) -> type:
@@ -61,11 +89,11 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class SupervisorSpec:
     name: str
-    strategy: str = "one_for_one"
+    strategy: Strategy = "one_for_one"
     intensity: int = 1
     period: float = 5
     children: tuple[ChildSpec, ...] = ()
-    restart: str = "permanent"
+    restart: Restart = "permanent"
     shutdown: Shutdown = INFINITY
 
     def walk(self):
@@ -198,7 +226,7 @@ class _TreeParser:
             name=name,
             actor=actor,
             restart=self._restart(key, entry),
-            shutdown=self._shutdown(key, entry, DEFAULT_WORKER_SHUTDOWN_MS),
+            shutdown=self._shutdown(key, entry, Shutdown.timeout(DEFAULT_WORKER_SHUTDOWN_MS)),
             args=args,
         )
 
@@ -207,20 +235,22 @@ class _TreeParser:
         if unknown:
             raise self.fail(f"{key}.{unknown[0]}", f"unknown key (expected one of {', '.join(sorted(allowed))})")
 
-    def _restart(self, key: str, entry: dict[str, Any]) -> str:
+    def _restart(self, key: str, entry: dict[str, Any]) -> Restart:
         restart = entry.get("restart", "permanent")
         if restart not in RESTARTS:
             raise self.fail(f"{key}.restart", f"unknown restart type {restart!r} (expected {', '.join(RESTARTS)})")
         return restart
 
     def _shutdown(self, key: str, entry: dict[str, Any], default: Shutdown) -> Shutdown:
-        value = entry.get("shutdown", default)
-        if value in (BRUTAL_KILL, INFINITY):
-            return value
+        if "shutdown" not in entry:
+            return default
+        value = entry["shutdown"]
+        if value in ("brutal_kill", "infinity"):
+            return Shutdown(value)
         if isinstance(value, str):
             raise self.fail(f"{key}.shutdown",
                             f"unknown shutdown {value!r} (milliseconds, 'brutal_kill' or 'infinity')")
-        return self._int(f"{key}.shutdown", value, minimum=1)
+        return Shutdown.timeout(self._int(f"{key}.shutdown", value, minimum=1))
 
     def _int(self, key: str, value: Any, *, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -273,7 +303,7 @@ def render_tree(spec: SupervisorSpec) -> str:
 def _describe(spec: ChildSpec) -> str:
     if isinstance(spec, SupervisorSpec):
         return f"{spec.name} ({spec.strategy}, intensity {spec.intensity} per {spec.period:g} s)"
-    shutdown = spec.shutdown if isinstance(spec.shutdown, str) else f"shutdown {spec.shutdown} ms"
+    shutdown = f"shutdown {spec.shutdown.ms} ms" if spec.shutdown.kind == "timeout" else str(spec.shutdown)
     return f"{spec.name:<18} {spec.restart:<10} {shutdown:<18} {spec.actor}"
 
 

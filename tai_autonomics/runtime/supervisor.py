@@ -1,14 +1,22 @@
 """The supervisor behaviour (OTP's ``supervisor``) on a thespian actor.
 
 thespian delivers everything as messages and no actor may block, so the supervisor is one
-explicit state machine. Work is a *plan*: a queue of steps (start this child, stop that one,
-answer that caller) run one at a time, each finished by the event it waits for (``Started``,
+explicit state machine. Work is a *plan*: a queue of steps (start this child, stop that one)
+run one at a time, each finished by the event it waits for (``Started``,
 ``ChildActorExited``) or by its timer. A child that dies while a plan runs is queued and decided
 when the plan is done. Every restart decision is made in :meth:`Supervisor._decide`.
 
 Phases: ``starting`` (initial ordered start; a failure fails the whole start) → ``running`` →
 ``stopping`` (a shutdown from the parent, or giving up after too many restarts; children are
-stopped in reverse order, then the supervisor reports ``Exiting`` to its own parent).
+stopped in reverse order, then the supervisor reports ``Exiting`` to its own parent) →
+``stopped``.
+
+The semantics are OTP's ``supervisor``, checked against Erlang/OTP by
+tests/runtime/test_otp_differential.py (scenarios in docs/supervision.md). In particular: a
+temporary child that ``one_for_all`` or ``rest_for_one`` stops because a sibling died is removed,
+not restarted; a supervisor that reaches its maximum restart intensity exits with reason
+``shutdown`` (a ``transient`` parent leaves it stopped), the why in :attr:`Exiting.report`; a
+child's death noticed while a restart already replaced it is not decided again.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
@@ -30,19 +38,25 @@ from tai_autonomics.runtime.intensity import RestartIntensity
 from tai_autonomics.runtime.messages import (
     Exiting,
     Init,
-    Reply,
     Shutdown,
     Started,
     StartFailed,
     Unregister,
 )
 from tai_autonomics.runtime.server import Process
-from tai_autonomics.runtime.spec import BRUTAL_KILL, INFINITY, ChildSpec, SupervisorSpec
+from tai_autonomics.runtime.spec import ChildSpec, SupervisorSpec
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
 KILL_CONFIRM_S = 5.0
+KILL_POLL_S = 0.01
+"""How often a supervisor looks whether a child it SIGKILLed is gone: thespian's notice of the
+death (``ChildActorExited``) can take seconds, or not come, when children die close together."""
+
+Phase = Literal["starting", "running", "stopping", "stopped"]
+ChildState = Literal["stopped", "starting", "running", "stopping"]
+_Timer = Literal["start_timeout", "shutdown_timeout", "kill_confirm"]
 
 
 @dataclass
@@ -51,7 +65,7 @@ class _Child:
     address: Any = None
     incarnation: str = ""
     pid: int = 0
-    state: str = "stopped"  # stopped | starting | running | stopping
+    state: ChildState = "stopped"
     exit: Exiting | None = None
     restarts: int = 0
 
@@ -62,9 +76,10 @@ class _Child:
 
 @dataclass
 class _Step:
-    action: str  # start | stop | reply
-    child: _Child | None = None
-    payload: Any = None
+    action: Literal["start", "stop"]
+    child: _Child
+    reason: str = "shutdown"  # of a stop: what the child's terminate hook is told
+    forget: bool = False  # of a stop: remove the child once stopped (a temporary one is never restarted)
 
 
 class Supervisor(Process):
@@ -76,11 +91,12 @@ class Supervisor(Process):
         self._children = [_Child(spec) for spec in self.spec.children]
         self._plan: deque[_Step] = deque()
         self._current: _Step | None = None
-        self._deaths: deque[_Child] = deque()
-        self._phase = "starting"
+        self._deaths: deque[tuple[_Child, str]] = deque()  # and the incarnation that died
+        self._phase: Phase = "starting"
         self._give_up_reason = ""
         self._start_error = ""
         self._timer_seq = 0
+        self._kill_deadline = 0.0
         self._plan.extend(_Step("start", child) for child in self._children)
         self._advance()
 
@@ -140,18 +156,16 @@ class Supervisor(Process):
         if child is None:
             return
         was_starting = child.state == "starting"
-        child.state = "stopped"
-        if self._registry is not None:
-            self.send(self._registry, Unregister(child.spec.name, child.incarnation))
+        self._gone(child)
         if self._is_current("stop", child):
-            self._step_done()
+            self._stop_done()
             return
         if was_starting:
             if child.exit is None:
                 child.exit = Exiting(child.spec.name, child.incarnation, False, "exited while starting")
             self._start_failure(child)
         if self._phase in ("starting", "running") and not self._start_error:
-            self._deaths.append(child)
+            self._deaths.append((child, child.incarnation))
             self._advance()
 
     def _on_timer(self, payload: Any) -> None:
@@ -165,12 +179,15 @@ class Supervisor(Process):
         elif kind == "shutdown_timeout":
             log.warning("child ignored shutdown; killing it", extra={"fields": {
                 "event": "child_killed", "supervisor": self.name, "child": child.spec.name,
-                "shutdown_ms": child.spec.shutdown}})
+                "shutdown": str(child.spec.shutdown)}})
             self._kill(child)
-            self._arm_timer("kill_confirm", KILL_CONFIRM_S)
-        elif kind == "kill_confirm":  # the exit notice never came: the process is gone anyway
-            child.state = "stopped"
-            self._step_done()
+        elif kind == "kill_confirm":
+            killed = child.pid and child.pid != os.getpid() and _process.exited(child.pid)
+            if killed or time.monotonic() >= self._kill_deadline:
+                self._gone(child)  # without waiting for thespian's notice (or after giving up on it)
+                self._stop_done()
+            else:
+                self._arm_timer("kill_confirm", KILL_POLL_S)
 
     # -- the plan -------------------------------------------------------------------------
 
@@ -179,25 +196,33 @@ class Supervisor(Process):
             if self._plan:
                 self._run(self._plan.popleft())
             elif self._deaths and self._phase == "running":
-                self._decide(self._deaths.popleft())
+                self._decide(*self._deaths.popleft())
             elif not self._plan_finished():
                 return
 
     def _run(self, step: _Step) -> None:
-        if step.action == "reply":
-            sender, ref, value = step.payload
-            self.send(sender, Reply(ref, value=value))
-        elif step.action == "start":
+        if step.action == "start":
             self._current = step
             self._start_child(step.child)
-        elif step.action == "stop" and step.child.alive:
+        elif step.child.alive:
             self._current = step
-            self._stop_child(step.child, step.payload)
+            self._stop_child(step.child, step.reason)
+        elif step.forget:
+            self._forget(step.child)
 
     def _step_done(self) -> None:
         self._current = None
         self._timer_seq += 1
         self._advance()
+
+    def _stop_done(self) -> None:
+        if self._current is not None and self._current.forget:
+            self._forget(self._current.child)
+        self._step_done()
+
+    def _forget(self, child: _Child) -> None:
+        if child in self._children:
+            self._children.remove(child)
 
     def _is_current(self, action: str, child: _Child) -> bool:
         return self._current is not None and self._current.action == action and self._current.child is child
@@ -211,14 +236,14 @@ class Supervisor(Process):
         if self._phase == "starting":  # undo a failed start in reverse order, then report it
             alive = [c for c in reversed(self._children) if c.alive]
             if alive:
-                self._plan.extend(_Step("stop", c, "shutdown") for c in alive)
+                self._plan.extend(_Step("stop", c) for c in alive)
                 return True
             self._phase = "stopped"
             self._exiting = True
             self.send(self._parent, StartFailed(self.name, self._start_error))
-        elif self._phase == "stopping":
+        elif self._phase == "stopping":  # giving up too: OTP's supervisor exits `shutdown` then
             self._phase = "stopped"
-            self.exit(normal=not self._give_up_reason, reason=self._give_up_reason or "shutdown")
+            self.exit(normal=True, reason="shutdown", report=self._give_up_reason)
         return False
 
     def _start_child(self, child: _Child) -> None:
@@ -238,17 +263,16 @@ class Supervisor(Process):
 
     def _stop_child(self, child: _Child, reason: str) -> None:
         shutdown = child.spec.shutdown
-        if shutdown == BRUTAL_KILL:
+        if shutdown.kind == "brutal_kill":
             self._kill(child)
-            self._arm_timer("kill_confirm", KILL_CONFIRM_S)
             return
         if child.state == "running":
             child.state = "stopping"
             self.send(child.address, Shutdown(reason))
         else:
             self._end(child)
-        if shutdown != INFINITY:
-            self._arm_timer("shutdown_timeout", shutdown / 1000.0)
+        if shutdown.timeout_s is not None:
+            self._arm_timer("shutdown_timeout", shutdown.timeout_s)
 
     def _end(self, child: _Child) -> None:
         """Ask thespian to end a child that has finished (or must finish) its work."""
@@ -256,19 +280,31 @@ class Supervisor(Process):
             self.send(child.address, ActorExitRequest())
 
     def _kill(self, child: _Child) -> None:
+        """SIGKILL a child (OTP's ``exit(Child, kill)``); the stop ends once its process is gone."""
+        self._kill_deadline = time.monotonic() + KILL_CONFIRM_S
         if child.pid and child.pid != os.getpid():
             _process.kill(child.pid)
+            self._arm_timer("kill_confirm", KILL_POLL_S)
         else:
             self.send(child.address, ActorExitRequest())
+            self._arm_timer("kill_confirm", KILL_CONFIRM_S)
 
-    def _arm_timer(self, kind: str, seconds: float) -> None:
+    def _gone(self, child: _Child) -> None:
+        """A child's process has ended: its name goes (it could not unregister itself if killed)."""
+        child.state = "stopped"
+        if self._registry is not None:
+            self.send(self._registry, Unregister(child.spec.name, child.incarnation))
+
+    def _arm_timer(self, kind: _Timer, seconds: float) -> None:
         self._timer_seq += 1
         self.wakeupAfter(timedelta(seconds=seconds), payload=(kind, self._timer_seq))
 
     # -- decisions --------------------------------------------------------------------------
 
-    def _decide(self, child: _Child) -> None:
+    def _decide(self, child: _Child, incarnation: str) -> None:
         """The one place that decides what a child's exit leads to."""
+        if child.incarnation != incarnation or child.alive or child not in self._children:
+            return  # a restart (or a stop) already dealt with that incarnation, as OTP's does
         exit_ = child.exit or Exiting(child.spec.name, child.incarnation, False, "killed")
         restart = child.spec.restart
         if restart == "temporary" or (restart == "transient" and exit_.normal):
@@ -288,10 +324,13 @@ class Supervisor(Process):
             self._give_up(child)
             return
         targets = self._restart_targets(child)
+        # OTP stops the siblings in reverse start order; temporary ones are removed, not restarted
+        self._plan.extend(_Step("stop", t, forget=t.spec.restart == "temporary")
+                          for t in reversed(targets) if t is not child)
         for target in targets:
-            target.restarts += 1
-        self._plan.extend(_Step("stop", t, "shutdown") for t in reversed(targets) if t is not child and t.alive)
-        self._plan.extend(_Step("start", t) for t in targets)
+            if target.spec.restart != "temporary":
+                target.restarts += 1
+                self._plan.append(_Step("start", target))
 
     def _restart_targets(self, child: _Child) -> list[_Child]:
         if self.spec.strategy == "one_for_all":
@@ -314,7 +353,7 @@ class Supervisor(Process):
         self._phase = "stopping"
         self._plan.clear()
         self._deaths.clear()
-        self._plan.extend(_Step("stop", c, reason) for c in reversed(self._children))
+        self._plan.extend(_Step("stop", c, reason) for c in reversed(self._children) if c.alive)
         self._advance()
 
     # -- calls --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ CHOSEN_DIFFERENCES = {
                       "OTP's root exits with reason shutdown and what follows depends on the application type",
     "fractional_period": "period may be a fraction of a second and restarts are timed exactly; OTP counts "
                          "whole seconds of monotonic time (so its window is between period and period + 1 s)",
+    "killed_supervisor_subtree": "a SIGKILLed supervisor's children die with it (parent-death signal) without "
+                                 "terminate; OTP's children trap the exit signal `killed` and run terminate",
+    "no_simple_one_for_one": "no dynamic children: the tree is the static supervision.toml",
 }
 
 

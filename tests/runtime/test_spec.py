@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tai_autonomics.errors import ConfigError
 from tai_autonomics.runtime import SupervisorSpec, WorkerSpec, load_tree, parse_tree, render_tree
+from tai_autonomics.runtime.spec import BRUTAL_KILL, Shutdown
 
 REPO = Path(__file__).resolve().parents[2]
 ECHO = "tests.runtime.actors:Echo"
@@ -43,8 +44,8 @@ def test_good_tree_parses() -> None:
     spec = parse_tree(GOOD, "s.toml")
     assert isinstance(spec, SupervisorSpec) and spec.intensity == 3
     a, ops = spec.children
-    assert a == WorkerSpec("a", ECHO, "transient", 100, {})
-    assert ops.strategy == "rest_for_one" and ops.children[0].shutdown == "brutal_kill"
+    assert a == WorkerSpec("a", ECHO, "transient", Shutdown.timeout(100), {})
+    assert ops.strategy == "rest_for_one" and ops.children[0].shutdown == BRUTAL_KILL
 
 
 @pytest.mark.parametrize(("change", "key", "reason"), [
