@@ -224,15 +224,19 @@ class Offloading(Echo):
 
 class Traced(Server):
     """The worker of the differential test against Erlang/OTP (test_otp_differential): records
-    its starts and stops with OTP's exit reasons (``crash`` for an exception), and crashes or
-    stops with a given reason on request, as the Erlang side's gen_server does."""
+    its starts and stops with OTP's exit reasons (``crash`` for an exception), crashes or stops
+    with a given reason on request, and takes ``slow_stop_ms`` to stop when shut down, as the
+    Erlang side's gen_server does."""
 
     def init(self, args: dict[str, Any]) -> None:
         self.log = args["log"]
+        self.slow_stop_s = args.get("slow_stop_ms", 0) / 1000
         record(self.log, f"start {self.name}")
 
     def terminate(self, reason: str) -> None:
         record(self.log, f"stop {self.name} {'crash' if reason == CRASH_REASON else reason}")
+        if reason == "shutdown":
+            time.sleep(self.slow_stop_s)  # a slow cleanup is what such a worker plays
 
     def call_crash(self, _payload: Any) -> None:
         raise RuntimeError("on request")

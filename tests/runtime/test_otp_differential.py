@@ -1,9 +1,10 @@
 """Our supervisors against Erlang/OTP's: the same trees and fault scripts, the same traces.
 
 Each scenario is a supervision tree and a fault script (crash a worker, stop it with a reason,
-SIGKILL it, let time pass). It runs on real Erlang/OTP ``supervisor``s (``tests/runtime/otp/
-otp_diff.erl``, compiled with ``erlc`` at test time; Debian's ``erlang-nox``, installed by
-``.ci/run``) and on our runtime on ``multiprocTCPBase``; both write a trace of worker starts and
+SIGKILL it, let time pass, wait for a line of the trace). It runs on real Erlang/OTP
+``supervisor``s (``tests/runtime/otp/otp_diff.erl``, compiled with ``erlc`` at test time;
+Debian's ``erlang-nox``, installed by ``.ci/run``) and on our runtime on
+``multiprocTCPBase``; both write a trace of worker starts and
 stops with OTP's exit reasons, who is alive after the script, how the root ended (if it gave up)
 and the ordered shutdown, and the traces must be equal. After every step each side waits until
 its tree has settled, on events it can observe (no fixed sleeps): OTP's supervisors by
@@ -54,7 +55,9 @@ class Scenario:
     root: str = "root"
 
     def spec(self, log: Path) -> SupervisorSpec:
-        workers = {name: {"actor": TRACED, **entry, "args": {"log": str(log)}} for name, entry in self.workers.items()}
+        workers = {name: {"actor": TRACED, **{k: v for k, v in entry.items() if k != "slow_stop_ms"},
+                          "args": {"log": str(log), "slow_stop_ms": entry.get("slow_stop_ms", 0)}}
+                   for name, entry in self.workers.items()}
         return parse_tree({"root": self.root, "supervisors": self.supervisors, "workers": workers})
 
 
@@ -103,6 +106,10 @@ SCENARIOS = [
     Scenario("root_giving_up_stops_everything_in_reverse_order",
              {"root": _sup("x", "y", "z", intensity=1, period=60)},
              {"x": _w(), "y": _w(shutdown="brutal_kill"), "z": _w()}, (("crash", "x"), ("kill", "x"))),
+    Scenario("a_death_during_a_restart_is_not_decided_again",
+             {"root": _sup("a", "b", "c", strategy="one_for_all", intensity=5)},
+             {"a": _w(), "b": _w(), "c": _w(slow_stop_ms=300)},
+             (("crash", "a"), ("await", "stop c shutdown"), ("crash", "b"))),
     Scenario("restarts_further_apart_than_the_period_do_not_add_up",
              {"root": _sup("x", intensity=1, period=1)}, {"x": _w()},
              (("crash", "x"), ("sleep", 2100), ("crash", "x"))),
@@ -115,6 +122,13 @@ def _atom(name: str) -> str:
     return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _erlang_value(kind: str, value: Any) -> str:
+    """A step's part: numbers as they are, an awaited trace line as a string, the rest atoms."""
+    if not isinstance(value, str):
+        return str(value)
+    return f'"{value}"' if kind == "await" and value != kind else _atom(value)
+
+
 def _erlang_term(scenario: Scenario) -> str:
     spec = scenario.spec(Path("unused"))
     sups, workers = [], []
@@ -123,9 +137,9 @@ def _erlang_term(scenario: Scenario) -> str:
             sups.append(f"{{{_atom(node.name)}, {node.strategy}, {node.intensity}, {node.period:g}, {node.restart}, "
                         f"{node.shutdown}, [{', '.join(_atom(c.name) for c in node.children)}]}}")
         else:
-            workers.append(f"{{{_atom(node.name)}, {node.restart}, {node.shutdown}}}")
-    steps = ", ".join("{" + ", ".join(_atom(p) if isinstance(p, str) else str(p) for p in step) + "}"
-                      for step in scenario.steps)
+            slow_stop_ms = node.args.get("slow_stop_ms", 0)
+            workers.append(f"{{{_atom(node.name)}, {node.restart}, {node.shutdown}, {slow_stop_ms}}}")
+    steps = ", ".join("{" + ", ".join(_erlang_value(step[0], p) for p in step) + "}" for step in scenario.steps)
     return (f'{{scenario, "{scenario.id}", {_atom(scenario.root)}, [{", ".join(sups)}], '
             f'[{", ".join(workers)}], [{steps}]}}.\n')
 
@@ -195,8 +209,11 @@ def _settled(node: Node, spec: SupervisorSpec) -> bool:
     return True
 
 
-def _step(node: Node, step: tuple[Any, ...]) -> None:
+def _step(node: Node, step: tuple[Any, ...], log: Path) -> None:
     kind, *args = step
+    if kind == "await":
+        _wait(lambda: args[0] in events(log), repr(args[0]))
+        return
     if kind == "sleep":
         time.sleep(args[0] / 1000)  # the passage of time is what such a step tests
         return
@@ -217,9 +234,10 @@ def _run_ours(node: Node, scenario: Scenario, log: Path) -> list[str]:
     node.start_tree(spec)
     settled = lambda: _settled(node, spec)  # noqa: E731
     _wait(settled, "the tree to settle")
-    for step in scenario.steps:
-        _step(node, step)
-        _wait(settled, f"the tree to settle after {step}")
+    for step, after in zip(scenario.steps, (*scenario.steps[1:], ("",))):
+        _step(node, step, log)
+        if "await" not in (step[0], after[0]):  # an await waits for its line, amid the tree's reaction
+            _wait(settled, f"the tree to settle after {step}")
     names = {s.name for s in spec.walk()}
     record(str(log), f"alive {' '.join(sorted(n for n in node.registered() if n in names))}")
     if spec.name in node.registered():

@@ -6,15 +6,17 @@
 %% SCENARIOS.terms (file:consult) holds one term per scenario:
 %%   {scenario, Id, Root, Sups, Workers, Steps}
 %%   Sups    = [{Name, Strategy, Intensity, Period, Restart, Shutdown, [ChildName]}]
-%%   Workers = [{Name, Restart, Shutdown}]
-%%   Steps   = [{crash, N} | {stop, N, Reason} | {kill, N} | {sleep, Ms}]
+%%   Workers = [{Name, Restart, Shutdown, SlowStopMs}]  (terminate(shutdown) takes SlowStopMs)
+%%   Steps   = [{crash, N} | {stop, N, Reason} | {kill, N} | {sleep, Ms} | {await, TraceLine}]
+%% The tree settles after every step but one followed by an await, which waits for that line
+%% to be traced instead (to fault a tree in the middle of its reaction to the step before).
 %% OUT.txt gets, per scenario, "scenario Id", its trace lines, and "end".
 %%
 %% One module plays both callback roles (supervisor and gen_server): init/1 tells them apart by
 %% its argument. Every worker traps exits so that its terminate/2 runs on a shutdown, as our
 %% runtime's terminate hook does; a killed worker runs none, in both.
 -module(otp_diff).
--export([main/1, start_sup/2, start_worker/1, init/1, handle_call/3, handle_cast/2,
+-export([main/1, start_sup/2, start_worker/2, init/1, handle_call/3, handle_cast/2,
          handle_info/2, terminate/2]).
 
 main([In, Out]) ->
@@ -33,12 +35,12 @@ run_scenario({scenario, Id, Root, Sups, Workers, Steps}) ->
 
 run(Root, Sups, Workers, Steps) ->
     process_flag(trap_exit, true),
-    Tracer = spawn_link(fun() -> collect([]) end),
+    Tracer = spawn_link(fun() -> collect([], []) end),
     register(otp_diff_trace, Tracer),
     put(tree, {Sups, Workers}),
     {ok, RootPid} = start_sup(Root, {Sups, Workers}),
     settle(Root),
-    lists:foreach(fun(Step) -> step(Step), settle(Root) end, Steps),
+    run_steps(Root, Steps),
     trace(fmt("alive ~s", [join(alive())])),
     case is_process_alive(RootPid) of
         true ->  % ordered shutdown, as the parent of the root
@@ -49,6 +51,16 @@ run(Root, Sups, Workers, Steps) ->
     end,
     Tracer ! {get, self()},
     receive {events, Events} -> Events end.
+
+run_steps(_, []) -> ok;
+run_steps(Root, [Step, {await, Line} | Rest]) ->
+    step(Step),
+    otp_diff_trace ! {await, Line, self()},
+    receive {traced, Line} -> run_steps(Root, Rest) end;
+run_steps(Root, [Step | Rest]) ->
+    step(Step),
+    settle(Root),
+    run_steps(Root, Rest).
 
 step({crash, N}) -> catch gen_server:call(N, crash);
 step({stop, N, Reason}) -> await_down(N, fun() -> gen_server:call(N, {stop, Reason}) end);
@@ -83,10 +95,17 @@ alive() ->
 
 %% -- the trace --------------------------------------------------------------------------------
 
-collect(Events) ->
+collect(Events, Waiters) ->
     receive
-        {event, E} -> collect([E | Events]);
-        {count, From} -> From ! {count, length(Events)}, collect(Events);
+        {event, E} ->
+            [From ! {traced, E} || {L, From} <- Waiters, L =:= E],
+            collect([E | Events], [W || {L, _} = W <- Waiters, L =/= E]);
+        {await, Line, From} ->
+            case lists:member(Line, Events) of
+                true -> From ! {traced, Line}, collect(Events, Waiters);
+                false -> collect(Events, [{Line, From} | Waiters])
+            end;
+        {count, From} -> From ! {count, length(Events)}, collect(Events, Waiters);
         {get, From} -> From ! {events, lists:reverse(Events)}
     end.
 
@@ -106,16 +125,17 @@ join(Names) -> string:join(Names, " ").
 
 start_sup(Name, Tree) -> supervisor:start_link({local, Name}, ?MODULE, {sup, Name, Tree}).
 
-start_worker(Name) -> gen_server:start_link({local, Name}, ?MODULE, {worker, Name}, []).
+start_worker(Name, SlowStopMs) ->
+    gen_server:start_link({local, Name}, ?MODULE, {worker, Name, SlowStopMs}, []).
 
 init({sup, Name, {Sups, _} = Tree}) ->
     {Name, Strategy, Intensity, Period, _, _, Children} = lists:keyfind(Name, 1, Sups),
     Specs = [child_spec(C, Tree) || C <- Children],
     {ok, {#{strategy => Strategy, intensity => Intensity, period => Period}, Specs}};
-init({worker, Name}) ->
+init({worker, Name, SlowStopMs}) ->
     process_flag(trap_exit, true),
     trace(fmt("start ~s", [Name])),
-    {ok, Name}.
+    {ok, {Name, SlowStopMs}}.
 
 child_spec(C, {Sups, Workers} = Tree) ->
     case lists:keyfind(C, 1, Sups) of
@@ -123,16 +143,18 @@ child_spec(C, {Sups, Workers} = Tree) ->
             #{id => C, start => {?MODULE, start_sup, [C, Tree]}, restart => Restart,
               shutdown => Shutdown, type => supervisor};
         false ->
-            {C, Restart, Shutdown} = lists:keyfind(C, 1, Workers),
-            #{id => C, start => {?MODULE, start_worker, [C]}, restart => Restart,
+            {C, Restart, Shutdown, SlowStopMs} = lists:keyfind(C, 1, Workers),
+            #{id => C, start => {?MODULE, start_worker, [C, SlowStopMs]}, restart => Restart,
               shutdown => Shutdown, type => worker}
     end.
 
-handle_call(crash, _From, _Name) -> erlang:error(crash_on_request);
-handle_call({stop, Reason}, _From, Name) -> {stop, Reason, ok, Name}.
+handle_call(crash, _From, _State) -> erlang:error(crash_on_request);
+handle_call({stop, Reason}, _From, State) -> {stop, Reason, ok, State}.
 
-handle_cast(_Msg, Name) -> {noreply, Name}.
+handle_cast(_Msg, State) -> {noreply, State}.
 
-handle_info(_Msg, Name) -> {noreply, Name}.
+handle_info(_Msg, State) -> {noreply, State}.
 
-terminate(Reason, Name) -> trace(fmt("stop ~s ~s", [Name, reason(Reason)])).
+terminate(Reason, {Name, SlowStopMs}) ->
+    trace(fmt("stop ~s ~s", [Name, reason(Reason)])),
+    Reason =:= shutdown andalso timer:sleep(SlowStopMs).
