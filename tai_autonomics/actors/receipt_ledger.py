@@ -120,7 +120,7 @@ class ReceiptLedger(Server):
             self._store.close()
             raise
         self._pending: list[tuple[_Request, int, ReceiptDraft]] = []
-        self._flush_armed = False
+        self._batch_timer_armed = False
         self._batches = 0
         self._appended = 0
 
@@ -167,13 +167,13 @@ class ReceiptLedger(Server):
         self._pending.extend((request, index, draft) for index, draft in drafts)
         while len(self._pending) >= self._max_batch:
             self._flush()
-        if self._pending and not self._flush_armed:
-            self._flush_armed = True
+        if self._pending and not self._batch_timer_armed:
+            self._batch_timer_armed = True
             self.start_timer(self._batch_delay if self.requests_streaming(self._batch_delay) else 0, _FLUSH)
 
     def on_timer(self, payload: Any) -> None:
         if payload == _FLUSH:
-            self._flush_armed = False
+            self._batch_timer_armed = False
             self._flush()
 
     def call_rotate_epoch(self, payload: Any) -> dict[str, Any]:

@@ -27,8 +27,6 @@ from tai_autonomics.runtime.messages import (
     Whereis,
 )
 
-REGISTRY_GLOBAL_NAME = "tai_autonomics.runtime.registry"
-
 
 class Registry(Actor):
     def __init__(self) -> None:
