@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from tai_autonomics.errors import TaiError
@@ -225,12 +226,17 @@ class Offloading(Echo):
 class Traced(Server):
     """The worker of the differential test against Erlang/OTP (test_otp_differential): records
     its starts and stops with OTP's exit reasons (``crash`` for an exception), crashes or stops
-    with a given reason on request, and takes ``slow_stop_ms`` to stop when shut down, as the
-    Erlang side's gen_server does."""
+    with a given reason on request, takes ``slow_stop_ms`` to stop when shut down, and refuses
+    as many starts as the file ``LOG.refuse.NAME`` says, as the Erlang side's gen_server does."""
 
     def init(self, args: dict[str, Any]) -> None:
         self.log = args["log"]
         self.slow_stop_s = args.get("slow_stop_ms", 0) / 1000
+        refusals = Path(f"{self.log}.refuse.{self.name}")  # written by the test: starts left to refuse
+        if refusals.exists() and int(refusals.read_text()) > 0:
+            refusals.write_text(str(int(refusals.read_text()) - 1))
+            record(self.log, f"refuse {self.name}")
+            raise RuntimeError("refused to start on request")
         record(self.log, f"start {self.name}")
 
     def terminate(self, reason: str) -> None:

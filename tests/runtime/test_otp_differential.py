@@ -1,7 +1,7 @@
 """Our supervisors against Erlang/OTP's: the same trees and fault scripts, the same traces.
 
 Each scenario is a supervision tree and a fault script (crash a worker, stop it with a reason,
-SIGKILL it, let time pass, wait for a line of the trace). It runs on real Erlang/OTP
+SIGKILL it, make its next starts fail, let time pass, wait for a line of the trace). It runs on real Erlang/OTP
 ``supervisor``s (``tests/runtime/otp/otp_diff.erl``, compiled with ``erlc`` at test time;
 Debian's ``erlang-nox``, installed by ``.ci/run``) and on our runtime on
 ``multiprocTCPBase``; both write a trace of worker starts and
@@ -72,6 +72,8 @@ def _w(restart: str = "permanent", **more: Any) -> dict[str, Any]:
 SCENARIOS = [
     Scenario("ordered_start_and_stop", {"root": _sup("a", "sub", "b"), "sub": _sup("c", "d")},
              {n: _w() for n in "abcd"}),
+    Scenario("shutdown_timeout_then_kill", {"root": _sup("a", "c")},
+             {"a": _w(), "c": _w(shutdown=200, slow_stop_ms=5000)}),
     Scenario("one_for_one_crash", {"root": _sup("a", "b", "c", intensity=5)}, {n: _w() for n in "abc"},
              (("crash", "b"),)),
     Scenario("one_for_all_crash_with_nested_supervisor",
@@ -110,6 +112,11 @@ SCENARIOS = [
              {"root": _sup("a", "b", "c", strategy="one_for_all", intensity=5)},
              {"a": _w(), "b": _w(), "c": _w(slow_stop_ms=300)},
              (("crash", "a"), ("await", "stop c shutdown"), ("crash", "b"))),
+    Scenario("failed_restarts_are_retried_and_counted",
+             {"root": _sup("a", "x", intensity=3)}, {"a": _w(), "x": _w()}, (("refuse_starts", "x", 2),)),
+    Scenario("failed_restarts_reach_the_intensity",
+             {"root": _sup("sub", intensity=5), "sub": _sup("a", "x", intensity=2)}, {"a": _w(), "x": _w()},
+             (("refuse_starts", "x", 2),)),
     Scenario("restarts_further_apart_than_the_period_do_not_add_up",
              {"root": _sup("x", intensity=1, period=1)}, {"x": _w()},
              (("crash", "x"), ("sleep", 2100), ("crash", "x"))),
@@ -144,30 +151,47 @@ def _erlang_term(scenario: Scenario) -> str:
             f'[{", ".join(workers)}], [{steps}]}}.\n')
 
 
-def _run_otp(scenarios: list[Scenario], workdir: Path) -> dict[str, list[str]]:
-    """Every scenario on Erlang/OTP, in one VM: scenario id → trace."""
-    missing = [tool for tool in ("erlc", "erl") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(f"{' and '.join(missing)} not found: install Debian's erlang-nox (.ci/run does)")
-    source = Path(__file__).with_name("otp") / "otp_diff.erl"
-    subprocess.run(["erlc", "-o", str(workdir), str(source)], check=True, capture_output=True, timeout=60)
-    terms, out = workdir / "scenarios.terms", workdir / "otp.trace"
-    terms.write_text("".join(_erlang_term(s) for s in scenarios))
-    subprocess.run(["erl", "-noshell", "-pa", str(workdir), "-run", "otp_diff", "main", str(terms), str(out)],
-                   check=True, capture_output=True, timeout=120)
-    traces: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in out.read_text().splitlines():
-        if line.startswith("scenario "):
-            current = traces.setdefault(line.removeprefix("scenario "), [])
-        elif line != "end":
-            current.append(line)
-    return traces
+class _OtpRun:
+    """Every scenario on Erlang/OTP in one VM, run in the background while ours run."""
+
+    def __init__(self, scenarios: list[Scenario], workdir: Path) -> None:
+        missing = [tool for tool in ("erlc", "erl") if shutil.which(tool) is None]
+        if missing:
+            pytest.fail(f"{' and '.join(missing)} not found: install Debian's erlang-nox (.ci/run does)")
+        source = Path(__file__).with_name("otp") / "otp_diff.erl"
+        subprocess.run(["erlc", "-o", str(workdir), str(source)], check=True, capture_output=True, timeout=60)
+        terms, self._out = workdir / "scenarios.terms", workdir / "otp.trace"
+        terms.write_text("".join(_erlang_term(s) for s in scenarios))
+        self._errors = (workdir / "erl.err").open("w")
+        self._erl = subprocess.Popen(["erl", "-noshell", "-pa", str(workdir), "-run", "otp_diff", "main",
+                                      str(terms), str(self._out)], stdout=self._errors, stderr=subprocess.STDOUT)
+        self._traces: dict[str, list[str]] | None = None
+
+    def trace(self, scenario_id: str) -> list[str]:
+        if self._traces is None:
+            status = self._erl.wait(timeout=120)
+            assert status == 0, f"erl exited {status}: {Path(self._errors.name).read_text()}"
+            self._traces = {}
+            current: list[str] = []
+            for line in self._out.read_text().splitlines():
+                if line.startswith("scenario "):
+                    current = self._traces.setdefault(line.removeprefix("scenario "), [])
+                elif line != "end":
+                    current.append(line)
+        return self._traces[scenario_id]
+
+    def close(self) -> None:
+        if self._erl.poll() is None:
+            self._erl.kill()
+            self._erl.wait()
+        self._errors.close()
 
 
 @pytest.fixture(scope="module")
-def otp_traces(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    return _run_otp(SCENARIOS, tmp_path_factory.mktemp("otp"))
+def otp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_OtpRun]:
+    run = _OtpRun(SCENARIOS, tmp_path_factory.mktemp("otp"))
+    yield run
+    run.close()
 
 
 # -- our side ---------------------------------------------------------------------------------
@@ -219,6 +243,9 @@ def _step(node: Node, step: tuple[Any, ...], log: Path) -> None:
         return
     name = args[0]
     incarnation, pid = node.registered()[name]
+    if kind == "refuse_starts":  # its next starts fail, beginning with the restart after this crash
+        Path(f"{log}.refuse.{name}").write_text(str(args[1]))
+        kind = "crash"
     if kind == "crash":
         with pytest.raises(ActorCrashed):
             node.call(name, "crash")
@@ -249,10 +276,11 @@ def _run_ours(node: Node, scenario: Scenario, log: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
-def test_same_trace_as_otp(scenario: Scenario, node: Node, otp_traces: dict[str, list[str]], tmp_path: Path) -> None:
-    expected = otp_traces[scenario.id]
+def test_same_trace_as_otp(scenario: Scenario, node: Node, otp: _OtpRun, tmp_path: Path) -> None:
+    ours = _run_ours(node, scenario, tmp_path / "trace.log")
+    expected = otp.trace(scenario.id)
     assert expected, f"no OTP trace for {scenario.id}"
-    assert _run_ours(node, scenario, tmp_path / "trace.log") == expected
+    assert ours == expected
 
 
 def test_the_chosen_differences_are_documented() -> None:

@@ -7,7 +7,8 @@
 %%   {scenario, Id, Root, Sups, Workers, Steps}
 %%   Sups    = [{Name, Strategy, Intensity, Period, Restart, Shutdown, [ChildName]}]
 %%   Workers = [{Name, Restart, Shutdown, SlowStopMs}]  (terminate(shutdown) takes SlowStopMs)
-%%   Steps   = [{crash, N} | {stop, N, Reason} | {kill, N} | {sleep, Ms} | {await, TraceLine}]
+%%   Steps   = [{crash, N} | {stop, N, Reason} | {kill, N} | {sleep, Ms} | {await, TraceLine}
+%%              | {refuse_starts, N, Count}]  (its next Count starts fail in init: "refuse N")
 %% The tree settles after every step but one followed by an await, which waits for that line
 %% to be traced instead (to fault a tree in the middle of its reaction to the step before).
 %% OUT.txt gets, per scenario, "scenario Id", its trace lines, and "end".
@@ -36,6 +37,7 @@ run_scenario({scenario, Id, Root, Sups, Workers, Steps}) ->
 run(Root, Sups, Workers, Steps) ->
     process_flag(trap_exit, true),
     Tracer = spawn_link(fun() -> collect([], []) end),
+    ets:new(otp_diff_refusals, [named_table, public]),
     register(otp_diff_trace, Tracer),
     put(tree, {Sups, Workers}),
     {ok, RootPid} = start_sup(Root, {Sups, Workers}),
@@ -65,7 +67,8 @@ run_steps(Root, [Step | Rest]) ->
 step({crash, N}) -> catch gen_server:call(N, crash);
 step({stop, N, Reason}) -> await_down(N, fun() -> gen_server:call(N, {stop, Reason}) end);
 step({kill, N}) -> await_down(N, fun() -> exit(whereis(N), kill) end);
-step({sleep, Ms}) -> timer:sleep(Ms).  % the passage of time is what such a step tests
+step({sleep, Ms}) -> timer:sleep(Ms);  % the passage of time is what such a step tests
+step({refuse_starts, N, Count}) -> ets:insert(otp_diff_refusals, {N, Count}), step({crash, N}).
 
 await_down(N, Act) ->
     Ref = monitor(process, whereis(N)),
@@ -134,8 +137,15 @@ init({sup, Name, {Sups, _} = Tree}) ->
     {ok, {#{strategy => Strategy, intensity => Intensity, period => Period}, Specs}};
 init({worker, Name, SlowStopMs}) ->
     process_flag(trap_exit, true),
-    trace(fmt("start ~s", [Name])),
-    {ok, {Name, SlowStopMs}}.
+    case ets:lookup(otp_diff_refusals, Name) of
+        [{Name, Count}] when Count > 0 ->
+            ets:insert(otp_diff_refusals, {Name, Count - 1}),
+            trace(fmt("refuse ~s", [Name])),
+            {stop, refused};
+        _ ->
+            trace(fmt("start ~s", [Name])),
+            {ok, {Name, SlowStopMs}}
+    end.
 
 child_spec(C, {Sups, Workers} = Tree) ->
     case lists:keyfind(C, 1, Sups) of
