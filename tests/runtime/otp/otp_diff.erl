@@ -7,7 +7,7 @@
 %%   {scenario, Id, Root, Sups, Workers, Steps}
 %%   Sups    = [{Name, Strategy, Intensity, Period, Restart, Shutdown, [ChildName]}]
 %%   Workers = [{Name, Restart, Shutdown, SlowStopMs}]  (terminate(shutdown) takes SlowStopMs)
-%%   Steps   = [{crash, N} | {stop, N, Reason} | {kill, N} | {sleep, Ms} | {await, TraceLine}
+%%   Steps   = [{crash, N} | {stop, N, Reason} | {kill, N, ...} | {sleep, Ms} | {await, TraceLine}
 %%              | {refuse_starts, N, Count}]  (its next Count starts fail in init: "refuse N")
 %% The tree settles after every step but one followed by an await, which waits for that line
 %% to be traced instead (to fault a tree in the middle of its reaction to the step before).
@@ -31,8 +31,12 @@ main([In, Out]) ->
 
 run_scenario({scenario, Id, Root, Sups, Workers, Steps}) ->
     Self = self(),
-    Runner = spawn(fun() -> Self ! {self(), run(Root, Sups, Workers, Steps)} end),
-    receive {Runner, Lines} -> [fmt("scenario ~s", [Id]) | Lines] ++ ["end"] end.
+    {Runner, Ref} = spawn_monitor(fun() -> Self ! {self(), run(Root, Sups, Workers, Steps)} end),
+    Lines = receive
+                {Runner, Trace} -> Trace;
+                {'DOWN', Ref, process, Runner, Why} -> [fmt("the harness failed: ~p", [Why])]
+            end,
+    [fmt("scenario ~s", [Id]) | Lines] ++ ["end"].
 
 run(Root, Sups, Workers, Steps) ->
     process_flag(trap_exit, true),
@@ -52,7 +56,13 @@ run(Root, Sups, Workers, Steps) ->
             receive {'EXIT', RootPid, Why} -> trace(fmt("exit ~s ~s", [Root, reason(Why)])) end
     end,
     Tracer ! {get, self()},
-    receive {events, Events} -> Events end.
+    receive {events, Events} -> ok end,
+    % the names go now, not when this process's exit reaches their owners: the next scenario
+    % registers them again at once
+    unregister(otp_diff_trace),
+    exit(Tracer, kill),
+    ets:delete(otp_diff_refusals),
+    Events.
 
 run_steps(_, []) -> ok;
 run_steps(Root, [Step, {await, Line} | Rest]) ->
@@ -66,7 +76,11 @@ run_steps(Root, [Step | Rest]) ->
 
 step({crash, N}) -> catch gen_server:call(N, crash);
 step({stop, N, Reason}) -> await_down(N, fun() -> gen_server:call(N, {stop, Reason}) end);
-step({kill, N}) -> await_down(N, fun() -> exit(whereis(N), kill) end);
+step(Kill) when element(1, Kill) =:= kill ->  % {kill, N, ...}: all of them at once
+    Names = tl(tuple_to_list(Kill)),
+    Refs = [monitor(process, whereis(N)) || N <- Names],
+    [exit(whereis(N), kill) || N <- Names],
+    [receive {'DOWN', Ref, process, _, _} -> ok end || Ref <- Refs];
 step({sleep, Ms}) -> timer:sleep(Ms);  % the passage of time is what such a step tests
 step({refuse_starts, N, Count}) -> ets:insert(otp_diff_refusals, {N, Count}), step({crash, N}).
 
@@ -109,7 +123,7 @@ collect(Events, Waiters) ->
                 false -> collect(Events, [{Line, From} | Waiters])
             end;
         {count, From} -> From ! {count, length(Events)}, collect(Events, Waiters);
-        {get, From} -> From ! {events, lists:reverse(Events)}
+        {get, From} -> From ! {events, lists:reverse(Events)}, collect(Events, Waiters)
     end.
 
 trace(Line) -> otp_diff_trace ! {event, Line}.
