@@ -50,7 +50,7 @@ class Shutdown:
 
     def __post_init__(self) -> None:
         if (self.kind == "timeout") != (self.ms > 0):
-            raise ValueError(f"a shutdown timeout takes a positive ms, {self.kind} none")
+            raise ValueError(f"shutdown {self.kind} with ms={self.ms}: only a timeout has (positive) milliseconds")
 
     @classmethod
     def timeout(cls, ms: int) -> Shutdown:
@@ -72,6 +72,7 @@ INFINITY = Shutdown("infinity")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _WORKER_KEYS = {"actor", "restart", "shutdown", "args"}
 _SUPERVISOR_KEYS = {"strategy", "intensity", "period", "children", "restart", "shutdown"}
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
