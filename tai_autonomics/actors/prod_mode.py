@@ -45,8 +45,8 @@ type                       payload                                      reply
                                                                         ``insurance_not_verified``
 ``status``                 —                                            ``mode`` + ``{"policy_id",
                                                                         "certificate_seconds_left"}``
-``record``                 ``{"kind": "shell.command", "payload":       the receipt, once durable; ``invalid_request``
-                           {...}}``                                     for another kind
+``record``                 ``{"kind": "shell.command" | "contract.*",   the receipt, once durable; ``invalid_request``
+                           "payload": {...}}``                          for another kind
 ``certificate_changed``    CertManager's notice: ``{"status": {...} |   ``null`` (CertManager ignores it)
                            null, "error": null | {"code", "message"}}``
 =========================  ===========================================  ===========================================
@@ -69,6 +69,7 @@ from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import limit_for
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
+from tai_autonomics.operations.revenue import CONTRACT_KINDS
 from tai_autonomics.operations.verdicts import REPEAT_S, Verdict, VerdictLog
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.trust import Policy
@@ -80,8 +81,9 @@ LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired",
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 CERT_MANAGER = "CertManager"
 REVOKED = "certificate revoked by the insurer"
-#: receipts other parts of the daemon record through ProdMode, which decides their chain and authority
-RECORDED_FOR_OTHERS = ("shell.command",)
+#: receipts other parts of the daemon record through ProdMode, which decides their chain and authority:
+#: the remote shell's commands, and the gateway's contract events (docs/specification.md §12)
+RECORDED_FOR_OTHERS = ("shell.command", *CONTRACT_KINDS)
 
 
 class ProdMode(Server):

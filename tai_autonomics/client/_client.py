@@ -131,6 +131,8 @@ class _Operations:
     create_quote = _Operation(ops.create_quote)
     get_mode = _Operation(ops.get_mode)
     get_insurance = _Operation(ops.get_insurance)
+    create_contract_event = _Operation(ops.create_contract_event)
+    get_revenue = _Operation(ops.get_revenue)
 
 
 def _auth(token: str | None, auth: httpx.Auth | None) -> httpx.Auth | None:

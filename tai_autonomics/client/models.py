@@ -131,3 +131,39 @@ class Status(TypedDict):
 
 class Accepted(TypedDict):
     accepted: bool
+
+
+class ContractEvent(TypedDict):
+    event: str
+    date: str
+    monthly_fee: NotRequired[float | str]
+    amount: NotRequired[float | str]
+    month: NotRequired[str]
+    availability_pct: NotRequired[float | str]
+
+
+class RevenueContract(TypedDict):
+    contract_id: str
+    days_in_force: int
+    days_lapsed: int
+    base: str
+    refund: str
+    variable_reported: str
+    variable_cap: str
+    variable: str
+    availability_pct: str | None
+    sla_credit_pct: int
+    sla_credit: str
+    recognised: str
+    paused: bool
+    cure_notices: list[str]
+    escalated_on: str | None
+
+
+class Revenue(TypedDict):
+    month: str
+    days: int
+    chain: str
+    contract_receipts: int
+    contracts: list[RevenueContract]
+    totals: dict[str, str]

@@ -18,6 +18,7 @@ from tai_autonomics.client.models import (
     ActorMessage,
     Checkpoint,
     ConsistencyProof,
+    ContractEvent,
     DeploySpec,
     InclusionProof,
     Insurance,
@@ -27,6 +28,7 @@ from tai_autonomics.client.models import (
     Quote,
     QuoteRequest,
     Receipt,
+    Revenue,
     Status,
     SupervisionNode,
 )
@@ -170,3 +172,13 @@ def get_mode() -> Call[Mode]:
 @_operation
 def get_insurance() -> Call[Insurance]:
     return Call("GET", "/v1/insurance")
+
+
+@_operation
+def create_contract_event(contract_id: str, event: ContractEvent) -> Call[Receipt]:
+    return Call("POST", f"/v1/contracts/{_segment(contract_id)}/events", json=event)
+
+
+@_operation
+def get_revenue(month: str) -> Call[Revenue]:
+    return Call("GET", "/v1/revenue", params={"month": month})

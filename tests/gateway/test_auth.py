@@ -37,12 +37,15 @@ BODIES = {
     "/v1/publications": {"work_id": "w-1", "sku_id": "sku-001",
                          "artifacts": {"code": "x", "tests": "x", "docs": "x", "metadata": "x"}},
     "/v1/pricing/quotes": {"customer_id": "c", "metrics": {"m": 1}},
+    "/v1/contracts/{id}/events": {"event": "msa_signed", "date": "2026-02-01", "monthly_fee": 5000},
 }
+QUERY = {"month": "2026-02"}
 
 
 def request_for(ep: Endpoint) -> dict:
     """A request that passes every check of ``ep`` but auth."""
-    params = {name: "1" if param.kind is int else "pol-1" for name, param in ep.query.items() if param.required}
+    params = {name: "1" if param.kind is int else QUERY.get(name, "pol-1") for name, param in ep.query.items()
+              if param.required}
     return {"method": ep.method, "url": ep.path.format(**SAMPLE), "params": params,
             "json": BODIES.get(ep.path, {"type": "$info"}) if ep.body else None}
 
