@@ -117,7 +117,7 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     daemons.append(daemon)
     daemon.wait_for_event("tree_started")
     started = [e["child"] for e in daemon.lines() if e.get("event") == "child_started"]
-    assert started == ["ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode",
+    assert started == ["ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode", "Notifier",
                        "Pricing", "Publisher", "Acquisition", "operations"]
     pids = daemon.processes()
     assert len(pids) >= 10  # the daemon, the admin, thespian's logger, the registry and the tree
@@ -275,7 +275,7 @@ def test_foreground_serves_the_gateway_with_dev_tokens(tmp_path: Path, daemons) 
     tree = httpx.get(f"{url}/v1/supervision", headers={"Authorization": f"Bearer {tokens['TAI_TOKEN_ADMIN']}"})
     assert tree.status_code == 200
     assert [c["name"] for c in tree.json()["children"]] == ["ReceiptLedger", "CertManager", "InsuranceClient",
-                                                            "ProdMode", "operations"]
+                                                            "ProdMode", "Notifier", "operations"]
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(10) == 0
     output = daemon.out.read_text()
