@@ -28,19 +28,20 @@ STOP_TIMEOUT_S = 15
 
 
 @contextmanager
-def dev_daemon(tmp: Path, *, workers: str = "", release_tables: str = "") -> Iterator[Daemon]:
+def dev_daemon(tmp: Path, *, workers: str = "", release_tables: str = "", release_top: str = "") -> Iterator[Daemon]:
     """The running daemon, with ``http`` (a client of its gateway), ``tokens`` (role → bearer token),
     ``sandbox`` (the sandbox child's URL) and ``data_dir``.
 
     ``workers``: TOML appended to the shipped supervision.toml (``[workers.X.args]`` tables);
-    ``release_tables``: TOML appended to the release file (e.g. ``[sandbox]``).
+    ``release_tables``: TOML appended to the release file (e.g. ``[sandbox]``); ``release_top``: top-level
+    keys put before its tables (e.g. ``mode = "eval"``).
     """
     tree = REPO / "supervision.toml"
     if workers:
         tree = tmp / "supervision.toml"
         tree.write_text((REPO / "supervision.toml").read_text() + workers)
     rel = release(tmp, tree)
-    rel.write_text(rel.read_text() + release_tables)
+    rel.write_text(release_top + rel.read_text() + release_tables)
     d = Daemon(tmp, rel)
     d.http = httpx.Client(base_url=f"http://127.0.0.1:{d.port}", timeout=60)
     try:
