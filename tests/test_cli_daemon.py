@@ -54,7 +54,9 @@ class Daemon:
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.startswith("{")]
+        text = self.out.read_text()
+        complete = text[:text.rfind("\n") + 1]  # the daemon may be half-way through writing its last line
+        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
     def wait_for_event(self, event: str, timeout: float = 30) -> None:
         wait_until(lambda: any(e.get("event") == event for e in self.lines()) or self.proc.poll() is not None,

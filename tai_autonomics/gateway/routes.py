@@ -265,13 +265,15 @@ async def get_revenue(req: Req) -> Response:
     if not chain:
         raise ApiError(409, "no_contract_chain", "no insurance policy, so no contractual chain: revenue is "
                        "recognised only from contractual receipts", {"month": month})
-    receipts: list[dict[str, Any]] = []
+    contract: list[dict[str, Any]] = []  # only these are kept: the chain may be long
+    after = 0
     while True:
-        page = await req.gateway.bridge.call(LEDGER, "receipts", {"chain": chain, "after": receipts[-1]["seq"]
-                                                                  if receipts else 0, "limit": _REVENUE_PAGE})
-        receipts += page
+        page = await req.gateway.bridge.call(LEDGER, "receipts", {"chain": chain, "after": after,
+                                                                  "limit": _REVENUE_PAGE})
+        contract += [r for r in page if str(r.get("kind", "")).startswith(revenue.KIND_PREFIX)]
         if len(page) < _REVENUE_PAGE:
-            return json_response({**revenue.recognise(receipts, month), "chain": chain})
+            return json_response({**revenue.recognise(contract, month), "chain": chain})
+        after = page[-1]["seq"]
 
 
 async def prod_health(req: Req) -> Response:
