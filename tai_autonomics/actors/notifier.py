@@ -233,7 +233,8 @@ def _positive(args: dict[str, Any], key: str, default: float) -> float:
 def _shown(url: str) -> str:
     """A URL as receipts and status show it: without its query or credentials, which may hold a token."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _now() -> str:
