@@ -2,7 +2,9 @@
 
 It holds the served ``/openapi.json`` to its methods, deploys, publishes and quotes (blocking and
 asyncio), and a deploy refused with 503 while the daemon is ``read_only`` (the sandbox's insurer
-down) is retried, honouring ``Retry-After``, until insurance is back and it completes.
+down) is retried, honouring ``Retry-After``, until insurance is back and it completes. The same
+daemon's Notifier tells the sandbox's customer, in signed webhooks, of read_only and back and of a
+deploy that failed (docs/notifications.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from tai_autonomics.client import AsyncClient, ClientError, RetryPolicy
+from tai_autonomics.sandbox.customer import WEBHOOK_PATH
 from tests.client.test_client import client_methods, operation_ids
 from tests.e2e import DEPLOY, client, dev_daemon, until
 
@@ -93,3 +96,26 @@ def test_a_deploy_refused_503_while_read_only_is_retried_until_insurance_is_back
         result = deploy.result(timeout=60)
     assert result["status"] == "completed"
     assert recording.statuses[0] == 503 and recording.statuses[-1] == 200 and set(recording.statuses) == {503, 200}
+
+
+def test_read_only_and_back_and_a_failed_deploy_are_signed_webhooks(daemon) -> None:
+    """After the test above: read_only and back; then a deploy the customer's endpoint rejects."""
+    fault = {"kind": "reject", "endpoint": "customer.deploy", "classification": "insufficient_permissions"}
+    assert httpx.post(f"{daemon.sandbox}/admin/faults", json=fault).status_code == 201
+    with client(daemon, "service") as service:
+        failed = service.create_deployment({**DEPLOY, "customer_account": "acct-notified", "customer_ref": "x"})
+    assert failed["status"] == "failed"
+
+    def received() -> dict[str, dict]:
+        hooks = httpx.get(f"{daemon.sandbox}{WEBHOOK_PATH}").json()["webhooks"]
+        assert all(w["verified"] for w in hooks), hooks
+        return {w["kind"]: w["notice"] for w in hooks}
+
+    until(lambda: {"mode.read_only", "mode.restored", "deploy.failed"} <= set(received()), timeout=30,
+          what="the three notices")
+    notices = received()
+    assert notices["deploy.failed"]["customer"] == "acct-notified"
+    assert notices["deploy.failed"]["detail"]["operation_id"] == failed["operation_id"]
+    assert notices["deploy.failed"]["detail"]["rca"]["classification"] == "insufficient_permissions"
+    restored = notices["mode.restored"]["detail"]
+    assert (restored["from"], restored["to"]) == ("read_only", "prod")
