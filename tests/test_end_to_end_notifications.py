@@ -15,7 +15,7 @@ import pytest
 
 from tai_autonomics.notifications import sign
 from tai_autonomics.sandbox.customer import WEBHOOK_PATH
-from tests.e2e import as_, dev_daemon, receipts, until
+from tests.e2e import as_, client, dev_daemon, receipts, until
 from tests.test_cli_daemon import run_cli
 
 WORKERS = """
@@ -83,3 +83,19 @@ def test_the_receiver_refuses_forged_and_replayed_deliveries_and_keeps_why(daemo
     status = daemon.http.post("/v1/actors/Notifier/call", json={"type": "$state"}, headers=as_(daemon, "admin"))
     assert status.status_code == 200, status.text
     assert (status.json()["enabled"], status.json()["sent"], status.json()["pending"]) == (True, len(EXPECTED), 0)
+
+
+def test_a_restarted_notifier_reads_the_chain_again_without_notifying_twice(daemon) -> None:
+    before = len(webhooks(daemon))
+    with client(daemon, "admin") as admin:
+        with admin.open_shell() as shell:
+            assert shell.run("restart Notifier").ok
+
+        def state() -> dict:
+            return admin.call_actor("Notifier", {"type": "$state"})
+
+        # the new incarnation has read the chain again: the settled notices are held back by the throttle
+        until(lambda: state()["chain"] is not None and state()["suppressed"] >= len(EXPECTED), timeout=30,
+              what="the new Notifier caught up")
+        assert (state()["sent"], state()["pending"]) == (0, 0)
+    assert len(webhooks(daemon)) == before

@@ -11,10 +11,11 @@ call runs off the actor with ``run_blocking``). Each delivery's outcome is a rec
 URL (without its query), the attempts and the receipt it follows from.
 
 Reading from the ledger keeps the other actors as they are and makes notices restart-safe: a
-new incarnation reads on from the ``source_seq`` of the last notification receipt among the
-ledger's latest 1000 receipts (else from the oldest of the chain's among them) and takes the
-throttle's memory from those receipts, so a crash repeats at most the deliveries in flight
-(receivers deduplicate by ``X-TAI-Delivery``). Several instances on one Firestore ledger each
+new incarnation takes the throttle's memory from the notification receipts among the ledger's
+latest 1000 receipts and reads again from the oldest source of those settled within the window
+(else on from the last one's source, else from the oldest of the chain's receipts among them):
+what was settled is held back by the throttle, and a delivery that was still being retried is
+sent again (with a new ``X-TAI-Delivery``). Several instances on one Firestore ledger each
 notify: see docs/notifications.md.
 
 Config: the context's ``notifications`` section (release file ``[notifications]``): ``urls`` (a
@@ -131,8 +132,10 @@ class Notifier(Server):
         self.call_actor("CertManager", "status", then=lambda cert, err: self._found_customer(cert, err))
 
     def _found_customer(self, cert: Any, error: BaseException | None) -> None:
-        policy = cert.get("policy") if error is None and isinstance(cert, dict) else None
-        customer = str((policy or {}).get("customer_account") or self.chain)
+        if error is not None:  # CertManager refuses status outside the validity window, with the status in its detail
+            cert = getattr(error, "detail", {}).get("status")
+        policy = cert.get("policy") if isinstance(cert, dict) else None
+        customer = str((policy if isinstance(policy, dict) else {}).get("customer_account") or self.chain)
         self.call_actor(LEDGER, "usage", {"chain": self.chain},
                         then=lambda usage, err: self._found_usage(customer, usage if err is None else []))
 
@@ -143,15 +146,19 @@ class Notifier(Server):
     def _resume(self, customer: str, usage: Any, latest: list[dict[str, Any]]) -> None:
         """Where to read on from, and what was sent within the window (module docstring)."""
         ours = [r for r in latest if r.get("chain") == self.chain]
-        sent = [r for r in ours if r.get("kind") in (SENT, FAILED)]
-        if sent:
-            self.cursor = int(sent[-1]["payload"].get("source_seq") or 0)
+        settled = [r for r in ours if r.get("kind") in (SENT, FAILED)]
+        now = time.time()
+        recent = [r for r in settled if now - _epoch(r["time"]) < self.throttle.window_s]
+        if recent:  # read again from the oldest notice settled within the window: the throttle holds back
+            # the settled ones, and one that was still being retried when the last incarnation ended is sent
+            self.cursor = min(int(r["payload"].get("source_seq") or 0) for r in recent) - 1
+        elif settled:
+            self.cursor = max(int(r["payload"].get("source_seq") or 0) for r in settled)
         elif ours:
             self.cursor = int(ours[0]["seq"]) - 1
-        for receipt in sent:
-            if receipt["kind"] == SENT:
-                self.throttle.remember(receipt["payload"]["customer"], receipt["payload"]["notice"],
-                                       _epoch(receipt["time"]))
+        for receipt in settled:
+            self.throttle.remember(receipt["payload"]["customer"], receipt["payload"]["notice"],
+                                   _epoch(receipt["time"]))
         head = int(ours[-1]["seq"]) if ours else 0
         self.watch = Watch(customer, usage if isinstance(usage, list) else [], counted_through=head)
         self._again(now=True)
