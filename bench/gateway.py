@@ -36,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from tai_autonomics.client import Client
 from tai_autonomics.runtime._process import descendants  # the daemon's processes, from /proc
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -69,16 +70,13 @@ def _cpu_ticks(pid: int) -> int:
 def process_roles(base: str, admin_token: str, daemon_pid: int) -> dict[int, str]:
     """pid → role for every process of the run (see the module docstring)."""
     roles = {os.getpid(): "load_generator", daemon_pid: "daemon_main_gateway"}
-    headers = {"Authorization": f"Bearer {admin_token}"}
-    tree = httpx.get(f"{base}/v1/supervision", headers=headers, timeout=10).json()
-    stack = list(tree.get("children") or [])
-    while stack:
-        child = stack.pop()
-        stack.extend(child.get("children") or [])
-        if child.get("type") == "worker":
-            info = httpx.post(f"{base}/v1/actors/{child['name']}/call", headers=headers, json={"type": "$info"},
-                              timeout=10).json()
-            roles[int(info["pid"])] = child["name"]
+    with Client(base, token=admin_token, timeout_s=10) as admin:
+        stack = list(admin.get_supervision().get("children") or [])
+        while stack:
+            child = stack.pop()
+            stack.extend(child.get("children") or [])
+            if child.get("type") == "worker":
+                roles[int(admin.call_actor(child["name"], {"type": "$info"})["pid"])] = child["name"]
     for pid in descendants(daemon_pid):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()

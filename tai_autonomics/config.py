@@ -30,7 +30,7 @@ from tai_autonomics.runtime.node import BASES
 
 PROFILES = ("dev", "staging", "prod")
 MODES = ("eval", "prod")
-_SECTIONS = ("ledger", "insurer", "trust", "gateway", "customer", "marketplace")
+_SECTIONS = ("ledger", "insurer", "trust", "gateway", "customer", "marketplace", "notifications")
 _TOP_KEYS = {"profile", "mode", "supervision", "data_dir", "system", "sandbox", *_SECTIONS}
 _SYSTEM_KEYS = {"base", "admin_port", "bind", "log_level"}
 _SANDBOX_KEYS = {"cert_validity_s"}

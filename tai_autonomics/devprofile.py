@@ -8,6 +8,9 @@ Its actor admin port (unless the release file sets ``[system] admin_port``) is o
 the first start and recorded in ``DATA_DIR/admin_port``: a fixed port (it was 19500) let only one
 dev daemon run on a machine; one per data dir lets several run side by side.
 
+Notifications go to the sandbox's customer (``/customer/v1/webhooks``), signed with the secret in
+``$TAI_WEBHOOK_SECRET`` (made up for this run when unset; the sandbox child inherits it).
+
 The release file's ``[sandbox] cert_validity_s`` sets how long this insurer's certificates are
 valid: the first one (made with the dev CA on the first run, when the CA is created) and every
 renewal the sandbox issues. Unset: 365 days for the first, 90 for renewals.
@@ -16,6 +19,8 @@ renewal the sandbox issues. Unset: 365 days for the first, 90 for renewals.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +31,7 @@ from tai_autonomics import logs
 from tai_autonomics.config import ReleaseConfig
 from tai_autonomics.runtime.node import free_port, port_is_free
 from tai_autonomics.sandbox import SandboxConfig, SandboxProcess
+from tai_autonomics.sandbox.customer import WEBHOOK_PATH, WEBHOOK_SECRET_ENV
 from tai_autonomics.trust import sample_policy, write_dev_ca
 from tai_autonomics.trust.issuing import (
     CA_CERT_FILE,
@@ -57,6 +63,7 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     if not (ca_dir / CA_KEY_FILE).exists():
         write_dev_ca(ca_dir, **({} if validity is None else {"valid_for": validity}))
         logs.event(log, "development CA created", event="dev_ca_created", directory=str(ca_dir))
+    os.environ.setdefault(WEBHOOK_SECRET_ENV, secrets.token_hex(32))  # the sandbox child and the actors inherit it
     sandbox = SandboxProcess(data_dir, ca_dir=ca_dir, cert_validity=validity, on_line=sys.stdout.write)
     url = sandbox.start()
     logs.event(log, "sandbox started", event="sandbox_started", url=url)
@@ -70,6 +77,9 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     # the ledger key and origin: the defaults (what `ledger export` and `verify` use with no flags)
     context["ledger"] = {"store": "sqlite", **context["ledger"]}
     context["sandbox"] = {"url": url}
+    # notifications go to the sandbox's customer, which checks their signatures (docs/notifications.md)
+    context["notifications"] = {"urls": [f"{url}{WEBHOOK_PATH}"], "secret_env": WEBHOOK_SECRET_ENV,
+                                **context["notifications"]}
     return DevEnvironment(sandbox, context)
 
 

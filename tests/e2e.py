@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from tai_autonomics.client import Client
 from tests.runtime.test_supervision import _zombie, wait_until
 from tests.test_cli_daemon import REPO, Daemon, release
 
@@ -27,19 +28,20 @@ STOP_TIMEOUT_S = 15
 
 
 @contextmanager
-def dev_daemon(tmp: Path, *, workers: str = "", release_tables: str = "") -> Iterator[Daemon]:
+def dev_daemon(tmp: Path, *, workers: str = "", release_tables: str = "", release_top: str = "") -> Iterator[Daemon]:
     """The running daemon, with ``http`` (a client of its gateway), ``tokens`` (role → bearer token),
     ``sandbox`` (the sandbox child's URL) and ``data_dir``.
 
     ``workers``: TOML appended to the shipped supervision.toml (``[workers.X.args]`` tables);
-    ``release_tables``: TOML appended to the release file (e.g. ``[sandbox]``).
+    ``release_tables``: TOML appended to the release file (e.g. ``[sandbox]``); ``release_top``: top-level
+    keys put before its tables (e.g. ``mode = "eval"``).
     """
     tree = REPO / "supervision.toml"
     if workers:
         tree = tmp / "supervision.toml"
         tree.write_text((REPO / "supervision.toml").read_text() + workers)
     rel = release(tmp, tree)
-    rel.write_text(rel.read_text() + release_tables)
+    rel.write_text(release_top + rel.read_text() + release_tables)
     d = Daemon(tmp, rel)
     d.http = httpx.Client(base_url=f"http://127.0.0.1:{d.port}", timeout=60)
     try:
@@ -117,13 +119,17 @@ def as_(daemon: Daemon, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {daemon.tokens[role]}"}
 
 
+def client(daemon: Daemon, role: str, **options) -> Client:
+    """The typed client of the daemon's gateway (tai_autonomics.client) with ``role``'s token."""
+    return Client(daemon.url, token=daemon.tokens[role], **options)
+
+
 def receipts(daemon: Daemon, chain: str = POLICY_ID) -> list[dict]:
-    """Every receipt on ``chain``, read through the gateway as an auditor."""
+    """Every receipt on ``chain``, read through the gateway as an auditor with the typed client."""
     found: list[dict] = []
-    while True:
-        page = daemon.http.get("/v1/ledger/receipts", params={"chain": chain, "after": found[-1]["seq"] if found else 0,
-                                                              "limit": 1000}, headers=as_(daemon, "auditor"))
-        assert page.status_code == 200, page.text
-        found += page.json()
-        if len(page.json()) < 1000:
-            return found
+    with client(daemon, "auditor") as auditor:
+        while True:
+            page = auditor.list_receipts(chain, after=found[-1]["seq"] if found else 0, limit=1000)
+            found += page
+            if len(page) < 1000:
+                return found

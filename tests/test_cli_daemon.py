@@ -54,7 +54,9 @@ class Daemon:
                                          stdout=out, stderr=subprocess.STDOUT, env=env)
 
     def lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.startswith("{")]
+        text = self.out.read_text()
+        complete = text[:text.rfind("\n") + 1]  # the daemon may be half-way through writing its last line
+        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
     def wait_for_event(self, event: str, timeout: float = 30) -> None:
         wait_until(lambda: any(e.get("event") == event for e in self.lines()) or self.proc.poll() is not None,
@@ -117,7 +119,7 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     daemons.append(daemon)
     daemon.wait_for_event("tree_started")
     started = [e["child"] for e in daemon.lines() if e.get("event") == "child_started"]
-    assert started == ["ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode",
+    assert started == ["ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode", "Notifier",
                        "Pricing", "Publisher", "Acquisition", "operations"]
     pids = daemon.processes()
     assert len(pids) >= 10  # the daemon, the admin, thespian's logger, the registry and the tree
@@ -275,7 +277,7 @@ def test_foreground_serves_the_gateway_with_dev_tokens(tmp_path: Path, daemons) 
     tree = httpx.get(f"{url}/v1/supervision", headers={"Authorization": f"Bearer {tokens['TAI_TOKEN_ADMIN']}"})
     assert tree.status_code == 200
     assert [c["name"] for c in tree.json()["children"]] == ["ReceiptLedger", "CertManager", "InsuranceClient",
-                                                            "ProdMode", "operations"]
+                                                            "ProdMode", "Notifier", "operations"]
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(10) == 0
     output = daemon.out.read_text()

@@ -119,6 +119,11 @@ def test_manual_resume_leaves_read_only_only_when_an_operator_says_so(daemon) ->
     assert mode(daemon) == "prod"
     changes = [r for r in receipts(daemon) if r["kind"] == "mode.changed"]
     assert (changes[-1]["payload"]["from"], changes[-1]["payload"]["to"]) == ("read_only", "prod")
+    # docs/specification.md §4: the insurer's verdicts, one receipt per change (the checks in between record none)
+    verdicts = [(r["kind"], r["payload"].get("code")) for r in receipts(daemon) if r["kind"].startswith("insurance.")]
+    assert verdicts[0] == ("insurance.verified", None)
+    assert verdicts[-2:] == [("insurance.verification_failed", "insurance_cache_stale"), ("insurance.verified", None)]
+    assert len(verdicts) < len(_policy_checks(daemon))
     assert daemon.http.post("/v1/deployments", json={**DEPLOY, "customer_ref": "after-resume"},
                             headers=as_(daemon, "service")).status_code == 200
 

@@ -5,8 +5,8 @@ pricing may run and under which authority (contractual in ``prod``, advisory in 
 remembers each customer's previous value for spike detection (rebuilt from the ledger's
 ``pricing.quoted`` receipts at start), and records ``pricing.quoted``.
 
-Args: ``params`` (alpha, base, min_price, max_price, scale), ``weights`` ({customer: {metric:
-weight}}).
+Args: ``params`` (alpha, base, min_price, max_price, scale, scales: {metric: scale}), ``weights``
+({customer: {metric: weight}}).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ PAGE = 1000
 class Pricing(Server):
     def init(self, args: dict[str, Any]) -> Any:
         self.params = dict(args.get("params", {}))
+        PricingParams(**self.params)  # a bad parameter (say a scale of 0) fails the start, not every quote
         self.weights: dict[str, dict[str, float]] = dict(args.get("weights", {}))
         self.previous: dict[str, str] = {}
         self.call_actor("ProdMode", "guard", {"operation": "pricing"}, then=self._started_authority)

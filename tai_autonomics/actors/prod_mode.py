@@ -16,7 +16,9 @@ revocation (or expiry) sends ``prod`` to ``read_only`` at once. A notice is take
 periodic check takes ``status``: the certificate, then the policy with the insurer. The periodic
 check (every ``check_interval_s``) stays the safety net: it re-subscribes (idempotent) and moves
 ``prod`` to ``read_only`` and back (unless ``manual_resume``); it never returns to ``prod`` while
-the certificate is revoked. Each transition is a ``mode.changed`` receipt.
+the certificate is revoked. Each transition is a ``mode.changed`` receipt. Each answer of the insurer
+is an ``insurance.verified`` or ``insurance.verification_failed`` receipt when the verdict changes,
+and at most hourly while it holds (:mod:`tai_autonomics.operations.verdicts`).
 
 CertManager keeps its subscribers in memory, so a restarted CertManager has none: ProdMode
 re-subscribes as soon as the CertManager incarnation it called is gone (the runtime's registry
@@ -43,13 +45,14 @@ type                       payload                                      reply
                                                                         ``insurance_not_verified``
 ``status``                 —                                            ``mode`` + ``{"policy_id",
                                                                         "certificate_seconds_left"}``
-``record``                 ``{"kind": "shell.command", "payload":       the receipt, once durable; ``invalid_request``
-                           {...}}``                                     for another kind
+``record``                 ``{"kind": "shell.command" | "contract.*",   the receipt, once durable; ``invalid_request``
+                           "payload": {...}}``                          for another kind
 ``certificate_changed``    CertManager's notice: ``{"status": {...} |   ``null`` (CertManager ignores it)
                            null, "error": null | {"code", "message"}}``
 =========================  ===========================================  ===========================================
 
-Args: ``manual_resume`` (false), ``check_interval_s`` (60), ``preflight_buffer_s`` (300);
+Args: ``manual_resume`` (false), ``check_interval_s`` (60), ``preflight_buffer_s`` (300),
+``verdict_repeat_s`` (3600: how often a verdict that holds is recorded again);
 ``context.mode`` (``prod`` or ``eval``).
 """
 
@@ -66,6 +69,8 @@ from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import limit_for
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
+from tai_autonomics.operations.revenue import CONTRACT_KINDS
+from tai_autonomics.operations.verdicts import REPEAT_S, Verdict, VerdictLog
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.trust import Policy
 
@@ -76,8 +81,9 @@ LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired",
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 CERT_MANAGER = "CertManager"
 REVOKED = "certificate revoked by the insurer"
-#: receipts other parts of the daemon record through ProdMode, which decides their chain and authority
-RECORDED_FOR_OTHERS = ("shell.command",)
+#: receipts other parts of the daemon record through ProdMode, which decides their chain and authority:
+#: the remote shell's commands, and the gateway's contract events (docs/specification.md §12)
+RECORDED_FOR_OTHERS = ("shell.command", *CONTRACT_KINDS)
 
 
 class ProdMode(Server):
@@ -89,6 +95,7 @@ class ProdMode(Server):
         self.policy: Policy | None = None
         self.not_after = 0.0
         self.revoked = False
+        self.verdicts = VerdictLog(float(args.get("verdict_repeat_s", REPEAT_S)))
         if self.machine.configured == EVAL:
             self._record(self.machine.start(True, "configured eval mode"))
             return None
@@ -120,6 +127,7 @@ class ProdMode(Server):
             self.fail_start(f"production start refused: insurer: {_why(error)}")
             return
         self._record(self.machine.start(True, "certificate valid and policy verified"))
+        self._verdict(None)
         self.start_timer(self.check_interval, "check")
         self.confirm_started()
 
@@ -152,6 +160,7 @@ class ProdMode(Server):
                         then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _checked_insurer(self, _status: Any, error: BaseException | None) -> None:
+        self._verdict(error)
         if error is None and self._certificate_usable():
             self._record(self.machine.insurance_confirmed())
         elif getattr(error, "code", "") in LOST_CODES:
@@ -230,6 +239,7 @@ class ProdMode(Server):
         return NOREPLY
 
     def _resumed(self, caller: Any, error: BaseException | None) -> None:
+        self._verdict(error)
         try:
             transition = self.machine.resume(error is None and self._certificate_usable())
         except ModeRefusal as refusal:
@@ -266,6 +276,14 @@ class ProdMode(Server):
         logs.event(log, f"mode {transition.previous or 'starting'} -> {transition.mode}: {transition.reason}",
                    event="mode_changed", **transition.to_payload())
         self._append("mode.changed", transition.to_payload())
+
+    def _verdict(self, error: BaseException | None) -> None:
+        """Record the insurer's answer if it changed the verdict or restates one recorded an hour ago."""
+        verdict = Verdict(self.policy.policy_id) if error is None else \
+            Verdict(self.policy.policy_id, getattr(error, "code", "insurance_error"), _why(error))
+        decided = self.verdicts.observe(verdict, time.time())
+        if decided is not None:
+            self._append(*decided)
 
     def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None,
                 then: Callable[[Any, BaseException | None], None] | None = None) -> None:

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,11 @@ from tai_autonomics.ledger import (
     DraftError,
     Ledger,
     NotFoundError,
+    Receipt,
     ReceiptDraft,
     verify_store,
 )
+from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.configured import configured_key, open_store
 from tai_autonomics.ledger.operations import effect_from_json
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -270,14 +272,17 @@ class ReceiptLedger(Server):
 
     def call_verify(self, payload: Any) -> Any:
         """On a worker thread with its own reader of the store: a verify of a large ledger takes
-        seconds to minutes, and appends go on meanwhile (it checks up to what is committed)."""
+        seconds to minutes, and appends go on meanwhile (it checks up to what is committed).
+        Advisory receipts of this incarnation's eval session are MAC-checked too: only this process
+        holds the session's secrets (docs/specification.md §4), so only it can
+        (``session_macs_checked``); other sessions' advisory receipts are checked for form only."""
         caller, open_reader = self.caller, self._open_reader
-        public, origin = self._ledger.public_key, self._ledger.origin
+        public, origin, session = self._ledger.public_key, self._ledger.origin, _SessionMacs(self._ledger)
 
         def verify() -> dict[str, Any]:
             store = open_reader()
             try:
-                return verify_store(store, public, origin=origin).to_json()
+                return verify_store(store, public, origin=origin, session=session).to_json()
             finally:
                 store.close()
 
@@ -360,3 +365,15 @@ def _arg(payload: Any, name: str, kind: type, default: Any = _MISSING) -> Any:
     if value is not default and (not isinstance(value, kind) or isinstance(value, bool)):
         raise TaiError(f"{name!r} must be a {kind.__name__}", code=BAD_REQUEST)
     return value
+
+
+class _SessionMacs:
+    """This incarnation's eval session as :func:`verify_store` checks it, through the Ledger's public
+    ``check_session_mac``, so the secrets stay inside the Ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.id = ledger.session_id
+        self._ledger = ledger
+
+    def check(self, receipt: Mapping[str, Any]) -> bool:
+        return self._ledger.check_session_mac(Receipt.from_data(receipt["leaf_index"], canonical_json(dict(receipt))))

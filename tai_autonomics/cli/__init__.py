@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from tai_autonomics import TaiError, __version__
-from tai_autonomics.cli import cert, daemon, health, ledger, remote_shell, sandbox
+from tai_autonomics.cli import cert, daemon, health, ledger, remote_shell, revenue, sandbox
 
-_COMMAND_MODULES = (daemon, health, remote_shell, ledger, cert, sandbox)
+_COMMAND_MODULES = (daemon, health, remote_shell, ledger, revenue, cert, sandbox)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from tai_autonomics.gateway.config import ADMIN_TYPES, GatewayConfig
 from tai_autonomics.gateway.errors import ApiError, encode_reply, json_response
 from tai_autonomics.gateway.inputs import Param, fields
 from tai_autonomics.gateway.metrics import CONTENT_TYPE
+from tai_autonomics.operations import revenue
 
 if TYPE_CHECKING:
     from tai_autonomics.gateway.app import Gateway
@@ -41,6 +42,9 @@ _OPERATION_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _RECEIPT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _TREE_SIZE = Param(int, minimum=1)
+_CONTRACT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
+_MONTH = Param(required=True, pattern=r"\d{4}-(0[1-9]|1[0-2])")
+_REVENUE_PAGE = 1000
 
 
 @dataclass
@@ -239,6 +243,39 @@ async def get_insurance(req: Req) -> Response:
     return encode_reply({"certificate": certificate, "insurer": insurer}, "CertManager", "status")
 
 
+# -- contracts and revenue (docs/specification.md §12) -------------------------------------------
+
+async def create_contract_event(req: Req) -> Response:
+    """A contract event becomes a receipt on the policy's chain (ProdMode decides chain and authority)."""
+    try:
+        kind, payload = revenue.contract_event(req.path["id"], req.body)
+    except revenue.RevenueError as bad:  # the schema admitted it; its meaning (fields of the event, a date) does not
+        raise ApiError(422, bad.code, bad.message, bad.detail) from None
+    return encode_reply(await req.gateway.bridge.call("ProdMode", "record", {"kind": kind, "payload": payload}),
+                        "ProdMode", "record")
+
+
+async def get_revenue(req: Req) -> Response:
+    """The month's figures from the contract receipts of the policy's chain, read now."""
+    try:
+        month = revenue.parse_month(req.query["month"])
+    except revenue.RevenueError as bad:
+        raise ApiError(422, bad.code, bad.message, bad.detail) from None
+    chain = (await req.gateway.bridge.call("ProdMode", "status")).get("policy_id")
+    if not chain:
+        raise ApiError(409, "no_contract_chain", "no insurance policy, so no contractual chain: revenue is "
+                       "recognised only from contractual receipts", {"month": month})
+    contract: list[dict[str, Any]] = []  # only these are kept: the chain may be long
+    after = 0
+    while True:
+        page = await req.gateway.bridge.call(LEDGER, "receipts", {"chain": chain, "after": after,
+                                                                  "limit": _REVENUE_PAGE})
+        contract += [r for r in page if str(r.get("kind", "")).startswith(revenue.KIND_PREFIX)]
+        if len(page) < _REVENUE_PAGE:
+            return json_response({**revenue.recognise(contract, month), "chain": chain})
+        after = page[-1]["seq"]
+
+
 async def prod_health(req: Req) -> Response:
     """200 only in ``prod`` with verified insurance (a load balancer's view of "insured now")."""
     mode = await req.gateway.bridge.call("ProdMode", "mode")
@@ -265,6 +302,9 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("POST", "/v1/pricing/quotes", create_quote, SERVICE, body=True, write=True),
     Endpoint("GET", "/v1/mode", get_mode, SERVICE_OR_AUDITOR),
     Endpoint("GET", "/v1/insurance", get_insurance, SERVICE_OR_AUDITOR),
+    Endpoint("POST", "/v1/contracts/{id}/events", create_contract_event, SERVICE, path_params={"id": _CONTRACT_ID},
+             body=True, write=True),
+    Endpoint("GET", "/v1/revenue", get_revenue, AUDITOR, query={"month": _MONTH}),
     Endpoint("GET", "/v1/supervision", get_supervision, ADMIN),
     Endpoint("GET", "/v1/shell", open_shell, ADMIN),
     Endpoint("POST", "/v1/actors/{name}/call", call_actor, ADMIN, path_params={"name": _ACTOR_NAME}, body=True),

@@ -16,12 +16,12 @@ import multiprocessing
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from tai_autonomics.ledger.canonical import canonical_json, parse_json, parse_json_plain
 from tai_autonomics.ledger.errors import (
@@ -46,7 +46,6 @@ from tai_autonomics.ledger.receipts import (
     ADVISORY,
     CONTRACTUAL,
     MODES,
-    EvalSession,
     receipt_digest,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
@@ -58,6 +57,15 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STRING_MEMBERS = ("id", "kind", "mode", "authority", "chain", "prev", "time", "hash")
 _PARALLEL_MIN = 20_000  # below this many receipts, starting worker processes costs more than it saves
 _CHUNK = 2_048  # a power of two: aligned chunks are complete subtrees (see _ChunkProofs)
+
+
+class SessionCheck(Protocol):
+    """What checks advisory receipts' MACs: an :class:`~tai_autonomics.ledger.receipts.EvalSession`, or
+    anything holding the session's secrets that answers the same (the ReceiptLedger actor's)."""
+
+    id: str
+
+    def check(self, receipt: Mapping[str, Any]) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,7 @@ class _Checked(NamedTuple):
 
 
 
-def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: EvalSession | None) -> _Checked:
+def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: SessionCheck | None) -> _Checked:
     """Check one receipt on its own; its leaf hash is over ``data`` as given, so a receipt that
     is not in canonical form fails where its leaf hash is compared (see :func:`_leaf_mismatch`)."""
     try:
@@ -173,7 +181,7 @@ def _check_signature(obj: dict[str, Any], digest: bytes, public: LedgerPublicKey
         raise _Bad("signature does not verify with the ledger key")
 
 
-def _check_advisory(obj: dict[str, Any], session: EvalSession | None) -> bool:
+def _check_advisory(obj: dict[str, Any], session: SessionCheck | None) -> bool:
     """Check an advisory receipt's form, and its MAC when it belongs to ``session``."""
     if "signature" in obj or "key_id" in obj:
         raise _Bad("an advisory receipt must not carry a signature")
@@ -237,7 +245,7 @@ class _InOrder:
 
 
 def verify_store(
-    store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: EvalSession | None = None
+    store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: SessionCheck | None = None
 ) -> VerifyReport:
     """Verify every stored receipt and checkpoint, and the coverage counters against a recount of
     the receipts; raise VerificationError at the first bad one.
@@ -284,7 +292,7 @@ def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]
 
 def _verify_segment(
     store: LedgerStore, state: _InOrder, end: int, public: LedgerPublicKey, origin: str | None,
-    session: EvalSession | None,
+    session: SessionCheck | None,
 ) -> Checkpoint:
     """Verify the leaves from ``state.size`` to ``end`` and the checkpoints among them."""
     tree = state.tree
@@ -320,7 +328,7 @@ def _verify_segment(
     return latest
 
 
-def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, session: EvalSession | None) -> None:
+def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, session: SessionCheck | None) -> None:
     where = f"receipt {leaf.receipt_id} (leaf {leaf.leaf_index})"
     try:
         checked = _inspect(leaf.data, leaf.leaf_index, public, session)

@@ -2,6 +2,11 @@
 
 ``V`` is the weighted sum of logistic-scaled metrics, ``s(v) = 2 / (1 + exp(-v / scale)) - 1``,
 which maps 0 to 0 and saturates towards 1, so no single metric can run away with the price.
+``scale`` is where a metric has reached 46 % of its worth (``s(scale) = 0.46``, ``s(3 scale) = 0.91``):
+it is per metric (``scales``), else :data:`DEFAULT_SCALE`. A scale of 1 (the first default) made
+every metric above about 5 worth the same (100 requests/s and 50 ms both gave ``s = 1``, ``V =
+2.0``); 100 puts the range where metrics such as requests per second, milliseconds or seats
+usually are in the steep part of the curve (worked examples: docs/operations.md, "Pricing").
 Everything that determines the result (metrics, weights, parameters) is returned with it and
 recorded in the ``pricing.quoted`` receipt, and ``V`` and ``P`` are rounded to fixed decimals, so
 the same inputs always give the same payload and anyone can recompute it.
@@ -20,6 +25,7 @@ from tai_autonomics.errors import TaiError
 MAX_METRICS = 100
 MAX_METRIC_VALUE = 1e9
 SPIKE_FACTOR = 5
+DEFAULT_SCALE = 100.0
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CUSTOMER = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 _VALUE_PLACES = Decimal("0.000001")
@@ -38,8 +44,14 @@ class PricingParams:
     base: float = 10.0
     min_price: float = 1.0
     max_price: float = 10_000.0
-    scale: float = 1.0
+    scale: float = DEFAULT_SCALE
     weights: dict[str, float] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, scale in {"scale": self.scale, **{f"scales.{k}": v for k, v in self.scales.items()}}.items():
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
+                raise ValueError(f"pricing {name} must be a number > 0, not {scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "base": self.base, "min_price": self.min_price,
@@ -51,6 +63,7 @@ class Quote:
     customer_id: str
     metrics: dict[str, float]
     weights: dict[str, float]
+    scales: dict[str, float]
     params: dict[str, Any]
     value: str
     price: str
@@ -60,8 +73,8 @@ class Quote:
     def to_payload(self) -> dict[str, Any]:
         """The ``pricing.quoted`` receipt payload (all a customer needs to recompute it)."""
         return {"customer_id": self.customer_id, "metrics": self.metrics, "weights": self.weights,
-                "params": self.params, "value": self.value, "price": self.price, "currency": "USD",
-                "previous_value": self.previous_value, "spike": self.spike}
+                "scales": self.scales, "params": self.params, "value": self.value, "price": self.price,
+                "currency": "USD", "previous_value": self.previous_value, "spike": self.spike}
 
 
 def validate_metrics(customer_id: Any, metrics: Any) -> dict[str, float]:
@@ -91,12 +104,13 @@ def quote(customer_id: Any, metrics: Any, params: PricingParams, previous_value:
     """Price ``metrics`` for ``customer_id``; ``previous_value`` is the customer's last ``V``."""
     clean = validate_metrics(customer_id, metrics)
     weights = {name: params.weights.get(name, 1.0) for name in sorted(clean)}
-    raw = sum(weights[name] * (2.0 / (1.0 + math.exp(-clean[name] / params.scale)) - 1.0) for name in weights)
+    scales = {name: params.scales.get(name, params.scale) for name in weights}
+    raw = sum(weights[name] * (2.0 / (1.0 + math.exp(-clean[name] / scales[name])) - 1.0) for name in weights)
     value = Decimal(repr(raw)).quantize(_VALUE_PLACES, ROUND_HALF_EVEN)
     unclamped = Decimal(repr(params.alpha)) * value + Decimal(repr(params.base))
     price = min(max(unclamped, Decimal(repr(params.min_price))), Decimal(repr(params.max_price)))
     previous = Decimal(previous_value) if previous_value is not None else None
     spike = previous is not None and previous > 0 and value > SPIKE_FACTOR * previous
-    return Quote(customer_id=customer_id, metrics=dict(sorted(clean.items())), weights=weights,
+    return Quote(customer_id=customer_id, metrics=dict(sorted(clean.items())), weights=weights, scales=scales,
                  params=params.to_dict(), value=str(value), price=str(price.quantize(_CENTS, ROUND_HALF_EVEN)),
                  previous_value=previous_value, spike=spike)

@@ -1,4 +1,8 @@
-"""A customer's deploy endpoint: accepts a deployment and reports its result.
+"""A customer's deploy endpoint: accepts a deployment and reports its result; and its webhook
+receiver, which checks each notification's signature as a customer should
+(:func:`~tai_autonomics.notifications.verify_signature`, with replay protection) and keeps what
+it received for ``GET`` (``verified`` or the refusal's code). A ``error`` or ``outage`` fault on
+``customer.webhook`` makes it fail on purpose, so senders' retries can be tested.
 
 A deployment succeeds unless a ``reject`` fault fires for ``customer.deploy``; then it fails
 with that classification (one of docs/specification.md §6's Acquisition RCA classes), the HTTP status of
@@ -8,11 +12,15 @@ with that classification (one of docs/specification.md §6's Acquisition RCA cla
 
 from __future__ import annotations
 
+import json
+import os
+import time
 import uuid
 from typing import Any
 
 from starlette.requests import Request
 
+from tai_autonomics.notifications.signing import HEADER, SignatureError, verify_signature
 from tai_autonomics.sandbox.web import (
     ApiError,
     Reply,
@@ -32,6 +40,10 @@ PREFIX = "/customer/v1"
 TARGET_CLOUDS = ("aws", "gcp", "azure", "onprem")
 IDENT = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
 DEPLOYMENT_ID = r"dep-[0-9a-f]{16}"
+WEBHOOK_PATH = f"{PREFIX}/webhooks"
+#: the environment variable holding the webhook secret the receiver checks with (the daemon's dev profile sets it)
+WEBHOOK_SECRET_ENV = "TAI_WEBHOOK_SECRET"
+MAX_KEPT_WEBHOOKS = 10_000
 
 
 class CustomerEndpoint:
@@ -40,11 +52,14 @@ class CustomerEndpoint:
 
     def reset(self) -> None:
         self._deployments: dict[str, dict[str, Any]] = {}
+        self._webhooks: list[dict[str, Any]] = []
 
     def routes(self) -> list[Route]:
         return [
             Route(f"{PREFIX}/deployments", "POST", "customer.deploy", self.deploy, frozenset({"reject"})),
             Route(f"{PREFIX}/deployments/{{deployment_id}}", "GET", "customer.get_deployment", self.get_deployment),
+            Route(WEBHOOK_PATH, "POST", "customer.webhook", self.webhook),
+            Route(WEBHOOK_PATH, "GET", "customer.list_webhooks", self.list_webhooks),
         ]
 
     async def deploy(self, request: Request, faults: list) -> Reply:
@@ -80,3 +95,34 @@ class CustomerEndpoint:
         if record is None:
             raise ApiError(404, "deployment_not_found", f"no deployment {deployment_id!r}")
         return Reply(200, record)
+
+    async def webhook(self, request: Request, faults: list) -> Reply:
+        """A notification: kept with its verdict; refused 401 with the signature's code if it does not check."""
+        secret = os.environ.get(WEBHOOK_SECRET_ENV)
+        if not secret:
+            raise ApiError(503, "webhook_secret_missing", f"the sandbox has no ${WEBHOOK_SECRET_ENV} to check with")
+        body = await request.body()
+        entry: dict[str, Any] = {"seq": len(self._webhooks) + 1, "received_at": time.time(),
+                                 "delivery_id": request.headers.get("x-tai-delivery"), "verified": False}
+        try:
+            entry["signed_at"] = verify_signature(secret, body, request.headers.get(HEADER))
+        except SignatureError as bad:
+            self._keep({**entry, "refused": bad.code})
+            raise ApiError(401, bad.code, bad.message) from None
+        try:
+            notice = json.loads(body)
+        except ValueError:
+            notice = None
+        if not isinstance(notice, dict):
+            self._keep({**entry, "refused": "invalid_request"})
+            raise ApiError(400, "invalid_request", "a notification is a JSON object")
+        self._keep({**entry, "verified": True, "kind": notice.get("kind"), "customer": notice.get("customer"),
+                    "notice": notice})
+        return Reply(200, {"received": entry["seq"]})
+
+    async def list_webhooks(self, request: Request, faults: list) -> Reply:
+        return Reply(200, {"webhooks": list(self._webhooks)})
+
+    def _keep(self, entry: dict[str, Any]) -> None:
+        self._webhooks.append(entry)
+        del self._webhooks[:-MAX_KEPT_WEBHOOKS]

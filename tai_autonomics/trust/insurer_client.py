@@ -39,10 +39,8 @@ one operation ends within :attr:`InsuranceClient.max_call_duration_s` (nominally
 from __future__ import annotations
 
 import bisect
-import email.utils
 import json
 import logging
-import math
 import random
 import time
 import uuid
@@ -57,6 +55,7 @@ import pybreaker
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from tai_autonomics import logs
+from tai_autonomics.retry_after import parse_retry_after as _parse_retry_after
 from tai_autonomics.trust.insurer_errors import (
     CertificateNotFoundError,
     InsuranceCacheStaleError,
@@ -483,23 +482,6 @@ def _field(body: dict[str, Any], name: str, kind: type) -> Any:
 
 def _serial_hex(serial: int | str) -> str:
     return format(serial, "x") if isinstance(serial, int) else serial.lower()
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: delay-seconds (a decimal is accepted) or an HTTP-date; None if absent or bad."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            return None
-        return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _unavailable(failure: _Transient, path: str, attempts: int) -> InsuranceServiceUnavailableError:

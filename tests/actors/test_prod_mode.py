@@ -42,7 +42,7 @@ def kinds(node: Node) -> list[str]:
 def test_prod_start_decides_prod_and_records_it(running: Node) -> None:
     start(running)
     assert running.call("ProdMode", "mode")["mode"] == "prod"
-    wait_until(lambda: kinds(running) == ["mode.changed"], what="mode.changed receipt")
+    wait_until(lambda: kinds(running) == ["mode.changed", "insurance.verified"], what="mode and verdict receipts")
     receipt = running.call("ReceiptLedger", "appended")[0]
     assert (receipt["chain"], receipt["mode"], receipt["payload"]["to"]) == (POLICY, "prod", "prod")
     assert guard(running) == {"mode": "prod", "chain": POLICY, "authority": "contractual",
@@ -120,7 +120,8 @@ def test_a_revoked_certificate_keeps_read_only_although_the_insurer_confirms_the
     wait_until(lambda: running.call("InsuranceClient", "asked") >= asked + 3, what="checks confirming the policy")
     assert running.call("ProdMode", "mode") == {"mode": "read_only", "reason": "certificate revoked by the insurer",
                                                 "configured": "prod", "manual_resume": False}
-    assert [r["payload"]["to"] for r in running.call("ReceiptLedger", "appended")] == ["prod", "read_only"]
+    assert [r["payload"]["to"] for r in running.call("ReceiptLedger", "appended")
+            if r["kind"] == "mode.changed"] == ["prod", "read_only"]
     running.call("CertManager", "set", {"revoked": False})  # renewed: a new certificate
     wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "prod", what="back to prod")
 
@@ -160,3 +161,26 @@ def test_record_takes_only_the_kinds_recorded_for_others(running: Node, bad) -> 
         running.call("ProdMode", "record", bad)
     assert err.value.code == "invalid_request"
     assert "deploy.intent" not in kinds(running)
+
+
+def test_insurance_verdicts_are_receipts_on_each_change_and_again_while_one_holds(running: Node) -> None:
+    """docs/specification.md §4: a receipt per change of the insurer's verdict, restated every
+    ``verdict_repeat_s`` (an hour by default) while it holds; checks in between record nothing."""
+    start(running, check_interval_s=0.05, verdict_repeat_s=0.5)
+
+    def verdicts() -> list[tuple[str, bool]]:
+        return [(r["kind"], r["payload"]["repeat"]) for r in running.call("ReceiptLedger", "appended")
+                if r["kind"].startswith("insurance.")]
+
+    wait_until(lambda: ("insurance.verified", True) in verdicts(), what="the verdict restated")
+    assert verdicts()[0] == ("insurance.verified", False)
+    asked = running.call("InsuranceClient", "asked")
+    assert len(verdicts()) < asked  # most checks recorded nothing
+    running.call("InsuranceClient", "set", {"failing": "insurance_revoked"})
+    wait_until(lambda: verdicts()[-1] == ("insurance.verification_failed", False), what="the failed verdict")
+    failed = next(r for r in running.call("ReceiptLedger", "appended") if r["kind"] == "insurance.verification_failed")
+    assert failed["payload"] == {"policy_id": POLICY, "repeat": False, "code": "insurance_revoked",
+                                 "reason": "insurer says insurance_revoked"}
+    assert failed["chain"] == POLICY and failed["mode"] == "prod"
+    running.call("InsuranceClient", "set", {"failing": None})
+    wait_until(lambda: verdicts()[-1] == ("insurance.verified", False), what="verified again")

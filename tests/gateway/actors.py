@@ -107,9 +107,9 @@ class FakeOperations(Echo):
         return {"loaded": True, "policy_id": "pol-1"}
 
     def call_record(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """ProdMode's ``record``: the shell's receipts, kept for ``recorded``; a line saying
+        """ProdMode's ``record``: the shell's (and contract events') receipts, kept for ``recorded``; a line saying
         ``unrecordable`` is refused as a ledger that cannot write would refuse it."""
-        if "unrecordable" in payload["payload"]["line"]:
+        if "unrecordable" in payload["payload"].get("line", ""):
             raise TaiError("the ledger cannot write now", code="ledger_store_error")
         self.records = [*getattr(self, "records", []), payload]
         return {**RECEIPTS["r-1"], "id": f"shell-{len(self.records)}", "kind": payload["kind"],

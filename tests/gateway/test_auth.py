@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
+from tai_autonomics.client import Client, ClientError, GoogleIdToken
 from tai_autonomics.gateway import ROLES, ROUTES, Endpoint
 from tai_autonomics.logs import JsonFormatter
 from tests.conftest import free_port
@@ -37,12 +38,15 @@ BODIES = {
     "/v1/publications": {"work_id": "w-1", "sku_id": "sku-001",
                          "artifacts": {"code": "x", "tests": "x", "docs": "x", "metadata": "x"}},
     "/v1/pricing/quotes": {"customer_id": "c", "metrics": {"m": 1}},
+    "/v1/contracts/{id}/events": {"event": "msa_signed", "date": "2026-02-01", "monthly_fee": 5000},
 }
+QUERY = {"month": "2026-02"}
 
 
 def request_for(ep: Endpoint) -> dict:
     """A request that passes every check of ``ep`` but auth."""
-    params = {name: "1" if param.kind is int else "pol-1" for name, param in ep.query.items() if param.required}
+    params = {name: "1" if param.kind is int else QUERY.get(name, "pol-1") for name, param in ep.query.items()
+              if param.required}
     return {"method": ep.method, "url": ep.path.format(**SAMPLE), "params": params,
             "json": BODIES.get(ep.path, {"type": "$info"}) if ep.body else None}
 
@@ -175,6 +179,24 @@ def test_google_id_tokens_map_verified_emails_to_roles(google, keys: _Keys) -> N
     assert client.get("/metrics", headers=bearer(service)).status_code == 200
     assert client.get("/v1/supervision", headers=auth("admin")).status_code == 200  # local tokens still work
     assert endpoint.fetches == 1  # the certificates are kept for their max-age, not fetched per request
+
+
+def test_the_typed_client_authenticates_with_a_google_id_token_it_keeps(google, keys: _Keys) -> None:
+    """tai_autonomics.client's GoogleIdToken against the gateway's verifier: the token (here made by
+    the test key, as Google's metadata server would answer) is fetched once and sent on each call."""
+    client, _ = google
+    fetched: list[str] = []
+
+    def fetch(audience: str) -> str:
+        fetched.append(audience)
+        return keys.token(aud=audience)
+
+    with Client(str(client.base_url), auth=GoogleIdToken(AUDIENCE, fetch=fetch)) as tai:
+        assert tai.get_checkpoint()["size"] == 3
+        with pytest.raises(ClientError) as refused:
+            tai.get_supervision()  # the auditor's email has no admin role
+        assert (refused.value.status, refused.value.code) == (403, "forbidden")
+    assert fetched == [AUDIENCE]
 
 
 @pytest.mark.parametrize("case, reason", [

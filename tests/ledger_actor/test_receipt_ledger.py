@@ -187,7 +187,25 @@ def test_rotate_epoch_starts_a_new_eval_epoch_on_the_session_chain(node: Node, l
     assert [r["epoch"] for r in (first, rotated, after)] == [0, 0, 1]
     assert [r["seq"] for r in (first, rotated, after)] == [1, 2, 3]
     assert node.call(LEDGER, "status")["epoch"] == 1
-    assert node.call(LEDGER, "verify")["advisory"] == 3
+    report = node.call(LEDGER, "verify")
+    assert (report["advisory"], report["session_macs_checked"]) == (3, 3)  # both epochs, within the session
+
+
+def test_only_the_session_that_made_advisory_receipts_can_check_their_macs(node: Node, ledger: Path) -> None:
+    """docs/specification.md §4: the session secret is never stored, so a new incarnation (a new
+    session) checks the old session's advisory receipts for form only, and MACs its own."""
+    node.call(LEDGER, "append", {"kind": "pricing.quoted", "mode": "eval", "payload": {"price": 1}})
+    def incarnation() -> tuple[str, str]:
+        child = next(c for c in node.call("root", "which_children") if c["name"] == LEDGER)
+        return child["incarnation"], child["state"]
+
+    before = incarnation()[0]
+    node.call("root", "restart_child", LEDGER)
+    wait_until(lambda: incarnation()[0] not in (before, None) and incarnation()[1] == "running",
+               what="a new ReceiptLedger")
+    node.call(LEDGER, "append", {"kind": "pricing.quoted", "mode": "eval", "payload": {"price": 2}})
+    report = node.call(LEDGER, "verify")
+    assert (report["advisory"], report["session_macs_checked"], report["chains"]) == (2, 1, 2)
 
 
 def test_appends_go_on_while_verify_reads_the_store(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tai_autonomics.operations import PricingParams, quote
 from tai_autonomics.operations.pricing import PricingError
 
-PARAMS = PricingParams(weights={"latency_ms": 0.5})
+PARAMS = PricingParams(weights={"latency_ms": 0.5}, scales={"latency_ms": 200.0})
 names = st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True)
 metrics = st.dictionaries(names, st.floats(0, 1e9) | st.integers(0, 10**9), min_size=1, max_size=20)
 
@@ -20,7 +20,8 @@ metrics = st.dictionaries(names, st.floats(0, 1e9) | st.integers(0, 10**9), min_
 def recompute(payload: dict) -> tuple[Decimal, Decimal]:
     """What a customer does with a receipt: the formula from docs/specification.md §6 and the recorded inputs."""
     p = payload["params"]
-    v = sum(payload["weights"][n] * (2 / (1 + math.exp(-x / p["scale"])) - 1) for n, x in payload["metrics"].items())
+    v = sum(payload["weights"][n] * (2 / (1 + math.exp(-x / payload["scales"][n])) - 1)
+            for n, x in payload["metrics"].items())
     value = Decimal(repr(v)).quantize(Decimal("0.000001"))
     price = min(max(Decimal(repr(p["alpha"])) * value + Decimal(repr(p["base"])), Decimal(repr(p["min_price"]))),
                 Decimal(repr(p["max_price"])))
@@ -75,3 +76,25 @@ def test_arbitrary_input_is_priced_or_refused_cleanly(m: dict) -> None:
         assert err.detail["field"].startswith(("metrics", "customer_id"))
     else:
         assert Decimal(q.price) >= Decimal(PARAMS.min_price)
+
+
+@pytest.mark.parametrize(("metrics", "value", "price"), [  # docs/operations.md, "Pricing"
+    ({"throughput_rps": 100, "latency_ms": 50}, "0.707036", "80.70"),
+    ({"throughput_rps": 100}, "0.462117", "56.21"),
+    ({"latency_ms": 50}, "0.244919", "34.49"),
+    ({"throughput_rps": 10}, "0.049958", "15.00"),
+    ({"throughput_rps": 300}, "0.905148", "100.51"),
+    ({"seats": 1200}, "0.999988", "110.00"),
+])
+def test_the_default_curve_tells_realistic_metrics_apart(metrics: dict, value: str, price: str) -> None:
+    """The first default (scale 1) priced 100 requests/s and 50 ms alike, both saturated (V = 2.0)."""
+    q = quote("c", metrics, PricingParams())
+    assert (q.value, q.price) == (value, price)
+    assert quote("c", {"x": 100}, PricingParams(scales={"x": 1000})).value == "0.049958"
+
+
+@pytest.mark.parametrize("bad", [{"scale": 0}, {"scale": -1}, {"scale": float("inf")}, {"scales": {"x": True}},
+                                 {"scales": {"x": "10"}}])
+def test_a_scale_that_is_not_a_positive_number_is_refused(bad: dict) -> None:
+    with pytest.raises(ValueError, match="scale"):
+        PricingParams(**bad)

@@ -33,7 +33,7 @@ def broken(change) -> dict:
 def test_the_repository_tree_loads_and_renders() -> None:
     spec = load_tree(REPO / "supervision.toml")
     names = [s.name for s in spec.walk()]
-    assert names == ["root", "ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode",
+    assert names == ["root", "ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode", "Notifier",
                      "operations", "Pricing", "Publisher", "Acquisition"]
     text = render_tree(spec)
     assert text.splitlines()[0] == "root (one_for_one, intensity 10 per 60 s)"
