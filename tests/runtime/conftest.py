@@ -11,7 +11,7 @@ import pytest
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.conftest import free_port
 
-BASES = ["simpleSystemBase", "multiprocTCPBase"]
+BASES = ["simpleSystemBase", "multiprocUnixBase", "multiprocTCPBase"]
 
 
 @pytest.fixture(scope="module", params=BASES)
