@@ -161,8 +161,8 @@ def test_on_cloud_run_the_gateway_listens_on_every_interface_and_actors_on_loopb
     addresses = _listening_addresses(daemon.processes())
     gateway = f"{EVERY_INTERFACE}:{daemon.port:04X}"
     assert gateway in addresses, addresses
-    others = addresses - {gateway}
-    assert len(others) >= 4 and all(a.split(":")[0] == LOOPBACK for a in others), others
+    others = addresses - {gateway}  # the actors talk over Unix sockets (tests/runtime/test_unix_transport.py)
+    assert all(a.split(":")[0] == LOOPBACK for a in others), others
     assert httpx.get(f"http://127.0.0.1:{daemon.port}/readyz").status_code == 200
 
     # The image's HEALTHCHECK: `health` finds the gateway by $PORT, as Cloud Run sets it.

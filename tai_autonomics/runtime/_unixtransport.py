@@ -568,7 +568,16 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             thesplog("UnixTransport dropped a connection without the node's secret", level=logging.WARNING)
             self._close_incoming(incoming)
             return False
-        incoming.sender = pickle.loads(payload[SECRET_BYTES:])
+        try:
+            sender = pickle.loads(payload[SECRET_BYTES:])
+        except Exception as exc:
+            sender = exc
+        if not isinstance(sender, ActorAddress):
+            thesplog("UnixTransport dropped a connection whose hello names no address: %s", sender,
+                     level=logging.WARNING)
+            self._close_incoming(incoming)
+            return False
+        incoming.sender = sender
         return True
 
     def _close_incoming(self, incoming: _Incoming) -> None:

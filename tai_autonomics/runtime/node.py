@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorSystem
+from thespian.actors import ActorExitRequest, ActorSystem, ActorSystemStartupFailure
 
 from tai_autonomics.runtime import _datastack, _process, _transport, unixbase
 from tai_autonomics.runtime.client import Client
@@ -48,6 +48,9 @@ class NodeConfig:
     admin_port: int = 19500
     bind: str = "127.0.0.1"
     log_level: str = "INFO"
+    socket_dir: str = ""
+    """``multiprocUnixBase``: the private directory that holds a subdirectory of sockets per node
+    (created 0700; empty: a per-user directory under the system's temporary directory)."""
 
     def __post_init__(self) -> None:
         if self.base not in BASES:
@@ -79,7 +82,7 @@ class Node:
                 _transport.tune_tcp_transport(cfg.bind)
                 _ensure_port_free(cfg.bind, cfg.admin_port)
             else:
-                _ensure_admin_socket_free(cfg.admin_port)
+                _ensure_admin_socket_free(self._capabilities)
             _datastack.start_actors_on_fresh_chunk()
             _process.become_subreaper()
             asys = ActorSystem(cfg.base, self._capabilities, logDefs=_transport.log_config(cfg.log_level),
@@ -99,7 +102,10 @@ class Node:
 
     @property
     def _capabilities(self) -> dict[str, Any]:
-        return {"Admin Port": self.config.admin_port}
+        capabilities: dict[str, Any] = {"Admin Port": self.config.admin_port}
+        if self.config.socket_dir:
+            capabilities[unixbase.DIRECTORY_CAPABILITY] = self.config.socket_dir
+        return capabilities
 
     @property
     def multiprocess(self) -> bool:
@@ -245,13 +251,18 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def _ensure_admin_socket_free(port: int) -> None:
-    """As :func:`_ensure_port_free`, for the admin socket of ``multiprocUnixBase``."""
-    admin = unixbase.ActorSystemBase.transportType.getAdminAddr({"Admin Port": port})
-    if unixbase.ActorSystemBase.transportType.probeAdmin(admin):
+def _ensure_admin_socket_free(capabilities: dict[str, Any]) -> None:
+    """As :func:`_ensure_port_free`, for the admin socket of ``multiprocUnixBase`` (whose
+    directory is checked, and made if missing, on the way: an unsafe one is refused here)."""
+    transport = unixbase.ActorSystemBase.transportType
+    try:
+        admin = transport.getAdminAddr(capabilities)
+    except ActorSystemStartupFailure as exc:
+        raise SystemError_(str(exc), detail={"port": capabilities["Admin Port"]}) from None
+    if transport.probeAdmin(admin):
         raise SystemError_(
             f"the actor admin socket {admin.addressDetails.path} is in use (is another tai-autonomics "
-            f"running? stop it, or choose another [system] admin_port)", detail={"port": port})
+            f"running? stop it, or choose another [system] admin_port)", detail={"port": capabilities["Admin Port"]})
 
 
 def _ensure_port_free(host: str, port: int) -> None:
