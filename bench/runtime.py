@@ -115,9 +115,19 @@ def bench_round_trips(raw_context, round_trips: int, rounds: int = 5) -> dict:
     return {"per_round_trip_us": statistics.median(samples) * 1e6, "round_trips": per_round * rounds}
 
 
-def socketpair_floor(round_trips: int, rounds: int = 5) -> dict:
-    """Two processes ping-ponging a pickled int with a 4-byte length prefix over a socketpair:
-    the least a round trip between two Python processes costs on this machine."""
+def _tcp_loopback_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+    for sock in (client, accepted):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client, accepted
+
+
+def socketpair_floor(round_trips: int, rounds: int = 5, tcp: bool = False) -> dict:
+    """Two processes ping-ponging a pickled int with a 4-byte length prefix over a Unix
+    socketpair (or, ``tcp``, a loopback TCP connection): the least a round trip between two
+    Python processes costs on this machine, for each way a transport could go."""
     header = struct.Struct("<I")
 
     def exchange(sock: socket.socket, value: int) -> int:
@@ -126,7 +136,7 @@ def socketpair_floor(round_trips: int, rounds: int = 5) -> dict:
         (size,) = header.unpack(sock.recv(4, socket.MSG_WAITALL))
         return pickle.loads(sock.recv(size, socket.MSG_WAITALL))
 
-    parent, child = socket.socketpair()
+    parent, child = _tcp_loopback_pair() if tcp else socket.socketpair()
     pid = os.fork()
     if pid == 0:  # the echo: answer every message with the same value
         parent.close()
@@ -180,7 +190,8 @@ def main() -> None:
     if unknown := set(bases) - set(BASES):
         parser.error(f"unknown base(s) {', '.join(sorted(unknown))}")
     logs.configure("WARNING", sys.stderr)
-    result: dict = {"floor": {"socketpair": socketpair_floor(args.round_trips)}}
+    result: dict = {"floor": {"socketpair": socketpair_floor(args.round_trips),
+                              "tcp_loopback": socketpair_floor(args.round_trips, tcp=True)}}
     for offset, base in enumerate(bases):
         result[base] = bench_base(base, args.admin_port + offset, args.calls, args.kills, args.round_trips)
     floor = result["floor"]["socketpair"]["per_round_trip_us"]

@@ -86,6 +86,7 @@ class UnixActorAddress:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.text = "(U|" + os.path.basename(path) + ")"  # thespian formats addresses per message
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, UnixActorAddress) and other.path == self.path
@@ -94,7 +95,7 @@ class UnixActorAddress:
         return hash(self.path)
 
     def __str__(self) -> str:
-        return "(U|" + os.path.basename(self.path) + ")"
+        return self.text
 
     def isLocalAddr(self) -> bool:  # noqa: N802 (thespian's name)
         return True
@@ -219,6 +220,8 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             path = None
         else:
             raise ActorSystemStartupFailure(f"invalid UnixTransport init type ({type(initType)})")
+        # an actor's (or the logger's) transport, told to end its run, ends as a receiver at once
+        self._actor = isinstance(initType, UnixEndpoint) and path is None
         self._secret = node_secret(self._directory)
         self._owner = os.getpid()
         self._path = path or os.path.join(self._directory, f"{self._owner}-{next(_names)}")
@@ -274,12 +277,15 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         os.close(self._wake_r)
         os.close(self._wake_w)
         self.socket.close()
+        self._unlink()
+        del self._selector
+
+    def _unlink(self) -> None:
         if os.getpid() == self._owner:  # a forked child must not remove its parent's socket
             try:
                 os.unlink(self._path)
             except FileNotFoundError:
                 pass
-        del self._selector
 
     def __del__(self) -> None:
         self.close()
@@ -349,7 +355,18 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             pass  # already full (a wake-up is pending) or closed
 
     def abort_run(self, drain: bool = False) -> None:
+        """End the run (after sending what is queued, with ``drain``). thespian asks an actor's
+        transport this only as the actor exits: it stops receiving then, so that what is sent to
+        it from now on fails as a dead target (its socket is gone; connections are closed, and a
+        sender re-connecting finds nothing) instead of waiting unread in a dying process. thespian's
+        TCP base gets the same from its missing acknowledgements."""
         self._aborting = drain
+        if self._actor and self.socket.fileno() >= 0:
+            self._selector.unregister(self.socket)
+            self.socket.close()
+            self._unlink()
+            for incoming in list(self._in.values()):
+                self._close_incoming(incoming)
 
     def _updateStatusResponse(self, resp: Any) -> None:  # noqa: N802 (thespian's name)
         asyncTransportBase._updateStatusResponse(self, resp)
