@@ -18,6 +18,23 @@ class BareEcho(Actor):
             self.send(sender, msg if msg != "pid" else os.getpid())
 
 
+class Pinger(Actor):
+    """Actor↔actor round trips: on ``("ping", echo, n)`` it sends ``echo`` n numbers one after
+    the other, each after the previous answer, and answers the asker with the seconds taken."""
+
+    def receiveMessage(self, msg, sender):
+        if isinstance(msg, tuple) and msg[0] == "ping":
+            _, self.echo, self.left = msg
+            self.asker, self.started = sender, time.perf_counter()
+            self.send(self.echo, self.left)
+        elif isinstance(msg, int) and sender == getattr(self, "echo", None):
+            self.left -= 1
+            if self.left:
+                self.send(self.echo, self.left)
+            else:
+                self.send(self.asker, time.perf_counter() - self.started)
+
+
 class BareParent(Actor):
     """Re-creates its child the moment thespian reports it dead, and hands the new address to
     whoever asked for "the child after X": a bare-thespian restart plus name lookup."""

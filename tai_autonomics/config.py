@@ -117,7 +117,7 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
         raise fail("system", "must be a table")
     for key in sorted(set(system) - _SYSTEM_KEYS):
         raise fail(f"system.{key}", f"unknown key (expected one of {', '.join(sorted(_SYSTEM_KEYS))})")
-    base = system.get("base", "multiprocTCPBase")
+    base = system.get("base", NodeConfig.base)
     if base not in BASES:
         raise fail("system.base", f"unknown thespian base {base!r} (expected {', '.join(BASES)})")
     port = system.get("admin_port", NodeConfig.admin_port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tai_autonomics.runtime import _process
+from tai_autonomics.runtime import _process, unixbase
 from tests.conftest import free_port
 from tests.runtime.test_multiprocess import _listening_inodes, _socket_inodes
 from tests.runtime.test_supervision import _zombie, wait_until
@@ -163,8 +164,8 @@ def test_on_cloud_run_the_gateway_listens_on_every_interface_and_actors_on_loopb
     addresses = _listening_addresses(daemon.processes())
     gateway = f"{EVERY_INTERFACE}:{daemon.port:04X}"
     assert gateway in addresses, addresses
-    others = addresses - {gateway}
-    assert len(others) >= 4 and all(a.split(":")[0] == LOOPBACK for a in others), others
+    others = addresses - {gateway}  # the actors talk over Unix sockets (tests/runtime/test_unix_transport.py)
+    assert all(a.split(":")[0] == LOOPBACK for a in others), others
     assert httpx.get(f"http://127.0.0.1:{daemon.port}/readyz").status_code == 200
 
     # The image's HEALTHCHECK: `health` finds the gateway by $PORT, as Cloud Run sets it.
@@ -241,15 +242,27 @@ def test_invalid_tree_starts_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "var" / "daemon.pid").exists()
 
 
-def test_admin_port_held_by_another_program_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("base", ["multiprocUnixBase", "multiprocTCPBase"])
+def test_admin_port_held_by_another_program_is_a_clear_error(tmp_path: Path, base: str) -> None:
     rel = release(tmp_path)
     port = int(rel.read_text().split("admin_port = ")[1])
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", port))
-        squatter.listen()
-        result = run_cli("foreground", "--config", str(rel))
+    rel.write_text(rel.read_text() + f'base = "{base}"\n')
+    if base == "multiprocTCPBase":
+        squatter, address = socket.socket(), ("127.0.0.1", port)
+        expected = f"admin port 127.0.0.1:{port} is already in use"
+    else:  # the admin's socket in the node's directory (docs/thespian-base.md)
+        address = os.path.join(unixbase.node_directory({"Admin Port": port}), "admin")
+        squatter, expected = socket.socket(socket.AF_UNIX), f"actor admin socket {address} is in use"
+    try:
+        with squatter:
+            squatter.bind(address)
+            squatter.listen()
+            result = run_cli("foreground", "--config", str(rel))
+    finally:
+        if base != "multiprocTCPBase":
+            shutil.rmtree(os.path.dirname(address))
     assert result.returncode == 2
-    assert f"admin port 127.0.0.1:{port} is already in use" in result.stderr
+    assert expected in result.stderr
 
 
 def test_bad_release_file(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """What Acquisition and Publisher share: an insured operation from request to outcome receipt.
 
-One operation runs as: validate (refused at once, nothing recorded) → ProdMode ``guard`` →
+One operation runs as: validate (refused at once, nothing recorded) → the guard, run here on the
+authority ProdMode pushes on every change (:mod:`tai_autonomics.operations.authority`: the
+mode, the certificate re-checked against the clock, the policy's SKUs; no round trip) →
 ``<kind>.intent`` receipt (durable before anything goes out) → the outside party, one HTTP call
 per :class:`Step`, each with up to ``attempts`` attempts on transient errors (each call runs on
 a worker thread and the waits are timers, so the actor keeps answering) → ``<kind>.completed`` or
@@ -18,7 +20,8 @@ request (deploy), else on the request's repeat (publish). Outside calls carry an
 
 In ``eval`` mode ProdMode refuses writes; the refused request is then recorded as an advisory
 ``refusal`` receipt before the refusal is answered. Other guard refusals (read_only, SKU, coverage,
-certificate pre-flight) are answered as they are; ProdMode records what it must.
+certificate pre-flight) are answered as they are; ProdMode records what it must (a certificate
+this guard finds expired is reported to ProdMode, which records the move to ``read_only``).
 
 Args (all optional): ``timeout_s`` (5, per HTTP call), ``attempts`` (3 per call),
 ``backoff_base_s`` (1), ``backoff_cap_s`` (8), ``deadline_s`` (25: the outside part of one
@@ -46,6 +49,7 @@ import httpx
 
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
+from tai_autonomics.operations.authority import Authority
 from tai_autonomics.operations.rca import Answer, shutdown_record
 from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
 
@@ -55,6 +59,7 @@ CALL_TIMEOUT_S = 40.0
 """The timeout callers must give ``deploy``/``publish``: ``deadline_s`` plus the ledger's time."""
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
 LEDGER = "ReceiptLedger"
+PROD_MODE = "ProdMode"
 IN_PROGRESS, COMPLETED, FAILED, INTERRUPTED = "in_progress", "completed", "failed", "interrupted"
 OPEN = (IN_PROGRESS, INTERRUPTED)  # a stored operation with no outcome yet
 
@@ -163,7 +168,8 @@ class OperationActor(Server, metaclass=ABCMeta):
         self.interrupted = 0
         self.base_url = party_url(context, self.party)
         self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
-        self.call_actor("ProdMode", "status", then=self._started_mode)
+        self.authority: Authority | None = None
+        self.call_actor(PROD_MODE, "authority", {"name": self.name}, then=self._started_mode)
         return DEFERRED
 
     def terminate(self, reason: str) -> None:
@@ -174,14 +180,31 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     # -- start: take over what an earlier incarnation left open ---------------------------------------
 
-    def _started_mode(self, status: Any, error: BaseException | None) -> None:
+    def _started_mode(self, authority: Any, error: BaseException | None) -> None:
         if error is not None:
             self.fail_start(f"cannot ask ProdMode for the policy: {getattr(error, 'message', error)}")
-        elif status.get("policy_id") is None:
+            return
+        self.authority = authority
+        if authority.chain is None:
             self.confirm_started()  # eval: nothing contractual to take over
         else:
-            self.chain = status["policy_id"]
+            self.chain = authority.chain
             self.call_actor(LEDGER, "open_operations", {"scope": self.kind}, then=self._found_open)
+
+    def call_authority_changed(self, authority: Any) -> None:
+        """ProdMode's push: guard the next requests with this."""
+        if not isinstance(authority, Authority):
+            raise TaiError("authority_changed needs an Authority", code="invalid_request")
+        self.authority = authority
+
+    def on_down(self, name: str, incarnation: str) -> None:
+        if name == PROD_MODE:  # a new ProdMode incarnation has no subscribers: subscribe again
+            self.call_actor(PROD_MODE, "authority", {"name": self.name}, then=self._resubscribed)
+
+    def _resubscribed(self, authority: Any, error: BaseException | None) -> None:
+        if error is not None:  # ProdMode not back within the call's wait: it is, or the tree gives up
+            raise RuntimeError(f"cannot subscribe to ProdMode again: {getattr(error, 'message', error)}")
+        self.authority = authority
 
     def _found_open(self, records: Any, error: BaseException | None) -> None:
         """Start reading only the operations still open, not the ledger's history: the start
@@ -325,9 +348,15 @@ class OperationActor(Server, metaclass=ABCMeta):
                                                                            "fingerprint": fingerprint}, plan=plan)
         op.waiters.append(caller)
         self._track(op)
-        guard = {"operation": self.kind, "sku_id": intent["sku_id"], "timeout_s": self.deadline_s}
-        self.call_actor("ProdMode", "guard", guard, then=lambda authority, error: self._guarded_op(
-            op, authority, error))
+        now = time.time()
+        try:
+            authority = self.authority.guard(intent["sku_id"], self.deadline_s, now)
+        except TaiError as refusal:
+            if self.authority.expired(now):
+                self.call_actor(PROD_MODE, "certificate_expired", None, then=_ignored)
+            self._guarded_op(op, None, refusal)
+            return
+        self._guarded_op(op, authority, None)
 
     def _track(self, op: Operation) -> None:
         self.ops[op.operation_id] = op
@@ -604,6 +633,10 @@ class OperationActor(Server, metaclass=ABCMeta):
     @abstractmethod
     def resume_steps(self, intent: dict[str, Any], operation_id: str) -> list[Step] | None:
         """The steps to finish an operation recorded before a restart, or None to wait for its repeat."""
+
+
+def _ignored(_reply: Any, _error: BaseException | None) -> None:
+    """ProdMode's answer to a report it acts on by itself (its periodic check is the safety net)."""
 
 
 def _stored_view(view: dict[str, Any]) -> dict[str, Any]:

@@ -49,7 +49,16 @@ type                       payload                                      reply
                            "payload": {...}}``                          for another kind
 ``certificate_changed``    CertManager's notice: ``{"status": {...} |   ``null`` (CertManager ignores it)
                            null, "error": null | {"code", "message"}}``
+``authority``              ``{"name"}``: an operation actor subscribes  the current :class:`Authority`
+``certificate_expired``    an operation actor's guard saw the           ``null``
+                           certificate expire in ``prod``
 =========================  ===========================================  ===========================================
+
+Operation actors (Acquisition, Publisher) guard their writes themselves: they subscribe with
+``authority`` and ProdMode sends every subscriber ``authority_changed`` with the new
+:class:`~tai_autonomics.operations.authority.Authority` (mode, certificate expiry, policy) on
+every change, so a deploy makes no round trip here; ``guard`` applies the same rule
+(``Authority.guard``) for callers that ask.
 
 Args: ``manual_resume`` (false), ``check_interval_s`` (60), ``preflight_buffer_s`` (300),
 ``verdict_repeat_s`` (3600: how often a verdict that holds is recorded again);
@@ -67,8 +76,8 @@ from typing import Any
 from tai_autonomics import logs
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
-from tai_autonomics.operations.coverage import limit_for
-from tai_autonomics.operations.mode import EVAL, PRICING, PROD, WRITE, ModeMachine, ModeRefusal, Transition
+from tai_autonomics.operations.authority import CERTIFICATE_EXPIRED, Authority
+from tai_autonomics.operations.mode import EVAL, PRICING, PROD, ModeMachine, ModeRefusal, Transition
 from tai_autonomics.operations.revenue import CONTRACT_KINDS
 from tai_autonomics.operations.verdicts import REPEAT_S, Verdict, VerdictLog
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
@@ -96,6 +105,8 @@ class ProdMode(Server):
         self.not_after = 0.0
         self.revoked = False
         self.verdicts = VerdictLog(float(args.get("verdict_repeat_s", REPEAT_S)))
+        self.subscribers: set[str] = set()
+        self.pushed: Authority | None = None
         if self.machine.configured == EVAL:
             self._record(self.machine.start(True, "configured eval mode"))
             return None
@@ -187,6 +198,7 @@ class ProdMode(Server):
         self.revoked = bool(status.get("revoked"))
         if self.revoked:
             self._lost(REVOKED)
+        self._push()
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -204,17 +216,41 @@ class ProdMode(Server):
                     "authority": "contractual" if contractual else "advisory"}
         sku, timeout_s = _guard_request(request)
         now = time.time()
-        if self.machine.mode == PROD and now >= self.not_after:
-            self._lost("certificate expired")
-        self.machine.check(WRITE)
-        if self.not_after - now < timeout_s + self.buffer:
-            raise TaiError(
-                f"the insurance certificate expires in {max(0, int(self.not_after - now))} s, before this "
-                f"operation could finish (needs {int(timeout_s + self.buffer)} s)", code="cert_validity_too_short",
-                detail={"seconds_left": max(0, int(self.not_after - now)), "needed_s": int(timeout_s + self.buffer)})
-        limit = limit_for(self.policy, sku)
-        return {"mode": self.machine.mode, "chain": self.policy.policy_id, "authority": "contractual",
-                "limit": limit.to_json()}
+        if self.authority().expired(now):
+            self._lost(CERTIFICATE_EXPIRED)
+        return self.authority().guard(sku, timeout_s, now)
+
+    def authority(self) -> Authority:
+        """What an operation actor needs to guard its writes itself (see the module docstring)."""
+        return Authority(self.machine.mode, self.machine.reason, self.policy if self.machine.configured == PROD
+                         else None, self.not_after, self.buffer)
+
+    def call_authority(self, request: Any) -> Authority:
+        """Subscribe the operation actor ``request["name"]`` to changes; answer the current authority."""
+        if not isinstance(request, dict) or not isinstance(request.get("name"), str):
+            raise TaiError("authority needs {name}", code="invalid_request")
+        self.subscribers.add(request["name"])
+        return self.authority()
+
+    def call_certificate_expired(self, _payload: Any) -> None:
+        """An operation actor's guard found the certificate expired (timers freeze between requests
+        on Cloud Run, so the clock at call time is where expiry shows first): leave ``prod``."""
+        if self.authority().expired(time.time()):
+            self._lost(CERTIFICATE_EXPIRED)
+
+    def _push(self) -> None:
+        """Send every subscriber the authority if it changed since the last push."""
+        authority = self.authority()
+        if authority == self.pushed:
+            return
+        self.pushed = authority
+        for name in sorted(self.subscribers):
+            self.call_actor(name, "authority_changed", authority, then=self._pushed)
+
+    def _pushed(self, _reply: Any, error: BaseException | None) -> None:
+        if error is not None:  # a subscriber that restarts subscribes again as it starts
+            logs.event(log, f"authority not delivered: {_why(error)}", logging.WARNING, event="authority_push_failed",
+                       code=getattr(error, "code", ""))
 
     def call_mode(self, _payload: Any) -> dict[str, Any]:
         return {"mode": self.machine.mode, "reason": self.machine.reason, "configured": self.machine.configured,
@@ -226,6 +262,7 @@ class ProdMode(Server):
         transition = self.machine.drain()
         if transition is not None:
             logs.event(log, f"mode {transition.previous} -> draining", event="mode_changed", **transition.to_payload())
+            self._push()
         return self.call_mode(None)
 
     def call_resume(self, _payload: Any) -> Any:
@@ -276,6 +313,7 @@ class ProdMode(Server):
         logs.event(log, f"mode {transition.previous or 'starting'} -> {transition.mode}: {transition.reason}",
                    event="mode_changed", **transition.to_payload())
         self._append("mode.changed", transition.to_payload())
+        self._push()
 
     def _verdict(self, error: BaseException | None) -> None:
         """Record the insurer's answer if it changed the verdict or restates one recorded an hour ago."""

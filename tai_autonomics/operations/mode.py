@@ -82,12 +82,20 @@ class ModeMachine:
 
     def check(self, operation: str) -> None:
         """Raise :class:`ModeRefusal` unless ``operation`` (write/read/pricing) may run now."""
-        allowed = {EVAL: {READ, PRICING}, PROD: {READ, PRICING, WRITE}, READ_ONLY: {READ}, DRAINING: set()}
-        if operation not in allowed.get(self.mode, set()):
-            raise ModeRefusal(f"{operation} refused in {self.mode or 'starting'} mode: {self.reason}",
-                              detail={"mode": self.mode, "reason": self.reason, "operation": operation})
+        check_mode(self.mode, self.reason, operation)
 
     def _to(self, mode: str, reason: str) -> Transition:
         transition = Transition(self.mode, mode, reason)
         self.mode, self.reason = mode, reason
         return transition
+
+
+_ALLOWED = {EVAL: {READ, PRICING}, PROD: {READ, PRICING, WRITE}, READ_ONLY: {READ}, DRAINING: set()}
+
+
+def check_mode(mode: str, reason: str, operation: str) -> None:
+    """Raise :class:`ModeRefusal` unless ``operation`` (write/read/pricing) may run in ``mode``
+    (also where a pushed authority is checked, away from the machine: ``operations.authority``)."""
+    if operation not in _ALLOWED.get(mode, set()):
+        raise ModeRefusal(f"{operation} refused in {mode or 'starting'} mode: {reason}",
+                          detail={"mode": mode, "reason": reason, "operation": operation})

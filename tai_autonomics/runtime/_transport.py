@@ -1,4 +1,6 @@
-"""Adjustments to thespian 4.0.1's TCP transport that the runtime cannot do without.
+"""Adjustments to thespian 4.0.1's TCP transport that the runtime cannot do without on
+``multiprocTCPBase``. The default base, ``multiprocUnixBase`` (``unixbase``), needs none of
+them: it binds nothing on the network, keeps its connections, has no back-offs and its own loop.
 
 1. **Bind address.** The transport listens on all interfaces and unpickles whatever arrives,
    so an open actor port is remote code execution. ``bind_actor_sockets_to`` makes every
@@ -22,10 +24,7 @@
    five system calls per pass. A ``PollSelector`` costs one (``poll``). Measured per sequential
    insured deploy: 5-9 % less CPU in every actor process. Only thespian's TCP transport module
    sees the substitute; asyncio and everything else keep the default selector.
-6. **Debug text on demand.** Every send and every receipt formats the message, its addresses
-   and timers for thespian's debug log (``thesplog('... %s', intent.identify())``), whatever the
-   log level: three such texts per message. ``identify()`` now returns an object that makes
-   the same text only when a log line is actually formatted.
+6. **Debug text on demand** (``unixbase.debug_text_on_demand``, which that base applies too).
 7. **Timer arithmetic.** Each pass of the transport's loop asks every pending transmit and
    incoming socket for its ``delay()``: up to three timer views, three ``timedelta`` objects, a
    ``min`` and a ``max`` of ``timedelta`` objects each. The same value is now computed from the
@@ -38,14 +37,15 @@ from __future__ import annotations
 import os
 import selectors
 import types
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import thespian.system.systemBase as _thespian_system
 import thespian.system.transport as _thespian_transport
 from thespian.system.timing import ExpirationTimer, currentTime
-from thespian.system.transport import IPBase, ReceiveEnvelope, TCPTransport, TransmitIntent
+from thespian.system.transport import IPBase, TCPTransport, TransmitIntent
+
+from tai_autonomics.runtime import unixbase
 
 _state: dict[str, Any] = {"bind": None, "patched": False}
 
@@ -62,7 +62,7 @@ def tune_tcp_transport(address: str) -> None:
         DefaultSelector=selectors.PollSelector, EVENT_READ=selectors.EVENT_READ, EVENT_WRITE=selectors.EVENT_WRITE)
     if not _state["patched"]:
         _state["patched"] = True
-        _identify_on_demand()
+        unixbase.debug_text_on_demand()
         _float_delays()
     if _state["bind"] is None:
         original = IPBase.IPActorAddress.__init__
@@ -74,30 +74,6 @@ def tune_tcp_transport(address: str) -> None:
 
         IPBase.IPActorAddress.__init__ = __init__
     _state["bind"] = address
-
-
-class _Identified:
-    """What thespian's ``identify()`` returned, made when a log line formats it (``%s``)."""
-
-    __slots__ = ("_identify", "_subject")
-
-    def __init__(self, identify: Callable[[Any], str], subject: Any) -> None:
-        self._identify, self._subject = identify, subject
-
-    def __str__(self) -> str:
-        return self._identify(self._subject)
-
-    __repr__ = __str__
-
-
-def _identify_on_demand() -> None:
-    """See the module docstring, 6. ``ReceiveEnvelope.__str__`` must still return a ``str``."""
-    def on_demand(identify: Callable[[Any], str]) -> Callable[[Any], _Identified]:
-        return lambda subject: _Identified(identify, subject)
-
-    for cls in (TransmitIntent, ReceiveEnvelope):
-        cls.identify = on_demand(cls.identify)
-    ReceiveEnvelope.__str__ = lambda envelope: str(envelope.identify())
 
 
 def _time_left(now: float, *timers: ExpirationTimer | None) -> timedelta | None:

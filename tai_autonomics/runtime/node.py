@@ -4,14 +4,17 @@ This is the runtime's front door for code outside the actors (the CLI, the gatew
 start a system on the configured base, start a tree, ``call``/``cast`` actors by name, and
 stop everything, leaving no process behind.
 
-Two thespian bases are supported with the same semantics: ``multiprocTCPBase`` (production;
-every actor its own process) and ``simpleSystemBase`` (everything in the calling thread; fast
-unit tests).
+Three thespian bases are supported with the same semantics: ``multiprocUnixBase`` (the default:
+every actor its own process, messages over persistent Unix-socket connections only the daemon's
+user can open; ``runtime/unixbase.py``), ``multiprocTCPBase`` (thespian's own, every actor its own
+process, a loopback TCP connection per message) and ``simpleSystemBase`` (everything in the
+calling thread; fast unit tests).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -19,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorSystem
+from thespian.actors import ActorExitRequest, ActorSystem, ActorSystemStartupFailure
 
-from tai_autonomics.runtime import _datastack, _process, _transport
+from tai_autonomics.runtime import _datastack, _process, _transport, unixbase
 from tai_autonomics.runtime.client import Client
 from tai_autonomics.runtime.errors import StartError, SystemError_
 from tai_autonomics.runtime.messages import Exiting, Init, Location, Shutdown, Started, StartFailed
@@ -32,7 +35,7 @@ from tai_autonomics.runtime.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-BASES = ("multiprocTCPBase", "simpleSystemBase")
+BASES = (unixbase.NAME, "multiprocTCPBase", "simpleSystemBase")
 SHUTDOWN_KILL_WAIT_S = 5.0
 """How long ``shutdown`` waits for SIGKILLed processes to be gone (the kernel takes milliseconds)."""
 
@@ -41,10 +44,13 @@ SHUTDOWN_KILL_WAIT_S = 5.0
 class NodeConfig:
     """How to run the actor system (the ``[system]`` table of a release file)."""
 
-    base: str = "multiprocTCPBase"
+    base: str = unixbase.NAME
     admin_port: int = 19500
     bind: str = "127.0.0.1"
     log_level: str = "INFO"
+    socket_dir: str = ""
+    """``multiprocUnixBase``: the private directory that holds a subdirectory of sockets per node
+    (created 0700; empty: a per-user directory under the system's temporary directory)."""
 
     def __post_init__(self) -> None:
         if self.base not in BASES:
@@ -71,13 +77,15 @@ class Node:
 
     def start(self) -> Node:
         cfg = self.config
-        if cfg.base == "multiprocTCPBase":
-            _transport.tune_tcp_transport(cfg.bind)
+        if self.multiprocess:
+            if cfg.base == "multiprocTCPBase":
+                _transport.tune_tcp_transport(cfg.bind)
+                _ensure_port_free(cfg.bind, cfg.admin_port)
+            else:
+                _ensure_admin_socket_free(self._capabilities)
             _datastack.start_actors_on_fresh_chunk()
             _process.become_subreaper()
-            _ensure_port_free(cfg.bind, cfg.admin_port)
-            capabilities = {"Admin Port": cfg.admin_port}
-            asys = ActorSystem("multiprocTCPBase", capabilities, logDefs=_transport.log_config(cfg.log_level),
+            asys = ActorSystem(cfg.base, self._capabilities, logDefs=_transport.log_config(cfg.log_level),
                                transientUnique=True)
         else:
             asys = ActorSystem("simpleSystemBase", logDefs=_transport.log_config(cfg.log_level),
@@ -91,6 +99,13 @@ class Node:
         log.info("actor system started", extra={"fields": {
             "event": "system_started", "base": cfg.base, "admin_port": cfg.admin_port, "bind": cfg.bind}})
         return self
+
+    @property
+    def _capabilities(self) -> dict[str, Any]:
+        capabilities: dict[str, Any] = {"Admin Port": self.config.admin_port}
+        if self.config.socket_dir:
+            capabilities[unixbase.DIRECTORY_CAPABILITY] = self.config.socket_dir
+        return capabilities
 
     @property
     def multiprocess(self) -> bool:
@@ -162,6 +177,8 @@ class Node:
                 if left:
                     log.error("processes of the node survived SIGKILL", extra={"fields": {
                         "event": "system_processes_left", "pids": left}})
+                elif self.config.base == unixbase.NAME:  # the sockets of processes killed above
+                    shutil.rmtree(unixbase.node_directory(self._capabilities), ignore_errors=True)
             log.info("actor system stopped", extra={"fields": {"event": "system_stopped"}})
 
     def _processes(self) -> dict[int, int]:
@@ -233,6 +250,20 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def _ensure_admin_socket_free(capabilities: dict[str, Any]) -> None:
+    """As :func:`_ensure_port_free`, for the admin socket of ``multiprocUnixBase`` (whose
+    directory is checked, and made if missing, on the way: an unsafe one is refused here)."""
+    transport = unixbase.ActorSystemBase.transportType
+    try:
+        admin = transport.getAdminAddr(capabilities)
+    except ActorSystemStartupFailure as exc:
+        raise SystemError_(str(exc), detail={"port": capabilities["Admin Port"]}) from None
+    if transport.probeAdmin(admin):
+        raise SystemError_(
+            f"the actor admin socket {admin.addressDetails.path} is in use (is another tai-autonomics "
+            f"running? stop it, or choose another [system] admin_port)", detail={"port": capabilities["Admin Port"]})
 
 
 def _ensure_port_free(host: str, port: int) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tai_autonomics.errors import TaiError
-from tai_autonomics.runtime import Server
+from tai_autonomics.runtime import DEFERRED, Server
 from tai_autonomics.trust import sample_policy
 
 
@@ -70,3 +70,25 @@ class LedgerStub(Server):
 
     def call_appended(self, _payload: Any) -> list[dict[str, Any]]:
         return self.receipts
+
+
+class AuthoritySubscriber(Server):
+    """Subscribes to ProdMode's authority as an operation actor does, and keeps what it is pushed."""
+
+    def init(self, args: dict[str, Any]) -> Any:
+        self.seen: list[Any] = []
+        self.call_actor("ProdMode", "authority", {"name": self.name}, then=self._subscribed)
+        return DEFERRED
+
+    def _subscribed(self, authority: Any, error: BaseException | None) -> None:
+        if error is not None:
+            self.fail_start(f"cannot subscribe: {error}")
+            return
+        self.seen.append(authority)
+        self.confirm_started()
+
+    def call_authority_changed(self, authority: Any) -> None:
+        self.seen.append(authority)
+
+    def call_modes(self, _payload: Any) -> list[str]:
+        return [authority.mode for authority in self.seen]

@@ -3,6 +3,7 @@ read_only and back — on both thespian bases."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -17,7 +18,8 @@ POLICY = "dev-policy-0001"
 def start(node: Node, *, cert: dict | None = None, insurer: dict | None = None, ledger: dict | None = None,
           mode: str = "prod", **prod_args: Any) -> None:
     node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"intensity": 5, "children": [
-        "ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode"]}}, "workers": {
+        "ReceiptLedger", "CertManager", "InsuranceClient", "ProdMode", "Subscriber"]}}, "workers": {
+        "Subscriber": {"actor": f"{STUBS}:AuthoritySubscriber"},
         "ReceiptLedger": {"actor": f"{STUBS}:LedgerStub", "args": ledger or {}},
         "CertManager": {"actor": f"{STUBS}:CertManagerStub", "args": cert or {}},
         "InsuranceClient": {"actor": f"{STUBS}:InsuranceStub", "args": insurer or {}},
@@ -184,3 +186,28 @@ def test_insurance_verdicts_are_receipts_on_each_change_and_again_while_one_hold
     assert failed["chain"] == POLICY and failed["mode"] == "prod"
     running.call("InsuranceClient", "set", {"failing": None})
     wait_until(lambda: verdicts()[-1] == ("insurance.verified", False), what="verified again")
+
+
+def test_every_change_of_mode_is_pushed_to_the_subscribed_operation_actors(running: Node) -> None:
+    """Operation actors guard writes on what ProdMode pushes (no call to ProdMode per deploy)."""
+    start(running, check_interval_s=0.05)
+    assert running.call("Subscriber", "modes") == ["prod"]  # the subscription's answer
+    running.call("InsuranceClient", "set", {"failing": "insurance_cache_stale"})
+    wait_until(lambda: running.call("Subscriber", "modes")[-1:] == ["read_only"], what="read_only pushed")
+    running.call("InsuranceClient", "set", {"failing": None})
+    wait_until(lambda: running.call("Subscriber", "modes")[-1:] == ["prod"], what="prod pushed again")
+
+
+def test_a_certificate_expired_at_call_time_is_refused_and_reported_to_prod_mode(running: Node) -> None:
+    """Timers freeze between requests on Cloud Run: the pushed authority still says prod, the
+    guard's clock says expired; ProdMode, told so, records the move to read_only and pushes it."""
+    start(running, cert={"valid_for_s": 1}, preflight_buffer_s=0)
+    not_after = time.time() + 1
+    wait_until(lambda: time.time() > not_after, what="the certificate's expiry")
+    assert running.call("ProdMode", "mode")["mode"] == "prod"  # nothing has looked at the clock yet
+    running.call("ProdMode", "certificate_expired")
+    assert running.call("ProdMode", "mode")["reason"] == "certificate expired"
+    wait_until(lambda: running.call("Subscriber", "modes")[-1:] == ["read_only"], what="read_only pushed")
+    wait_until(lambda: [r["payload"]["to"] for r in running.call("ReceiptLedger", "appended")
+                                if r["kind"] == "mode.changed"] == ["prod", "read_only"],
+               what="the mode.changed receipts")

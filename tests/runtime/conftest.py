@@ -11,7 +11,8 @@ import pytest
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.conftest import free_port
 
-BASES = ["simpleSystemBase", "multiprocTCPBase"]
+MULTIPROCESS = ["multiprocUnixBase", "multiprocTCPBase"]
+BASES = ["simpleSystemBase", *MULTIPROCESS]
 
 
 @pytest.fixture(scope="module", params=BASES)

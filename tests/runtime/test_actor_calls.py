@@ -12,6 +12,7 @@ import pytest
 from tai_autonomics.runtime import ActorCrashed, CallError, CallTimeout, Node, NodeConfig, parse_tree
 from tai_autonomics.runtime.messages import Call, Location, Moved, Register, Reply, Unregister, Whereis
 from tests.conftest import free_port, listen_for
+from tests.runtime.conftest import MULTIPROCESS
 from tests.runtime.test_supervision import crash_and_await_restart, incarnation, workers
 
 RELAY = {"actor": "tests.runtime.actors:Relay"}
@@ -69,18 +70,20 @@ def test_a_crash_in_a_reply_callback_restarts_the_caller(node: Node, tree) -> No
     assert node.whereis("relay", wait=10, after=before).incarnation != before
 
 
-def test_a_slow_callee_times_out_for_the_caller() -> None:
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_slow_callee_times_out_for_the_caller(base: str) -> None:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "relay"]}},
                                     "workers": {**workers("a"), "relay": dict(RELAY)}}))
         with pytest.raises(CallTimeout):
             relay(node, "a", "sleep", 2.0, timeout=0.3)
 
 
-def test_a_callee_killed_mid_call_fails_the_call_at_once() -> None:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_callee_killed_mid_call_fails_the_call_at_once(base: str) -> None:
     """Like an OTP monitor: the caller hears of the death at once, not after its timeout, and the
     call is not run again (it may have been half done)."""
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"intensity": 5, "children": ["a", "relay"]}},
                                     "workers": {**workers("a"), "relay": dict(RELAY)}}))
         assert relay(node, "a", "echo", 0) == 0  # the relay has resolved (and subscribed to) a
@@ -94,10 +97,11 @@ def test_a_callee_killed_mid_call_fails_the_call_at_once() -> None:
         assert time.monotonic() - started < 10
 
 
-def test_a_later_call_with_a_shorter_timeout_times_out_first() -> None:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_later_call_with_a_shorter_timeout_times_out_first(base: str) -> None:
     """Call deadlines share one armed wakeup: a new call whose deadline is earlier than every
     outstanding one must re-arm it, and the long call must still get its answer afterwards."""
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "b", "relay"]}},
                                     "workers": {**workers("a", "b"), "relay": dict(RELAY)}}))
         outcome: dict[str, object] = {}
@@ -125,8 +129,9 @@ def test_a_later_call_with_a_shorter_timeout_times_out_first() -> None:
 COALESCING = {"actor": "tests.runtime.actors:Coalescing"}
 
 
-def test_calls_sent_by_one_handler_travel_as_one_batch_and_are_answered_as_one() -> None:
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_calls_sent_by_one_handler_travel_as_one_batch_and_are_answered_as_one(base: str) -> None:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
                                     "workers": {"src": dict(COALESCING), "dst": dict(COALESCING)}}))
         assert node.call("src", "fan_out", {"to": "dst", "payloads": [1, "two", [3]]}) == [1, "two", [3]]
@@ -135,9 +140,10 @@ def test_calls_sent_by_one_handler_travel_as_one_batch_and_are_answered_as_one()
         assert node.call("dst", "seen") == 3
 
 
-def test_a_client_picks_its_reply_out_of_a_batch() -> None:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_client_picks_its_reply_out_of_a_batch(base: str) -> None:
     """A late reply to an abandoned call and the reply to the current one arrive together."""
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a"]}},
                                     "workers": {"a": dict(COALESCING)}}))
         with pytest.raises(CallTimeout):
@@ -146,18 +152,20 @@ def test_a_client_picks_its_reply_out_of_a_batch() -> None:
         assert node.call("a", "echo", "next") == "next"
 
 
-def test_a_lingering_actor_never_holds_the_steps_of_a_lone_request() -> None:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_lingering_actor_never_holds_the_steps_of_a_lone_request(base: str) -> None:
     """A request's call and its answer follow each other quickly, but with no other request
     under way there is nothing to gather: a 5 s hold would time this call out."""
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
                                     "workers": {"src": {"actor": "tests.runtime.actors:Relaying"},
                                                 "dst": dict(COALESCING)}}))
         assert node.call("src", "relay", {"to": "dst", "payload": 7}, timeout=2.5) == 7
 
 
-def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together() -> None:
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together(base: str) -> None:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["src", "dst"]}},
                                     "workers": {"src": {"actor": "tests.runtime.actors:Lingering"},
                                                 "dst": dict(COALESCING)}}))

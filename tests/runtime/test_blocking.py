@@ -8,14 +8,16 @@ import pytest
 
 from tai_autonomics.runtime import ActorCrashed, Node, NodeConfig, parse_tree
 from tests.conftest import free_port
+from tests.runtime.conftest import BASES, MULTIPROCESS
 from tests.runtime.test_supervision import incarnation, wait_until
 
 TREE = {"root": "root", "supervisors": {"root": {"children": ["w"]}},
         "workers": {"w": {"actor": "tests.runtime.actors:Offloading"}}}
 
 
-def test_an_actor_answers_others_while_its_blocking_work_runs() -> None:
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as node:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_an_actor_answers_others_while_its_blocking_work_runs(base: str) -> None:
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree(TREE))
         with ThreadPoolExecutor(1) as pool:
             slow = pool.submit(lambda: node.client().call("w", "slow", 2.0, timeout=10))
@@ -26,7 +28,7 @@ def test_an_actor_answers_others_while_its_blocking_work_runs() -> None:
             assert slow.result() == 2.0
 
 
-@pytest.mark.parametrize("base", ["simpleSystemBase", "multiprocTCPBase"])
+@pytest.mark.parametrize("base", BASES)
 def test_a_failure_in_the_continuation_crashes_the_actor_and_it_restarts(base: str) -> None:
     with Node(NodeConfig(base=base, admin_port=free_port())) as node:
         node.start_tree(parse_tree(TREE))

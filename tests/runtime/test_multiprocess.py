@@ -10,12 +10,13 @@ import pytest
 
 from tai_autonomics.runtime import CallTimeout, Node, NodeConfig
 from tests.conftest import free_port
+from tests.runtime.conftest import MULTIPROCESS
 from tests.runtime.test_supervision import _zombie, wait_until, workers
 
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[Node]:
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as n:
+@pytest.fixture(scope="module", params=MULTIPROCESS)
+def node(request: pytest.FixtureRequest) -> Iterator[Node]:
+    with Node(NodeConfig(base=request.param, admin_port=free_port())) as n:
         yield n
 
 
@@ -82,15 +83,21 @@ def test_no_actor_socket_listens_beyond_loopback(node: Node, tree) -> None:
     pids = [node._admin_pid, *_process.descendants(node._admin_pid)]
     listening = _listening_inodes()
     addresses = {listening[i] for pid in pids for i in _socket_inodes(pid) if i in listening}
-    assert len(addresses) >= 4  # admin, logger, root, a, sub, b (each listens)
-    loopback_v4 = "0100007F"  # 127.0.0.1, little-endian hex in /proc/net/tcp
-    assert all(a.split(":")[0] == loopback_v4 for a in addresses), addresses
+    if node.config.base == "multiprocTCPBase":
+        assert len(addresses) >= 4  # admin, logger, root, a, sub, b (each listens)
+        loopback_v4 = "0100007F"  # 127.0.0.1, little-endian hex in /proc/net/tcp
+        assert all(a.split(":")[0] == loopback_v4 for a in addresses), addresses
+    else:  # Unix sockets in a private directory (tests/runtime/test_unix_transport.py): no TCP of its own
+        inherited = {listening[i] for i in _socket_inodes(os.getpid()) if i in listening}  # forks keep the test's
+        assert addresses <= inherited, addresses - inherited
+        assert len(pids) >= 5 and all(_socket_inodes(pid) for pid in pids)
 
 
-def test_shutdown_leaves_no_process_behind(tmp_path) -> None:
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_shutdown_leaves_no_process_behind(base: str) -> None:
     from tai_autonomics.runtime import _process, parse_tree
 
-    node = Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())).start()
+    node = Node(NodeConfig(base=base, admin_port=free_port())).start()
     node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "sub"]},
                                                                 "sub": {"children": ["b"]}},
                                 "workers": workers("a", "b")}))

@@ -111,7 +111,8 @@ def test_intensity_plus_one_crashes_escalate_to_the_parent(node: Node, tree) -> 
     assert incarnation(node, "sub") == sub_before  # two restarts are within intensity 2
     crash_and_await_restart(node, "x")  # the third gives up: root restarts sub, which starts x
     assert node.whereis("sub", wait=10, after=sub_before).incarnation != sub_before
-    assert child_state(node, "root", "sub") == "running"
+    # registered as it starts, running once it confirmed its start to root: a moment later
+    wait_until(lambda: child_state(node, "root", "sub") == "running", what="sub running again")
 
 
 def test_crashes_spread_out_over_time_do_not_escalate(node: Node, tree) -> None:

@@ -1,0 +1,144 @@
+"""multiprocUnixBase's transport: what other users, and processes without the node's secret, get
+from an actor's socket (nothing is unpickled), and which directories it refuses to use."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tai_autonomics.runtime import Node, NodeConfig, unixbase
+from tai_autonomics.runtime.errors import SystemError_
+from tests.conftest import free_port
+from tests.runtime.test_supervision import wait_until, workers
+
+NOBODY = 65534
+
+
+class _MakeDirectory:
+    """Unpickling this makes a directory: the proof that a payload was unpickled."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Node]:
+    # directly under the system's temporary directory (pytest's are 0700 all the way down), so
+    # that the test below can open the way to the sockets for another uid
+    sockets = tempfile.mkdtemp(prefix="tai-unix-test-")
+    try:
+        with Node(NodeConfig(base=unixbase.NAME, admin_port=free_port(), socket_dir=sockets)) as n:
+            yield n
+    finally:
+        shutil.rmtree(sockets)
+
+
+def _directory(node: Node) -> Path:
+    return Path(unixbase.node_directory(node._capabilities))
+
+
+def _actor_socket(node: Node, tree) -> str:
+    tree({"root": {"children": ["a"]}}, workers("a"))
+    path = node._client.whereis("a").address.addressDetails.path
+    assert Path(path).parent == _directory(node)
+    return path
+
+
+def _frame(payload: bytes) -> bytes:
+    return struct.pack("<I", len(payload)) + payload
+
+
+def _send_and_read(path: str, data: bytes) -> bytes:
+    """Connect, send ``data``, and read until the actor's side closes (it never writes)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(data)
+        return sock.recv(1)
+
+
+def test_without_the_nodes_secret_nothing_is_unpickled(node: Node, tree, tmp_path: Path) -> None:
+    path = _actor_socket(node, tree)
+    marker = tmp_path / "unpickled"
+    evil = pickle.dumps(_MakeDirectory(marker))
+    for data in (_frame(evil),                                   # no hello at all
+                 _frame(os.urandom(unixbase.SECRET_BYTES) + evil),  # a guessed secret
+                 _frame(b"\0" * unixbase.SECRET_BYTES + evil) + _frame(evil)):
+        assert _send_and_read(path, data) == b""  # the actor closed the connection
+    assert not marker.exists()
+    assert node.call("a", "echo", "still here") == "still here"
+
+    # The control: the same bytes behind the right secret are unpickled (so the check above,
+    # not a malformed frame, is what refused them).
+    secret = (_directory(node) / "secret").read_bytes()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        sock.sendall(_frame(secret + evil))
+        assert sock.recv(1) == b""  # not an address: dropped, after unpickling it
+    wait_until(marker.is_dir, what="the payload unpickled")
+    assert node.call("a", "echo", "still here") == "still here"
+
+
+def test_the_sockets_are_in_a_directory_only_the_daemons_user_can_open(node: Node, tree) -> None:
+    path = _actor_socket(node, tree)
+    for directory in (_directory(node), _directory(node).parent):
+        info = directory.stat()
+        assert (info.st_uid, info.st_mode & 0o777) == (os.getuid(), 0o700)
+    assert sorted(p.name for p in _directory(node).iterdir() if not p.is_socket()) == ["secret"]
+    assert (_directory(node) / "secret").stat().st_mode & 0o777 == 0o600
+
+    connect = f"import socket; socket.socket(socket.AF_UNIX).connect({path!r})"
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "/usr/bin/python3", "-c"]
+    refused = subprocess.run([*as_nobody, connect], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused.stderr
+
+    # Even with the directories opened to everyone, another uid is dropped before anything is read.
+    modes = {d: d.stat().st_mode & 0o777 for d in (_directory(node), _directory(node).parent)}
+    try:
+        for directory in modes:
+            directory.chmod(0o777)
+        Path(path).chmod(0o777)
+        send = (f"import socket; s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect({path!r}); "
+                f"s.sendall(b'x' * 64); print(repr(s.recv(1)))")
+        dropped = subprocess.run([*as_nobody, send], capture_output=True, text=True, timeout=30)
+    finally:
+        for directory, mode in modes.items():
+            directory.chmod(mode)
+    assert (dropped.returncode, dropped.stdout.strip()) in ((0, "b''"), (1, "")), dropped.stderr
+    if dropped.returncode:
+        assert "ConnectionResetError" in dropped.stderr or "BrokenPipeError" in dropped.stderr, dropped.stderr
+    assert node.call("a", "echo", 1) == 1
+
+
+@pytest.mark.parametrize("unsafe", ["group_readable", "other_owner", "symlink"])
+def test_an_unsafe_socket_directory_is_refused(tmp_path: Path, unsafe: str) -> None:
+    sockets = tmp_path / "sockets"
+    if unsafe == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        sockets.symlink_to(tmp_path / "elsewhere")
+    else:
+        sockets.mkdir(mode=0o700)
+        sockets.chmod(0o750) if unsafe == "group_readable" else os.chown(sockets, NOBODY, NOBODY)
+    node = Node(NodeConfig(base=unixbase.NAME, admin_port=free_port(), socket_dir=str(sockets)))
+    with pytest.raises(SystemError_, match=f"unsafe actor socket directory {sockets}"):
+        node.start()
+    assert [p.name for p in tmp_path.iterdir() if p.name != "elsewhere"] == ["sockets"]
+
+
+def test_shutdown_removes_the_nodes_sockets(tmp_path: Path) -> None:
+    with Node(NodeConfig(base=unixbase.NAME, admin_port=free_port(), socket_dir=str(tmp_path / "s"))) as node:
+        directory = _directory(node)
+        assert (directory / "admin").is_socket()
+    assert not directory.exists()
