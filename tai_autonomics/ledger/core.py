@@ -3,10 +3,12 @@
 One :class:`Ledger` per daemon instance is the sequencer: it seals receipts (chain position,
 leaf index, hash, signature or session MAC), appends them in batches through the store's
 transaction (group commit: one durable write acknowledges every receipt of the batch), signs a
-checkpoint per batch, and serves receipts, checkpoints and proofs from an in-memory
-:class:`~tai_autonomics.ledger.merkle.MerkleTree` that it rebuilds from the store on open.
-Everything it holds in memory is derived from the store, except the eval session's secrets,
-which by design never outlive the process.
+checkpoint per batch, and serves receipts, checkpoints and proofs from a
+:class:`~tai_autonomics.ledger.tiles.TiledTree`: the tree's right edge in memory, its complete
+tiles written by each batch's transaction and read back through a cache bounded in bytes. Opening
+reads a constant number of rows whatever the ledger's size. Everything it holds in memory is
+derived from the store, except the eval session's secrets, which by design never outlive the
+process.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tai_autonomics.ledger.errors import (
     StoreCorruptError,
 )
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
-from tai_autonomics.ledger.merkle import EMPTY_ROOT, MerkleTree
+from tai_autonomics.ledger.merkle import EMPTY_ROOT
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
 from tai_autonomics.ledger.operations import (
     ClaimKey,
@@ -51,6 +53,7 @@ from tai_autonomics.ledger.receipts import (
     rfc3339_utc,
 )
 from tai_autonomics.ledger.store import NO_READS, ChainHead, EffectReads, LedgerStore, LogHead, SealedBatch, StoredLeaf
+from tai_autonomics.ledger.tiles import DEFAULT_CACHE_BYTES, TiledTree
 
 DEFAULT_ORIGIN = "tai-autonomics/ledger"
 _PARALLEL_SIGNING = 32  # contractual receipts in a batch from which two threads sign it
@@ -68,7 +71,7 @@ class Ledger:
         self,
         store: LedgerStore,
         key: LedgerKey,
-        tree: MerkleTree,
+        tree: TiledTree,
         *,
         origin: str,
         max_batch: int,
@@ -92,13 +95,17 @@ class Ledger:
         origin: str = DEFAULT_ORIGIN,
         max_batch: int = 256,
         clock: Callable[[], datetime] = _utcnow,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> Ledger:
-        """Rebuild the ledger's state from ``store``: the tree from the stored leaf hashes,
-        checked against the latest signed checkpoint. A new eval session starts.
+        """Take the ledger's state from ``store``: the tree's right edge (at most 255 leaf hashes
+        and one tile per level above), checked against the latest signed checkpoint. A new eval
+        session starts. What lies left of the edge is checked by ``ledger verify``.
 
-        ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one).
+        ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one);
+        ``cache_bytes`` bounds the tiles kept in memory for proofs.
         """
-        ledger = cls(store, key, MerkleTree(), origin=origin, max_batch=max_batch, clock=clock)
+        tree = TiledTree(store, cache_bytes=cache_bytes)
+        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock)
         size = store.size()
         ledger._catch_up(size)
         latest = store.checkpoint()
@@ -164,6 +171,7 @@ class Ledger:
         except BaseException:
             self._tree.truncate(min(committed, self._tree.size))
             raise
+        self._tree.settle()
         return list(batch.receipts)
 
     def rotate_epoch(self) -> Receipt:
@@ -299,7 +307,8 @@ class Ledger:
             self._tree.append(receipt.leaf_hash)
             receipts.append(receipt)
         checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
-        return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()))
+        return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()),
+                           self._tree.drain())
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:
         """Ed25519 signatures of ``digests``, in order. From ``_PARALLEL_SIGNING`` digests on, a
@@ -327,14 +336,9 @@ class Ledger:
             self._catch_up(min(size, self._store.size()))
 
     def _catch_up(self, size: int) -> None:
-        """Extend the tree with leaves committed by other instances, up to ``size``."""
+        """Move the tree's edge to ``size``, committed by other instances (or before this opened)."""
         if size > self._tree.size:
-            try:
-                self._tree.extend(self._store.leaf_hashes(self._tree.size, size))
-            except ProofError as exc:
-                raise StoreCorruptError(f"ledger store holds a bad leaf hash: {exc.message}") from None
-            if self._tree.size != size:
-                raise StoreCorruptError(f"ledger store is missing leaves below {size}")
+            self._tree.load(size)
 
     def _check_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """A stored checkpoint must be signed by our key and match our tree."""

@@ -57,6 +57,7 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
+from tai_autonomics.ledger.tiles import tile_from_leaves
 
 _T = TypeVar("_T")
 _PAGE = 1000
@@ -232,6 +233,11 @@ class FirestoreStore:
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         for doc in self._range(start, end, ["leaf_hash"]):
             yield doc.get("leaf_hash")
+
+    def tile(self, level: int, index: int) -> bytes | None:
+        """Computed from the leaf hashes: this store does not keep tiles yet, so the batch's
+        ``tiles`` are not written and a proof's tile costs a read of the leaves under it."""
+        return tile_from_leaves(self, self.size(), level, index)
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         for doc in self._range(start, end, None):

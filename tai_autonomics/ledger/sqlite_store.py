@@ -42,9 +42,10 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
+from tai_autonomics.ledger.tiles import Tile, tiles_of
 
 DB_FILE = "ledger.sqlite3"
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = (
     """CREATE TABLE receipts (
     leaf_index INTEGER PRIMARY KEY,
@@ -72,6 +73,10 @@ _SCHEMA_2 = (
     )""",
     "CREATE INDEX operations_open ON operations (scope, status, started)",
 )
+# Version 3: the Merkle tree's tiles (ledger/tiles.py), so that opening reads the tree's right edge
+# instead of every leaf hash. An older file gets them computed from its leaf hashes when first opened.
+_SCHEMA_3 = ("CREATE TABLE tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, "
+             "PRIMARY KEY (level, idx)) WITHOUT ROWID",)
 _OPERATION_COLUMNS = ("operation_id, scope, COALESCE(key, ''), fingerprint, chain, status, intent_id, started, "
                       "outcome_id")
 # CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
@@ -140,13 +145,17 @@ class SQLiteStore:
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA + _SCHEMA_2:
+                for statement in _SCHEMA + _SCHEMA_2 + _SCHEMA_3:
                     self._db.execute(statement)
-            elif version == 1:
+            if version == 1:
                 for statement in _SCHEMA_2:
                     self._db.execute(statement)
                 self._write_effects(*rebuild(_parsed(self._leaves(0, None))))
-            if version in (0, 1):
+            if version in (1, 2):
+                for statement in _SCHEMA_3:
+                    self._db.execute(statement)
+                self._write_tiles(tiles_of(self._leaf_hashes(0, self._size())))
+            if version in (0, 1, 2):
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -171,6 +180,7 @@ class SQLiteStore:
                     "INSERT INTO receipts (leaf_index, id, chain, seq, hash, leaf_hash, data) VALUES (?,?,?,?,?,?,?)",
                     [(r.leaf_index, r.id, r.chain, r.seq, r.hash, r.leaf_hash, r.data) for r in batch.receipts],
                 )
+                self._write_tiles(batch.tiles)
                 cp = batch.checkpoint
                 self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)",
                                  (cp.size, cp.root, cp.note))
@@ -191,6 +201,16 @@ class SQLiteStore:
             "started, outcome_id) VALUES (?,?,?,?,?,?,?,?,?)",
             [(r.operation_id, r.scope, r.key or None, r.fingerprint, r.chain, r.status, r.intent_id, r.started,
               r.outcome_id) for r in operations])
+
+    def _write_tiles(self, tiles: Iterable[Tile]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO tiles (level, idx, hashes) VALUES (?,?,?)",
+                             ((tile.level, tile.index, tile.hashes) for tile in tiles))
+
+    def tile(self, level: int, index: int) -> bytes | None:
+        with self._errors():
+            row = self._db.execute("SELECT CAST(hashes AS BLOB) FROM tiles WHERE level = ? AND idx = ?",
+                                   (level, index)).fetchone()
+        return None if row is None else row[0] or b""
 
     def _head(self, chains: Collection[str], reads: EffectReads) -> tuple[_KnownHead, LogHead]:
         """The log head with the heads of ``chains`` and what ``reads`` names, read in the write transaction.
@@ -269,13 +289,15 @@ class SQLiteStore:
 
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         with self._errors():
-            rows = self._db.execute(
-                "SELECT CAST(leaf_hash AS BLOB) FROM receipts "
-                "WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
-                (start, end),
-            )
-            for (leaf,) in rows:
-                yield leaf
+            yield from self._leaf_hashes(start, end)
+
+    def _leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
+        rows = self._db.execute(
+            "SELECT CAST(leaf_hash AS BLOB) FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+            (start, end),
+        )
+        for (leaf,) in rows:
+            yield leaf
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         with self._errors():

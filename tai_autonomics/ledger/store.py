@@ -25,6 +25,7 @@ from tai_autonomics.ledger.errors import ConflictError
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.receipts import Receipt
+from tai_autonomics.ledger.tiles import Tile
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,14 @@ class LogHead:
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
     """Receipts sealed at consecutive leaf indexes from a head, the checkpoint covering them, and
-    the counters and operation records they change (written in the same transaction)."""
+    the counters, operation records and tree tiles they change (written in the same transaction;
+    a tile replaces the stored one of its level and index)."""
 
     receipts: Sequence[Receipt]
     checkpoint: Checkpoint
     usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
     operations: Sequence[OperationRecord] = ()
+    tiles: Sequence[Tile] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,9 @@ class LedgerStore(Protocol):
 
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         """Stored leaf hashes of leaves ``start`` to ``end - 1``, in order."""
+
+    def tile(self, level: int, index: int) -> bytes | None:
+        """The stored hashes of tree tile ``(level, index)`` (:mod:`~tai_autonomics.ledger.tiles`)."""
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         """Stored receipts in leaf order (gaps, if any, show as missing indexes)."""

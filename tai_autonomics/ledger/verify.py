@@ -50,6 +50,7 @@ from tai_autonomics.ledger.receipts import (
     receipt_digest,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
+from tai_autonomics.ledger.tiles import tiles_of
 
 RECEIPTS_FILE, PROOFS_FILE = "receipts.jsonl", "proofs.jsonl"
 CHECKPOINT_FILE, PUBLIC_KEY_FILE = "checkpoint", "public_key.pem"
@@ -239,8 +240,9 @@ class _InOrder:
 def verify_store(
     store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: EvalSession | None = None
 ) -> VerifyReport:
-    """Verify every stored receipt and checkpoint, and the coverage counters against a recount of
-    the receipts; raise VerificationError at the first bad one.
+    """Verify every stored receipt and checkpoint, the coverage counters against a recount of the
+    receipts and the tree's tiles against their recomputation; raise VerificationError at the
+    first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
     stored checkpoint (one per appended batch) is signed and has the root of the receipts
@@ -265,6 +267,8 @@ def verify_store(
             stored = store.usage()
             if store.size() == latest.size:  # no append between: the counters are of these receipts
                 _compare_usage(stored, state.usage)
+                assert state.tree is not None, "verify_store builds the tree"
+                _compare_tiles(store, state.tree)
                 return state.report(latest)
             continue
         latest = _verify_segment(store, state, newest.size, public, origin, session)
@@ -280,6 +284,19 @@ def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]
                 f"usage {key.sku} of {key.chain} in {key.period}",
                 f"stored count {have.count} and cost {have.cost}, the receipts give count {want.count} and cost "
                 f"{want.cost}", chain=key.chain, period=key.period, sku=key.sku)
+
+
+def _compare_tiles(store: LedgerStore, tree: MerkleTree) -> None:
+    """Every tile the store should hold for ``tree`` must hold the hashes the receipts give: proofs,
+    the tile endpoints and a restart read them instead of the receipts. A writer appending
+    meanwhile only extends a tile, so a stored tile is compared up to the width expected here."""
+    for tile in tiles_of(tree.leaf(index) for index in range(tree.size)):
+        stored = store.tile(tile.level, tile.index)
+        if stored is None or stored[: len(tile.hashes)] != tile.hashes:
+            raise VerificationError(
+                f"tile {tile.level}/{tile.index}",
+                "missing" if stored is None else "its stored hashes differ from the tree of the receipts",
+                tile_level=tile.level, tile_index=tile.index)
 
 
 def _verify_segment(
