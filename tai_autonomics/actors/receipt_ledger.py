@@ -41,6 +41,8 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
   [intent, outcome?]}``; ``ledger_not_found``. Any instance's operations: the store holds them.
 * ``open_operations`` ``{scope, limit?=1000}`` → records of operations with no outcome yet, oldest first.
 * ``usage`` ``{chain?}`` → ``[{chain, period, sku, count, cost}]``, the stored coverage counters.
+* ``price`` ``{chain, customer_id}`` → ``{"value": str | None}``: the customer's last contractual
+  pricing value (the stored index, :mod:`~tai_autonomics.ledger.indexes`).
 * ``latest`` ``{limit?=10}`` (1..1000) → the last ``limit`` receipts of the ledger, across
   chains, in leaf order (what the remote shell's ``receipts [N]`` shows).
 * ``proof`` ``{id, tree_size?}`` → ``{leaf_index, tree_size, hashes}`` (RFC 9162 inclusion
@@ -248,6 +250,9 @@ class ReceiptLedger(Server):
     def call_usage(self, payload: Any) -> list[dict[str, Any]]:
         counters = self._ledger.usage(_arg(payload or {}, "chain", str, None))
         return [{**key._asdict(), **usage.to_json()} for key, usage in counters.items()]
+
+    def call_price(self, payload: Any) -> dict[str, Any]:
+        return {"value": self._ledger.price(_arg(payload, "chain", str), _arg(payload, "customer_id", str))}
 
     def call_latest(self, payload: Any) -> list[dict[str, Any]]:
         limit = _arg(payload or {}, "limit", int, 10)

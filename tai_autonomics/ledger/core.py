@@ -27,6 +27,7 @@ from tai_autonomics.ledger.errors import (
     ProofError,
     StoreCorruptError,
 )
+from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
 from tai_autonomics.ledger.merkle import EMPTY_ROOT
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
@@ -230,6 +231,10 @@ class Ledger:
         """The stored coverage counters (of ``chain``, or all)."""
         return self._store.usage(chain)
 
+    def price(self, chain: str, customer: str) -> str | None:
+        """The customer's last contractual pricing value on ``chain`` (the stored index)."""
+        return self._store.price(PriceKey(chain, customer))
+
     def inclusion_proof(self, receipt_id: str, tree_size: int | None = None) -> InclusionProof:
         """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest
         checkpoint's size)."""
@@ -307,8 +312,10 @@ class Ledger:
             self._tree.append(receipt.leaf_hash)
             receipts.append(receipt)
         checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
+        prices = dict(found for draft, chain in zip(drafts, chains)
+                      if (found := price_of(draft.kind, chain, draft.authority, draft.payload)) is not None)
         return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()),
-                           self._tree.drain())
+                           self._tree.drain(), prices)
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:
         """Ed25519 signatures of ``digests``, in order. From ``_PARALLEL_SIGNING`` digests on, a

@@ -10,7 +10,8 @@ Layout under ``ledgers/{name}``:
 * ``usage/{sha256(chain, period, sku)}``: ``{"chain", "period", "sku", "count", "cost"}``, one
   coverage counter per policy, month and SKU;
 * ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
-* ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner.
+* ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner;
+* ``prices/...``: the pricing index (:mod:`~tai_autonomics.ledger.firestore_indexes`).
 
 The counters, claims and records a batch touches are read and written in the append's
 transaction (docs/specification.md §10): two instances can never both reserve the last of a SKU's coverage or
@@ -44,6 +45,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, StoreCorruptError, StoreError
+from tai_autonomics.ledger.firestore_indexes import FirestoreIndexes
+from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import IN_PROGRESS, OPEN, ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.store import (
@@ -87,6 +90,7 @@ class FirestoreStore:
         self._usage = self._head.collection("usage")
         self._operations = self._head.collection("operations")
         self._claims = self._head.collection("claims")
+        self._indexes = FirestoreIndexes(self._head, self._call)
 
     def _call(self, what: str, action: Callable[[], _T]) -> _T:
         """Run ``action``, turning Firestore errors into our typed ones."""
@@ -162,6 +166,7 @@ class FirestoreStore:
             if record.key and record.status == IN_PROGRESS:
                 claim = ClaimKey(record.scope, record.key)
                 writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
+        self._indexes.write(writes, batch)
         if len(writes) > _MAX_WRITES:
             raise StoreError(f"Firestore ledger {self.name}: a batch of {len(writes)} writes is over Firestore's "
                              f"{_MAX_WRITES}; lower the ledger's max_batch")
@@ -225,6 +230,12 @@ class FirestoreStore:
             key = UsageKey(str(doc.get("chain")), str(doc.get("period")), str(doc.get("sku")))
             counters[key] = _usage(doc)
         return dict(sorted(counters.items()))
+
+    def price(self, key: PriceKey) -> str | None:
+        return self._indexes.price(key)
+
+    def prices(self) -> Iterator[tuple[PriceKey, str]]:
+        return self._indexes.prices()
 
     def size(self) -> int:
         doc = self._call("read head", self._head.get)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tai_autonomics.ledger.errors import ConflictError
+from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.receipts import Receipt
@@ -63,14 +64,16 @@ class LogHead:
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
     """Receipts sealed at consecutive leaf indexes from a head, the checkpoint covering them, and
-    the counters, operation records and tree tiles they change (written in the same transaction;
-    a tile replaces the stored one of its level and index)."""
+    the counters, operation records, index entries (:mod:`~tai_autonomics.ledger.indexes`) and
+    tree tiles they change (written in the same transaction; a tile or an index entry replaces
+    the stored one of its key)."""
 
     receipts: Sequence[Receipt]
     checkpoint: Checkpoint
     usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
     operations: Sequence[OperationRecord] = ()
     tiles: Sequence[Tile] = ()
+    prices: Mapping[PriceKey, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,12 @@ class LedgerStore(Protocol):
 
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         """The stored coverage counters (of ``chain``, or all)."""
+
+    def price(self, key: PriceKey) -> str | None:
+        """The customer's last contractual pricing value (:func:`~.indexes.price_of`), if any."""
+
+    def prices(self) -> Iterator[tuple[PriceKey, str]]:
+        """Every stored pricing value, by chain and customer (what ``ledger verify`` recounts)."""
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Store ``checkpoint`` unless one of its size exists; return the stored one.

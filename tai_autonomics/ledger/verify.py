@@ -32,6 +32,7 @@ from tai_autonomics.ledger.errors import (
     ProofError,
     VerificationError,
 )
+from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerPublicKey
 from tai_autonomics.ledger.merkle import (
     InclusionVerifier,
@@ -100,6 +101,7 @@ class _Checked(NamedTuple):
     advisory: bool
     mac_checked: bool
     counted: Counted | None  # the coverage the receipt reserved
+    priced: tuple[PriceKey, str] | None  # the pricing value it records
 
 
 
@@ -130,6 +132,8 @@ def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: EvalS
     return _Checked(
         obj["id"], obj["chain"], obj["seq"], obj["prev"], obj["hash"], leaf_hash(data),
         obj["authority"] == ADVISORY, mac_checked, _counted(obj),
+        price_of(obj["kind"], obj["chain"], obj["authority"], obj["payload"]) if isinstance(obj.get("payload"), dict)
+        else None,
     )
 
 
@@ -212,6 +216,7 @@ class _InOrder:
         self.ids: set[str] = set()
         self.contractual = self.advisory = self.macs = 0
         self.usage: dict[UsageKey, Usage] = {}
+        self.prices: dict[PriceKey, str] = {}
 
     def add(self, checked: _Checked) -> None:
         if checked.id in self.ids:
@@ -232,6 +237,8 @@ class _InOrder:
         if checked.counted is not None:
             key = checked.counted.key
             self.usage[key] = self.usage.get(key, Usage()).plus(checked.counted.cost)
+        if checked.priced is not None:
+            self.prices[checked.priced[0]] = checked.priced[1]
 
     def report(self, checkpoint: Checkpoint) -> VerifyReport:
         return VerifyReport(self.size, len(self.heads), self.contractual, self.advisory, self.macs, checkpoint)
@@ -240,8 +247,8 @@ class _InOrder:
 def verify_store(
     store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: EvalSession | None = None
 ) -> VerifyReport:
-    """Verify every stored receipt and checkpoint, the coverage counters against a recount of the
-    receipts and the tree's tiles against their recomputation; raise VerificationError at the
+    """Verify every stored receipt and checkpoint, the coverage counters and the pricing index
+    against a recount of the receipts, and the tree's tiles against their recomputation; raise VerificationError at the
     first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
@@ -264,9 +271,10 @@ def verify_store(
                 f"leaf {newest.size}", "stored after the last checkpoint", leaf_index=newest.size
             )
         if latest is not None and newest.size == latest.size:
-            stored = store.usage()
+            stored, prices = store.usage(), dict(store.prices())
             if store.size() == latest.size:  # no append between: the counters are of these receipts
                 _compare_usage(stored, state.usage)
+                _compare_prices(prices, state.prices)
                 assert state.tree is not None, "verify_store builds the tree"
                 _compare_tiles(store, state.tree)
                 return state.report(latest)
@@ -284,6 +292,16 @@ def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]
                 f"usage {key.sku} of {key.chain} in {key.period}",
                 f"stored count {have.count} and cost {have.cost}, the receipts give count {want.count} and cost "
                 f"{want.cost}", chain=key.chain, period=key.period, sku=key.sku)
+
+
+def _compare_prices(stored: dict[PriceKey, str], recounted: dict[PriceKey, str]) -> None:
+    """The pricing index must be what the receipts give: Pricing's spike detection reads it."""
+    for key in sorted(set(stored) | set(recounted)):
+        if stored.get(key) != recounted.get(key):
+            raise VerificationError(
+                f"pricing index of {key.customer} on {key.chain}",
+                f"stored value {stored.get(key)!r}, the receipts give {recounted.get(key)!r}",
+                chain=key.chain, customer=key.customer)
 
 
 def _compare_tiles(store: LedgerStore, tree: MerkleTree) -> None:
