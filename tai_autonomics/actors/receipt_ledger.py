@@ -49,6 +49,10 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
   proof; default size: the latest checkpoint's).
 * ``checkpoint`` → ``{note, size, root}``: the signed note (C2SP checkpoint) and its size and
   base64 root.
+* ``tile`` ``{level, index, width}`` → ``{"data": base64}``: the first ``width`` hashes of tree
+  tile ``level/index`` (C2SP ``tlog-tiles``) in the latest checkpoint's tree; ``ledger_not_found``
+  beyond it. ``entries`` ``{index, width}`` → ``{"data": base64}``: that many receipts of entry
+  bundle ``index``.
 * ``consistency`` ``{from, to?}`` → ``{from, to, hashes}`` (default ``to``: the latest checkpoint).
 * ``verify`` → the report of :func:`~tai_autonomics.ledger.verify_store` over the whole store,
   read through a connection of its own on a worker thread, so appends go on meanwhile; a bad
@@ -268,6 +272,14 @@ class ReceiptLedger(Server):
     def call_checkpoint(self, payload: Any) -> dict[str, Any]:
         checkpoint = self._ledger.checkpoint()
         return {"note": checkpoint.note, "size": checkpoint.size, "root": base64.b64encode(checkpoint.root).decode()}
+
+    def call_tile(self, payload: Any) -> dict[str, Any]:
+        level, index, width = (_arg(payload, name, int) for name in ("level", "index", "width"))
+        return {"data": base64.b64encode(self._ledger.tile(level, index, width)).decode()}
+
+    def call_entries(self, payload: Any) -> dict[str, Any]:
+        bundle = self._ledger.entry_bundle(_arg(payload, "index", int), _arg(payload, "width", int))
+        return {"data": base64.b64encode(bundle).decode()}
 
     def call_consistency(self, payload: Any) -> dict[str, Any]:
         proof = self._ledger.consistency_proof(_arg(payload, "from", int), _arg(payload, "to", int, None))

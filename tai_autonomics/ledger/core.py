@@ -54,7 +54,7 @@ from tai_autonomics.ledger.receipts import (
     rfc3339_utc,
 )
 from tai_autonomics.ledger.store import NO_READS, ChainHead, EffectReads, LedgerStore, LogHead, SealedBatch, StoredLeaf
-from tai_autonomics.ledger.tiles import DEFAULT_CACHE_BYTES, TiledTree
+from tai_autonomics.ledger.tiles import DEFAULT_CACHE_BYTES, TILE_HEIGHT, TILE_WIDTH, TiledTree, entry_bundle
 
 DEFAULT_ORIGIN = "tai-autonomics/ledger"
 _PARALLEL_SIGNING = 32  # contractual receipts in a batch from which two threads sign it
@@ -234,6 +234,28 @@ class Ledger:
     def price(self, chain: str, customer: str) -> str | None:
         """The customer's last contractual pricing value on ``chain`` (the stored index)."""
         return self._store.price(PriceKey(chain, customer))
+
+    def tile(self, level: int, index: int, width: int, tree_size: int | None = None) -> bytes:
+        """The first ``width`` hashes of tree tile ``(level, index)`` (C2SP ``tlog-tiles``) in the
+        tree of ``tree_size`` (default: the latest checkpoint's); NotFoundError if it lacks them."""
+        size = self.checkpoint().size if tree_size is None else min(tree_size, self._tree.size)
+        if not (0 <= level < 64 and index >= 0 and 1 <= width <= TILE_WIDTH) or \
+                (size >> (TILE_HEIGHT * level)) < index * TILE_WIDTH + width:
+            raise NotFoundError(f"tree size {size} has no tile {level}/{index} of width {width}")
+        return self._tree.tile_hashes(level, index, width)
+
+    def entry_bundle(self, index: int, width: int, tree_size: int | None = None) -> bytes:
+        """The C2SP entry bundle of the ``width`` receipts from leaf ``index * 256`` (the first
+        ``width`` of bundle ``index``); NotFoundError if the tree of ``tree_size`` (default: the
+        latest checkpoint's) does not hold them."""
+        size = self.checkpoint().size if tree_size is None else min(tree_size, self._tree.size)
+        first = index * TILE_WIDTH
+        if index < 0 or not 1 <= width <= TILE_WIDTH or size < first + width:
+            raise NotFoundError(f"tree size {size} has no entry bundle {index} of width {width}")
+        leaves = list(self._store.leaves(first, first + width))
+        if [leaf.leaf_index for leaf in leaves] != list(range(first, first + width)):
+            raise StoreCorruptError(f"ledger store is missing receipts between {first} and {first + width}")
+        return entry_bundle([leaf.data for leaf in leaves])
 
     def inclusion_proof(self, receipt_id: str, tree_size: int | None = None) -> InclusionProof:
         """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest

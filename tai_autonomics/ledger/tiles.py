@@ -153,6 +153,12 @@ class TiledTree(ProvingTree):
         self._pending.clear()
         return tiles
 
+    def tile_hashes(self, level: int, index: int, width: int) -> bytes:
+        """The first ``width`` hashes of tile ``(level, index)``, which the tree must hold."""
+        if not 1 <= width <= TILE_WIDTH or (self._size >> (TILE_HEIGHT * level)) < index * TILE_WIDTH + width:
+            raise ProofError(f"tile {level}/{index} of width {width} is beyond the tree of {self._size} leaves")
+        return self._tile(level, index).leaf_bytes()[: width * HASH_SIZE]
+
     def truncate(self, size: int) -> None:
         """Go back to the store's tree of ``size`` leaves (after a transaction that did not commit;
         the store must hold at least ``size`` leaves)."""
