@@ -11,7 +11,9 @@ Layout under ``ledgers/{name}``:
   coverage counter per policy, month and SKU;
 * ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
 * ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner;
-* ``prices/...``: the pricing index (:mod:`~tai_autonomics.ledger.firestore_indexes`).
+* ``prices/...`` and ``tiles/...``: the pricing index and the Merkle tree's tiles, written with each
+  batch (:mod:`~tai_autonomics.ledger.firestore_indexes`), so that a start reads the tree's right
+  edge and no actor replays a chain.
 
 The counters, claims and records a batch touches are read and written in the append's
 transaction (docs/specification.md §10): two instances can never both reserve the last of a SKU's coverage or
@@ -246,9 +248,10 @@ class FirestoreStore:
             yield doc.get("leaf_hash")
 
     def tile(self, level: int, index: int) -> bytes | None:
-        """Computed from the leaf hashes: this store does not keep tiles yet, so the batch's
-        ``tiles`` are not written and a proof's tile costs a read of the leaves under it."""
-        return tile_from_leaves(self, self.size(), level, index)
+        """The tile document (:mod:`~tai_autonomics.ledger.firestore_indexes`); for a ledger older
+        than tiles, computed from the leaf hashes under it."""
+        stored = self._indexes.tile(level, index)
+        return stored if stored is not None else tile_from_leaves(self, self.size(), level, index)
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         for doc in self._range(start, end, None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tai_autonomics.ledger import Ledger, LedgerKey, MerkleTree, ReceiptDraft, SQLiteStore, VerificationError
+from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.tiles import (
     TILE_WIDTH,
     TiledTree,
@@ -24,6 +26,7 @@ from tai_autonomics.ledger.tiles import (
     tiles_of,
 )
 from tai_autonomics.ledger.verify import verify_store
+from tests.ledger.conftest import EMULATOR_PROJECT
 
 
 def _leaves(n: int) -> list[bytes]:
@@ -140,15 +143,18 @@ def _stored_tree(path: Path) -> MerkleTree:
         store.close()
 
 
-def test_a_ledger_on_sqlite_proves_from_its_tiles_after_a_restart(tmp_path: Path, key: LedgerKey) -> None:
-    path = tmp_path / "ledger.sqlite3"
-    _filled(path, key, 700).close()
-    reference = _stored_tree(path)
-    ledger = Ledger.open(SQLiteStore(path), key, cache_bytes=1)
-    assert ledger.checkpoint().root == reference.root()
-    assert ledger.leaf_proof(3, 600).hashes == tuple(reference.inclusion_proof(3, 600))
-    assert ledger.consistency_proof(255, 700).hashes == tuple(reference.consistency_proof(255, 700))
-    ledger.close()
+def test_a_ledger_proves_from_its_stored_tiles_after_a_restart(open_store, key: LedgerKey) -> None:
+    ledger = Ledger.open(open_store(), key)
+    for start in range(0, 700, 100):
+        ledger.append_batch([ReceiptDraft("test.note", "prod", {"n": n}, chain="c") for n in range(start, start + 100)])
+    store = open_store()
+    assert len(store.tile(0, 1) or b"") == 8192 and len(store.tile(1, 0) or b"") == 64  # written, not computed
+    reference = MerkleTree(store.leaf_hashes(0, 700))
+    reopened = Ledger.open(store, key, cache_bytes=1)
+    assert reopened.checkpoint().root == reference.root()
+    assert reopened.leaf_proof(3, 600).hashes == tuple(reference.inclusion_proof(3, 600))
+    assert reopened.consistency_proof(255, 700).hashes == tuple(reference.consistency_proof(255, 700))
+    verify_store(open_store(), key.public)
 
 
 def test_an_older_file_gets_its_tiles_from_its_leaf_hashes(tmp_path: Path, key: LedgerKey) -> None:
@@ -172,3 +178,16 @@ def test_verify_names_a_hand_edited_tile(tmp_path: Path, key: LedgerKey) -> None
     with pytest.raises(VerificationError) as err:
         verify_store(SQLiteStore(path, readonly=True), key.public)
     assert err.value.where == "tile 0/0"
+
+
+def test_a_firestore_ledger_older_than_tiles_computes_them_from_its_leaves(firestore_emulator, key: LedgerKey) -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    ledger = Ledger.open(FirestoreStore(name, project=EMULATOR_PROJECT), key)
+    for start in range(0, 600, 100):
+        ledger.append_batch([ReceiptDraft("test.note", "prod", {"n": n}, chain="c") for n in range(start, start + 100)])
+    expected = ledger.leaf_proof(5, 600), ledger.checkpoint().root
+    store = FirestoreStore(name, project=EMULATOR_PROJECT)
+    for doc in store._client.collection("ledgers").document(name).collection("tiles").stream():
+        doc.reference.delete()  # what a ledger written before tiles holds
+    reopened = Ledger.open(store, key)
+    assert (reopened.leaf_proof(5, 600), reopened.checkpoint().root) == expected
