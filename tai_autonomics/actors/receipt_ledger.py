@@ -1,7 +1,7 @@
 """ReceiptLedger: the single sequencer of the receipt ledger; every receipt is appended through it.
 
 It owns one :class:`~tai_autonomics.ledger.Ledger`, opened in ``init`` on the store in the data
-directory, so a restarted incarnation rebuilds its tree and chain heads from what is durable:
+directory, so a restarted incarnation takes its tree (the right edge of its stored tiles) from what is durable:
 nothing acknowledged is lost, and nothing unacknowledged is half-written (one transaction per
 batch).
 
