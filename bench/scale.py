@@ -124,7 +124,9 @@ def daemon(tmp: Path, deploys: int) -> dict:
             "rss_mb_after_deploys": round(sum(after.values()), 1), "deploys": deploys,
             "deploy_p99_ms": round(load["p99_ms"], 1) if load else None,
             "deploy_errors": load["error_rate"] if load else None,
-            "rss_mb_per_process_after_start": sorted(after_start.values(), reverse=True)}
+            "rss_mb_per_process_after_start": sorted(after_start.values(), reverse=True),
+            "rss_mb_growth_per_process": sorted((round(after[pid] - mb, 1) for pid, mb in after_start.items()
+                                                 if pid in after), reverse=True)}
 
 
 def _latency(samples: list[float]) -> dict[str, float]:
