@@ -70,6 +70,12 @@ class TiledTree(ProvingTree):
     hash comes from differs. Not thread-safe (one owner: the ledger).
     """
 
+    @classmethod
+    def built(cls, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> TiledTree:
+        """A tree built from its first leaf on, by appends alone (it never reads a store): what
+        verification recomputes the stored tree with, in bounded memory."""
+        return cls(_NoSource(), cache_bytes=cache_bytes)
+
     def __init__(self, source: TileSource, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._source = source
         self._size = 0
@@ -221,7 +227,7 @@ def _complete_under(key: tuple[int, int], size: int) -> bool:
 def tiles_of(leaf_hashes: Iterable[bytes]) -> Iterator[Tile]:
     """Every tile of the tree of these leaves, as the appends write them, last version of each
     (what a store built before tiles gets when migrated, and what ``ledger verify`` expects)."""
-    tree = TiledTree(_NoSource())
+    tree = TiledTree.built()
     written: dict[tuple[int, int], bytes] = {}
     for count, leaf in enumerate(leaf_hashes, 1):
         tree.append(leaf)

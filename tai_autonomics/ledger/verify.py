@@ -36,7 +36,6 @@ from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerPublicKey
 from tai_autonomics.ledger.merkle import (
     InclusionVerifier,
-    MerkleTree,
     leaf_hash,
     node_hash,
 )
@@ -51,7 +50,7 @@ from tai_autonomics.ledger.receipts import (
     receipt_digest,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
-from tai_autonomics.ledger.tiles import tiles_of
+from tai_autonomics.ledger.tiles import TILE_BYTES, TILE_WIDTH, TiledTree
 
 RECEIPTS_FILE, PROOFS_FILE = "receipts.jsonl", "proofs.jsonl"
 CHECKPOINT_FILE, PUBLIC_KEY_FILE = "checkpoint", "public_key.pem"
@@ -59,6 +58,7 @@ _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STRING_MEMBERS = ("id", "kind", "mode", "authority", "chain", "prev", "time", "hash")
 _PARALLEL_MIN = 20_000  # below this many receipts, starting worker processes costs more than it saves
+_TILES_HELD = 64  # recomputed tiles held before they are compared with the store's (about 0.5 MB)
 _CHUNK = 2_048  # a power of two: aligned chunks are complete subtrees (see _ChunkProofs)
 
 
@@ -210,7 +210,8 @@ class _InOrder:
     """
 
     def __init__(self, *, tree: bool) -> None:
-        self.tree = MerkleTree() if tree else None
+        self.tree = TiledTree.built() if tree else None
+        self.tiles: dict[tuple[int, int], bytes] = {}  # tiles of the tree above, drained but not yet compared
         self.size = 0
         self.heads: dict[str, ChainHead] = {}
         self.ids: set[str] = set()
@@ -230,6 +231,8 @@ class _InOrder:
         self.ids.add(checked.id)
         if self.tree is not None:
             self.tree.append(checked.leaf)
+            if self.tree.size % TILE_WIDTH == 0:  # tiles completed or grown: held until compared
+                self.tiles.update(((tile.level, tile.index), tile.hashes) for tile in self.tree.drain())
         self.size += 1
         self.advisory += checked.advisory
         self.contractual += not checked.advisory
@@ -275,8 +278,7 @@ def verify_store(
             if store.size() == latest.size:  # no append between: the counters are of these receipts
                 _compare_usage(stored, state.usage)
                 _compare_prices(prices, state.prices)
-                assert state.tree is not None, "verify_store builds the tree"
-                _compare_tiles(store, state.tree)
+                _compare_tiles(store, state)
                 return state.report(latest)
             continue
         latest = _verify_segment(store, state, newest.size, public, origin, session)
@@ -304,17 +306,25 @@ def _compare_prices(stored: dict[PriceKey, str], recounted: dict[PriceKey, str])
                 chain=key.chain, customer=key.customer)
 
 
-def _compare_tiles(store: LedgerStore, tree: MerkleTree) -> None:
-    """Every tile the store should hold for ``tree`` must hold the hashes the receipts give: proofs,
-    the tile endpoints and a restart read them instead of the receipts. A writer appending
-    meanwhile only extends a tile, so a stored tile is compared up to the width expected here."""
-    for tile in tiles_of(tree.leaf(index) for index in range(tree.size)):
-        stored = store.tile(tile.level, tile.index)
-        if stored is None or stored[: len(tile.hashes)] != tile.hashes:
+def _compare_tiles(store: LedgerStore, state: _InOrder, *, complete_only: bool = False) -> None:
+    """The tiles the store should hold for the receipts verified so far must hold the hashes the
+    receipts give: proofs, the tile endpoints and a restart read them instead of the receipts.
+    ``complete_only``: compare (and forget) the complete ones only, keeping memory bounded while
+    the receipts are read; a tile still growing waits for the end. A writer appending meanwhile
+    only extends a tile, so a stored tile is compared up to the width expected here."""
+    if not complete_only:
+        assert state.tree is not None, "verify_store builds the tree"
+        state.tiles.update(((tile.level, tile.index), tile.hashes) for tile in state.tree.drain())
+    for (level, index), hashes in sorted(state.tiles.items()):
+        if complete_only and len(hashes) < TILE_BYTES:
+            continue
+        del state.tiles[(level, index)]
+        stored = store.tile(level, index)
+        if stored is None or stored[: len(hashes)] != hashes:
             raise VerificationError(
-                f"tile {tile.level}/{tile.index}",
+                f"tile {level}/{index}",
                 "missing" if stored is None else "its stored hashes differ from the tree of the receipts",
-                tile_level=tile.level, tile_index=tile.index)
+                tile_level=level, tile_index=index)
 
 
 def _verify_segment(
@@ -346,6 +356,8 @@ def _verify_segment(
             )
         batch_first = batch_first or leaf
         _add_stored(state, leaf, public, session)
+        if len(state.tiles) >= _TILES_HELD:
+            _compare_tiles(store, state, complete_only=True)
     settle()
     if pending is not None or latest is None or latest.size != end:
         raise VerificationError(
@@ -367,7 +379,7 @@ def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, sess
 
 
 def _check_stored_checkpoint(
-    checkpoint: Checkpoint, tree: MerkleTree, public: LedgerPublicKey, origin: str | None, first: StoredLeaf | None
+    checkpoint: Checkpoint, tree: TiledTree, public: LedgerPublicKey, origin: str | None, first: StoredLeaf | None
 ) -> Checkpoint:
     where = f"checkpoint of size {checkpoint.size}"
     try:

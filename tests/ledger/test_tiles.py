@@ -191,3 +191,19 @@ def test_a_firestore_ledger_older_than_tiles_computes_them_from_its_leaves(fires
         doc.reference.delete()  # what a ledger written before tiles holds
     reopened = Ledger.open(store, key)
     assert (reopened.leaf_proof(5, 600), reopened.checkpoint().root) == expected
+
+
+def test_verify_compares_tiles_while_it_reads_and_names_a_bad_one(tmp_path: Path, key: LedgerKey) -> None:
+    """Past 64 recomputed tiles verify compares them with the store's before reading on (memory
+    bounded by the tiles, not the ledger): a bad early tile is named, a good ledger passes."""
+    path = tmp_path / "ledger.sqlite3"
+    ledger = Ledger.open(SQLiteStore(path), key, max_batch=4096)
+    for start in range(0, 5 * 4096, 4096):  # 80 level-0 tiles
+        ledger.append_batch([ReceiptDraft("test.note", "eval", {"n": n}) for n in range(start, start + 4096)])
+    session = ledger._session
+    assert verify_store(SQLiteStore(path, readonly=True), key.public, session=session).tree_size == 5 * 4096
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE tiles SET hashes = zeroblob(8192) WHERE level = 0 AND idx = 3")
+    with pytest.raises(VerificationError) as err:
+        verify_store(SQLiteStore(path, readonly=True), key.public, session=session)
+    assert err.value.where == "tile 0/3"
