@@ -2,8 +2,10 @@
 
 The rules live in :mod:`tai_autonomics.operations.pricing`; this actor asks ProdMode whether
 pricing may run and under which authority (contractual in ``prod``, advisory in ``eval``),
-remembers each customer's previous value for spike detection (rebuilt from the ledger's
-``pricing.quoted`` receipts at start), and records ``pricing.quoted``.
+compares each quote with the customer's previous value for spike detection, and records
+``pricing.quoted``. The previous contractual value is read on demand from the ledger's pricing
+index (written with each receipt, so nothing is replayed at start) and kept in a bounded cache;
+advisory values live in that cache only, as they never outlived the process.
 
 Args: ``params`` (alpha, base, min_price, max_price, scale, scales: {metric: scale}), ``weights``
 ({customer: {metric: weight}}).
@@ -11,12 +13,13 @@ Args: ``params`` (alpha, base, min_price, max_price, scale, scales: {metric: sca
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from tai_autonomics.operations.pricing import PricingParams, quote, validate_metrics
-from tai_autonomics.runtime import DEFERRED, NOREPLY, Caller, Server
+from tai_autonomics.runtime import NOREPLY, Caller, Server
 
-PAGE = 1000
+CACHED_CUSTOMERS = 10_000  # previous values kept in memory; others are read from the ledger again
 
 
 class Pricing(Server):
@@ -24,31 +27,7 @@ class Pricing(Server):
         self.params = dict(args.get("params", {}))
         PricingParams(**self.params)  # a bad parameter (say a scale of 0) fails the start, not every quote
         self.weights: dict[str, dict[str, float]] = dict(args.get("weights", {}))
-        self.previous: dict[str, str] = {}
-        self.call_actor("ProdMode", "guard", {"operation": "pricing"}, then=self._started_authority)
-        return DEFERRED
-
-    def _started_authority(self, authority: Any, error: BaseException | None) -> None:
-        if error is not None or authority["chain"] is None:
-            self.confirm_started()  # eval (or not pricing now): no contractual history to rebuild
-            return
-        self._load(authority["chain"], after=0)
-
-    def _load(self, chain: str, after: int) -> None:
-        self.call_actor("ReceiptLedger", "receipts", {"chain": chain, "after": after, "limit": PAGE},
-                        then=lambda receipts, error: self._page(chain, receipts, error))
-
-    def _page(self, chain: str, receipts: Any, error: BaseException | None) -> None:
-        if error is not None:
-            self.fail_start(f"cannot rebuild pricing history from the ledger: {getattr(error, 'message', error)}")
-            return
-        for receipt in receipts:
-            if receipt.get("kind") == "pricing.quoted":
-                self.previous[receipt["payload"]["customer_id"]] = receipt["payload"]["value"]
-        if len(receipts) == PAGE:
-            self._load(chain, receipts[-1]["seq"])
-        else:
-            self.confirm_started()
+        self.previous: OrderedDict[tuple[str | None, str], str | None] = OrderedDict()  # (chain, customer)
 
     def call_quote(self, request: Any) -> Any:
         """``{customer_id, metrics}`` → ``{"quote": payload, "receipt": receipt}``."""
@@ -66,14 +45,36 @@ class Pricing(Server):
         if error is not None:
             self.reply(caller, error=error)
             return
+        chain = authority["chain"] if authority["authority"] == "contractual" else None
+        if chain is None or (chain, customer) in self.previous:
+            self._quote(caller, customer, metrics, authority, chain)
+            return
+
+        def found(answer: Any, failure: BaseException | None) -> None:
+            if failure is not None:
+                self.reply(caller, error=failure)
+                return
+            if (chain, customer) not in self.previous:  # else a quote answered meanwhile is newer
+                self._remember(chain, customer, answer["value"])
+            self._quote(caller, customer, metrics, authority, chain)
+
+        self.call_actor("ReceiptLedger", "price", {"chain": chain, "customer_id": customer}, then=found)
+
+    def _quote(self, caller: Caller, customer: str, metrics: dict, authority: Any, chain: str | None) -> None:
         params = PricingParams(**self.params, weights=self.weights.get(customer, {}))
-        result = quote(customer, metrics, params, self.previous.get(customer))
-        self.previous[customer] = result.value
+        result = quote(customer, metrics, params, self.previous.get((chain, customer)))
+        self._remember(chain, customer, result.value)
         draft = {"kind": "pricing.quoted", "mode": "prod" if authority["authority"] == "contractual" else "eval",
                  "chain": authority["chain"], "payload": result.to_payload()}
         self.call_actor("ReceiptLedger", "append", draft,
                         then=lambda receipt, err: self.reply(caller, {"quote": result.to_payload(), "receipt": receipt},
                                                              err))
+
+    def _remember(self, chain: str | None, customer: str, value: str | None) -> None:
+        self.previous[(chain, customer)] = value
+        self.previous.move_to_end((chain, customer))
+        while len(self.previous) > CACHED_CUSTOMERS:
+            self.previous.popitem(last=False)
 
     def inspect_state(self) -> dict[str, Any]:
         return {"customers": len(self.previous)}

@@ -1,7 +1,7 @@
 """ReceiptLedger: the single sequencer of the receipt ledger; every receipt is appended through it.
 
 It owns one :class:`~tai_autonomics.ledger.Ledger`, opened in ``init`` on the store in the data
-directory, so a restarted incarnation rebuilds its tree and chain heads from what is durable:
+directory, so a restarted incarnation takes its tree (the right edge of its stored tiles) from what is durable:
 nothing acknowledged is lost, and nothing unacknowledged is half-written (one transaction per
 batch).
 
@@ -41,12 +41,18 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
   [intent, outcome?]}``; ``ledger_not_found``. Any instance's operations: the store holds them.
 * ``open_operations`` ``{scope, limit?=1000}`` → records of operations with no outcome yet, oldest first.
 * ``usage`` ``{chain?}`` → ``[{chain, period, sku, count, cost}]``, the stored coverage counters.
+* ``price`` ``{chain, customer_id}`` → ``{"value": str | None}``: the customer's last contractual
+  pricing value (the stored index, :mod:`~tai_autonomics.ledger.indexes`).
 * ``latest`` ``{limit?=10}`` (1..1000) → the last ``limit`` receipts of the ledger, across
   chains, in leaf order (what the remote shell's ``receipts [N]`` shows).
 * ``proof`` ``{id, tree_size?}`` → ``{leaf_index, tree_size, hashes}`` (RFC 9162 inclusion
   proof; default size: the latest checkpoint's).
 * ``checkpoint`` → ``{note, size, root}``: the signed note (C2SP checkpoint) and its size and
   base64 root.
+* ``tile`` ``{level, index, width}`` → ``{"data": base64}``: the first ``width`` hashes of tree
+  tile ``level/index`` (C2SP ``tlog-tiles``) in the latest checkpoint's tree; ``ledger_not_found``
+  beyond it. ``entries`` ``{index, width}`` → ``{"data": base64}``: that many receipts of entry
+  bundle ``index``.
 * ``consistency`` ``{from, to?}`` → ``{from, to, hashes}`` (default ``to``: the latest checkpoint).
 * ``verify`` → the report of :func:`~tai_autonomics.ledger.verify_store` over the whole store,
   read through a connection of its own on a worker thread, so appends go on meanwhile; a bad
@@ -251,6 +257,9 @@ class ReceiptLedger(Server):
         counters = self._ledger.usage(_arg(payload or {}, "chain", str, None))
         return [{**key._asdict(), **usage.to_json()} for key, usage in counters.items()]
 
+    def call_price(self, payload: Any) -> dict[str, Any]:
+        return {"value": self._ledger.price(_arg(payload, "chain", str), _arg(payload, "customer_id", str))}
+
     def call_latest(self, payload: Any) -> list[dict[str, Any]]:
         limit = _arg(payload or {}, "limit", int, 10)
         if not 1 <= limit <= 1000:
@@ -265,6 +274,14 @@ class ReceiptLedger(Server):
     def call_checkpoint(self, payload: Any) -> dict[str, Any]:
         checkpoint = self._ledger.checkpoint()
         return {"note": checkpoint.note, "size": checkpoint.size, "root": base64.b64encode(checkpoint.root).decode()}
+
+    def call_tile(self, payload: Any) -> dict[str, Any]:
+        level, index, width = (_arg(payload, name, int) for name in ("level", "index", "width"))
+        return {"data": base64.b64encode(self._ledger.tile(level, index, width)).decode()}
+
+    def call_entries(self, payload: Any) -> dict[str, Any]:
+        bundle = self._ledger.entry_bundle(_arg(payload, "index", int), _arg(payload, "width", int))
+        return {"data": base64.b64encode(bundle).decode()}
 
     def call_consistency(self, payload: Any) -> dict[str, Any]:
         proof = self._ledger.consistency_proof(_arg(payload, "from", int), _arg(payload, "to", int, None))

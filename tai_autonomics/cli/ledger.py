@@ -1,6 +1,7 @@
 """``tai-autonomics ledger export|verify`` and ``tai-autonomics verify DIR``.
 
-``ledger`` commands read the ledger a release file configures (``--config``: its ``[ledger]``
+``ledger export --tiles DIR`` writes the log as C2SP ``tlog-tiles`` (what the gateway serves
+under ``/tlog/``). ``ledger`` commands read the ledger a release file configures (``--config``: its ``[ledger]``
 store and key, Firestore included), else the dev profile's SQLite ledger in ``--data-dir``
 (read-only, so they can run beside the daemon); ``verify DIR`` needs nothing but the exported
 directory.
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tai_autonomics.config import load_release
+from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import (
     DEFAULT_ORIGIN,
     Ledger,
@@ -26,6 +28,7 @@ from tai_autonomics.ledger import (
     verify_store,
 )
 from tai_autonomics.ledger.configured import configured_key, open_store
+from tai_autonomics.ledger.export import export_tiles
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
 
 
@@ -37,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write receipts.jsonl, proofs.jsonl, checkpoint and public_key.pem for offline verification"
     )
     _ledger_options(export)
-    export.add_argument("--out", required=True, type=Path, help="directory to write the export into")
+    export.add_argument("--out", type=Path, help="directory to write the export into")
+    export.add_argument("--tiles", type=Path, metavar="DIR",
+                        help="directory to write the log into as C2SP tlog-tiles (checkpoint, tile/...)")
     export.set_defaults(func=_export)
 
     verify = commands.add_parser("verify", help="check the stored ledger; names the first bad receipt and why")
@@ -83,13 +88,21 @@ def _configured(args: argparse.Namespace) -> tuple[LedgerStore, LedgerKey, str]:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.out is None and args.tiles is None:
+        raise TaiError("ledger export needs --out DIR, --tiles DIR or both", code="invalid_arguments")
     store, key, origin = _configured(args)
     ledger = Ledger.open(store, key, origin=origin)
+    written: dict[str, str] = {}
     try:
-        checkpoint = export_ledger(ledger, args.out)
+        if args.out is not None:
+            checkpoint = export_ledger(ledger, args.out)
+            written["out"] = str(args.out)
+        if args.tiles is not None:
+            checkpoint = export_tiles(ledger, args.tiles)
+            written["tiles"] = str(args.tiles)
     finally:
         ledger.close()
-    print(json.dumps({"ok": True, "out": str(args.out), "tree_size": checkpoint.size}))
+    print(json.dumps({"ok": True, **written, "tree_size": checkpoint.size}))
     return 0
 
 

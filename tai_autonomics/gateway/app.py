@@ -92,10 +92,19 @@ def create_app(gateway: Gateway) -> ASGIApp:
     async def shell_session(websocket: WebSocket) -> None:
         await shell.session(websocket, gateway)
 
-    routes = [Route(ep.path, _endpoint(gateway, ep), methods=[ep.method]) for ep in ROUTES]
+    routes = [Route(_route_path(ep), _endpoint(gateway, ep), methods=[ep.method]) for ep in ROUTES]
     routes.append(WebSocketRoute(shell.PATH, shell_session))
     app = Starlette(routes=routes, exception_handlers={HTTPException: _routing_error})
     return _Observe(app, gateway)
+
+
+def _route_path(ep: Endpoint) -> str:
+    """The endpoint's path for Starlette: a parameter that spans segments gets its ``path`` converter."""
+    path = ep.path
+    for name, param in ep.path_params.items():
+        if param.segments:
+            path = path.replace(f"{{{name}}}", f"{{{name}:path}}")
+    return path
 
 
 def _endpoint(gateway: Gateway, ep: Endpoint):

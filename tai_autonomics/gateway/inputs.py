@@ -31,6 +31,7 @@ class Param:
     maximum: int = MAX_INT
     pattern: str = r"[A-Za-z0-9._:-]{1,128}"
     default: Any = None
+    segments: bool = False  # a path parameter that spans segments (slashes), e.g. a tile path
 
     def parse(self, name: str, raw: str) -> Any:
         if self.kind is int:

@@ -11,6 +11,7 @@ Adding a route (the operation routes of docs/specification.md §7 come this way)
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +28,7 @@ from tai_autonomics.gateway.config import ADMIN_TYPES, GatewayConfig
 from tai_autonomics.gateway.errors import ApiError, encode_reply, json_response
 from tai_autonomics.gateway.inputs import Param, fields
 from tai_autonomics.gateway.metrics import CONTENT_TYPE
+from tai_autonomics.ledger.tiles import TILE_WIDTH, parse_tile_path
 from tai_autonomics.operations import revenue
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ _TREE_SIZE = Param(int, minimum=1)
 _CONTRACT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _MONTH = Param(required=True, pattern=r"\d{4}-(0[1-9]|1[0-2])")
 _REVENUE_PAGE = 1000
+_TILE_PATH = Param(pattern=r"[0-9a-z./]{1,200}", segments=True)  # parse_tile_path decides the rest
 
 
 @dataclass
@@ -184,6 +187,34 @@ async def list_receipts(req: Req) -> Response:
     return await _ledger(req, "receipts", dict(req.query))
 
 
+# -- the log as C2SP tlog-tiles (auditor): what standard tile clients mirror and verify ---------
+
+_IMMUTABLE = "public, max-age=31536000, immutable"  # a full tile never changes
+_CHANGING = "no-cache"  # the checkpoint and partial tiles grow with the log
+
+
+async def tlog_checkpoint(req: Req) -> Response:
+    reply = await req.gateway.bridge.call(LEDGER, "checkpoint")
+    return Response(reply["note"], media_type="text/plain; charset=utf-8", headers={"Cache-Control": _CHANGING})
+
+
+async def tlog_tile(req: Req) -> Response:
+    """``tile/<L>/<N>[.p/<W>]`` (hashes) or ``tile/entries/<N>[.p/<W>]`` (receipts), as C2SP
+    ``tlog-tiles`` names them; 404 for a tile the tree does not have (yet) and for a path that names
+    no tile (C2SP names each tile once: a non-canonical index is no tile)."""
+    try:
+        tile = parse_tile_path(req.path["path"])
+    except ValueError as exc:
+        raise ApiError(404, "not_found", f"no such tile: {exc}", {"path": req.path["path"]}) from None
+    if tile.level is None:
+        reply = await req.gateway.bridge.call(LEDGER, "entries", {"index": tile.index, "width": tile.width})
+    else:
+        reply = await req.gateway.bridge.call(LEDGER, "tile", {"level": tile.level, "index": tile.index,
+                                                              "width": tile.width})
+    return Response(base64.b64decode(reply["data"]), media_type="application/octet-stream",
+                    headers={"Cache-Control": _IMMUTABLE if tile.width == TILE_WIDTH else _CHANGING})
+
+
 # -- insured operations (service) ----------------------------------------------------------
 
 async def _operation(req: Req, actor: str, msg_type: str, payload: Any) -> Response:
@@ -315,6 +346,8 @@ ROUTES: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/ledger/checkpoint", get_checkpoint, AUDITOR),
     Endpoint("GET", "/v1/ledger/consistency", get_consistency, AUDITOR,
              query={"from": Param(int, required=True, minimum=1), "to": Param(int, required=True, minimum=1)}),
+    Endpoint("GET", "/tlog/checkpoint", tlog_checkpoint, AUDITOR),
+    Endpoint("GET", "/tlog/tile/{path}", tlog_tile, AUDITOR, path_params={"path": _TILE_PATH}),
     Endpoint("GET", "/v1/ledger/receipts", list_receipts, AUDITOR,
              query={"chain": Param(required=True), "after": Param(int, default=0),
                     "limit": Param(int, minimum=1, maximum=1000, default=100)}),

@@ -3,10 +3,12 @@
 One :class:`Ledger` per daemon instance is the sequencer: it seals receipts (chain position,
 leaf index, hash, signature or session MAC), appends them in batches through the store's
 transaction (group commit: one durable write acknowledges every receipt of the batch), signs a
-checkpoint per batch, and serves receipts, checkpoints and proofs from an in-memory
-:class:`~tai_autonomics.ledger.merkle.MerkleTree` that it rebuilds from the store on open.
-Everything it holds in memory is derived from the store, except the eval session's secrets,
-which by design never outlive the process.
+checkpoint per batch, and serves receipts, checkpoints and proofs from a
+:class:`~tai_autonomics.ledger.tiles.TiledTree`: the tree's right edge in memory, its complete
+tiles written by each batch's transaction and read back through a cache bounded in bytes. Opening
+reads a constant number of rows whatever the ledger's size. Everything it holds in memory is
+derived from the store, except the eval session's secrets, which by design never outlive the
+process.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from tai_autonomics.ledger.errors import (
     ProofError,
     StoreCorruptError,
 )
+from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
-from tai_autonomics.ledger.merkle import EMPTY_ROOT, MerkleTree
+from tai_autonomics.ledger.merkle import EMPTY_ROOT
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
 from tai_autonomics.ledger.operations import (
     ClaimKey,
@@ -51,6 +54,7 @@ from tai_autonomics.ledger.receipts import (
     rfc3339_utc,
 )
 from tai_autonomics.ledger.store import NO_READS, ChainHead, EffectReads, LedgerStore, LogHead, SealedBatch, StoredLeaf
+from tai_autonomics.ledger.tiles import DEFAULT_CACHE_BYTES, TILE_HEIGHT, TILE_WIDTH, TiledTree, entry_bundle
 
 DEFAULT_ORIGIN = "tai-autonomics/ledger"
 _PARALLEL_SIGNING = 32  # contractual receipts in a batch from which two threads sign it
@@ -68,7 +72,7 @@ class Ledger:
         self,
         store: LedgerStore,
         key: LedgerKey,
-        tree: MerkleTree,
+        tree: TiledTree,
         *,
         origin: str,
         max_batch: int,
@@ -92,13 +96,17 @@ class Ledger:
         origin: str = DEFAULT_ORIGIN,
         max_batch: int = 256,
         clock: Callable[[], datetime] = _utcnow,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> Ledger:
-        """Rebuild the ledger's state from ``store``: the tree from the stored leaf hashes,
-        checked against the latest signed checkpoint. A new eval session starts.
+        """Take the ledger's state from ``store``: the tree's right edge (at most 255 leaf hashes
+        and one tile per level above), checked against the latest signed checkpoint. A new eval
+        session starts. What lies left of the edge is checked by ``ledger verify``.
 
-        ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one).
+        ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one);
+        ``cache_bytes`` bounds the tiles kept in memory for proofs.
         """
-        ledger = cls(store, key, MerkleTree(), origin=origin, max_batch=max_batch, clock=clock)
+        tree = TiledTree(store, cache_bytes=cache_bytes)
+        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock)
         size = store.size()
         ledger._catch_up(size)
         latest = store.checkpoint()
@@ -164,6 +172,7 @@ class Ledger:
         except BaseException:
             self._tree.truncate(min(committed, self._tree.size))
             raise
+        self._tree.settle()
         return list(batch.receipts)
 
     def rotate_epoch(self) -> Receipt:
@@ -221,6 +230,32 @@ class Ledger:
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         """The stored coverage counters (of ``chain``, or all)."""
         return self._store.usage(chain)
+
+    def price(self, chain: str, customer: str) -> str | None:
+        """The customer's last contractual pricing value on ``chain`` (the stored index)."""
+        return self._store.price(PriceKey(chain, customer))
+
+    def tile(self, level: int, index: int, width: int, tree_size: int | None = None) -> bytes:
+        """The first ``width`` hashes of tree tile ``(level, index)`` (C2SP ``tlog-tiles``) in the
+        tree of ``tree_size`` (default: the latest checkpoint's); NotFoundError if it lacks them."""
+        size = self.checkpoint().size if tree_size is None else min(tree_size, self._tree.size)
+        if not (0 <= level < 64 and index >= 0 and 1 <= width <= TILE_WIDTH) or \
+                (size >> (TILE_HEIGHT * level)) < index * TILE_WIDTH + width:
+            raise NotFoundError(f"tree size {size} has no tile {level}/{index} of width {width}")
+        return self._tree.tile_hashes(level, index, width)
+
+    def entry_bundle(self, index: int, width: int, tree_size: int | None = None) -> bytes:
+        """The C2SP entry bundle of the ``width`` receipts from leaf ``index * 256`` (the first
+        ``width`` of bundle ``index``); NotFoundError if the tree of ``tree_size`` (default: the
+        latest checkpoint's) does not hold them."""
+        size = self.checkpoint().size if tree_size is None else min(tree_size, self._tree.size)
+        first = index * TILE_WIDTH
+        if index < 0 or not 1 <= width <= TILE_WIDTH or size < first + width:
+            raise NotFoundError(f"tree size {size} has no entry bundle {index} of width {width}")
+        leaves = list(self._store.leaves(first, first + width))
+        if [leaf.leaf_index for leaf in leaves] != list(range(first, first + width)):
+            raise StoreCorruptError(f"ledger store is missing receipts between {first} and {first + width}")
+        return entry_bundle([leaf.data for leaf in leaves])
 
     def inclusion_proof(self, receipt_id: str, tree_size: int | None = None) -> InclusionProof:
         """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest
@@ -299,7 +334,10 @@ class Ledger:
             self._tree.append(receipt.leaf_hash)
             receipts.append(receipt)
         checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
-        return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()))
+        prices = dict(found for draft, chain in zip(drafts, chains)
+                      if (found := price_of(draft.kind, chain, draft.authority, draft.payload)) is not None)
+        return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()),
+                           self._tree.drain(), prices)
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:
         """Ed25519 signatures of ``digests``, in order. From ``_PARALLEL_SIGNING`` digests on, a
@@ -327,14 +365,9 @@ class Ledger:
             self._catch_up(min(size, self._store.size()))
 
     def _catch_up(self, size: int) -> None:
-        """Extend the tree with leaves committed by other instances, up to ``size``."""
+        """Move the tree's edge to ``size``, committed by other instances (or before this opened)."""
         if size > self._tree.size:
-            try:
-                self._tree.extend(self._store.leaf_hashes(self._tree.size, size))
-            except ProofError as exc:
-                raise StoreCorruptError(f"ledger store holds a bad leaf hash: {exc.message}") from None
-            if self._tree.size != size:
-                raise StoreCorruptError(f"ledger store is missing leaves below {size}")
+            self._tree.load(size)
 
     def _check_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """A stored checkpoint must be signed by our key and match our tree."""

@@ -10,7 +10,10 @@ Layout under ``ledgers/{name}``:
 * ``usage/{sha256(chain, period, sku)}``: ``{"chain", "period", "sku", "count", "cost"}``, one
   coverage counter per policy, month and SKU;
 * ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
-* ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner.
+* ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner;
+* ``prices/...`` and ``tiles/...``: the pricing index and the Merkle tree's tiles, written with each
+  batch (:mod:`~tai_autonomics.ledger.firestore_indexes`), so that a start reads the tree's right
+  edge and no actor replays a chain.
 
 The counters, claims and records a batch touches are read and written in the append's
 transaction (docs/specification.md §10): two instances can never both reserve the last of a SKU's coverage or
@@ -44,6 +47,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, StoreCorruptError, StoreError
+from tai_autonomics.ledger.firestore_indexes import FirestoreIndexes
+from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import IN_PROGRESS, OPEN, ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.store import (
@@ -57,6 +62,7 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
+from tai_autonomics.ledger.tiles import tile_from_leaves
 
 _T = TypeVar("_T")
 _PAGE = 1000
@@ -86,6 +92,7 @@ class FirestoreStore:
         self._usage = self._head.collection("usage")
         self._operations = self._head.collection("operations")
         self._claims = self._head.collection("claims")
+        self._indexes = FirestoreIndexes(self._head, self._call)
 
     def _call(self, what: str, action: Callable[[], _T]) -> _T:
         """Run ``action``, turning Firestore errors into our typed ones."""
@@ -161,6 +168,7 @@ class FirestoreStore:
             if record.key and record.status == IN_PROGRESS:
                 claim = ClaimKey(record.scope, record.key)
                 writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
+        self._indexes.write(writes, batch)
         if len(writes) > _MAX_WRITES:
             raise StoreError(f"Firestore ledger {self.name}: a batch of {len(writes)} writes is over Firestore's "
                              f"{_MAX_WRITES}; lower the ledger's max_batch")
@@ -225,6 +233,12 @@ class FirestoreStore:
             counters[key] = _usage(doc)
         return dict(sorted(counters.items()))
 
+    def price(self, key: PriceKey) -> str | None:
+        return self._indexes.price(key)
+
+    def prices(self) -> Iterator[tuple[PriceKey, str]]:
+        return self._indexes.prices()
+
     def size(self) -> int:
         doc = self._call("read head", self._head.get)
         return doc.get("size") if doc.exists else 0
@@ -232,6 +246,12 @@ class FirestoreStore:
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         for doc in self._range(start, end, ["leaf_hash"]):
             yield doc.get("leaf_hash")
+
+    def tile(self, level: int, index: int) -> bytes | None:
+        """The tile document (:mod:`~tai_autonomics.ledger.firestore_indexes`); for a ledger older
+        than tiles, computed from the leaf hashes under it."""
+        stored = self._indexes.tile(level, index)
+        return stored if stored is not None else tile_from_leaves(self, self.size(), level, index)
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         for doc in self._range(start, end, None):

@@ -1,11 +1,13 @@
 """The RFC 9162 section 2.1 Merkle tree: hashes, proofs and their verifiers.
 
-:class:`MerkleTree` keeps the hash of every complete, aligned subtree (level ``k`` holds the
-roots of the subtrees of ``2**k`` leaves) in one contiguous ``bytearray`` per level, about
-64 bytes per leaf in all. Any subtree hash a proof needs is then either one lookup (complete
-subtrees) or a combination of at most ``log2 n`` lookups (the ragged right edge of an older
-tree size), so inclusion and consistency proofs for any earlier tree size cost
-``O(log**2 n)`` hashes and never a rebuild.
+:class:`ProvingTree` computes roots and proofs from the hashes of complete, aligned subtrees;
+:class:`MerkleTree` keeps every one of them in memory (level ``k`` holds the roots of the
+subtrees of ``2**k`` leaves) in one contiguous ``bytearray`` per level, about 64 bytes per leaf
+in all, and is what tiles and verification build trees with; the ledger's own tree reads them
+from stored tiles (:mod:`~tai_autonomics.ledger.tiles`). Any subtree hash a proof needs is then
+either one lookup (complete subtrees) or a combination of at most ``log2 n`` lookups (the ragged
+right edge of an older tree size), so inclusion and consistency proofs for any earlier tree size
+cost ``O(log**2 n)`` hashes and never a rebuild.
 
 The verifiers follow RFC 9162 2.1.3.2 and 2.1.4.2 step by step, with the edge cases
 (equal sizes, size 0, hash lengths) decided as transparency-dev/merkle decides them, whose
@@ -39,67 +41,38 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-class MerkleTree:
-    """An append-only RFC 9162 tree that serves roots and proofs for every size it has had."""
-
-    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
-        self._levels: list[bytearray] = [bytearray()]
-        self.extend(leaf_hashes)
+class ProvingTree:
+    """RFC 9162 roots and proofs of every tree size up to :attr:`size`, computed from the hashes of
+    complete, aligned subtrees, which a subclass supplies (:meth:`_node`): held in memory
+    (:class:`MerkleTree`) or read from stored tiles (:class:`~tai_autonomics.ledger.tiles.TiledTree`).
+    The ragged right edge of an older tree size is combined from at most ``log2 n`` of them."""
 
     @property
     def size(self) -> int:
         """Number of leaves."""
-        return len(self._levels[0]) // HASH_SIZE
+        raise NotImplementedError
 
-    def append(self, leaf: bytes) -> None:
-        """Add one leaf hash, completing every subtree it closes."""
-        if len(leaf) != HASH_SIZE:
-            raise ProofError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
-        levels = self._levels
-        index = self.size
-        levels[0] += leaf
-        level = 0
-        while index & 1:
-            row = levels[level]
-            parent = node_hash(row[-2 * HASH_SIZE : -HASH_SIZE], row[-HASH_SIZE:])
-            level += 1
-            if level == len(levels):
-                levels.append(bytearray())
-            levels[level] += parent
-            index >>= 1
-
-    def extend(self, leaves: Iterable[bytes]) -> None:
-        """Append many leaf hashes in order."""
-        for leaf in leaves:
-            self.append(leaf)
-
-    def truncate(self, size: int) -> None:
-        """Forget every leaf from ``size`` on (undoes appends of a transaction that did not commit)."""
-        if not 0 <= size <= self.size:
-            raise ProofError(f"cannot truncate a tree of {self.size} leaves to {size}")
-        for level, row in enumerate(self._levels):
-            del row[(size >> level) * HASH_SIZE :]
+    def _node(self, level: int, index: int) -> bytes:
+        """The root of the complete subtree of ``2**level`` leaves from leaf ``index << level``."""
+        raise NotImplementedError
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at ``index``."""
         self._check_range(index, index + 1)
-        return bytes(self._levels[0][index * HASH_SIZE : (index + 1) * HASH_SIZE])
+        return self._node(0, index)
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head of the first ``size`` leaves (default: all)."""
         size = self.size if size is None else size
         self._check_range(0, size)
         # The tree of `size` leaves is made of one complete subtree per set bit of `size`;
-        # fold their stored hashes from the smallest (rightmost) up: O(log n), no recursion.
-        # (slices of the bytearrays are hashed as they are; only the result becomes bytes)
-        levels = self._levels
+        # fold their hashes from the smallest (rightmost) up: O(log n), no recursion.
         root = None
         for level in range(size.bit_length()):
             if size >> level & 1:
-                end = (size >> level) * HASH_SIZE
-                subtree = levels[level][end - HASH_SIZE : end]
+                subtree = self._node(level, (size >> level) - 1)
                 root = subtree if root is None else node_hash(subtree, root)
-        return EMPTY_ROOT if root is None else bytes(root)
+        return EMPTY_ROOT if root is None else root
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 2.1.3.1 PATH(index, D[0:size]), leaf side first."""
@@ -164,15 +137,71 @@ class MerkleTree:
         if size:
             yield from walk(0, size, [])
 
+    def subtree(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) for a non-empty range whose start is aligned to its largest
+        power-of-two part (every range a proof or a tile needs)."""
+        self._check_range(start, end)
+        if start == end:
+            raise ProofError("no subtree hash of an empty range")
+        return self._subtree(start, end)
+
     def _subtree(self, start: int, end: int) -> bytes:
-        """MTH(D[start:end]) for a range whose start is aligned to its largest power-of-two part."""
         width = end - start
         if width & (width - 1) == 0 and start % width == 0:
             level = width.bit_length() - 1
-            offset = (start >> level) * HASH_SIZE
-            return bytes(self._levels[level][offset : offset + HASH_SIZE])
+            return self._node(level, start >> level)
         mid = start + _split(width)
         return node_hash(self._subtree(start, mid), self._subtree(mid, end))
+
+
+class MerkleTree(ProvingTree):
+    """An append-only RFC 9162 tree held in memory, serving roots and proofs for every size it has had."""
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
+        self._levels: list[bytearray] = [bytearray()]
+        self.extend(leaf_hashes)
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return len(self._levels[0]) // HASH_SIZE
+
+    def leaf_bytes(self) -> bytes:
+        """Every leaf hash, concatenated (a tile's contents)."""
+        return bytes(self._levels[0])
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash, completing every subtree it closes."""
+        if len(leaf) != HASH_SIZE:
+            raise ProofError(f"leaf hash must be {HASH_SIZE} bytes, got {len(leaf)}")
+        levels = self._levels
+        index = self.size
+        levels[0] += leaf
+        level = 0
+        while index & 1:
+            row = levels[level]
+            parent = node_hash(row[-2 * HASH_SIZE : -HASH_SIZE], row[-HASH_SIZE:])
+            level += 1
+            if level == len(levels):
+                levels.append(bytearray())
+            levels[level] += parent
+            index >>= 1
+
+    def extend(self, leaves: Iterable[bytes]) -> None:
+        """Append many leaf hashes in order."""
+        for leaf in leaves:
+            self.append(leaf)
+
+    def truncate(self, size: int) -> None:
+        """Forget every leaf from ``size`` on (undoes appends of a transaction that did not commit)."""
+        if not 0 <= size <= self.size:
+            raise ProofError(f"cannot truncate a tree of {self.size} leaves to {size}")
+        for level, row in enumerate(self._levels):
+            del row[(size >> level) * HASH_SIZE :]
+
+    def _node(self, level: int, index: int) -> bytes:
+        offset = index * HASH_SIZE
+        return bytes(self._levels[level][offset : offset + HASH_SIZE])
 
 
 def _check_hashes(what: str, hashes: Sequence[bytes]) -> None:

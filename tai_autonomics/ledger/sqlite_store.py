@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tai_autonomics.ledger.canonical import parse_json
 from tai_autonomics.ledger.errors import CanonicalJSONError, ConflictError, StoreCorruptError, StoreError
+from tai_autonomics.ledger.indexes import PriceKey, prices_of
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import RECORD_FIELDS, ClaimKey, OperationRecord, Usage, UsageKey, rebuild
 from tai_autonomics.ledger.store import (
@@ -42,9 +43,10 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
+from tai_autonomics.ledger.tiles import Tile, tiles_of
 
 DB_FILE = "ledger.sqlite3"
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = (
     """CREATE TABLE receipts (
     leaf_index INTEGER PRIMARY KEY,
@@ -72,6 +74,13 @@ _SCHEMA_2 = (
     )""",
     "CREATE INDEX operations_open ON operations (scope, status, started)",
 )
+# Version 3: the Merkle tree's tiles (ledger/tiles.py), so that opening reads the tree's right edge
+# instead of every leaf hash, and the pricing index (ledger/indexes.py), so that Pricing does not
+# replay its chain. An older file gets both computed from its receipts when first opened.
+_SCHEMA_3 = ("CREATE TABLE tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL, "
+             "PRIMARY KEY (level, idx)) WITHOUT ROWID",
+             "CREATE TABLE prices (chain TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL, "
+             "PRIMARY KEY (chain, customer)) WITHOUT ROWID")
 _OPERATION_COLUMNS = ("operation_id, scope, COALESCE(key, ''), fingerprint, chain, status, intent_id, started, "
                       "outcome_id")
 # CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
@@ -140,13 +149,18 @@ class SQLiteStore:
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA + _SCHEMA_2:
+                for statement in _SCHEMA + _SCHEMA_2 + _SCHEMA_3:
                     self._db.execute(statement)
-            elif version == 1:
+            if version == 1:
                 for statement in _SCHEMA_2:
                     self._db.execute(statement)
                 self._write_effects(*rebuild(_parsed(self._leaves(0, None))))
-            if version in (0, 1):
+            if version in (1, 2):
+                for statement in _SCHEMA_3:
+                    self._db.execute(statement)
+                self._write_tiles(tiles_of(self._leaf_hashes(0, self._size())))
+                self._write_prices(prices_of(_parsed(self._leaves(0, None))))
+            if version in (0, 1, 2):
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -171,6 +185,8 @@ class SQLiteStore:
                     "INSERT INTO receipts (leaf_index, id, chain, seq, hash, leaf_hash, data) VALUES (?,?,?,?,?,?,?)",
                     [(r.leaf_index, r.id, r.chain, r.seq, r.hash, r.leaf_hash, r.data) for r in batch.receipts],
                 )
+                self._write_tiles(batch.tiles)
+                self._write_prices(batch.prices)
                 cp = batch.checkpoint
                 self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)",
                                  (cp.size, cp.root, cp.note))
@@ -191,6 +207,32 @@ class SQLiteStore:
             "started, outcome_id) VALUES (?,?,?,?,?,?,?,?,?)",
             [(r.operation_id, r.scope, r.key or None, r.fingerprint, r.chain, r.status, r.intent_id, r.started,
               r.outcome_id) for r in operations])
+
+    def _write_tiles(self, tiles: Iterable[Tile]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO tiles (level, idx, hashes) VALUES (?,?,?)",
+                             ((tile.level, tile.index, tile.hashes) for tile in tiles))
+
+    def _write_prices(self, prices: Mapping[PriceKey, str]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO prices (chain, customer, value) VALUES (?,?,?)",
+                             [(*key, value) for key, value in prices.items()])
+
+    def price(self, key: PriceKey) -> str | None:
+        with self._errors():
+            row = self._db.execute("SELECT CAST(value AS TEXT) FROM prices WHERE chain = ? AND customer = ?",
+                                   key).fetchone()
+        return None if row is None else row[0]
+
+    def prices(self) -> Iterator[tuple[PriceKey, str]]:
+        with self._errors():
+            rows = self._db.execute("SELECT chain, customer, CAST(value AS TEXT) FROM prices ORDER BY chain, customer")
+            for chain, customer, value in rows:
+                yield PriceKey(str(chain), str(customer)), value
+
+    def tile(self, level: int, index: int) -> bytes | None:
+        with self._errors():
+            row = self._db.execute("SELECT CAST(hashes AS BLOB) FROM tiles WHERE level = ? AND idx = ?",
+                                   (level, index)).fetchone()
+        return None if row is None else row[0] or b""
 
     def _head(self, chains: Collection[str], reads: EffectReads) -> tuple[_KnownHead, LogHead]:
         """The log head with the heads of ``chains`` and what ``reads`` names, read in the write transaction.
@@ -269,13 +311,15 @@ class SQLiteStore:
 
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         with self._errors():
-            rows = self._db.execute(
-                "SELECT CAST(leaf_hash AS BLOB) FROM receipts "
-                "WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
-                (start, end),
-            )
-            for (leaf,) in rows:
-                yield leaf
+            yield from self._leaf_hashes(start, end)
+
+    def _leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
+        rows = self._db.execute(
+            "SELECT CAST(leaf_hash AS BLOB) FROM receipts WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+            (start, end),
+        )
+        for (leaf,) in rows:
+            yield leaf
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         with self._errors():

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tai_autonomics.ledger.errors import ConflictError
+from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.receipts import Receipt
+from tai_autonomics.ledger.tiles import Tile
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +64,16 @@ class LogHead:
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
     """Receipts sealed at consecutive leaf indexes from a head, the checkpoint covering them, and
-    the counters and operation records they change (written in the same transaction)."""
+    the counters, operation records, index entries (:mod:`~tai_autonomics.ledger.indexes`) and
+    tree tiles they change (written in the same transaction; a tile or an index entry replaces
+    the stored one of its key)."""
 
     receipts: Sequence[Receipt]
     checkpoint: Checkpoint
     usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
     operations: Sequence[OperationRecord] = ()
+    tiles: Sequence[Tile] = ()
+    prices: Mapping[PriceKey, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,9 @@ class LedgerStore(Protocol):
     def leaf_hashes(self, start: int, end: int) -> Iterator[bytes]:
         """Stored leaf hashes of leaves ``start`` to ``end - 1``, in order."""
 
+    def tile(self, level: int, index: int) -> bytes | None:
+        """The stored hashes of tree tile ``(level, index)`` (:mod:`~tai_autonomics.ledger.tiles`)."""
+
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         """Stored receipts in leaf order (gaps, if any, show as missing indexes)."""
 
@@ -125,6 +134,12 @@ class LedgerStore(Protocol):
 
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         """The stored coverage counters (of ``chain``, or all)."""
+
+    def price(self, key: PriceKey) -> str | None:
+        """The customer's last contractual pricing value (:func:`~.indexes.price_of`), if any."""
+
+    def prices(self) -> Iterator[tuple[PriceKey, str]]:
+        """Every stored pricing value, by chain and customer (what ``ledger verify`` recounts)."""
 
     def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Store ``checkpoint`` unless one of its size exists; return the stored one.

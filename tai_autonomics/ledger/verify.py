@@ -32,10 +32,10 @@ from tai_autonomics.ledger.errors import (
     ProofError,
     VerificationError,
 )
+from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerPublicKey
 from tai_autonomics.ledger.merkle import (
     InclusionVerifier,
-    MerkleTree,
     leaf_hash,
     node_hash,
 )
@@ -49,6 +49,7 @@ from tai_autonomics.ledger.receipts import (
     receipt_digest,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
+from tai_autonomics.ledger.tiles import TILE_BYTES, TILE_WIDTH, TiledTree
 
 RECEIPTS_FILE, PROOFS_FILE = "receipts.jsonl", "proofs.jsonl"
 CHECKPOINT_FILE, PUBLIC_KEY_FILE = "checkpoint", "public_key.pem"
@@ -56,6 +57,7 @@ _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STRING_MEMBERS = ("id", "kind", "mode", "authority", "chain", "prev", "time", "hash")
 _PARALLEL_MIN = 20_000  # below this many receipts, starting worker processes costs more than it saves
+_TILES_HELD = 64  # recomputed tiles held before they are compared with the store's (about 0.5 MB)
 _CHUNK = 2_048  # a power of two: aligned chunks are complete subtrees (see _ChunkProofs)
 
 
@@ -107,6 +109,7 @@ class _Checked(NamedTuple):
     advisory: bool
     mac_checked: bool
     counted: Counted | None  # the coverage the receipt reserved
+    priced: tuple[PriceKey, str] | None  # the pricing value it records
 
 
 
@@ -137,6 +140,8 @@ def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: Sessi
     return _Checked(
         obj["id"], obj["chain"], obj["seq"], obj["prev"], obj["hash"], leaf_hash(data),
         obj["authority"] == ADVISORY, mac_checked, _counted(obj),
+        price_of(obj["kind"], obj["chain"], obj["authority"], obj["payload"]) if isinstance(obj.get("payload"), dict)
+        else None,
     )
 
 
@@ -213,12 +218,14 @@ class _InOrder:
     """
 
     def __init__(self, *, tree: bool) -> None:
-        self.tree = MerkleTree() if tree else None
+        self.tree = TiledTree.built() if tree else None
+        self.tiles: dict[tuple[int, int], bytes] = {}  # tiles of the tree above, drained but not yet compared
         self.size = 0
         self.heads: dict[str, ChainHead] = {}
         self.ids: set[str] = set()
         self.contractual = self.advisory = self.macs = 0
         self.usage: dict[UsageKey, Usage] = {}
+        self.prices: dict[PriceKey, str] = {}
 
     def add(self, checked: _Checked) -> None:
         if checked.id in self.ids:
@@ -232,6 +239,8 @@ class _InOrder:
         self.ids.add(checked.id)
         if self.tree is not None:
             self.tree.append(checked.leaf)
+            if self.tree.size % TILE_WIDTH == 0:  # tiles completed or grown: held until compared
+                self.tiles.update(((tile.level, tile.index), tile.hashes) for tile in self.tree.drain())
         self.size += 1
         self.advisory += checked.advisory
         self.contractual += not checked.advisory
@@ -239,6 +248,8 @@ class _InOrder:
         if checked.counted is not None:
             key = checked.counted.key
             self.usage[key] = self.usage.get(key, Usage()).plus(checked.counted.cost)
+        if checked.priced is not None:
+            self.prices[checked.priced[0]] = checked.priced[1]
 
     def report(self, checkpoint: Checkpoint) -> VerifyReport:
         return VerifyReport(self.size, len(self.heads), self.contractual, self.advisory, self.macs, checkpoint)
@@ -247,8 +258,9 @@ class _InOrder:
 def verify_store(
     store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: SessionCheck | None = None
 ) -> VerifyReport:
-    """Verify every stored receipt and checkpoint, and the coverage counters against a recount of
-    the receipts; raise VerificationError at the first bad one.
+    """Verify every stored receipt and checkpoint, the coverage counters and the pricing index
+    against a recount of the receipts, and the tree's tiles against their recomputation; raise VerificationError at the
+    first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
     stored checkpoint (one per appended batch) is signed and has the root of the receipts
@@ -270,9 +282,11 @@ def verify_store(
                 f"leaf {newest.size}", "stored after the last checkpoint", leaf_index=newest.size
             )
         if latest is not None and newest.size == latest.size:
-            stored = store.usage()
+            stored, prices = store.usage(), dict(store.prices())
             if store.size() == latest.size:  # no append between: the counters are of these receipts
                 _compare_usage(stored, state.usage)
+                _compare_prices(prices, state.prices)
+                _compare_tiles(store, state)
                 return state.report(latest)
             continue
         latest = _verify_segment(store, state, newest.size, public, origin, session)
@@ -288,6 +302,37 @@ def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]
                 f"usage {key.sku} of {key.chain} in {key.period}",
                 f"stored count {have.count} and cost {have.cost}, the receipts give count {want.count} and cost "
                 f"{want.cost}", chain=key.chain, period=key.period, sku=key.sku)
+
+
+def _compare_prices(stored: dict[PriceKey, str], recounted: dict[PriceKey, str]) -> None:
+    """The pricing index must be what the receipts give: Pricing's spike detection reads it."""
+    for key in sorted(set(stored) | set(recounted)):
+        if stored.get(key) != recounted.get(key):
+            raise VerificationError(
+                f"pricing index of {key.customer} on {key.chain}",
+                f"stored value {stored.get(key)!r}, the receipts give {recounted.get(key)!r}",
+                chain=key.chain, customer=key.customer)
+
+
+def _compare_tiles(store: LedgerStore, state: _InOrder, *, complete_only: bool = False) -> None:
+    """The tiles the store should hold for the receipts verified so far must hold the hashes the
+    receipts give: proofs, the tile endpoints and a restart read them instead of the receipts.
+    ``complete_only``: compare (and forget) the complete ones only, keeping memory bounded while
+    the receipts are read; a tile still growing waits for the end. A writer appending meanwhile
+    only extends a tile, so a stored tile is compared up to the width expected here."""
+    if not complete_only:
+        assert state.tree is not None, "verify_store builds the tree"
+        state.tiles.update(((tile.level, tile.index), tile.hashes) for tile in state.tree.drain())
+    for (level, index), hashes in sorted(state.tiles.items()):
+        if complete_only and len(hashes) < TILE_BYTES:
+            continue
+        del state.tiles[(level, index)]
+        stored = store.tile(level, index)
+        if stored is None or stored[: len(hashes)] != hashes:
+            raise VerificationError(
+                f"tile {level}/{index}",
+                "missing" if stored is None else "its stored hashes differ from the tree of the receipts",
+                tile_level=level, tile_index=index)
 
 
 def _verify_segment(
@@ -319,6 +364,8 @@ def _verify_segment(
             )
         batch_first = batch_first or leaf
         _add_stored(state, leaf, public, session)
+        if len(state.tiles) >= _TILES_HELD:
+            _compare_tiles(store, state, complete_only=True)
     settle()
     if pending is not None or latest is None or latest.size != end:
         raise VerificationError(
@@ -340,7 +387,7 @@ def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, sess
 
 
 def _check_stored_checkpoint(
-    checkpoint: Checkpoint, tree: MerkleTree, public: LedgerPublicKey, origin: str | None, first: StoredLeaf | None
+    checkpoint: Checkpoint, tree: TiledTree, public: LedgerPublicKey, origin: str | None, first: StoredLeaf | None
 ) -> Checkpoint:
     where = f"checkpoint of size {checkpoint.size}"
     try:

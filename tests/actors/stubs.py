@@ -68,6 +68,11 @@ class LedgerStub(Server):
         chain = [r for r in self.receipts if r.get("chain") == query["chain"] and r["seq"] > query["after"]]
         return chain[: query["limit"]]
 
+    def call_price(self, query: dict[str, Any]) -> dict[str, Any]:
+        quoted = [r["payload"]["value"] for r in self.receipts if r.get("kind") == "pricing.quoted"
+                  and r.get("chain") == query["chain"] and r["payload"]["customer_id"] == query["customer_id"]]
+        return {"value": quoted[-1] if quoted else None}
+
     def call_appended(self, _payload: Any) -> list[dict[str, Any]]:
         return self.receipts
 

@@ -47,7 +47,7 @@ def test_eval_quotes_are_advisory(running: Node) -> None:
     assert result["receipt"]["mode"] == "eval" and result["receipt"]["chain"] is None
 
 
-def test_spike_against_history_rebuilt_from_the_ledger(running: Node) -> None:
+def test_spike_against_history_read_from_the_ledger(running: Node) -> None:
     history = [{"kind": "pricing.quoted", "chain": "dev-policy-0001", "seq": 1,
                 "time": datetime.now(timezone.utc).isoformat(),
                 "payload": {"customer_id": "acme", "value": "0.010000"}}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from tai_autonomics.errors import TaiError
@@ -28,6 +29,16 @@ class FakeLedger(Echo):
 
     def call_checkpoint(self, payload: Any) -> dict[str, Any]:
         return {"note": "tai.test/ledger\n3\nAAAA\n\n— tai.test/ledger c2ln\n", "size": 3, "root": "AAAA"}
+
+    def call_tile(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if (payload["level"], payload["index"]) != (0, 0) or payload["width"] > 3:
+            raise TaiError("tree size 3 has no such tile", code="ledger_not_found")
+        return {"data": base64.b64encode(bytes(32 * payload["width"])).decode()}
+
+    def call_entries(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["index"] != 0 or payload["width"] > 3:
+            raise TaiError("tree size 3 has no such entry bundle", code="ledger_not_found")
+        return {"data": base64.b64encode(b"\x00\x01x" * payload["width"]).decode()}
 
     def call_consistency(self, payload: dict[str, Any]) -> dict[str, Any]:
         if payload["to"] > 3:

@@ -31,7 +31,7 @@ from tests.gateway.conftest import TOKENS, assert_error, auth, serving
 AUDIENCE = "https://gateway.tai.test"
 EMAILS = {"svc@tai-test.iam.gserviceaccount.com": "service", "audit@tai-test.iam.gserviceaccount.com": "auditor",
           "ops@tai-test.iam.gserviceaccount.com": "admin"}
-SAMPLE = {"name": "worker", "id": "r-1", "operation_id": "op-1", "work_id": "w-1"}
+SAMPLE = {"name": "worker", "id": "r-1", "operation_id": "op-1", "work_id": "w-1", "path": "0/000.p/3"}
 BODIES = {
     "/v1/deployments": {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "c", "customer_account": "a",
                         "region": "r", "artifacts": {}},

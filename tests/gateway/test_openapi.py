@@ -27,7 +27,8 @@ def test_every_route_is_documented_and_nothing_else(gateway) -> None:
     declared = {(ep.path, ep.method) for ep in ROUTES}
     assert set(operations()) == declared
     app = create_app(Gateway(gateway.config, gateway.gateway.bridge)).app
-    served = {(r.path, m) for r in app.routes if isinstance(r, Route) for m in r.methods if m != "HEAD"}
+    served = {(r.path.replace(":path}", "}"), m) for r in app.routes if isinstance(r, Route) for m in r.methods
+              if m != "HEAD"}
     assert served == declared
 
 

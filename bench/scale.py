@@ -1,0 +1,200 @@
+"""Scale: does the daemon's start time, memory and proof latency stay flat as the ledger grows?
+
+For each ledger size it builds a dev-profile data directory, then measures and prints JSON:
+
+* ``build``: the bulk loader, which is the real append path (``Ledger.append_batch`` in batches
+  of 4096 receipts on one chain, signed): the same receipts, tiles, checkpoints and indexes a
+  daemon would have written, only in larger batches (so fewer checkpoints);
+* ``open``: ``Ledger.open`` (the tree's right edge) against the baseline of the same run, what
+  opening did before tiles: every leaf hash read into the in-memory tree (time and Python heap,
+  from ``tracemalloc``; ``ratio`` = baseline / ours);
+* ``daemon``: ``tai-autonomics foreground`` on that data directory: seconds to ``/readyz`` and to
+  a first insured deploy, the RSS of every process of the daemon (sum and per process) after
+  start and after ``--deploys`` deploys at 50/s;
+* ``proofs``: inclusion and consistency proof latency p50/p99 on a freshly opened ledger (cold:
+  random leaves, every tile read from SQLite) and again on the same leaves (warm: the tile
+  cache);
+* ``export``: ``ledger export --tiles`` and the offline export throughput, receipts/s (sizes up
+  to ``--export-max`` only: an export of 10^6 receipts writes about a gigabyte).
+
+Targets (issue 17): start ≤ 2 s at 10^7 receipts; RSS independent of the ledger's size (within
+10 %); proofs ≤ 2 ms p99 warm, ≤ 20 ms cold.
+
+Usage: python -m bench.scale [--sizes 10000 100000 1000000] [--deploys 1000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bench.gateway import _percentile, deploy_body, free_port, run_rate, start_daemon
+from tai_autonomics.ledger import Ledger, MerkleTree, ReceiptDraft, SQLiteStore, load_ledger_key
+from tai_autonomics.ledger.export import export_ledger, export_tiles
+from tai_autonomics.runtime._process import descendants
+
+BATCH = 4096
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def build(var: Path, size: int) -> dict:
+    """The bulk loader: ``size`` signed receipts through the real append path."""
+    key = load_ledger_key(data_dir=var)
+    ledger = Ledger.open(SQLiteStore(var / "ledger.sqlite3"), key, max_batch=BATCH)
+    started = time.perf_counter()
+    for first in range(0, size, BATCH):
+        ledger.append_batch([ReceiptDraft("bench.filler", "prod", {"n": n, "customer_ref": "bench-customer",
+                                                                   "region": "europe-west1"}, chain="bench")
+                             for n in range(first, min(size, first + BATCH))])
+    seconds = time.perf_counter() - started
+    ledger.close()
+    return {"seconds": round(seconds, 1), "receipts_per_s": round(size / seconds),
+            "file_mb": round((var / "ledger.sqlite3").stat().st_size / 2**20)}
+
+
+def _measured(action: Callable[[], object]) -> tuple[object, float, int]:
+    """What ``action`` returns, the seconds it took and the Python heap it left allocated."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    value = action()
+    seconds = time.perf_counter() - started
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return value, seconds, held
+
+
+def open_vs_full_read(var: Path) -> dict:
+    key = load_ledger_key(data_dir=var)
+    ledger, ours_s, ours_b = _measured(lambda: Ledger.open(SQLiteStore(var / "ledger.sqlite3", readonly=True), key))
+    ledger.close()  # type: ignore[attr-defined]
+    store = SQLiteStore(var / "ledger.sqlite3", readonly=True)
+    tree, base_s, base_b = _measured(lambda: MerkleTree(store.leaf_hashes(0, store.size())))
+    store.close()
+    del tree
+    return {"ours_s": round(ours_s, 4), "ours_heap_kb": ours_b // 1024, "full_read_s": round(base_s, 3),
+            "full_read_heap_kb": base_b // 1024, "ratio_time": round(base_s / ours_s, 1),
+            "ratio_heap": round(base_b / max(1, ours_b), 1)}
+
+
+def _rss(pid: int) -> dict[str, float]:
+    """RSS in MB of the daemon and each of its descendants, by pid."""
+    found = {}
+    for each in [pid, *descendants(pid)]:
+        try:
+            pages = int(Path(f"/proc/{each}/statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        found[str(each)] = round(pages * PAGE / 2**20, 1)
+    return found
+
+
+def daemon(tmp: Path, deploys: int) -> dict:
+    port = free_port()
+    started = time.perf_counter()
+    proc, out = start_daemon(tmp, port)
+    ready_s = time.perf_counter() - started
+    try:
+        tokens = dict(line.split("=", 1) for line in (tmp / "var" / "tokens.env").read_text().split() if "=" in line)
+        token = tokens["TAI_TOKEN_SERVICE"].strip("'\"")
+        base = f"http://127.0.0.1:{port}"
+        first = httpx.post(f"{base}/v1/deployments", json=deploy_body(0), timeout=30,
+                           headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "scale-first"})
+        first_s = time.perf_counter() - started
+        first.raise_for_status()
+        after_start = _rss(proc.pid)
+        load = asyncio.run(run_rate(base, token, 50, deploys / 50, True)) if deploys else None
+        after = _rss(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    return {"ready_s": round(ready_s, 2), "first_deploy_s": round(first_s, 2),
+            "rss_mb_after_start": round(sum(after_start.values()), 1),
+            "rss_mb_after_deploys": round(sum(after.values()), 1), "deploys": deploys,
+            "deploy_p99_ms": round(load["p99_ms"], 1) if load else None,
+            "deploy_errors": load["error_rate"] if load else None,
+            "rss_mb_per_process_after_start": sorted(after_start.values(), reverse=True),
+            "rss_mb_growth_per_process": sorted((round(after[pid] - mb, 1) for pid, mb in after_start.items()
+                                                 if pid in after), reverse=True)}
+
+
+def _latency(samples: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(statistics.median(samples) * 1e3, 3), "p99_ms": round(_percentile(samples, 0.99) * 1e3, 3)}
+
+
+def proofs(var: Path, count: int) -> dict:
+    key = load_ledger_key(data_dir=var)
+    ledger = Ledger.open(SQLiteStore(var / "ledger.sqlite3", readonly=True), key)
+    size = ledger.size
+    rng = random.Random(17)
+    leaves = [rng.randrange(size) for _ in range(count)]
+    olds = [rng.randrange(1, size) for _ in range(count)]
+    results = {}
+    for phase in ("cold", "warm"):
+        timings: dict[str, list[float]] = {"inclusion": [], "consistency": []}
+        for leaf, old in zip(leaves, olds):
+            started = time.perf_counter()
+            ledger.leaf_proof(leaf, size)
+            timings["inclusion"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            ledger.consistency_proof(old, size)
+            timings["consistency"].append(time.perf_counter() - started)
+        results[phase] = {name: _latency(samples) for name, samples in timings.items()}
+    ledger.close()
+    return results
+
+
+def export(var: Path, tmp: Path, size: int) -> dict:
+    key = load_ledger_key(data_dir=var)
+    ledger = Ledger.open(SQLiteStore(var / "ledger.sqlite3", readonly=True), key)
+    rates = {}
+    for name, write in (("tiles", export_tiles), ("offline", export_ledger)):
+        started = time.perf_counter()
+        write(ledger, tmp / f"export-{name}")
+        rates[f"{name}_receipts_per_s"] = round(size / (time.perf_counter() - started))
+    ledger.close()
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--deploys", type=int, default=1000, help="deploys at 50/s after start (issue: 10000)")
+    parser.add_argument("--proofs", type=int, default=300)
+    parser.add_argument("--export-max", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="sizes 1000 and 20000, 100 deploys")
+    args = parser.parse_args()
+    sizes, deploys = ([1000, 20_000], 100) if args.quick else (args.sizes, args.deploys)
+    results = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as name:
+            tmp = Path(name)
+            var = tmp / "var"
+            row: dict = {"receipts": size, "build": build(var, size)}
+            row["open"] = open_vs_full_read(var)
+            row["daemon"] = daemon(tmp, deploys)
+            row["proofs"] = proofs(var, args.proofs)
+            if size <= args.export_max:
+                row["export"] = export(var, tmp, size)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    rss = [row["daemon"]["rss_mb_after_start"] for row in results]
+    print(json.dumps({"sizes": sizes, "ready_s": [row["daemon"]["ready_s"] for row in results],
+                      "rss_mb_after_start": rss, "rss_spread": round(max(rss) / min(rss) - 1, 3),
+                      "note": "taken on a shared 2-core machine: ratios hold, absolute times do not"}, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
