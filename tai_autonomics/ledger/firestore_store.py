@@ -37,8 +37,8 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Collection, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -87,6 +87,20 @@ class FirestoreStore:
         self._operations = self._head.collection("operations")
         self._claims = self._head.collection("claims")
 
+    @property
+    def client(self) -> firestore.Client:
+        """The Firestore client (the sequencer's documents live beside the ledger's)."""
+        return self._client
+
+    @property
+    def head_ref(self) -> firestore.DocumentReference:
+        """The ledger document: the log head (``size``) and the sequencer's lease."""
+        return self._head
+
+    def call(self, what: str, action: Callable[[], _T]) -> _T:
+        """Run ``action``, turning Firestore errors into our typed ones (ConflictError, StoreError)."""
+        return self._call(what, action)
+
     def _call(self, what: str, action: Callable[[], _T]) -> _T:
         """Run ``action``, turning Firestore errors into our typed ones."""
         try:
@@ -105,7 +119,8 @@ class FirestoreStore:
     def _claim_ref(self, key: ClaimKey) -> firestore.DocumentReference:
         return self._claims.document(_digest(*key))
 
-    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS) -> SealedBatch:
+    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS, *,
+               rider: Rider | None = None) -> SealedBatch:
         """Optimistic: read the head without locks, seal, and commit one atomic batch of writes
         whose preconditions say that nothing read has changed (``create`` for what did not exist,
         an update time for what did). If another instance committed first, read again and
@@ -114,11 +129,15 @@ class FirestoreStore:
         Why not a transaction: Firestore's transactions lock what they read, and two instances
         that both read the head and then both write it deadlock until a lock times out (2 s on
         the emulator), so under contention each append waited seconds. A failed precondition
-        costs one more round trip instead."""
+        costs one more round trip instead.
+
+        ``rider`` (the leased sequencer's, :mod:`~tai_autonomics.ledger._sequencer`) reads its
+        documents with the head, may refuse the attempt before sealing (a lost lease: not
+        retried), adds fields to the head's write and writes of its own to the same commit."""
         deadline = time.monotonic() + self.busy_timeout_s
         for attempt in itertools.count(1):
             try:
-                return self._call("append", lambda: self._append_once(sorted(chains), seal, reads))
+                return self._call("append", lambda: self._append_once(sorted(chains), seal, reads, rider))
             except ConflictError as exc:
                 wait = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** attempt))
                 if time.monotonic() + wait >= deadline:
@@ -129,11 +148,15 @@ class FirestoreStore:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _append_once(self, chain_list: list[str], seal: Sealer, reads: EffectReads) -> SealedBatch:
+    def _append_once(self, chain_list: list[str], seal: Sealer, reads: EffectReads, rider: Rider | None) -> SealedBatch:
         chain_refs = [self._chain_ref(chain) for chain in chain_list]
         effect_refs = self._effect_refs(reads)
-        read = {snap.reference.path: snap for snap in self._client.get_all([self._head, *chain_refs, *effect_refs])}
+        rider_refs = rider.refs() if rider is not None else []
+        read = {snap.reference.path: snap
+                for snap in self._client.get_all([self._head, *chain_refs, *effect_refs, *rider_refs])}
         head_snap = read[self._head.path]
+        if rider is not None:
+            rider.check(read, head_snap)
         heads = {}
         for ref in chain_refs:
             if read[ref.path].exists:
@@ -153,7 +176,7 @@ class FirestoreStore:
                                                                 "hash": chain_head.hash})
         cp = batch.checkpoint
         writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
-        self._put(writes, read, self._head, {"size": cp.size})
+        self._put(writes, read, self._head, {"size": cp.size, **(rider.head_fields() if rider is not None else {})})
         for key, usage in batch.usage.items():
             self._put(writes, read, self._usage_ref(key), {**key._asdict(), **usage.to_json()})
         for record in batch.operations:
@@ -161,6 +184,8 @@ class FirestoreStore:
             if record.key and record.status == IN_PROGRESS:
                 claim = ClaimKey(record.scope, record.key)
                 writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
+        if rider is not None:
+            rider.add(writes, read, batch)
         if len(writes) > _MAX_WRITES:
             raise StoreError(f"Firestore ledger {self.name}: a batch of {len(writes)} writes is over Firestore's "
                              f"{_MAX_WRITES}; lower the ledger's max_batch")
@@ -301,6 +326,22 @@ class FirestoreStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+class Rider(Protocol):
+    """What the leased sequencer adds to an append (see :meth:`FirestoreStore.append`)."""
+
+    def refs(self) -> list[firestore.DocumentReference]:
+        """Documents to read with the head, in the same snapshot."""
+
+    def check(self, read: Mapping[str, Any], head: Any) -> None:
+        """Refuse the attempt (an error that is not a ConflictError) before anything is sealed."""
+
+    def head_fields(self) -> dict[str, Any]:
+        """Fields written to the head document with the new size."""
+
+    def add(self, writes: Any, read: Mapping[str, Any], batch: SealedBatch) -> None:
+        """Add writes of its own to the batch's atomic commit."""
 
 
 def _digest(*parts: str) -> str:

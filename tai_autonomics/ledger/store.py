@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tai_autonomics.ledger.errors import ConflictError
+from tai_autonomics.ledger.errors import ConflictError, DraftError
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.receipts import Receipt
@@ -68,6 +68,8 @@ class SealedBatch:
     checkpoint: Checkpoint
     usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
     operations: Sequence[OperationRecord] = ()
+    #: drafts refused in place (their offset in the batch's drafts), when the sequencer seals
+    refused: Mapping[int, DraftError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
