@@ -175,8 +175,12 @@ class FirestoreStore:
             self._put(writes, read, self._chain_ref(chain), {"chain": chain, "seq": chain_head.seq,
                                                                 "hash": chain_head.hash})
         cp = batch.checkpoint
-        writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
-        self._put(writes, read, self._head, {"size": cp.size, **(rider.head_fields() if rider is not None else {})})
+        fields = rider.head_fields() if rider is not None else {}
+        if batch.receipts:
+            writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
+            self._put(writes, read, self._head, {"size": cp.size, **fields})
+        elif fields:  # every draft refused: no new tree, but the answers are still fenced by the lease
+            self._put(writes, read, self._head, fields)
         for key, usage in batch.usage.items():
             self._put(writes, read, self._usage_ref(key), {**key._asdict(), **usage.to_json()})
         for record in batch.operations:
@@ -189,7 +193,8 @@ class FirestoreStore:
         if len(writes) > _MAX_WRITES:
             raise StoreError(f"Firestore ledger {self.name}: a batch of {len(writes)} writes is over Firestore's "
                              f"{_MAX_WRITES}; lower the ledger's max_batch")
-        writes.commit()
+        if len(writes):
+            writes.commit()
         return batch
 
     def _put(self, writes: Any, read: dict[str, Any], ref: firestore.DocumentReference, data: dict[str, Any]) -> None:

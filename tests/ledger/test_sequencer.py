@@ -103,6 +103,11 @@ def test_the_holder_answers_each_queued_draft_with_its_receipt_or_its_refusal(in
     assert report.tree_size == 4 and {k.sku: u.count for k, u in a.ledger.usage(POLICY).items()} == {"sku-002": 2}
     # b sees the holder's receipts too: it serves proofs for them
     assert b.ledger.inclusion_proof(closed.id).tree_size == 4
+    # an entry whose every draft is refused is answered, and the tree stays as it was
+    again = b.sequencer.enqueue([intent("op-e", key="k")])
+    assert a.sequencer.integrate_pending() == 1
+    ((refused,),) = [b.sequencer.collect()[again]]
+    assert isinstance(refused, OperationExists) and a.store.size() == 4 and a.sequencer.holding
 
 
 def test_an_expired_lease_is_taken_over_and_fences_the_stale_holder_out(instances) -> None:
