@@ -20,6 +20,17 @@ committed draft by draft, so only its own caller is refused. An incarnation on i
 restart, crash) first commits and answers what is pending; a call still queued behind the exit
 is refused with ``actor_restarting`` and never stored.
 
+Many instances on one Firestore ledger (:mod:`tai_autonomics.ledger._sequencer`): one instance
+holds the sequencer lease and commits its batches at once, as above; every other instance
+writes each batch to a pending document of its own, which the holder integrates at its next beat
+(``sequencer_interval_s``, 0.25 s) and answers draft by draft; the writer answers its callers at
+its own next beat, or with ``ledger_busy`` when no answer came within the store's busy timeout
+(4 s; the entry is then withdrawn, never stored later). Eval drafts, which only this process's
+session may MAC, and everything on the way out (queued entries are withdrawn first) are
+appended by the instance itself, racing for the head as every append did before the lease
+(``[ledger] sequencing = "optimistic"`` keeps that design for everything). On SQLite there is
+one daemon per data directory and no lease.
+
 Calls (payloads and replies are JSON-like; refusals are :class:`~tai_autonomics.errors.TaiError`
 codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``ledger_not_found``,
 ``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_verify_failed``, and
@@ -54,14 +65,20 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 * ``rotate_epoch`` → the ``ledger.epoch_rotated`` receipt that starts a new eval-session epoch
   (a fresh session secret), after committing what is pending.
 * ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch,
-  store_retries}``; ``batches``/``appended`` count this incarnation's commits, ``store_retries``
-  its appends re-sealed because another instance committed first (Firestore).
+  store_retries, sequencer}``; ``batches``/``appended`` count this incarnation's commits,
+  ``store_retries`` its appends re-sealed because another instance committed first (Firestore);
+  ``sequencer`` (null without a lease: SQLite, or ``sequencing = "optimistic"``) is
+  ``{instance, holding, holder, term, queued, integrated, takeovers}``: this instance's name in
+  the lease, whether it holds it, the holder it last saw and the lease's term, its entries
+  waiting for an answer, the drafts it integrated for other instances, and its takeovers.
 
 Arguments: ``args["context"]`` from the daemon — ``data_dir`` (default ``./var``), ``profile``
 (default ``dev``) and ``ledger``: ``key_file`` or ``key_env`` (the key PEM, or the environment
 variable holding it), ``origin``, ``store``: ``sqlite`` (``DATA_DIR/ledger.sqlite3``) or
 ``firestore`` (ledger document ``firestore_ledger``, default ``ledger``, in the project named by
-the environment variable ``firestore_project_env``, else the client's default project). Only
+the environment variable ``firestore_project_env``, else the client's default project);
+with Firestore, ``sequencing`` (``leased``, the default, or ``optimistic``),
+``sequencer_lease_s`` (2) and ``sequencer_interval_s`` (0.25). Only
 the dev profile falls back to a key generated in the data directory. From the worker's own
 ``args``: ``max_batch`` (default 256)
 and ``batch_delay_s`` (default 0.002).

@@ -427,24 +427,25 @@ class _Fence:
         receipts = iter(batch.receipts)
         offset = 0
         for entry in self._entries:
-            outcomes = []
+            outcomes: list[Outcome] = []
             for _ in entry.drafts:
                 refused = batch.refused.get(offset)
-                outcomes.append(outcome_to_json(next(receipts) if refused is None else refused))
+                outcomes.append(next(receipts) if refused is None else refused)
                 offset += 1
-            if entry.error is not None:
-                outcomes = [outcome_to_json(entry.error)]
-            writes.update(entry.ref, {"state": DONE, "outcomes": outcomes},
-                          option=self._sequencer._store.client.write_option(last_update_time=entry.update_time))
+            self._answer(writes, entry, outcomes)
 
     def answer_only(self) -> None:
         """Answer entries that hold no readable draft (their refusal), without a batch."""
         writes = self._sequencer._store.client.batch()
         for entry in self._entries:
-            error = entry.error or DraftError("no drafts")
-            writes.update(entry.ref, {"state": DONE, "outcomes": [outcome_to_json(error)]},
-                          option=self._sequencer._store.client.write_option(last_update_time=entry.update_time))
+            self._answer(writes, entry, [])
         self._sequencer._store.call("answer pending entries", writes.commit)
+
+    def _answer(self, writes: Any, entry: Entry, outcomes: list[Outcome]) -> None:
+        """Rewrite ``entry`` as answered, if it is still as read (else the whole commit fails)."""
+        answer = [entry.error] if entry.error is not None else outcomes
+        writes.update(entry.ref, {"state": DONE, "outcomes": [outcome_to_json(outcome) for outcome in answer]},
+                      option=self._sequencer._store.client.write_option(last_update_time=entry.update_time))
 
 
 def _entry(doc: Any) -> Entry:

@@ -2,7 +2,9 @@
 
 Layout under ``ledgers/{name}``:
 
-* the ledger document itself: ``{"size": n}``, the log head;
+* the ledger document itself: ``{"size": n, "sequencer": {"holder", "expires", "term"}}``, the
+  log head and the leased sequencer's lease (:mod:`~tai_autonomics.ledger._sequencer`);
+* ``pending/{random id}``: drafts an instance queued for the sequencer, and its answers;
 * ``chains/{sha256(chain)}``: ``{"chain", "seq", "hash"}``, each chain's head;
 * ``leaves/{receipt id}``: ``{"leaf_index", "id", "chain", "seq", "hash", "leaf_hash", "data"}``
   (random document ids, so appends do not hot-spot one key range);
@@ -18,7 +20,10 @@ both claim one key; the loser's transaction is retried on what the winner wrote.
 document that every batch writes: the log head already is one (the ceiling is in
 ``docs/performance.md``).
 
-No forks across daemon instances: :meth:`FirestoreStore.append` reads the log head and the heads
+Who appends: with the leased sequencer (the default), the lease holder, whose appends carry a
+rider (:class:`Rider`) fencing them with its lease; otherwise (eval receipts, which only their
+own process may MAC; an instance on its way out; ``sequencing = "optimistic"``) any instance.
+Either way, no forks across daemon instances: :meth:`FirestoreStore.append` reads the log head and the heads
 of the batch's chains, and commits the batch as one atomic write whose preconditions require
 every document it read to be unchanged (or still absent), so of two instances sequencing on the
 same head, one commits and the other reads again and re-seals on the new head (optimistic
