@@ -12,14 +12,15 @@ from google.cloud import firestore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tai_autonomics.ledger import DraftError, Ledger, LedgerKey, ReceiptDraft, verify_store
+from tai_autonomics.ledger import DraftError, Ledger, LedgerKey, ReceiptDraft, SQLiteStore, verify_store
 from tai_autonomics.ledger._sequencer import (
     NotSequencer,
     Sequencer,
     draft_from_json,
     draft_to_json,
+    open_sequencer,
 )
-from tai_autonomics.ledger.errors import LedgerBusy
+from tai_autonomics.ledger.errors import LedgerBusy, LedgerError
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.operations import CoverageExceeded, OpenOperation, OperationExists
 from tai_autonomics.ledger.receipts import Receipt
@@ -206,3 +207,26 @@ def test_anything_else_in_a_pending_draft_is_a_clear_refusal(value) -> None:
         draft_from_json(value)
     except DraftError as exc:
         assert exc.code == "ledger_bad_draft" and exc.message
+
+
+@pytest.mark.parametrize(("settings_", "named"), [
+    ({"sequencing": "fastest"}, "sequencing"),
+    ({"sequencer_lease_s": "2"}, "sequencer_lease_s"),
+    ({"sequencer_interval_s": 0}, "sequencer_interval_s"),
+    ({"sequencer_lease_s": 1, "sequencer_interval_s": 1}, "shorter than"),
+])
+def test_bad_sequencer_settings_are_refused_naming_them(instances, settings_: dict, named: str) -> None:
+    store = instances(Clock()).store
+    with pytest.raises(LedgerError) as err:
+        open_sequencer(settings_, store, Ledger.open(store, LedgerKey.generate()), store.max_batch)
+    assert named in err.value.message
+
+
+def test_optimistic_sequencing_and_sqlite_have_no_lease(instances, tmp_path) -> None:
+    store = instances(Clock()).store
+    ledger = Ledger.open(store, LedgerKey.generate())
+    assert open_sequencer({"sequencing": "optimistic"}, store, ledger, store.max_batch) is None
+    assert isinstance(open_sequencer({}, store, ledger, store.max_batch), Sequencer)
+    sqlite = SQLiteStore(tmp_path / "ledger.sqlite3")
+    assert open_sequencer({}, sqlite, Ledger.open(sqlite, LedgerKey.generate()), 256) is None
+    sqlite.close()
