@@ -100,9 +100,13 @@ class Ledger:
         ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one).
         """
         ledger = cls(store, key, MerkleTree(), origin=origin, max_batch=max_batch, clock=clock)
+        # the checkpoint before the size: another instance may commit in between, and a size read
+        # after its checkpoint covers it (both are written in one commit)
+        latest = store.checkpoint()
         size = store.size()
         ledger._catch_up(size)
-        latest = store.checkpoint()
+        if latest is None and size:
+            latest = store.checkpoint()
         if latest is not None:
             ledger._check_checkpoint(latest)
         elif size:
