@@ -261,7 +261,8 @@ class Sequencer:
             self._lease = None  # another instance took it, or a batch renewed it: seen at the next tick
             return
         if not mine:
-            self.takeovers += 1
+            if lease is not None:  # someone held it: a takeover (the first lease of a ledger is not one)
+                self.takeovers += 1
             logs.event(_log, "ledger.sequencer_taken", instance=self.instance, term=term,
                        previous=lease.holder if lease is not None else None)
         self._lease = self._seen = fresh
