@@ -177,14 +177,15 @@ def main() -> None:
 
 def run_instances(root: Path, sandbox: str, count: int, rates: list[float], seconds: float, sequencing: str) -> dict:
     ca = root / "ca"
-    tables = (f'[ledger]\nstore = "firestore"\nfirestore_ledger = "bench-{count}-{uuid.uuid4().hex[:8]}"\n'
+    run = f"{sequencing}-{count}-{uuid.uuid4().hex[:8]}"
+    tables = (f'[ledger]\nstore = "firestore"\nfirestore_ledger = "bench-{run}"\n'
               f'sequencing = "{sequencing}"\n'
               f'firestore_project_env = "TAI_BENCH_FIRESTORE_PROJECT"\nkey_file = "{ca / DEV_LEDGER_KEY_FILE}"\n'
               f'[insurer]\nurl = "{sandbox}"\n'
               f'public_key_file = "{SandboxConfig(root / "shared" / "sandbox").insurer_public_key_file}"\n'
               f'[trust]\nanchor = "{ca / CA_CERT_FILE}"\ncert_file = "{ca / DEV_CERT_FILE}"\n'
               f'key_file = "{ca / DEV_KEY_FILE}"\n[customer]\nurl = "{sandbox}/customer/v1"\n')
-    daemons = [Daemon(root, f"{sequencing}-n{count}-{i}", tables) for i in range(count)]
+    daemons = [Daemon(root, f"{run}-{i}", tables) for i in range(count)]
     try:
         for daemon in daemons:
             daemon.wait_ready()
