@@ -231,7 +231,10 @@ class Sequencer:
 
     def tick(self) -> None:
         """Take the lease if it is free or expired, renew it when half of it is gone, or note
-        that another instance holds it."""
+        that another instance holds it. A holder with more than half its lease left reads
+        nothing: its batches renew the lease, and a batch would find it taken over."""
+        if self._lease is not None and self._lease.expires - self._clock() > self.lease_s / 2:
+            return
         snap = self._store.call("read the sequencer lease", self._store.head_ref.get)
         lease, now = Lease.of(snap), self._clock()
         self._seen = lease
