@@ -5,17 +5,20 @@ development CA and ledger key, then for each instance count a fresh ledger and t
 ``tai-autonomics foreground`` daemons (dev profile, ``[ledger] store = "firestore"``, one data
 dir each), and sends insured deploys open-loop at each rate, spread round-robin over the
 daemons. Prints JSON per instance count and rate: achieved deploys/s and receipts/s, p50/p99
-latency, errors by code (``ledger_busy`` among them), and the ledger's store retries (appends
-re-sealed because another instance committed first).
+latency, errors by code (``ledger_busy`` among them), the ledger's store retries (appends
+re-sealed because another instance committed first) and, with the leased sequencer, how many
+drafts the holder integrated for the others.
 
-The baseline in the same run is one daemon: what more instances add (or cost) on one store.
-Every batch of every instance writes the ledger's head document, so the head's write rate bounds
-the whole service; ``docs/performance.md`` compares the figures with Firestore's production
-limits (about one sustained write per second per document, 500 writes per batch). The
-emulator is not production: its absolute numbers say little, the trend across instance counts
-does.
+Both sequencing designs run (``[ledger] sequencing``): ``optimistic``, where every instance
+appends its own batches and races for the head document, and ``leased`` (the default), where
+one instance holds the sequencer lease and integrates the others' queued drafts. The baseline in
+the same run is one daemon: what more instances add (or cost) on one store.
+``docs/performance.md`` compares the figures with Firestore's production limits (about one
+sustained write per second per document, 500 writes per batch). The emulator is not
+production: its absolute numbers say little, the trend across instance counts does.
 
-Usage: python -m bench.instances [--instances 1 2 3] [--rates 5 20] [--seconds 20] [--quick]
+Usage: python -m bench.instances [--instances 1 2 3] [--rates 5 20] [--seconds 20]
+       [--sequencing leased optimistic] [--quick]
 """
 
 from __future__ import annotations
@@ -143,13 +146,15 @@ def main() -> None:
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rates", type=float, nargs="+", default=[5, 20])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--sequencing", nargs="+", choices=["leased", "optimistic"], default=["leased", "optimistic"])
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of discarded load first")
     parser.add_argument("--quick", action="store_true", help="5 s per rate")
     args = parser.parse_args()
     seconds = 5 if args.quick else args.seconds
     emulator, host = start_emulator()
     os.environ["FIRESTORE_EMULATOR_HOST"] = host
     os.environ["TAI_BENCH_FIRESTORE_PROJECT"] = PROJECT
-    results: dict = {"seconds_per_rate": seconds, "runs": []}
+    results: dict = {"seconds_per_rate": seconds, "warmup_s": args.warmup, "runs": []}
     try:
         with tempfile.TemporaryDirectory(prefix="bench-instances-") as tmp:
             root = Path(tmp)
@@ -157,8 +162,11 @@ def main() -> None:
             sandbox = SandboxProcess(root / "shared", ca_dir=root / "ca", on_line=lambda _line: None)
             url = sandbox.start()
             try:
-                for count in args.instances:
-                    results["runs"].append(run_instances(root, url, count, args.rates, seconds))
+                # a fresh emulator's JVM is slow at first: whatever ran first looked worse
+                run_instances(root, url, 1, [20], args.warmup, "optimistic")
+                for count in args.instances:  # the designs side by side at each count, close in time
+                    for sequencing in args.sequencing:
+                        results["runs"].append(run_instances(root, url, count, args.rates, seconds, sequencing))
             finally:
                 sandbox.stop()
     finally:
@@ -167,24 +175,30 @@ def main() -> None:
     print(json.dumps(results, indent=2))
 
 
-def run_instances(root: Path, sandbox: str, count: int, rates: list[float], seconds: float) -> dict:
+def run_instances(root: Path, sandbox: str, count: int, rates: list[float], seconds: float, sequencing: str) -> dict:
     ca = root / "ca"
-    tables = (f'[ledger]\nstore = "firestore"\nfirestore_ledger = "bench-{count}-{uuid.uuid4().hex[:8]}"\n'
+    run = f"{sequencing}-{count}-{uuid.uuid4().hex[:8]}"
+    tables = (f'[ledger]\nstore = "firestore"\nfirestore_ledger = "bench-{run}"\n'
+              f'sequencing = "{sequencing}"\n'
               f'firestore_project_env = "TAI_BENCH_FIRESTORE_PROJECT"\nkey_file = "{ca / DEV_LEDGER_KEY_FILE}"\n'
               f'[insurer]\nurl = "{sandbox}"\n'
               f'public_key_file = "{SandboxConfig(root / "shared" / "sandbox").insurer_public_key_file}"\n'
               f'[trust]\nanchor = "{ca / CA_CERT_FILE}"\ncert_file = "{ca / DEV_CERT_FILE}"\n'
               f'key_file = "{ca / DEV_KEY_FILE}"\n[customer]\nurl = "{sandbox}/customer/v1"\n')
-    daemons = [Daemon(root, f"n{count}-{i}", tables) for i in range(count)]
+    daemons = [Daemon(root, f"{run}-{i}", tables) for i in range(count)]
     try:
         for daemon in daemons:
             daemon.wait_ready()
         runs = [asyncio.run(run_rate(daemons, rate, seconds)) for rate in rates]
-        retries = sum(d.ledger_status().get("store_retries", 0) for d in daemons)
+        statuses = [d.ledger_status() for d in daemons]
     finally:
         for daemon in daemons:
             daemon.stop()
-    return {"instances": count, "rates": runs, "store_retries": retries}
+    sequencers = [s["sequencer"] for s in statuses if s.get("sequencer")]
+    return {"sequencing": sequencing, "instances": count, "rates": runs,
+            "store_retries": sum(s.get("store_retries", 0) for s in statuses),
+            "integrated_for_others": sum(s["integrated"] for s in sequencers),
+            "takeovers": sum(s["takeovers"] for s in sequencers)}
 
 
 if __name__ == "__main__":

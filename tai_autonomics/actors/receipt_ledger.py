@@ -20,6 +20,17 @@ committed draft by draft, so only its own caller is refused. An incarnation on i
 restart, crash) first commits and answers what is pending; a call still queued behind the exit
 is refused with ``actor_restarting`` and never stored.
 
+Many instances on one Firestore ledger (:mod:`tai_autonomics.ledger._sequencer`): one instance
+holds the sequencer lease and commits its batches at once, as above; every other instance
+writes each batch to a pending document of its own, which the holder integrates at its next beat
+(``sequencer_interval_s``, 0.25 s) and answers draft by draft; the writer answers its callers at
+its own next beat, or with ``ledger_busy`` when no answer came within the store's busy timeout
+(4 s; the entry is then withdrawn, never stored later). Eval drafts, which only this process's
+session may MAC, and everything on the way out (queued entries are withdrawn first) are
+appended by the instance itself, racing for the head as every append did before the lease
+(``[ledger] sequencing = "optimistic"`` keeps that design for everything). On SQLite there is
+one daemon per data directory and no lease.
+
 Calls (payloads and replies are JSON-like; refusals are :class:`~tai_autonomics.errors.TaiError`
 codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``ledger_not_found``,
 ``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_verify_failed``, and
@@ -60,14 +71,20 @@ codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``led
 * ``rotate_epoch`` → the ``ledger.epoch_rotated`` receipt that starts a new eval-session epoch
   (a fresh session secret), after committing what is pending.
 * ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch,
-  store_retries}``; ``batches``/``appended`` count this incarnation's commits, ``store_retries``
-  its appends re-sealed because another instance committed first (Firestore).
+  store_retries, sequencer}``; ``batches``/``appended`` count this incarnation's commits,
+  ``store_retries`` its appends re-sealed because another instance committed first (Firestore);
+  ``sequencer`` (null without a lease: SQLite, or ``sequencing = "optimistic"``) is
+  ``{instance, holding, holder, term, queued, integrated, takeovers}``: this instance's name in
+  the lease, whether it holds it, the holder it last saw and the lease's term, its entries
+  waiting for an answer, the drafts it integrated for other instances, and its takeovers.
 
 Arguments: ``args["context"]`` from the daemon — ``data_dir`` (default ``./var``), ``profile``
 (default ``dev``) and ``ledger``: ``key_file`` or ``key_env`` (the key PEM, or the environment
 variable holding it), ``origin``, ``store``: ``sqlite`` (``DATA_DIR/ledger.sqlite3``) or
 ``firestore`` (ledger document ``firestore_ledger``, default ``ledger``, in the project named by
-the environment variable ``firestore_project_env``, else the client's default project). Only
+the environment variable ``firestore_project_env``, else the client's default project);
+with Firestore, ``sequencing`` (``leased``, the default, or ``optimistic``),
+``sequencer_lease_s`` (2) and ``sequencer_interval_s`` (0.25). Only
 the dev profile falls back to a key generated in the data directory. From the worker's own
 ``args``: ``max_batch`` (default 256)
 and ``batch_delay_s`` (default 0.002).
@@ -94,8 +111,10 @@ from tai_autonomics.ledger import (
     ReceiptDraft,
     verify_store,
 )
+from tai_autonomics.ledger._sequencer import NotSequencer, Outcome, Sequencer, open_sequencer
 from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.configured import configured_key, open_store
+from tai_autonomics.ledger.errors import LedgerError
 from tai_autonomics.ledger.operations import effect_from_json
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 
@@ -106,6 +125,7 @@ DEFAULT_BATCH_DELAY_S = 0.002
 MAX_MANY = 1000
 BAD_REQUEST = "ledger_bad_request"
 _FLUSH = "flush"
+_TICK = "sequencer_tick"
 _DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
 
 
@@ -124,19 +144,53 @@ class ReceiptLedger(Server):
             key = configured_key(settings, data_dir, context.get("profile", "dev"))
             self._ledger = Ledger.open(self._store, key, origin=settings.get("origin", DEFAULT_ORIGIN),
                                        max_batch=self._max_batch)
+            self._sequencer = open_sequencer(settings, self._store, self._ledger, self._max_batch)
         except BaseException:
             self._store.close()
             raise
-        self._pending: list[tuple[_Request, int, ReceiptDraft]] = []
+        self._pending: list[_Item] = []
+        self._queued: dict[str, list[_Item]] = {}  # this instance's pending entries, by id (leased sequencer)
+        self._leaving = False
         self._batch_timer_armed = False
         self._batches = 0
         self._appended = 0
+        if self._sequencer is not None:
+            self._tick()
 
     def terminate(self, reason: str) -> None:
         """Answer the pending appends before this incarnation goes (the runtime runs this
-        before the registry announces it gone, so no caller counts them as lost)."""
+        before the registry announces it gone, so no caller counts them as lost). With the
+        leased sequencer, entries still queued are withdrawn and appended by this instance
+        itself, and the lease is given back, so another instance takes it at once."""
+        self._leaving = True
+        if self._sequencer is not None:
+            self._leave_queue(self._sequencer)
         self._answer_pending()
+        if self._sequencer is not None:
+            try:
+                self._sequencer.release()
+            except LedgerError as exc:
+                logs.event(log, "lease not released", logging.WARNING, event="ledger.lease_release_failed",
+                           actor=self.name, code=exc.code, reason=exc.message)
         self._ledger.close()
+
+    def _leave_queue(self, sequencer: Sequencer) -> None:
+        """Withdraw this instance's queued entries: answered ones are answered, the others go
+        back to the pending drafts (appended directly on the way out)."""
+        try:
+            answers = sequencer.withdraw_all()
+        except LedgerError as exc:
+            for items in self._queued.values():
+                for request, _, _ in items:
+                    request.fail(exc)
+            self._queued = {}
+            return
+        for entry_id, answer in answers.items():
+            items = self._queued.pop(entry_id)
+            if isinstance(answer, LedgerError) and not isinstance(answer, DraftError):
+                self._pending[:0] = items
+            else:
+                self._answer(items, answer)
 
     def _answer_pending(self) -> None:
         """Commit every pending draft; if a commit fails, its error answers all that remain."""
@@ -183,6 +237,26 @@ class ReceiptLedger(Server):
         if payload == _FLUSH:
             self._batch_timer_armed = False
             self._flush()
+        elif payload == _TICK:
+            self._tick()
+
+    def _tick(self) -> None:
+        """The leased sequencer's beat: keep or take the lease, integrate the other instances'
+        entries (as holder), answer this instance's entries that were answered (or withdrawn at
+        their deadline). A store error is logged and tried again at the next beat."""
+        sequencer = self._sequencer
+        assert sequencer is not None
+        try:
+            sequencer.tick()
+            sequencer.integrate_pending()
+            answers = sequencer.collect()
+        except LedgerError as exc:
+            logs.event(log, "sequencer beat failed", logging.WARNING, event="ledger.sequencer_failed",
+                       actor=self.name, code=exc.code, reason=exc.message)
+            answers = {}
+        for entry_id, answer in answers.items():
+            self._answer(self._queued.pop(entry_id), answer)
+        self.start_timer(sequencer.interval_s, _TICK)
 
     def call_rotate_epoch(self, payload: Any) -> dict[str, Any]:
         self._flush_all()  # drafts that came before the rotation are sealed in the old epoch
@@ -197,8 +271,11 @@ class ReceiptLedger(Server):
         if batch:
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[_Request, int, ReceiptDraft]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         """Commit ``batch`` durably, then give each caller its receipt or the error."""
+        if self._sequencer is not None:
+            self._sequenced(self._sequencer, batch)
+            return
         try:
             receipts = self._ledger.append_batch([draft for _, _, draft in batch])
         except Exception as exc:
@@ -225,6 +302,58 @@ class ReceiptLedger(Server):
         self._appended += len(receipts)
         for (request, index, _), receipt in zip(batch, receipts, strict=True):
             request.deliver(index, receipt.to_dict())
+
+    def _sequenced(self, sequencer: Sequencer, batch: list[_Item]) -> None:
+        """With the leased sequencer: the holder integrates ``batch`` at once; another instance
+        queues it for the holder (answered at a later beat), except its eval drafts, which
+        only its own session can seal: it appends those itself (the optimistic path), as it
+        does everything on its way out."""
+        if sequencer.holding and not self._leaving:
+            try:
+                self._answer(batch, sequencer.integrate([draft for _, _, draft in batch]))
+                return
+            except NotSequencer:
+                pass  # taken over since the last beat: queue for the new holder
+            except Exception as exc:
+                self._failed(batch, exc)
+                return
+        direct: list[_Item] = []
+        queued: list[_Item] = []
+        for item in batch:
+            (direct if self._leaving or item[2].mode == "eval" else queued).append(item)
+        if direct:
+            try:
+                self._answer(direct, self._ledger.integrate([draft for _, _, draft in direct]))
+            except Exception as exc:
+                self._failed(direct, exc)
+        if queued:
+            try:
+                self._queued[sequencer.enqueue([draft for _, _, draft in queued])] = queued
+            except Exception as exc:
+                self._failed(queued, exc)
+
+    def _answer(self, items: list[_Item], answer: list[Outcome] | LedgerError) -> None:
+        """Give each caller of ``items`` its outcome (receipt or refusal), or all of them the error."""
+        if not isinstance(answer, list):
+            for request, _, _ in items:
+                request.fail(answer)
+            return
+        self._batches += 1
+        for (request, index, _), outcome in zip(items, answer, strict=True):
+            if isinstance(outcome, DraftError):
+                request.refuse(index, outcome)
+            else:
+                self._appended += 1
+                request.deliver(index, outcome.to_dict())
+
+    def _failed(self, items: list[_Item], exc: Exception) -> None:
+        """A commit failed for another reason than a draft: every caller gets the error."""
+        for request, _, _ in items:
+            request.fail(exc)
+        if not isinstance(exc, TaiError):
+            raise exc  # a bug: let it crash; the next incarnation reopens the store
+        logs.event(log, "append refused", logging.WARNING, event="ledger.append_refused", actor=self.name,
+                   code=exc.code, reason=exc.message, receipts=len(items))
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -311,7 +440,16 @@ class ReceiptLedger(Server):
         return {"size": ledger.size, "origin": ledger.origin, "key_id": ledger.public_key.key_id,
                 "session": ledger.session_id, "epoch": ledger.epoch, "batches": self._batches,
                 "appended": self._appended, "pending": len(self._pending), "max_batch": self._max_batch,
-                "store_retries": getattr(self._store, "conflicts", 0)}
+                "store_retries": getattr(self._store, "conflicts", 0), "sequencer": self._sequencer_status()}
+
+    def _sequencer_status(self) -> dict[str, Any] | None:
+        sequencer = self._sequencer
+        if sequencer is None:
+            return None
+        lease = sequencer.lease
+        return {"instance": sequencer.instance, "holding": sequencer.holding,
+                "holder": lease.holder if lease else None, "term": lease.term if lease else None,
+                "queued": sequencer.queued, "integrated": sequencer.integrated, "takeovers": sequencer.takeovers}
 
     def inspect_state(self) -> dict[str, Any]:
         return self.call_status(None)
@@ -353,6 +491,9 @@ class _Request:
             self.reply(self.caller, outcome["receipt"])
         else:
             self.reply(self.caller, error=exc)
+
+
+_Item = tuple[_Request, int, ReceiptDraft]  # one draft of a request, and its place in it
 
 
 def _draft(payload: Any) -> ReceiptDraft:

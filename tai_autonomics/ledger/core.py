@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any
 
 from tai_autonomics import logs
 from tai_autonomics.ledger.errors import (
@@ -107,9 +108,13 @@ class Ledger:
         """
         tree = TiledTree(store, cache_bytes=cache_bytes)
         ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock)
+        # the checkpoint before the size: another instance may commit in between, and a size read
+        # after its checkpoint covers it (both are written in one commit)
+        latest = store.checkpoint()
         size = store.size()
         ledger._catch_up(size)
-        latest = store.checkpoint()
+        if latest is None and size:
+            latest = store.checkpoint()
         if latest is not None:
             ledger._check_checkpoint(latest)
         elif size:
@@ -150,30 +155,56 @@ class Ledger:
         """Seal ``drafts`` in order and store them in one durable transaction (group commit).
 
         Returns only after the store committed durably, so every returned receipt may be
-        acknowledged to its caller. All or none are stored.
+        acknowledged to its caller. All or none are stored: a refused draft refuses the batch.
         """
+        return self._append(drafts, each=False)  # type: ignore[return-value]  # each=False: receipts only
+
+    def integrate(self, drafts: Sequence[ReceiptDraft], **store_options: Any) -> list[Receipt | DraftError]:
+        """The leased sequencer's append (:mod:`~tai_autonomics.ledger._sequencer`): like
+        :meth:`append_batch`, but a draft the ledger refuses (bad, coverage exceeded, key
+        claimed, operation not open) refuses only itself, in place in the result, and the others
+        are stored; ``store_options`` go to the store's append (the lease fence, the answers)."""
+        return self._append(drafts, each=True, **store_options)
+
+    def _append(self, drafts: Sequence[ReceiptDraft], *, each: bool, **store_options: Any) -> list[Any]:
         if not drafts:
             return []
         if len(drafts) > self._max_batch:
             raise DraftError(f"a batch holds at most {self._max_batch} receipts, got {len(drafts)}")
-        chains = [self._chain_of(draft) for draft in drafts]
         committed = self._tree.size
         now = self._clock()
-        counted = [_counted(draft, chain, now) for draft, chain in zip(drafts, chains)]
+        early: dict[int, DraftError] = {}
+        chains: list[str] = []
+        counted: list[Counted | None] = []
+        for offset, draft in enumerate(drafts):
+            try:
+                chain = self._chain_of(draft)
+                found = _counted(draft, chain, now)
+            except DraftError as exc:
+                if not each:
+                    raise
+                early[offset] = exc
+                chain, found = "", None
+            chains.append(chain)
+            counted.append(found)
 
         def sealer(head: LogHead) -> SealedBatch:
             # a retried attempt (another instance committed first) must not build on the leaves
             # the lost attempt added: they are not in the store
             self._tree.truncate(min(committed, self._tree.size))
-            return self._seal_batch(head, drafts, chains, now, counted)
+            refused = dict(early) if each else None
+            return self._seal_batch(head, drafts, chains, now, counted, refused)
 
         try:
-            batch = self._store.append(set(chains), sealer, _reads(drafts, counted))
+            batch = self._store.append({c for c in chains if c}, sealer, _reads(drafts, counted), **store_options)
         except BaseException:
             self._tree.truncate(min(committed, self._tree.size))
             raise
         self._tree.settle()
-        return list(batch.receipts)
+        if not each:
+            return list(batch.receipts)
+        receipts = iter(batch.receipts)
+        return [batch.refused[offset] if offset in batch.refused else next(receipts) for offset in range(len(drafts))]
 
     def rotate_epoch(self) -> Receipt:
         """Start a new eval-session epoch (fresh secret), recorded by a ``ledger.epoch_rotated``
@@ -301,16 +332,18 @@ class Ledger:
         return draft.chain  # type: ignore[return-value]  # ReceiptDraft requires it for non-eval
 
     def _seal_batch(self, head: LogHead, drafts: Sequence[ReceiptDraft], chains: Sequence[str], now: datetime,
-                    counted: Sequence[Counted | None]) -> SealedBatch:
+                    counted: Sequence[Counted | None], refused: dict[int, DraftError] | None = None) -> SealedBatch:
         """Sequence and seal ``drafts`` on ``head`` (called inside the store's transaction).
 
         The batch's receipts carry one time, ``now``: the month their reservations were read for
         (a transaction retried across midnight on the 1st still counts where it was checked).
         Effects are applied in order while hashing, so a refused draft aborts the batch before
-        anything is signed. Each receipt's ``prev`` is the previous one's hash, not its
-        signature, so the batch is hashed in order first and signed afterwards
-        (:meth:`_sign_all`, on both cores for large batches); the signatures are the same bytes
-        either way (Ed25519 is deterministic).
+        anything is signed, unless ``refused`` collects refusals (the sequencer's
+        :meth:`integrate`): then that draft takes no place and the next one takes its place
+        (:meth:`EffectState.apply` changes nothing when it refuses). Each receipt's ``prev`` is
+        the previous one's hash, not its signature, so the batch is hashed in order first and
+        signed afterwards (:meth:`_sign_all`, on both cores for large batches); the signatures
+        are the same bytes either way (Ed25519 is deterministic).
         """
         self._sync_to(head.size)
         heads = dict(head.chains)
@@ -319,12 +352,20 @@ class Ledger:
         epoch = self._session.epoch
         stamp = rfc3339_utc(now)
         for offset, (draft, chain) in enumerate(zip(drafts, chains)):
+            if refused is not None and offset in refused:
+                continue
             last = heads.get(chain, ChainHead())
-            hashed = hash_draft(draft, Place(chain, last.seq + 1, last.hash, head.size + offset, now, epoch))
-            heads[chain] = ChainHead(last.seq + 1, hashed.hash)
+            hashed = hash_draft(draft, Place(chain, last.seq + 1, last.hash, head.size + len(unsealed), now, epoch))
             if draft.effect is not None:
-                effects.apply(draft.effect, operation_id=draft.operation_id, receipt_id=hashed.body["id"], chain=chain,
-                              time=stamp, counted=counted[offset])
+                try:
+                    effects.apply(draft.effect, operation_id=draft.operation_id, receipt_id=hashed.body["id"],
+                                  chain=chain, time=stamp, counted=counted[offset])
+                except DraftError as exc:
+                    if refused is None:
+                        raise
+                    refused[offset] = exc
+                    continue
+            heads[chain] = ChainHead(last.seq + 1, hashed.hash)
             unsealed.append(hashed)
         signatures = iter(self._sign_all([item.digest for item in unsealed if item.contractual]))
         receipts = []
@@ -334,10 +375,12 @@ class Ledger:
             self._tree.append(receipt.leaf_hash)
             receipts.append(receipt)
         checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
-        prices = dict(found for draft, chain in zip(drafts, chains)
+        stored = [(draft, chain) for offset, (draft, chain) in enumerate(zip(drafts, chains))
+                  if not (refused and offset in refused)]
+        prices = dict(found for draft, chain in stored
                       if (found := price_of(draft.kind, chain, draft.authority, draft.payload)) is not None)
         return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()),
-                           self._tree.drain(), prices)
+                           self._tree.drain(), prices, refused or {})
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:
         """Ed25519 signatures of ``digests``, in order. From ``_PARALLEL_SIGNING`` digests on, a

@@ -2,7 +2,9 @@
 
 Layout under ``ledgers/{name}``:
 
-* the ledger document itself: ``{"size": n}``, the log head;
+* the ledger document itself: ``{"size": n, "sequencer": {"holder", "expires", "term"}}``, the
+  log head and the leased sequencer's lease (:mod:`~tai_autonomics.ledger._sequencer`);
+* ``pending/{random id}``: drafts an instance queued for the sequencer, and its answers;
 * ``chains/{sha256(chain)}``: ``{"chain", "seq", "hash"}``, each chain's head;
 * ``leaves/{receipt id}``: ``{"leaf_index", "id", "chain", "seq", "hash", "leaf_hash", "data"}``
   (random document ids, so appends do not hot-spot one key range);
@@ -21,7 +23,10 @@ both claim one key; the loser's transaction is retried on what the winner wrote.
 document that every batch writes: the log head already is one (the ceiling is in
 ``docs/performance.md``).
 
-No forks across daemon instances: :meth:`FirestoreStore.append` reads the log head and the heads
+Who appends: with the leased sequencer (the default), the lease holder, whose appends carry a
+rider (:class:`Rider`) fencing them with its lease; otherwise (eval receipts, which only their
+own process may MAC; an instance on its way out; ``sequencing = "optimistic"``) any instance.
+Either way, no forks across daemon instances: :meth:`FirestoreStore.append` reads the log head and the heads
 of the batch's chains, and commits the batch as one atomic write whose preconditions require
 every document it read to be unchanged (or still absent), so of two instances sequencing on the
 same head, one commits and the other reads again and re-seals on the new head (optimistic
@@ -40,8 +45,8 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Collection, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -94,6 +99,20 @@ class FirestoreStore:
         self._claims = self._head.collection("claims")
         self._indexes = FirestoreIndexes(self._head, self._call)
 
+    @property
+    def client(self) -> firestore.Client:
+        """The Firestore client (the sequencer's documents live beside the ledger's)."""
+        return self._client
+
+    @property
+    def head_ref(self) -> firestore.DocumentReference:
+        """The ledger document: the log head (``size``) and the sequencer's lease."""
+        return self._head
+
+    def call(self, what: str, action: Callable[[], _T]) -> _T:
+        """Run ``action``, turning Firestore errors into our typed ones (ConflictError, StoreError)."""
+        return self._call(what, action)
+
     def _call(self, what: str, action: Callable[[], _T]) -> _T:
         """Run ``action``, turning Firestore errors into our typed ones."""
         try:
@@ -112,7 +131,8 @@ class FirestoreStore:
     def _claim_ref(self, key: ClaimKey) -> firestore.DocumentReference:
         return self._claims.document(_digest(*key))
 
-    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS) -> SealedBatch:
+    def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS, *,
+               rider: Rider | None = None) -> SealedBatch:
         """Optimistic: read the head without locks, seal, and commit one atomic batch of writes
         whose preconditions say that nothing read has changed (``create`` for what did not exist,
         an update time for what did). If another instance committed first, read again and
@@ -121,11 +141,15 @@ class FirestoreStore:
         Why not a transaction: Firestore's transactions lock what they read, and two instances
         that both read the head and then both write it deadlock until a lock times out (2 s on
         the emulator), so under contention each append waited seconds. A failed precondition
-        costs one more round trip instead."""
+        costs one more round trip instead.
+
+        ``rider`` (the leased sequencer's, :mod:`~tai_autonomics.ledger._sequencer`) reads its
+        documents with the head, may refuse the attempt before sealing (a lost lease: not
+        retried), adds fields to the head's write and writes of its own to the same commit."""
         deadline = time.monotonic() + self.busy_timeout_s
         for attempt in itertools.count(1):
             try:
-                return self._call("append", lambda: self._append_once(sorted(chains), seal, reads))
+                return self._call("append", lambda: self._append_once(sorted(chains), seal, reads, rider))
             except ConflictError as exc:
                 wait = random.uniform(0, min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** attempt))
                 if time.monotonic() + wait >= deadline:
@@ -136,11 +160,15 @@ class FirestoreStore:
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _append_once(self, chain_list: list[str], seal: Sealer, reads: EffectReads) -> SealedBatch:
+    def _append_once(self, chain_list: list[str], seal: Sealer, reads: EffectReads, rider: Rider | None) -> SealedBatch:
         chain_refs = [self._chain_ref(chain) for chain in chain_list]
         effect_refs = self._effect_refs(reads)
-        read = {snap.reference.path: snap for snap in self._client.get_all([self._head, *chain_refs, *effect_refs])}
+        rider_refs = rider.refs() if rider is not None else []
+        read = {snap.reference.path: snap
+                for snap in self._client.get_all([self._head, *chain_refs, *effect_refs, *rider_refs])}
         head_snap = read[self._head.path]
+        if rider is not None:
+            rider.check(read, head_snap)
         heads = {}
         for ref in chain_refs:
             if read[ref.path].exists:
@@ -159,8 +187,12 @@ class FirestoreStore:
             self._put(writes, read, self._chain_ref(chain), {"chain": chain, "seq": chain_head.seq,
                                                                 "hash": chain_head.hash})
         cp = batch.checkpoint
-        writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
-        self._put(writes, read, self._head, {"size": cp.size})
+        fields = rider.head_fields() if rider is not None else {}
+        if batch.receipts:
+            writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
+            self._put(writes, read, self._head, {"size": cp.size, **fields})
+        elif fields:  # every draft refused: no new tree, but the answers are still fenced by the lease
+            self._put(writes, read, self._head, fields)
         for key, usage in batch.usage.items():
             self._put(writes, read, self._usage_ref(key), {**key._asdict(), **usage.to_json()})
         for record in batch.operations:
@@ -169,10 +201,13 @@ class FirestoreStore:
                 claim = ClaimKey(record.scope, record.key)
                 writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
         self._indexes.write(writes, batch)
+        if rider is not None:
+            rider.add(writes, read, batch)
         if len(writes) > _MAX_WRITES:
             raise StoreError(f"Firestore ledger {self.name}: a batch of {len(writes)} writes is over Firestore's "
                              f"{_MAX_WRITES}; lower the ledger's max_batch")
-        writes.commit()
+        if len(writes):
+            writes.commit()
         return batch
 
     def _put(self, writes: Any, read: dict[str, Any], ref: firestore.DocumentReference, data: dict[str, Any]) -> None:
@@ -321,6 +356,22 @@ class FirestoreStore:
 
     def close(self) -> None:
         self._client.close()
+
+
+class Rider(Protocol):
+    """What the leased sequencer adds to an append (see :meth:`FirestoreStore.append`)."""
+
+    def refs(self) -> list[firestore.DocumentReference]:
+        """Documents to read with the head, in the same snapshot."""
+
+    def check(self, read: Mapping[str, Any], head: Any) -> None:
+        """Refuse the attempt (an error that is not a ConflictError) before anything is sealed."""
+
+    def head_fields(self) -> dict[str, Any]:
+        """Fields written to the head document with the new size."""
+
+    def add(self, writes: Any, read: Mapping[str, Any], batch: SealedBatch) -> None:
+        """Add writes of its own to the batch's atomic commit."""
 
 
 def _digest(*parts: str) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from tai_autonomics.ledger.errors import ConflictError
+from tai_autonomics.ledger.errors import ConflictError, DraftError
 from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
@@ -74,6 +74,8 @@ class SealedBatch:
     operations: Sequence[OperationRecord] = ()
     tiles: Sequence[Tile] = ()
     prices: Mapping[PriceKey, str] = field(default_factory=dict)
+    #: drafts refused in place (their offset in the batch's drafts), when the sequencer seals
+    refused: Mapping[int, DraftError] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -319,3 +319,27 @@ def test_receipt_ids_are_random_version_4_uuids() -> None:
         parsed = uuid.UUID(text)
         assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
     assert {text[19] for text in ids} == set("89ab") and {text[14] for text in ids} == {"4"}
+
+
+class _CommitsWhileRead(SQLiteStore):
+    """A store another instance appends to while this one opens, just as the latest checkpoint is
+    read: what a second daemon starting beside a busy one meets."""
+
+    def __init__(self, path: Path, other: Ledger) -> None:
+        super().__init__(path)
+        self._other: Ledger | None = other
+
+    def checkpoint(self, size: int | None = None):
+        if self._other is not None:
+            other, self._other = self._other, None
+            other.append(prod(99))
+        return super().checkpoint(size)
+
+
+def test_an_instance_opening_while_another_commits_is_not_refused_as_corrupt(db_path: Path, key: LedgerKey) -> None:
+    first = Ledger.open(SQLiteStore(db_path), key)
+    first.append(prod(1))
+    second = Ledger.open(_CommitsWhileRead(db_path, first), key)
+    assert second.size == 2 and second.checkpoint().size == 2
+    second.close()
+    first.close()
