@@ -85,6 +85,7 @@ from tai_autonomics.ledger import (
     Ledger,
     NotFoundError,
     ReceiptDraft,
+    StoreUnavailable,
     verify_store,
 )
 from tai_autonomics.ledger.configured import configured_key, open_store
@@ -99,6 +100,8 @@ MAX_MANY = 1000
 BAD_REQUEST = "ledger_bad_request"
 _FLUSH = "flush"
 _DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
+#: told when the store stops taking writes (disk full, read-only): it holds the daemon read_only
+MODE_KEEPER = "ProdMode"
 
 
 class ReceiptLedger(Server):
@@ -123,6 +126,7 @@ class ReceiptLedger(Server):
         self._flush_armed = False
         self._batches = 0
         self._appended = 0
+        self._unavailable = False  # the last commit failed on the disk (StoreUnavailable)
 
     def terminate(self, reason: str) -> None:
         """Answer the pending appends before this incarnation goes (the runtime runs this
@@ -210,13 +214,30 @@ class ReceiptLedger(Server):
                     request.fail(exc)
                 if not isinstance(exc, TaiError):
                     raise  # a bug: let it crash; the next incarnation reopens the store
+                if isinstance(exc, StoreUnavailable):
+                    self._tell_unavailable(exc)
                 logs.event(log, "append refused", logging.WARNING, event="ledger.append_refused", actor=self.name,
                            code=exc.code, reason=exc.message, receipts=len(batch))
             return
         self._batches += 1
         self._appended += len(receipts)
+        self._unavailable = False
         for (request, index, _), receipt in zip(batch, receipts, strict=True):
             request.deliver(index, receipt.to_dict())
+
+    def _tell_unavailable(self, exc: StoreUnavailable) -> None:
+        """Tell ProdMode, once per outage, that the store refuses writes: it moves ``prod`` to
+        ``read_only`` and finds out itself, by recording that change, when the disk allows again."""
+        if self._unavailable:
+            return
+        self._unavailable = True
+        self.call_actor(MODE_KEEPER, "ledger_unavailable", {"reason": exc.detail.get("reason", exc.code)},
+                        then=self._told)
+
+    def _told(self, _value: Any, error: BaseException | None) -> None:
+        if error is not None:  # no ProdMode in this tree, or it is restarting: the next outage tells it
+            logs.event(log, "ledger outage not reported", logging.WARNING, event="ledger.unavailable_unreported",
+                       actor=self.name, code=getattr(error, "code", ""))
 
     # -- reads ----------------------------------------------------------------------------------
 
