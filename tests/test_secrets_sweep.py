@@ -21,6 +21,8 @@ from tests.test_cli_daemon import CLI, REPO
 TOKENS = {"SERVICE": "svc-secret-7e1d0c9a4b2f4e55a1", "AUDITOR": "aud-secret-3f9b2c7d1e6a4c08b2",
           "ADMIN": "adm-secret-9c4e7a2b5d1f4a69c3"}
 NOT_A_TOKEN = "wrong-secret-5a7c9e1b3d2f4b80d4"  # a caller's mistaken token is a secret too
+PUBLICATION = {"work_id": "w-2", "sku_id": "sku-001",
+               "artifacts": {"code": "print(1)", "tests": "assert 1", "docs": "# doc", "metadata": "{}"}}
 PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
 # each command of the shell, with arguments that reach its work (and one refused line)
 SHELL_LINES = ("tree", "which_children root", "state ProdMode", "state ReceiptLedger", "state CertManager",
@@ -48,13 +50,14 @@ def test_no_secret_in_any_log_receipt_response_metric_or_shell_output(tmp_path: 
         assert d.tokens == {role.lower(): token for role, token in TOKENS.items()}
         deployed = d.http.post("/v1/deployments", json=DEPLOY, headers={**as_(d, "service"), "Idempotency-Key": "s1"})
         assert deployed.status_code == 200, deployed.text
-        published = d.http.post("/v1/publications", json={"work_id": "w-1"}, headers=as_(d, "service"))
+        published = d.http.post("/v1/publications", json=PUBLICATION | {"work_id": "w-1"}, headers=as_(d, "service"))
+        assert published.status_code == 200, published.text
         ids = {"operation_id": deployed.json()["operation_id"], "work_id": "w-1", "name": "ProdMode",
                "id": deployed.json()["receipts"][0]["id"]}
         queries = {"/v1/ledger/consistency": {"from": 1, "to": 2}, "/v1/ledger/receipts": {"chain": POLICY_ID},
                    "/v1/receipts/{id}/proof": {}}
-        bodies = {"/v1/deployments": DEPLOY, "/v1/publications": {"work_id": "w-2"},
-                  "/v1/pricing/quotes": {"sku_id": "sku-001", "quantity": 1},
+        bodies = {"/v1/deployments": DEPLOY, "/v1/publications": PUBLICATION,
+                  "/v1/pricing/quotes": {"customer_id": "c", "metrics": {"m": 1}},
                   "/v1/actors/{name}/call": {"type": "status"}, "/v1/actors/{name}/cast": {"type": "status"}}
         answers = [published]
         for route in ROUTES:
