@@ -71,22 +71,29 @@ def _slope_per_hour(points: list[tuple[float, float]]) -> float:
     return 0.0 if var == 0 else sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 3600
 
 
-def sample(roles: dict[int, str], daemon_pid: int) -> dict[str, tuple[float, int]]:
-    """role → (RSS MB, fds), summed over the processes of that role; ``total`` for all of them."""
+def sample(roles: dict[int, str], daemon_pid: int, in_flight: int) -> dict[str, tuple[float, int]]:
+    """role → (RSS MB, fds), summed over the processes of that role; ``total`` for the daemon's own
+    (the sandbox, an outside party that keeps every request it saw for its admin API, is left out),
+    its descriptors less the requests in flight (one client socket each in the gateway: a busier
+    moment, not a leak)."""
     found: dict[str, tuple[float, int]] = {}
     for pid in [daemon_pid, *descendants(daemon_pid)]:
         role = roles.get(pid, "other")
         rss, fds = found.get(role, (0.0, 0))
         found[role] = (rss + _rss_mb(pid), fds + _fds(pid))
-    found["total"] = (sum(r for r, _ in found.values()), sum(f for _, f in found.values()))
+    ours = [value for role, value in found.items() if role != "sandbox"]
+    found["total"] = (sum(r for r, _ in ours), sum(f for _, f in ours) - in_flight)
     return found
 
 
 async def load(base: str, token: str, rate: float, seconds: float, every: float,
                on_sample, latencies: list[list[float]], errors: dict[str, int]) -> None:
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
+    """Open-loop deploys; ``on_sample(t, in_flight)`` every ``every`` s."""
+    in_flight = [0]
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None) as client:
         async def one(i: int) -> None:
             started = time.monotonic()
+            in_flight[0] += 1
             try:
                 answer = await client.post(f"{base}/v1/deployments", json=deploy_body(i), timeout=30,
                                            headers={"Authorization": f"Bearer {token}",
@@ -94,6 +101,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
                 code = "" if answer.status_code == 200 else str(answer.status_code)
             except httpx.HTTPError as exc:
                 code = type(exc).__name__
+            in_flight[0] -= 1
             latencies[-1].append(time.monotonic() - started)
             if code:
                 errors[code] = errors.get(code, 0) + 1
@@ -101,7 +109,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
         start, tasks, i, next_sample = time.monotonic(), [], 0, time.monotonic()
         while (now := time.monotonic()) < start + seconds:
             if now >= next_sample:
-                on_sample(now - start)
+                on_sample(now - start, in_flight[0])
                 latencies.append([])
                 next_sample += every
             due = start + i / rate
@@ -111,7 +119,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
             tasks.append(asyncio.create_task(one(i)))
             i += 1
         await asyncio.gather(*tasks)
-        on_sample(time.monotonic() - start)
+        on_sample(time.monotonic() - start, in_flight[0])
 
 
 def main() -> int:
@@ -134,7 +142,7 @@ def main() -> int:
             tokens = dict(line.split("=", 1) for line in (Path(tmp) / "var" / "tokens.env").read_text().split())
             roles = process_roles(base, tokens["TAI_TOKEN_ADMIN"].strip("'\""), proc.pid)
             asyncio.run(load(base, tokens["TAI_TOKEN_SERVICE"].strip("'\""), args.rate, args.seconds, args.sample,
-                             lambda t: samples.append((t, sample(roles, proc.pid))), latencies, errors))
+                             lambda t, n: samples.append((t, sample(roles, proc.pid, n))), latencies, errors))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
