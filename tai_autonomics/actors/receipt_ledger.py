@@ -22,7 +22,9 @@ is refused with ``actor_restarting`` and never stored.
 
 Calls (payloads and replies are JSON-like; refusals are :class:`~tai_autonomics.errors.TaiError`
 codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``ledger_not_found``,
-``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_verify_failed``, and
+``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_unavailable`` (the disk refuses
+writes: nothing of the batch was stored, and ProdMode is told once per outage),
+``ledger_verify_failed``, and
 ``ledger_bad_request`` for a malformed read request):
 
 * ``append`` ``{kind, mode, payload, chain?, operation_id?, effect?}`` → the stored receipt
