@@ -305,10 +305,12 @@ class ProdMode(Server):
 
     def _recorded(self, receipt: Any, error: BaseException | None) -> None:
         """The oldest unrecorded transition's receipt is stored (the disk allows: maybe back to prod),
-        or refused: kept for a retry while the ledger is unavailable, else logged and dropped as any
-        receipt nobody waits on."""
+        or refused: kept for a retry while the ledger is unavailable (whatever the refusal: the ledger
+        may be restarting too, and this retry is what finds the disk back), else logged and dropped as
+        any receipt nobody waits on."""
         if getattr(error, "code", "") == LEDGER_UNAVAILABLE:
             self._disk_lost(str(getattr(error, "detail", {}).get("reason") or LEDGER_UNAVAILABLE))
+        if error is not None and self.machine.ledger_down is not None:
             self.start_timer(self.ledger_retry, _RECORD_RETRY)
             return
         self._unrecorded.pop(0)
