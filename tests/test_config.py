@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tai_autonomics.config import ReleaseConfig, load_release, packaged_supervision
 from tai_autonomics.errors import ConfigError
@@ -129,3 +132,34 @@ def test_which_supervision_tree_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert load_release(rel).tree_file() == tmp_path / "rel" / "mine.toml"  # the release file's, relative to it
     rel.write_text('profile = "staging"\n')
     assert load_release(rel).tree_file() == Path("supervision.toml")
+
+
+_SCALARS = st.one_of(st.text(max_size=12), st.integers(-2**63, 2**63 - 1), st.booleans(), st.floats(),
+                     st.sampled_from(["dev", "staging", "prod", "eval", "multiprocTCPBase", "simpleSystemBase",
+                                      "INFO", "../var", ""]))
+_KEYS = st.sampled_from(sorted({"profile", "mode", "supervision", "data_dir", "system", "sandbox", "ledger", "insurer",
+                                "gateway", "base", "admin_port", "bind", "log_level", "cert_validity_s", "x"}))
+_TABLES = st.dictionaries(_KEYS, st.one_of(_SCALARS, st.dictionaries(_KEYS, _SCALARS, max_size=4)), max_size=6)
+
+
+def _toml(data: dict) -> str:
+    """A release file's text (scalars as JSON spellings, which TOML reads; NaN and inf make it invalid)."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in data.items() if not isinstance(value, dict)]
+    for key, table in data.items():
+        if isinstance(table, dict):
+            lines += [f"[{key}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items() if not isinstance(v, dict))]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_TABLES, raw=st.none() | st.text(max_size=200))
+def test_any_release_file_loads_or_is_one_config_error_naming_it(tmp_path: Path, data: dict, raw: str | None) -> None:
+    """Issue 14: release files from nearly right to nonsense give a release or a ConfigError naming the file."""
+    path = tmp_path / "fuzz.toml"
+    path.write_text(_toml(data) if raw is None else raw, encoding="utf-8")
+    try:
+        release = load_release(path)
+    except ConfigError as exc:
+        assert str(path) in str(exc), exc
+        return
+    assert isinstance(release, ReleaseConfig) and release.profile in ("dev", "staging", "prod")

@@ -20,6 +20,13 @@ the certificate is revoked. Each transition is a ``mode.changed`` receipt. Each 
 is an ``insurance.verified`` or ``insurance.verification_failed`` receipt when the verdict changes,
 and at most hourly while it holds (:mod:`tai_autonomics.operations.verdicts`).
 
+The ledger's disk. ReceiptLedger calls ``ledger_unavailable`` when its store stops taking writes
+(disk full, file system read-only): ``prod`` goes to ``read_only`` at once, since no write could be
+recorded. That transition's receipt cannot be stored yet either: ``mode.changed`` receipts are
+recorded one at a time, in order, and one refused with ``ledger_unavailable`` is tried again every
+``ledger_retry_s``. That retry is the probe: once it is stored the disk allows again, the mode goes
+back to ``prod`` (if insurance holds, and not with ``manual_resume``) and that is recorded next.
+
 CertManager keeps its subscribers in memory, so a restarted CertManager has none: ProdMode
 re-subscribes as soon as the CertManager incarnation it called is gone (the runtime's registry
 sends every actor that resolved a name a ``Moved`` notice when that incarnation goes, the
@@ -52,6 +59,7 @@ type                       payload                                      reply
 ``authority``              ``{"name"}``: an operation actor subscribes  the current :class:`Authority`
 ``certificate_expired``    an operation actor's guard saw the           ``null``
                            certificate expire in ``prod``
+``ledger_unavailable``     ReceiptLedger's notice: ``{"reason"}``       ``null``
 =========================  ===========================================  ===========================================
 
 Operation actors (Acquisition, Publisher) guard their writes themselves: they subscribe with
@@ -61,7 +69,7 @@ every change, so a deploy makes no round trip here; ``guard`` applies the same r
 (``Authority.guard``) for callers that ask.
 
 Args: ``manual_resume`` (false), ``check_interval_s`` (60), ``preflight_buffer_s`` (300),
-``verdict_repeat_s`` (3600: how often a verdict that holds is recorded again);
+``verdict_repeat_s`` (3600: how often a verdict that holds is recorded again), ``ledger_retry_s`` (1);
 ``context.mode`` (``prod`` or ``eval``).
 """
 
@@ -93,6 +101,8 @@ REVOKED = "certificate revoked by the insurer"
 #: receipts other parts of the daemon record through ProdMode, which decides their chain and authority:
 #: the remote shell's commands, and the gateway's contract events (docs/specification.md §12)
 RECORDED_FOR_OTHERS = ("shell.command", *CONTRACT_KINDS)
+LEDGER_UNAVAILABLE = "ledger_unavailable"
+_RECORD_RETRY = "record_retry"
 
 
 class ProdMode(Server):
@@ -101,6 +111,8 @@ class ProdMode(Server):
         self.machine = ModeMachine(context.get("mode", PROD), manual_resume=bool(args.get("manual_resume", False)))
         self.check_interval = float(args.get("check_interval_s", 60))
         self.buffer = float(args.get("preflight_buffer_s", 300))
+        self.ledger_retry = float(args.get("ledger_retry_s", 1))
+        self._unrecorded: list[dict[str, str]] = []  # mode.changed payloads not stored yet, oldest first
         self.policy: Policy | None = None
         self.not_after = 0.0
         self.revoked = False
@@ -145,8 +157,22 @@ class ProdMode(Server):
     # -- keeping the mode current ---------------------------------------------------------------
 
     def on_timer(self, payload: Any) -> None:
+        if payload == _RECORD_RETRY:
+            self._record_next()
+            return
         self._subscribe(then=self._checked_cert)  # the periodic check: re-subscribing is harmless
         self.start_timer(self.check_interval, "check")
+
+    def call_ledger_unavailable(self, notice: Any) -> None:
+        """ReceiptLedger's store refuses writes: read_only until a receipt is stored again."""
+        reason = notice.get("reason") if isinstance(notice, dict) else None
+        if not isinstance(reason, str):
+            raise TaiError(f"{LEDGER_UNAVAILABLE} needs {{reason}}", code="invalid_request")
+        self._disk_lost(reason)
+
+    def _disk_lost(self, reason: str) -> None:
+        if self.machine.configured != EVAL:
+            self._record(self.machine.ledger_lost(f"ledger: {reason}"))
 
     def call_certificate_changed(self, notice: Any) -> None:
         """CertManager's notice: taken as the periodic check takes ``status``."""
@@ -308,12 +334,39 @@ class ProdMode(Server):
     # -- receipts ----------------------------------------------------------------------------------
 
     def _record(self, transition: Transition | None) -> None:
+        """Log ``transition`` now and record its receipt after those not stored yet (in order)."""
+        if self._queue(transition) and len(self._unrecorded) == 1:
+            self._record_next()
+
+    def _queue(self, transition: Transition | None) -> bool:
         if transition is None:
-            return
+            return False
         logs.event(log, f"mode {transition.previous or 'starting'} -> {transition.mode}: {transition.reason}",
                    event="mode_changed", **transition.to_payload())
-        self._append("mode.changed", transition.to_payload())
+        self._unrecorded.append(transition.to_payload())
         self._push()
+        return True
+
+    def _record_next(self) -> None:
+        self._append("mode.changed", self._unrecorded[0], then=self._recorded)
+
+    def _recorded(self, receipt: Any, error: BaseException | None) -> None:
+        """The oldest unrecorded transition's receipt is stored (the disk allows: maybe back to prod),
+        or refused: kept for a retry while the ledger is unavailable (whatever the refusal: the ledger
+        may be restarting too, and this retry is what finds the disk back), else logged and dropped as
+        any receipt nobody waits on."""
+        if getattr(error, "code", "") == LEDGER_UNAVAILABLE:
+            self._disk_lost(str(getattr(error, "detail", {}).get("reason") or LEDGER_UNAVAILABLE))
+        if error is not None and self.machine.ledger_down is not None:
+            self.start_timer(self.ledger_retry, _RECORD_RETRY)
+            return
+        self._unrecorded.pop(0)
+        if error is None:
+            self._queue(self.machine.ledger_back())
+        else:
+            self._appended(receipt, error)
+        if self._unrecorded:
+            self._record_next()
 
     def _verdict(self, error: BaseException | None) -> None:
         """Record the insurer's answer if it changed the verdict or restates one recorded an hour ago."""

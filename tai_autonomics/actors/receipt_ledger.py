@@ -33,7 +33,9 @@ one daemon per data directory and no lease.
 
 Calls (payloads and replies are JSON-like; refusals are :class:`~tai_autonomics.errors.TaiError`
 codes from :mod:`tai_autonomics.ledger.errors`, e.g. ``ledger_bad_draft``, ``ledger_not_found``,
-``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_verify_failed``, and
+``ledger_proof_invalid``, ``ledger_store_error``, ``ledger_unavailable`` (the disk refuses
+writes: nothing of the batch was stored, and ProdMode is told once per outage),
+``ledger_verify_failed``, and
 ``ledger_bad_request`` for a malformed read request):
 
 * ``append`` ``{kind, mode, payload, chain?, operation_id?, effect?}`` → the stored receipt
@@ -109,6 +111,7 @@ from tai_autonomics.ledger import (
     NotFoundError,
     Receipt,
     ReceiptDraft,
+    StoreUnavailable,
     verify_store,
 )
 from tai_autonomics.ledger._sequencer import NotSequencer, Outcome, Sequencer, open_sequencer
@@ -127,6 +130,8 @@ BAD_REQUEST = "ledger_bad_request"
 _FLUSH = "flush"
 _TICK = "sequencer_tick"
 _DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
+#: told when the store stops taking writes (disk full, read-only): it holds the daemon read_only
+MODE_KEEPER = "ProdMode"
 
 
 class ReceiptLedger(Server):
@@ -156,6 +161,7 @@ class ReceiptLedger(Server):
         self._appended = 0
         if self._sequencer is not None:
             self._tick()
+        self._unavailable = False  # the last commit failed on the disk (StoreUnavailable)
 
     def terminate(self, reason: str) -> None:
         """Answer the pending appends before this incarnation goes (the runtime runs this
@@ -295,11 +301,14 @@ class ReceiptLedger(Server):
                     request.fail(exc)
                 if not isinstance(exc, TaiError):
                     raise  # a bug: let it crash; the next incarnation reopens the store
+                if isinstance(exc, StoreUnavailable):
+                    self._tell_unavailable(exc)
                 logs.event(log, "append refused", logging.WARNING, event="ledger.append_refused", actor=self.name,
                            code=exc.code, reason=exc.message, receipts=len(batch))
             return
         self._batches += 1
         self._appended += len(receipts)
+        self._unavailable = False
         for (request, index, _), receipt in zip(batch, receipts, strict=True):
             request.deliver(index, receipt.to_dict())
 
@@ -354,6 +363,20 @@ class ReceiptLedger(Server):
             raise exc  # a bug: let it crash; the next incarnation reopens the store
         logs.event(log, "append refused", logging.WARNING, event="ledger.append_refused", actor=self.name,
                    code=exc.code, reason=exc.message, receipts=len(items))
+
+    def _tell_unavailable(self, exc: StoreUnavailable) -> None:
+        """Tell ProdMode, once per outage, that the store refuses writes: it moves ``prod`` to
+        ``read_only`` and finds out itself, by recording that change, when the disk allows again."""
+        if self._unavailable:
+            return
+        self._unavailable = True
+        self.call_actor(MODE_KEEPER, "ledger_unavailable", {"reason": exc.detail.get("reason", exc.code)},
+                        then=self._told)
+
+    def _told(self, _value: Any, error: BaseException | None) -> None:
+        if error is not None:  # no ProdMode in this tree, or it is restarting: the next outage tells it
+            logs.event(log, "ledger outage not reported", logging.WARNING, event="ledger.unavailable_unreported",
+                       actor=self.name, code=getattr(error, "code", ""))
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ log = logging.getLogger("tai_autonomics.gateway")
 #: retry may succeed. Their message or detail may carry internals (exception text, file paths), so
 #: the client gets only the code, the actor and the message type; the rest goes to the log.
 UNAVAILABLE_CODES = frozenset({"no_such_actor", "call_timeout", "actor_crashed", "actor_restarting", "call_failed",
-                               "ledger_store_error", "ledger_store_corrupt", "ledger_busy"})
+                               "ledger_store_error", "ledger_store_corrupt", "ledger_busy",
+                               "ledger_unavailable"})
 
 #: actor refusal and runtime codes → HTTP status (anything else an actor refuses with: 422)
 STATUS_BY_CODE: dict[str, int] = {

@@ -40,7 +40,7 @@ SERVICE, SERVICE_OR_AUDITOR = frozenset({"service"}), frozenset({"service", "aud
 OPERATION_TIMEOUT_S = CALL_TIMEOUT_S
 _COUNTED = ("deploy", "publish", "quote")  # operation metrics by kind; reads are not operations
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_OPERATION_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
+_OPERATION_ID = Param(pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # operations/fields.py IDENT
 _ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _RECEIPT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _TREE_SIZE = Param(int, minimum=1)

@@ -17,6 +17,7 @@ from tai_autonomics.ledger.errors import (
     ProofError,
     StoreCorruptError,
     StoreError,
+    StoreUnavailable,
     VerificationError,
 )
 from tai_autonomics.ledger.export import export_ledger
@@ -34,7 +35,8 @@ __all__ = [
     "CanonicalJSONError", "ChainHead", "Checkpoint", "ConflictError", "ConsistencyProof", "DraftError",
     "EvalSession", "InclusionProof", "Ledger", "LedgerError", "LedgerKey", "LedgerKeyError", "LedgerPublicKey",
     "LedgerStore", "LogHead", "MerkleTree", "NoteError", "NotFoundError", "ProofError", "Receipt", "ReceiptDraft",
-    "SQLiteStore", "SealedBatch", "StoreCorruptError", "StoreError", "StoredLeaf", "VerificationError",
+    "SQLiteStore", "SealedBatch", "StoreCorruptError", "StoreError", "StoreUnavailable", "StoredLeaf",
+    "VerificationError",
     "VerifyReport", "canonical_json", "export_ledger", "leaf_hash", "load_ledger_key", "node_hash",
     "open_checkpoint", "parse_json", "parse_verifier_key", "sign_note", "verify_consistency", "verify_export",
     "verify_inclusion", "verify_note", "verify_store",

@@ -60,6 +60,14 @@ class StoreError(LedgerError):
     code = "ledger_store_error"
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot take writes now (disk full, file system read-only, I/O error): nothing
+    was written, reads may still work, and a later append may succeed once the disk allows
+    (ProdMode holds the daemon ``read_only`` meanwhile: docs/reliability.md)."""
+
+    code = "ledger_unavailable"
+
+
 class StoreCorruptError(StoreError):
     """The store's contents are not a valid ledger (not a database, bad rows, broken tree)."""
 

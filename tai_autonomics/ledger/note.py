@@ -61,7 +61,7 @@ def verify_note(note: str, name: str, public: LedgerPublicKey) -> str:
         sig_name, _, blob = line[len(_SIG_PREFIX) :].partition(" ")
         try:
             raw = base64.b64decode(blob, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a character outside ASCII
             raise NoteError("malformed signed note: signature is not base64") from None
         if sig_name == name and raw[:4] == want_id and len(raw) == 68:
             if public.verify(raw[4:], text.encode()):
@@ -105,7 +105,7 @@ def open_checkpoint(note: str, public: LedgerPublicKey, origin: str | None = Non
         raise NoteError("checkpoint body must be origin, decimal size and root hash lines")
     try:
         root = base64.b64decode(lines[2], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character outside ASCII
         root = b""
     if len(root) != HASH_SIZE:
         raise NoteError("checkpoint root hash is not base64 of 32 bytes")

@@ -21,14 +21,22 @@ its own, so a batch is never sequenced on a stale head.
 
 from __future__ import annotations
 
+import errno
 import sqlite3
+import tempfile
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tai_autonomics.ledger.canonical import parse_json
-from tai_autonomics.ledger.errors import CanonicalJSONError, ConflictError, StoreCorruptError, StoreError
+from tai_autonomics.ledger.errors import (
+    CanonicalJSONError,
+    ConflictError,
+    StoreCorruptError,
+    StoreError,
+    StoreUnavailable,
+)
 from tai_autonomics.ledger.indexes import PriceKey, prices_of
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import RECORD_FIELDS, ClaimKey, OperationRecord, Usage, UsageKey, rebuild
@@ -87,6 +95,10 @@ _OPERATION_COLUMNS = ("operation_id, scope, COALESCE(key, ''), fingerprint, chai
 # verification names it instead of crashing.
 _LEAF_COLUMNS = "leaf_index, CAST(id AS TEXT), CAST(leaf_hash AS BLOB), CAST(data AS BLOB)"
 _KNOWN_CHAINS = 4096  # chain heads remembered between appends; past that many, memory starts afresh
+# Primary result codes of a disk that cannot take writes now (full, read-only, failing): the
+# write is refused as StoreUnavailable, which clears when the disk does (docs/reliability.md).
+_DISK_CODES = {sqlite3.SQLITE_FULL: "the disk is full", sqlite3.SQLITE_READONLY: "the file system is read-only",
+               sqlite3.SQLITE_IOERR: "the disk failed a read or write"}
 
 
 @dataclass(slots=True)
@@ -140,9 +152,26 @@ class SQLiteStore:
             raise ConflictError(f"{self.path}: write refused: {exc}") from None
         except sqlite3.DatabaseError as exc:
             text = str(exc)
+            disk = self._disk_trouble(exc)
+            if disk is not None:
+                raise StoreUnavailable(f"{self.path}: {disk}: {text}", detail={"reason": disk}) from None
             if "not a database" in text or "malformed" in text or "no such table" in text:
                 raise StoreCorruptError(f"{self.path} is not a valid ledger database: {text}") from None
             raise StoreError(f"{self.path}: {text}") from None
+
+    def _disk_trouble(self, exc: sqlite3.DatabaseError) -> str | None:
+        """Why the disk refused, if it did. SQLite reports a write to a file system turned read-only
+        (ext4's errors=remount-ro) as an I/O error, so a file created beside the database tells."""
+        trouble = _DISK_CODES.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+        if trouble is None:
+            return None
+        try:
+            with tempfile.TemporaryFile(dir=self.path.parent):
+                pass
+        except OSError as probe:
+            return {errno.EROFS: _DISK_CODES[sqlite3.SQLITE_READONLY],
+                    errno.ENOSPC: _DISK_CODES[sqlite3.SQLITE_FULL]}.get(probe.errno, trouble)
+        return trouble
 
     def _init_schema(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -163,7 +192,7 @@ class SQLiteStore:
             if version in (0, 1, 2):
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             self._db.execute("COMMIT")
@@ -191,12 +220,22 @@ class SQLiteStore:
                 self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)",
                                  (cp.size, cp.root, cp.note))
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:  # a full disk can fail the commit itself: nothing of it may stay
+                self._rollback()
+                raise
         _advance(known, batch)
         self._known = known
         return batch
+
+    def _rollback(self) -> None:
+        """End a failed write transaction, unless SQLite already rolled it back (it does on a full
+        disk or an I/O error), so the original error is the one reported."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _write_effects(self, usage: Mapping[UsageKey, Usage], operations: Iterable[OperationRecord]) -> None:
         self._db.executemany(

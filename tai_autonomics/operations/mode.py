@@ -7,8 +7,12 @@ place answers "may this operation run now?" and a property test checks every pat
 ```
 eval ──(configured)                      prod ⇄ read_only   (insurance lost / confirmed,
 prod ──insurance lost──▶ read_only              or manual resume when manual_resume = true)
+prod ──ledger unavailable──▶ read_only   (the disk refuses writes; back once it takes them again)
 any  ──drain──▶ draining (final)
 ```
+
+``read_only`` has two independent causes, insurance and the ledger's disk; it is left only
+when neither holds any more.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class ModeMachine:
         self.manual_resume = manual_resume
         self.mode = ""
         self.reason = "starting"
+        self.insurance_ok = True  # as last reported; read_only lasts while it is False...
+        self.ledger_down: str | None = None  # ...or while the ledger's store refuses writes (why)
 
     def start(self, insurance_ok: bool, reason: str) -> Transition:
         """Decide the first mode; in prod without verified insurance, refuse to start."""
@@ -62,11 +68,29 @@ class ModeMachine:
         return self._to(self.configured, reason if self.configured == PROD else "configured eval mode")
 
     def insurance_lost(self, reason: str) -> Transition | None:
+        self.insurance_ok = False
         return self._to(READ_ONLY, reason) if self.mode == PROD else None
 
     def insurance_confirmed(self) -> Transition | None:
-        if self.mode == READ_ONLY and not self.manual_resume:
+        self.insurance_ok = True
+        if self.mode == READ_ONLY and not self.manual_resume and self.ledger_down is None:
             return self._to(PROD, "insurance verified again")
+        return None
+
+    def ledger_lost(self, reason: str) -> Transition | None:
+        """The ledger cannot store receipts (disk full, read-only): no write may run, since none
+        could be recorded."""
+        self.ledger_down = reason
+        return self._to(READ_ONLY, reason) if self.mode == PROD else None
+
+    def ledger_back(self) -> Transition | None:
+        """The ledger stored a receipt again: back to prod if insurance holds (and, as for
+        insurance, only by an operator when manual_resume is set)."""
+        if self.ledger_down is None:
+            return None
+        self.ledger_down = None
+        if self.mode == READ_ONLY and self.insurance_ok and not self.manual_resume:
+            return self._to(PROD, "the ledger stores receipts again")
         return None
 
     def resume(self, insurance_ok: bool) -> Transition:
@@ -75,6 +99,10 @@ class ModeMachine:
             raise ModeRefusal(f"nothing to resume: mode is {self.mode}", code="mode_not_read_only")
         if not insurance_ok:
             raise ModeRefusal("cannot resume: insurance is still not verified", code="insurance_not_verified")
+        if self.ledger_down is not None:
+            raise ModeRefusal(f"cannot resume: the ledger cannot store receipts ({self.ledger_down})",
+                              code="ledger_unavailable")
+        self.insurance_ok = True
         return self._to(PROD, "resumed by operator")
 
     def drain(self) -> Transition | None:

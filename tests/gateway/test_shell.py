@@ -11,6 +11,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
@@ -139,6 +141,40 @@ def test_a_malformed_frame_gets_an_error_frame_and_the_session_goes_on(gateway, 
         ws.send(json.dumps({"type": "command", "id": 7, "line": "help quit"}))
         assert frame(ws)["id"] == 7
     assert len(recorded(node)) == before + 1  # only the help
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                  max_size=3),
+                     max_leaves=8)
+_FRAMES = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=64),
+    st.builds(json.dumps, _JSON),
+    st.builds(lambda kind, ident, line, extra: json.dumps({"type": kind, "id": ident, "line": line, **extra}),
+              st.sampled_from(["command", "eval", ""]), st.integers(-5, 5) | st.text(max_size=3) | st.none(),
+              st.text(max_size=40) | st.sampled_from(["tree", "help", "receipts 2", "state echo", "call echo seen"]),
+              st.dictionaries(st.sampled_from(["extra", "x"]), _JSON, max_size=1)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(sent=st.lists(_FRAMES, min_size=1, max_size=5))
+def test_any_frame_gets_one_answer_and_only_recorded_commands_leave_a_receipt(gateway, node, sent) -> None:
+    """Issue 14: whatever frames arrive, each gets one answer frame (its result or a typed error),
+    the session goes on, and the ledger grows by exactly the answers that name a receipt."""
+    before = len(recorded(node))
+    receipts = 0
+    with open_ws(gateway) as ws:
+        frame(ws)
+        for data in sent:
+            ws.send(data)
+            answer = frame(ws)
+            assert isinstance(answer["ok"], bool) and (answer["ok"] or answer["error"]["code"]), answer
+            receipts += answer["receipt"] is not None
+        ws.send(json.dumps({"type": "command", "id": 99, "line": "help quit"}))
+        assert frame(ws)["id"] == 99
+    assert len(recorded(node)) == before + receipts + 1
 
 
 def test_an_oversized_frame_closes_the_session(gateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -12,12 +13,15 @@ from hypothesis import strategies as st
 
 from tai_autonomics.ledger import (
     Ledger,
+    LedgerError,
     LedgerKey,
     ReceiptDraft,
     SQLiteStore,
     StoreCorruptError,
     VerificationError,
+    export_ledger,
     open_checkpoint,
+    verify_export,
     verify_store,
 )
 
@@ -129,3 +133,43 @@ def test_a_forged_leaf_hash_is_named_and_refused_at_open(tmp_path: Path, key: Le
     assert error.detail["leaf_index"] == 1
     with pytest.raises(StoreCorruptError):
         Ledger.open(SQLiteStore(path), key)
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, key: LedgerKey) -> Path:
+    """An export of a small ledger with prod and eval chains, every file of it valid."""
+    directory = tmp_path_factory.mktemp("export")
+    ledger = Ledger.open(SQLiteStore(directory / "l.db"), key)
+    _fill(ledger, [["policy-a", None, "policy-b"], ["policy-a", "policy-a"], [None, "policy-c"]])
+    export_ledger(ledger, directory / "out")
+    ledger.close()
+    return directory / "out"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(["receipts.jsonl", "proofs.jsonl", "checkpoint", "public_key.pem"]),
+       flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=3),
+       cut=st.none() | st.integers(min_value=0), junk=st.binary(max_size=12), drop=st.booleans())
+def test_a_mangled_export_is_refused_naming_what_is_wrong_or_still_verifies(export: Path, name, flips, cut, junk,
+                                                                            drop) -> None:
+    """Issue 14: an export fed to ``verify`` with any file flipped, cut, extended or missing gives a
+    verification error, or the very report of the intact export (the change altered nothing that is
+    verified, say trailing junk after the PEM): no other exception."""
+    with tempfile.TemporaryDirectory() as tmp:
+        mangled = Path(tmp) / "export"
+        shutil.copytree(export, mangled)
+        target = mangled / name
+        data = bytearray(target.read_bytes())
+        for position, mask in flips:
+            data[position % len(data)] ^= mask
+        data = data[: cut % (len(data) + 1)] if cut is not None else data
+        if drop:
+            target.unlink()
+        else:
+            target.write_bytes(bytes(data) + junk)
+        try:
+            report = verify_export(mangled)
+        except LedgerError as exc:
+            assert exc.message, exc
+            return
+        assert report.to_json() == verify_export(export).to_json() and not drop  # what it verified is intact

@@ -1,4 +1,5 @@
-"""The mode state machine against a reference table (hypothesis state machine)."""
+"""The mode state machine against a reference table (hypothesis state machine): read_only has
+two causes, insurance lost and the ledger's disk refusing writes, and is left only when neither holds."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class ModeModel(RuleBasedStateMachine):
     def start(self, configured: str, manual: bool, ok: bool) -> None:
         self.machine = ModeMachine(configured, manual_resume=manual)
         self.manual = manual
+        self.insured, self.disk_down = True, False
         if configured == PROD and not ok:
             with pytest.raises(StartRefused):
                 self.machine.start(ok, "certificate expired")
@@ -36,6 +38,7 @@ class ModeModel(RuleBasedStateMachine):
     @rule(reason=st.text(max_size=5))
     def lose_insurance(self, reason: str) -> None:
         t = self.machine.insurance_lost(reason)
+        self.insured = False
         if self.expected == PROD:
             assert t is not None and (t.previous, t.mode) == (PROD, READ_ONLY)
             self.expected = READ_ONLY
@@ -45,17 +48,38 @@ class ModeModel(RuleBasedStateMachine):
     @rule()
     def confirm_insurance(self) -> None:
         t = self.machine.insurance_confirmed()
-        if self.expected == READ_ONLY and not self.manual:
+        self.insured = True
+        if self.expected == READ_ONLY and not self.manual and not self.disk_down:
             assert t is not None and t.mode == PROD
             self.expected = PROD
         else:
             assert t is None
 
+    @rule(reason=st.text(max_size=5))
+    def disk_refuses_writes(self, reason: str) -> None:
+        t = self.machine.ledger_lost(reason)
+        self.disk_down = True
+        if self.expected == PROD:
+            assert t is not None and (t.previous, t.mode, t.reason) == (PROD, READ_ONLY, reason)
+            self.expected = READ_ONLY
+        else:
+            assert t is None
+
+    @rule()
+    def disk_takes_writes_again(self) -> None:
+        t = self.machine.ledger_back()
+        if self.disk_down and self.expected == READ_ONLY and self.insured and not self.manual:
+            assert t is not None and (t.previous, t.mode) == (READ_ONLY, PROD)
+            self.expected = PROD
+        else:
+            assert t is None
+        self.disk_down = False
+
     @rule(ok=st.booleans())
     def operator_resumes(self, ok: bool) -> None:
-        if self.expected == READ_ONLY and ok:
+        if self.expected == READ_ONLY and ok and not self.disk_down:
             assert self.machine.resume(ok).mode == PROD
-            self.expected = PROD
+            self.expected, self.insured = PROD, True
         else:
             with pytest.raises(ModeRefusal):
                 self.machine.resume(ok)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import datetime as dt
 import os
 
 import pytest
@@ -13,7 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trust_makers import NOW
 
-from tai_autonomics.trust import CertificateError, CertificateVerifier, describe, load_certificate
+from tai_autonomics.errors import TaiError
+from tai_autonomics.trust import (
+    CertificateAuthority,
+    CertificateError,
+    CertificateVerifier,
+    describe,
+    generate_key_and_csr,
+    load_certificate,
+    sample_policy,
+)
 
 # Corrupt serial numbers make cryptography warn before we refuse them; the warning is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
@@ -89,3 +100,37 @@ def test_resigning_helper_reproduces_a_valid_certificate(world):
     leaf = x509.load_pem_x509_certificate(world.scenarios["valid"].leaf_pem)
     again = _resign(leaf, leaf.tbs_certificate_bytes, world.anchor_key_pem)
     assert CertificateVerifier(load_certificate(world.anchor_pem)).verify(again, now=NOW).policy.policy_id == "pol-42"
+
+
+PEM_CSR = b"-----BEGIN CERTIFICATE REQUEST-----\n%s-----END CERTIFICATE REQUEST-----\n"
+
+
+@pytest.fixture(scope="module")
+def issuing():
+    root = CertificateAuthority.generate("Root", now=NOW - dt.timedelta(days=1))
+    return root.create_intermediate("Issuing", now=NOW - dt.timedelta(days=1))
+
+
+@pytest.fixture(scope="module")
+def csr_der() -> bytes:
+    return generate_key_and_csr("fuzz")[1].public_bytes(serialization.Encoding.DER)
+
+
+@_SETTINGS
+@given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=255)), max_size=4),
+       cut=st.integers(min_value=0), junk=st.binary(max_size=16), pem=st.booleans())
+def test_mangled_csrs_are_refused_with_a_typed_error_or_issued_for_the_key_they_carry(issuing, csr_der, flips, cut,
+                                                                                      junk, pem):
+    """Issue 14: a CSR arriving at the issuing CA (byte flips, truncation, junk, PEM or DER) is issued
+    only if it still proves possession of its key; anything else is one typed refusal."""
+    der = bytearray(csr_der)
+    for position, mask in flips:
+        der[position % len(der)] ^= mask
+    mangled = bytes(der[: cut % (len(der) + 1)]) + junk
+    data = PEM_CSR % base64.encodebytes(mangled) if pem else mangled
+    try:
+        certificate = issuing.issue(data, sample_policy(), NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=1))
+    except TaiError:
+        return
+    request = x509.load_der_x509_csr(mangled)
+    assert request.is_signature_valid and certificate.public_key() == request.public_key()

@@ -15,13 +15,19 @@ from tai_autonomics.runtime import Server
 
 
 class LedgerRecorder(Server):
-    """Records appends; refuses the first ``args['refuse']`` of them, as a ledger that cannot store would."""
+    """Records appends; refuses the first ``args['refuse']`` of them, as a ledger that cannot store would.
+    ``args['answers']`` ({kind: [code, ...]}) answers the next appends of that kind with those codes in
+    turn ("" stores it): a disk that comes and goes, a ledger that crashes meanwhile."""
 
     def init(self, args: dict[str, Any]) -> None:
         self.path = Path(args["path"])
         self.refuse = int(args.get("refuse", 0))
+        self.answers = {kind: list(codes) for kind, codes in (args.get("answers") or {}).items()}
 
     def call_append(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        code = self.answers.get(receipt.get("kind"), [""]).pop(0) if self.answers.get(receipt.get("kind")) else ""
+        if code:
+            raise TaiError(f"refused by the test's script ({code})", code=code)
         if self.refuse:
             self.refuse -= 1
             raise TaiError("the ledger cannot store receipts right now (test)", code="ledger_unavailable")

@@ -1,0 +1,330 @@
+"""Chaos under load (issue 14): mixed load against the dev daemon while a seeded schedule breaks it.
+
+Starts ``tai-autonomics foreground`` (dev profile: SQLite, multiprocess thespian, the sandbox
+child) and for ``--seconds`` sends deploys at ``--rate`` per second open-loop (a tenth of them on
+``sku-002``, insured for 3 a month, and a tenth repeating an earlier key), a quote every tenth
+arrival, while every ``--every`` seconds the schedule (``--seed``) SIGKILLs a random actor process,
+or makes the sandbox slow, failing (5xx), dropping connections or rate-limiting for a few seconds;
+twice in the run (at 25 % and 55 %) it ``kill -9``s every process of the daemon and starts it again on the same data
+directory. Then it checks the invariants, each a count that must be 0:
+
+- ``acknowledged_without_receipts``: a deploy answered 2xx whose intent and outcome receipts are
+  not both in the ledger at the end;
+- ``acknowledged_receipt_lost``: a receipt handed to a caller that the ledger no longer has
+  (after the restarts);
+- ``ledger_inconsistent``: ``ledger verify`` fails (a fork, a broken chain) or a checkpoint seen
+  during the run is not joined to the last one by a verified consistency proof;
+- ``waited_past_timeout``: a caller that got no answer within its timeout (a hang);
+- ``coverage_exceeded``: a SKU with more operations recorded in a month than its limit;
+- ``idempotent_repeat_differed``: a repeat of a key answered 2xx with another operation or result.
+
+It prints JSON: operations by outcome, errors by code, the faults and kills it applied, restarts
+by actor (from the supervision tree), the longest wait and the invariant counts. The baseline of
+the same run is the first ``--calm`` seconds of load, without faults: their p50 latency against
+the chaotic part's.
+
+Usage: python -m bench.chaos [--seconds 600] [--rate 100] [--seed 1] [--every 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.gateway import _Connections, deploy_body, free_port, process_roles, start_daemon
+from tai_autonomics.ledger.merkle import verify_consistency
+from tai_autonomics.runtime._process import descendants
+
+NOT_ACTORS = ("load_generator", "daemon_main_gateway", "sandbox", "daemon_other")  # bench.gateway's roles
+TIMEOUT_S = 40.0  # a caller's patience: Acquisition's deadline (25 s) plus the drain and a restart
+SKU_LIMITS = {"sku-002": 3}  # the dev policy's count limits per month (sku-001: none that this run reaches)
+FAULTS = (
+    {"kind": "latency", "endpoint": "customer.*", "delay_s": 0.5},
+    {"kind": "error", "endpoint": "customer.*", "status": 503, "probability": 0.5},
+    {"kind": "outage", "endpoint": "customer.*", "mode": "drop", "probability": 0.5},
+    {"kind": "rate_limit", "endpoint": "customer.*", "retry_after_s": 0.2, "probability": 0.5},
+    {"kind": "latency", "endpoint": "insurer.*", "delay_s": 0.5},
+    {"kind": "error", "endpoint": "insurer.*", "status": 500, "probability": 0.5},
+)
+
+
+class Run:
+    """The daemon under test: started, killed and restarted on one data directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.actor_restarts: dict[str, int] = {}  # summed over the daemon's incarnations
+
+    def start(self) -> None:
+        self.proc, self.out = start_daemon(self.root, self.port, log_level="INFO")
+        tokens = dict(line.split("=", 1) for line in (self.root / "var" / "tokens.env").read_text().split())
+        self.tokens = {k.removeprefix("TAI_TOKEN_").lower(): v.strip("'\"") for k, v in tokens.items()}
+        self.sandbox = [json.loads(line)["url"] for line in self.out.read_text().splitlines()
+                        if '"sandbox_started"' in line][-1]
+        self.roles = process_roles(self.base, self.tokens["admin"], self.proc.pid)
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def count_restarts(self) -> None:
+        """Add this incarnation's restarts by actor (from the live tree) to the run's."""
+        try:
+            tree = httpx.get(f"{self.base}/v1/supervision", headers=self.headers("admin"), timeout=30).json()
+        except httpx.HTTPError:
+            return  # the root supervisor is restarting this moment: these counts are lost to the report
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            stack.extend(node.get("children") or [])
+            if node.get("restarts"):
+                self.actor_restarts[node["name"]] = self.actor_restarts.get(node["name"], 0) + node["restarts"]
+
+    def kill9(self) -> None:
+        """Every process of the daemon, stopped first (so none forks another), then killed."""
+        self.count_restarts()
+        pids = [self.proc.pid, *descendants(self.proc.pid)]
+        for signum in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+        self.proc.wait(30)
+        self.restarts += 1
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+
+class Load:
+    """What callers sent and got."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.first: dict[str, tuple[str, str]] = {}  # key → (operation_id, status) of its first 2xx
+        self.bodies: dict[str, dict] = {}  # key → the body sent with it (a repeat sends the same)
+        self.acknowledged: list[dict] = []  # 2xx deploy answers
+        self.repeats_differed = 0
+        self.waited_past_timeout = 0
+        self.longest_wait_s = 0.0
+        self.calm_latencies: list[float] = []
+        self.chaos_latencies: list[float] = []
+
+
+async def one(run: Run, load: Load, pool: _Connections, i: int, rng: random.Random, calm: bool) -> None:
+    keys = list(load.first)
+    repeat = bool(keys) and rng.random() < 0.1
+    key = rng.choice(keys) if repeat else uuid.uuid4().hex
+    body = load.bodies[key] if repeat else deploy_body(i) | ({"sku_id": "sku-002", "cost": 1} if rng.random() < 0.1
+                                                           else {})
+    load.bodies[key] = body
+    quote = not repeat and i % 10 == 5
+    started = time.monotonic()
+    try:
+        if quote:
+            sent = pool.request("POST", "/v1/pricing/quotes",
+                                json.dumps({"customer_id": "chaos", "metrics": {"m": i}}).encode())
+        else:
+            sent = pool.request("POST", "/v1/deployments", json.dumps(body).encode(), f"Idempotency-Key: {key}\r\n")
+        status, raw = await asyncio.wait_for(sent, TIMEOUT_S)  # the caller's whole patience
+        answer = json.loads(raw) if raw else {}
+        code = "" if status < 300 else (answer.get("error") or {}).get("code", str(status))
+    except asyncio.TimeoutError:
+        status, code = 0, "timeout"
+        load.waited_past_timeout += 1
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:  # the daemon killed under the request
+        status, code = 0, type(exc).__name__
+    waited = time.monotonic() - started
+    load.longest_wait_s = max(load.longest_wait_s, waited)
+    (load.calm_latencies if calm else load.chaos_latencies).append(waited)
+    kind = "quote" if quote else "repeat" if repeat else "deploy"
+    outcome = f"{kind}:{status // 100}xx" if status else f"{kind}:no_answer"
+    load.outcomes[outcome] = load.outcomes.get(outcome, 0) + 1
+    if code:
+        load.errors[code] = load.errors.get(code, 0) + 1
+    if quote or not 200 <= status < 300:
+        return
+    load.acknowledged.append(answer)
+    seen = (answer["operation_id"], answer["status"])
+    if key not in load.first:
+        load.first[key] = seen
+    elif load.first[key] != seen and load.first[key][1] != "in_progress" and seen[1] != "in_progress":
+        load.repeats_differed += 1
+
+
+async def drive(run: Run, load: Load, seconds: float, rate: float, calm_s: float, rng: random.Random) -> None:
+    """Open-loop arrivals on bench.gateway's cheap connection pool (no queue of its own: every
+    request goes out on schedule and the daemon sheds what it cannot take, 503 ``overloaded``; so a
+    wait past the timeout is the daemon's, not the load generator's)."""
+    pool = _Connections("127.0.0.1", run.port, {**run.headers("service"), "Content-Type": "application/json"})
+    start, tasks, i = time.monotonic(), [], 0
+    while (now := time.monotonic()) < start + seconds:
+        due = start + i / rate
+        if due > now:
+            await asyncio.sleep(due - now)  # the arrival schedule itself
+        tasks.append(asyncio.create_task(one(run, load, pool, i, rng, now < start + calm_s)))
+        i += 1
+    await asyncio.gather(*tasks)
+    pool.close()
+
+
+def chaos(run: Run, seconds: float, calm_s: float, every: float, rng: random.Random, applied: dict,
+          checkpoints: list[dict], stop: threading.Event) -> None:
+    """The fault schedule, on its own thread: after the calm part, one fault every ``every`` s;
+    the whole daemon killed and restarted at 25 % and 55 % of the run (both happen, even if a slow
+    restart pushes the second past the end of the load). Before each, the signed
+    checkpoint of the moment is kept (the end checks the last one extends every one of them)."""
+    start = time.monotonic()
+    kills = [start + seconds * 0.25, start + seconds * 0.55]
+    step = 0
+    while not stop.wait(every if step else calm_s) or kills:
+        step += 1
+        if time.monotonic() > start + seconds - every and not kills:
+            break
+        try:
+            seen = httpx.get(f"{run.base}/v1/ledger/checkpoint", headers=run.headers("auditor"), timeout=10)
+            if seen.status_code == 200:
+                checkpoints.append(seen.json())
+        except httpx.HTTPError:
+            pass  # an actor just killed: the next step takes one
+        if kills and (time.monotonic() >= kills[0] or stop.is_set()):
+            kills.pop(0)
+            run.kill9()
+            run.start()
+            applied["daemon_kill9"] = applied.get("daemon_kill9", 0) + 1
+            continue
+        if stop.is_set():
+            continue  # the load is over: only the kills still due
+        try:
+            _break_something(run, rng, every, applied, stop)
+        except (httpx.HTTPError, KeyError, ValueError) as exc:  # the daemon too busy or mid-restart to ask
+            applied["step_failed"] = applied.get("step_failed", 0) + 1
+            print(f"chaos step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _break_something(run: Run, rng: random.Random, every: float, applied: dict, stop: threading.Event) -> None:
+    """SIGKILL a random actor's process, or one sandbox fault for up to 2 s."""
+    if rng.random() < 0.5:
+        actors = [pid for pid, role in run.roles.items() if role not in NOT_ACTORS]
+        pid = rng.choice(actors)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            applied[f"sigkill:{run.roles[pid]}"] = applied.get(f"sigkill:{run.roles[pid]}", 0) + 1
+        except ProcessLookupError:
+            pass
+        run.roles = process_roles(run.base, run.tokens["admin"], run.proc.pid)
+    else:
+        fault = rng.choice(FAULTS)
+        made = httpx.post(f"{run.sandbox}/admin/faults", json=fault, timeout=10).json()
+        name = f"{fault['kind']}@{fault['endpoint']}"
+        applied[name] = applied.get(name, 0) + 1
+        stop.wait(min(every, 2.0))
+        httpx.delete(f"{run.sandbox}/admin/faults/{made['id']}", timeout=10)
+
+
+def ledger_receipts(run: Run, chain: str) -> list[dict]:
+    found: list[dict] = []
+    while True:
+        page = httpx.get(f"{run.base}/v1/ledger/receipts", headers=run.headers("auditor"), timeout=60,
+                         params={"chain": chain, "after": found[-1]["seq"] if found else 0, "limit": 1000}).json()
+        found += page
+        if len(page) < 1000:
+            return found
+
+
+def invariants(run: Run, load: Load, checkpoints: list[dict]) -> dict[str, int]:
+    stored = ledger_receipts(run, "dev-policy-0001")
+    ids = {r["id"] for r in stored}
+    kinds: dict[str, set[str]] = {}
+    for receipt in stored:
+        kinds.setdefault(receipt.get("operation_id") or "", set()).add(receipt["kind"].split(".")[-1])
+    handed = {r["id"] for result in load.acknowledged for r in result.get("receipts", [])}
+    without = sum(1 for result in load.acknowledged if result["status"] in ("completed", "failed")
+                  and not {"intent", result["status"]} <= kinds.get(result["operation_id"], set()))
+    verify = subprocess.run([sys.executable, "-m", "tai_autonomics", "ledger", "verify", "--data-dir",
+                             str(run.root / "var")], capture_output=True, text=True, timeout=600)
+    latest = httpx.get(f"{run.base}/v1/ledger/checkpoint", headers=run.headers("auditor"), timeout=30).json()
+    unjoined = 0
+    for seen in checkpoints:
+        if 0 < seen["size"] < latest["size"]:
+            proof = httpx.get(f"{run.base}/v1/ledger/consistency", headers=run.headers("auditor"), timeout=30,
+                              params={"from": seen["size"], "to": latest["size"]}).json()
+            try:
+                verify_consistency(seen["size"], latest["size"], base64.b64decode(seen["root"]),
+                                   base64.b64decode(latest["root"]), [base64.b64decode(h) for h in proof["hashes"]])
+            except Exception:
+                unjoined += 1
+    months: dict[tuple[str, str], int] = {}
+    for receipt in stored:
+        if receipt["kind"] == "deploy.intent":
+            sku = receipt["payload"]["coverage"]["sku_id"]
+            months[(sku, receipt["time"][:7])] = months.get((sku, receipt["time"][:7]), 0) + 1
+    over = sum(1 for (sku, _), count in months.items() if count > SKU_LIMITS.get(sku, count))
+    return {"acknowledged_without_receipts": without, "acknowledged_receipt_lost": len(handed - ids),
+            "ledger_inconsistent": unjoined + (verify.returncode != 0), "waited_past_timeout": load.waited_past_timeout,
+            "coverage_exceeded": over, "idempotent_repeat_differed": load.repeats_differed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--every", type=float, default=3.0, help="seconds between faults")
+    parser.add_argument("--calm", type=float, default=5.0, help="seconds of load without faults first (baseline)")
+    args = parser.parse_args()
+    rng, load, applied = random.Random(args.seed), Load(), {}
+    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
+        run = Run(Path(tmp))
+        run.start()
+        checkpoints: list[dict] = []
+        stop = threading.Event()
+        breaker = threading.Thread(target=chaos, args=(run, args.seconds, args.calm, args.every,
+                                                       random.Random(args.seed + 1), applied, checkpoints, stop),
+                                   daemon=True)
+        try:
+            breaker.start()
+            asyncio.run(drive(run, load, args.seconds, args.rate, args.calm, rng))
+            stop.set()
+            breaker.join(120)
+            counts = invariants(run, load, checkpoints)
+            run.count_restarts()
+        finally:
+            stop.set()
+            run.stop()
+    calm = sorted(load.calm_latencies)
+    wild = sorted(load.chaos_latencies)
+    print(json.dumps({
+        "seconds": args.seconds, "rate": args.rate, "seed": args.seed,
+        "operations": dict(sorted(load.outcomes.items())), "errors": dict(sorted(load.errors.items())),
+        "faults_applied": dict(sorted(applied.items())), "daemon_restarts": run.restarts,
+        "restarts_by_actor": run.actor_restarts, "longest_wait_s": round(load.longest_wait_s, 2),
+        "p50_ms_calm": round(calm[len(calm) // 2] * 1e3, 1) if calm else None,
+        "p50_ms_chaos": round(wild[len(wild) // 2] * 1e3, 1) if wild else None,
+        "schedule_complete": run.restarts == 2, "invariants": counts}, indent=2))
+    return 1 if any(counts.values()) or run.restarts != 2 else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Soak (issue 14): steady deploys against the dev daemon, memory and descriptors sampled over time.
+
+Starts ``tai-autonomics foreground`` (dev profile, multiprocess thespian, SQLite, the sandbox
+child), sends deploys open-loop at ``--rate`` per second for ``--seconds``, and every
+``--sample`` seconds reads the resident memory (``VmRSS``) and the open file descriptors of every
+process of the daemon from /proc. It prints JSON: per process role (each actor, the main process,
+the rest) and in total, the first and last sample and the least-squares slope in MB/hour and
+descriptors/hour over the second half of the run (the first half is warm-up: caches, the SQLite
+page cache, thespian's connections fill), and the number of times a thespian transport entered
+its "tx-only" mode (more than 950 transmits queued: thespian's cliff, where an actor stops
+receiving until it has sent), read from thespian's own log of this run (``THESPLOG_FILE``).
+
+The slopes must be flat within noise. A clear leak is a total growth over the steady half (its
+slope times its length) beyond ``--max-mb-per-hour`` / ``--max-fds-per-hour`` for that length plus
+a fixed noise allowance (``NOISE_MB``, ``NOISE_FDS``: what a quiet daemon's numbers wander by in a
+minute, from allocator arenas and thespian's connections coming and going); the exit code is
+1 then. A short run is judged by the allowance, a long one by the rate. The baseline of the same
+run is the deploy latency's p50 of the first sampling interval against the last one's (a leak that
+slows the daemon shows there too).
+
+Usage: python -m bench.soak [--seconds 1800] [--rate 50] [--sample 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.gateway import deploy_body, free_port, process_roles, start_daemon
+from tai_autonomics.runtime._process import descendants
+
+TX_ONLY = "Entering tx-only mode"
+NOISE_MB, NOISE_FDS = 15.0, 25
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def _slope_per_hour(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) points, per hour."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    return 0.0 if var == 0 else sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 3600
+
+
+def sample(roles: dict[int, str], daemon_pid: int, in_flight: int) -> dict[str, tuple[float, int]]:
+    """role → (RSS MB, fds), summed over the processes of that role; ``total`` for the daemon's own
+    (the sandbox, an outside party that keeps every request it saw for its admin API, is left out),
+    its descriptors less the requests in flight (one client socket each in the gateway: a busier
+    moment, not a leak)."""
+    found: dict[str, tuple[float, int]] = {}
+    for pid in [daemon_pid, *descendants(daemon_pid)]:
+        role = roles.get(pid, "other")
+        rss, fds = found.get(role, (0.0, 0))
+        found[role] = (rss + _rss_mb(pid), fds + _fds(pid))
+    ours = [value for role, value in found.items() if role != "sandbox"]
+    found["total"] = (sum(r for r, _ in ours), sum(f for _, f in ours) - in_flight)
+    return found
+
+
+async def load(base: str, token: str, rate: float, seconds: float, every: float,
+               on_sample, latencies: list[list[float]], errors: dict[str, int]) -> None:
+    """Open-loop deploys; ``on_sample(t, in_flight)`` every ``every`` s."""
+    in_flight = [0]
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None) as client:
+        async def one(i: int) -> None:
+            started = time.monotonic()
+            in_flight[0] += 1
+            try:
+                answer = await client.post(f"{base}/v1/deployments", json=deploy_body(i), timeout=30,
+                                           headers={"Authorization": f"Bearer {token}",
+                                                    "Idempotency-Key": uuid.uuid4().hex})
+                code = "" if answer.status_code == 200 else str(answer.status_code)
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            in_flight[0] -= 1
+            latencies[-1].append(time.monotonic() - started)
+            if code:
+                errors[code] = errors.get(code, 0) + 1
+
+        start, tasks, i, next_sample = time.monotonic(), [], 0, time.monotonic()
+        while (now := time.monotonic()) < start + seconds:
+            if now >= next_sample:
+                on_sample(now - start, in_flight[0])
+                latencies.append([])
+                next_sample += every
+            due = start + i / rate
+            if due > now:
+                await asyncio.sleep(min(due, next_sample) - now)  # the arrival and sampling schedule itself
+                continue
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+        await asyncio.gather(*tasks)
+        on_sample(time.monotonic() - start, in_flight[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1800)
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--sample", type=float, default=10)
+    parser.add_argument("--max-mb-per-hour", type=float, default=50)
+    parser.add_argument("--max-fds-per-hour", type=float, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        os.environ["THESPLOG_FILE"] = str(Path(tmp) / "thespian.log")  # this run's own, read at the end
+        port = free_port()
+        proc, _ = start_daemon(Path(tmp), port)
+        samples: list[tuple[float, dict[str, tuple[float, int]]]] = []
+        latencies: list[list[float]] = [[]]
+        errors: dict[str, int] = {}
+        try:
+            base = f"http://127.0.0.1:{port}"
+            tokens = dict(line.split("=", 1) for line in (Path(tmp) / "var" / "tokens.env").read_text().split())
+            roles = process_roles(base, tokens["TAI_TOKEN_ADMIN"].strip("'\""), proc.pid)
+            asyncio.run(load(base, tokens["TAI_TOKEN_SERVICE"].strip("'\""), args.rate, args.seconds, args.sample,
+                             lambda t, n: samples.append((t, sample(roles, proc.pid, n))), latencies, errors))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        log = Path(os.environ["THESPLOG_FILE"])
+        tx_only = log.read_text(errors="replace").count(TX_ONLY) if log.exists() else 0
+    steady = [s for s in samples if s[0] >= args.seconds / 2] or samples
+    by_role = {}
+    for role in samples[-1][1]:
+        rss = [(t, s[role][0]) for t, s in steady if role in s]
+        fds = [(t, s[role][1]) for t, s in steady if role in s]
+        by_role[role] = {"rss_mb_first": round(samples[0][1].get(role, (0, 0))[0], 1),
+                         "rss_mb_last": round(samples[-1][1][role][0], 1),
+                         "fds_first": samples[0][1].get(role, (0, 0))[1], "fds_last": samples[-1][1][role][1],
+                         "mb_per_hour": round(_slope_per_hour(rss), 1), "fds_per_hour": round(_slope_per_hour(fds), 1)}
+    first = sorted(next((lat for lat in latencies if lat), []))
+    last = sorted(next((lat for lat in reversed(latencies) if lat), []))
+    total = by_role["total"]
+    hours = (steady[-1][0] - steady[0][0]) / 3600
+    total["mb_grown_steady"] = round(total["mb_per_hour"] * hours, 1)
+    total["fds_grown_steady"] = round(total["fds_per_hour"] * hours, 1)
+    leak = (total["mb_grown_steady"] > args.max_mb_per_hour * hours + NOISE_MB
+            or total["fds_grown_steady"] > args.max_fds_per_hour * hours + NOISE_FDS)
+    print(json.dumps({
+        "seconds": args.seconds, "rate": args.rate, "sample_s": args.sample, "samples": len(samples),
+        "deploys": sum(len(lat) for lat in latencies), "errors": errors,
+        "p50_ms_first_interval": round(first[len(first) // 2] * 1e3, 1) if first else None,
+        "p50_ms_last_interval": round(last[len(last) // 2] * 1e3, 1) if last else None,
+        "thespian_tx_only_entries": tx_only, "total": total,
+        "by_role": {k: v for k, v in sorted(by_role.items()) if k != "total"},
+        "leak": leak}, indent=2))
+    return 1 if leak or tx_only else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
