@@ -65,6 +65,8 @@ def test_the_served_document_and_the_client_agree_and_the_client_runs_the_operat
         assert auditor.get_receipt(quoted["receipt"]["id"]) == quoted["receipt"]
         proof = auditor.get_receipt_proof(quoted["receipt"]["id"])
         assert proof["tree_size"] == auditor.get_checkpoint()["size"] >= 1
+        size = int(auditor.tlog_checkpoint().splitlines()[1])  # a signed note: origin, size, root
+        assert len(auditor.tlog_tile(f"0/000.p/{size}")) == 32 * size  # the partial level-0 tile
 
 
 class _Recording(httpx.HTTPTransport):

@@ -53,7 +53,7 @@ def test_no_secret_in_any_log_receipt_response_metric_or_shell_output(tmp_path: 
         published = d.http.post("/v1/publications", json=PUBLICATION | {"work_id": "w-1"}, headers=as_(d, "service"))
         assert published.status_code == 200, published.text
         ids = {"operation_id": deployed.json()["operation_id"], "work_id": "w-1", "name": "ProdMode",
-               "id": deployed.json()["receipts"][0]["id"]}
+               "id": deployed.json()["receipts"][0]["id"], "path": "0/000"}
         queries = {"/v1/ledger/consistency": {"from": 1, "to": 2}, "/v1/ledger/receipts": {"chain": POLICY_ID},
                    "/v1/receipts/{id}/proof": {}}
         bodies = {"/v1/deployments": DEPLOY, "/v1/publications": PUBLICATION,

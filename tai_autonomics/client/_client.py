@@ -21,7 +21,7 @@ import httpx
 
 from tai_autonomics.client import operations as ops
 from tai_autonomics.client.auth import BearerToken
-from tai_autonomics.client.operations import SHELL, TEXT, Call
+from tai_autonomics.client.operations import BYTES, SHELL, TEXT, Call
 from tai_autonomics.errors import TaiError
 from tai_autonomics.retry_after import parse_retry_after
 
@@ -133,6 +133,8 @@ class _Operations:
     get_insurance = _Operation(ops.get_insurance)
     create_contract_event = _Operation(ops.create_contract_event)
     get_revenue = _Operation(ops.get_revenue)
+    tlog_checkpoint = _Operation(ops.tlog_checkpoint)
+    tlog_tile = _Operation(ops.tlog_tile)
 
 
 def _auth(token: str | None, auth: httpx.Auth | None) -> httpx.Auth | None:
@@ -145,6 +147,8 @@ def _answer(call: Call[Any], response: httpx.Response) -> Any:
     """The answer of a 2xx (``readyz`` and ``prod_health`` also answer their 503 state as a
     ``ClientError``, like every other refusal)."""
     if response.is_success:
+        if call.answer == BYTES:
+            return response.content
         return response.text if call.answer == TEXT else response.json()
     try:
         error = response.json()["error"]

@@ -35,12 +35,12 @@ from tai_autonomics.client.models import (
 
 T = TypeVar("T")
 
-JSON, TEXT, SHELL = "json", "text", "shell"
+JSON, TEXT, BYTES, SHELL = "json", "text", "bytes", "shell"
 
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """A request to send, and how to read its answer: ``JSON``, ``TEXT``, or ``SHELL`` (a WebSocket
+    """A request to send, and how to read its answer: ``JSON``, ``TEXT``, ``BYTES`` or ``SHELL`` (a WebSocket
     session, opened by the client rather than sent). ``T`` is the answer's model."""
 
     method: str
@@ -182,3 +182,15 @@ def create_contract_event(contract_id: str, event: ContractEvent) -> Call[Receip
 @_operation
 def get_revenue(month: str) -> Call[Revenue]:
     return Call("GET", "/v1/revenue", params={"month": month})
+
+
+@_operation
+def tlog_checkpoint() -> Call[str]:
+    """The log's signed checkpoint (a signed note), as C2SP tlog-tiles clients read it."""
+    return Call("GET", "/tlog/checkpoint", answer=TEXT)
+
+
+@_operation
+def tlog_tile(path: str) -> Call[bytes]:
+    """A hash tile or entry bundle by its tlog-tiles path (``0/x001/234``, ``entries/000.p/5``)."""
+    return Call("GET", f"/tlog/tile/{quote(path, safe='/.')}", answer=BYTES)

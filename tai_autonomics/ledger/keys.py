@@ -27,6 +27,7 @@ from pathlib import Path
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -61,7 +62,7 @@ class LedgerPublicKey:
         """From a SubjectPublicKeyInfo PEM (``public_key.pem`` of an export)."""
         try:
             key = serialization.load_pem_public_key(pem)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise LedgerKeyError(f"{source}: not a PEM SubjectPublicKeyInfo") from None
         if not isinstance(key, Ed25519PublicKey):
             raise LedgerKeyError(f"{source}: not an Ed25519 key")
@@ -120,7 +121,7 @@ class LedgerKey:
         """From an unencrypted PKCS#8 PEM; ``source`` names where it came from in errors."""
         try:
             key = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise LedgerKeyError(f"{source}: not an unencrypted PEM private key") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise LedgerKeyError(f"{source}: not an Ed25519 private key")

@@ -277,9 +277,14 @@ def _requested_public_key(request: CertificateRequest) -> CertificatePublicKeyTy
     if isinstance(request, bytes):
         request = _load_csr(request)
     if isinstance(request, x509.CertificateSigningRequest):
-        if not request.is_signature_valid:
+        try:  # a mangled CSR may parse and still carry a key or curve that cannot be loaded
+            valid = request.is_signature_valid
+            public_key = request.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CsrInvalid(f"the CSR's public key cannot be loaded: {exc}") from None
+        if not valid:
             raise CsrInvalid("the CSR's signature does not verify; it does not prove possession of the key")
-        return request.public_key()
+        return public_key
     return request
 
 
