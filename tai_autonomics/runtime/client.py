@@ -30,6 +30,7 @@ from tai_autonomics.runtime.messages import (
 )
 from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT, RESOLVE_WAIT_S
 
+_POLL_S = 0.01  # a listen that takes what has already arrived (it returns as soon as one has)
 _EARLY = 0.05  # an ask that comes back empty this long before its deadline hit a dead address
 
 
@@ -59,8 +60,13 @@ class Client:
                                   lambda m: (isinstance(m, Reply) and m.ref == ref)
                                   or (isinstance(m, Moved) and (m.name, m.incarnation) == (name, location.incarnation)),
                                   deadline - time.monotonic())
-            if isinstance(reply, Moved):  # it died with our call: it may have run part of it
-                self._forget(reply)
+            if isinstance(reply, Moved):
+                # its reply, if it sent one before it exited, was on its way before this notice
+                # (sent by the registry once the supervisor saw the exit); take what has arrived
+                answered = self._arrived(lambda m: isinstance(m, Reply) and m.ref == ref)
+                if answered is not None:
+                    return _unwrap(answered)
+                self._forget(reply)  # it died with our call: it may have run part of it
                 raise ActorCrashed(f"{name} exited before answering {msg_type!r}",
                                    detail={"actor": name, "message_type": msg_type})
             if isinstance(reply, Reply) and not _not_delivered(reply):
@@ -126,15 +132,34 @@ class Client:
                     return answer
                 if isinstance(answer, PoisonMessage):
                     raise CallError(f"actor rejected the message: {answer.details}")
-                if isinstance(answer, Exiting):
-                    self.aside.append(answer)
-                elif isinstance(answer, Moved):
-                    self._forget(answer)
+                self._set_aside(answer)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
             received = self._context.listen(remaining)
         return None
+
+    def _arrived(self, wanted: Callable[[Any], bool]) -> Any:
+        """The first message ``wanted`` accepts among those already arrived (None if none has)."""
+        for answer in self._inbox:
+            if wanted(answer):
+                self._inbox.remove(answer)
+                return answer
+        found = None
+        while (received := self._context.listen(_POLL_S)) is not None:
+            for answer in received.messages if isinstance(received, Batch) else (received,):
+                if found is None and wanted(answer):
+                    found = answer
+                else:
+                    self._set_aside(answer)
+        return found
+
+    def _set_aside(self, answer: Any) -> None:
+        """Keep a message that is not the awaited answer if it matters later."""
+        if isinstance(answer, Exiting):
+            self.aside.append(answer)
+        elif isinstance(answer, Moved):
+            self._forget(answer)
 
     def listen(self, timeout: float) -> Any:
         return self._context.listen(timeout)
