@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,16 +22,11 @@ def free_port() -> int:
 def listen_for(node: Node, timeout: float, wanted: Callable[[Any], bool]) -> Any:
     """The next message to the node's own actor system that is ``wanted`` (None after ``timeout``).
 
-    The node's client subscribes to every name it resolves on a multiprocess base, so the
-    registry's :class:`~tai_autonomics.runtime.messages.Moved` notices about actors of earlier
-    calls (or tests) arrive at the same inbox, before or after what a test waits for: thespian
-    orders messages per sender, not across senders."""
-    deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        message = node._system.listen(left)
-        if message is None or wanted(message):
-            return message
-    return None
+    Read through the node's client: it subscribes to every name it resolves on a multiprocess
+    base, so the registry's :class:`~tai_autonomics.runtime.messages.Moved` notices about actors
+    of earlier calls (or tests) arrive at the same inbox, and the client must see them or its
+    cached address of that actor goes stale."""
+    return node._client.listen(timeout, wanted)
 
 
 @pytest.fixture(scope="session", autouse=True)

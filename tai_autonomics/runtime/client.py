@@ -124,8 +124,22 @@ class Client:
         """
         deadline = time.monotonic() + timeout
         received = self._context.ask(address, msg, max(timeout, 0.001))
-        while received is not None:
-            self._inbox.extend(received.messages if isinstance(received, Batch) else (received,))
+        if received is None:
+            return None
+        self._inbox.extend(received.messages if isinstance(received, Batch) else (received,))
+        return self._take(wanted, deadline)
+
+    def listen(self, timeout: float, wanted: Callable[[Any], bool]) -> Any:
+        """The first message ``wanted`` accepts within ``timeout`` (None if none came).
+
+        What else arrives is handled as during a call: a registry's notice that a cached actor
+        moved is acted on, not dropped, or the next call to that name would go to a dead address
+        and wait out its whole timeout (no second notice comes).
+        """
+        return self._take(wanted, time.monotonic() + timeout)
+
+    def _take(self, wanted: Callable[[Any], bool], deadline: float) -> Any:
+        while True:
             while self._inbox:
                 answer = self._inbox.popleft()
                 if wanted(answer):
@@ -137,7 +151,9 @@ class Client:
             if remaining <= 0:
                 return None
             received = self._context.listen(remaining)
-        return None
+            if received is None:
+                return None
+            self._inbox.extend(received.messages if isinstance(received, Batch) else (received,))
 
     def _arrived(self, wanted: Callable[[Any], bool]) -> Any:
         """The first message ``wanted`` accepts among those already arrived (None if none has)."""
@@ -160,9 +176,6 @@ class Client:
             self.aside.append(answer)
         elif isinstance(answer, Moved):
             self._forget(answer)
-
-    def listen(self, timeout: float) -> Any:
-        return self._context.listen(timeout)
 
     def _forget(self, moved: Moved) -> None:
         cached = self._cache.get(moved.name)

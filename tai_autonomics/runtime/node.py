@@ -17,7 +17,6 @@ import logging
 import shutil
 import socket
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -142,20 +141,15 @@ class Node:
         :class:`Exiting` has reason ``shutdown``, as OTP's, and the why in ``report``."""
         if self.multiprocess:
             _process.reap_forks()
-        deadline = time.monotonic() + timeout
-        while True:
-            gave_up = next((e for e in self._client.aside if e.name == self._root_name), None)
-            if gave_up is not None:
-                self._client.aside.clear()
-                self._system.tell(self._root, ActorExitRequest())
-                self._root = None
-                return gave_up
-            remaining = deadline - time.monotonic()
-            msg = self._client.listen(remaining) if remaining > 0 else None
-            if msg is None:
-                return None
-            if isinstance(msg, Exiting):
-                self._client.aside.append(msg)
+        gave_up = next((e for e in self._client.aside if e.name == self._root_name), None)
+        if gave_up is None:
+            gave_up = self._client.listen(timeout, lambda m: isinstance(m, Exiting) and m.name == self._root_name)
+        if gave_up is None:
+            return None
+        self._client.aside.clear()
+        self._system.tell(self._root, ActorExitRequest())
+        self._root = None
+        return gave_up
 
     def shutdown(self) -> None:
         """Stop the tree and the actor system; kill whatever process is left of this node."""

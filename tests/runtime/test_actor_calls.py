@@ -63,6 +63,22 @@ def test_a_subscription_made_while_the_name_is_unregistered_hears_of_the_next_ex
     assert listen_for(node, 5, about_between) == Moved("between", "between.1")
 
 
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_a_move_notice_read_while_listening_for_something_else_is_acted_on(base: str) -> None:
+    """The registry tells a caller once that a cached actor moved; a listen that drops the notice
+    left the next call waiting on a dead address for its whole timeout (seen in CI)."""
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"intensity": 5, "children": ["a"]}},
+                                    "workers": workers("a")}))
+        before = node.call("a", "$info")  # cached, and subscribed to its exit
+        os.kill(before["pid"], 9)
+        node._system.tell(node._registry, Whereis("a", 10, before["incarnation"], False))
+        # the registry sends the notice before it answers that lookup: same sender, so it arrives first
+        after = listen_for(node, 10, lambda m: isinstance(m, Location) and m.name == "a")
+        assert after.incarnation not in ("", before["incarnation"])
+        assert node.call("a", "$info", timeout=2)["incarnation"] == after.incarnation
+
+
 def test_a_crash_in_a_reply_callback_restarts_the_caller(node: Node, tree) -> None:
     tree({"root": {"intensity": 5, "children": ["a", "relay"]}}, {**workers("a"), "relay": dict(RELAY)})
     before = incarnation(node, "relay")
