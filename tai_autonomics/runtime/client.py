@@ -63,10 +63,11 @@ class Client:
             if isinstance(reply, Moved):
                 # its reply, if it sent one before it exited, was on its way before this notice
                 # (sent by the registry once the supervisor saw the exit); take what has arrived
+                self._forget(reply)
                 answered = self._arrived(lambda m: isinstance(m, Reply) and m.ref == ref)
                 if answered is not None:
                     return _unwrap(answered)
-                self._forget(reply)  # it died with our call: it may have run part of it
+                # it died with our call: it may have run part of it
                 raise ActorCrashed(f"{name} exited before answering {msg_type!r}",
                                    detail={"actor": name, "message_type": msg_type})
             if isinstance(reply, Reply) and not _not_delivered(reply):

@@ -33,7 +33,11 @@ class Registry(Actor):
         super().__init__()
         self._entries: dict[str, Location] = {}
         self._waiters: dict[str, dict[int, Any]] = {}
-        self._subscribers: dict[str, list[Any]] = {}
+        # name -> [subscriber, the incarnation it was given ("" while it waits or got none)]
+        # (thespian addresses compare but do not hash): a subscription is to the incarnation
+        # handed out, so the departure of the one that was current while a caller waited for its
+        # successor does not use up the notice the caller needs when that successor goes
+        self._subscribers: dict[str, list[list[Any]]] = {}
         self._ids = itertools.count()
         _process.die_with_parent()
 
@@ -43,7 +47,7 @@ class Registry(Actor):
             self._gone(msg.name)
             self._entries[msg.name] = location
             for waiter in self._waiters.pop(msg.name, {}).values():
-                self.send(waiter, location)
+                self._give(waiter, location)
         elif isinstance(msg, Unregister):
             current = self._entries.get(msg.name)
             if current is not None and current.incarnation == msg.incarnation:
@@ -62,18 +66,29 @@ class Registry(Actor):
     def _gone(self, name: str) -> None:
         """The current incarnation of ``name`` is no more: tell whoever was given it."""
         location = self._entries.pop(name, None)
-        if location is not None:  # subscribers who asked while the name was unregistered stay
-            for subscriber in self._subscribers.pop(name, []):
-                self.send(subscriber, Moved(name, location.incarnation))
+        if location is None:
+            return
+        told = [entry for entry in self._subscribers.get(name, []) if entry[1] == location.incarnation]
+        for entry in told:
+            self._subscribers[name].remove(entry)
+            self.send(entry[0], Moved(name, location.incarnation))
+
+    def _give(self, to: Any, location: Location) -> None:
+        for entry in self._subscribers.get(location.name, []):
+            if entry[0] == to:
+                entry[1] = location.incarnation
+        self.send(to, location)
 
     def _whereis(self, msg: Whereis, sender: Any) -> None:
-        if msg.subscribe and sender not in self._subscribers.setdefault(msg.name, []):
-            self._subscribers[msg.name].append(sender)
+        if msg.subscribe:
+            subscribers = self._subscribers.setdefault(msg.name, [])
+            subscribers[:] = [entry for entry in subscribers if entry[0] != sender]
+            subscribers.append([sender, ""])
         location = self._entries.get(msg.name)
         if location is not None and msg.after and location.incarnation == msg.after:
             location = None
         if location is not None or msg.wait <= 0:
-            self.send(sender, location or Location(msg.name))
+            self._give(sender, location or Location(msg.name))
             return
         waiter_id = next(self._ids)
         self._waiters.setdefault(msg.name, {})[waiter_id] = sender

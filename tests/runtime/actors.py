@@ -8,7 +8,7 @@ from typing import Any
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
-from tai_autonomics.runtime.messages import Batch, Shutdown
+from tai_autonomics.runtime.messages import Batch, Moved, Shutdown
 
 
 def record(path: str | None, line: str) -> None:
@@ -50,6 +50,12 @@ class Echo(Server):
 
     def cast_crash(self, payload: Any) -> None:
         raise ValueError("cast boom")
+
+    def call_answer_after_notice(self, payload: Any) -> Any:
+        """Send the caller the registry's exit notice for this incarnation, then the answer (one
+        sender: they arrive in that order), as when the callee answers and exits at once."""
+        self.send(self.caller.address, Moved(self.name, self.incarnation))
+        return payload
 
     def call_refuse(self, payload: Any) -> None:
         raise TaiError("refused on purpose", code="refused", detail={"why": payload})

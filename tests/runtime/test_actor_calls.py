@@ -63,6 +63,21 @@ def test_a_subscription_made_while_the_name_is_unregistered_hears_of_the_next_ex
     assert listen_for(node, 5, about_between) == Moved("between", "between.1")
 
 
+def test_a_caller_waiting_for_the_next_incarnation_hears_of_that_ones_exit(node: Node) -> None:
+    """A caller told "restarting" by the old incarnation asks for the next one while the old is
+    still registered; the old one's departure is not news to it and must not use up its
+    subscription, or it never hears that the next one died (its calls then wait on a dead
+    address for their whole timeout)."""
+    system, registry = node._system, node._registry
+    about_next = lambda m: getattr(m, "name", None) == "next"  # noqa: E731 (notices of earlier tests' actors)
+    system.tell(registry, Register("next", registry, "next.1", os.getpid()))
+    system.tell(registry, Whereis("next", wait=5.0, after="next.1", subscribe=True))  # next.1 is current: it waits
+    system.tell(registry, Register("next", registry, "next.2", os.getpid()))
+    assert listen_for(node, 5, about_next) == Location("next", registry, "next.2", os.getpid())  # no notice of next.1
+    system.tell(registry, Unregister("next", "next.2"))
+    assert listen_for(node, 5, about_next) == Moved("next", "next.2")
+
+
 @pytest.mark.parametrize("base", MULTIPROCESS)
 def test_a_move_notice_read_while_listening_for_something_else_is_acted_on(base: str) -> None:
     """The registry tells a caller once that a cached actor moved; a listen that drops the notice
@@ -77,6 +92,17 @@ def test_a_move_notice_read_while_listening_for_something_else_is_acted_on(base:
         after = listen_for(node, 10, lambda m: isinstance(m, Location) and m.name == "a")
         assert after.incarnation not in ("", before["incarnation"])
         assert node.call("a", "$info", timeout=2)["incarnation"] == after.incarnation
+
+
+@pytest.mark.parametrize("base", MULTIPROCESS)
+def test_an_answer_read_after_the_callees_exit_notice_still_drops_its_address(base: str) -> None:
+    """The notice can overtake the answer (two senders); the answer is returned, and the cached
+    address must go all the same, or the next call waits on a dead address for its timeout."""
+    with Node(NodeConfig(base=base, admin_port=free_port())) as node:
+        node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a"]}},
+                                    "workers": workers("a")}))
+        assert node.call("a", "answer_after_notice", 7) == 7
+        assert "a" not in node._client._cache
 
 
 def test_a_crash_in_a_reply_callback_restarts_the_caller(node: Node, tree) -> None:

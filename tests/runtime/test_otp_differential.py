@@ -3,8 +3,8 @@
 Each scenario is a supervision tree and a fault script (crash a worker, stop it with a reason,
 SIGKILL it, make its next starts fail, let time pass, wait for a line of the trace). It runs on real Erlang/OTP
 ``supervisor``s (``tests/runtime/otp/otp_diff.erl``, compiled with ``erlc`` at test time;
-Debian's ``erlang-nox``, installed by ``.ci/run``) and on our runtime on
-``multiprocTCPBase``; both write a trace of worker starts and
+Debian's ``erlang-nox``, installed by ``.ci/run``) and on our runtime on both multiprocess bases
+(``multiprocUnixBase``, the default, and ``multiprocTCPBase``); both write a trace of worker starts and
 stops with OTP's exit reasons, who is alive after the script, how the root ended (if it gave up)
 and the ordered shutdown, and the traces must be equal. After every step each side waits until
 its tree has settled, on events it can observe (no fixed sleeps): OTP's supervisors by
@@ -32,6 +32,7 @@ import pytest
 from tai_autonomics.runtime import ActorCrashed, CallError, Node, NodeConfig, SupervisorSpec, parse_tree
 from tests.conftest import free_port
 from tests.runtime.actors import events, record
+from tests.runtime.conftest import MULTIPROCESS
 
 TRACED = "tests.runtime.actors:Traced"
 
@@ -203,9 +204,9 @@ def otp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_OtpRun]:
 
 # -- our side ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[Node]:
-    with Node(NodeConfig(base="multiprocTCPBase", admin_port=free_port())) as n:
+@pytest.fixture(scope="module", params=MULTIPROCESS)
+def node(request: pytest.FixtureRequest) -> Iterator[Node]:
+    with Node(NodeConfig(base=request.param, admin_port=free_port())) as n:
         yield n
 
 
@@ -271,13 +272,16 @@ def _step(node: Node, step: tuple[Any, ...], log: Path) -> None:
 def _run_ours(node: Node, scenario: Scenario, log: Path) -> list[str]:
     spec = scenario.spec(log)
     node.start_tree(spec)
+    names = {s.name for s in spec.walk()}
+    # each registers itself as it confirms its start: a lookup may overtake that, and a root not
+    # registered yet would look like one that gave up
+    _wait(lambda: names <= set(node.registered()), "every name registered")
     settled = lambda: _settled(node, spec)  # noqa: E731
     _wait(settled, "the tree to settle")
     for step, after in zip(scenario.steps, (*scenario.steps[1:], ("",))):
         _step(node, step, log)
         if "await" not in (step[0], after[0]):  # an await waits for its line, amid the tree's reaction
             _wait(settled, f"the tree to settle after {step}")
-    names = {s.name for s in spec.walk()}
     record(str(log), f"alive {' '.join(sorted(n for n in node.registered() if n in names))}")
     if spec.name in node.registered():
         assert node.stop_tree()
