@@ -120,7 +120,7 @@ class ProdMode(Server):
         self.subscribers: set[str] = set()
         self.pushed: Authority | None = None
         if self.machine.configured == EVAL:
-            self._record(self.machine.start(True, "configured eval mode"))
+            self._record(self.machine.start("configured eval mode"))
             return None
         self._subscribe(then=self._started_cert)
         return DEFERRED
@@ -149,7 +149,7 @@ class ProdMode(Server):
         if error is not None:
             self.fail_start(f"production start refused: insurer: {_why(error)}")
             return
-        self._record(self.machine.start(True, "certificate valid and policy verified"))
+        self._record(self.machine.start("certificate valid and policy verified"))
         self._verdict(None)
         self.start_timer(self.check_interval, "check")
         self.confirm_started()
