@@ -56,11 +56,6 @@ class ProvingTree:
         """The root of the complete subtree of ``2**level`` leaves from leaf ``index << level``."""
         raise NotImplementedError
 
-    def leaf(self, index: int) -> bytes:
-        """The leaf hash at ``index``."""
-        self._check_range(index, index + 1)
-        return self._node(0, index)
-
     def root(self, size: int | None = None) -> bytes:
         """The tree head of the first ``size`` leaves (default: all)."""
         size = self.size if size is None else size
