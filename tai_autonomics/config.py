@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.resources
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
                          admin_port_auto=admin_port_auto)
 
 
-def _sandbox(table: Any, profile: str, fail) -> float | None:
+def _sandbox(table: Any, profile: str, fail: Callable[[str, str], ConfigError]) -> float | None:
     """The ``[sandbox]`` table: only the dev profile starts a sandbox, so only it may have one."""
     if table is None:
         return None

@@ -112,6 +112,7 @@ import logging
 import math
 import socket
 import uuid
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -352,7 +353,7 @@ class CertManager(Server):
 
     # --- revocation -----------------------------------------------------------------------
 
-    def _ask_revocation(self, then) -> None:
+    def _ask_revocation(self, then: Callable[[Any, TaiError | None], None]) -> None:
         current = self._loaded().current
         fingerprint = current.fingerprint
 

@@ -125,7 +125,7 @@ class ProdMode(Server):
         self._subscribe(then=self._started_cert)
         return DEFERRED
 
-    def _subscribe(self, then) -> None:
+    def _subscribe(self, then: Callable[[Any, TaiError | None], None]) -> None:
         """Subscribe to CertManager's notices; ``then(status, error)`` gets the reply, as ``status``'s."""
         self.call_actor(CERT_MANAGER, "subscribe", {"name": self.name}, then=then)
 

@@ -307,7 +307,7 @@ class Process(Actor):
         if not self._exiting:
             self._guarded(self.handle_cast, msg.type, msg.payload, message_type=msg.type)
 
-    def _guarded(self, handler, *args: Any, message_type: str) -> None:
+    def _guarded(self, handler: Callable[..., Any], *args: Any, message_type: str) -> None:
         """Run a callback that has no caller to answer; a crash still ends this incarnation."""
         try:
             handler(*args)
@@ -427,7 +427,7 @@ class Server(Process):
     def handle_cast(self, msg_type: str, payload: Any) -> None:
         self._handler("cast_", msg_type)(payload)
 
-    def _handler(self, prefix: str, msg_type: str):
+    def _handler(self, prefix: str, msg_type: str) -> Callable[[Any], Any]:
         handler = getattr(self, prefix + msg_type, None) if msg_type.isidentifier() else None
         if handler is None:
             raise TaiError(f"{self.name} has no handler for {prefix[:-1]} {msg_type!r}", code="unknown_message",

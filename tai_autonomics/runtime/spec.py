@@ -26,6 +26,7 @@ import dataclasses
 import importlib
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -97,7 +98,7 @@ class SupervisorSpec:
     restart: Restart = "permanent"
     shutdown: Shutdown = INFINITY
 
-    def walk(self):
+    def walk(self) -> Iterator[SupervisorSpec | WorkerSpec]:
         """Yield every spec in the tree, depth first, in start order."""
         yield self
         for child in self.children:
