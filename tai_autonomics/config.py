@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.resources
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,14 +142,16 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
                 raise fail(f"{name}.{key}", "must be a string, number or boolean")
         sections[name] = {k: str((base_dir / v).resolve()) if _is_path_key(k) and isinstance(v, str) else v
                           for k, v in table.items()}
+    data_dir = paths["data_dir"]
+    assert data_dir is not None  # it has a default
     return ReleaseConfig(profile=profile, mode=mode, supervision=paths["supervision"],
-                         data_dir=paths["data_dir"],
+                         data_dir=data_dir,
                          system=NodeConfig(base=base, admin_port=port, bind=bind, log_level=level),
                          sections=sections, source=source, sandbox_cert_validity_s=cert_validity_s,
                          admin_port_auto=admin_port_auto)
 
 
-def _sandbox(table: Any, profile: str, fail) -> float | None:
+def _sandbox(table: Any, profile: str, fail: Callable[[str, str], ConfigError]) -> float | None:
     """The ``[sandbox]`` table: only the dev profile starts a sandbox, so only it may have one."""
     if table is None:
         return None

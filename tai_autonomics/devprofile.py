@@ -61,7 +61,10 @@ def prepare(release: ReleaseConfig) -> DevEnvironment:
     ca_dir = data_dir / DEV_CA_DIR
     validity = None if release.sandbox_cert_validity_s is None else timedelta(seconds=release.sandbox_cert_validity_s)
     if not (ca_dir / CA_KEY_FILE).exists():
-        write_dev_ca(ca_dir, **({} if validity is None else {"valid_for": validity}))
+        if validity is None:
+            write_dev_ca(ca_dir)
+        else:
+            write_dev_ca(ca_dir, valid_for=validity)
         logs.event(log, "development CA created", event="dev_ca_created", directory=str(ca_dir))
     os.environ.setdefault(WEBHOOK_SECRET_ENV, secrets.token_hex(32))  # the sandbox child and the actors inherit it
     sandbox = SandboxProcess(data_dir, ca_dir=ca_dir, cert_validity=validity, on_line=sys.stdout.write)

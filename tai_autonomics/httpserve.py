@@ -43,8 +43,10 @@ class Server(uvicorn.Server):
     """uvicorn with our logging (JSON lines through the root logger) and a hook once it listens."""
 
     def __init__(self, app: Any, on_started: Callable[[], None], *, graceful_s: float, **options: Any) -> None:
+        # uvicorn annotates the graceful timeout as int, but hands it to asyncio.timeout, which takes seconds as a float
         super().__init__(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                        timeout_graceful_shutdown=graceful_s, **options))
+                                        timeout_graceful_shutdown=graceful_s,  # type: ignore[arg-type]
+                                        **options))
         self._on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -254,6 +254,6 @@ def _reach(probes: _Probes) -> list[TaiError]:
         if name not in results:
             problems.append(Unreachable(f"{probe.party} did not answer within {REACH_DEADLINE_S:g} s",
                                         code=probe.code))
-        elif results[name] is not None:
-            problems.append(results[name])
+        elif (problem := results[name]) is not None:
+            problems.append(problem)
     return problems

@@ -26,7 +26,7 @@ def listen_for(node: Node, timeout: float, wanted: Callable[[Any], bool]) -> Any
     base, so the registry's :class:`~tai_autonomics.runtime.messages.Moved` notices about actors
     of earlier calls (or tests) arrive at the same inbox, and the client must see them or its
     cached address of that actor goes stale."""
-    return node._client.listen(timeout, wanted)
+    return node._own_client.listen(timeout, wanted)
 
 
 @pytest.fixture(scope="session", autouse=True)

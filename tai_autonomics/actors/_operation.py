@@ -43,12 +43,15 @@ from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
+from functools import partial
 from typing import Any
 
 import httpx
 
 from tai_autonomics import logs
 from tai_autonomics.errors import TaiError
+from tai_autonomics.ledger.operations import IN_PROGRESS, INTERRUPTED, OPEN
 from tai_autonomics.operations.authority import Authority
 from tai_autonomics.operations.rca import Answer, shutdown_record
 from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
@@ -60,8 +63,6 @@ CALL_TIMEOUT_S = 40.0
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
 LEDGER = "ReceiptLedger"
 PROD_MODE = "ProdMode"
-IN_PROGRESS, COMPLETED, FAILED, INTERRUPTED = "in_progress", "completed", "failed", "interrupted"
-OPEN = (IN_PROGRESS, INTERRUPTED)  # a stored operation with no outcome yet
 
 
 class OperationConflict(TaiError):
@@ -111,17 +112,29 @@ class _TakeOver:
     operation_id: str
 
 
+class Phase(Enum):
+    """Where an operation of this incarnation is. Its value is the outcome receipt's suffix
+    (``<kind>.completed``) for the two outcomes."""
+
+    GUARDING = "guarding"  # a new request: the guard and its intent receipt are on their way, nothing recorded
+    WAITING = "waiting"  # intent recorded, nothing runs: taken over from the store, waiting for the request's repeat
+    RUNNING = "running"  # intent recorded, the outside calls under way
+    INTERRUPTING = "interrupting"  # a drain is recording its interruption: the party's late answer is ignored
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
 @dataclass
 class Operation:
     operation_id: str
     key: str
     fingerprint: str
     intent_payload: dict[str, Any]
-    status: str = IN_PROGRESS
+    phase: Phase = Phase.GUARDING
     receipts: list[dict[str, Any]] = field(default_factory=list)
     rca: dict[str, Any] | None = None
     waiters: list[Caller] = field(default_factory=list)
-    steps: list[Step] | None = None  # None: not running (guarding, or waiting for the request's repeat)
+    steps: list[Step] = field(default_factory=list)  # the outside calls, once running
     deadline: float = 0.0
     step: int = 0
     attempt: int = 0
@@ -129,10 +142,15 @@ class Operation:
     results: list[Any] = field(default_factory=list)
     chain: str = ""
     plan: Callable[[str], list[Step]] | None = None  # the request's outside calls (None: taken over from the store)
-    interrupting: bool = False  # a drain is recording its interruption: the party's late answer is ignored
+
+    @property
+    def status(self) -> str:
+        """As the store writes it: ``in_progress`` until an outcome is recorded."""
+        return self.phase.value if self.phase in (Phase.COMPLETED, Phase.FAILED) else IN_PROGRESS
 
     def view(self) -> dict[str, Any]:
-        view = {"operation_id": self.operation_id, "status": self.status, "receipts": list(self.receipts)}
+        view: dict[str, Any] = {"operation_id": self.operation_id, "status": self.status,
+                                "receipts": list(self.receipts)}
         if self.rca is not None:
             view["rca"] = self.rca
         return view
@@ -256,7 +274,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                     self._join_or_answer(operation_id, view, caller)
                 return
             op = Operation(operation_id, record["key"], record["fingerprint"], intent.get("payload") or {},
-                           receipts=[intent], chain=record["chain"])
+                           phase=Phase.WAITING, receipts=[intent], chain=record["chain"])
             self._track(op)
             if caller is not None:
                 op.waiters.append(caller)
@@ -295,12 +313,11 @@ class OperationActor(Server, metaclass=ABCMeta):
             raise Draining(f"{self.name} is stopping: send the request again (another instance takes it)",
                            detail={"actor": self.name})
         caller = self.caller
-        known = self.ops.get(self.by_key.get(key, "")) if key is not None else None
-        if known is not None:
+        if key is not None and (known := self.ops.get(self.by_key.get(key, ""))) is not None:
             if known.fingerprint != fingerprint:
                 raise self._conflict(key, known.operation_id)
             known.waiters.append(caller)
-            if known.steps is None and known.receipts:  # recorded, never run to the end: this repeat resumes it
+            if known.phase is Phase.WAITING:  # recorded, never run to the end: this repeat resumes it
                 self._run(known, plan(known.operation_id))
             return NOREPLY
         if key is None:
@@ -319,10 +336,11 @@ class OperationActor(Server, metaclass=ABCMeta):
         else:
             self.reply(caller, error=error)
 
-    def _existing(self, view: dict[str, Any], fingerprint: str, plan: Callable[[str], list[Step]],
+    def _existing(self, view: dict[str, Any], fingerprint: str, plan: Callable[[str], list[Step]] | None,
                   caller: Caller) -> None:
         """A request whose key the store already holds: the first operation's answer (its result;
-        ``in_progress`` while another instance runs it), or a take-over if its runner died."""
+        ``in_progress`` while another instance runs it), or a take-over if its runner died (with
+        ``plan``, else as far as its intent allows)."""
         record = view["operation"]
         if record["fingerprint"] != fingerprint:
             self.reply(caller, error=self._conflict(record["key"], record["operation_id"]))
@@ -337,8 +355,8 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def _start(self, key: str | None, fingerprint: str, intent: dict[str, Any], plan: Callable[[str], list[Step]],
                caller: Caller) -> None:
-        running = self.ops.get(self.by_key.get(key, "")) if key is not None else None
-        if running is not None:  # the same key arrived again while the store was asked
+        if key is not None and (running := self.ops.get(self.by_key.get(key, ""))) is not None:
+            # the same key arrived again while the store was asked
             if running.fingerprint != fingerprint:
                 self.reply(caller, error=self._conflict(key, running.operation_id))
             else:
@@ -348,11 +366,12 @@ class OperationActor(Server, metaclass=ABCMeta):
                                                                            "fingerprint": fingerprint}, plan=plan)
         op.waiters.append(caller)
         self._track(op)
-        now = time.time()
+        now, guard = time.time(), self.authority
+        assert guard is not None  # ProdMode's, taken before the start is confirmed (so before any request)
         try:
-            authority = self.authority.guard(intent["sku_id"], self.deadline_s, now)
+            authority = guard.guard(intent["sku_id"], self.deadline_s, now)
         except TaiError as refusal:
-            if self.authority.expired(now):
+            if guard.expired(now):
                 self.call_actor(PROD_MODE, "certificate_expired", None, then=_ignored)
             self._guarded_op(op, None, refusal)
             return
@@ -370,7 +389,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         if self.draining and not self.ops:
             self._drained()
 
-    def _guarded_op(self, op: Operation, authority: Any, error: BaseException | None) -> None:
+    def _guarded_op(self, op: Operation, authority: Any, error: TaiError | None) -> None:
         if error is None and self.draining:  # nothing recorded yet: refuse, as a request arriving now is
             error = Draining(f"{self.name} is stopping: send the request again (another instance takes it)",
                              detail={"actor": self.name})
@@ -387,16 +406,19 @@ class OperationActor(Server, metaclass=ABCMeta):
         op.intent_payload["coverage"] = {"sku_id": op.intent_payload["sku_id"], "cost": op.intent_payload["cost"],
                                          **authority["limit"]}
         effect = {"open": {"scope": self.kind, "key": op.key, "fingerprint": op.fingerprint}}
-        self._append(op, "intent", op.intent_payload, effect, then=lambda: self._run(op, op.plan(op.operation_id)))
+        plan = op.plan
+        assert plan is not None  # a new request's operation carries its plan
+        self._append(op, "intent", op.intent_payload, effect, then=lambda: self._run(op, plan(op.operation_id)))
 
-    def _record_refusal(self, op: Operation, refusal: BaseException) -> None:
+    def _record_refusal(self, op: Operation, refusal: TaiError) -> None:
         draft = {"kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
                  "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
                              "request": op.intent_payload}}
         self.call_actor(LEDGER, "append", draft, then=lambda _receipt, error: self._answer(
             op, error=error or refusal))
 
-    def _append(self, op: Operation, outcome: str, payload: dict[str, Any], effect: dict[str, Any], then) -> None:
+    def _append(self, op: Operation, outcome: str, payload: dict[str, Any], effect: dict[str, Any],
+                then: Callable[[], None]) -> None:
         draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain, "payload": payload,
                  "operation_id": op.operation_id, "effect": effect}
 
@@ -416,8 +438,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                 waiters, op.waiters = op.waiters, []
                 for caller in waiters:
                     self.call_actor(LEDGER, "operation", {"operation_id": op.operation_id},
-                                    then=lambda view, err, c=caller: self.reply(c, _stored_view(view) if err is None
-                                                                                 else None, err))
+                                    then=partial(self._reply_stored, caller))
             else:  # the outside call happened but is unrecorded: restart; the next incarnation takes it over
                 self._answer(op, error=error)
                 raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
@@ -441,15 +462,24 @@ class OperationActor(Server, metaclass=ABCMeta):
             first = detail["operation"]["operation_id"]
             for caller in waiters:
                 self.call_actor(LEDGER, "operation", {"operation_id": first},
-                                then=lambda view, err, c=caller: self._existing(view, op.fingerprint, op.plan, c)
-                                if err is None else self.reply(c, error=err))
+                                then=partial(self._found_first, op, caller))
         else:
             self._answer(op, error=error)
+
+    def _reply_stored(self, caller: Caller, view: Any, error: TaiError | None) -> None:
+        self.reply(caller, None if error is not None else _stored_view(view), error)
+
+    def _found_first(self, op: Operation, caller: Caller, view: Any, error: TaiError | None) -> None:
+        """The operation that claimed ``op``'s key first, for one of ``op``'s callers."""
+        if error is not None:
+            self.reply(caller, error=error)
+        else:
+            self._existing(view, op.fingerprint, op.plan, caller)
 
     # -- the outside party ---------------------------------------------------------------------------
 
     def _run(self, op: Operation, steps: list[Step]) -> None:
-        op.steps, op.step, op.attempt, op.results = steps, 0, 0, []
+        op.phase, op.steps, op.step, op.attempt, op.results = Phase.RUNNING, steps, 0, 0, []
         op.deadline = time.monotonic() + self.deadline_s
         self._attempt(op)
 
@@ -458,7 +488,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         HTTP call runs off the actor's thread (:meth:`run_blocking`): a slow party holds up
         only its own operation."""
         if op.step == len(op.steps):
-            self._finish(op, COMPLETED, self.completed_payload(op.results))
+            self._finish(op, Phase.COMPLETED, self.completed_payload(op.results))
             return
         step = op.steps[op.step]
         left = op.deadline - time.monotonic()
@@ -472,7 +502,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         def answered(result: tuple[Answer, Any] | None, error: BaseException | None) -> None:
             if error is not None:
                 raise error  # a bug in the call itself: crash, as it would have inline
-            if not op.interrupting:
+            if result is not None and op.phase is Phase.RUNNING:
                 self._answered(op, *result)
 
         self.run_blocking(lambda: self._post(step, key, timeout_s), then=answered)
@@ -491,7 +521,7 @@ class OperationActor(Server, metaclass=ABCMeta):
             return
         context = {"stage": step.stage, "url": self.base_url + step.path, "status": answer.status,
                    "error_code": answer.code or None, "attempts": op.attempt}
-        self._finish(op, FAILED, {"rca": self.rca(step.stage, answer, context)})
+        self._finish(op, Phase.FAILED, {"rca": self.rca(step.stage, answer, context)})
 
     def _backoff(self, attempt: int, answer: Answer) -> float:
         wait = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
@@ -522,15 +552,15 @@ class OperationActor(Server, metaclass=ABCMeta):
         return Answer(response.status_code, str(error.get("code", "")), str(error.get("message", "")),
                       retry_after_s=_seconds(response.headers.get("retry-after"))), None
 
-    def _finish(self, op: Operation, status: str, payload: dict[str, Any]) -> None:
+    def _finish(self, op: Operation, outcome: Phase, payload: dict[str, Any]) -> None:
         payload = {"key": op.key, "attempts": op.attempts, **payload}
 
         def recorded() -> None:
-            op.status, op.rca, op.steps = status, payload.get("rca"), None
+            op.phase, op.rca = outcome, payload.get("rca")
             self._forget(op)  # the store answers from now on
             self._answer(op, value=op.view())
 
-        self._append(op, status, payload, {"close": {"status": status}}, then=recorded)
+        self._append(op, outcome.value, payload, {"close": {"status": outcome.value}}, then=recorded)
 
     def _answer(self, op: Operation, value: Any = None, error: BaseException | None = None) -> None:
         waiters, op.waiters = op.waiters, []
@@ -556,17 +586,19 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def _interrupt_running(self) -> None:
         for op in list(self.ops.values()):
-            if not op.receipts:
+            if op.phase is Phase.GUARDING:
                 continue  # its intent is on its way: it ends by itself (refused, as the guard answers)
-            if op.steps is None:  # taken over, waiting for its repeat: nothing runs
+            if op.phase is Phase.WAITING:  # taken over, waiting for its repeat: nothing runs
                 self._forget(op)
                 continue
-            op.interrupting = True
+            if op.phase is not Phase.RUNNING:
+                continue  # an earlier drain is recording its interruption
+            op.phase = Phase.INTERRUPTING
             step = op.steps[op.step] if op.step < len(op.steps) else op.steps[-1]
             context = {"stage": step.stage, "url": self.base_url + step.path, "attempts": op.attempts}
             payload = {"key": op.key, "attempts": op.attempts, "rca": shutdown_record(self.party, context)}
-            self._append(op, "interrupted", payload, {"close": {"status": "interrupted"}},
-                         then=lambda op=op: self._interrupted(op))
+            self._append(op, INTERRUPTED, payload, {"close": {"status": INTERRUPTED}},
+                         then=partial(self._interrupted, op))
         if not self.ops:
             self._drained()
 
@@ -601,7 +633,7 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def on_timer(self, payload: Any) -> None:
         if isinstance(payload, _Retry) and payload.operation_id in self.ops \
-                and not self.ops[payload.operation_id].interrupting:
+                and self.ops[payload.operation_id].phase is Phase.RUNNING:
             self._attempt(self.ops[payload.operation_id])
         elif isinstance(payload, _TakeOver) and payload.operation_id not in self.ops and not self.draining:
             self._take_over(payload.operation_id)

@@ -112,6 +112,8 @@ import logging
 import math
 import socket
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +172,7 @@ class CertManager(Server):
         self._unsent: list[dict[str, Any]] = []
         self._flush_waiters: list[tuple[Caller, Any]] = []
         self._core: Core | None = None
-        self._unloaded = CertNotLoaded("no trust anchor is configured (context trust.anchor)")
+        self._unloaded: TaiError = CertNotLoaded("no trust anchor is configured (context trust.anchor)")
         self._subscribers: set[str] = set()
         self._announced: tuple[Any, ...] | None = None
         self._sync_interval_s = _seconds(args, "sync_interval_s", 15, positive=True)
@@ -275,7 +277,7 @@ class CertManager(Server):
 
     def call_renew_now(self, payload: Any) -> Any:
         self._loaded()
-        self._renew_waiters.append(self._current_caller())
+        self._renew_waiters.append(self.caller)
         self._start_renewal()
         return NOREPLY
 
@@ -289,7 +291,7 @@ class CertManager(Server):
         return {"revoked": revoked}
 
     def call_check_revocation(self, payload: Any) -> Any:
-        caller = self._current_caller()
+        caller = self.caller
         self._ask_revocation(lambda value, error: self.reply(caller, value, error))
         return NOREPLY
 
@@ -351,7 +353,7 @@ class CertManager(Server):
 
     # --- revocation -----------------------------------------------------------------------
 
-    def _ask_revocation(self, then) -> None:
+    def _ask_revocation(self, then: Callable[[Any, TaiError | None], None]) -> None:
         current = self._loaded().current
         fingerprint = current.fingerprint
 
@@ -485,9 +487,9 @@ class CertManager(Server):
         except TaiError as refused:
             notice = {"status": None, "error": {"code": refused.code, "message": refused.message}}
         for name in sorted(self._subscribers):
-            self.call_actor(name, NOTICE, notice, then=lambda value, error, name=name: self._noticed(name, error))
+            self.call_actor(name, NOTICE, notice, then=partial(self._noticed, name))
 
-    def _noticed(self, name: str, error: TaiError | None) -> None:
+    def _noticed(self, name: str, _value: Any, error: TaiError | None) -> None:
         if error is not None:
             logs.event(log, "a subscriber did not take a certificate notice", logging.WARNING,
                        event="cert.notice_failed", subscriber=name, code=error.code, reason=error.message)
@@ -523,7 +525,7 @@ class CertManager(Server):
         """Reply ``value`` now if no receipt is on its way to the ledger, else once they all are settled."""
         if not self._appending:
             return value
-        self._flush_waiters.append((self._current_caller(), value))
+        self._flush_waiters.append((self.caller, value))
         return NOREPLY
 
     def _settle_waiters(self) -> None:
@@ -539,10 +541,6 @@ class CertManager(Server):
         if self._core is None:
             raise self._unloaded
         return self._core
-
-    def _current_caller(self) -> Caller:
-        assert self.caller is not None, "only a call handler has a caller"
-        return self.caller
 
 
 def _seconds(args: dict[str, Any], name: str, default: float, *, positive: bool) -> float:

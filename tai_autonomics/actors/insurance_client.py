@@ -164,7 +164,7 @@ class InsuranceClient(Server):
                     "in_flight": 0, "call_timeout_s": CALL_TIMEOUT_S, "cache_lookups": None, "request_seconds": None}
         try:
             cached = client.peek_policy_status()
-            cache = {"status": cached.status, "age_s": cached.age_s, "fresh": True}
+            cache: dict[str, object] | None = {"status": cached.status, "age_s": cached.age_s, "fresh": True}
         except InsuranceCacheStaleError as stale:
             age = stale.detail["age_s"]
             cache = None if age is None else {"status": stale.detail["last_status"], "age_s": age, "fresh": False}
@@ -186,7 +186,6 @@ class InsuranceClient(Server):
 
     def _run(self, steps: Steps[Any], render: Callable[[Any], Any]) -> Any:
         """Start an operation; its caller is answered when the steps end (return NOREPLY)."""
-        assert self.caller is not None
         self._advance(uuid.uuid4().hex, _InFlight(steps, render, self.caller))
         return NOREPLY
 

@@ -120,12 +120,12 @@ class ProdMode(Server):
         self.subscribers: set[str] = set()
         self.pushed: Authority | None = None
         if self.machine.configured == EVAL:
-            self._record(self.machine.start(True, "configured eval mode"))
+            self._record(self.machine.start("configured eval mode"))
             return None
         self._subscribe(then=self._started_cert)
         return DEFERRED
 
-    def _subscribe(self, then) -> None:
+    def _subscribe(self, then: Callable[[Any, TaiError | None], None]) -> None:
         """Subscribe to CertManager's notices; ``then(status, error)`` gets the reply, as ``status``'s."""
         self.call_actor(CERT_MANAGER, "subscribe", {"name": self.name}, then=then)
 
@@ -142,14 +142,14 @@ class ProdMode(Server):
         if error is not None:
             self.fail_start(f"production start refused: certificate: {_why(error)}")
             return
-        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
+        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
                         then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _started_insurer(self, _status: Any, error: BaseException | None) -> None:
         if error is not None:
             self.fail_start(f"production start refused: insurer: {_why(error)}")
             return
-        self._record(self.machine.start(True, "certificate valid and policy verified"))
+        self._record(self.machine.start("certificate valid and policy verified"))
         self._verdict(None)
         self.start_timer(self.check_interval, "check")
         self.confirm_started()
@@ -193,14 +193,14 @@ class ProdMode(Server):
             self._lost(f"certificate: {_why(error)}")
             return
         self._take_certificate(status)
-        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
+        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
                         then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _checked_insurer(self, _status: Any, error: BaseException | None) -> None:
         self._verdict(error)
         if error is None and self._certificate_usable():
             self._record(self.machine.insurance_confirmed())
-        elif getattr(error, "code", "") in LOST_CODES:
+        elif error is not None and getattr(error, "code", "") in LOST_CODES:
             self._lost(f"insurer: {_why(error)}")
 
     def _lost(self, reason: str) -> None:
@@ -238,7 +238,7 @@ class ProdMode(Server):
         if isinstance(request, dict) and request.get("operation") == "pricing":
             self.machine.check(PRICING)
             contractual = self.machine.mode == PROD
-            return {"mode": self.machine.mode, "chain": self.policy.policy_id if contractual else None,
+            return {"mode": self.machine.mode, "chain": self._policy_id() if contractual else None,
                     "authority": "contractual" if contractual else "advisory"}
         sku, timeout_s = _guard_request(request)
         now = time.time()
@@ -250,6 +250,13 @@ class ProdMode(Server):
         """What an operation actor needs to guard its writes itself (see the module docstring)."""
         return Authority(self.machine.mode, self.machine.reason, self.policy if self.machine.configured == PROD
                          else None, self.not_after, self.buffer)
+
+    def _policy_id(self) -> str:
+        """The policy's id, the chain of prod receipts: known once the certificate is taken, which
+        in prod is before the start is confirmed (so before any call or check needs it)."""
+        if self.policy is None:
+            raise TaiError("no insurance policy is known yet", code="cert_not_loaded")
+        return self.policy.policy_id
 
     def call_authority(self, request: Any) -> Authority:
         """Subscribe the operation actor ``request["name"]`` to changes; answer the current authority."""
@@ -287,7 +294,8 @@ class ProdMode(Server):
         refused. No receipt: the mode of a stopping instance binds nobody (docs/specification.md §2)."""
         transition = self.machine.drain()
         if transition is not None:
-            logs.event(log, f"mode {transition.previous} -> draining", event="mode_changed", **transition.to_payload())
+            logs.event(log, f"mode {transition.previous} -> draining", logging.INFO, event="mode_changed",
+                       **transition.to_payload())
             self._push()
         return self.call_mode(None)
 
@@ -296,7 +304,7 @@ class ProdMode(Server):
         if self.machine.mode != "read_only":
             self.machine.resume(False)  # raises the precise refusal
         caller = self.caller
-        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self.policy.policy_id},
+        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
                         timeout=INSURER_TIMEOUT_S,
                         then=lambda _s, err: self._resumed(caller, err))
         return NOREPLY
@@ -342,7 +350,7 @@ class ProdMode(Server):
         if transition is None:
             return False
         logs.event(log, f"mode {transition.previous or 'starting'} -> {transition.mode}: {transition.reason}",
-                   event="mode_changed", **transition.to_payload())
+                   logging.INFO, event="mode_changed", **transition.to_payload())
         self._unrecorded.append(transition.to_payload())
         self._push()
         return True
@@ -370,8 +378,8 @@ class ProdMode(Server):
 
     def _verdict(self, error: BaseException | None) -> None:
         """Record the insurer's answer if it changed the verdict or restates one recorded an hour ago."""
-        verdict = Verdict(self.policy.policy_id) if error is None else \
-            Verdict(self.policy.policy_id, getattr(error, "code", "insurance_error"), _why(error))
+        verdict = Verdict(self._policy_id()) if error is None else \
+            Verdict(self._policy_id(), getattr(error, "code", "insurance_error"), _why(error))
         decided = self.verdicts.observe(verdict, time.time())
         if decided is not None:
             self._append(*decided)
@@ -380,9 +388,9 @@ class ProdMode(Server):
                 then: Callable[[Any, BaseException | None], None] | None = None) -> None:
         """Append on this mode's chain; ``then(receipt, error)`` once the ledger answers (default:
         log a failure, for receipts nobody waits on)."""
-        contractual = self.machine.configured == PROD and self.policy is not None
-        draft = {"kind": kind, "mode": PROD if contractual else EVAL, "payload": payload,
-                 "chain": self.policy.policy_id if contractual else None, "operation_id": operation_id}
+        chain = self.policy.policy_id if self.machine.configured == PROD and self.policy is not None else None
+        draft = {"kind": kind, "mode": EVAL if chain is None else PROD, "payload": payload,
+                 "chain": chain, "operation_id": operation_id}
         self.call_actor("ReceiptLedger", "append", draft, then=then or self._appended)
 
     def _appended(self, receipt: Any, error: BaseException | None) -> None:

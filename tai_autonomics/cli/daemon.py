@@ -134,7 +134,8 @@ def _checked(release: ReleaseConfig, tree_file: Path, port: int | None,
     starts; every problem at once (a production start that named only the first took one start
     per problem), or the one problem as before."""
     problems: list[TaiError] = []
-    spec = http = None
+    spec: SupervisorSpec | None = None
+    http: GatewayConfig | None = None
     try:
         spec = load_tree(tree_file)
     except TaiError as exc:
@@ -157,6 +158,7 @@ def _checked(release: ReleaseConfig, tree_file: Path, port: int | None,
     if problems:
         raise Problems(f"{len(problems)} problems with {release.source} and the environment (above); "
                        f"nothing was started", problems)
+    assert spec is not None and http is not None  # each was made, or its problem was raised above
     return spec, http
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tai_autonomics.config import load_release
@@ -128,7 +129,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _report(run) -> int:
+def _report(run: Callable[[], VerifyReport]) -> int:
     """Print the verification outcome as one JSON line; exit 1 when verification fails."""
     try:
         report: VerifyReport = run()

@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -92,9 +92,9 @@ def create_app(gateway: Gateway) -> ASGIApp:
     async def shell_session(websocket: WebSocket) -> None:
         await shell.session(websocket, gateway)
 
-    routes = [Route(_route_path(ep), _endpoint(gateway, ep), methods=[ep.method]) for ep in ROUTES]
+    routes: list[BaseRoute] = [Route(_route_path(ep), _endpoint(gateway, ep), methods=[ep.method]) for ep in ROUTES]
     routes.append(WebSocketRoute(shell.PATH, shell_session))
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _routing_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _routing_error})  # type: ignore[dict-item]  # starlette types a handler as taking any exception; it gets its own class
     return _Observe(app, gateway)
 
 

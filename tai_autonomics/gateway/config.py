@@ -131,9 +131,9 @@ def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ:
                 value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise fail(key, f"must be a {kind.__name__}")
-            if kind is not str and value <= 0:
+            if isinstance(value, (int, float)) and value <= 0:
                 raise fail(key, "must be positive")
-            if key == "drain_s" and value > MAX_DRAIN_S:
+            if key == "drain_s" and isinstance(value, float) and value > MAX_DRAIN_S:
                 raise fail(key, f"must be at most {MAX_DRAIN_S:g} s: Cloud Run kills the instance 10 s after SIGTERM")
             values[key] = value
         elif key.startswith("allow_") and isinstance(value, str) and _NAME.fullmatch(key[6:]):

@@ -130,10 +130,11 @@ async def open_shell(req: Req) -> Response:
 
 def _actor_message(req: Req) -> tuple[str, str, Any]:
     """The actor, message type and payload of a generic call or cast, if the allow-list has it."""
-    fields(req.body, {"type": str}, {"payload": object})
-    actor, msg_type = req.path["name"], req.body["type"]
+    body = req.body or {}
+    fields(body, {"type": str}, {"payload": object})
+    actor, msg_type = req.path["name"], body["type"]
     allowed_message(req.gateway.config, actor, msg_type)
-    return actor, msg_type, req.body.get("payload")
+    return actor, msg_type, body.get("payload")
 
 
 def allowed_message(config: GatewayConfig, actor: str, msg_type: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -105,7 +106,7 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
     return True
 
 
-def _command_frame(message: dict[str, Any]) -> tuple[int, str]:
+def _command_frame(message: Mapping[str, Any]) -> tuple[int, str]:
     text = message.get("text")
     if text is None:
         raise ApiError(400, "invalid_frame", "frames must be JSON text, not binary")

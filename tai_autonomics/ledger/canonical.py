@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -187,8 +188,8 @@ def _parse_int(literal: str) -> int | float:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        counts = Counter(k for k, _ in pairs)
+        dup = next(k for k, _ in pairs if counts[k] > 1)
         raise CanonicalJSONError(f"not valid JSON: duplicate object key {dup!r}")
     return obj
 

@@ -50,6 +50,7 @@ from tai_autonomics.ledger.receipts import (
     Place,
     Receipt,
     ReceiptDraft,
+    Unsealed,
     finish_seal,
     hash_draft,
     rfc3339_utc,
@@ -157,7 +158,7 @@ class Ledger:
         Returns only after the store committed durably, so every returned receipt may be
         acknowledged to its caller. All or none are stored: a refused draft refuses the batch.
         """
-        return self._append(drafts, each=False)  # type: ignore[return-value]  # each=False: receipts only
+        return self._append(drafts, each=False)  # each=False: receipts only
 
     def integrate(self, drafts: Sequence[ReceiptDraft], **store_options: Any) -> list[Receipt | DraftError]:
         """The leased sequencer's append (:mod:`~tai_autonomics.ledger._sequencer`): like
@@ -348,7 +349,7 @@ class Ledger:
         self._sync_to(head.size)
         heads = dict(head.chains)
         effects = EffectState.read(head.usage, head.claims, head.operations)
-        unsealed = []
+        unsealed: list[Unsealed] = []
         epoch = self._session.epoch
         stamp = rfc3339_utc(now)
         for offset, (draft, chain) in enumerate(zip(drafts, chains)):

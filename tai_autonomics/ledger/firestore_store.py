@@ -46,6 +46,7 @@ import itertools
 import random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -309,7 +310,7 @@ class FirestoreStore:
             query = query.order_by(field).limit(_PAGE)
             if fields is not None:
                 query = query.select([field, *fields])
-            page = self._call(f"read {collection.id}", lambda q=query: list(q.stream()))
+            page = self._call(f"read {collection.id}", partial(_listed, query))
             yield from page
             if len(page) < _PAGE:
                 return
@@ -411,3 +412,8 @@ def _checkpoint_doc(checkpoint: Checkpoint) -> dict[str, Any]:
 
 def _checkpoint(doc: dict[str, Any]) -> Checkpoint:
     return checkpoint_from_row(doc["size"], doc["root"], doc["note"])
+
+
+def _listed(query: Any) -> list[Any]:
+    """Every document a query finds, read at once (so :meth:`FirestoreStore._call` sees its errors)."""
+    return list(query.stream())

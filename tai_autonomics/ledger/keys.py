@@ -23,6 +23,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import nacl.bindings
 import nacl.exceptions
@@ -146,7 +147,7 @@ class LedgerKey:
     def __repr__(self) -> str:
         return f"LedgerKey(key_id={self.key_id})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("LedgerKey cannot be pickled: the private key must not leave its process")
 
 

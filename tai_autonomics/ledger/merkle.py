@@ -31,7 +31,7 @@ def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
 
 
-def node_hash(left: bytes, right: bytes) -> bytes:
+def node_hash(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """RFC 9162 interior node hash: SHA-256(0x01 || left || right)."""
     return hashlib.sha256(b"\x01" + left + right).digest()
 
@@ -55,11 +55,6 @@ class ProvingTree:
     def _node(self, level: int, index: int) -> bytes:
         """The root of the complete subtree of ``2**level`` leaves from leaf ``index << level``."""
         raise NotImplementedError
-
-    def leaf(self, index: int) -> bytes:
-        """The leaf hash at ``index``."""
-        self._check_range(index, index + 1)
-        return self._node(0, index)
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head of the first ``size`` leaves (default: all)."""
@@ -305,11 +300,11 @@ class InclusionVerifier:
     def __init__(self, size: int, root: bytes) -> None:
         self.size = size
         self.root = root
-        self._seen: dict[tuple[int, int, bytes], tuple[str, ...]] = {}
+        self._seen: dict[tuple[int, int, bytes], tuple[str | bytes, ...]] = {}
 
-    def accepts(self, index: int, leaf: bytes, hashes: Sequence[str]) -> bool:
-        """Whether the proof whose hashes are the base64 strings ``hashes`` shows leaf hash
-        ``leaf`` at ``index`` under the head."""
+    def accepts(self, index: int, leaf: bytes, hashes: Sequence[str | bytes]) -> bool:
+        """Whether the proof whose hashes are the base64 strings ``hashes`` (text, or ASCII bytes
+        as an export's lines hold them) shows leaf hash ``leaf`` at ``index`` under the head."""
         if not 0 <= index < self.size or len(leaf) != HASH_SIZE:
             return False
         proof = tuple(hashes)
@@ -337,7 +332,7 @@ class InclusionVerifier:
         self._remember(passed, proof)
         return True
 
-    def _remember(self, passed: list[tuple[tuple[int, int, bytes], int]], proof: tuple[str, ...]) -> None:
+    def _remember(self, passed: list[tuple[tuple[int, int, bytes], int]], proof: tuple[str | bytes, ...]) -> None:
         if len(self._seen) > 1 << 16:  # bounded: neighbours only need recent states
             self._seen.clear()
         for state, step in passed:

@@ -197,10 +197,10 @@ def effect_from_json(value: Any) -> Effect | None:
     if not isinstance(body, Mapping):
         raise DraftError(f"effect.{name} must be an object")
     if name == "open":
-        strings = [body.get(member) for member in ("scope", "key", "fingerprint")]
-        if not all(isinstance(s, str) for s in strings) or not strings[0]:
+        scope, key, fingerprint = (body.get(member) for member in ("scope", "key", "fingerprint"))
+        if not (isinstance(scope, str) and isinstance(key, str) and isinstance(fingerprint, str)) or not scope:
             raise DraftError("effect.open needs scope (non-empty), key and fingerprint strings")
-        return OpenOperation(*strings)
+        return OpenOperation(scope, key, fingerprint)
     if name == "close":
         if body.get("status") not in OUTCOMES | {INTERRUPTED}:
             raise DraftError(f"effect.close.status must be one of {sorted(OUTCOMES | {INTERRUPTED})}")

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, dumps_plain, parse_json
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
@@ -226,7 +226,7 @@ class EvalSession:
     def __repr__(self) -> str:
         return f"EvalSession(id={self.id!r}, epoch={self.epoch})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("EvalSession cannot be pickled: its secrets must never leave memory")
 
 

@@ -169,8 +169,10 @@ class SQLiteStore:
             with tempfile.TemporaryFile(dir=self.path.parent):
                 pass
         except OSError as probe:
-            return {errno.EROFS: _DISK_CODES[sqlite3.SQLITE_READONLY],
-                    errno.ENOSPC: _DISK_CODES[sqlite3.SQLITE_FULL]}.get(probe.errno, trouble)
+            if probe.errno == errno.EROFS:
+                return _DISK_CODES[sqlite3.SQLITE_READONLY]
+            if probe.errno == errno.ENOSPC:
+                return _DISK_CODES[sqlite3.SQLITE_FULL]
         return trouble
 
     def _init_schema(self) -> None:
@@ -289,8 +291,8 @@ class SQLiteStore:
         if reads is NO_READS:
             return known, LogHead(known.size, heads)
         usage = {key: found for key in reads.usage if (found := self._usage_row(key)) is not None}
-        claims = {key: found for key in reads.claims if (found := self._claim(key)) is not None}
-        operations = {op: found for op in reads.operations if (found := self._operation(op)) is not None}
+        claims = {key: claim for key in reads.claims if (claim := self._claim(key)) is not None}
+        operations = {op: record for op in reads.operations if (record := self._operation(op)) is not None}
         return known, LogHead(known.size, heads, usage, claims, operations)
 
     def _usage_row(self, key: UsageKey) -> Usage | None:

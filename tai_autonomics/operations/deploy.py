@@ -36,8 +36,9 @@ CLASSES: dict[str, ClassInfo] = {
                                          "before retrying with the same Idempotency-Key"),
     "other": ClassInfo("high", True, "read the root cause and the endpoint's logs; escalate to the customer"),
 }
-_BY_STATUS = {401: "authentication_error", 403: "insufficient_permissions", 409: "resource_quota_exceeded",
-              429: "resource_quota_exceeded", 422: "sku_not_supported"}
+_BY_STATUS: dict[int | None, str] = {
+    401: "authentication_error", 403: "insufficient_permissions", 409: "resource_quota_exceeded",
+    429: "resource_quota_exceeded", 422: "sku_not_supported"}
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,30 @@ any  ──drain──▶ draining (final)
 ```
 
 ``read_only`` has two independent causes, insurance and the ledger's disk; it is left only
-when neither holds any more.
+when neither holds any more. A production start without verified insurance is refused before
+the machine starts (ProdMode fails its start), so :meth:`ModeMachine.start` only decides.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from tai_autonomics.errors import TaiError
 
-EVAL, PROD, READ_ONLY, DRAINING = "eval", "prod", "read_only", "draining"
-MODES = (EVAL, PROD, READ_ONLY, DRAINING)
+Mode = Literal["eval", "prod", "read_only", "draining"]
+Configured = Literal["eval", "prod"]
+EVAL: Final = "eval"
+PROD: Final = "prod"
+READ_ONLY: Final = "read_only"
+DRAINING: Final = "draining"
+MODES: tuple[Mode, ...] = (EVAL, PROD, READ_ONLY, DRAINING)
 
-WRITE, READ, PRICING = "write", "read", "pricing"
+OperationClass = Literal["write", "read", "pricing"]
 """Operation classes: deploy/publish are writes; receipts and proofs are reads."""
+WRITE: Final = "write"
+READ: Final = "read"
+PRICING: Final = "pricing"
 
 
 class ModeRefusal(TaiError):
@@ -34,16 +44,10 @@ class ModeRefusal(TaiError):
     code = "mode_refused"
 
 
-class StartRefused(TaiError):
-    """Production start without verified insurance: fail fast, one clear line saying why."""
-
-    code = "insurance_not_verified"
-
-
 @dataclass(frozen=True)
 class Transition:
-    previous: str
-    mode: str
+    previous: Mode | Literal[""]  # "": the first mode, decided at the start
+    mode: Mode
     reason: str
 
     def to_payload(self) -> dict[str, str]:
@@ -54,18 +58,16 @@ class ModeMachine:
     def __init__(self, configured: str, *, manual_resume: bool = False) -> None:
         if configured not in (EVAL, PROD):
             raise ValueError(f"configured mode must be eval or prod, not {configured!r}")
-        self.configured = configured
+        self.configured: Configured = PROD if configured == PROD else EVAL
         self.manual_resume = manual_resume
-        self.mode = ""
+        self.mode: Mode | Literal[""] = ""  # "": not started
         self.reason = "starting"
         self.insurance_ok = True  # as last reported; read_only lasts while it is False...
         self.ledger_down: str | None = None  # ...or while the ledger's store refuses writes (why)
 
-    def start(self, insurance_ok: bool, reason: str) -> Transition:
-        """Decide the first mode; in prod without verified insurance, refuse to start."""
-        if self.configured == PROD and not insurance_ok:
-            raise StartRefused(f"production start refused: {reason}", detail={"reason": reason})
-        return self._to(self.configured, reason if self.configured == PROD else "configured eval mode")
+    def start(self, reason: str) -> Transition:
+        """The first mode, the configured one (prod once its certificate and policy are verified)."""
+        return self._to(self.configured, reason)
 
     def insurance_lost(self, reason: str) -> Transition | None:
         self.insurance_ok = False
@@ -108,22 +110,24 @@ class ModeMachine:
     def drain(self) -> Transition | None:
         return self._to(DRAINING, "stopping") if self.mode != DRAINING else None
 
-    def check(self, operation: str) -> None:
+    def check(self, operation: OperationClass) -> None:
         """Raise :class:`ModeRefusal` unless ``operation`` (write/read/pricing) may run now."""
         check_mode(self.mode, self.reason, operation)
 
-    def _to(self, mode: str, reason: str) -> Transition:
+    def _to(self, mode: Mode, reason: str) -> Transition:
         transition = Transition(self.mode, mode, reason)
         self.mode, self.reason = mode, reason
         return transition
 
 
-_ALLOWED = {EVAL: {READ, PRICING}, PROD: {READ, PRICING, WRITE}, READ_ONLY: {READ}, DRAINING: set()}
+_ALLOWED: dict[str, frozenset[OperationClass]] = {
+    EVAL: frozenset({READ, PRICING}), PROD: frozenset({READ, PRICING, WRITE}), READ_ONLY: frozenset({READ}),
+    DRAINING: frozenset()}
 
 
-def check_mode(mode: str, reason: str, operation: str) -> None:
+def check_mode(mode: str, reason: str, operation: OperationClass) -> None:
     """Raise :class:`ModeRefusal` unless ``operation`` (write/read/pricing) may run in ``mode``
     (also where a pushed authority is checked, away from the machine: ``operations.authority``)."""
-    if operation not in _ALLOWED.get(mode, set()):
+    if operation not in _ALLOWED.get(mode, frozenset()):
         raise ModeRefusal(f"{operation} refused in {mode or 'starting'} mode: {reason}",
                           detail={"mode": mode, "reason": reason, "operation": operation})

@@ -178,5 +178,7 @@ def set_log_level(level: Any) -> str:
         manager.root.setLevel(name)
         for handler in manager.root.handlers:
             handler.setLevel(name)
-        manager._clear_cache()  # a logger caches isEnabledFor per level; setLevel clears only its own manager's
+        # a logger caches isEnabledFor per level; setLevel clears only its own manager's (CPython's
+        # private Manager._clear_cache, which typeshed leaves out)
+        manager._clear_cache()  # type: ignore[attr-defined]
     return name

@@ -79,8 +79,8 @@ def tune_tcp_transport(address: str) -> None:
 def _time_left(now: float, *timers: ExpirationTimer | None) -> timedelta | None:
     """Until the earliest of ``timers`` (``None`` entries skipped), never negative, rounded as
     thespian's ``max(0, min(timer.view(now).remaining(), ...))`` is; None if one never expires
-    (then thespian's own code decides)."""
-    earliest = None
+    (or none is given: then thespian's own code decides)."""
+    earliest: float | None = None
     for timer in timers:
         if timer is not None:
             at = timer._time_to_quit
@@ -88,6 +88,8 @@ def _time_left(now: float, *timers: ExpirationTimer | None) -> timedelta | None:
                 return None
             if earliest is None or at < earliest:
                 earliest = at
+    if earliest is None:
+        return None
     return timedelta(seconds=max(earliest - now, 0))
 
 

@@ -116,7 +116,7 @@ class Node:
             raise StartError("a tree is already running on this node")
         root = self._system.createActor(Supervisor)
         incarnation = f"{spec.name}.{uuid.uuid4().hex[:12]}"
-        reply = self._client.wait_for(root, Init(spec.name, incarnation, {}, self._registry, spec),
+        reply = self._own_client.wait_for(root, Init(spec.name, incarnation, {}, self._registry, spec),
                                lambda m: isinstance(m, (Started, StartFailed)), timeout)
         if isinstance(reply, Started):
             self._root, self._root_name = root, spec.name
@@ -131,7 +131,7 @@ class Node:
         if self._root is None:
             return True
         root, self._root = self._root, None
-        done = self._client.wait_for(root, Shutdown("shutdown"),
+        done = self._own_client.wait_for(root, Shutdown("shutdown"),
                                      lambda m: isinstance(m, Exiting) and m.name == self._root_name, timeout)
         self._system.tell(root, ActorExitRequest())
         return done is not None
@@ -141,12 +141,12 @@ class Node:
         :class:`Exiting` has reason ``shutdown``, as OTP's, and the why in ``report``."""
         if self.multiprocess:
             _process.reap_forks()
-        gave_up = next((e for e in self._client.aside if e.name == self._root_name), None)
+        gave_up = next((e for e in self._own_client.aside if e.name == self._root_name), None)
         if gave_up is None:
-            gave_up = self._client.listen(timeout, lambda m: isinstance(m, Exiting) and m.name == self._root_name)
+            gave_up = self._own_client.listen(timeout, lambda m: isinstance(m, Exiting) and m.name == self._root_name)
         if gave_up is None:
             return None
-        self._client.aside.clear()
+        self._own_client.aside.clear()
         self._system.tell(self._root, ActorExitRequest())
         self._root = None
         return gave_up
@@ -191,17 +191,17 @@ class Node:
 
     def call(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
         """Call the actor registered as ``name`` from this (the starting) thread."""
-        return self._client.call(name, msg_type, payload, timeout)
+        return self._own_client.call(name, msg_type, payload, timeout)
 
     def cast(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
-        self._client.cast(name, msg_type, payload, timeout)
+        self._own_client.cast(name, msg_type, payload, timeout)
 
     def whereis(self, name: str, wait: float = 0.0, after: str = "") -> Location:
-        return self._client.whereis(name, wait, after)
+        return self._own_client.whereis(name, wait, after)
 
     def registered(self) -> dict[str, tuple[str, int]]:
         """Every live name → (incarnation, pid)."""
-        return self._client.registry_info().entries
+        return self._own_client.registry_info().entries
 
     def client(self) -> Client:
         """A :class:`Client` for the calling thread (thespian contexts are not thread-safe).
@@ -211,7 +211,7 @@ class Node:
         the thread that asks, so there only the starting thread may call.
         """
         if not self.multiprocess or threading.get_ident() == self._owner:
-            return self._client
+            return self._own_client
         client = getattr(self._threads, "client", None)
         if client is None:
             with self._lock:
@@ -226,6 +226,13 @@ class Node:
         if self._asys is None:
             raise SystemError_("the actor system is not running")
         return self._asys
+
+    @property
+    def _own_client(self) -> Client:
+        """The starting thread's client (made by :meth:`start`)."""
+        if self._client is None:
+            raise SystemError_("the actor system is not running")
+        return self._client
 
 
 def port_is_free(host: str, port: int) -> bool:

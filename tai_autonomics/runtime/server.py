@@ -126,7 +126,7 @@ class Process(Actor):
         self._log_level: str | None = None  # set by $log_level, or inherited from the supervisor at start
         self._registry: Any = None
         self._exiting = False
-        self.caller: Caller | None = None
+        self._caller: Caller | None = None
         self._outbox: list[tuple[Any, list[Any]]] | None = None
         self._held: list[tuple[Any, list[Any]]] = []
         self._last_request = self._request_gap = float("-inf")
@@ -270,7 +270,7 @@ class Process(Actor):
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
                 "actor_restarting", f"{self.name} is restarting after a crash; retry")))
             return
-        self.caller = Caller(sender, msg.ref)
+        self._caller = Caller(sender, msg.ref)
         try:
             value = self.handle_call(msg.type, msg.payload)
         except _Stop as stop:
@@ -286,7 +286,15 @@ class Process(Actor):
             if value is not NOREPLY:
                 self.send(sender, Reply(msg.ref, value=value))
         finally:
-            self.caller = None
+            self._caller = None
+
+    @property
+    def caller(self) -> Caller:
+        """Who made the call being handled, for a handler that returns :data:`NOREPLY` and
+        answers later with :meth:`reply`; there is none outside a call handler."""
+        if self._caller is None:
+            raise RuntimeError(f"{self.name}: only a call handler has a caller")
+        return self._caller
 
     def reply(self, caller: Caller, value: Any = None, error: BaseException | None = None) -> None:
         """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error)."""
@@ -299,7 +307,7 @@ class Process(Actor):
         if not self._exiting:
             self._guarded(self.handle_cast, msg.type, msg.payload, message_type=msg.type)
 
-    def _guarded(self, handler, *args: Any, message_type: str) -> None:
+    def _guarded(self, handler: Callable[..., Any], *args: Any, message_type: str) -> None:
         """Run a callback that has no caller to answer; a crash still ends this incarnation."""
         try:
             handler(*args)
@@ -367,7 +375,7 @@ class _Outgoing:
     name: str
     msg_type: str
     payload: Any
-    then: Callable[[Any, BaseException | None], None]
+    then: Callable[[Any, TaiError | None], None]
     deadline: float
     incarnation: str = ""
 
@@ -419,7 +427,7 @@ class Server(Process):
     def handle_cast(self, msg_type: str, payload: Any) -> None:
         self._handler("cast_", msg_type)(payload)
 
-    def _handler(self, prefix: str, msg_type: str):
+    def _handler(self, prefix: str, msg_type: str) -> Callable[[Any], Any]:
         handler = getattr(self, prefix + msg_type, None) if msg_type.isidentifier() else None
         if handler is None:
             raise TaiError(f"{self.name} has no handler for {prefix[:-1]} {msg_type!r}", code="unknown_message",
@@ -493,7 +501,7 @@ class Server(Process):
     # -- calling other actors (never blocking) -------------------------------------------------
 
     def call_actor(self, name: str, msg_type: str, payload: Any = None, *,
-                   then: Callable[[Any, BaseException | None], None],
+                   then: Callable[[Any, TaiError | None], None],
                    timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
         """Call the actor registered as ``name``; ``then(value, error)`` runs when it answers.
 
@@ -590,7 +598,7 @@ class Server(Process):
                 f"no reply from {out.name!r} to {out.msg_type!r} within the call timeout",
                 detail={"actor": out.name, "message_type": out.msg_type}))
 
-    def _settle(self, ref: str, value: Any, error: BaseException | None) -> None:
+    def _settle(self, ref: str, value: Any, error: TaiError | None) -> None:
         out = self._outgoing.pop(ref, None)
         if out is not None:
             self._guarded(out.then, value, error, message_type=f"reply:{out.msg_type}")

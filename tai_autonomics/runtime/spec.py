@@ -26,6 +26,7 @@ import dataclasses
 import importlib
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -43,27 +44,27 @@ DEFAULT_WORKER_SHUTDOWN_MS = 5000
 class Shutdown:
     """How a supervisor stops a child, OTP's ``brutal_kill | infinity | Timeout``: kill it at
     once (no cleanup), wait for its cleanup however long it takes (the default for a supervisor,
-    whose own children have their timeouts), or wait ``ms`` milliseconds and then kill it."""
+    whose own children have their timeouts), or wait ``seconds`` and then kill it. Held in
+    seconds, as the supervisor's timers take them; :meth:`from_ms` reads OTP's milliseconds."""
 
     kind: Literal["brutal_kill", "infinity", "timeout"]
-    ms: int = 0
+    seconds: float | None = None
+    """How long a ``timeout`` waits; None for ``brutal_kill`` and ``infinity``."""
 
     def __post_init__(self) -> None:
-        if (self.kind == "timeout") != (self.ms > 0):
-            raise ValueError(f"shutdown {self.kind} with ms={self.ms}: only a timeout has (positive) milliseconds")
+        if (self.kind == "timeout") != (self.seconds is not None):
+            raise ValueError(f"shutdown {self.kind} with seconds={self.seconds}: only a timeout has seconds")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"a shutdown timeout must be positive, not {self.seconds} s")
 
     @classmethod
-    def timeout(cls, ms: int) -> Shutdown:
-        return cls("timeout", ms)
-
-    @property
-    def timeout_s(self) -> float | None:
-        """Seconds to wait before killing the child; None for ``brutal_kill`` and ``infinity``."""
-        return self.ms / 1000 if self.kind == "timeout" else None
+    def from_ms(cls, ms: int) -> Shutdown:
+        """A timeout as ``supervision.toml`` and OTP write it, in milliseconds."""
+        return cls("timeout", ms / 1000)
 
     def __str__(self) -> str:
         """As OTP and ``supervision.toml`` write it: ``brutal_kill``, ``infinity`` or the ms."""
-        return str(self.ms) if self.kind == "timeout" else self.kind
+        return self.kind if self.seconds is None else str(round(self.seconds * 1000))
 
 
 BRUTAL_KILL = Shutdown("brutal_kill")
@@ -79,7 +80,7 @@ class WorkerSpec:
     name: str
     actor: str
     restart: Restart = "permanent"
-    shutdown: Shutdown = Shutdown.timeout(DEFAULT_WORKER_SHUTDOWN_MS)
+    shutdown: Shutdown = Shutdown.from_ms(DEFAULT_WORKER_SHUTDOWN_MS)
     args: dict[str, Any] = field(default_factory=dict)
 
     def actor_class(self) -> type:
@@ -97,7 +98,7 @@ class SupervisorSpec:
     restart: Restart = "permanent"
     shutdown: Shutdown = INFINITY
 
-    def walk(self):
+    def walk(self) -> Iterator[SupervisorSpec | WorkerSpec]:
         """Yield every spec in the tree, depth first, in start order."""
         yield self
         for child in self.children:
@@ -227,7 +228,7 @@ class _TreeParser:
             name=name,
             actor=actor,
             restart=self._restart(key, entry),
-            shutdown=self._shutdown(key, entry, Shutdown.timeout(DEFAULT_WORKER_SHUTDOWN_MS)),
+            shutdown=self._shutdown(key, entry, Shutdown.from_ms(DEFAULT_WORKER_SHUTDOWN_MS)),
             args=args,
         )
 
@@ -251,7 +252,7 @@ class _TreeParser:
         if isinstance(value, str):
             raise self.fail(f"{key}.shutdown",
                             f"unknown shutdown {value!r} (milliseconds, 'brutal_kill' or 'infinity')")
-        return Shutdown.timeout(self._int(f"{key}.shutdown", value, minimum=1))
+        return Shutdown.from_ms(self._int(f"{key}.shutdown", value, minimum=1))
 
     def _int(self, key: str, value: Any, *, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -304,7 +305,7 @@ def render_tree(spec: SupervisorSpec) -> str:
 def _describe(spec: ChildSpec) -> str:
     if isinstance(spec, SupervisorSpec):
         return f"{spec.name} ({spec.strategy}, intensity {spec.intensity} per {spec.period:g} s)"
-    shutdown = f"shutdown {spec.shutdown.ms} ms" if spec.shutdown.kind == "timeout" else str(spec.shutdown)
+    shutdown = f"shutdown {spec.shutdown} ms" if spec.shutdown.kind == "timeout" else str(spec.shutdown)
     return f"{spec.name:<18} {spec.restart:<10} {shutdown:<18} {spec.actor}"
 
 

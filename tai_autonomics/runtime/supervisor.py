@@ -292,8 +292,8 @@ class Supervisor(Process):
             self.send(child.address, Shutdown(reason))
         else:
             self._end(child)
-        if shutdown.timeout_s is not None:
-            self._arm_timer("shutdown_timeout", shutdown.timeout_s)
+        if shutdown.seconds is not None:
+            self._arm_timer("shutdown_timeout", shutdown.seconds)
 
     def _end(self, child: _Child) -> None:
         """Ask thespian to end a child that has finished (or must finish) its work."""

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -170,8 +170,10 @@ class Sandbox:
         ]
         return Starlette(
             routes=routes,
+            # starlette types a handler as taking any exception; each of these gets its own class
             exception_handlers={
-                ApiError: self._api_error, HTTPException: self._http_error, Exception: self._internal_error,
+                ApiError: self._api_error, HTTPException: self._http_error,  # type: ignore[dict-item]
+                Exception: self._internal_error,
             },
         )
 
@@ -205,9 +207,11 @@ class Sandbox:
     async def _reply(self, route: Route, request: Request, faults: list[Fault]) -> Reply:
         for fault in faults:
             if fault.kind == "latency":
+                assert fault.delay_s is not None  # a latency or timeout fault has one (its kind's default)
                 await asyncio.sleep(fault.delay_s)
         for fault in faults:
             if fault.kind == "timeout":
+                assert fault.delay_s is not None
                 await _hang(request, fault.delay_s)
                 return Reply(504, error_body("sandbox_timeout", f"sandbox fault: no answer for {fault.delay_s} s"))
             if fault.kind == "outage":
@@ -216,10 +220,12 @@ class Sandbox:
                     return Reply(200, {}, headers, dropped=True)
                 return Reply(503, error_body("service_unavailable", "sandbox fault: outage"), headers)
             if fault.kind == "error":
+                assert fault.status is not None  # an error fault has a 5xx status (500 by default)
                 return Reply(fault.status, error_body("internal_error", "sandbox fault: injected error"))
             if fault.kind == "rate_limit":
                 return Reply(429, error_body("rate_limited", "sandbox fault: too many requests"), _retry_after(fault))
             if fault.kind == "reject" and "reject" not in route.consumes:
+                assert fault.classification is not None  # checked when the fault was made
                 raise rejection(fault.classification)
         key = request.headers.get("idempotency-key")
         if key is None or route.method != "POST":
@@ -309,7 +315,7 @@ class Sandbox:
         return _json(500, error_body("internal_error", "the sandbox failed to handle the request"))
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     return Response(encode(body), status, headers, media_type="application/json")
 
 

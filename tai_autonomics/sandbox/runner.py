@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from tai_autonomics import httpserve, logs
 from tai_autonomics.errors import TaiError
@@ -123,7 +124,7 @@ class SandboxProcess:
 
     def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0, faults: Sequence[Fault] = (),
                  seed: int = 0, ca_dir: Path | None = None, cert_validity: timedelta | None = None,
-                 on_line: Callable[[str], None] | None = None) -> None:
+                 on_line: Callable[[str], object] | None = None) -> None:
         self.argv = [sys.executable, "-m", "tai_autonomics", "sandbox", "serve", "--host", host, "--port", str(port),
                      "--data-dir", str(data_dir), "--seed", str(seed)]
         if ca_dir is not None:
@@ -141,7 +142,9 @@ class SandboxProcess:
         self.process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         stdin=subprocess.DEVNULL)
         ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, args=(ready,), name="sandbox-child-log", daemon=True)
+        assert self.process.stdout is not None  # stdout=PIPE
+        self._reader = threading.Thread(target=self._read, args=(self.process.stdout, ready), name="sandbox-child-log",
+                                        daemon=True)
         self._reader.start()
         ready.wait(START_TIMEOUT_S)
         if self.url is None:
@@ -149,8 +152,8 @@ class SandboxProcess:
             raise SandboxStartError("the sandbox child process did not report that it is listening")
         return self.url
 
-    def _read(self, ready: threading.Event) -> None:
-        for line in self.process.stdout:
+    def _read(self, stdout: IO[str], ready: threading.Event) -> None:
+        for line in stdout:
             self._on_line(line)
             if self.url is None:
                 try:
@@ -173,8 +176,10 @@ class SandboxProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()
-        self._reader.join(STOP_TIMEOUT_S)
-        self.process.stdout.close()
+        if self._reader is not None:
+            self._reader.join(STOP_TIMEOUT_S)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self.process = None
         return code
 

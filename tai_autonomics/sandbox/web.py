@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 from starlette.requests import Request
 
@@ -99,8 +99,15 @@ def _invalid(name: str, expected: str) -> ApiError:
     return ApiError(400, "invalid_request", f"field {name!r} must be {expected}", {"field": name})
 
 
+@overload
+def text_field(body: dict[str, Any], name: str, *, pattern: str | None = None, max_len: int = 256,
+               required: Literal[True] = True) -> str: ...
+@overload
+def text_field(body: dict[str, Any], name: str, *, pattern: str | None = None, max_len: int = 256,
+               required: bool) -> str | None: ...
 def text_field(body: dict[str, Any], name: str, *, pattern: str | None = None, max_len: int = 256,
                required: bool = True) -> str | None:
+    """The string field ``name``; a missing one is None when not ``required`` (an error if it is)."""
     if name not in body and not required:
         return None
     value = body.get(name)

@@ -192,7 +192,7 @@ class CertManager:
         if stored is None:
             raise CertNotLoaded(f"no insurance certificate at {self.store.where}; install one "
                                 "(CertManager.install) or check the data directory")
-        key = _load_private_key(stored.key, stored.where) if self.store.keeps_keys else None
+        key = _load_private_key(stored.key, stored.where) if stored.key is not None else None
         with _named(stored.where):
             verified = self._verify_stored(stored, key, outside_validity_ok)
         self._current, self._key = verified, key

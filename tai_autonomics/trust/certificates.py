@@ -337,7 +337,7 @@ def _check_key_usage(leaf: x509.Certificate) -> None:
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, TypeError, *PARSE_ERRORS):
+    except (InvalidSignature, TypeError) + PARSE_ERRORS:
         return False
     return True
 
@@ -347,11 +347,11 @@ def _names_key_of(certificate: x509.Certificate, issuer: x509.Certificate) -> bo
     try:
         claimed = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
         actual = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
-    except (x509.ExtensionNotFound, TypeError, *PARSE_ERRORS):
+    except (x509.ExtensionNotFound, TypeError) + PARSE_ERRORS:
         return False
     try:
         declared = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except (x509.ExtensionNotFound, *PARSE_ERRORS):
+    except (x509.ExtensionNotFound,) + PARSE_ERRORS:
         declared = actual
     return claimed is not None and claimed in (actual, declared)
 
@@ -359,7 +359,7 @@ def _names_key_of(certificate: x509.Certificate, issuer: x509.Certificate) -> bo
 def _require_ca(certificate: x509.Certificate, role: str) -> None:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except (x509.ExtensionNotFound, *PARSE_ERRORS):
+    except (x509.ExtensionNotFound,) + PARSE_ERRORS:
         constraints = None
     if constraints is None or not constraints.ca:
         raise TrustAnchorInvalid(

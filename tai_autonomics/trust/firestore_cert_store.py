@@ -42,8 +42,9 @@ COLLECTION = "certificates"
 LEASE = "renewal"
 _STATE_ATTEMPTS = 5
 """A state write re-reads and retries this often when other instances write between its read and write."""
-_STATE_FIELDS = {"fingerprint": str, "warned_days": list, "revoked_reason": (str, type(None)),
-                 "revoked_at": (str, type(None)), "renewal_failures": int, "next_attempt_at": (str, type(None))}
+_STATE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "fingerprint": str, "warned_days": list, "revoked_reason": (str, type(None)), "revoked_at": (str, type(None)),
+    "renewal_failures": int, "next_attempt_at": (str, type(None))}
 
 
 class FirestoreCertStore:

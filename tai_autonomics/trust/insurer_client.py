@@ -203,7 +203,7 @@ class _ClockedStorage(pybreaker.CircuitMemoryStorage):
 
 
 class _BreakerLog(pybreaker.CircuitBreakerListener):
-    def __init__(self, notify: Callable[[str, str], None] | None) -> None:
+    def __init__(self, notify: Callable[[str | None, str], None] | None) -> None:
         self._notify = notify
 
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
@@ -241,7 +241,7 @@ class InsuranceClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        on_breaker_change: Callable[[str, str], None] | None = None,
+        on_breaker_change: Callable[[str | None, str], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not insurer_keys:
@@ -495,20 +495,26 @@ def _unavailable(failure: _Transient, path: str, attempts: int) -> InsuranceServ
 
 
 def _rejection(status: int, body: dict[str, Any], path: str) -> InsuranceError:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    code = error.get("code") if isinstance(error.get("code"), str) else ""
-    message = error.get("message") if isinstance(error.get("message"), str) else f"HTTP {status}"
-    detail = {"path": path, "status": status, "insurer_code": code,
-              "insurer_detail": error.get("detail") if isinstance(error.get("detail"), dict) else {}}
+    error = _object(body.get("error"))
+    code, message = error.get("code"), error.get("message")
+    code = code if isinstance(code, str) else ""
+    message = message if isinstance(message, str) else f"HTTP {status}"
+    insurer_detail = _object(error.get("detail"))
+    detail = {"path": path, "status": status, "insurer_code": code, "insurer_detail": insurer_detail}
     if code == "policy_not_found":
         return PolicyNotFoundError(f"the insurer has no such policy: {message}", detail=detail)
     if code == "certificate_not_found":
         return CertificateNotFoundError(f"the insurer has no such certificate: {message}", detail=detail)
-    if code == "certificate_revoked" or detail["insurer_detail"].get("status") == "revoked":
+    if code == "certificate_revoked" or insurer_detail.get("status") == "revoked":
         return InsuranceRevokedError(f"the insurer refused: {message}", detail=detail)
-    if detail["insurer_detail"].get("status") == "expired":
+    if insurer_detail.get("status") == "expired":
         return InsuranceExpiredError(f"the insurer refused: {message}", detail=detail)
     return InsurerRejectedError(f"the insurer refused the request: {message}", detail=detail)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` if the insurer sent a JSON object there, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 __all__ = [

@@ -94,7 +94,7 @@ def test_three_tile_levels_and_a_start_that_reads_a_constant_number_of_rows() ->
     assert store.reads <= TILE_WIDTH + 2  # the partial level-0 tile's leaf hashes, one tile per level above
     assert tree.root() == reference.root()
     assert tree.inclusion_proof(12345, size) == reference.inclusion_proof(12345, size)
-    assert dict(((t.level, t.index), t.hashes) for t in tiles_of(reference.leaf(i) for i in range(size))) == store.tiles
+    assert dict(((t.level, t.index), t.hashes) for t in tiles_of(_leaves(size))) == store.tiles
 
 
 def test_a_batch_that_did_not_commit_is_forgotten_without_reading_the_store() -> None:

@@ -102,7 +102,7 @@ def test_an_answer_read_after_the_callees_exit_notice_still_drops_its_address(ba
         node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a"]}},
                                     "workers": workers("a")}))
         assert node.call("a", "answer_after_notice", 7) == 7
-        assert "a" not in node._client._cache
+        assert "a" not in node._own_client._cache
 
 
 def test_a_crash_in_a_reply_callback_restarts_the_caller(node: Node, tree) -> None:

@@ -44,8 +44,22 @@ def test_good_tree_parses() -> None:
     spec = parse_tree(GOOD, "s.toml")
     assert isinstance(spec, SupervisorSpec) and spec.intensity == 3
     a, ops = spec.children
-    assert a == WorkerSpec("a", ECHO, "transient", Shutdown.timeout(100), {})
+    assert a == WorkerSpec("a", ECHO, "transient", Shutdown.from_ms(100), {})
     assert ops.strategy == "rest_for_one" and ops.children[0].shutdown == BRUTAL_KILL
+    assert a.shutdown.seconds == 0.1 and BRUTAL_KILL.seconds is None
+
+
+@pytest.mark.parametrize("ms", [1, 100, 1234, 5000, 3_600_000])
+def test_a_shutdown_timeout_is_held_in_seconds_and_written_in_ms(ms: int) -> None:
+    shutdown = Shutdown.from_ms(ms)
+    assert shutdown.seconds == ms / 1000 and str(shutdown) == str(ms)
+
+
+@pytest.mark.parametrize(("kind", "seconds"), [("timeout", None), ("timeout", 0.0), ("brutal_kill", 1.0),
+                                               ("infinity", 5.0)])
+def test_only_a_timeout_has_seconds_and_they_are_positive(kind, seconds) -> None:
+    with pytest.raises(ValueError):
+        Shutdown(kind, seconds)
 
 
 @pytest.mark.parametrize(("change", "key", "reason"), [

@@ -51,7 +51,7 @@ def _directory(node: Node) -> Path:
 
 def _actor_socket(node: Node, tree) -> str:
     tree({"root": {"children": ["a"]}}, workers("a"))
-    path = node._client.whereis("a").address.addressDetails.path
+    path = node._own_client.whereis("a").address.addressDetails.path
     assert Path(path).parent == _directory(node)
     return path
 
