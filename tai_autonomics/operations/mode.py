@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tai_autonomics.errors import TaiError
+from tai_autonomics.ledger.errors import StoreUnavailable
 
 EVAL, PROD, READ_ONLY, DRAINING = "eval", "prod", "read_only", "draining"
 MODES = (EVAL, PROD, READ_ONLY, DRAINING)
@@ -34,10 +35,17 @@ class ModeRefusal(TaiError):
     code = "mode_refused"
 
 
-class StartRefused(TaiError):
-    """Production start without verified insurance: fail fast, one clear line saying why."""
+class InsuranceNotVerified(ModeRefusal):
+    """Production start (or an operator's resume) without verified insurance: refused, one clear
+    line saying why."""
 
     code = "insurance_not_verified"
+
+
+class ModeNotReadOnly(ModeRefusal):
+    """``mode resume`` when the mode is not ``read_only``: there is nothing to resume."""
+
+    code = "mode_not_read_only"
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class ModeMachine:
     def start(self, insurance_ok: bool, reason: str) -> Transition:
         """Decide the first mode; in prod without verified insurance, refuse to start."""
         if self.configured == PROD and not insurance_ok:
-            raise StartRefused(f"production start refused: {reason}", detail={"reason": reason})
+            raise InsuranceNotVerified(f"production start refused: {reason}", detail={"reason": reason})
         return self._to(self.configured, reason if self.configured == PROD else "configured eval mode")
 
     def insurance_lost(self, reason: str) -> Transition | None:
@@ -94,14 +102,14 @@ class ModeMachine:
         return None
 
     def resume(self, insurance_ok: bool) -> Transition:
-        """An operator's ``mode resume``: only from read_only, only with insurance verified."""
+        """An operator's ``mode resume``: only from read_only, only with insurance verified (a
+        :class:`ModeRefusal`), only once the ledger stores again (:class:`StoreUnavailable`)."""
         if self.mode != READ_ONLY:
-            raise ModeRefusal(f"nothing to resume: mode is {self.mode}", code="mode_not_read_only")
+            raise ModeNotReadOnly(f"nothing to resume: mode is {self.mode}")
         if not insurance_ok:
-            raise ModeRefusal("cannot resume: insurance is still not verified", code="insurance_not_verified")
+            raise InsuranceNotVerified("cannot resume: insurance is still not verified")
         if self.ledger_down is not None:
-            raise ModeRefusal(f"cannot resume: the ledger cannot store receipts ({self.ledger_down})",
-                              code="ledger_unavailable")
+            raise StoreUnavailable(f"cannot resume: the ledger cannot store receipts ({self.ledger_down})")
         self.insurance_ok = True
         return self._to(PROD, "resumed by operator")
 

@@ -15,7 +15,14 @@ from typing import Any
 
 from thespian.actors import PoisonMessage
 
-from tai_autonomics.runtime.errors import ActorCrashed, CallError, CallTimeout, NoSuchActor, error_from
+from tai_autonomics.runtime.errors import (
+    ActorCrashed,
+    ActorRestarting,
+    CallError,
+    CallTimeout,
+    NoSuchActor,
+    error_from,
+)
 from tai_autonomics.runtime.messages import (
     Batch,
     Call,
@@ -172,7 +179,7 @@ class Client:
 
 def _not_delivered(reply: Reply) -> bool:
     """The old incarnation refused the call unrun because it is on its way out."""
-    return reply.error is not None and reply.error.code == "actor_restarting"
+    return reply.error is not None and reply.error.code == ActorRestarting.code
 
 
 def _unwrap(reply: Reply) -> Any:

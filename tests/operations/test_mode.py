@@ -7,6 +7,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from tai_autonomics.ledger.errors import StoreUnavailable
 from tai_autonomics.operations.mode import (
     DRAINING,
     EVAL,
@@ -15,9 +16,9 @@ from tai_autonomics.operations.mode import (
     READ,
     READ_ONLY,
     WRITE,
+    InsuranceNotVerified,
     ModeMachine,
     ModeRefusal,
-    StartRefused,
 )
 
 
@@ -28,7 +29,7 @@ class ModeModel(RuleBasedStateMachine):
         self.manual = manual
         self.insured, self.disk_down = True, False
         if configured == PROD and not ok:
-            with pytest.raises(StartRefused):
+            with pytest.raises(InsuranceNotVerified):
                 self.machine.start(ok, "certificate expired")
             self.expected = ""
             return
@@ -80,8 +81,8 @@ class ModeModel(RuleBasedStateMachine):
         if self.expected == READ_ONLY and ok and not self.disk_down:
             assert self.machine.resume(ok).mode == PROD
             self.expected, self.insured = PROD, True
-        else:
-            with pytest.raises(ModeRefusal):
+        else:  # the mode and the insurance are checked first: the disk is the last reason left
+            with pytest.raises(StoreUnavailable if self.expected == READ_ONLY and ok else ModeRefusal):
                 self.machine.resume(ok)
 
     @rule()
@@ -109,7 +110,7 @@ TestModeMachine = ModeModel.TestCase
 
 
 def test_prod_start_refusal_says_why() -> None:
-    with pytest.raises(StartRefused) as err:
+    with pytest.raises(InsuranceNotVerified) as err:
         ModeMachine(PROD).start(False, "certificate expired on 2026-01-01")
     assert err.value.message == "production start refused: certificate expired on 2026-01-01"
 
