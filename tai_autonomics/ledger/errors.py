@@ -18,6 +18,12 @@ class LedgerError(TaiError):
     code = "ledger_error"
 
 
+class LedgerRequestInvalid(LedgerError):
+    """A call to the ledger actor is malformed (a field missing or of the wrong type, a limit out of range)."""
+
+    code = "ledger_bad_request"
+
+
 class CanonicalJSONError(LedgerError):
     """A value cannot be represented in RFC 8785 canonical JSON, or a JSON text is malformed."""
 
