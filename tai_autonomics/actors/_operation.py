@@ -486,7 +486,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         op.attempts += 1
         key, timeout_s = f"{op.operation_id}-{op.step}", min(self.timeout_s, left)
 
-        def answered(result: tuple[Answer, Any] | None, error: Exception | None) -> None:
+        def answered(result: tuple[Answer, Any] | None, error: BaseException | None) -> None:
             if error is not None:
                 raise error  # a bug in the call itself: crash, as it would have inline
             if not op.interrupting:

@@ -199,7 +199,7 @@ class Notifier(Server):
             self._http = httpx.Client(timeout=self.timeout_s)
         return self._http
 
-    def _sent(self, delivery: _Delivery, status: int | None, error: Exception | None) -> None:
+    def _sent(self, delivery: _Delivery, status: int | None, error: BaseException | None) -> None:
         delivered = error is None and status is not None and 200 <= status < 300
         if not delivered and delivery.attempts < self.attempts:
             wait = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (delivery.attempts - 1))

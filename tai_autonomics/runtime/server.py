@@ -295,7 +295,7 @@ class Process(Actor):
         finally:
             self.caller = None
 
-    def reply(self, caller: Caller, value: Any = None, error: BaseException | None = None) -> None:
+    def reply(self, caller: Caller, value: Any = None, error: TaiError | None = None) -> None:
         """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error)."""
         if error is None:
             self.send(caller.address, Reply(caller.ref, value=value))
@@ -374,7 +374,7 @@ class _Outgoing:
     name: str
     msg_type: str
     payload: Any
-    then: Callable[[Any, BaseException | None], None]
+    then: Callable[[Any, TaiError | None], None]
     deadline: float
     incarnation: str = ""
 
@@ -500,13 +500,13 @@ class Server(Process):
     # -- calling other actors (never blocking) -------------------------------------------------
 
     def call_actor(self, name: str, msg_type: str, payload: Any = None, *,
-                   then: Callable[[Any, BaseException | None], None],
+                   then: Callable[[Any, TaiError | None], None],
                    timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
         """Call the actor registered as ``name``; ``then(value, error)`` runs when it answers.
 
-        ``error`` is a :class:`TaiError` (the callee's refusal, ``actor_crashed``,
-        ``no_such_actor`` or ``call_timeout``). A callee that restarts before running the call
-        is followed to its next incarnation, as :meth:`Node.call` does.
+        ``error`` is a :class:`TaiError`, of the class registered for its code: the callee's
+        refusal, :class:`ActorCrashed`, :class:`NoSuchActor` or :class:`CallTimeout`. A callee that
+        restarts before running the call is followed to its next incarnation, as :meth:`Node.call` does.
         """
         ref = uuid.uuid4().hex
         deadline = time.monotonic() + timeout
@@ -597,7 +597,7 @@ class Server(Process):
                 f"no reply from {out.name!r} to {out.msg_type!r} within the call timeout",
                 detail={"actor": out.name, "message_type": out.msg_type}))
 
-    def _settle(self, ref: str, value: Any, error: BaseException | None) -> None:
+    def _settle(self, ref: str, value: Any, error: TaiError | None) -> None:
         out = self._outgoing.pop(ref, None)
         if out is not None:
             self._guarded(out.then, value, error, message_type=f"reply:{out.msg_type}")
