@@ -68,7 +68,7 @@ so importing it stays cheap. The tree, each class with the code it claims:
     │   │   ├── StoreCorruptError  [ledger_store_corrupt]
     │   │   └── StoreUnavailable  [ledger_unavailable]
     │   ├── VerificationError  [ledger_verify_failed]
-    │   ├── VerifyAborted  [ledger_verify_aborted]
+    │   └── VerifyAborted  [ledger_verify_aborted]
     ├── ModeRefusal  [mode_refused]
     │   ├── InsuranceNotVerified  [insurance_not_verified]
     │   └── ModeNotReadOnly  [mode_not_read_only]

@@ -37,6 +37,8 @@ class ClientError(TaiError):
     ``request_id``), or it could not be reached (``code`` ``gateway_unreachable``)."""
 
     code = "gateway_error"
+    status: int | None = None  # also for an instance rebuilt from its code alone (tai_autonomics.errors.rebuild)
+    request_id: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None, detail: dict[str, Any] | None = None,
                  status: int | None = None, request_id: str | None = None) -> None:
