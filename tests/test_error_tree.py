@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib
 import pickle
 import pkgutil
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 import tai_autonomics
 import tai_autonomics.errors as errors
 from tai_autonomics.errors import ConfigError, TaiError, rebuild, registered
+from tai_autonomics.gateway.errors import REFUSAL_STATUS, status_of
 from tai_autonomics.runtime import ActorRestarting, Node, NodeConfig, NoSuchActor, Server, parse_tree
 from tai_autonomics.trust.errors import CertExpired
 from tests.conftest import free_port
@@ -181,3 +184,24 @@ def test_classes_are_rebuilt_across_processes() -> None:
                 node.call("nobody", "raise", timeout=0.2)
         finally:
             node.stop_tree()
+
+
+def _documented_statuses() -> dict[str, set[int]]:
+    """docs/gateway.md's table of statuses: each code in backticks → the statuses whose rows name it."""
+    table: dict[str, set[int]] = {}
+    text = (Path(__file__).parent.parent / "docs" / "gateway.md").read_text()
+    for status, codes in re.findall(r"^\| (\d{3}) \| (.*) \|$", text, flags=re.M):
+        for code in re.findall(r"`([a-z_]+)`", codes):
+            table.setdefault(code, set()).add(int(status))
+    return table
+
+
+def test_the_gateway_answers_each_class_with_the_documented_status() -> None:
+    documented = _documented_statuses()
+    assert documented["ledger_not_found"] == {404}  # the table was read
+    for code, cls in registered().items():
+        status = status_of(rebuild(code, "m"))
+        if len(documented.get(code, ())) == 1:  # invalid_request is 400, and 422 for a contract event's meaning
+            assert documented[code] == {status}, code
+        elif code not in documented:
+            assert status == REFUSAL_STATUS, f"{code} ({cls.__name__}) answers {status} but is not in docs/gateway.md"

@@ -295,8 +295,9 @@ class Process(Actor):
         finally:
             self.caller = None
 
-    def reply(self, caller: Caller, value: Any = None, error: TaiError | None = None) -> None:
-        """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error)."""
+    def reply(self, caller: Caller, value: Any = None, error: BaseException | None = None) -> None:
+        """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error: a
+        :class:`TaiError` crosses as its code, any other exception as ``actor_crashed``)."""
         if error is None:
             self.send(caller.address, Reply(caller.ref, value=value))
         else:
