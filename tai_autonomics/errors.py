@@ -129,6 +129,7 @@ so importing it stays cheap. The tree, each class with the code it claims:
 ``tests/test_error_tree.py`` redraws this tree from the classes: a class added, moved or renamed
 without it here fails the suite.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -194,8 +195,11 @@ def _restore(cls: type[TaiError], message: str, code: str, detail: dict[str, Any
 class HttpError(TaiError):
     """A request refused over HTTP: ``status`` is the HTTP status, ``headers`` extra headers.
 
-    Shared by the gateway and the sandbox, whose error bodies have the same shape. Its code is
-    given per instance (the answer's), so it claims none in the registry.
+    Shared by the gateway and the sandbox, whose error bodies have the same shape. It is an
+    answer, not a cause: its code is given per instance (the cause's, or an outside party's that
+    the sandbox plays), and the same code may answer with different statuses in different places
+    (``invalid_request`` is 400 for a malformed body, 422 for a contract event's meaning), so it
+    claims no code in the registry.
     """
 
     def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None,
