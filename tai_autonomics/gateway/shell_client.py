@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway.shell import MAX_FRAME_BYTES, PATH
-from tai_autonomics.gateway.shell_commands import VERIFY_TIMEOUT_S
+from tai_autonomics.gateway.shell_commands import VERIFY_TIMEOUT_S, ShellInputError
 
 CONNECT_TIMEOUT_S = 10.0
 ANSWER_TIMEOUT_S = VERIFY_TIMEOUT_S + 60  # the slowest command, and then some
@@ -98,7 +98,7 @@ class ShellClient:
         frame_id = next(self._ids)
         text = json.dumps({"type": "command", "id": frame_id, "line": line})
         if len(text.encode()) > MAX_FRAME_BYTES:
-            return Result(False, error={"code": "invalid_command", "message": "the line is too long", "detail": {}})
+            return Result(False, error=ShellInputError("the line is too long").to_dict())
         try:
             self._ws.send(text)
         except ConnectionClosed:
