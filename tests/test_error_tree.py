@@ -22,6 +22,7 @@ from tai_autonomics.runtime import ActorRestarting, Node, NodeConfig, NoSuchActo
 from tai_autonomics.trust.errors import CertExpired
 from tests.conftest import free_port
 
+REPO = Path(__file__).parent.parent
 RAISER = "tests.test_error_tree:Raiser"
 RELAY = "tests.runtime.actors:Relay"
 
@@ -189,7 +190,7 @@ def test_classes_are_rebuilt_across_processes() -> None:
 def _documented_statuses() -> dict[str, set[int]]:
     """docs/gateway.md's table of statuses: each code in backticks → the statuses whose rows name it."""
     table: dict[str, set[int]] = {}
-    text = (Path(__file__).parent.parent / "docs" / "gateway.md").read_text()
+    text = (REPO / "docs" / "gateway.md").read_text()
     for status, codes in re.findall(r"^\| (\d{3}) \| (.*) \|$", text, flags=re.M):
         for code in re.findall(r"`([a-z_]+)`", codes):
             table.setdefault(code, set()).add(int(status))
@@ -205,3 +206,8 @@ def test_the_gateway_answers_each_class_with_the_documented_status() -> None:
             assert documented[code] == {status}, code
         elif code not in documented:
             assert status == REFUSAL_STATUS, f"{code} ({cls.__name__}) answers {status} but is not in docs/gateway.md"
+
+
+def test_docs_errors_md_lists_every_code_with_its_class() -> None:
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| `([A-Za-z_]+)` \|", (REPO / "docs" / "errors.md").read_text(), re.M))
+    assert rows == {code: cls.__name__ for code, cls in registered().items()}

@@ -72,6 +72,8 @@ CALL_TIMEOUT_S = 35.0
 
 
 class InsuranceNotConfigured(TaiError):
+    """No insurer is configured (its URL or public key is missing): prod cannot start, eval cannot ask."""
+
     code = "insurance_not_configured"
 
 
