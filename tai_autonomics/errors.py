@@ -24,6 +24,7 @@ so importing it stays cheap. The tree, each class with the code it claims:
     ├── CertStatusInvalid  [cert_status_invalid]
     ├── ChainAmbiguous  [chain_ambiguous]
     ├── ClientError  [gateway_error]
+    │   └── GatewayUnreachable  [gateway_unreachable]
     ├── ConfigError  [config_invalid]
     │   └── SettingMissing  [config_missing]
     ├── Conflict  [conflict]
@@ -273,7 +274,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "tai_autonomics.actors.prod_mode": ("CertStatusInvalid",),
     "tai_autonomics.cli._errors": ("AlreadyRunning", "ArgumentsInvalid", "ChainAmbiguous", "FileUnreadable",
         "TokenMissing"),
-    "tai_autonomics.client._client": ("ClientError",),
+    "tai_autonomics.client._client": ("ClientError", "GatewayUnreachable"),
     "tai_autonomics.datadir": ("DataDirUnwritable",),
     "tai_autonomics.gateway.server": ("GatewayStartError",),
     "tai_autonomics.gateway.shell_client": ("ShellClientError", "ShellRefused", "ShellUrlInvalid"),
