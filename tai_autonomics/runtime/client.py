@@ -53,7 +53,8 @@ class Client:
         self.aside: list[Exiting] = []
 
     def call(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
-        """Call the actor registered as ``name``; its reply, or a :class:`CallError`.
+        """Call the actor registered as ``name``; its reply, or the error it answered as the class
+        registered for its code (a :class:`CallError` when the call itself failed).
 
         A call that reaches an incarnation on its way out (or a dead address) was not run, so
         it is sent again to the next incarnation within the same timeout.
