@@ -17,6 +17,8 @@ from tai_autonomics.errors import TaiError
 
 
 class DataDirUnwritable(TaiError):
+    """The data directory cannot be created or written: nothing can be stored, so nothing starts."""
+
     code = "data_dir_unwritable"
 
 

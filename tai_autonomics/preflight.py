@@ -48,14 +48,26 @@ class SettingMissing(ConfigError):
 
 
 class Unreachable(TaiError):
-    """An outside party the daemon needs at start did not answer."""
+    """An outside party the daemon needs at start did not answer (a subclass names which)."""
+
+
+class StoreUnreachable(Unreachable):
+    """The ledger's store (Firestore) cannot be reached, or refuses the daemon's credentials."""
+
+    code = "store_unreachable"
+
+
+class InsurerUnreachable(Unreachable):
+    """The insurer's API did not answer at all."""
+
+    code = "insurer_unreachable"
 
 
 @dataclass(frozen=True)
 class _Probe:
-    """One outside party to reach: the code of its problem, its name in it, how to reach it."""
+    """One outside party to reach: the class of its problem, its name in it, how to reach it."""
 
-    code: str
+    error: type[Unreachable]
     party: str
     run: Callable[[], None]
 
@@ -116,7 +128,7 @@ def _ledger(release: ReleaseConfig, environ: Mapping[str, str], problems: list[T
                 problems.append(exc)
                 return
         name = str(ledger.get("firestore_ledger", "ledger"))
-        probes["firestore"] = _Probe("store_unreachable", "Firestore", lambda: _reach_firestore(project, name))
+        probes["firestore"] = _Probe(StoreUnreachable, "Firestore", lambda: _reach_firestore(project, name))
     elif store != "sqlite":
         problems.append(ConfigError(release.source, "ledger.store",
                                     f"unknown store {store!r} (expected sqlite or firestore)"))
@@ -135,7 +147,7 @@ def _insurer(release: ReleaseConfig, environ: Mapping[str, str], problems: list[
         _collect(problems, "insurer.public_key_file", release,
                  lambda: load_public_keys(_read(values["public_key_file"])))
     if "url" in values and _checked_url(release, "insurer.url", values["url"], problems):
-        probes["insurer"] = _Probe("insurer_unreachable", "the insurer", lambda: _reach_insurer(values["url"]))
+        probes["insurer"] = _Probe(InsurerUnreachable, "the insurer", lambda: _reach_insurer(values["url"]))
 
 
 def _trust(release: ReleaseConfig, problems: list[TaiError]) -> None:
@@ -209,11 +221,11 @@ def _reach_firestore(project: str | None, name: str) -> None:
     try:
         client = firestore.Client(project=project)
     except (gexc.GoogleAPIError, auth_exc.GoogleAuthError, ValueError, OSError) as exc:
-        raise Unreachable(f"{where}: cannot make a client: {exc}", code="store_unreachable") from None
+        raise StoreUnreachable(f"{where}: cannot make a client: {exc}") from None
     try:
         client.collection("ledgers").document(name).get(retry=None, timeout=REACH_TIMEOUT_S)
     except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
-        raise Unreachable(f"{where} cannot be reached: {str(exc)[:300]}", code="store_unreachable") from None
+        raise StoreUnreachable(f"{where} cannot be reached: {str(exc)[:300]}") from None
     finally:
         client.close()
 
@@ -223,8 +235,7 @@ def _reach_insurer(url: str) -> None:
     try:
         httpx.get(url.rstrip("/") + API_PREFIX + "/keys", timeout=REACH_TIMEOUT_S)
     except httpx.HTTPError as exc:
-        raise Unreachable(f"the insurer at {url} cannot be reached: {type(exc).__name__}: {exc}",
-                          code="insurer_unreachable") from None
+        raise InsurerUnreachable(f"the insurer at {url} cannot be reached: {type(exc).__name__}: {exc}") from None
 
 
 def _reach(probes: _Probes) -> list[TaiError]:
@@ -240,7 +251,7 @@ def _reach(probes: _Probes) -> list[TaiError]:
         except TaiError as exc:
             results[name] = exc
         except Exception as exc:  # noqa: BLE001 - on a thread: still that party's problem, said in one line
-            results[name] = Unreachable(f"{probe.party}: {type(exc).__name__}: {exc}", code=probe.code)
+            results[name] = probe.error(f"{probe.party}: {type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=run, args=item, daemon=True, name=f"preflight-{item[0]}")
                for item in probes.items()]
@@ -252,8 +263,7 @@ def _reach(probes: _Probes) -> list[TaiError]:
     problems: list[TaiError] = []
     for name, probe in probes.items():
         if name not in results:
-            problems.append(Unreachable(f"{probe.party} did not answer within {REACH_DEADLINE_S:g} s",
-                                        code=probe.code))
+            problems.append(probe.error(f"{probe.party} did not answer within {REACH_DEADLINE_S:g} s"))
         elif (problem := results[name]) is not None:
             problems.append(problem)
     return problems

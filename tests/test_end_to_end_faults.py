@@ -10,7 +10,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tai_autonomics.gateway.errors import STATUS_BY_CODE
+from tai_autonomics.gateway.errors import STATUS_BY_CLASS
+from tai_autonomics.trust.errors import CertValidityTooShort
 from tests.e2e import DEPLOY, as_, dev_daemon, receipts, until
 from tests.runtime.test_supervision import wait_until
 
@@ -168,7 +169,7 @@ def test_certificate_near_expiry_refuses_deploys_with_the_reason_until_renewal_w
 
     refused = deploy_keyed(d, "near-expiry")
     error = refused.json()["error"]
-    assert refused.status_code == STATUS_BY_CODE["cert_validity_too_short"] == 503, refused.text
+    assert refused.status_code == STATUS_BY_CLASS[CertValidityTooShort] == 503, refused.text
     assert refused.headers["retry-after"] == "1"
     assert error["code"] == "cert_validity_too_short" and refused.json()["request_id"]
     left = error["detail"]["seconds_left"]

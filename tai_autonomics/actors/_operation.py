@@ -50,9 +50,18 @@ from typing import Any
 import httpx
 
 from tai_autonomics import logs
-from tai_autonomics.errors import TaiError
-from tai_autonomics.ledger.operations import IN_PROGRESS, INTERRUPTED, OPEN
+from tai_autonomics.errors import InvalidRequest, TaiError
+from tai_autonomics.ledger.errors import NotFoundError, StoreCorruptError
+from tai_autonomics.ledger.operations import (
+    IN_PROGRESS,
+    INTERRUPTED,
+    OPEN,
+    CoverageExceeded,
+    OperationExists,
+    OperationNotOpen,
+)
 from tai_autonomics.operations.authority import Authority
+from tai_autonomics.operations.mode import ModeRefusal
 from tai_autonomics.operations.rca import Answer, shutdown_record
 from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
 
@@ -66,10 +75,25 @@ PROD_MODE = "ProdMode"
 
 
 class OperationConflict(TaiError):
-    """A key already names another request (HTTP 409/422)."""
+    """A key already names another request (HTTP 409/422); each operation actor names its own
+    subclass (:attr:`OperationActor.conflict`), since the outside party's contract names the code."""
+
+
+class IdempotencyKeyReused(OperationConflict):
+    """A deploy's idempotency key already names another deployment request."""
+
+    code = "idempotency_key_reused"
+
+
+class WorkConflict(OperationConflict):
+    """A publish's work id already names another publication request."""
+
+    code = "work_conflict"
 
 
 class NotFound(TaiError):
+    """No operation has this id or key (on any instance)."""
+
     code = "not_found"
 
 
@@ -157,11 +181,11 @@ class Operation:
 
 
 class OperationActor(Server, metaclass=ABCMeta):
-    """Subclasses set :attr:`kind`, :attr:`party`, :attr:`conflict_code` and implement the hooks."""
+    """Subclasses set :attr:`kind`, :attr:`party`, :attr:`conflict` and implement the hooks."""
 
     kind = ""  # receipt kinds are <kind>.intent / .completed / .failed
     party = ""  # "customer" or "marketplace": the context key of its base URL
-    conflict_code = ""
+    conflict: type[OperationConflict] = OperationConflict
     coalesce_s = 0.002  # under load, the guards and appends of many requests travel together
 
     def init(self, args: dict[str, Any]) -> Any:
@@ -198,9 +222,9 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     # -- start: take over what an earlier incarnation left open ---------------------------------------
 
-    def _started_mode(self, authority: Any, error: BaseException | None) -> None:
+    def _started_mode(self, authority: Any, error: TaiError | None) -> None:
         if error is not None:
-            self.fail_start(f"cannot ask ProdMode for the policy: {getattr(error, 'message', error)}")
+            self.fail_start(f"cannot ask ProdMode for the policy: {error.message}")
             return
         self.authority = authority
         if authority.chain is None:
@@ -212,31 +236,31 @@ class OperationActor(Server, metaclass=ABCMeta):
     def call_authority_changed(self, authority: Any) -> None:
         """ProdMode's push: guard the next requests with this."""
         if not isinstance(authority, Authority):
-            raise TaiError("authority_changed needs an Authority", code="invalid_request")
+            raise InvalidRequest("authority_changed needs an Authority")
         self.authority = authority
 
     def on_down(self, name: str, incarnation: str) -> None:
         if name == PROD_MODE:  # a new ProdMode incarnation has no subscribers: subscribe again
             self.call_actor(PROD_MODE, "authority", {"name": self.name}, then=self._resubscribed)
 
-    def _resubscribed(self, authority: Any, error: BaseException | None) -> None:
+    def _resubscribed(self, authority: Any, error: TaiError | None) -> None:
         if error is not None:  # ProdMode not back within the call's wait: it is, or the tree gives up
-            raise RuntimeError(f"cannot subscribe to ProdMode again: {getattr(error, 'message', error)}")
+            raise RuntimeError(f"cannot subscribe to ProdMode again: {error.message}")
         self.authority = authority
 
-    def _found_open(self, records: Any, error: BaseException | None) -> None:
+    def _found_open(self, records: Any, error: TaiError | None) -> None:
         """Start reading only the operations still open, not the ledger's history: the start
         time and memory of an incarnation do not grow with the operations done."""
-        if getattr(error, "code", "") == "ledger_store_corrupt":
+        if isinstance(error, StoreCorruptError):
             # a record edited by hand into nonsense: restarting would meet it again (a crash loop);
             # serve new operations, and say which record needs fixing
             logs.event(log, f"open {self.kind} operations cannot be read; none is taken over: "
-                            f"{getattr(error, 'message', error)}", logging.ERROR, event="operations_unreadable",
-                       actor=self.name, reason=getattr(error, "message", str(error)))
+                            f"{error.message}", logging.ERROR, event="operations_unreadable",
+                       actor=self.name, reason=error.message)
             records, error = [], None
         if error is not None:
             self.fail_start(f"cannot read open {self.kind} operations from the ledger: "
-                            f"{getattr(error, 'message', error)}")
+                            f"{error.message}")
             return
         self.confirm_started()
         for record in records:
@@ -263,7 +287,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                    caller: Caller | None = None) -> None:
         """Run an open operation this incarnation did not start (its runner died): with the
         repeat's ``plan``, else as far as its intent allows (:meth:`resume_steps`)."""
-        def found(view: Any, error: BaseException | None) -> None:
+        def found(view: Any, error: TaiError | None) -> None:
             if error is not None:
                 if caller is not None:
                     self.reply(caller, error=error)
@@ -328,10 +352,10 @@ class OperationActor(Server, metaclass=ABCMeta):
         return NOREPLY
 
     def _claimed(self, key: str, fingerprint: str, intent: dict[str, Any], plan: Callable[[str], list[Step]],
-                 caller: Caller, view: Any, error: BaseException | None) -> None:
+                 caller: Caller, view: Any, error: TaiError | None) -> None:
         if error is None:
             self._existing(view, fingerprint, plan, caller)
-        elif getattr(error, "code", "") == "ledger_not_found":
+        elif isinstance(error, NotFoundError):
             self._start(key, fingerprint, intent, plan, caller)
         else:
             self.reply(caller, error=error)
@@ -350,8 +374,8 @@ class OperationActor(Server, metaclass=ABCMeta):
             self._join_or_answer(record["operation_id"], view, caller)
 
     def _conflict(self, key: str, operation_id: str) -> OperationConflict:
-        return OperationConflict(f"{key!r} already names another {self.kind} request ({operation_id})",
-                                 code=self.conflict_code, detail={"operation_id": operation_id})
+        return self.conflict(f"{key!r} already names another {self.kind} request ({operation_id})",
+                             detail={"operation_id": operation_id})
 
     def _start(self, key: str | None, fingerprint: str, intent: dict[str, Any], plan: Callable[[str], list[Step]],
                caller: Caller) -> None:
@@ -395,7 +419,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                              detail={"actor": self.name})
         if error is not None:
             self._forget(op)
-            if getattr(error, "code", "") == "mode_refused" and getattr(error, "detail", {}).get("mode") == "eval":
+            if isinstance(error, ModeRefusal) and error.detail.get("mode") == "eval":
                 self._record_refusal(op, error)
             else:
                 self._answer(op, error=error)
@@ -422,8 +446,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain, "payload": payload,
                  "operation_id": op.operation_id, "effect": effect}
 
-        def appended(receipt: Any, error: BaseException | None) -> None:
-            code = getattr(error, "code", "")
+        def appended(receipt: Any, error: TaiError | None) -> None:
             if error is None:
                 op.receipts.append(receipt)
                 then()
@@ -433,7 +456,7 @@ class OperationActor(Server, metaclass=ABCMeta):
             elif outcome == "interrupted":  # stopping anyway: the open operation is taken over later
                 self._answer(op, error=error)
                 self._forget(op)
-            elif code == "operation_not_open":  # another instance took it over and recorded its outcome
+            elif isinstance(error, OperationNotOpen):  # another instance took it over and recorded its outcome
                 self._forget(op)
                 waiters, op.waiters = op.waiters, []
                 for caller in waiters:
@@ -442,22 +465,22 @@ class OperationActor(Server, metaclass=ABCMeta):
             else:  # the outside call happened but is unrecorded: restart; the next incarnation takes it over
                 self._answer(op, error=error)
                 raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
-                                   f"{getattr(error, 'message', error)}")
+                                   f"{error.message}")
 
         self.call_actor(LEDGER, "append", draft, then=appended)
 
-    def _intent_refused(self, op: Operation, error: BaseException) -> None:
+    def _intent_refused(self, op: Operation, error: TaiError) -> None:
         """The store refused the intent: coverage did not fit (recorded as ``coverage.exceeded``),
         or another instance claimed the key first (answered as that operation)."""
-        code, detail = getattr(error, "code", ""), getattr(error, "detail", None) or {}
-        if code == "coverage_limit_exceeded":
+        detail = error.detail
+        if isinstance(error, CoverageExceeded):
             draft = {"kind": "coverage.exceeded", "mode": "prod", "chain": op.chain,
                      "operation_id": op.operation_id,
                      "payload": {**{k: v for k, v in detail.items() if k != "exception"},
                                  "operation_id": op.operation_id}}
             self.call_actor(LEDGER, "append", draft, then=lambda _receipt, failure: self._answer(
                 op, error=failure or error))
-        elif code == "operation_exists" and isinstance(detail.get("operation"), dict):
+        elif isinstance(error, OperationExists) and isinstance(detail.get("operation"), dict):
             waiters, op.waiters = op.waiters, []
             first = detail["operation"]["operation_id"]
             for caller in waiters:
@@ -562,7 +585,7 @@ class OperationActor(Server, metaclass=ABCMeta):
 
         self._append(op, outcome.value, payload, {"close": {"status": outcome.value}}, then=recorded)
 
-    def _answer(self, op: Operation, value: Any = None, error: BaseException | None = None) -> None:
+    def _answer(self, op: Operation, value: Any = None, error: TaiError | None = None) -> None:
         waiters, op.waiters = op.waiters, []
         for caller in waiters:
             self.reply(caller, value, error)
@@ -575,7 +598,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         answer its callers ``operation_interrupted``, and answer this call ``{"interrupted": n}``."""
         budget = payload.get("budget_s") if isinstance(payload, dict) else None
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget <= 60:
-            raise TaiError("drain needs {budget_s: 0-60}", code="invalid_request", detail={"field": "budget_s"})
+            raise InvalidRequest("drain needs {budget_s: 0-60}", detail={"field": "budget_s"})
         self.draining = True
         self.drain_callers.append(self.caller)
         if not self.ops:
@@ -622,8 +645,8 @@ class OperationActor(Server, metaclass=ABCMeta):
         caller = self.caller
         query = {"operation_id": operation_id} if key is None else {"scope": self.kind, "key": key}
 
-        def found(view: Any, error: BaseException | None) -> None:
-            if getattr(error, "code", "") == "ledger_not_found":
+        def found(view: Any, error: TaiError | None) -> None:
+            if isinstance(error, NotFoundError):
                 error = NotFound(f"no {self.kind} operation {operation_id or key!r}",
                                  detail={"operation_id": operation_id} if key is None else {"key": key})
             self.reply(caller, None if error is not None else _stored_view(view), error)
@@ -667,7 +690,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         """The steps to finish an operation recorded before a restart, or None to wait for its repeat."""
 
 
-def _ignored(_reply: Any, _error: BaseException | None) -> None:
+def _ignored(_reply: Any, _error: TaiError | None) -> None:
     """ProdMode's answer to a report it acts on by itself (its periodic check is the safety net)."""
 
 

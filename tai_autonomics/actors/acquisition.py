@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tai_autonomics.actors._operation import OperationActor, Step
+from tai_autonomics.actors._operation import IdempotencyKeyReused, OperationActor, Step
 from tai_autonomics.operations import deploy
 from tai_autonomics.operations.fields import an_object, ident, only_fields
 from tai_autonomics.operations.rca import Answer
@@ -36,7 +36,7 @@ STAGE = "deploy"
 class Acquisition(OperationActor):
     kind = "deploy"
     party = "customer"
-    conflict_code = "idempotency_key_reused"
+    conflict = IdempotencyKeyReused
 
     def call_deploy(self, request: Any) -> Any:
         spec, key = deploy.validate_deploy(request)

@@ -118,8 +118,8 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
-from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S, InvalidRequest
-from tai_autonomics.errors import TaiError
+from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
+from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.configured import open_cert_store
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate

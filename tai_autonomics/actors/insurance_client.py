@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.runtime import NOREPLY, ActorCrashed, Caller, Server
 from tai_autonomics.trust import insurer_client as core
 from tai_autonomics.trust.insurer_client import InsuranceCacheStaleError, RetryPolicy, Steps
@@ -72,11 +72,9 @@ CALL_TIMEOUT_S = 35.0
 
 
 class InsuranceNotConfigured(TaiError):
+    """No insurer is configured (its URL or public key is missing): prod cannot start, eval cannot ask."""
+
     code = "insurance_not_configured"
-
-
-class InvalidRequest(TaiError):
-    code = "invalid_request"
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
 from tai_autonomics.notifications.signing import HEADER, sign
 from tai_autonomics.runtime import Server
@@ -65,10 +65,7 @@ class _Delivery:
     attempts: int = 0
 
 
-class NotificationsConfigError(TaiError):
-    code = "config_invalid"
-
-
+_WHERE = "the Notifier's arguments"  # ConfigError's "file": the notifications section of the tree's context
 class Notifier(Server):
     def init(self, args: dict[str, Any]) -> None:
         section = (args.get("context") or {}).get("notifications") or {}
@@ -91,9 +88,8 @@ class Notifier(Server):
         variable = section.get("secret_env")
         secret = os.environ.get(variable) if isinstance(variable, str) and variable else None
         if not secret:
-            raise NotificationsConfigError(
-                f"notifications.secret_env must name a set environment variable holding the webhook secret "
-                f"(got {variable!r})", detail={"key": "notifications.secret_env"})
+            raise ConfigError(_WHERE, "notifications.secret_env", "must name a set environment variable holding the "
+                              f"webhook secret (got {variable!r})")
         self._secret = secret.encode()
         self.start_timer(0, "poll")
 
@@ -123,7 +119,7 @@ class Notifier(Server):
     def _again(self, now: bool = False) -> None:
         self.start_timer(0 if now else self.poll_s, "poll")
 
-    def _found_chain(self, status: Any, error: BaseException | None) -> None:
+    def _found_chain(self, status: Any, error: TaiError | None) -> None:
         chain = status.get("policy_id") if error is None and isinstance(status, dict) else None
         if not chain:  # eval, or ProdMode restarting: no contractual chain to follow yet
             self._again()
@@ -131,9 +127,9 @@ class Notifier(Server):
         self.chain = chain
         self.call_actor("CertManager", "status", then=lambda cert, err: self._found_customer(cert, err))
 
-    def _found_customer(self, cert: Any, error: BaseException | None) -> None:
+    def _found_customer(self, cert: Any, error: TaiError | None) -> None:
         if error is not None:  # CertManager refuses status outside the validity window, with the status in its detail
-            cert = getattr(error, "detail", {}).get("status")
+            cert = error.detail.get("status")
         policy = cert.get("policy") if isinstance(cert, dict) else None
         customer = str((policy if isinstance(policy, dict) else {}).get("customer_account") or self.chain)
         self.call_actor(LEDGER, "usage", {"chain": self.chain},
@@ -163,7 +159,7 @@ class Notifier(Server):
         self.watch = Watch(customer, usage if isinstance(usage, list) else [], counted_through=head)
         self._again(now=True)
 
-    def _read(self, page: Any, error: BaseException | None) -> None:
+    def _read(self, page: Any, error: TaiError | None) -> None:
         if error is not None or not isinstance(page, list):
             self._again()
             return
@@ -225,15 +221,14 @@ def _urls(value: Any) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(u, str) and urlsplit(u).scheme in ("http", "https")
                                               and urlsplit(u).netloc for u in value):
-        raise NotificationsConfigError("notifications.urls must be a list of http(s) URLs",
-                                       detail={"key": "notifications.urls"})
+        raise ConfigError(_WHERE, "notifications.urls", "must be a list of http(s) URLs")
     return list(value)
 
 
 def _positive(args: dict[str, Any], key: str, default: float) -> float:
     value = args.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise NotificationsConfigError(f"{key} must be a number > 0, not {value!r}", detail={"key": key})
+        raise ConfigError(_WHERE, key, f"must be a number > 0, not {value!r}")
     return float(value)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.pricing import PricingParams, quote, validate_metrics
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 
@@ -41,7 +42,7 @@ class Pricing(Server):
         return NOREPLY
 
     def _authorised(self, caller: Caller, customer: str, metrics: dict, authority: Any,
-                    error: BaseException | None) -> None:
+                    error: TaiError | None) -> None:
         if error is not None:
             self.reply(caller, error=error)
             return
@@ -50,7 +51,7 @@ class Pricing(Server):
             self._quote(caller, customer, metrics, authority, chain)
             return
 
-        def found(answer: Any, failure: BaseException | None) -> None:
+        def found(answer: Any, failure: TaiError | None) -> None:
             if failure is not None:
                 self.reply(caller, error=failure)
                 return

@@ -83,18 +83,27 @@ from typing import Any
 
 from tai_autonomics import logs
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import InvalidRequest, TaiError, rebuild
+from tai_autonomics.ledger.errors import StoreUnavailable
 from tai_autonomics.operations.authority import CERTIFICATE_EXPIRED, Authority
 from tai_autonomics.operations.mode import EVAL, PRICING, PROD, ModeMachine, ModeRefusal, Transition
 from tai_autonomics.operations.revenue import CONTRACT_KINDS
 from tai_autonomics.operations.verdicts import REPEAT_S, Verdict, VerdictLog
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.trust import Policy
+from tai_autonomics.trust.errors import CertExpired, CertRevoked
+from tai_autonomics.trust.insurer_errors import (
+    InsuranceCacheStaleError,
+    InsuranceExpiredError,
+    InsuranceRevokedError,
+    PolicyNotFoundError,
+)
 
 log = logging.getLogger(__name__)
 
-LOST_CODES = ("insurance_cache_stale", "insurance_revoked", "insurance_expired", "policy_not_found",
-              "cert_revoked", "cert_expired")
+#: the insurer's (or the certificate's) answers that end ``prod``; any other failure to ask keeps the mode
+LOST = (InsuranceCacheStaleError, InsuranceRevokedError, InsuranceExpiredError, PolicyNotFoundError, CertRevoked,
+        CertExpired)
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
 CERT_MANAGER = "CertManager"
 REVOKED = "certificate revoked by the insurer"
@@ -103,6 +112,12 @@ REVOKED = "certificate revoked by the insurer"
 RECORDED_FOR_OTHERS = ("shell.command", *CONTRACT_KINDS)
 LEDGER_UNAVAILABLE = "ledger_unavailable"
 _RECORD_RETRY = "record_retry"
+
+
+class CertStatusInvalid(TaiError):
+    """CertManager's status names no usable policy and expiry: production cannot start on it."""
+
+    code = "cert_status_invalid"
 
 
 class ProdMode(Server):
@@ -131,23 +146,23 @@ class ProdMode(Server):
 
     # -- start: certificate → insurer → decide ------------------------------------------------
 
-    def _started_cert(self, status: Any, error: BaseException | None) -> None:
+    def _started_cert(self, status: Any, error: TaiError | None) -> None:
         if error is None:
             try:
                 self._take_certificate(status)
                 if self.revoked:
-                    raise TaiError(REVOKED, code="cert_revoked")
+                    raise CertRevoked(REVOKED)
             except TaiError as exc:
                 error = exc
         if error is not None:
-            self.fail_start(f"production start refused: certificate: {_why(error)}")
+            self.fail_start(f"production start refused: certificate: {error.message}")
             return
         self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
                         then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
 
-    def _started_insurer(self, _status: Any, error: BaseException | None) -> None:
+    def _started_insurer(self, _status: Any, error: TaiError | None) -> None:
         if error is not None:
-            self.fail_start(f"production start refused: insurer: {_why(error)}")
+            self.fail_start(f"production start refused: insurer: {error.message}")
             return
         self._record(self.machine.start("certificate valid and policy verified"))
         self._verdict(None)
@@ -167,7 +182,7 @@ class ProdMode(Server):
         """ReceiptLedger's store refuses writes: read_only until a receipt is stored again."""
         reason = notice.get("reason") if isinstance(notice, dict) else None
         if not isinstance(reason, str):
-            raise TaiError(f"{LEDGER_UNAVAILABLE} needs {{reason}}", code="invalid_request")
+            raise InvalidRequest(f"{LEDGER_UNAVAILABLE} needs {{reason}}")
         self._disk_lost(reason)
 
     def _disk_lost(self, reason: str) -> None:
@@ -180,28 +195,28 @@ class ProdMode(Server):
             return  # not subscribed: eval, or still starting (the subscribe reply is being taken)
         error = notice.get("error") if isinstance(notice, dict) else None
         if not isinstance(notice, dict) or not isinstance(error, (dict, type(None))):
-            raise TaiError("certificate_changed needs {status, error}", code="invalid_request")
+            raise InvalidRequest("certificate_changed needs {status, error}")
         self._checked_cert(notice.get("status"), None if error is None else
-                           TaiError(str(error.get("message", "")), code=str(error.get("code", "cert_invalid"))))
+                           rebuild(str(error.get("code", "cert_invalid")), str(error.get("message", ""))))
 
     def on_down(self, name: str, incarnation: str) -> None:
         if name == CERT_MANAGER and self.policy is not None and self.machine.configured != EVAL:
             self._subscribe(then=self._checked_cert)  # the new incarnation has no subscribers
 
-    def _checked_cert(self, status: Any, error: BaseException | None) -> None:
+    def _checked_cert(self, status: Any, error: TaiError | None) -> None:
         if error is not None:
-            self._lost(f"certificate: {_why(error)}")
+            self._lost(f"certificate: {error.message}")
             return
         self._take_certificate(status)
         self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
                         then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
-    def _checked_insurer(self, _status: Any, error: BaseException | None) -> None:
+    def _checked_insurer(self, _status: Any, error: TaiError | None) -> None:
         self._verdict(error)
         if error is None and self._certificate_usable():
             self._record(self.machine.insurance_confirmed())
-        elif error is not None and getattr(error, "code", "") in LOST_CODES:
-            self._lost(f"insurer: {_why(error)}")
+        elif isinstance(error, LOST):
+            self._lost(f"insurer: {error.message}")
 
     def _lost(self, reason: str) -> None:
         self._record(self.machine.insurance_lost(reason))
@@ -214,13 +229,13 @@ class ProdMode(Server):
     def _take_certificate(self, status: Any) -> None:
         if isinstance(status, dict) and status.get("loaded") is False:
             reason = status.get("reason") or {}
-            raise TaiError(reason.get("message", "no certificate loaded"), code=reason.get("code", "cert_not_loaded"))
+            raise rebuild(reason.get("code", "cert_not_loaded"), reason.get("message", "no certificate loaded"))
         try:
             self.policy = Policy.from_dict(status["policy"])
             self.not_after = datetime.fromisoformat(status["not_after"]).timestamp()
         except (KeyError, TypeError, ValueError) as exc:
-            raise TaiError(f"CertManager's status has no usable policy and expiry ({type(exc).__name__}: {exc})",
-                           code="cert_status_invalid") from None
+            raise CertStatusInvalid(
+                f"CertManager's status has no usable policy and expiry ({type(exc).__name__}: {exc})") from None
         self.revoked = bool(status.get("revoked"))
         if self.revoked:
             self._lost(REVOKED)
@@ -261,7 +276,7 @@ class ProdMode(Server):
     def call_authority(self, request: Any) -> Authority:
         """Subscribe the operation actor ``request["name"]`` to changes; answer the current authority."""
         if not isinstance(request, dict) or not isinstance(request.get("name"), str):
-            raise TaiError("authority needs {name}", code="invalid_request")
+            raise InvalidRequest("authority needs {name}")
         self.subscribers.add(request["name"])
         return self.authority()
 
@@ -280,10 +295,10 @@ class ProdMode(Server):
         for name in sorted(self.subscribers):
             self.call_actor(name, "authority_changed", authority, then=self._pushed)
 
-    def _pushed(self, _reply: Any, error: BaseException | None) -> None:
+    def _pushed(self, _reply: Any, error: TaiError | None) -> None:
         if error is not None:  # a subscriber that restarts subscribes again as it starts
-            logs.event(log, f"authority not delivered: {_why(error)}", logging.WARNING, event="authority_push_failed",
-                       code=getattr(error, "code", ""))
+            logs.event(log, f"authority not delivered: {error.message}", logging.WARNING, event="authority_push_failed",
+                       code=error.code)
 
     def call_mode(self, _payload: Any) -> dict[str, Any]:
         return {"mode": self.machine.mode, "reason": self.machine.reason, "configured": self.machine.configured,
@@ -309,11 +324,11 @@ class ProdMode(Server):
                         then=lambda _s, err: self._resumed(caller, err))
         return NOREPLY
 
-    def _resumed(self, caller: Any, error: BaseException | None) -> None:
+    def _resumed(self, caller: Any, error: TaiError | None) -> None:
         self._verdict(error)
         try:
             transition = self.machine.resume(error is None and self._certificate_usable())
-        except ModeRefusal as refusal:
+        except (ModeRefusal, StoreUnavailable) as refusal:  # resume refuses with the ledger down too
             self.reply(caller, error=refusal)
             return
         self._record(transition)
@@ -325,8 +340,7 @@ class ProdMode(Server):
         so the caller can refuse to act on what could not be recorded."""
         if (not isinstance(request, dict) or request.get("kind") not in RECORDED_FOR_OTHERS
                 or not isinstance(request.get("payload"), dict)):
-            raise TaiError(f"record needs {{kind, payload}} with kind one of {', '.join(RECORDED_FOR_OTHERS)}",
-                           code="invalid_request")
+            raise InvalidRequest(f"record needs {{kind, payload}} with kind one of {', '.join(RECORDED_FOR_OTHERS)}")
         caller = self.caller
         self._append(request["kind"], request["payload"],
                      then=lambda receipt, error: self.reply(caller, receipt, error=error))
@@ -358,13 +372,13 @@ class ProdMode(Server):
     def _record_next(self) -> None:
         self._append("mode.changed", self._unrecorded[0], then=self._recorded)
 
-    def _recorded(self, receipt: Any, error: BaseException | None) -> None:
+    def _recorded(self, receipt: Any, error: TaiError | None) -> None:
         """The oldest unrecorded transition's receipt is stored (the disk allows: maybe back to prod),
         or refused: kept for a retry while the ledger is unavailable (whatever the refusal: the ledger
         may be restarting too, and this retry is what finds the disk back), else logged and dropped as
         any receipt nobody waits on."""
-        if getattr(error, "code", "") == LEDGER_UNAVAILABLE:
-            self._disk_lost(str(getattr(error, "detail", {}).get("reason") or LEDGER_UNAVAILABLE))
+        if isinstance(error, StoreUnavailable):
+            self._disk_lost(str(error.detail.get("reason") or LEDGER_UNAVAILABLE))
         if error is not None and self.machine.ledger_down is not None:
             self.start_timer(self.ledger_retry, _RECORD_RETRY)
             return
@@ -376,16 +390,16 @@ class ProdMode(Server):
         if self._unrecorded:
             self._record_next()
 
-    def _verdict(self, error: BaseException | None) -> None:
+    def _verdict(self, error: TaiError | None) -> None:
         """Record the insurer's answer if it changed the verdict or restates one recorded an hour ago."""
         verdict = Verdict(self._policy_id()) if error is None else \
-            Verdict(self._policy_id(), getattr(error, "code", "insurance_error"), _why(error))
+            Verdict(self._policy_id(), error.code, error.message)
         decided = self.verdicts.observe(verdict, time.time())
         if decided is not None:
             self._append(*decided)
 
     def _append(self, kind: str, payload: dict[str, Any], operation_id: str | None = None,
-                then: Callable[[Any, BaseException | None], None] | None = None) -> None:
+                then: Callable[[Any, TaiError | None], None] | None = None) -> None:
         """Append on this mode's chain; ``then(receipt, error)`` once the ledger answers (default:
         log a failure, for receipts nobody waits on)."""
         chain = self.policy.policy_id if self.machine.configured == PROD and self.policy is not None else None
@@ -393,20 +407,17 @@ class ProdMode(Server):
                  "chain": chain, "operation_id": operation_id}
         self.call_actor("ReceiptLedger", "append", draft, then=then or self._appended)
 
-    def _appended(self, receipt: Any, error: BaseException | None) -> None:
+    def _appended(self, receipt: Any, error: TaiError | None) -> None:
         if error is not None:
             logs.event(log, "receipt not recorded", logging.ERROR, event="receipt_failed",
-                       code=getattr(error, "code", ""), reason=_why(error))
+                       code=error.code, reason=error.message)
 
 
 def _guard_request(request: Any) -> tuple[str, float]:
     if not isinstance(request, dict) or not isinstance(request.get("sku_id"), str):
-        raise TaiError("guard needs {sku_id, timeout_s?}", code="invalid_request")
+        raise InvalidRequest("guard needs {sku_id, timeout_s?}")
     timeout_s = request.get("timeout_s", 300)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s <= 86_400:
-        raise TaiError("timeout_s must be 0-86400", code="invalid_request", detail={"field": "timeout_s"})
+        raise InvalidRequest("timeout_s must be 0-86400", detail={"field": "timeout_s"})
     return request["sku_id"], float(timeout_s)
 
-
-def _why(error: BaseException) -> str:
-    return getattr(error, "message", None) or str(error)

@@ -25,7 +25,7 @@ import hashlib
 import json
 from typing import Any
 
-from tai_autonomics.actors._operation import OperationActor, Step
+from tai_autonomics.actors._operation import OperationActor, Step, WorkConflict
 from tai_autonomics.operations import publish
 from tai_autonomics.operations.fields import an_object, ident, only_fields
 from tai_autonomics.operations.rca import Answer
@@ -34,7 +34,7 @@ from tai_autonomics.operations.rca import Answer
 class Publisher(OperationActor):
     kind = "publish"
     party = "marketplace"
-    conflict_code = "work_conflict"
+    conflict = WorkConflict
 
     def call_publish(self, request: Any) -> Any:
         work = publish.validate_publish(request)

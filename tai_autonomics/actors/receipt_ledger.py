@@ -117,7 +117,7 @@ from tai_autonomics.ledger import (
 from tai_autonomics.ledger._sequencer import NotSequencer, Outcome, Sequencer, open_sequencer
 from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.configured import configured_key, open_store
-from tai_autonomics.ledger.errors import LedgerError
+from tai_autonomics.ledger.errors import LedgerError, LedgerRequestInvalid
 from tai_autonomics.ledger.operations import effect_from_json
 from tai_autonomics.runtime import NOREPLY, Caller, Server
 
@@ -126,7 +126,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BATCH = 256
 DEFAULT_BATCH_DELAY_S = 0.002
 MAX_MANY = 1000
-BAD_REQUEST = "ledger_bad_request"
 _FLUSH = "flush"
 _TICK = "sequencer_tick"
 _DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
@@ -218,7 +217,7 @@ class ReceiptLedger(Server):
     def call_append_many(self, payload: Any) -> Any:
         items = _arg(payload, "drafts", list)
         if len(items) > MAX_MANY:
-            raise TaiError(f"append_many takes at most {MAX_MANY} drafts, got {len(items)}", code=BAD_REQUEST)
+            raise LedgerRequestInvalid(f"append_many takes at most {MAX_MANY} drafts, got {len(items)}")
         if not items:
             return []
         request = _Request(self.reply, self.caller, len(items), many=True)
@@ -373,10 +372,10 @@ class ReceiptLedger(Server):
         self.call_actor(MODE_KEEPER, "ledger_unavailable", {"reason": exc.detail.get("reason", exc.code)},
                         then=self._told)
 
-    def _told(self, _value: Any, error: BaseException | None) -> None:
+    def _told(self, _value: Any, error: TaiError | None) -> None:
         if error is not None:  # no ProdMode in this tree, or it is restarting: the next outage tells it
             logs.event(log, "ledger outage not reported", logging.WARNING, event="ledger.unavailable_unreported",
-                       actor=self.name, code=getattr(error, "code", ""))
+                       actor=self.name, code=error.code)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -402,7 +401,7 @@ class ReceiptLedger(Server):
     def call_open_operations(self, payload: Any) -> list[dict[str, Any]]:
         limit = _arg(payload, "limit", int, 1000)
         if not 1 <= limit <= 1000:
-            raise TaiError("'limit' must be 1..1000", code=BAD_REQUEST)
+            raise LedgerRequestInvalid("'limit' must be 1..1000")
         return [record.to_json() for record in self._ledger.open_operations(_arg(payload, "scope", str), limit)]
 
     def call_usage(self, payload: Any) -> list[dict[str, Any]]:
@@ -415,7 +414,7 @@ class ReceiptLedger(Server):
     def call_latest(self, payload: Any) -> list[dict[str, Any]]:
         limit = _arg(payload or {}, "limit", int, 10)
         if not 1 <= limit <= 1000:
-            raise TaiError("'limit' must be 1..1000", code=BAD_REQUEST)
+            raise LedgerRequestInvalid("'limit' must be 1..1000")
         size = self._ledger.size
         return [receipt.to_dict() for receipt in self._ledger.iter_receipts(max(0, size - limit), size)]
 
@@ -539,12 +538,12 @@ _MISSING = object()
 def _arg(payload: Any, name: str, kind: type, default: Any = _MISSING) -> Any:
     """Member ``name`` of a request object, of type ``kind`` (or ``default`` when absent)."""
     if not isinstance(payload, dict):
-        raise TaiError(f"the request must be a JSON object with {name!r}", code=BAD_REQUEST)
+        raise LedgerRequestInvalid(f"the request must be a JSON object with {name!r}")
     value = payload.get(name, default)
     if value is _MISSING:
-        raise TaiError(f"the request needs {name!r}", code=BAD_REQUEST)
+        raise LedgerRequestInvalid(f"the request needs {name!r}")
     if value is not default and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise TaiError(f"{name!r} must be a {kind.__name__}", code=BAD_REQUEST)
+        raise LedgerRequestInvalid(f"{name!r} must be a {kind.__name__}")
     return value
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.cli._errors import FileUnreadable
 from tai_autonomics.trust import (
     CertificateError,
     CertificateVerifier,
@@ -60,7 +60,7 @@ def _inspect(args: argparse.Namespace) -> int:
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
-        raise TaiError(f"cannot read {args.file}: {exc.strerror}", code="file_unreadable") from None
+        raise FileUnreadable(f"cannot read {args.file}: {exc.strerror}") from None
     report: dict[str, Any] = {"file": args.file, "checked_at": now.isoformat(), "certificate": None}
     try:
         report["certificate"] = describe(load_certificate(data), now)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tai_autonomics import datadir, devprofile, logs, preflight
+from tai_autonomics.cli._errors import AlreadyRunning
 from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
 from tai_autonomics.errors import Problems, TaiError
 from tai_autonomics.gateway import GatewayConfig, GatewayServer, dev_tokens, gateway_config, resolve_port
@@ -87,9 +88,8 @@ class _Lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
-            raise TaiError(f"another tai-autonomics is already running with data dir {self.path.parent} "
-                           f"(pid {self.holder() or 'unknown'}); stop it first (tai-autonomics stop)",
-                           code="already_running") from None
+            raise AlreadyRunning(f"another tai-autonomics is already running with data dir {self.path.parent} "
+                                 f"(pid {self.holder() or 'unknown'}); stop it first (tai-autonomics stop)") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()}\n".encode())
 

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tai_autonomics.cli._errors import ArgumentsInvalid
 from tai_autonomics.config import load_release
-from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import (
     DEFAULT_ORIGIN,
     Ledger,
@@ -90,7 +90,7 @@ def _configured(args: argparse.Namespace) -> tuple[LedgerStore, LedgerKey, str]:
 
 def _export(args: argparse.Namespace) -> int:
     if args.out is None and args.tiles is None:
-        raise TaiError("ledger export needs --out DIR, --tiles DIR or both", code="invalid_arguments")
+        raise ArgumentsInvalid("ledger export needs --out DIR, --tiles DIR or both")
     store, key, origin = _configured(args)
     ledger = Ledger.open(store, key, origin=origin)
     written: dict[str, str] = {}

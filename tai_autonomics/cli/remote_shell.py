@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.cli._errors import TokenMissing
 from tai_autonomics.gateway.config import DEFAULT_PORT, TOKEN_ENV
 from tai_autonomics.gateway.shell_client import Result, ShellClient
 from tai_autonomics.logs import LOG_LEVELS
@@ -51,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _remote_shell(args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env, "").strip()
     if not token:
-        raise TaiError(f"no admin token: set {args.token_env} (the dev profile writes it to DATA_DIR/tokens.env; "
-                       "load it with: set -a; . var/tokens.env; set +a)", code="token_missing")
+        raise TokenMissing(f"no admin token: set {args.token_env} (the dev profile writes it to DATA_DIR/tokens.env; "
+                           "load it with: set -a; . var/tokens.env; set +a)")
     with ShellClient(args.url, token) as client:
         if args.lines:
             return _batch(client, args.lines, args.json)

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tai_autonomics.cli._errors import ChainAmbiguous, TokenMissing
 from tai_autonomics.client import Client, GoogleIdToken
-from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway.config import LOOPBACK, resolve_port
 from tai_autonomics.ledger import VerificationError, verify_export
 from tai_autonomics.operations.revenue import KIND_PREFIX, parse_month, recognise
@@ -68,7 +68,7 @@ def _online(args: argparse.Namespace, month: str) -> dict[str, Any]:
     elif os.environ.get(TOKEN_ENV):
         client = Client(url, token=os.environ[TOKEN_ENV])
     else:
-        raise TaiError(f"no token: set ${TOKEN_ENV} (or give --audience on Cloud Run)", code="token_missing")
+        raise TokenMissing(f"no token: set ${TOKEN_ENV} (or give --audience on Cloud Run)")
     with client:
         return dict(client.get_revenue(month))
 
@@ -79,8 +79,8 @@ def offline(directory: Path, month: str, chain: str | None = None) -> dict[str, 
     chains = sorted({receipt["chain"] for receipt in contract})
     if chain is None:
         if len(chains) > 1:
-            raise TaiError(f"contract receipts on {len(chains)} chains: name one with --chain",
-                           code="chain_ambiguous", detail={"chains": chains})
+            raise ChainAmbiguous(f"contract receipts on {len(chains)} chains: name one with --chain",
+                                 detail={"chains": chains})
         chain = chains[0] if chains else ""
     return {**recognise((r for r in contract if r["chain"] == chain), month), "chain": chain}
 

@@ -11,9 +11,9 @@ a Google ID token (:class:`GoogleIdToken`) for Cloud Run::
         result = tai.create_deployment({"sku_id": "sku-001", ...})
 """
 
-from tai_autonomics.client._client import AsyncClient, Client, ClientError, RetryPolicy
+from tai_autonomics.client._client import AsyncClient, Client, ClientError, GatewayUnreachable, RetryPolicy
 from tai_autonomics.client.auth import BearerToken, GoogleIdToken
 from tai_autonomics.client.operations import OPERATIONS, Call
 
-__all__ = ["OPERATIONS", "AsyncClient", "BearerToken", "Call", "Client", "ClientError", "GoogleIdToken",
-           "RetryPolicy"]
+__all__ = ["OPERATIONS", "AsyncClient", "BearerToken", "Call", "Client", "ClientError", "GatewayUnreachable",
+           "GoogleIdToken", "RetryPolicy"]

@@ -34,9 +34,11 @@ DEFAULT_TIMEOUT_S = 60.0  # above the gateway's operation timeout, so its own 50
 
 class ClientError(TaiError):
     """The gateway refused (its JSON error: ``code``, ``message``, ``detail``, with ``status`` and
-    ``request_id``), or it could not be reached (``code`` ``gateway_unreachable``)."""
+    ``request_id``), or it could not be reached (:class:`GatewayUnreachable`)."""
 
     code = "gateway_error"
+    status: int | None = None  # also for an instance rebuilt from its code alone (tai_autonomics.errors.rebuild)
+    request_id: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None, detail: dict[str, Any] | None = None,
                  status: int | None = None, request_id: str | None = None) -> None:
@@ -45,12 +47,20 @@ class ClientError(TaiError):
         self.request_id = request_id
 
     def __reduce__(self):
-        return (_rebuild_client_error, (self.message, self.code, self.detail, self.status, self.request_id))
+        return (_rebuild_client_error, (type(self), self.message, self.code, self.detail, self.status, self.request_id))
 
 
-def _rebuild_client_error(message: str, code: str, detail: dict[str, Any], status: int | None,
+class GatewayUnreachable(ClientError):
+    """No answer came from the gateway (connection refused, reset or timed out)."""
+
+    code = "gateway_unreachable"
+
+
+def _rebuild_client_error(cls: type[ClientError], message: str, code: str, detail: dict[str, Any], status: int | None,
                           request_id: str | None) -> ClientError:
-    return ClientError(message, code=code, detail=detail, status=status, request_id=request_id)
+    error = cls.__new__(cls)
+    ClientError.__init__(error, message, code=code, detail=detail, status=status, request_id=request_id)
+    return error
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,8 @@ def _answer(call: Call[Any], response: httpx.Response) -> Any:
 
 
 def _unreachable(call: Call[Any], error: httpx.HTTPError) -> ClientError:
-    return ClientError(f"cannot reach the gateway for {call.method} {call.path}: {error}", code="gateway_unreachable",
-                       detail={"method": call.method, "path": call.path})
+    return GatewayUnreachable(f"cannot reach the gateway for {call.method} {call.path}: {error}",
+                              detail={"method": call.method, "path": call.path})
 
 
 def _exchange(call: Call[Any], retry: RetryPolicy) -> Generator[Any, Any, Any]:

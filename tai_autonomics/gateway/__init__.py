@@ -9,12 +9,12 @@ from tai_autonomics.gateway.app import Gateway, create_app, openapi_document
 from tai_autonomics.gateway.auth import Authenticator, Identity, authorize, dev_tokens
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import DEFAULT_ALLOWED, ROLES, TOKEN_ENV, GatewayConfig, gateway_config, resolve_port
-from tai_autonomics.gateway.errors import STATUS_BY_CODE, ApiError
+from tai_autonomics.gateway.errors import STATUS_BY_CLASS, ApiError
 from tai_autonomics.gateway.routes import ROUTES, Endpoint, Req
 from tai_autonomics.gateway.server import GatewayServer, GatewayStartError
 
 __all__ = [
-    "DEFAULT_ALLOWED", "ROLES", "ROUTES", "STATUS_BY_CODE", "TOKEN_ENV", "ActorBridge", "ApiError", "Authenticator",
+    "DEFAULT_ALLOWED", "ROLES", "ROUTES", "STATUS_BY_CLASS", "TOKEN_ENV", "ActorBridge", "ApiError", "Authenticator",
     "Endpoint", "Gateway", "GatewayConfig", "GatewayServer", "GatewayStartError", "Identity", "Req", "authorize",
     "create_app", "dev_tokens", "gateway_config", "openapi_document", "resolve_port",
 ]

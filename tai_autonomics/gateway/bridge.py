@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.gateway.errors import ApiError, from_actor_error
 from tai_autonomics.runtime import Node
 
@@ -24,8 +24,8 @@ class ActorBridge:
 
     def __init__(self, node: Node, *, workers: int, max_in_flight: int, call_timeout_s: float) -> None:
         if not node.multiprocess:
-            raise TaiError("the gateway needs a multiprocess thespian base (the in-process base runs actors "
-                           "in the calling thread)", code="config_invalid")
+            raise ConfigError("the runtime's configuration", "base", "the gateway needs a multiprocess thespian "
+                              "base (the in-process base runs actors in the calling thread)")
         self._node = node
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gateway-bridge")
         self.max_in_flight = max_in_flight

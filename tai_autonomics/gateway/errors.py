@@ -1,9 +1,11 @@
-"""The gateway's errors and the one place that decides which HTTP status a code gets.
+"""The gateway's errors and the one place that decides which HTTP status an error class gets.
 
 Every refusal leaves as docs/specification.md §7's body ``{"error": {"code", "message", "detail"}, "request_id"}``.
-Runtime and actor errors arrive as :class:`~tai_autonomics.errors.TaiError` codes; mapping them
-here (and nowhere else) keeps a new actor refusal from turning into a 500 by accident: an
-unknown refusal code is a deliberate "no" from domain logic, so it answers 422.
+Runtime and actor errors arrive rebuilt as their :class:`~tai_autonomics.errors.TaiError` classes;
+mapping the classes here (and nowhere else) keeps a new actor refusal from turning into a 500 by
+accident: a class the table does not name (nor any of its bases) is a deliberate "no" from domain
+logic, so it answers 422. The gateway's own refusals (authentication, parsing, routing) are
+:class:`ApiError` s raised with their status.
 """
 
 from __future__ import annotations
@@ -15,42 +17,62 @@ from typing import Any
 from starlette.responses import Response
 
 from tai_autonomics import logs
-from tai_autonomics.errors import HttpError, TaiError
+from tai_autonomics.actors._operation import (
+    Draining,
+    IdempotencyKeyReused,
+    NotFound,
+    OperationInterrupted,
+    WorkConflict,
+)
+from tai_autonomics.errors import Conflict, HttpError, InvalidRequest, TaiError
+from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, NotFoundError, StoreError
+from tai_autonomics.ledger.operations import CoverageExceeded
+from tai_autonomics.operations.mode import InsuranceNotVerified, ModeNotReadOnly, ModeRefusal
+from tai_autonomics.runtime.errors import CallError, UnknownMessage
+from tai_autonomics.trust.errors import CertValidityTooShort
+from tai_autonomics.trust.insurer_errors import RateLimitedError
 
 log = logging.getLogger("tai_autonomics.gateway")
 
-#: "the actor could not answer now" (the runtime's codes, and a ledger whose store failed): 503, a
-#: retry may succeed. Their message or detail may carry internals (exception text, file paths), so
-#: the client gets only the code, the actor and the message type; the rest goes to the log.
-UNAVAILABLE_CODES = frozenset({"no_such_actor", "call_timeout", "actor_crashed", "actor_restarting", "call_failed",
-                               "ledger_store_error", "ledger_store_corrupt", "ledger_busy",
-                               "ledger_unavailable"})
-
-#: actor refusal and runtime codes → HTTP status (anything else an actor refuses with: 422)
-STATUS_BY_CODE: dict[str, int] = {
-    "invalid_request": 400,
-    "bad_request": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "ledger_not_found": 404,
-    "conflict": 409,
-    "ledger_conflict": 409,
-    "already_exists": 409,
-    "coverage_limit_exceeded": 409,
-    "idempotency_key_reused": 409,
-    "work_conflict": 409,
-    "invalid_metrics": 400,
-    "mode_refused": 503,
-    "insurance_not_verified": 503,
-    "cert_validity_too_short": 503,  # the daemon's certificate, not the request: clears on renewal
-    "rate_limited": 429,
-    "read_only": 503,
-    "draining": 503,
-    "operation_interrupted": 503,  # resumable: the same key on any instance finishes it
-    **{code: 503 for code in UNAVAILABLE_CODES},
-}
 REFUSAL_STATUS = 422
+
+#: "the actor could not answer now" (the runtime's call failures, and a ledger whose store failed):
+#: 503, a retry may succeed. Their message or detail may carry internals (exception text, file
+#: paths), so the client gets only the code, the actor and the message type; the rest goes to the log.
+UNAVAILABLE: frozenset[type[TaiError]] = frozenset({CallError, StoreError, LedgerBusy})
+
+#: error class → HTTP status. An error takes the entry of the first class of its MRO listed here
+#: (so a subclass answers as its base unless listed itself); none listed: :data:`REFUSAL_STATUS`.
+STATUS_BY_CLASS: dict[type[TaiError], int] = {
+    InvalidRequest: 400,  # PricingError (invalid_metrics) too
+    NotFound: 404,
+    NotFoundError: 404,
+    Conflict: 409,
+    ConflictError: 409,
+    CoverageExceeded: 409,
+    IdempotencyKeyReused: 409,
+    WorkConflict: 409,
+    RateLimitedError: 429,
+    ModeRefusal: 503,
+    InsuranceNotVerified: 503,
+    ModeNotReadOnly: REFUSAL_STATUS,  # the operator's resume when there is nothing to resume
+    CertValidityTooShort: 503,  # the daemon's certificate, not the request: clears on renewal
+    Draining: 503,
+    OperationInterrupted: 503,  # resumable: the same key on any instance finishes it
+    UnknownMessage: REFUSAL_STATUS,  # the caller's mistake, not the actor's state
+    **{cls: 503 for cls in UNAVAILABLE},
+}
+
+
+def _entry(error: TaiError) -> type[TaiError] | None:
+    """The class of ``error``'s MRO that decides its status (None: a refusal no entry covers)."""
+    return next((cls for cls in type(error).__mro__ if cls in STATUS_BY_CLASS), None)
+
+
+def status_of(error: TaiError) -> int:
+    """The HTTP status an actor call's error answers with."""
+    entry = _entry(error)
+    return REFUSAL_STATUS if entry is None else STATUS_BY_CLASS[entry]
 
 
 ApiError = HttpError  # refusals answered with the shared error body
@@ -63,13 +85,13 @@ def from_actor_error(error: TaiError, actor: str, msg_type: str) -> ApiError:
     the actor and message type: the exception text stays in the daemon's log. An actor's own
     refusal is passed on as it is, since it was written for the caller.
     """
-    if error.code in UNAVAILABLE_CODES:
+    if _entry(error) in UNAVAILABLE:
         logs.event(log, "actor call failed", logging.WARNING, event="actor_call_failed", code=error.code,
                    actor=actor, message_type=msg_type, reason=error.message)
         return ApiError(503, error.code, f"{actor} could not answer {msg_type!r} now ({error.code}); retry later",
                         {"actor": actor, "message_type": msg_type}, headers={"Retry-After": "1"})
     detail = {k: v for k, v in error.detail.items() if k != "exception"}  # the runtime adds the class name
-    status = STATUS_BY_CODE.get(error.code, REFUSAL_STATUS)
+    status = status_of(error)
     headers = {"Retry-After": "1"} if status == 503 else None  # the daemon's state: it may clear
     return ApiError(status, error.code, error.message, _json_safe(detail), headers=headers)
 

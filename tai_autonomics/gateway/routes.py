@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.gateway import supervision
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
 from tai_autonomics.gateway.config import ADMIN_TYPES, GatewayConfig
@@ -281,7 +282,7 @@ async def create_contract_event(req: Req) -> Response:
     """A contract event becomes a receipt on the policy's chain (ProdMode decides chain and authority)."""
     try:
         kind, payload = revenue.contract_event(req.path["id"], req.body)
-    except revenue.RevenueError as bad:  # the schema admitted it; its meaning (fields of the event, a date) does not
+    except InvalidRequest as bad:  # the schema admitted it; its meaning (fields of the event, a date) does not
         raise ApiError(422, bad.code, bad.message, bad.detail) from None
     return encode_reply(await req.gateway.bridge.call("ProdMode", "record", {"kind": kind, "payload": payload}),
                         "ProdMode", "record")
@@ -291,7 +292,7 @@ async def get_revenue(req: Req) -> Response:
     """The month's figures from the contract receipts of the policy's chain, read now."""
     try:
         month = revenue.parse_month(req.query["month"])
-    except revenue.RevenueError as bad:
+    except InvalidRequest as bad:
         raise ApiError(422, bad.code, bad.message, bad.detail) from None
     chain = (await req.gateway.bridge.call("ProdMode", "status")).get("policy_id")
     if not chain:

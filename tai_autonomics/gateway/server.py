@@ -25,6 +25,8 @@ BACKLOG = 1024
 
 
 class GatewayStartError(TaiError):
+    """The gateway cannot listen where it is configured to (the address is taken or not ours)."""
+
     code = "gateway_start_failed"
 
 

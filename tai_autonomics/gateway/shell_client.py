@@ -19,14 +19,28 @@ from websockets.sync.client import ClientConnection, connect
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway.shell import MAX_FRAME_BYTES, PATH
-from tai_autonomics.gateway.shell_commands import VERIFY_TIMEOUT_S
+from tai_autonomics.gateway.shell_commands import VERIFY_TIMEOUT_S, ShellInputError
 
 CONNECT_TIMEOUT_S = 10.0
 ANSWER_TIMEOUT_S = VERIFY_TIMEOUT_S + 60  # the slowest command, and then some
 
 
 class ShellClientError(TaiError):
+    """The remote shell could not be opened or stopped answering."""
+
     code = "shell_unavailable"
+
+
+class ShellUrlInvalid(ShellClientError):
+    """The daemon URL given is not http(s) or ws(s) with a host."""
+
+    code = "invalid_url"
+
+
+class ShellRefused(ShellClientError):
+    """The daemon refused the shell's handshake (a bad token, a role without the shell)."""
+
+    code = "shell_refused"
 
 
 @dataclass
@@ -46,7 +60,7 @@ def shell_url(url: str) -> str:
     parts = urlsplit(url if "://" in url else f"http://{url}")
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None or not parts.netloc:
-        raise ShellClientError(f"not a daemon URL: {url!r} (expected e.g. http://127.0.0.1:8080)", code="invalid_url")
+        raise ShellUrlInvalid(f"not a daemon URL: {url!r} (expected e.g. http://127.0.0.1:8080)")
     return urlunsplit((scheme, parts.netloc, PATH, "", ""))
 
 
@@ -63,7 +77,7 @@ class ShellClient:
                 self.url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=CONNECT_TIMEOUT_S,
                 max_size=None))
         except InvalidStatus as refused:
-            raise ShellClientError(_refusal(refused), code="shell_refused") from None
+            raise ShellRefused(_refusal(refused)) from None
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             raise ShellClientError(f"cannot open the shell at {self.url}: {exc}") from None
         self.welcome = self._receive()
@@ -84,7 +98,7 @@ class ShellClient:
         frame_id = next(self._ids)
         text = json.dumps({"type": "command", "id": frame_id, "line": line})
         if len(text.encode()) > MAX_FRAME_BYTES:
-            return Result(False, error={"code": "invalid_command", "message": "the line is too long", "detail": {}})
+            return Result(False, error=ShellInputError("the line is too long").to_dict())
         try:
             self._ws.send(text)
         except ConnectionClosed:

@@ -18,6 +18,12 @@ class LedgerError(TaiError):
     code = "ledger_error"
 
 
+class LedgerRequestInvalid(LedgerError):
+    """A call to the ledger actor is malformed (a field missing or of the wrong type, a limit out of range)."""
+
+    code = "ledger_bad_request"
+
+
 class CanonicalJSONError(LedgerError):
     """A value cannot be represented in RFC 8785 canonical JSON, or a JSON text is malformed."""
 
@@ -87,6 +93,18 @@ class LedgerBusy(ConflictError):
     code = "ledger_busy"
 
 
+class VerifyAborted(LedgerError):
+    """A parallel verification could not finish (a worker process died): nothing was concluded."""
+
+    code = "ledger_verify_aborted"
+
+
+class ExportFailed(LedgerError):
+    """An export (or its tiles) could not be written where asked; the message names the place."""
+
+    code = "ledger_export_failed"
+
+
 class VerificationError(LedgerError):
     """Verification of a ledger or an export failed; ``detail`` names the first bad item."""
 
@@ -94,12 +112,11 @@ class VerificationError(LedgerError):
 
     def __init__(self, where: str, reason: str, **detail: Any) -> None:
         super().__init__(f"{where}: {reason}", detail={"where": where, "reason": reason, **detail})
-        self.where, self.reason = where, reason
 
-    def __reduce__(self):
-        return (_rebuild_verification, (self.where, self.reason, self.detail))
+    @property
+    def where(self) -> str:
+        return str(self.detail.get("where", ""))
 
-
-def _rebuild_verification(where: str, reason: str, detail: dict[str, Any]) -> VerificationError:
-    extra = {k: v for k, v in detail.items() if k not in ("where", "reason")}
-    return VerificationError(where, reason, **extra)
+    @property
+    def reason(self) -> str:
+        return str(self.detail.get("reason", ""))

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tai_autonomics.ledger.core import Ledger
-from tai_autonomics.ledger.errors import LedgerError
+from tai_autonomics.ledger.errors import ExportFailed
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, tile_path
 from tai_autonomics.ledger.verify import CHECKPOINT_FILE, PROOFS_FILE, PUBLIC_KEY_FILE, RECEIPTS_FILE
@@ -28,7 +28,7 @@ def export_ledger(ledger: Ledger, out_dir: str | Path) -> Checkpoint:
         (out / CHECKPOINT_FILE).write_text(checkpoint.note, encoding="utf-8")
         (out / PUBLIC_KEY_FILE).write_bytes(ledger.public_key.pem())
     except OSError as exc:
-        raise LedgerError(f"cannot write the export to {out}: {exc.strerror}", code="ledger_export_failed") from None
+        raise ExportFailed(f"cannot write the export to {out}: {exc.strerror}") from None
     return checkpoint
 
 
@@ -50,7 +50,7 @@ def export_tiles(ledger: Ledger, out_dir: str | Path) -> Checkpoint:
             level += 1
         (out / CHECKPOINT_FILE).write_text(checkpoint.note, encoding="utf-8")
     except OSError as exc:
-        raise LedgerError(f"cannot write the tiles to {out}: {exc.strerror}", code="ledger_export_failed") from None
+        raise ExportFailed(f"cannot write the tiles to {out}: {exc.strerror}") from None
     return checkpoint
 
 

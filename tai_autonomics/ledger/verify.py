@@ -31,6 +31,7 @@ from tai_autonomics.ledger.errors import (
     NoteError,
     ProofError,
     VerificationError,
+    VerifyAborted,
 )
 from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerPublicKey
@@ -572,7 +573,7 @@ def _inspected_lines(
                 start, future = in_flight.popleft()
                 yield from enumerate(future.result(), start=start)
         except BrokenProcessPool:
-            raise LedgerError("a verification worker process died", code="ledger_verify_aborted") from None
+            raise VerifyAborted("a verification worker process died") from None
         finally:
             for _, future in in_flight:
                 future.cancel()

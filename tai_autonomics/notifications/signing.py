@@ -28,6 +28,30 @@ class SignatureError(TaiError):
     code = "signature_invalid"
 
 
+class SignatureMissing(SignatureError):
+    """The delivery carries no signature header."""
+
+    code = "signature_missing"
+
+
+class SignatureMalformed(SignatureError):
+    """The signature header is not ``t=<seconds>,v1=<hex>[,v1=...]``."""
+
+    code = "signature_malformed"
+
+
+class SignatureExpired(SignatureError):
+    """The signature's timestamp is outside the tolerance (a replay, or a clock far off)."""
+
+    code = "signature_expired"
+
+
+class SignatureMismatch(SignatureError):
+    """No ``v1=`` value is the body's HMAC under the secret: altered, or another secret."""
+
+    code = "signature_mismatch"
+
+
 def _secret(secret: bytes | str) -> bytes:
     key = secret.encode() if isinstance(secret, str) else secret
     if not key:
@@ -53,24 +77,24 @@ def verify_signature(secret: bytes | str, body: bytes, header: str | None, *,
     """
     key = _secret(secret)
     if not header:
-        raise SignatureError(f"no {HEADER} header", code="signature_missing")
+        raise SignatureMissing(f"no {HEADER} header")
     stamps, macs = [], []
     for item in header.split(","):
         match = _ITEM.fullmatch(item.strip())
         if match is None:
-            raise SignatureError(f"{HEADER} must be t=<seconds>,v1=<hex>[,v1=...]", code="signature_malformed")
+            raise SignatureMalformed(f"{HEADER} must be t=<seconds>,v1=<hex>[,v1=...]")
         if match.group(1) is not None:
             stamps.append(match.group(1))
         else:
             macs.append(match.group(2))
     if len(stamps) != 1 or not macs:
-        raise SignatureError(f"{HEADER} needs one t= and at least one v1=", code="signature_malformed")
+        raise SignatureMalformed(f"{HEADER} needs one t= and at least one v1=")
     stamp = int(stamps[0])
     age = (time.time() if now is None else now) - stamp
     if abs(age) > tolerance_s:
-        raise SignatureError(f"signed {age:.0f} s from now, outside the {tolerance_s:g} s tolerance (a replay?)",
-                             code="signature_expired", detail={"timestamp": stamp})
+        raise SignatureExpired(f"signed {age:.0f} s from now, outside the {tolerance_s:g} s tolerance (a replay?)",
+                               detail={"timestamp": stamp})
     expected = _mac(key, stamp, body)
     if not any(hmac.compare_digest(expected, mac) for mac in macs):
-        raise SignatureError("the signature does not match the body", code="signature_mismatch")
+        raise SignatureMismatch("the signature does not match the body")
     return stamp

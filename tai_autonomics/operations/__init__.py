@@ -5,10 +5,17 @@ its receipt, and lets property tests cover them exhaustively.
 """
 
 from tai_autonomics.operations.coverage import SkuNotAuthorized, limit_for, period_of
-from tai_autonomics.operations.mode import ModeMachine, ModeRefusal, Transition
+from tai_autonomics.operations.mode import (
+    InsuranceNotVerified,
+    ModeMachine,
+    ModeNotReadOnly,
+    ModeRefusal,
+    Transition,
+)
 from tai_autonomics.operations.pricing import PricingError, PricingParams, Quote, quote, validate_metrics
 
 __all__ = [
-    "ModeMachine", "ModeRefusal", "PricingError", "PricingParams", "Quote", "SkuNotAuthorized",
+    "InsuranceNotVerified", "ModeMachine", "ModeNotReadOnly", "ModeRefusal", "PricingError", "PricingParams",
+    "Quote", "SkuNotAuthorized",
     "Transition", "limit_for", "period_of", "quote", "validate_metrics",
 ]

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.coverage import limit_for
 from tai_autonomics.operations.mode import PROD, READ_ONLY, WRITE, check_mode
 from tai_autonomics.trust import Policy
+from tai_autonomics.trust.errors import CertValidityTooShort
 
 CERTIFICATE_EXPIRED = "certificate expired"
 
@@ -55,9 +55,9 @@ class Authority:
         check_mode(mode, reason, WRITE)
         left, needed = self.not_after - now, timeout_s + self.buffer_s
         if left < needed or self.policy is None:
-            raise TaiError(
+            raise CertValidityTooShort(
                 f"the insurance certificate expires in {max(0, int(left))} s, before this operation could "
-                f"finish (needs {int(needed)} s)", code="cert_validity_too_short",
+                f"finish (needs {int(needed)} s)",
                 detail={"seconds_left": max(0, int(left)), "needed_s": int(needed)})
         return {"mode": mode, "chain": self.policy.policy_id, "authority": "contractual",
                 "limit": limit_for(self.policy, sku).to_json()}

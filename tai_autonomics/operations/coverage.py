@@ -17,6 +17,8 @@ from tai_autonomics.trust import Policy
 
 
 class SkuNotAuthorized(TaiError):
+    """The policy insures no coverage for this SKU: the operation is refused before anything is recorded."""
+
     code = "sku_not_authorized"
 
 

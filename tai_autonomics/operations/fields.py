@@ -5,16 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import InvalidRequest
 
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """Identifiers (SKU, account, region, work id): what the customer endpoint and marketplace accept."""
-
-
-class InvalidRequest(TaiError):
-    """The request is malformed; ``detail.field`` names the first bad field. Nothing was recorded."""
-
-    code = "invalid_request"
 
 
 def fail(field: str, reason: str) -> InvalidRequest:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from tai_autonomics.errors import TaiError
+from tai_autonomics.ledger.errors import StoreUnavailable
 
 Mode = Literal["eval", "prod", "read_only", "draining"]
 Configured = Literal["eval", "prod"]
@@ -42,6 +43,19 @@ class ModeRefusal(TaiError):
     """The operation is not allowed in the current mode (HTTP 503 for writes, with the reason)."""
 
     code = "mode_refused"
+
+
+class InsuranceNotVerified(ModeRefusal):
+    """Production start (or an operator's resume) without verified insurance: refused, one clear
+    line saying why."""
+
+    code = "insurance_not_verified"
+
+
+class ModeNotReadOnly(ModeRefusal):
+    """``mode resume`` when the mode is not ``read_only``: there is nothing to resume."""
+
+    code = "mode_not_read_only"
 
 
 @dataclass(frozen=True)
@@ -96,14 +110,14 @@ class ModeMachine:
         return None
 
     def resume(self, insurance_ok: bool) -> Transition:
-        """An operator's ``mode resume``: only from read_only, only with insurance verified."""
+        """An operator's ``mode resume``: only from read_only, only with insurance verified (a
+        :class:`ModeRefusal`), only once the ledger stores again (:class:`StoreUnavailable`)."""
         if self.mode != READ_ONLY:
-            raise ModeRefusal(f"nothing to resume: mode is {self.mode}", code="mode_not_read_only")
+            raise ModeNotReadOnly(f"nothing to resume: mode is {self.mode}")
         if not insurance_ok:
-            raise ModeRefusal("cannot resume: insurance is still not verified", code="insurance_not_verified")
+            raise InsuranceNotVerified("cannot resume: insurance is still not verified")
         if self.ledger_down is not None:
-            raise ModeRefusal(f"cannot resume: the ledger cannot store receipts ({self.ledger_down})",
-                              code="ledger_unavailable")
+            raise StoreUnavailable(f"cannot resume: the ledger cannot store receipts ({self.ledger_down})")
         self.insurance_ok = True
         return self._to(PROD, "resumed by operator")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import InvalidRequest
 
 MAX_METRICS = 100
 MAX_METRIC_VALUE = 1e9
@@ -32,8 +32,8 @@ _VALUE_PLACES = Decimal("0.000001")
 _CENTS = Decimal("0.01")
 
 
-class PricingError(TaiError):
-    """The request cannot be priced as given; ``detail`` names the field and why."""
+class PricingError(InvalidRequest):
+    """The metrics cannot be priced as given; ``detail`` names the field and why."""
 
     code = "invalid_metrics"
 
@@ -78,10 +78,11 @@ class Quote:
 
 
 def validate_metrics(customer_id: Any, metrics: Any) -> dict[str, float]:
-    """The metrics as a plain dict, or a :class:`PricingError` naming the first bad field."""
+    """The metrics as a plain dict, or an :class:`~tai_autonomics.errors.InvalidRequest` (a
+    :class:`PricingError` for the metrics) naming the first bad field."""
     if not isinstance(customer_id, str) or not _CUSTOMER.match(customer_id):
-        raise PricingError("customer_id must be 1-128 of A-Z a-z 0-9 _ . : @ -", code="invalid_request",
-                           detail={"field": "customer_id"})
+        raise InvalidRequest("customer_id must be 1-128 of A-Z a-z 0-9 _ . : @ -",
+                             detail={"field": "customer_id"})
     if not isinstance(metrics, dict) or not metrics:
         raise PricingError("metrics must be a non-empty JSON object of name → number", detail={"field": "metrics"})
     if len(metrics) > MAX_METRICS:

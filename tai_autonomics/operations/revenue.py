@@ -40,7 +40,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import InvalidRequest
 
 KIND_PREFIX = "contract."
 MONEY_EVENTS = ("msa_signed", "insurance_verified", "insurance_lapsed", "usage_reported", "sla_reported")
@@ -60,16 +60,10 @@ _FIELDS = {"msa_signed": {"monthly_fee"}, "usage_reported": {"month", "amount"},
            "sla_reported": {"month", "availability_pct"}}
 
 
-class RevenueError(TaiError):
-    """A contract event or a month that cannot be taken; nothing is recorded."""
-
-    code = "invalid_request"
-
-
 # -- input: a contract event, checked before it becomes a receipt ---------------------------------
 
 def contract_event(contract_id: str, body: Any) -> tuple[str, dict[str, Any]]:
-    """The receipt ``(kind, payload)`` for a POSTed event, or :class:`RevenueError` naming the field.
+    """The receipt ``(kind, payload)`` for a POSTed event, or :class:`InvalidRequest` naming the field.
 
     ``body`` is ``{"event", "date": "YYYY-MM-DD"}`` plus, for ``msa_signed``, ``monthly_fee``; for
     ``usage_reported``, ``month`` and ``amount``; for ``sla_reported``, ``month`` and
@@ -77,16 +71,16 @@ def contract_event(contract_id: str, body: Any) -> tuple[str, dict[str, Any]]:
     as strings so the receipt holds the exact value.
     """
     if not isinstance(contract_id, str) or not _CONTRACT_ID.fullmatch(contract_id):
-        raise RevenueError("a contract id is 1-128 of A-Z a-z 0-9 . _ : -", detail={"field": "id"})
+        raise InvalidRequest("a contract id is 1-128 of A-Z a-z 0-9 . _ : -", detail={"field": "id"})
     if not isinstance(body, dict):
-        raise RevenueError("a contract event is a JSON object", detail={"field": "body"})
+        raise InvalidRequest("a contract event is a JSON object", detail={"field": "body"})
     event = body.get("event")
     if event not in EVENTS:
-        raise RevenueError(f"event must be one of {', '.join(EVENTS)}", detail={"field": "event"})
+        raise InvalidRequest(f"event must be one of {', '.join(EVENTS)}", detail={"field": "event"})
     expected = {"event", "date"} | _FIELDS.get(event, set())
     unknown, missing = sorted(set(body) - expected), sorted(expected - set(body))
     if unknown or missing:
-        raise RevenueError(f"{event} takes exactly {', '.join(sorted(expected))}",
+        raise InvalidRequest(f"{event} takes exactly {', '.join(sorted(expected))}",
                            detail={"field": (unknown or missing)[0], "unknown": unknown, "missing": missing})
     payload: dict[str, Any] = {"contract_id": contract_id, "event": event, "date": parse_date(body["date"]).isoformat()}
     if event == "msa_signed":
@@ -101,17 +95,17 @@ def contract_event(contract_id: str, body: Any) -> tuple[str, dict[str, Any]]:
 
 def parse_date(text: Any, name: str = "date") -> date:
     if not isinstance(text, str) or not _DATE.fullmatch(text):
-        raise RevenueError(f"{name} must be a date YYYY-MM-DD", detail={"field": name})
+        raise InvalidRequest(f"{name} must be a date YYYY-MM-DD", detail={"field": name})
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise RevenueError(f"{name} {text!r} is not a calendar date", detail={"field": name}) from None
+        raise InvalidRequest(f"{name} {text!r} is not a calendar date", detail={"field": name}) from None
 
 
 def parse_month(text: Any, name: str = "month") -> str:
     """``YYYY-MM`` with a month 01-12, as given (the one spelling a month has in receipts)."""
     if not isinstance(text, str) or not _MONTH.fullmatch(text) or not 1 <= int(text[5:]) <= 12 or text < "0001":
-        raise RevenueError(f"{name} must be a month YYYY-MM", detail={"field": name})
+        raise InvalidRequest(f"{name} must be a month YYYY-MM", detail={"field": name})
     return text
 
 
@@ -121,13 +115,13 @@ def _money(value: Any, name: str) -> Decimal:
 
 def _number(value: Any, name: str, maximum: Decimal, places: int) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise RevenueError(f"{name} must be a number or a decimal string", detail={"field": name})
+        raise InvalidRequest(f"{name} must be a number or a decimal string", detail={"field": name})
     try:
         number = Decimal(str(value))
     except InvalidOperation:
-        raise RevenueError(f"{name} must be a number or a decimal string", detail={"field": name}) from None
+        raise InvalidRequest(f"{name} must be a number or a decimal string", detail={"field": name}) from None
     if not number.is_finite() or not 0 <= number <= maximum or -number.as_tuple().exponent > places:  # type: ignore[operator]
-        raise RevenueError(f"{name} must be 0 to {maximum} with at most {places} decimals", detail={"field": name})
+        raise InvalidRequest(f"{name} must be 0 to {maximum} with at most {places} decimals", detail={"field": name})
     return number
 
 

@@ -9,6 +9,7 @@ from tai_autonomics.runtime.errors import (
     CallTimeout,
     NoSuchActor,
     StartError,
+    SupervisorBusy,
     UnknownMessage,
 )
 from tai_autonomics.runtime.intensity import RestartIntensity
@@ -28,6 +29,7 @@ __all__ = [
     "DEFERRED", "NOREPLY", "ActorCrashed", "ActorRestarting", "BASES", "Caller", "CallError", "CallTimeout",
     "DEFAULT_CALL_TIMEOUT",
     "NoSuchActor", "Node", "NodeConfig", "RestartIntensity", "Server", "StartError", "Supervisor",
-    "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree", "set_log_level",
+    "SupervisorBusy", "SupervisorSpec", "UnknownMessage", "WorkerSpec", "load_tree", "parse_tree", "render_tree",
+    "set_log_level",
     "with_worker_args",
 ]

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.logs import LOG_LEVELS
 
 _PR_SET_PDEATHSIG = 1
@@ -171,8 +171,8 @@ def set_log_level(level: Any) -> str:
     and both managers forget their cached levels, so raising or lowering takes effect at once.
     """
     if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
-        raise TaiError(f"log level must be one of {', '.join(LOG_LEVELS)}", code="invalid_request",
-                       detail={"field": "level"})
+        raise InvalidRequest(f"log level must be one of {', '.join(LOG_LEVELS)}",
+                             detail={"field": "level"})
     name = level.upper()
     for manager in {id(m): m for m in (logging.Logger.manager, _STARTING_MANAGER)}.values():
         manager.root.setLevel(name)

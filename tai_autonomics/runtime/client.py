@@ -15,7 +15,14 @@ from typing import Any
 
 from thespian.actors import PoisonMessage
 
-from tai_autonomics.runtime.errors import ActorCrashed, CallError, CallTimeout, NoSuchActor, error_from
+from tai_autonomics.runtime.errors import (
+    ActorCrashed,
+    ActorRestarting,
+    CallError,
+    CallTimeout,
+    NoSuchActor,
+    error_from,
+)
 from tai_autonomics.runtime.messages import (
     Batch,
     Call,
@@ -46,7 +53,8 @@ class Client:
         self.aside: list[Exiting] = []
 
     def call(self, name: str, msg_type: str, payload: Any = None, timeout: float = DEFAULT_CALL_TIMEOUT) -> Any:
-        """Call the actor registered as ``name``; its reply, or a :class:`CallError`.
+        """Call the actor registered as ``name``; its reply, or the error it answered as the class
+        registered for its code (a :class:`CallError` when the call itself failed).
 
         A call that reaches an incarnation on its way out (or a dead address) was not run, so
         it is sent again to the next incarnation within the same timeout.
@@ -186,7 +194,7 @@ class Client:
 
 def _not_delivered(reply: Reply) -> bool:
     """The old incarnation refused the call unrun because it is on its way out."""
-    return reply.error is not None and reply.error.code == "actor_restarting"
+    return reply.error is not None and reply.error.code == ActorRestarting.code
 
 
 def _unwrap(reply: Reply) -> Any:

@@ -1,10 +1,15 @@
-"""Errors a caller of the runtime can get back: each is a TaiError with a stable code."""
+"""Errors a caller of the runtime can get back: each is a TaiError with a stable code.
+
+The runtime knows no product codes: an actor's refusal crosses as its code and message and is
+rebuilt by :func:`error_from` as whatever class registered that code (see
+:mod:`tai_autonomics.errors`), the product's own classes included.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tai_autonomics.errors import TaiError
+from tai_autonomics.errors import TaiError, rebuild
 
 if TYPE_CHECKING:
     from tai_autonomics.runtime.messages import ErrorInfo
@@ -61,18 +66,14 @@ class SystemError_(TaiError):
     code = "actor_system_error"
 
 
-_BY_CODE: dict[str, type[CallError]] = {
-    "actor_crashed": ActorCrashed,
-    "actor_restarting": ActorRestarting,
-    "unknown_message": UnknownMessage,
-    "no_such_actor": NoSuchActor,
-    "call_timeout": CallTimeout,
-}
+class SupervisorBusy(TaiError):
+    """A supervisor asked to change its children while it is starting, restarting or stopping them."""
+
+    code = "supervisor_busy"
 
 
-def error_from(info: ErrorInfo) -> CallError:
-    """The exception a caller gets for an error reply; the callee's own code is kept."""
+def error_from(info: ErrorInfo) -> TaiError:
+    """The exception a caller gets for an error reply: the class registered for the callee's
+    code (the callee's code kept, whatever the class)."""
     detail = {**info.detail, "exception": info.exception} if info.exception else dict(info.detail)
-    error = _BY_CODE.get(info.code, CallError)(info.message, detail=detail)
-    error.code = info.code
-    return error
+    return rebuild(info.code, info.message, detail)

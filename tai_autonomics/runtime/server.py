@@ -52,7 +52,14 @@ from thespian.actors import (
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import _process
 from tai_autonomics.runtime._offload import Offload
-from tai_autonomics.runtime.errors import ActorCrashed, CallTimeout, NoSuchActor, error_from
+from tai_autonomics.runtime.errors import (
+    ActorCrashed,
+    ActorRestarting,
+    CallTimeout,
+    NoSuchActor,
+    UnknownMessage,
+    error_from,
+)
 from tai_autonomics.runtime.messages import (
     Batch,
     Call,
@@ -268,7 +275,7 @@ class Process(Actor):
     def _on_call(self, msg: Call, sender: Any) -> None:
         if self._exiting:
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
-                "actor_restarting", f"{self.name} is restarting after a crash; retry")))
+                ActorRestarting.code, f"{self.name} is restarting after a crash; retry")))
             return
         self._caller = Caller(sender, msg.ref)
         try:
@@ -280,7 +287,7 @@ class Process(Actor):
             self.send(sender, Reply(msg.ref, error=_error_info(exc)))
         except Exception as exc:
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
-                "actor_crashed", str(exc), type(exc).__name__, {"actor": self.name, "message_type": msg.type})))
+                ActorCrashed.code, str(exc), type(exc).__name__, {"actor": self.name, "message_type": msg.type})))
             self.crash(msg.type, exc)
         else:
             if value is not NOREPLY:
@@ -297,7 +304,8 @@ class Process(Actor):
         return self._caller
 
     def reply(self, caller: Caller, value: Any = None, error: BaseException | None = None) -> None:
-        """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error)."""
+        """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error: a
+        :class:`TaiError` crosses as its code, any other exception as ``actor_crashed``)."""
         if error is None:
             self.send(caller.address, Reply(caller.ref, value=value))
         else:
@@ -358,10 +366,10 @@ class Process(Actor):
         self.confirm_started()
 
     def handle_call(self, msg_type: str, payload: Any) -> Any:
-        raise TaiError(f"{self.name} answers no calls", code="unknown_message")
+        raise UnknownMessage(f"{self.name} answers no calls")
 
     def handle_cast(self, msg_type: str, payload: Any) -> None:
-        raise TaiError(f"{self.name} takes no casts", code="unknown_message")
+        raise UnknownMessage(f"{self.name} takes no casts")
 
     def handle_message(self, msg: Any, sender: Any) -> None:
         """Anything that is not a call, a cast or a runtime message."""
@@ -430,8 +438,8 @@ class Server(Process):
     def _handler(self, prefix: str, msg_type: str) -> Callable[[Any], Any]:
         handler = getattr(self, prefix + msg_type, None) if msg_type.isidentifier() else None
         if handler is None:
-            raise TaiError(f"{self.name} has no handler for {prefix[:-1]} {msg_type!r}", code="unknown_message",
-                           detail={"actor": self.name, "message_type": msg_type})
+            raise UnknownMessage(f"{self.name} has no handler for {prefix[:-1]} {msg_type!r}",
+                                 detail={"actor": self.name, "message_type": msg_type})
         return handler
 
     def handle_message(self, msg: Any, sender: Any) -> None:
@@ -505,9 +513,9 @@ class Server(Process):
                    timeout: float = DEFAULT_CALL_TIMEOUT) -> None:
         """Call the actor registered as ``name``; ``then(value, error)`` runs when it answers.
 
-        ``error`` is a :class:`TaiError` (the callee's refusal, ``actor_crashed``,
-        ``no_such_actor`` or ``call_timeout``). A callee that restarts before running the call
-        is followed to its next incarnation, as :meth:`Node.call` does.
+        ``error`` is a :class:`TaiError`, of the class registered for its code: the callee's
+        refusal, :class:`ActorCrashed`, :class:`NoSuchActor` or :class:`CallTimeout`. A callee that
+        restarts before running the call is followed to its next incarnation, as :meth:`Node.call` does.
         """
         ref = uuid.uuid4().hex
         deadline = time.monotonic() + timeout
@@ -575,7 +583,7 @@ class Server(Process):
         self._guarded(self.on_down, moved.name, moved.incarnation, message_type="down")
 
     def _on_reply(self, reply: Reply) -> None:
-        if reply.error is not None and reply.error.code == "actor_restarting":
+        if reply.error is not None and reply.error.code == ActorRestarting.code:
             self._redispatch(reply.ref)
         elif reply.error is not None:
             self._settle(reply.ref, None, error_from(reply.error))
@@ -632,5 +640,5 @@ class _Deadline:
 def _error_info(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, TaiError):
         return ErrorInfo(exc.code, exc.message, type(exc).__name__, exc.detail)
-    return ErrorInfo("actor_crashed", str(exc), type(exc).__name__)
+    return ErrorInfo(ActorCrashed.code, str(exc), type(exc).__name__)
 

@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import _process
+from tai_autonomics.runtime.errors import NoSuchActor, SupervisorBusy, UnknownMessage
 from tai_autonomics.runtime.intensity import RestartIntensity
 from tai_autonomics.runtime.messages import (
     Exiting,
@@ -397,14 +397,14 @@ class Supervisor(Process):
                     "children": [c.spec.name for c in self._children]}
         if msg_type == "$log_level":
             return self.set_log_level(payload)
-        raise TaiError(f"supervisor {self.name} has no call {msg_type!r}", code="unknown_message")
+        raise UnknownMessage(f"supervisor {self.name} has no call {msg_type!r}")
 
     def _restart_child(self, name: Any) -> Any:
         child = self._by_name(name) if isinstance(name, str) else None
         if child is None:
-            raise TaiError(f"supervisor {self.name} has no child {name!r}", code="no_such_actor")
+            raise NoSuchActor(f"supervisor {self.name} has no child {name!r}")
         if self._phase != "running":
-            raise TaiError(f"supervisor {self.name} is {self._phase}", code="supervisor_busy")
+            raise SupervisorBusy(f"supervisor {self.name} is {self._phase}")
         self._plan.append(_Step("stop", child, "restart"))
         self._plan.append(_Step("start", child))
         self._advance()

@@ -40,6 +40,8 @@ class InsuranceCacheStaleError(InsuranceError):
 
 
 class PolicyNotFoundError(InsuranceError):
+    """The insurer knows no policy with this id."""
+
     code = "policy_not_found"
 
 
@@ -56,6 +58,8 @@ class InsuranceRevokedError(InsuranceError):
 
 
 class CertificateNotFoundError(InsuranceError):
+    """The insurer knows no certificate with this serial."""
+
     code = "certificate_not_found"
 
 

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from tai_autonomics.runtime import CallError, Node, parse_tree
+from tai_autonomics.errors import InvalidRequest
+from tai_autonomics.runtime import Node, parse_tree
 
 STUBS = "tests.actors.stubs"
 
@@ -61,7 +62,7 @@ def test_spike_against_history_read_from_the_ledger(running: Node) -> None:
 def test_bad_requests_record_nothing(running: Node, bad) -> None:
     start(running)
     before = len(running.call("ReceiptLedger", "appended"))
-    with pytest.raises(CallError) as err:
+    with pytest.raises(InvalidRequest) as err:  # PricingError (invalid_metrics) is one
         running.call("Pricing", "quote", bad)
     assert err.value.code in ("invalid_metrics", "invalid_request")
     assert len(running.call("ReceiptLedger", "appended")) == before

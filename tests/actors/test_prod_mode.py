@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
+from tai_autonomics.errors import CertValidityTooShort, InvalidRequest, ModeRefusal, SkuNotAuthorized
+from tai_autonomics.runtime import Node, StartError, parse_tree
 from tests.runtime.test_supervision import wait_until
 
 STUBS = "tests.actors.stubs"
@@ -64,7 +65,7 @@ def test_prod_start_without_insurance_fails_fast_saying_why(node: Node, cert, in
 
 def test_eval_mode_refuses_writes(running: Node) -> None:
     start(running, mode="eval")
-    with pytest.raises(CallError) as err:
+    with pytest.raises(ModeRefusal) as err:
         guard(running)
     assert err.value.code == "mode_refused" and err.value.detail["mode"] == "eval"
     wait_until(lambda: kinds(running) == ["mode.changed"], what="advisory mode.changed")
@@ -77,7 +78,7 @@ def test_the_guard_answers_the_skus_coverage_limit_and_refuses_an_unknown_sku(ru
     start(running)
     for _ in range(5):
         assert guard(running, "sku-002")["limit"] == {"limit_count": 3, "limit_cost": "30000"}
-    with pytest.raises(CallError) as unknown:
+    with pytest.raises(SkuNotAuthorized) as unknown:
         guard(running, "sku-404")
     assert unknown.value.code == "sku_not_authorized"
     assert "coverage.exceeded" not in kinds(running)
@@ -86,7 +87,7 @@ def test_the_guard_answers_the_skus_coverage_limit_and_refuses_an_unknown_sku(ru
 def test_certificate_preflight_refuses_operations_that_would_outlive_it(running: Node) -> None:
     start(running, cert={"valid_for_s": 600}, preflight_buffer_s=300)
     guard(running, timeout_s=60)
-    with pytest.raises(CallError) as err:
+    with pytest.raises(CertValidityTooShort) as err:
         guard(running, timeout_s=400)
     assert err.value.code == "cert_validity_too_short"
 
@@ -96,7 +97,7 @@ def test_read_only_when_insurance_is_lost_and_back(running: Node, manual_resume:
     start(running, check_interval_s=0.05, manual_resume=manual_resume)
     running.call("InsuranceClient", "set", {"failing": "insurance_cache_stale"})
     wait_until(lambda: running.call("ProdMode", "mode")["mode"] == "read_only", what="read_only")
-    with pytest.raises(CallError) as err:
+    with pytest.raises(ModeRefusal) as err:
         guard(running)
     assert err.value.code == "mode_refused" and err.value.detail["mode"] == "read_only"
     assert err.value.detail["reason"] == "insurer: insurer says insurance_cache_stale"
@@ -105,7 +106,7 @@ def test_read_only_when_insurance_is_lost_and_back(running: Node, manual_resume:
     if manual_resume:
         asked = running.call("InsuranceClient", "asked")
         wait_until(lambda: running.call("InsuranceClient", "asked") >= asked + 2, what="checks with the insurer back")
-        with pytest.raises(CallError):
+        with pytest.raises(ModeRefusal):
             guard(running)  # the insurer is back, but only an operator resumes
         assert running.call("ProdMode", "resume")["mode"] == "prod"
     else:
@@ -132,7 +133,7 @@ def test_a_revoked_certificate_keeps_read_only_although_the_insurer_confirms_the
                                  {"sku_id": "sku-001", "timeout_s": -1}])
 def test_bad_guard_requests_are_refused(running: Node, bad) -> None:
     start(running)
-    with pytest.raises(CallError) as err:
+    with pytest.raises(InvalidRequest) as err:
         running.call("ProdMode", "guard", bad)
     assert err.value.code == "invalid_request"
 
@@ -159,7 +160,7 @@ def test_record_writes_a_shell_command_receipt_under_the_modes_authority_once_du
                                  {"kind": "shell.command", "payload": "tree"}])
 def test_record_takes_only_the_kinds_recorded_for_others(running: Node, bad) -> None:
     start(running)
-    with pytest.raises(CallError) as err:
+    with pytest.raises(InvalidRequest) as err:
         running.call("ProdMode", "record", bad)
     assert err.value.code == "invalid_request"
     assert "deploy.intent" not in kinds(running)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from tai_autonomics.ledger.errors import StoreUnavailable
 from tai_autonomics.operations.mode import (
     DRAINING,
     EVAL,
@@ -76,8 +77,8 @@ class ModeModel(RuleBasedStateMachine):
         if self.expected == READ_ONLY and ok and not self.disk_down:
             assert self.machine.resume(ok).mode == PROD
             self.expected, self.insured = PROD, True
-        else:
-            with pytest.raises(ModeRefusal):
+        else:  # the mode and the insurance are checked first: the disk is the last reason left
+            with pytest.raises(StoreUnavailable if self.expected == READ_ONLY and ok else ModeRefusal):
                 self.machine.resume(ok)
 
     @rule()

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.operations import PricingParams, quote
-from tai_autonomics.operations.pricing import PricingError
 
 PARAMS = PricingParams(weights={"latency_ms": 0.5}, scales={"latency_ms": 200.0})
 names = st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True)
@@ -63,7 +63,7 @@ def test_spike_over_five_times_the_previous_value_is_flagged() -> None:
     ("c", {"a": "1"}, "metrics.a"),
 ])
 def test_bad_metrics_name_the_field(customer, m, field: str) -> None:
-    with pytest.raises(PricingError) as err:
+    with pytest.raises(InvalidRequest) as err:
         quote(customer, m, PARAMS)
     assert err.value.detail["field"] == field
 
@@ -72,7 +72,7 @@ def test_bad_metrics_name_the_field(customer, m, field: str) -> None:
 def test_arbitrary_input_is_priced_or_refused_cleanly(m: dict) -> None:
     try:
         q = quote("c", m, PARAMS)
-    except PricingError as err:
+    except InvalidRequest as err:
         assert err.detail["field"].startswith(("metrics", "customer_id"))
     else:
         assert Decimal(q.price) >= Decimal(PARAMS.min_price)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tai_autonomics.operations.revenue import EVENTS, RevenueError, contract_event, recognise
+from tai_autonomics.errors import InvalidRequest
+from tai_autonomics.operations.revenue import EVENTS, contract_event, recognise
 
 
 def receipts(*events: tuple[str, dict], contract: str = "acme") -> list[dict]:
@@ -97,14 +98,14 @@ def test_only_contractual_contract_receipts_count() -> None:
     ("a/b", {"event": "eval_start", "date": "2026-02-01"}, "id"),
 ])
 def test_bad_events_are_refused_naming_the_field(contract: str, body: dict, field: str) -> None:
-    with pytest.raises(RevenueError) as err:
+    with pytest.raises(InvalidRequest) as err:
         contract_event(contract, body)
     assert err.value.code == "invalid_request" and err.value.detail["field"] == field
 
 
 @pytest.mark.parametrize("month", ["2026-2", "2026-00", "0000-01", "26-02", "2026-02-01", 202602])
 def test_a_bad_month_is_refused(month) -> None:
-    with pytest.raises(RevenueError):
+    with pytest.raises(InvalidRequest):
         recognise([], month)
 
 
@@ -114,7 +115,7 @@ def test_a_bad_month_is_refused(month) -> None:
 def test_any_body_gives_an_event_or_a_clear_refusal(body: dict) -> None:
     try:
         kind, payload = contract_event("c-1", body)
-    except RevenueError as err:
+    except InvalidRequest as err:
         assert err.detail["field"] and err.message
     else:
         assert kind == f"contract.{body['event']}" and payload["contract_id"] == "c-1"

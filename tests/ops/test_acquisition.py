@@ -10,6 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.errors import (
+    CoverageExceeded,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    ModeRefusal,
+    NotFound,
+    SkuNotAuthorized,
+    StoreCorruptError,
+    registered,
+)
 from tai_autonomics.operations import deploy
 from tai_autonomics.runtime import CallError
 from tests.ops.conftest import Ops, deploy_spec
@@ -138,7 +148,7 @@ def test_the_same_idempotency_key_returns_the_first_result(ops: Ops) -> None:
     first = ops.deploy(key="same")
     assert ops.deploy(key="same") == {**first, "replayed": True}
     assert len(ops.requests("customer.deploy")) == 1
-    with pytest.raises(CallError) as err:
+    with pytest.raises(IdempotencyKeyReused) as err:
         ops.deploy(deploy_spec(region="us-east1"), key="same")
     assert err.value.code == "idempotency_key_reused" and err.value.detail["operation_id"] == first["operation_id"]
     assert ops.deploy(key="other")["operation_id"] != first["operation_id"]
@@ -149,7 +159,7 @@ def test_the_same_idempotency_key_returns_the_first_result(ops: Ops) -> None:
                                   "cert_validity_too_short", "insurance_not_verified"])
 def test_a_guard_refusal_reaches_the_caller_and_nothing_goes_out(ops: Ops, code: str) -> None:
     ops.start(refusal={"code": code, "message": f"refused: {code}", "detail": {"limit_count": 3}})
-    with pytest.raises(CallError) as err:
+    with pytest.raises(registered()[code]) as err:
         ops.deploy(key="k")
     assert (err.value.code, err.value.detail["limit_count"]) == (code, 3)
     assert ops.kinds() == [] and ops.requests("customer.deploy") == []
@@ -159,7 +169,7 @@ def test_a_guard_refusal_reaches_the_caller_and_nothing_goes_out(ops: Ops, code:
 
 def test_eval_mode_refuses_deploys_with_an_advisory_refusal_receipt(ops: Ops) -> None:
     ops.start(mode="eval")
-    with pytest.raises(CallError) as err:
+    with pytest.raises(ModeRefusal) as err:
         ops.deploy(key="k")
     assert err.value.code == "mode_refused"
     [refusal] = ops.receipts()
@@ -173,11 +183,11 @@ def test_eval_mode_refuses_deploys_with_an_advisory_refusal_receipt(ops: Ops) ->
                                                                                     "dry_run": True}])
 def test_bad_input_is_refused_and_nothing_is_recorded(ops: Ops, bad) -> None:
     ops.start()
-    with pytest.raises(CallError) as err:
+    with pytest.raises(InvalidRequest) as err:
         ops.call("Acquisition", "deploy", bad)
     assert err.value.code == "invalid_request" and err.value.detail["field"]
     assert ops.kinds() == [] and ops.requests("customer.deploy") == []
-    with pytest.raises(CallError) as missing:
+    with pytest.raises(NotFound) as missing:
         ops.call("Acquisition", "get", {"operation_id": "op-nope"})
     assert missing.value.code == "not_found"
 
@@ -212,13 +222,13 @@ def test_under_the_real_prod_mode_coverage_is_counted_from_intents_and_refused(o
     ops.start(real_prod_mode=True)
     for _ in range(3):  # sku-002 insures 3 operations a month
         assert ops.deploy(deploy_spec(sku_id="sku-002", cost="1000"))["status"] == "completed"
-    with pytest.raises(CallError) as err:
+    with pytest.raises(CoverageExceeded) as err:
         ops.deploy(deploy_spec(sku_id="sku-002", cost="1000"))
     assert err.value.code == "coverage_limit_exceeded" and err.value.detail["current_count"] == 3
     assert len(ops.requests("customer.deploy")) == 3
     wait_until(lambda: "coverage.exceeded" in ops.kinds(), what="ProdMode's coverage.exceeded receipt")
     assert ops.kinds().count("deploy.intent") == 3
-    with pytest.raises(CallError) as unknown:
+    with pytest.raises(SkuNotAuthorized) as unknown:
         ops.deploy(deploy_spec(sku_id="sku-999"))
     assert unknown.value.code == "sku_not_authorized"
 
@@ -236,7 +246,7 @@ def test_an_operation_record_edited_into_nonsense_is_named_and_no_crash_loop(ops
     again = ops.node.whereis("Acquisition", wait=10, after=info["incarnation"])
     assert ops.node.call("Acquisition", "$info")["incarnation"] == again.incarnation  # started, once
     assert ops.deploy(key="fresh")["status"] == "completed"
-    with pytest.raises(CallError) as err:
+    with pytest.raises(StoreCorruptError) as err:
         ops.deploy(key="mangled")
     assert err.value.code == "ledger_store_corrupt" and "operation record" in err.value.message
     assert len(ops.requests("customer.deploy")) == 2

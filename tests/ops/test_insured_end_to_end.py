@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
-from tai_autonomics.runtime import CallError, Node, parse_tree
+from tai_autonomics.errors import CoverageExceeded
+from tai_autonomics.runtime import Node, parse_tree
 from tests.ops.conftest import ARTIFACTS, FAST, deploy_spec
 from tests.trust_actors.conftest import FAST_RETRIES, POLICY_ID, Trust, admin, trust  # noqa: F401  (fixtures)
 
@@ -53,7 +54,7 @@ def test_insured_deploy_and_publish_are_signed_on_the_policy_chain_and_survive_s
     again = insured.call("Acquisition", "deploy", {"spec": deploy_spec(sku_id="sku-002", cost="5000"),
                                                    "idempotency_key": "e2e"}, timeout=CALL_TIMEOUT_S)
     assert again == {**deployed, "replayed": True}
-    with pytest.raises(CallError) as err:  # sku-002 insures 30,000 USD a month
+    with pytest.raises(CoverageExceeded) as err:  # sku-002 insures 30,000 USD a month
         insured.call("Acquisition", "deploy", {"spec": deploy_spec(sku_id="sku-002", cost="25001")},
                      timeout=CALL_TIMEOUT_S)
     assert err.value.code == "coverage_limit_exceeded" and err.value.detail["current_cost"] == "5000"

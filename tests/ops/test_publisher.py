@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tai_autonomics.errors import InvalidRequest, ModeRefusal, WorkConflict
 from tai_autonomics.runtime import CallError
 from tests.ops.conftest import ARTIFACTS, Ops
 from tests.ops.stubs import POLICY
@@ -65,7 +66,7 @@ def test_a_work_is_published_once_also_after_sigkill(ops: Ops) -> None:
     ops.node.whereis("Publisher", wait=10, after=info["incarnation"])
     assert ops.publish("once") == {**first, "replayed": True}
     assert len(ops.requests("marketplace.register_work")) == 1
-    with pytest.raises(CallError) as err:
+    with pytest.raises(WorkConflict) as err:
         ops.publish("once", code="print('changed')\n")
     assert err.value.code == "work_conflict" and err.value.detail["operation_id"] == first["operation_id"]
 
@@ -91,7 +92,7 @@ def test_a_publish_cut_by_sigkill_after_its_intent_is_finished_by_its_repeat(ops
 
 def test_eval_mode_refuses_publishing_with_an_advisory_refusal_receipt(ops: Ops) -> None:
     ops.start(mode="eval")
-    with pytest.raises(CallError) as err:
+    with pytest.raises(ModeRefusal) as err:
         ops.publish()
     assert err.value.code == "mode_refused"
     [refusal] = ops.receipts()
@@ -105,7 +106,7 @@ def test_eval_mode_refuses_publishing_with_an_advisory_refusal_receipt(ops: Ops)
                                  {"work_id": "bad id", "sku_id": "sku-001", "artifacts": ARTIFACTS}])
 def test_bad_input_is_refused_and_nothing_is_recorded(ops: Ops, bad: dict) -> None:
     ops.start()
-    with pytest.raises(CallError) as err:
+    with pytest.raises(InvalidRequest) as err:
         ops.call("Publisher", "publish", bad)
     assert err.value.code == "invalid_request"
     assert ops.kinds() == [] and ops.requests("marketplace.*") == []

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tai_autonomics.actors._operation import party_url
+from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.operations import deploy, publish
-from tai_autonomics.operations.fields import InvalidRequest
 from tai_autonomics.operations.rca import NO_ANSWER, SEVERITIES, Answer
 from tai_autonomics.sandbox.faults import REJECTION_STATUS
 

@@ -112,7 +112,7 @@ class Relay(Echo):
         self.call_actor(request["to"], "echo", 1, then=self._explode)
         return "sent"
 
-    def _explode(self, value: Any, error: BaseException | None) -> None:
+    def _explode(self, value: Any, error: TaiError | None) -> None:
         raise RuntimeError("crash in a reply callback")
 
 

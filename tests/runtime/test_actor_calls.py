@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tai_autonomics.runtime import ActorCrashed, CallError, CallTimeout, Node, NodeConfig, parse_tree
+from tai_autonomics.errors import InvalidRequest, TaiError
+from tai_autonomics.runtime import ActorCrashed, CallTimeout, Node, NodeConfig, NoSuchActor, parse_tree
 from tai_autonomics.runtime.messages import Call, Location, Moved, Register, Reply, Unregister, Whereis
 from tests.conftest import free_port, listen_for
 from tests.runtime.conftest import MULTIPROCESS
@@ -30,14 +31,15 @@ def test_a_call_through_another_actor(node: Node, tree) -> None:
 
 def test_the_callees_errors_reach_the_original_caller(node: Node, tree) -> None:
     tree({"root": {"intensity": 5, "children": ["a", "relay"]}}, {**workers("a"), "relay": dict(RELAY)})
-    with pytest.raises(CallError) as refused:
+    with pytest.raises(TaiError) as refused:
         relay(node, "a", "refuse", "why")
     assert (refused.value.code, refused.value.detail["why"]) == ("refused", "why")
+    assert type(refused.value) is TaiError  # a code no class claims is rebuilt as the base, keeping the code
     relay_before = incarnation(node, "relay")
     with pytest.raises(ActorCrashed):
         relay(node, "a", "crash", "x")
     assert incarnation(node, "relay") == relay_before  # the callee crashed, not the caller
-    with pytest.raises(CallError) as missing:
+    with pytest.raises(NoSuchActor) as missing:
         relay(node, "nobody", "echo", timeout=0.3)
     assert missing.value.code == "no_such_actor"
 
@@ -234,7 +236,7 @@ def test_every_actor_and_supervisor_sets_its_log_level_and_refuses_a_bad_one(nod
         assert node.call("a", "$info")["log_level"] == "ERROR"
         before = incarnation(node, "a")
         for bad in ("LOUD", None, 10):
-            with pytest.raises(CallError) as refused:
+            with pytest.raises(InvalidRequest) as refused:
                 node.call("a", "$log_level", bad)
             assert refused.value.code == "invalid_request"
     finally:

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from tai_autonomics.runtime import ActorCrashed, CallError, Node, StartError, UnknownMessage
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import ActorCrashed, Node, NoSuchActor, StartError, UnknownMessage
 from tests.runtime.actors import events
 
 ECHO = "tests.runtime.actors:Echo"
@@ -178,7 +179,7 @@ def test_restart_gives_fresh_state(node: Node, tree) -> None:
 def test_refusals_and_unknown_messages_do_not_crash(node: Node, tree) -> None:
     tree({"root": {"children": ["a"]}}, workers("a"))
     before = incarnation(node, "a")
-    with pytest.raises(CallError) as err:
+    with pytest.raises(TaiError) as err:
         node.call("a", "refuse", "no")
     assert (err.value.code, err.value.detail["why"]) == ("refused", "no")
     with pytest.raises(UnknownMessage):
@@ -214,14 +215,14 @@ def test_restart_child_on_request(node: Node, tree) -> None:
     before = incarnation(node, "a")
     assert node.call("root", "restart_child", "a") == {"restarting": "a"}
     assert node.whereis("a", wait=10, after=before).incarnation != before
-    with pytest.raises(CallError) as err:
+    with pytest.raises(NoSuchActor) as err:
         node.call("root", "restart_child", "nobody")
     assert err.value.code == "no_such_actor"
 
 
 def test_unknown_name_is_a_clear_error(node: Node, tree) -> None:
     tree({"root": {"children": ["a"]}}, workers("a"))
-    with pytest.raises(CallError) as err:
+    with pytest.raises(NoSuchActor) as err:
         node.call("nobody", "echo", timeout=0.2)
     assert err.value.code == "no_such_actor"
 

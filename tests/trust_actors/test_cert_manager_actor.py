@@ -10,7 +10,8 @@ import pytest
 
 from tai_autonomics.actors.cert_manager import RENEW_CALL_TIMEOUT_S
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
-from tai_autonomics.runtime import CallError, Node, StartError
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import Node, StartError
 from tests.trust_actors.actors import recorded
 from tests.trust_actors.conftest import POLICY_ID, Trust, restart
 
@@ -22,8 +23,8 @@ def call(node: Node, msg_type: str, payload=None, timeout: float = CALL_TIMEOUT_
     return node.call("CertManager", msg_type, payload, timeout=timeout)
 
 
-def refusal(node: Node, msg_type: str, payload=None) -> CallError:
-    with pytest.raises(CallError) as refused:
+def refusal(node: Node, msg_type: str, payload=None) -> TaiError:
+    with pytest.raises(TaiError) as refused:
         call(node, msg_type, payload)
     return refused.value
 

@@ -15,7 +15,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tai_autonomics.actors.cert_manager import RENEW_CALL_TIMEOUT_S
-from tai_autonomics.runtime import CallError, Node
+from tai_autonomics.errors import InsuranceNotVerified, TaiError
+from tai_autonomics.runtime import Node
 from tai_autonomics.sandbox import SandboxServer
 from tai_autonomics.trust import (
     CertificateAuthority,
@@ -55,8 +56,8 @@ def guard(node: Node, timeout_s: float = 60) -> dict[str, Any]:
                                            "timeout_s": timeout_s})
 
 
-def refused(node: Node) -> CallError:
-    with pytest.raises(CallError) as refusal:
+def refused(node: Node) -> TaiError:
+    with pytest.raises(TaiError) as refusal:
         guard(node)
     return refusal.value
 
@@ -102,7 +103,7 @@ def test_a_revocation_stops_deploys_at_once_and_for_good(node: Node, tree, trust
     assert (refusal.code, refusal.detail["reason"]) == ("mode_refused", "certificate revoked by the insurer")
     # The insurer still confirms the policy, but not the certificate: no way back to prod while it is revoked
     # (neither ProdMode's own check after the notice, nor an operator's resume).
-    with pytest.raises(CallError) as resume:
+    with pytest.raises(InsuranceNotVerified) as resume:
         node.call("ProdMode", "resume", timeout=40)
     assert resume.value.code == "insurance_not_verified"
     assert mode(node) == "read_only"

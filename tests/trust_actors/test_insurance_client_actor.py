@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
-from tai_autonomics.runtime import CallError, Node, StartError, parse_tree
+from tai_autonomics.errors import TaiError
+from tai_autonomics.runtime import Node, StartError, parse_tree
 from tai_autonomics.runtime.messages import Call, Reply
 from tests.conftest import listen_for
 from tests.trust_actors.conftest import POLICY_ID, Trust, restart
@@ -18,8 +19,8 @@ def call(node: Node, msg_type: str, payload=None):
     return node.call("InsuranceClient", msg_type, payload, timeout=CALL_TIMEOUT_S)
 
 
-def refusal(node: Node, msg_type: str, payload=None) -> CallError:
-    with pytest.raises(CallError) as refused:
+def refusal(node: Node, msg_type: str, payload=None) -> TaiError:
+    with pytest.raises(TaiError) as refused:
         call(node, msg_type, payload)
     return refused.value
 
