@@ -121,12 +121,13 @@ def run(client: ShellClient, line: str, as_json: bool) -> Result:
         return client.run(line)
     with KeyOrInterrupt(sys.stdin.fileno() if sys.stdin.isatty() else None) as stop:
         def show(update: Result) -> None:
-            if stop.terminal and not as_json:
+            if as_json:  # marked, so that a script can tell the looks from the command's result
+                print(json.dumps({"ok": True, "command": update.command, "update": True, "value": update.value},
+                                 separators=(",", ":")), flush=True)
+            elif stop.terminal:
                 print("\x1b[H\x1b[2J" + update.text + "\n(press any key to stop)", flush=True)
             else:
-                _show(update, as_json)
-                if not as_json:
-                    print(flush=True)
+                print(update.text + "\n", flush=True)
 
         return client.run(line, on_update=show, stop_requested=stop)
 

@@ -253,6 +253,8 @@ def _describe(child: dict[str, Any]) -> str:
         return f"{child['name']} (supervisor)"
     text = (f"{child['name']} ({child.get('type')}) {child.get('state')}, pid {child.get('pid')}, "
             f"restarts {child.get('restarts', 0)}")
+    if child.get("last_crash"):
+        text += f", last crash: {child['last_crash']['reason']}"
     return text + (f" [cannot list children: {child['error']}]" if child.get("error") else "")
 
 

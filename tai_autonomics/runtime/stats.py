@@ -44,9 +44,8 @@ class MessageRate:
         """The rate over the last whole seconds (the second under way is not over yet)."""
         self._roll(math.floor(now))
         whole = min(RATE_WINDOW_S, self._second - math.floor(self._started))
-        if whole <= 0:  # younger than a whole second: what it has done so far
-            elapsed = now - self._started
-            return self.total / elapsed if elapsed > 0 else 0.0
+        if whole <= 0:  # younger than a whole second: what it has done so far, in that one second
+            return float(self.total)
         current = self._second % len(self._buckets)
         counted = sum(self._buckets) - self._buckets[current]
         if whole < RATE_WINDOW_S:  # the buckets before it started are zero, and do not count
