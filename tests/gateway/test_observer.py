@@ -19,8 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tai_autonomics.cli import remote_shell
 from tai_autonomics.gateway import ApiError, observer
 from tai_autonomics.runtime import CallTimeout, Node
-from tests.gateway.conftest import auth
-from tests.gateway.test_shell import admin, recorded  # noqa: F401 (a fixture)
+from tests.gateway.conftest import auth, recorded
 from tests.runtime.test_supervision import wait_until
 
 TREE_NAMES = {"root", "ReceiptLedger", "echo", "ops", "worker", "ProdMode", "CertManager", "InsuranceClient",
@@ -136,7 +135,7 @@ def test_metrics_carry_the_actor_series_and_parse(http) -> None:
     assert ("tai_actor_restarts_total", "worker") in values
 
 
-def test_top_once_prints_one_table_of_every_actor_sorted_by_memory(gateway, node, admin) -> None:  # noqa: F811
+def test_top_once_prints_one_table_of_every_actor_sorted_by_memory(gateway, node, admin) -> None:
     before = len(recorded(node))
     result = admin.run("top --once")
     assert result.ok and len(recorded(node)) == before + 1
@@ -152,7 +151,7 @@ def test_top_once_prints_one_table_of_every_actor_sorted_by_memory(gateway, node
         line for line in lines if line.startswith("echo "))
 
 
-def test_top_json_is_the_rows_and_sorts_as_asked(gateway, admin) -> None:  # noqa: F811
+def test_top_json_is_the_rows_and_sorts_as_asked(gateway, admin) -> None:
     result = admin.run("top --once --json --sort restarts")
     assert result.ok and json.loads(result.text) == result.value
     restarts = [row["restarts"] for row in result.value]
@@ -162,7 +161,7 @@ def test_top_json_is_the_rows_and_sorts_as_asked(gateway, admin) -> None:  # noq
     assert rates == sorted(rates, reverse=True)
 
 
-def test_top_refreshes_count_times_under_one_receipt(gateway, node, admin) -> None:  # noqa: F811
+def test_top_refreshes_count_times_under_one_receipt(gateway, node, admin) -> None:
     before = len(recorded(node))
     updates: list = []
     result = admin.run("top --count 3 --interval 0.2", on_update=updates.append)
@@ -173,7 +172,7 @@ def test_top_refreshes_count_times_under_one_receipt(gateway, node, admin) -> No
     assert all(row["cpu_percent"] is not None for row in result.value)  # a second look: a share of CPU
 
 
-def test_top_refreshes_until_the_client_stops_it_and_the_session_goes_on(gateway, admin) -> None:  # noqa: F811
+def test_top_refreshes_until_the_client_stops_it_and_the_session_goes_on(gateway, admin) -> None:
     updates: list = []
     result = admin.run("top --interval 0.2", on_update=updates.append, stop_requested=lambda: len(updates) >= 2)
     assert result.ok and result.text == f"(top stopped after {len(updates)} refreshes)" and len(updates) >= 2
@@ -186,14 +185,14 @@ def test_top_refreshes_until_the_client_stops_it_and_the_session_goes_on(gateway
     "top --once --count 2", "top --interval 0.1", "top --interval 61", "top --interval nan", "top extra",
     "top --json extra",
 ])
-def test_bad_top_options_are_refused_and_neither_recorded_nor_run(gateway, node, admin, line) -> None:  # noqa: F811
+def test_bad_top_options_are_refused_and_neither_recorded_nor_run(gateway, node, admin, line) -> None:
     before = len(recorded(node))
     result = admin.run(line)
     assert not result.ok and result.error["code"] == "invalid_command", result
     assert len(recorded(node)) == before
 
 
-def test_the_cli_prints_each_look_of_a_counted_top(gateway, admin, capsys) -> None:  # noqa: F811
+def test_the_cli_prints_each_look_of_a_counted_top(gateway, admin, capsys) -> None:
     assert remote_shell._batch(admin, ["top --count 2 --interval 0.2"], as_json=True) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [p.get("update", False) for p in printed] == [True, False]  # a look, then the result
