@@ -80,6 +80,8 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
+    if _late_stop(message):
+        return True
     frame_id, name, receipt = None, None, None
     try:
         frame_id, line = _command_frame(message)
@@ -96,6 +98,9 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
         refusal = (exc.code, exc.message, exc.detail)
     except (TypeError, ValueError):
         refusal = ("invalid_actor_reply", "the answer is not JSON", {})
+    except WebSocketDisconnect:  # the client went away during a refreshing command: nothing to answer
+        _logged(shell, frame_id, name, "disconnected", receipt)
+        raise
     except Exception as exc:  # a bug: logged with its stack, never a traceback to the operator
         log.error("shell command failed", exc_info=exc, extra={"fields": {
             "event": "shell_command_failed", "session": shell.session}})
@@ -135,6 +140,17 @@ async def _refreshing(websocket: WebSocket, shell: Shell, command: Command, fram
                 return Output(output.value, f"({command.name} stopped after {looks} refreshes)")
     finally:
         stop.cancel()  # the next command's frame is read by the session's loop, not by this look
+
+
+def _late_stop(message: dict[str, Any]) -> bool:
+    """A stop that crossed its command's result on the wire (the client stopped a ``top`` just as
+    its last look went out): it has nothing left to stop and gets no answer, which the client,
+    having had its result, does not wait for."""
+    try:
+        frame = json.loads(message.get("text") or "")
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "stop" and set(frame) == {"type", "id"}
 
 
 def _command_frame(message: dict[str, Any]) -> tuple[int, str]:

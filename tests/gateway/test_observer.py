@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pty
 import signal
@@ -15,9 +16,11 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
 
 from tai_autonomics.cli import remote_shell
 from tai_autonomics.gateway import ApiError, observer
+from tai_autonomics.gateway.shell_client import shell_url
 from tai_autonomics.runtime import CallTimeout, Node
 from tests.gateway.conftest import auth, recorded
 from tests.runtime.test_supervision import wait_until
@@ -59,7 +62,8 @@ def test_supervision_shows_each_actors_process_numbers_and_they_count_up(http, n
 def test_a_crashed_actor_shows_its_restart_and_last_crash_reason(http, node: Node, contract) -> None:
     echo = supervision(http, contract)["echo"]
     http.post("/v1/actors/echo/call", json={"type": "crash", "payload": "observed"}, headers=auth("admin"))
-    node.whereis("echo", wait=10, after=echo["incarnation"])
+    node.whereis("echo", wait=10, after=echo["incarnation"])  # registered; its supervisor may not know yet
+    wait_until(lambda: supervision(http, contract)["echo"]["state"] == "running", what="echo running again")
     after = supervision(http, contract)["echo"]
     assert after["restarts"] == echo["restarts"] + 1
     assert after["last_crash"]["reason"] == "ValueError: boom: observed"
@@ -215,3 +219,30 @@ def test_a_key_press_or_ctrl_c_stops_a_refresh() -> None:
     finally:
         os.close(controller)
         os.close(terminal)
+
+
+def test_a_stop_that_crosses_the_last_look_is_ignored_and_the_session_goes_on(gateway) -> None:
+    with connect(shell_url(gateway.url), additional_headers=auth("admin"), open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        ws.send(json.dumps({"type": "command", "id": 1, "line": "top --once"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "result"
+        ws.send(json.dumps({"type": "stop", "id": 1}))  # too late: top had answered
+        ws.send(json.dumps({"type": "command", "id": 2, "line": "help quit"}))
+        answer = json.loads(ws.recv(timeout=10))
+    assert (answer["type"], answer["id"], answer["ok"]) == ("result", 2, True)
+
+
+def test_a_client_gone_during_top_ends_the_session_quietly(gateway, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="tai_autonomics.gateway.shell")
+    with connect(shell_url(gateway.url), additional_headers=auth("admin"), open_timeout=10) as ws:
+        session = json.loads(ws.recv(timeout=10))["session"]
+        ws.send(json.dumps({"type": "command", "id": 1, "line": "top --interval 0.2"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "update"
+
+    def events() -> list[tuple[str, str | None]]:
+        return [(r.fields["event"], r.fields.get("outcome")) for r in caplog.records
+                if getattr(r, "fields", {}).get("session") == session]
+
+    wait_until(lambda: ("shell_closed", None) in events(), what="the session closed")
+    assert ("shell_command", "disconnected") in events()
+    assert not [event for event in events() if event[0] == "shell_command_failed"]
