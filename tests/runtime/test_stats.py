@@ -4,16 +4,17 @@ last crash, on real processes: RSS and CPU are a process's, so only the multipro
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
 
-from tai_autonomics.runtime import ActorCrashed, Node, NodeConfig, parse_tree
+from tai_autonomics.runtime import ActorCrashed, CallTimeout, Node, NodeConfig, parse_tree
 from tai_autonomics.runtime._process import usage
 from tai_autonomics.runtime.stats import RATE_WINDOW_S, MessageRate
 from tests.conftest import free_port
 from tests.runtime.conftest import MULTIPROCESS
-from tests.runtime.test_supervision import workers
+from tests.runtime.test_supervision import wait_until, workers
 
 
 @pytest.fixture(scope="module", params=MULTIPROCESS)
@@ -112,3 +113,35 @@ def test_a_long_silence_clears_the_whole_window() -> None:
     rate.count(3.2, n=7)
     rate.count(3.3 + 10 * RATE_WINDOW_S, n=2)
     assert rate.per_second(4.0 + 10 * RATE_WINDOW_S) == 2 / RATE_WINDOW_S
+
+
+def test_a_message_to_a_receiver_that_is_not_reading_is_pending_until_it_reads(node: Node, tree) -> None:
+    """A busy actor (one message at a time) does not read its socket: what is sent to it waits,
+    and the sender shows it as pending outbound: on TCP until the receiver acknowledges it, on
+    the Unix transport (no acknowledgement) until the kernel has taken it all, so the message is
+    larger than a socket's buffer."""
+    tree({"root": {"children": ["a", "b"]}}, {"a": {"actor": "tests.runtime.actors:Relay"}, **workers("b")})
+    busy = threading.Thread(target=lambda: node.client().call("b", "sleep", 2.0, timeout=10))
+    relayed: list = []
+    large = "x" * (8 * 2**20)
+    relay = threading.Thread(target=lambda: relayed.append(
+        node.client().call("a", "relay", {"to": "b", "type": "echo", "payload": large, "timeout": 10}, timeout=15)))
+    busy.start()
+    wait_until(lambda: _busy(node, "b"), what="b busy sleeping")
+    relay.start()
+    try:
+        wait_until(lambda: node.call("a", "$stats")["pending_outbound"] >= 1, what="a's call to b pending")
+        relay.join()
+        assert relayed == [large]
+        wait_until(lambda: node.call("a", "$stats")["pending_outbound"] == 0, what="nothing pending once b read")
+    finally:
+        busy.join()
+        relay.join()
+
+
+def _busy(node: Node, name: str) -> bool:
+    try:
+        node.call(name, "$stats", timeout=0.2)
+    except CallTimeout:
+        return True
+    return False
