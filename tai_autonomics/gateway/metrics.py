@@ -111,7 +111,8 @@ def _actor_stats(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
         ("messages", CounterMetricFamily, "tai_actor_messages",
          "Messages the actor has handled (calls, casts, replies; not timers)"),
         ("pending_outbound", GaugeMetricFamily, "tai_actor_pending_outbound",
-         "Messages the actor has sent that are not yet acknowledged by their receiver"))}
+         "Messages the actor has sent that are not yet delivered (unacknowledged on TCP, not yet taken "
+         "by the kernel on Unix sockets) or that it holds for coalescing"))}
     for node in nodes:
         stats = node.get("stats")
         answered.add_metric([node["name"]], 0 if stats is None else 1)

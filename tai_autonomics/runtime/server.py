@@ -260,7 +260,8 @@ class Process(Actor):
     def stats(self) -> dict[str, Any]:
         """``$stats``, which every actor answers: its process's memory and CPU, the messages it has
         handled (in all and per second) and those it has not yet got off its hands: held for
-        coalescing, or handed to thespian and not yet acknowledged by the receiver."""
+        coalescing, or handed to thespian and not yet delivered (on TCP: not acknowledged by the
+        receiver; on the Unix-socket transport, which has no acknowledgement: not yet written)."""
         return snapshot(self._handled, time.monotonic(), self._pending_outbound())
 
     def _pending_outbound(self) -> int | None:
