@@ -8,7 +8,7 @@ tree's, not a copy that could drift.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -96,10 +96,10 @@ class _TreeCollector:
             running.add_metric([child["name"], supervisor], 1 if child.get("state") == "running" else 0)
         yield restarts
         yield running
-        yield from _actor_stats([self.tree, *(child for _, child in supervision.edges(self.tree))])
+        yield from _actor_stats(supervision.nodes(self.tree))
 
 
-def _actor_stats(nodes: list[dict[str, Any]]) -> Iterator[Metric]:
+def _actor_stats(nodes: Iterable[dict[str, Any]]) -> Iterator[Metric]:
     """The ``$stats`` of each actor (the root's included), labelled by actor; counters restart
     at zero with a new incarnation's process, as Prometheus expects of a process's counters."""
     answered = GaugeMetricFamily("tai_actor_stats_ok", "1 if the actor answered $stats this scrape",

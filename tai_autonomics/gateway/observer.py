@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from tai_autonomics.gateway import supervision
@@ -32,7 +31,7 @@ async def observe(bridge: ActorBridge, root: str, timeout_s: float = STATS_TIMEO
     every node, the root's included. The root's failure to list its children is the caller's
     error (503), as for the walk."""
     tree = await supervision.walk(bridge, root)
-    nodes = list(_nodes(tree))
+    nodes = list(supervision.nodes(tree))
     answers = await asyncio.gather(*(_stats(bridge, node, timeout_s) for node in nodes))
     for node, (stats, error) in zip(nodes, answers, strict=True):
         node["stats"] = stats
@@ -53,12 +52,6 @@ async def _stats(bridge: ActorBridge, node: dict[str, Any], timeout_s: float) ->
         return None, "call_timeout"
 
 
-def _nodes(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield tree
-    for _, child in supervision.edges(tree):
-        yield child
-
-
 def rows(tree: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per actor of an observed tree (what ``top`` lists), depth first."""
     found = []
@@ -71,7 +64,6 @@ def rows(tree: dict[str, Any]) -> list[dict[str, Any]]:
                       "pending_outbound": stats.get("pending_outbound"), "restarts": node.get("restarts", 0),
                       "last_crash": node.get("last_crash"), "stats_error": node.get("stats_error")})
     return found
-
 
 
 class CpuSampler:

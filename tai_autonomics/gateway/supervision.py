@@ -42,3 +42,10 @@ def edges(tree: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for child in tree.get("children") or ():
         yield tree["name"], child
         yield from edges(child)
+
+
+def nodes(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of a walked tree, the root first, then depth first."""
+    yield tree
+    for _, child in edges(tree):
+        yield child
