@@ -16,6 +16,9 @@ import time
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
 from websockets.sync.client import connect
 
 from tai_autonomics.cli import remote_shell
@@ -246,3 +249,12 @@ def test_a_client_gone_during_top_ends_the_session_quietly(gateway, caplog) -> N
     wait_until(lambda: ("shell_closed", None) in events(), what="the session closed")
     assert ("shell_command", "disconnected") in events()
     assert not [event for event in events() if event[0] == "shell_command_failed"]
+
+
+def test_the_interactive_shell_prints_each_look_of_top(gateway, admin, tmp_path, capsys) -> None:
+    with create_pipe_input() as keys, create_app_session(input=keys, output=DummyOutput()):
+        keys.send_text("top --count 2 --interval 0.2\r")
+        keys.send_text("quit\r")
+        assert remote_shell.interactive(admin, tmp_path / "history") == 0
+    out = capsys.readouterr().out
+    assert out.count("ACTOR ") == 2 and out.count(f"{len(TREE_NAMES)} actors, RSS") == 2
