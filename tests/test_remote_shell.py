@@ -14,6 +14,7 @@ import subprocess
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tai_autonomics.gateway.shell_commands import names_below
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
@@ -180,3 +181,33 @@ def _child(daemon, name: str) -> dict:
                 return child
             pending.append(child)
     raise AssertionError(f"{name} is not in the tree")
+
+
+def test_top_shows_the_real_actors_and_a_killed_one_with_its_restart_and_reason(daemon) -> None:
+    """Issue 15 item 7: the observer on the dev-profile daemon. A SIGKILLed actor is shown
+    restarted once more, with ``killed`` as its last crash, in top and /v1/supervision alike."""
+    looks = results(shell(daemon, "top --once", "top --count 2 --interval 0.2 --sort cpu"))
+    assert [(look["ok"], look.get("update", False)) for look in looks] == [(True, False), (True, True), (True, False)]
+    rows = {row["actor"]: row for row in looks[0]["value"]}
+    assert {"ReceiptLedger", "ProdMode", "Pricing", "operations"} <= set(rows)
+    for row in rows.values():
+        assert row["stats_error"] is None and row["rss_bytes"] > 1_000_000 and row["messages"] > 0, row
+    assert rows["ReceiptLedger"]["messages"] > rows["Pricing"]["messages"]  # every receipt goes through it
+    assert all(row["cpu_percent"] is not None for row in looks[2]["value"])  # the second look of that top
+
+    before = _child(daemon, "Pricing")
+    os.kill(before["pid"], 9)
+    until(lambda: _child(daemon, "Pricing")["incarnation"] != before["incarnation"]
+          and _child(daemon, "Pricing")["state"] == "running", timeout=20, what="Pricing restarted")
+    pricing = next(row for row in results(shell(daemon, "top --once --sort restarts"))[0]["value"]
+                   if row["actor"] == "Pricing")
+    assert pricing["restarts"] == before["restarts"] + 1 and pricing["last_crash"]["reason"] == "killed"
+    assert pricing["pid"] != before["pid"] and pricing["stats_error"] is None
+    assert _child(daemon, "Pricing")["last_crash"]["reason"] == "killed"
+
+    scrape = daemon.http.get("/metrics", headers=as_(daemon, "auditor")).text
+    samples = {(s.name, s.labels.get("actor")): s.value
+               for family in text_string_to_metric_families(scrape) for s in family.samples}
+    assert samples[("tai_actor_restarts_total", "Pricing")] == before["restarts"] + 1
+    assert samples[("tai_actor_rss_bytes", "ReceiptLedger")] > 1_000_000
+    assert samples[("tai_actor_messages_total", "ReceiptLedger")] > 0

@@ -27,7 +27,8 @@ PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----")
 # each command of the shell, with arguments that reach its work (and one refused line)
 SHELL_LINES = ("tree", "which_children root", "state ProdMode", "state ReceiptLedger", "state CertManager",
                "state InsuranceClient", "call ReceiptLedger status", "cast Pricing status", "mode", "insurance",
-               "receipts 200", "verify", "metrics", "log_level DEBUG", "restart Pricing", "log_level INFO",
+               "receipts 200", "verify", "metrics", "top --once", "top --count 2 --interval 0.2 --json",
+               "log_level DEBUG", "restart Pricing", "log_level INFO",
                "help", "help call", "call ReceiptLedger no_such_message", "mode resume", "quit")
 
 

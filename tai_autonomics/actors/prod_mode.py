@@ -91,7 +91,7 @@ from tai_autonomics.operations.revenue import CONTRACT_KINDS
 from tai_autonomics.operations.verdicts import REPEAT_S, Verdict, VerdictLog
 from tai_autonomics.runtime import DEFERRED, NOREPLY, Server
 from tai_autonomics.trust import Policy
-from tai_autonomics.trust.errors import CertExpired, CertRevoked
+from tai_autonomics.trust.errors import CertExpired, CertNotLoaded, CertRevoked
 from tai_autonomics.trust.insurer_errors import (
     InsuranceCacheStaleError,
     InsuranceExpiredError,
@@ -270,7 +270,7 @@ class ProdMode(Server):
         """The policy's id, the chain of prod receipts: known once the certificate is taken, which
         in prod is before the start is confirmed (so before any call or check needs it)."""
         if self.policy is None:
-            raise TaiError("no insurance policy is known yet", code="cert_not_loaded")
+            raise CertNotLoaded("no insurance policy is known yet")
         return self.policy.policy_id
 
     def call_authority(self, request: Any) -> Authority:

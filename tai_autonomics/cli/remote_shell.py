@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
+import signal
 import sys
+import termios
+import threading
+import tty
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tai_autonomics.cli._errors import TokenMissing
 from tai_autonomics.gateway.config import DEFAULT_PORT, TOKEN_ENV
@@ -64,7 +69,7 @@ def _remote_shell(args: argparse.Namespace) -> int:
 def _batch(client: ShellClient, lines: Iterable[str], as_json: bool) -> int:
     failed = False
     for line in lines:
-        result = client.run(line.rstrip("\n"))
+        result = run(client, line.rstrip("\n"), as_json)
         _show(result, as_json)
         failed |= not result.ok
         if _quits(line):
@@ -104,9 +109,65 @@ def interactive(client: ShellClient, history: Path) -> int:
             line = "quit"
         if not line.strip():
             continue
-        _show(client.run(line), as_json=False)
+        _show(run(client, line, as_json=False), as_json=False)
         if _quits(line):
             return 0
+
+
+def run(client: ShellClient, line: str, as_json: bool) -> Result:
+    """Run ``line``; a refreshing ``top`` shows each look as it comes (redrawing the screen on a
+    terminal) until its count, a key press or Ctrl-C, which stop it and print its last look."""
+    if line.split()[:1] != ["top"]:
+        return client.run(line)
+    with KeyOrInterrupt(sys.stdin.fileno() if sys.stdin.isatty() else None) as stop:
+        def show(update: Result) -> None:
+            if as_json:  # marked, so that a script can tell the looks from the command's result
+                print(json.dumps({"ok": True, "command": update.command, "update": True, "value": update.value},
+                                 separators=(",", ":")), flush=True)
+            elif stop.terminal:
+                print("\x1b[H\x1b[2J" + update.text + "\n(press any key to stop)", flush=True)
+            else:
+                print(update.text + "\n", flush=True)
+
+        return client.run(line, on_update=show, stop_requested=stop)
+
+
+class KeyOrInterrupt:
+    """While entered: whether a key was pressed on terminal ``fd`` (read without echo or Enter)
+    or Ctrl-C was (SIGINT is caught, not raised: a refreshing command is stopped, not torn down
+    in the middle of reading the daemon's frame)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.terminal = fd is not None
+        self._fd = fd
+        self._interrupted = False
+        self._saved_mode: list[Any] | None = None
+        self._saved_handler: Any = None
+
+    def __enter__(self) -> KeyOrInterrupt:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._saved_handler = signal.signal(signal.SIGINT, self._interrupt)
+        if self._fd is not None:
+            self._saved_mode = termios.tcgetattr(self._fd)
+            tty.setcbreak(self._fd)
+        return self
+
+    def _interrupt(self, _signum: int, _frame: object) -> None:
+        self._interrupted = True
+
+    def __call__(self) -> bool:
+        if self._interrupted:
+            return True
+        if self._fd is not None and select.select([self._fd], [], [], 0)[0]:
+            os.read(self._fd, 1024)  # the key pressed, and whatever came with it
+            return True
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None and self._saved_mode is not None:
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_mode)
+        if self._saved_handler is not None:
+            signal.signal(signal.SIGINT, self._saved_handler)
 
 
 def completer(client: ShellClient) -> NestedCompleter:

@@ -58,6 +58,22 @@ class Checkpoint(TypedDict):
     root: str
 
 
+class ActorStats(TypedDict):
+    pid: int
+    rss_bytes: int | None
+    cpu_seconds: float | None
+    messages: int
+    messages_per_s: float
+    pending_outbound: int | None
+
+
+class ActorCrash(TypedDict):
+    reason: str
+    exception: str | None
+    message_type: str | None
+    time: float
+
+
 class SupervisionNode(TypedDict):
     name: str
     type: Literal["supervisor", "worker"]
@@ -66,7 +82,10 @@ class SupervisionNode(TypedDict):
     incarnation: NotRequired[str | None]
     pid: NotRequired[int | None]
     restarts: NotRequired[int]
+    last_crash: NotRequired[ActorCrash | None]
     error: NotRequired[str]
+    stats: NotRequired[ActorStats | None]
+    stats_error: NotRequired[str]
     children: NotRequired[list["SupervisionNode"] | None]
 
 

@@ -1,8 +1,9 @@
 """``/metrics``: the gateway's own counters and histograms, and what the runtime can tell.
 
 Each app has its own registry (two gateways in one test process never share counters). Actor
-restart counts are read from the live tree at scrape time — the supervisors keep them — so the
-numbers are the tree's, not a copy that could drift.
+restart counts and process numbers (``tai_actor_*``) are read from the live tree at scrape time
+(the supervisors keep the restarts, each actor answers ``$stats``), so the numbers are the
+tree's, not a copy that could drift.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
+
+from tai_autonomics.gateway import supervision
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -71,7 +74,10 @@ class GatewayMetrics:
 
 
 class _TreeCollector:
-    """Per-actor restarts and running state from a walk of the tree (see :mod:`.supervision`)."""
+    """Per-actor restarts, running state and process numbers from the observed tree
+    (:mod:`.observer`): restarts as the supervisors count them, the rest as each actor's
+    ``$stats`` answered this scrape (an actor that did not answer has ``tai_actor_stats_ok`` 0
+    and no other ``tai_actor_*`` sample of its own)."""
 
     def __init__(self) -> None:
         self.tree: dict[str, Any] | None = None
@@ -85,17 +91,36 @@ class _TreeCollector:
         restarts = CounterMetricFamily("tai_actor_restarts", "Restarts of an actor by its supervisor "
                                        "(since that supervisor started)", labels=["actor", "supervisor"])
         running = GaugeMetricFamily("tai_actor_running", "1 if the actor is running", labels=["actor", "supervisor"])
-        for supervisor, child in _children(self.tree):
+        for supervisor, child in supervision.edges(self.tree):
             restarts.add_metric([child["name"], supervisor], child.get("restarts", 0))
             running.add_metric([child["name"], supervisor], 1 if child.get("state") == "running" else 0)
         yield restarts
         yield running
+        yield from _actor_stats(supervision.nodes(self.tree))
 
 
-def _children(node: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
-    for child in node.get("children", ()):
-        yield node["name"], child
-        yield from _children(child)
+def _actor_stats(nodes: Iterable[dict[str, Any]]) -> Iterator[Metric]:
+    """The ``$stats`` of each actor (the root's included), labelled by actor; counters restart
+    at zero with a new incarnation's process, as Prometheus expects of a process's counters."""
+    answered = GaugeMetricFamily("tai_actor_stats_ok", "1 if the actor answered $stats this scrape",
+                                 labels=["actor"])
+    families = {key: family(name, text, labels=["actor"]) for key, family, name, text in (
+        ("rss_bytes", GaugeMetricFamily, "tai_actor_rss_bytes", "Resident memory of the actor's process"),
+        ("cpu_seconds", CounterMetricFamily, "tai_actor_cpu_seconds",
+         "CPU time (user + system) of the actor's process"),
+        ("messages", CounterMetricFamily, "tai_actor_messages",
+         "Messages the actor has handled (calls, casts, replies; not timers)"),
+        ("pending_outbound", GaugeMetricFamily, "tai_actor_pending_outbound",
+         "Messages the actor has sent that are not yet delivered (unacknowledged on TCP, not yet taken "
+         "by the kernel on Unix sockets) or that it holds for coalescing"))}
+    for node in nodes:
+        stats = node.get("stats")
+        answered.add_metric([node["name"]], 0 if stats is None else 1)
+        for key, family in families.items():
+            if stats is not None and stats.get(key) is not None:
+                family.add_metric([node["name"]], stats[key])
+    yield answered
+    yield from families.values()
 
 
 class _DomainCollector:

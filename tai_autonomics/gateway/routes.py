@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.errors import InvalidRequest
-from tai_autonomics.gateway import supervision
+from tai_autonomics.gateway import observer
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
 from tai_autonomics.gateway.config import ADMIN_TYPES, GatewayConfig
 from tai_autonomics.gateway.errors import ApiError, encode_reply, json_response
@@ -96,7 +96,7 @@ async def metrics(req: Req) -> Response:
 async def scrape(gateway: Gateway) -> bytes:
     """The Prometheus text of now: the gateway's own metrics, the tree and the domain actors'."""
     try:
-        tree = await supervision.walk(gateway.bridge, gateway.config.root)
+        tree = await observer.observe(gateway.bridge, gateway.config.root)
     except ApiError:
         tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
     domain = {}
@@ -120,7 +120,7 @@ async def openapi(req: Req) -> Response:
 # -- admin ---------------------------------------------------------------------------------
 
 async def get_supervision(req: Req) -> Response:
-    return json_response(await supervision.walk(req.gateway.bridge, req.gateway.config.root))
+    return json_response(await observer.observe(req.gateway.bridge, req.gateway.config.root))
 
 
 async def open_shell(req: Req) -> Response:

@@ -9,7 +9,11 @@ a conversation, not a request. Frames are JSON text:
 * the daemon answers each, in order, with ``{"type": "result", "id": N, "ok": true, "command",
   "receipt", "value", "text"}`` (``receipt``: the id of its ``shell.command`` receipt) or
   ``{"type": "result", "id": N, "ok": false, "receipt", "error": {"code", "message", "detail"}}``
-  (``receipt``: null unless the command was recorded before it failed).
+  (``receipt``: null unless the command was recorded before it failed);
+* a refreshing command (``top`` without ``--once``) first sends ``{"type": "update", "id": N,
+  "command", "value", "text"}`` for each look but the last, until its ``--count`` or until the
+  client sends a frame, ``{"type": "stop", "id": N}`` (any frame stops it and is not otherwise
+  read); then its result as above.
 
 A frame that is not such a command (binary, not JSON, other members) is answered with
 ``invalid_frame`` and the session goes on; frames over :data:`MAX_FRAME_BYTES` close it (1009).
@@ -19,6 +23,7 @@ route: an ``admin`` bearer token, else the HTTP error body and status before any
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -32,7 +37,7 @@ from tai_autonomics.gateway import shell_commands, supervision
 from tai_autonomics.gateway.auth import authorize
 from tai_autonomics.gateway.errors import ApiError, error_response
 from tai_autonomics.gateway.routes import ADMIN
-from tai_autonomics.gateway.shell_commands import Shell, ShellInputError
+from tai_autonomics.gateway.shell_commands import Command, Output, Shell, ShellInputError
 
 if TYPE_CHECKING:
     from tai_autonomics.gateway.app import Gateway
@@ -76,13 +81,17 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
+    if _late_stop(message):
+        return True
     frame_id, name, receipt = None, None, None
     try:
         frame_id, line = _command_frame(message)
         command = shell_commands.parse(line)
         name = command.name
         receipt = (await shell.record(command)).get("id")
-        output = await shell.run(command)
+        repeat = shell_commands.refreshes(command)
+        output = await (shell.run(command) if repeat is None else _refreshing(websocket, shell, command, frame_id,
+                                                                              *repeat))
         result = {"type": "result", "id": frame_id, "ok": True, "command": name, "receipt": receipt,
                   "value": output.value, "text": output.text}
         text = json.dumps(result, allow_nan=False, separators=(",", ":"))
@@ -90,6 +99,9 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
         refusal = (exc.code, exc.message, exc.detail)
     except (TypeError, ValueError):
         refusal = ("invalid_actor_reply", "the answer is not JSON", {})
+    except WebSocketDisconnect:  # the client went away during a refreshing command: nothing to answer
+        _logged(shell, frame_id, name, "disconnected", receipt)
+        raise
     except Exception as exc:  # a bug: logged with its stack, never a traceback to the operator
         log.error("shell command failed", exc_info=exc, extra={"fields": {
             "event": "shell_command_failed", "session": shell.session}})
@@ -104,6 +116,42 @@ async def _serve_one(websocket: WebSocket, shell: Shell) -> bool:
     await _send(websocket, {"type": "result", "id": frame_id, "ok": False, "receipt": receipt,
                             "error": {"code": code, "message": why, "detail": detail}})
     return True
+
+
+async def _refreshing(websocket: WebSocket, shell: Shell, command: Command, frame_id: int, count: int | None,
+                      interval_s: float) -> Output:
+    """Run ``command`` every ``interval_s`` seconds (``top``): each look but the last goes out as an
+    ``update`` frame, the last as the result; the last is the ``count``-th, or the one before any
+    frame from the client (its stop: a key pressed). One command, one receipt, however many looks."""
+    stop = asyncio.ensure_future(websocket.receive())
+    looks = 0
+    try:
+        while True:
+            output = await shell.run(command)
+            looks += 1
+            if count is not None and looks >= count:
+                return output
+            await _send(websocket, {"type": "update", "id": frame_id, "command": command.name,
+                                    "value": output.value, "text": output.text})
+            done, _ = await asyncio.wait({stop}, timeout=interval_s)
+            if done:
+                message = stop.result()
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                return Output(output.value, f"({command.name} stopped after {looks} refreshes)")
+    finally:
+        stop.cancel()  # the next command's frame is read by the session's loop, not by this look
+
+
+def _late_stop(message: Mapping[str, Any]) -> bool:
+    """A stop that crossed its command's result on the wire (the client stopped a ``top`` just as
+    its last look went out): it has nothing left to stop and gets no answer, which the client,
+    having had its result, does not wait for."""
+    try:
+        frame = json.loads(message.get("text") or "")
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "stop" and set(frame) == {"type", "id"}
 
 
 def _command_frame(message: Mapping[str, Any]) -> tuple[int, str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,12 @@ from tai_autonomics.gateway.shell import MAX_FRAME_BYTES, PATH
 from tai_autonomics.gateway.shell_commands import VERIFY_TIMEOUT_S, ShellInputError
 
 CONNECT_TIMEOUT_S = 10.0
+POLL_S = 0.05  # how often a refreshing command's stop condition (a key pressed) is looked at
 ANSWER_TIMEOUT_S = VERIFY_TIMEOUT_S + 60  # the slowest command, and then some
+
+
+_STOPPED: Any = object()
+"""What :meth:`ShellClient._receive` returns once it has asked the daemon to stop a refresh."""
 
 
 class ShellClientError(TaiError):
@@ -93,30 +100,57 @@ class ShellClient:
     def actors(self) -> list[str]:
         return list(self.welcome.get("actors", []))
 
-    def run(self, line: str) -> Result:
-        """Send ``line``; its result (the daemon answers in order, one result per command)."""
+    def run(self, line: str, *, on_update: Callable[[Result], None] | None = None,
+            stop_requested: Callable[[], bool] | None = None) -> Result:
+        """Send ``line``; its result (the daemon answers in order, one result per command).
+
+        A refreshing command (``top``) sends updates first: each goes to ``on_update``, and
+        ``stop_requested`` is asked every :data:`POLL_S` while waiting; once it says True (a key
+        was pressed) the daemon is told to stop, and answers with the result.
+        """
         frame_id = next(self._ids)
         text = json.dumps({"type": "command", "id": frame_id, "line": line})
         if len(text.encode()) > MAX_FRAME_BYTES:
             return Result(False, error=ShellInputError("the line is too long").to_dict())
+        self._send(text)
+        while True:
+            frame = self._receive(frame_id, stop_requested)
+            if frame is _STOPPED:
+                stop_requested = None  # asked once: the result comes next
+                continue
+            if frame.get("type") == "update" and frame.get("id") == frame_id:
+                if on_update is not None:
+                    on_update(Result(True, frame.get("command"), frame.get("text", ""), frame.get("value")))
+                continue
+            if frame.get("type") != "result" or frame.get("id") != frame_id:
+                raise ShellClientError("the daemon answered out of turn; the session is closed")
+            if frame.get("ok"):
+                return Result(True, frame.get("command"), frame.get("text", ""), frame.get("value"),
+                              frame.get("receipt"))
+            return Result(False, receipt=frame.get("receipt"), error=frame.get("error") or {})
+
+    def _send(self, text: str) -> None:
         try:
             self._ws.send(text)
         except ConnectionClosed:
             raise ShellClientError("the daemon closed the shell session") from None
-        frame = self._receive()
-        if frame.get("type") != "result" or frame.get("id") != frame_id:
-            raise ShellClientError("the daemon answered out of turn; the session is closed")
-        if frame.get("ok"):
-            return Result(True, frame.get("command"), frame.get("text", ""), frame.get("value"), frame.get("receipt"))
-        return Result(False, receipt=frame.get("receipt"), error=frame.get("error") or {})
 
-    def _receive(self) -> dict[str, Any]:
-        try:
-            raw = self._ws.recv(timeout=self._timeout_s)
-        except ConnectionClosed:
-            raise ShellClientError("the daemon closed the shell session") from None
-        except TimeoutError:
-            raise ShellClientError(f"no answer from the daemon within {self._timeout_s:g} s") from None
+    def _receive(self, frame_id: int = 0, stop_requested: Callable[[], bool] | None = None) -> Any:
+        """The next frame, or :data:`_STOPPED` once ``stop_requested`` said True and the stop went out."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            wait = deadline - time.monotonic() if stop_requested is None else min(POLL_S, deadline - time.monotonic())
+            try:
+                raw = self._ws.recv(timeout=max(0.0, wait))
+                break
+            except ConnectionClosed:
+                raise ShellClientError("the daemon closed the shell session") from None
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise ShellClientError(f"no answer from the daemon within {self._timeout_s:g} s") from None
+                if stop_requested is not None and stop_requested():
+                    self._send(json.dumps({"type": "stop", "id": frame_id}))
+                    return _STOPPED
         try:
             frame = json.loads(raw)
         except ValueError:

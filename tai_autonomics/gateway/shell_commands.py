@@ -21,12 +21,13 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tai_autonomics.errors import TaiError
-from tai_autonomics.gateway import supervision
+from tai_autonomics.gateway import observer, supervision
 from tai_autonomics.gateway.auth import Identity
 from tai_autonomics.gateway.errors import ApiError
 from tai_autonomics.gateway.routes import OPERATION_TIMEOUT_S, allowed_message, scrape
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 MAX_LINE = 4096
 RECEIPTS_DEFAULT, RECEIPTS_MAX = 10, 1000
+TOP_INTERVAL_S, TOP_MIN_INTERVAL_S, TOP_MAX_INTERVAL_S = 2.0, 0.2, 60.0
 VERIFY_TIMEOUT_S = 600.0  # the ledger checks every stored receipt: minutes on a large ledger
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 _MESSAGE = re.compile(r"\$?[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -57,6 +59,8 @@ class Command:
     args: tuple[str, ...]
     line: str
     payload: Any = None
+    options: dict[str, str | bool] = field(default_factory=dict)
+    """Of a command with ``--options``: each one given, with its value (True for a switch)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,11 @@ class _Spec:
     usage: str
     help: str
     run: Callable[[Shell, Command], Awaitable[Output]]
+    options: tuple[tuple[str, str | None], ...] = ()
+    """Instead of positional words: ``--flag`` words in any order, each at most once, with the
+    placeholder of the value that follows it (None: a switch)."""
+    exclusive: tuple[str, ...] = ()
+    """Options that may not be given together."""
 
     @property
     def words(self) -> list[tuple[str, bool]]:
@@ -101,6 +110,8 @@ def parse(line: Any) -> Command:
     spec = COMMANDS.get(name)
     if spec is None:
         raise ShellInputError(f"unknown command {name[:64]!r}; type help", detail={"command": name[:64]})
+    if spec.options:
+        return Command(name, tuple(rest.split()), text, options=_options(spec, rest.split()))
     expected = spec.words
     payload = None
     if spec.takes_payload:  # call NAME MSG [JSON]: the JSON is the rest of the line, spaces and all
@@ -114,6 +125,40 @@ def parse(line: Any) -> Command:
     for word, (placeholder, _) in zip(words, expected, strict=False):  # optional words may be left out
         _check_word(name, placeholder, word)
     return Command(name, tuple(words), text, payload)
+
+
+def _options(spec: _Spec, words: list[str]) -> dict[str, str | bool]:
+    takes = dict(spec.options)
+    found: dict[str, str | bool] = {}
+    words = list(words)
+    while words:
+        flag = words.pop(0)
+        if flag not in takes:
+            raise ShellInputError(f"{flag[:64]!r} is not an option of {spec.name}; usage: {spec.usage}",
+                                  detail={"command": spec.name})
+        if flag in found:
+            raise ShellInputError(f"{flag} is given twice", detail={"command": spec.name})
+        placeholder = takes[flag]
+        if placeholder is None:
+            found[flag] = True
+            continue
+        if not words:
+            raise ShellInputError(f"{flag} needs a value ({placeholder}); usage: {spec.usage}",
+                                  detail={"command": spec.name, "expected": placeholder})
+        value = words.pop(0)
+        _check_word(spec.name, placeholder, value)
+        found[flag] = value
+    given = [flag for flag in spec.exclusive if flag in found]
+    if len(given) > 1:
+        raise ShellInputError(f"{' and '.join(given)} cannot be given together", detail={"command": spec.name})
+    return found
+
+
+def _seconds(word: str) -> bool:
+    try:
+        return TOP_MIN_INTERVAL_S <= float(word) <= TOP_MAX_INTERVAL_S
+    except ValueError:
+        return False
 
 
 def _check_word(command: str, placeholder: str, word: str) -> None:
@@ -130,6 +175,8 @@ _PLACEHOLDERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "LEVEL": (lambda w: w.upper() in LOG_LEVELS, f"is not a log level ({', '.join(LOG_LEVELS)})"),
     "N": (lambda w: w.isdecimal() and 1 <= int(w) <= RECEIPTS_MAX, f"is not a whole number 1-{RECEIPTS_MAX}"),
     "COMMAND": (lambda w: w in COMMANDS, "is not a command; type help"),
+    "S": (_seconds, f"is not a number of seconds from {TOP_MIN_INTERVAL_S:g} to {TOP_MAX_INTERVAL_S:g}"),
+    "KEY": (lambda w: w in observer.SORT_KEYS, f"is not a sort key ({', '.join(observer.SORT_KEYS)})"),
 }
 
 
@@ -156,6 +203,7 @@ class Shell:
         self.gateway = gateway
         self.identity = identity
         self.session = session
+        self.cpu = observer.CpuSampler()  # top's CPU % is over the time since this session last looked
 
     async def record(self, command: Command) -> dict[str, Any]:
         """The ``shell.command`` receipt of ``command``, durable before the command runs."""
@@ -205,6 +253,8 @@ def _describe(child: dict[str, Any]) -> str:
         return f"{child['name']} (supervisor)"
     text = (f"{child['name']} ({child.get('type')}) {child.get('state')}, pid {child.get('pid')}, "
             f"restarts {child.get('restarts', 0)}")
+    if child.get("last_crash"):
+        text += f", last crash: {child['last_crash']['reason']}"
     return text + (f" [cannot list children: {child['error']}]" if child.get("error") else "")
 
 
@@ -325,6 +375,26 @@ async def _log_level(shell: Shell, command: Command) -> Output:
                   "\n".join([f"gateway: {level}", *(f"{name}: {result}" for name, result in results.items())]))
 
 
+async def _top(shell: Shell, command: Command) -> Output:
+    """One look at every actor (``shell.py`` repeats it for a refreshing ``top``)."""
+    rows = observer.rows(await observer.observe(shell.gateway.bridge, shell.gateway.config.root))
+    shell.cpu.annotate(rows, time.monotonic())
+    key = str(command.options.get("--sort", "rss"))
+    rows.sort(key=lambda row: observer.sort_value(row, key), reverse=True)
+    if command.options.get("--json"):
+        return Output(rows, json.dumps(rows, sort_keys=True, allow_nan=False))
+    return Output(rows, observer.table(rows, key))
+
+
+def refreshes(command: Command) -> tuple[int | None, float] | None:
+    """How a command repeats: None for one answer; for ``top``, how many looks (None: until the
+    client stops it) and the seconds between them."""
+    if command.name != "top":
+        return None
+    count = 1 if command.options.get("--once") else int(command.options.get("--count", 0)) or None
+    return count, float(command.options.get("--interval", TOP_INTERVAL_S))
+
+
 def names_below(node: dict[str, Any]) -> list[str]:
     """The names of every actor under ``node`` of a walked tree, depth first."""
     return [n for child in node.get("children") or () for n in (child["name"], *names_below(child))]
@@ -348,6 +418,11 @@ COMMANDS: dict[str, _Spec] = {spec.name: spec for spec in (
     _Spec("metrics", "metrics", "the daemon's metrics, as /metrics serves them", _metrics),
     _Spec("log_level", "log_level LEVEL", f"set the log level of every process ({', '.join(LOG_LEVELS)})",
           _log_level),
+    _Spec("top", "top [--once] [--count N] [--interval S] [--sort KEY] [--json]",
+          "per actor: memory, CPU, messages/s, restarts, last crash, pending outbound; refreshes every "
+          f"{TOP_INTERVAL_S:g} s until a key is pressed (--once: one look; --sort rss|cpu|msgs|restarts)", _top,
+          options=(("--once", None), ("--count", "N"), ("--interval", "S"), ("--sort", "KEY"), ("--json", None)),
+          exclusive=("--once", "--count")),
     _Spec("help", "help [COMMAND]", "this list, or one command's usage", _help),
     _Spec("quit", "quit", "end the session", _quit),
 )}

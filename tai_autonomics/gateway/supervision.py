@@ -8,6 +8,7 @@ so an operator sees the rest of the tree while part of it recovers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 from tai_autonomics.gateway.bridge import ActorBridge
@@ -34,3 +35,17 @@ async def _expand(bridge: ActorBridge, child: dict[str, Any]) -> dict[str, Any]:
         return {**child, "children": await _children(bridge, child["name"])}
     except ApiError as exc:
         return {**child, "children": None, "error": exc.code}
+
+
+def edges(tree: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every ``(supervisor name, child)`` pair of a walked tree, depth first."""
+    for child in tree.get("children") or ():
+        yield tree["name"], child
+        yield from edges(child)
+
+
+def nodes(tree: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of a walked tree, the root first, then depth first."""
+    yield tree
+    for _, child in edges(tree):
+        yield child

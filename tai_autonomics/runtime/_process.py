@@ -182,3 +182,17 @@ def set_log_level(level: Any) -> str:
         # private Manager._clear_cache, which typeshed leaves out)
         manager._clear_cache()  # type: ignore[attr-defined]
     return name
+
+
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def usage(pid: int) -> tuple[int, float] | None:
+    """``(rss_bytes, cpu_seconds)`` of process ``pid`` from /proc (user + system CPU time since it
+    started), or None if it is gone: what an operator's ``top`` shows of an actor's process."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    # stat(5) fields 14 (utime), 15 (stime) and 24 (rss, in pages); the list starts at field 3
+    return int(fields[21]) * _PAGE_BYTES, (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS

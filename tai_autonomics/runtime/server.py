@@ -77,6 +77,7 @@ from tai_autonomics.runtime.messages import (
     Unregister,
     Whereis,
 )
+from tai_autonomics.runtime.stats import MessageRate, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class Process(Actor):
         self._held: list[tuple[Any, list[Any]]] = []
         self._last_request = self._request_gap = float("-inf")
         self._flush_armed = False
+        self._handled = MessageRate(time.monotonic())
 
     # -- the protocol -------------------------------------------------------------------
 
@@ -221,7 +223,10 @@ class Process(Actor):
         if isinstance(msg, Batch):
             for inner in msg.messages:
                 self._handle_one(inner, sender)
-        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
+            return
+        if not isinstance(msg, WakeupMessage):  # a timer is no one's message (a supervisor's ticks 4/s)
+            self._handled.count(time.monotonic())
+        if isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
             return  # its handling ends by sending what was held
         elif isinstance(msg, Call):
             self._note_request()
@@ -258,6 +263,24 @@ class Process(Actor):
         a supervisor starts (and restarts) its children at it, not back at the configured one."""
         self._log_level = _process.set_log_level(level)
         return {"name": self.name, "level": self._log_level}
+
+    def stats(self) -> dict[str, Any]:
+        """``$stats``, which every actor answers: its process's memory and CPU, the messages it has
+        handled (in all and per second) and those it has not yet got off its hands: held for
+        coalescing, or handed to thespian and not yet delivered (on TCP: not acknowledged by the
+        receiver; on the Unix-socket transport, which has no acknowledgement: not yet written)."""
+        return snapshot(self._handled, time.monotonic(), self._pending_outbound())
+
+    def _pending_outbound(self) -> int | None:
+        """Messages held here plus thespian's transmits in progress or queued; None where thespian
+        does not show them (the in-process base has no transport)."""
+        held = sum(len(queued) for _, queued in self._held)
+        transport = getattr(getattr(self, "_myRef", None), "transport", None)
+        in_progress = getattr(transport, "_aTB_numPendingTransmits", None)
+        queued = getattr(transport, "_aTB_queuedPendingTransmits", None)
+        if not isinstance(in_progress, int) or queued is None:
+            return None
+        return held + in_progress + len(queued)
 
     def fail_start(self, reason: str) -> None:
         """A deferred start failed: the supervisor's start (or restart) fails with ``reason``."""
@@ -430,6 +453,8 @@ class Server(Process):
             return self.inspect_state()
         if msg_type == "$log_level":
             return self.set_log_level(payload)
+        if msg_type == "$stats":
+            return self.stats()
         return self._handler("call_", msg_type)(payload)
 
     def handle_cast(self, msg_type: str, payload: Any) -> None:

@@ -74,6 +74,9 @@ class _Child:
     state: ChildState = "stopped"
     exit: Exiting | None = None
     restarts: int = 0
+    last_crash: dict[str, Any] | None = None
+    """The last exit that counted as a crash (reason, exception, message type, wall-clock time):
+    it outlives the incarnation it ended, so an operator sees why a child restarted."""
 
     @property
     def alive(self) -> bool:
@@ -335,6 +338,8 @@ class Supervisor(Process):
             if restart == "temporary":
                 self._children.remove(child)
             return
+        child.last_crash = {"reason": exit_.reason, "exception": exit_.exception or None,
+                            "message_type": exit_.message_type or None, "time": round(time.time(), 3)}
         within_intensity = self._intensity.record(time.monotonic())
         log.error("crash report", extra={"fields": {
             "event": "crash_report", "supervisor": self.name, "actor": child.spec.name,
@@ -397,6 +402,8 @@ class Supervisor(Process):
                     "children": [c.spec.name for c in self._children]}
         if msg_type == "$log_level":
             return self.set_log_level(payload)
+        if msg_type == "$stats":
+            return self.stats()
         raise UnknownMessage(f"supervisor {self.name} has no call {msg_type!r}")
 
     def _restart_child(self, name: Any) -> Any:
@@ -414,7 +421,7 @@ class Supervisor(Process):
         return {"name": child.spec.name,
                 "type": "supervisor" if isinstance(child.spec, SupervisorSpec) else "worker",
                 "restart": child.spec.restart, "state": child.state, "incarnation": child.incarnation,
-                "pid": child.pid, "restarts": child.restarts}
+                "pid": child.pid, "restarts": child.restarts, "last_crash": child.last_crash}
 
     def _by_name(self, name: str) -> _Child | None:
         return next((c for c in self._children if c.spec.name == name), None)

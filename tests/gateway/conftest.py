@@ -19,6 +19,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from tai_autonomics.gateway import DEFAULT_ALLOWED, GatewayConfig, GatewayServer, openapi_document
+from tai_autonomics.gateway.shell_client import ShellClient
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.conftest import free_port
 from tests.runtime.test_supervision import _zombie, wait_until
@@ -74,6 +75,18 @@ def gateway(node: Node) -> Iterator[GatewayServer]:
 def http(gateway: GatewayServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture
+def admin(gateway: GatewayServer) -> Iterator[ShellClient]:
+    """A remote shell session as the admin."""
+    with ShellClient(gateway.url, TOKENS["admin"]) as client:
+        yield client
+
+
+def recorded(node: Node) -> list[dict]:
+    """What the fake ProdMode has recorded (each shell command's receipt)."""
+    return node.call("ProdMode", "recorded")
 
 
 def auth(role: str) -> dict[str, str]:

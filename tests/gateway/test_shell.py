@@ -26,7 +26,7 @@ from tai_autonomics.gateway.shell import MAX_FRAME_BYTES
 from tai_autonomics.gateway.shell_client import ShellClient, ShellClientError, shell_url
 from tai_autonomics.gateway.shell_commands import COMMANDS
 from tai_autonomics.gateway.server import GRACEFUL_SHUTDOWN_S
-from tests.gateway.conftest import TOKENS, assert_error, auth, serving
+from tests.gateway.conftest import TOKENS, assert_error, auth, recorded, serving
 
 
 def open_ws(gateway, role: str = "admin") -> ClientConnection:
@@ -35,16 +35,6 @@ def open_ws(gateway, role: str = "admin") -> ClientConnection:
 
 def frame(ws: ClientConnection) -> dict:
     return json.loads(ws.recv(timeout=10))
-
-
-def recorded(node) -> list[dict]:
-    return node.call("ProdMode", "recorded")
-
-
-@pytest.fixture
-def admin(gateway):
-    with ShellClient(gateway.url, TOKENS["admin"]) as client:
-        yield client
 
 
 def test_the_session_opens_with_the_command_table_and_the_live_actor_names(gateway) -> None:
