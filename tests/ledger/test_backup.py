@@ -274,3 +274,10 @@ def test_the_cli_backs_up_beside_a_reader_and_restores_into_a_fresh_data_dir(key
     assert bad.returncode == 2 and "[ledger_backup_invalid]" in bad.stderr and RECEIPTS_FILE in bad.stderr
     assert not (tmp_path / "other").exists()
     source.close()
+
+
+def test_backup_and_restore_have_help() -> None:
+    for command in ("backup", "restore"):
+        result = subprocess.run([sys.executable, "-m", "tai_autonomics", "ledger", command, "--help"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "usage:" in result.stdout and "--data-dir" in result.stdout
