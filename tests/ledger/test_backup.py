@@ -95,6 +95,10 @@ def sqlite_source(tmp_path: Path, key: LedgerKey):
     ledger.close()
 
 
+def _kind(ledger: Ledger) -> str:
+    return "sqlite" if isinstance(ledger._store, SQLiteStore) else "firestore"
+
+
 def _fresh(kind: str, tmp_path: Path) -> LedgerStore:
     if kind == "sqlite":
         return SQLiteStore(tmp_path / f"restored-{uuid.uuid4().hex}.sqlite3")
@@ -105,7 +109,7 @@ def test_a_restored_store_is_the_same_ledger(open_store, key: LedgerKey, tmp_pat
     """Over a tile boundary (256 leaves), in batches that are not the original ones."""
     source = Ledger.open(open_store(), key)
     _fill(source, 80)
-    kind = "sqlite" if isinstance(source._store, SQLiteStore) else "firestore"
+    kind = _kind(source)
     manifest = backup_ledger(source, tmp_path / "backup", store_kind=kind)
     assert (manifest.size, manifest.store) == (source.size, kind) and manifest.size > 256
     target = _fresh(kind, tmp_path)
@@ -135,24 +139,27 @@ def test_a_sqlite_backup_restores_into_firestore_in_batches_firestore_takes(
 
 
 def test_a_backup_taken_while_appends_go_on_is_a_consistent_prefix(
-        sqlite_source: Ledger, key: LedgerKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backup stops at the checkpoint it read first; the live log goes on past it, and
-    the restored tree is a prefix of the live one (a consistency proof verifies)."""
+        open_store, key: LedgerKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup stops at the checkpoint it read first while another instance appends (on
+    Firestore, another daemon); the live log goes on past it, and the restored tree is a prefix
+    of the live one (a consistency proof verifies)."""
     def appending(done: int, total: int) -> None:  # the daemon appending while the backup is written
         writer.append(ReceiptDraft("eval.note", "eval", {"during": done}))
 
-    writer = Ledger.open(SQLiteStore(sqlite_source._store.path), key)
-    size_before = sqlite_source.size
+    source = Ledger.open(open_store(), key)
+    _fill(source, 80)
+    writer = Ledger.open(open_store(), key)
+    kind = _kind(source)
+    size_before = source.size
     monkeypatch.setattr(export, "_PROGRESS_EVERY", 16)  # hear progress (and append) many times
-    manifest = backup_ledger(sqlite_source, tmp_path / "backup", store_kind="sqlite", progress=appending)
-    writer.close()
-    live = sqlite_source.checkpoint()
-    assert manifest.size == size_before < live.size
-    target = _fresh("sqlite", tmp_path)
+    manifest = backup_ledger(source, tmp_path / "backup", store_kind=kind, progress=appending)
+    live = source.checkpoint()
+    assert manifest.size == size_before < live.size == writer.size
+    target = _fresh(kind, tmp_path)
     try:
         restore_ledger(check_backup(tmp_path / "backup"), target, key)
         verify_store(target, key.public)
-        proof = sqlite_source.consistency_proof(manifest.size, live.size)
+        proof = source.consistency_proof(manifest.size, live.size)
         verify_consistency(manifest.size, live.size, manifest.root, live.root, proof.hashes)
     finally:
         target.close()
