@@ -147,9 +147,9 @@ def _backup(args: argparse.Namespace) -> int:
 def _restore(args: argparse.Namespace) -> int:
     print(f"tai-autonomics: ledger restore: checking {args.directory}", file=sys.stderr)
     backup = check_backup(args.directory, workers=args.workers)  # before the target is opened (or created)
-    store, key, _ = _configured(args, readonly=False)
+    store, key, origin = _configured(args, readonly=False)
     try:
-        report = restore_ledger(backup, store, key, progress=_progress("restore"))
+        report = restore_ledger(backup, store, key, origin=origin, progress=_progress("restore"))
     finally:
         store.close()
     print(json.dumps({"ok": True, **report.to_json()}))

@@ -168,20 +168,26 @@ def check_backup(directory: str | Path, *, workers: int | None = None) -> Checke
     return CheckedBackup(base, manifest, checkpoint, public)
 
 
-def restore_ledger(backup: CheckedBackup, store: LedgerStore, key: LedgerKey, *,
+def restore_ledger(backup: CheckedBackup, store: LedgerStore, key: LedgerKey, *, origin: str | None = None,
                    progress: Progress | None = None) -> RestoreReport:
-    """Restore a checked backup into the empty ``store`` with ``key`` (the one that signed it;
-    RestoreRefused, nothing written, otherwise or if the store holds receipts). Then open the
-    ledger on it, which checks the restored tree against the backup's checkpoint."""
+    """Restore a checked backup into the empty ``store`` with ``key``, the one that signed it,
+    for the log ``origin`` (default: the backup's); RestoreRefused, nothing written, if the key
+    or the origin is another, or if the store holds receipts: the daemon configured so could not
+    go on from the restored ledger. Then open the ledger on it, which checks the restored tree
+    against the backup's checkpoint."""
     started = time.monotonic()
     checkpoint, public = backup.checkpoint, backup.public
     if public.raw != key.public.raw:
         raise RestoreRefused(f"the configured ledger key ({key.key_id}) did not sign this backup "
                              f"({public.key_id}): restore with the key the daemon will use")
-    held, latest = store.size(), store.checkpoint()
-    if held or (latest is not None and latest.size):
-        raise RestoreRefused(f"the target ledger store holds {max(held, latest.size if latest else 0)} receipts: "
-                             f"restore only into an empty store", detail={"tree_size": held})
+    if origin is not None and origin != checkpoint.origin:
+        raise RestoreRefused(f"the backup is of log {checkpoint.origin!r}, the target is configured for {origin!r} "
+                             f"(--origin or the release file's [ledger] origin)")
+    latest = store.checkpoint()
+    held = max(store.size(), latest.size if latest is not None else 0)
+    if held:
+        raise RestoreRefused(f"the target ledger store holds {held} receipts: restore only into an empty store",
+                             detail={"tree_size": held})
     batches = 0
     for batch in _batches(backup.directory / RECEIPTS_FILE, checkpoint, key, _batch_size(store)):
         store.append({receipt.chain for receipt in batch.receipts}, _sealer(batch),

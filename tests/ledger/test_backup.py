@@ -165,7 +165,7 @@ def test_a_backup_taken_while_appends_go_on_is_a_consistent_prefix(
         target.close()
 
 
-def test_a_non_empty_store_or_another_key_is_refused_and_left_as_it_was(
+def test_a_non_empty_store_another_key_or_log_is_refused_and_left_as_it_was(
         sqlite_source: Ledger, key: LedgerKey, tmp_path: Path) -> None:
     backup_ledger(sqlite_source, tmp_path / "backup", store_kind="sqlite")
     checked = check_backup(tmp_path / "backup")
@@ -179,6 +179,8 @@ def test_a_non_empty_store_or_another_key_is_refused_and_left_as_it_was(
     empty = SQLiteStore(tmp_path / "empty.sqlite3")
     with pytest.raises(RestoreRefused, match="did not sign this backup"):
         restore_ledger(checked, empty, LedgerKey.generate())
+    with pytest.raises(RestoreRefused, match="the target is configured for 'another/log'"):
+        restore_ledger(checked, empty, key, origin="another/log")
     assert empty.size() == 0 and empty.checkpoint() is None
     empty.close()
 
