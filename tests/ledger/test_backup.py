@@ -5,6 +5,7 @@ any byte changed, cut short or missing a file is refused, naming the file, with 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -290,3 +291,32 @@ def test_backup_and_restore_have_help() -> None:
         result = subprocess.run([sys.executable, "-m", "tai_autonomics", "ledger", command, "--help"],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "usage:" in result.stdout and "--data-dir" in result.stdout
+
+
+def test_the_cli_restores_into_a_firestore_ledger_a_release_file_names_and_backs_it_up_again(
+        sqlite_source: Ledger, key: LedgerKey, tmp_path: Path, firestore_emulator: str) -> None:
+    """SQLite → ``ledger restore --config`` (Firestore) → ``ledger verify --config`` → ``ledger
+    backup --config``: the second backup is of the same tree, and says it came from Firestore."""
+    backup_ledger(sqlite_source, tmp_path / "from-sqlite", store_kind="sqlite")
+    (tmp_path / DEV_KEY_FILE).write_bytes(key.private_pem())
+    rel = tmp_path / "restore.toml"
+    rel.write_text(f'profile = "staging"\ndata_dir = "{tmp_path / "var"}"\n[ledger]\nstore = "firestore"\n'
+                   f'firestore_ledger = "restored-{uuid.uuid4().hex}"\nfirestore_project_env = "TAI_TEST_PROJECT"\n'
+                   f'key_file = "{tmp_path / DEV_KEY_FILE}"\n')
+    env = {**os.environ, "TAI_TEST_PROJECT": EMULATOR_PROJECT}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tai_autonomics", "ledger", *args, "--config", str(rel)],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+
+    restored = cli("restore", str(tmp_path / "from-sqlite"))
+    assert restored.returncode == 0, restored.stderr
+    verified = cli("verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    again = cli("backup", "--out", str(tmp_path / "from-firestore"))
+    assert again.returncode == 0, again.stderr
+    first = check_backup(tmp_path / "from-sqlite").manifest
+    second = check_backup(tmp_path / "from-firestore").manifest
+    assert (second.size, second.root, second.store) == (first.size, first.root, "firestore")
+    receipts = [(tmp_path / name / RECEIPTS_FILE).read_bytes() for name in ("from-sqlite", "from-firestore")]
+    assert receipts[0] == receipts[1]
