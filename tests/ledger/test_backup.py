@@ -320,3 +320,13 @@ def test_the_cli_restores_into_a_firestore_ledger_a_release_file_names_and_backs
     assert (second.size, second.root, second.store) == (first.size, first.root, "firestore")
     receipts = [(tmp_path / name / RECEIPTS_FILE).read_bytes() for name in ("from-sqlite", "from-firestore")]
     assert receipts[0] == receipts[1]
+
+
+def test_a_batch_that_opens_and_closes_an_operation_keeps_its_claim(open_store, key: LedgerKey) -> None:
+    """What a restored batch does all the time (and the ledger may): the key stays claimed on
+    both stores, so a second intent with it is refused with the first operation's record."""
+    ledger = Ledger.open(open_store(), key)
+    ledger.append_batch([intent("op-a", key="k"), outcome("op-a", "completed")])
+    assert ledger.claim("deploy", "k").status == "completed"
+    with pytest.raises(Exception, match="already names operation op-a"):
+        ledger.append(intent("op-b", key="k"))
