@@ -2,7 +2,8 @@
 stream of insured deploys goes on, restored into a fresh data dir, then ``ledger verify`` passes
 there, the restored root is the backup's, and a consistency proof from the backup's checkpoint
 to the live log (asked of the daemon's gateway) verifies. A bad backup or a used data dir is
-refused with our error and writes nothing."""
+refused with our error and writes nothing. A daemon started on the restored data dir goes on
+from it."""
 
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def test_a_backup_taken_during_a_deploy_stream_restores_into_a_fresh_data_dir_an
         checked = check_backup(backup)
         assert (checked.checkpoint.size, checked.checkpoint.root.hex()) == (manifest["tree_size"], manifest["root"])
 
-        fresh = tmp_path / "fresh"
-        fresh.mkdir()
+        fresh = tmp_path / "restored" / "var"  # the data dir a daemon in tmp_path / "restored" uses
+        fresh.mkdir(parents=True)
         shutil.copy(daemon.data_dir / DEV_KEY_FILE, fresh / DEV_KEY_FILE)  # the key the restored ledger goes on with
         restored = run_cli("ledger", "restore", str(backup), "--data-dir", str(fresh))
         assert restored.returncode == 0, restored.stderr
@@ -94,3 +95,12 @@ def test_a_backup_taken_during_a_deploy_stream_restores_into_a_fresh_data_dir_an
         bad = run_cli("ledger", "restore", str(backup), "--data-dir", str(other))
         assert bad.returncode == 2 and "[ledger_backup_invalid]" in bad.stderr
         assert f"{RECEIPTS_FILE} line {number}" in bad.stderr and not other.exists()
+
+    with dev_daemon(tmp_path / "restored") as restored_daemon:  # the daemon goes on from the restored ledger
+        with client(restored_daemon, "service") as service:
+            assert service.create_deployment({**DEPLOY, "customer_ref": "after-restore"})["status"] == "completed"
+        with client(restored_daemon, "auditor") as auditor:
+            grown = open_checkpoint(auditor.get_checkpoint()["note"], checked.public)
+            proof = ConsistencyProof.from_json(auditor.get_consistency(checked.checkpoint.size, grown.size))
+        verify_consistency(checked.checkpoint.size, grown.size, checked.checkpoint.root, grown.root, proof.hashes)
+    assert run_cli("ledger", "verify", "--data-dir", str(fresh)).returncode == 0
