@@ -8,7 +8,8 @@ then measures in the same run:
     copy of the database alone costs;
   * ``check_backup`` (every signature, proof and digest) and ``restore_ledger`` into a fresh
     SQLite store (the writes, the recomputed indexes, the final open), receipts/s;
-  * the extrapolation of backup + restore to 1,000,000 receipts (the plan: restore < 1 h).
+  * the extrapolation of backup + restore to 1,000,000 receipts (the plan: restore < 1 h), and
+    the process's peak RSS (building, backing up and restoring in one process).
 
 Usage: python bench/backup.py [--receipts N] [--workers W]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -100,6 +102,7 @@ def main() -> int:
         "restore_check_s": round(check_s, 2), "restore_write_s": round(write_s, 2),
         "restore_s": round(restore_s, 2), "restore_receipts_per_s": round(n / restore_s),
         "restore_batches": report.batches,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "restore_1m_extrapolated_min": round(restore_s * 1_000_000 / n / 60, 1),
         "backup_1m_extrapolated_min": round(backup_s * 1_000_000 / n / 60, 1),
     }))

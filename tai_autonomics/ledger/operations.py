@@ -249,6 +249,7 @@ class Recount:
     def __init__(self) -> None:
         self.usage: dict[UsageKey, Usage] = {}
         self.records: dict[str, OperationRecord] = {}
+        self._closed: set[str] = set()  # operations whose records take_changed handed out closed
         self._changed_usage: set[UsageKey] = set()
         self._changed_records: set[str] = set()
 
@@ -268,7 +269,7 @@ class Recount:
         if not isinstance(operation_id, str) or receipt.get("authority") != "contractual":
             return
         records = self.records
-        if outcome == "intent" and operation_id not in records:
+        if outcome == "intent" and operation_id not in records and operation_id not in self._closed:
             records[operation_id] = OperationRecord(
                 operation_id, scope, str(payload.get("key", "")), str(payload.get("fingerprint", "")),
                 str(receipt.get("chain")), IN_PROGRESS, str(receipt.get("id")), time)
@@ -281,9 +282,15 @@ class Recount:
         self._changed_records.add(operation_id)
 
     def take_changed(self) -> tuple[dict[UsageKey, Usage], list[OperationRecord]]:
-        """The counters and records changed since the last call, as they stand now."""
+        """The counters and records changed since the last call, as they stand now. A closed
+        record handed out is forgotten (no receipt changes it again; only its id is kept), so a
+        restore of millions of operations holds the open ones only."""
         usage = {key: self.usage[key] for key in sorted(self._changed_usage)}
         records = [self.records[op] for op in sorted(self._changed_records)]
+        for record in records:
+            if record.status in OUTCOMES:
+                del self.records[record.operation_id]
+                self._closed.add(record.operation_id)
         self._changed_usage.clear()
         self._changed_records.clear()
         return usage, records
