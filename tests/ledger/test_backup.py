@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tai_autonomics.ledger import (
     Ledger,
+    LedgerError,
     LedgerKey,
     LedgerStore,
     ReceiptDraft,
@@ -39,7 +40,7 @@ from tai_autonomics.ledger.backup import (
 )
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
-from tai_autonomics.ledger.operations import ClaimKey, CloseOperation, Limit, OpenOperation
+from tai_autonomics.ledger.operations import ClaimKey, CloseOperation, Limit, OpenOperation, OperationExists
 from tai_autonomics.ledger.verify import RECEIPTS_FILE
 from tests.ledger.conftest import EMULATOR_PROJECT
 
@@ -133,7 +134,7 @@ def test_a_sqlite_backup_restores_into_firestore_in_batches_firestore_takes(
         _same_ledger(sqlite_source._store, target, key)
         # the restored claims still refuse a second deploy with a used key
         restored = Ledger.open(target, key)
-        with pytest.raises(Exception, match="already names operation op-1"):
+        with pytest.raises(OperationExists, match="already names operation op-1"):
             restored.append(intent("op-new", key="key-1"))
     finally:
         target.close()
@@ -251,7 +252,7 @@ def test_a_truncated_or_missing_file_is_refused_and_nothing_is_written(
 def test_a_backup_goes_into_a_new_directory(sqlite_source: Ledger, tmp_path: Path) -> None:
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("x")
-    with pytest.raises(Exception, match="not an empty directory"):
+    with pytest.raises(LedgerError, match="not an empty directory"):
         backup_ledger(sqlite_source, tmp_path / "used", store_kind="sqlite")
 
 
@@ -328,5 +329,5 @@ def test_a_batch_that_opens_and_closes_an_operation_keeps_its_claim(open_store, 
     ledger = Ledger.open(open_store(), key)
     ledger.append_batch([intent("op-a", key="k"), outcome("op-a", "completed")])
     assert ledger.claim("deploy", "k").status == "completed"
-    with pytest.raises(Exception, match="already names operation op-a"):
+    with pytest.raises(OperationExists, match="already names operation op-a"):
         ledger.append(intent("op-b", key="k"))
