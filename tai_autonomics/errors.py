@@ -51,6 +51,8 @@ so importing it stays cheap. The tree, each class with the code it claims:
     ├── InvalidRequest  [invalid_request]
     │   └── PricingError  [invalid_metrics]
     ├── LedgerError  [ledger_error]
+    │   ├── BackupFailed  [ledger_backup_failed]
+    │   ├── BackupInvalid  [ledger_backup_invalid]
     │   ├── CanonicalJSONError  [ledger_bad_json]
     │   ├── DraftError  [ledger_bad_draft]
     │   │   ├── CoverageExceeded  [coverage_limit_exceeded]
@@ -63,6 +65,8 @@ so importing it stays cheap. The tree, each class with the code it claims:
     │   ├── NotSequencer  [ledger_not_sequencer]
     │   ├── NoteError  [ledger_note_invalid]
     │   ├── ProofError  [ledger_proof_invalid]
+    │   ├── RestoreFailed  [ledger_restore_failed]
+    │   ├── RestoreRefused  [ledger_restore_refused]
     │   ├── StoreError  [ledger_store_error]
     │   │   ├── ConflictError  [ledger_conflict]
     │   │   │   └── LedgerBusy  [ledger_busy]
@@ -280,6 +284,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "tai_autonomics.gateway.shell_client": ("ShellClientError", "ShellRefused", "ShellUrlInvalid"),
     "tai_autonomics.gateway.shell_commands": ("ShellInputError",),
     "tai_autonomics.ledger._sequencer": ("NotSequencer",),
+    "tai_autonomics.ledger.backup": ("BackupFailed", "BackupInvalid", "RestoreFailed", "RestoreRefused"),
     "tai_autonomics.ledger.errors": ("CanonicalJSONError", "ConflictError", "DraftError", "ExportFailed", "LedgerBusy",
         "LedgerError", "LedgerKeyError", "LedgerRequestInvalid", "NotFoundError", "NoteError", "ProofError",
         "StoreCorruptError", "StoreError", "StoreUnavailable", "VerificationError", "VerifyAborted"),

@@ -1,10 +1,12 @@
-"""``tai-autonomics ledger export|verify`` and ``tai-autonomics verify DIR``.
+"""``tai-autonomics ledger export|verify|backup|restore`` and ``tai-autonomics verify DIR``.
 
 ``ledger export --tiles DIR`` writes the log as C2SP ``tlog-tiles`` (what the gateway serves
-under ``/tlog/``). ``ledger`` commands read the ledger a release file configures (``--config``: its ``[ledger]``
-store and key, Firestore included), else the dev profile's SQLite ledger in ``--data-dir``
-(read-only, so they can run beside the daemon); ``verify DIR`` needs nothing but the exported
-directory.
+under ``/tlog/``). ``ledger backup`` and ``ledger restore`` copy the ledger out at a signed
+checkpoint and back into an empty store (docs/backup.md); progress goes to stderr. ``ledger``
+commands read the ledger a release file configures (``--config``: its ``[ledger]`` store and
+key, Firestore included), else the dev profile's SQLite ledger in ``--data-dir`` (read-only, so
+they can run beside the daemon; ``restore`` alone writes); ``verify DIR`` needs nothing but the
+exported directory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,13 +31,14 @@ from tai_autonomics.ledger import (
     verify_export,
     verify_store,
 )
+from tai_autonomics.ledger.backup import backup_ledger, check_backup, restore_ledger
 from tai_autonomics.ledger.configured import configured_key, open_store
 from tai_autonomics.ledger.export import export_tiles
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    ledger = subparsers.add_parser("ledger", help="export or verify the receipt ledger")
+    ledger = subparsers.add_parser("ledger", help="export, verify, back up or restore the receipt ledger")
     commands = ledger.add_subparsers(dest="ledger_command", metavar="COMMAND", required=True)
 
     export = commands.add_parser(
@@ -45,6 +49,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--tiles", type=Path, metavar="DIR",
                         help="directory to write the log into as C2SP tlog-tiles (checkpoint, tile/...)")
     export.set_defaults(func=_export)
+
+    backup = commands.add_parser(
+        "backup", help="copy the ledger at its latest signed checkpoint into a new directory (online, beside the "
+                       "daemon): the export's files and a manifest with their digests")
+    _ledger_options(backup)
+    backup.add_argument("--out", type=Path, required=True, help="directory to write the backup into (new or empty)")
+    backup.set_defaults(func=_backup)
+
+    restore = commands.add_parser(
+        "restore", help="check a backup (every signature and proof, each file's digest), then write it into an "
+                        "empty ledger store and check the restored tree against the backup's checkpoint")
+    restore.add_argument("directory", type=Path, help="a directory written by 'ledger backup'")
+    _ledger_options(restore)
+    restore.add_argument(
+        "--workers", type=_positive, default=None, metavar="N",
+        help="processes checking signatures and proofs (default: one per CPU for large backups)")
+    restore.set_defaults(func=_restore)
 
     verify = commands.add_parser("verify", help="check the stored ledger; names the first bad receipt and why")
     _ledger_options(verify)
@@ -72,8 +93,9 @@ def _ledger_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--origin", help=f"checkpoint origin (default: the release file's, else {DEFAULT_ORIGIN})")
 
 
-def _configured(args: argparse.Namespace) -> tuple[LedgerStore, LedgerKey, str]:
-    """The store, key and origin to read: the release file's, each overridden by its flag."""
+def _configured(args: argparse.Namespace, *, readonly: bool = True) -> tuple[LedgerStore, LedgerKey, str]:
+    """The store, key and origin to read (or with ``readonly`` false, to write): the release
+    file's, each overridden by its flag."""
     release = load_release(args.config)
     settings = dict(release.sections.get("ledger", {}))
     if args.key_env:
@@ -85,7 +107,11 @@ def _configured(args: argparse.Namespace) -> tuple[LedgerStore, LedgerKey, str]:
         settings["key_file"] = str(data_dir / DEV_KEY_FILE)
     key = configured_key(settings, data_dir, release.profile)
     origin = args.origin or settings.get("origin", DEFAULT_ORIGIN)
-    return open_store(settings, data_dir, readonly=True), key, origin
+    return open_store(settings, data_dir, readonly=readonly), key, origin
+
+
+def _store_kind(args: argparse.Namespace) -> str:
+    return str(load_release(args.config).sections.get("ledger", {}).get("store", "sqlite"))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -105,6 +131,43 @@ def _export(args: argparse.Namespace) -> int:
         ledger.close()
     print(json.dumps({"ok": True, **written, "tree_size": checkpoint.size}))
     return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    store, key, origin = _configured(args)
+    ledger = Ledger.open(store, key, origin=origin)
+    try:
+        manifest = backup_ledger(ledger, args.out, store_kind=_store_kind(args), progress=_progress("backup"))
+    finally:
+        ledger.close()
+    print(json.dumps({"ok": True, "out": str(args.out), "tree_size": manifest.size, "root": manifest.root.hex()}))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    print(f"tai-autonomics: ledger restore: checking {args.directory}", file=sys.stderr)
+    backup = check_backup(args.directory, workers=args.workers)  # before the target is opened (or created)
+    store, key, origin = _configured(args, readonly=False)
+    try:
+        report = restore_ledger(backup, store, key, origin=origin, progress=_progress("restore"))
+    finally:
+        store.close()
+    print(json.dumps({"ok": True, **report.to_json()}))
+    return 0
+
+
+def _progress(what: str, every_s: float = 2.0) -> Callable[[int, int], None]:
+    """A progress callback printing to stderr at most every ``every_s`` seconds, and at the end."""
+    last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done == total or now - last >= every_s:
+            last = now
+            print(f"tai-autonomics: ledger {what}: {done}/{total} receipts", file=sys.stderr)
+
+    return report
 
 
 def _verify_stored(args: argparse.Namespace) -> int:

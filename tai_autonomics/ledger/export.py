@@ -4,6 +4,7 @@ the same log as a C2SP ``tlog-tiles`` directory that standard tile clients read.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tai_autonomics.ledger.core import Ledger
@@ -12,10 +13,14 @@ from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, tile_path
 from tai_autonomics.ledger.verify import CHECKPOINT_FILE, PROOFS_FILE, PUBLIC_KEY_FILE, RECEIPTS_FILE
 
+_PROGRESS_EVERY = 50_000
 
-def export_ledger(ledger: Ledger, out_dir: str | Path) -> Checkpoint:
+
+def export_ledger(ledger: Ledger, out_dir: str | Path, *,
+                  progress: Callable[[int, int], None] | None = None) -> Checkpoint:
     """Write receipts.jsonl, proofs.jsonl (each receipt's inclusion proof, same order),
-    checkpoint (the signed note covering all of them) and public_key.pem into ``out_dir``."""
+    checkpoint (the signed note covering all of them) and public_key.pem into ``out_dir``;
+    ``progress`` hears (receipts written, receipts in all) every ``_PROGRESS_EVERY`` receipts."""
     out = Path(out_dir)
     checkpoint = ledger.checkpoint()
     try:
@@ -25,6 +30,8 @@ def export_ledger(ledger: Ledger, out_dir: str | Path) -> Checkpoint:
                                       strict=True):
                 receipts.write(receipt.data + b"\n")
                 proofs.write(json.dumps(proof.to_json(), separators=(",", ":")) + "\n")
+                if progress is not None and (receipt.leaf_index + 1) % _PROGRESS_EVERY == 0:
+                    progress(receipt.leaf_index + 1, checkpoint.size)
         (out / CHECKPOINT_FILE).write_text(checkpoint.note, encoding="utf-8")
         (out / PUBLIC_KEY_FILE).write_bytes(ledger.public_key.pem())
     except OSError as exc:

@@ -56,7 +56,7 @@ from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, StoreCorrupt
 from tai_autonomics.ledger.firestore_indexes import FirestoreIndexes
 from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
-from tai_autonomics.ledger.operations import IN_PROGRESS, OPEN, ClaimKey, OperationRecord, Usage, UsageKey
+from tai_autonomics.ledger.operations import OPEN, ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.store import (
     NO_READS,
     ChainHead,
@@ -196,9 +196,10 @@ class FirestoreStore:
             self._put(writes, read, self._head, fields)
         for key, usage in batch.usage.items():
             self._put(writes, read, self._usage_ref(key), {**key._asdict(), **usage.to_json()})
+        opened = {receipt.id for receipt in batch.receipts}  # a record whose intent is in the batch claims its key
         for record in batch.operations:
             self._put(writes, read, self._operations.document(record.operation_id), record.to_json())
-            if record.key and record.status == IN_PROGRESS:
+            if record.key and record.intent_id in opened:
                 claim = ClaimKey(record.scope, record.key)
                 writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
         self._indexes.write(writes, batch)

@@ -233,24 +233,43 @@ def usage_of(kind: str, chain: str | None, authority: str, time: str, payload: M
 
 def rebuild(receipts: Iterable[Mapping[str, Any]]) -> tuple[dict[UsageKey, Usage], list[OperationRecord]]:
     """The counters and operation records the receipts give, in leaf order: what ``ledger
-    verify`` compares the stored ones with, and how a ledger older than them gets them. An
-    intent's payload carries its claim (``key``, ``fingerprint``); its kind names the scope."""
-    counted: dict[UsageKey, Usage] = {}
-    records: dict[str, OperationRecord] = {}
+    verify`` compares the stored ones with, and how a ledger older than them gets them."""
+    recount = Recount()
     for receipt in receipts:
+        recount.add(receipt)
+    return recount.usage, list(recount.records.values())
+
+
+class Recount:
+    """The counters and operation records of receipts added in leaf order, and which of them
+    the receipts since the last :meth:`take_changed` changed: one rule for :func:`rebuild` and
+    for a restore, which writes them batch by batch. An intent's payload carries its claim
+    (``key``, ``fingerprint``); its kind names the scope."""
+
+    def __init__(self) -> None:
+        self.usage: dict[UsageKey, Usage] = {}
+        self.records: dict[str, OperationRecord] = {}
+        self._closed: set[str] = set()  # operations whose records take_changed handed out closed
+        self._changed_usage: set[UsageKey] = set()
+        self._changed_records: set[str] = set()
+
+    def add(self, receipt: Mapping[str, Any]) -> None:
+        """Count one receipt (a malformed one counts nothing: ``ledger verify`` names it)."""
         payload, time, kind = receipt.get("payload"), receipt.get("time"), str(receipt.get("kind", ""))
         if not isinstance(payload, Mapping) or not isinstance(time, str):
-            continue
+            return
         try:
             found = usage_of(kind, receipt.get("chain"), str(receipt.get("authority", "")), time, payload)
         except DraftError:
             found = None  # a cost that is not a number never reserved anything
         if found is not None:
-            counted[found.key] = counted.get(found.key, Usage()).plus(found.cost)
+            self.usage[found.key] = self.usage.get(found.key, Usage()).plus(found.cost)
+            self._changed_usage.add(found.key)
         operation_id, scope, _, outcome = receipt.get("operation_id"), *kind.rpartition(".")
         if not isinstance(operation_id, str) or receipt.get("authority") != "contractual":
-            continue
-        if outcome == "intent" and operation_id not in records:
+            return
+        records = self.records
+        if outcome == "intent" and operation_id not in records and operation_id not in self._closed:
             records[operation_id] = OperationRecord(
                 operation_id, scope, str(payload.get("key", "")), str(payload.get("fingerprint", "")),
                 str(receipt.get("chain")), IN_PROGRESS, str(receipt.get("id")), time)
@@ -258,7 +277,23 @@ def rebuild(receipts: Iterable[Mapping[str, Any]]) -> tuple[dict[UsageKey, Usage
             records[operation_id] = replace(records[operation_id], status=INTERRUPTED)
         elif outcome in OUTCOMES and _is_open(records.get(operation_id)):
             records[operation_id] = replace(records[operation_id], status=outcome, outcome_id=str(receipt.get("id")))
-    return counted, list(records.values())
+        else:
+            return
+        self._changed_records.add(operation_id)
+
+    def take_changed(self) -> tuple[dict[UsageKey, Usage], list[OperationRecord]]:
+        """The counters and records changed since the last call, as they stand now. A closed
+        record handed out is forgotten (no receipt changes it again; only its id is kept), so a
+        restore of millions of operations holds the open ones only."""
+        usage = {key: self.usage[key] for key in sorted(self._changed_usage)}
+        records = [self.records[op] for op in sorted(self._changed_records)]
+        for record in records:
+            if record.status in OUTCOMES:
+                del self.records[record.operation_id]
+                self._closed.add(record.operation_id)
+        self._changed_usage.clear()
+        self._changed_records.clear()
+        return usage, records
 
 
 @dataclass
