@@ -45,8 +45,11 @@ def test_linked_routes_keep_the_contract_and_refusals_write_nothing(daemon) -> N
 
         def before_call(self, case) -> None:
             """An insured SKU, the sandbox's account and a cost within the coverage where the generated
-            body has them (the rest stays generated): else no deploy is ever accepted and no link followed."""
-            if case.method.upper() == "POST" and isinstance(case.body, dict):
+            body has them (the rest stays generated): else no deploy is ever accepted and no link followed.
+            Positive cases only: repairing a negative case's broken field makes it valid, and its 2xx
+            then reads as broken input accepted."""
+            positive = case.meta is None or case.meta.generation.mode.is_positive
+            if positive and case.method.upper() == "POST" and isinstance(case.body, dict):
                 case.body.update({k: v for k, v in INSURED.items() if k in case.body})
 
         def after_call(self, response, case) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -95,9 +96,14 @@ def validate_spec(spec: Any) -> DeploySpec:
     return DeploySpec(target_cloud=cloud, artifacts=artifacts, cost=_cost(spec.get("cost", 0)), **values)
 
 
+_COST_TEXT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,20})?")
+
+
 def _cost(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise fail("spec.cost", "must be a number (USD)")
+    if isinstance(value, str) and not _COST_TEXT.fullmatch(value):  # the schema's pattern: not 1e3, +5 or " 5"
+        raise fail("spec.cost", 'must be digits with an optional fraction, such as "12.50" (USD)')
     try:
         cost = Decimal(str(value))
     except InvalidOperation:

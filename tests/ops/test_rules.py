@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,6 +62,25 @@ def test_a_bad_field_is_named(spec: dict[str, Any], field: str, value: Any) -> N
         assert exc.code == "invalid_request" and exc.detail["field"].startswith(f"spec.{field}")
     else:  # only values that are valid for the field get through
         assert field == "cost" or (field != "artifacts" and isinstance(value, str) and value)
+
+
+def _schema_cost_pattern() -> re.Pattern[str]:
+    document = json.loads((Path(deploy.__file__).parent.parent / "gateway" / "openapi.json").read_text())
+    cost = document["components"]["schemas"]["DeploySpec"]["properties"]["cost"]["oneOf"]
+    pattern = next(alt["pattern"] for alt in cost if alt["type"] == "string")
+    return re.compile(pattern.replace("$", r"\Z"))  # ECMA-262's $, which a trailing newline does not satisfy
+
+
+@given(st.text(alphabet="0123456789.eE+- _x", max_size=16) | st.text(max_size=8))
+def test_a_cost_given_as_text_is_accepted_only_as_the_served_schema_says(text: str) -> None:
+    """Schemathesis found "1e3"-style costs accepted though /openapi.json refuses them."""
+    try:
+        deploy.validate_spec(valid_spec(cost=text))
+    except InvalidRequest as err:
+        assert err.detail == {"field": "spec.cost"}
+        assert _schema_cost_pattern().search(text) is None
+    else:
+        assert _schema_cost_pattern().search(text) is not None
 
 
 @pytest.mark.parametrize(("request_", "field"), [
