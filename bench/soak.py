@@ -9,6 +9,14 @@ descriptors/hour over the second half of the run (the first half is warm-up: cac
 page cache, thespian's connections fill), and the number of times a thespian transport entered
 its "tx-only" mode (more than 950 transmits queued: thespian's cliff, where an actor stops
 receiving until it has sent), read from thespian's own log of this run (``THESPLOG_FILE``).
+At every sample it also reads each actor's ``pending_outbound`` (thespian's unfinished sends plus
+messages held for coalescing) from ``GET /v1/supervision`` and reports the peak: the queue that
+builds towards that cliff, seen before it is reached. Those reads have a fixed cost of their own:
+the gateway asks every actor at once, which spreads the calls over its whole pool of bridge
+threads, and each thread's thespian endpoint keeps a connection to every actor it has called
+(descriptors at both ends, up to threads × actors). So before the clock starts the soak reads
+the tree until the daemon's descriptors stop rising (``observer_warmup``), and the slopes measure
+the run, not the pool filling.
 
 The slopes must be flat within noise. A clear leak is a total growth over the steady half (its
 slope times its length) beyond ``--max-mb-per-hour`` / ``--max-fds-per-hour`` for that length plus
@@ -32,7 +40,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -86,9 +96,80 @@ def sample(roles: dict[int, str], daemon_pid: int, in_flight: int) -> dict[str, 
     return found
 
 
+class PendingOutbound:
+    """The peak of the actors' ``pending_outbound`` over the run, read from ``/v1/supervision``
+    (admin) at every sample. A sample whose read fails (no answer, an error status, no actor with
+    the number) counts in ``errors`` by reason and never stops the soak; an actor that did not
+    answer its ``$stats`` within the observer's 1 s (busy: the one with a long queue may be) counts
+    in ``unanswered``, so a peak read while actors were silent can be judged as such."""
+
+    def __init__(self, base: str, admin_token: str) -> None:
+        self._url, self._headers = f"{base}/v1/supervision", {"Authorization": f"Bearer {admin_token}"}
+        self.peak: int | None = None
+        self.actor: str | None = None
+        self.at_s: float | None = None
+        self.samples = 0
+        self.unanswered = 0
+        self.errors: dict[str, int] = {}
+
+    async def read(self, client: httpx.AsyncClient, t: float) -> None:
+        """One sample at ``t`` s into the run."""
+        try:
+            answer = await client.get(self._url, headers=self._headers, timeout=10)
+            reason = "" if answer.status_code == 200 else str(answer.status_code)
+            tree = answer.json() if not reason else {}
+        except (httpx.HTTPError, ValueError) as exc:
+            reason, tree = type(exc).__name__, {}
+        seen = []
+        stack = [tree] if tree else []
+        while stack:
+            node = stack.pop()
+            stack.extend(node.get("children") or [])
+            pending = (node.get("stats") or {}).get("pending_outbound")
+            if pending is None:
+                self.unanswered += 1
+            else:
+                seen.append((int(pending), str(node.get("name"))))
+        if not seen:
+            self.errors[reason or "no_stats"] = self.errors.get(reason or "no_stats", 0) + 1
+            return
+        self.samples += 1
+        pending, actor = max(seen)
+        if self.peak is None or pending > self.peak:
+            self.peak, self.actor, self.at_s = pending, actor, round(t, 1)
+
+    def report(self) -> dict[str, Any]:
+        """The JSON fields of the soak's report."""
+        return {"peak_pending_outbound": self.peak, "peak_pending_outbound_actor": self.actor,
+                "peak_pending_outbound_at_s": self.at_s, "pending_outbound_samples": self.samples,
+                "pending_outbound_unanswered": self.unanswered, "observer_errors": self.errors}
+
+
+WARMUP_READS, WARMUP_STEADY_ROUNDS, WARMUP_MAX_ROUNDS = 8, 5, 60
+
+
+async def warm_observer(base: str, admin_token: str, daemon_fds: Callable[[], int]) -> dict[str, int]:
+    """Rounds of ``WARMUP_READS`` concurrent tree reads (more actor calls at once than the
+    gateway's pool has threads, so every thread takes some) until ``daemon_fds()`` has not changed
+    for ``WARMUP_STEADY_ROUNDS`` rounds (at most ``WARMUP_MAX_ROUNDS``). The reads count nowhere
+    in the run's numbers; the rounds and the descriptors they added are reported."""
+    scratch = PendingOutbound(base, admin_token)
+    before = last = daemon_fds()
+    rounds = steady = 0
+    async with httpx.AsyncClient() as client:
+        while steady < WARMUP_STEADY_ROUNDS and rounds < WARMUP_MAX_ROUNDS:
+            await asyncio.gather(*(scratch.read(client, 0.0) for _ in range(WARMUP_READS)))
+            rounds += 1
+            now = daemon_fds()
+            steady, last = (steady + 1 if now == last else 0), now
+    return {"rounds": rounds, "fds_added": last - before, "errors": sum(scratch.errors.values())}
+
+
 async def load(base: str, token: str, rate: float, seconds: float, every: float,
-               on_sample, latencies: list[list[float]], errors: dict[str, int]) -> None:
-    """Open-loop deploys; ``on_sample(t, in_flight)`` every ``every`` s."""
+               on_sample: Callable[[float, int], None], latencies: list[list[float]], errors: dict[str, int],
+               watch: Callable[[httpx.AsyncClient, float], Awaitable[None]]) -> None:
+    """Open-loop deploys; ``on_sample(t, in_flight)`` every ``every`` s, and ``watch(client, t)``
+    then as a task of its own (an HTTP read that must not hold up the arrival schedule)."""
     in_flight = [0]
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None) as client:
         async def one(i: int) -> None:
@@ -110,6 +191,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
         while (now := time.monotonic()) < start + seconds:
             if now >= next_sample:
                 on_sample(now - start, in_flight[0])
+                tasks.append(asyncio.create_task(watch(client, now - start)))
                 latencies.append([])
                 next_sample += every
             due = start + i / rate
@@ -120,6 +202,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
             i += 1
         await asyncio.gather(*tasks)
         on_sample(time.monotonic() - start, in_flight[0])
+        await watch(client, time.monotonic() - start)
 
 
 def main() -> int:
@@ -140,9 +223,13 @@ def main() -> int:
         try:
             base = f"http://127.0.0.1:{port}"
             tokens = dict(line.split("=", 1) for line in (Path(tmp) / "var" / "tokens.env").read_text().split())
-            roles = process_roles(base, tokens["TAI_TOKEN_ADMIN"].strip("'\""), proc.pid)
+            admin = tokens["TAI_TOKEN_ADMIN"].strip("'\"")
+            roles = process_roles(base, admin, proc.pid)
+            outbound = PendingOutbound(base, admin)
+            warmup = asyncio.run(warm_observer(base, admin, lambda: sample(roles, proc.pid, 0)["total"][1]))
             asyncio.run(load(base, tokens["TAI_TOKEN_SERVICE"].strip("'\""), args.rate, args.seconds, args.sample,
-                             lambda t, n: samples.append((t, sample(roles, proc.pid, n))), latencies, errors))
+                             lambda t, n: samples.append((t, sample(roles, proc.pid, n))), latencies, errors,
+                             outbound.read))
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
@@ -170,7 +257,8 @@ def main() -> int:
         "deploys": sum(len(lat) for lat in latencies), "errors": errors,
         "p50_ms_first_interval": round(first[len(first) // 2] * 1e3, 1) if first else None,
         "p50_ms_last_interval": round(last[len(last) // 2] * 1e3, 1) if last else None,
-        "thespian_tx_only_entries": tx_only, "total": total,
+        "thespian_tx_only_entries": tx_only, **outbound.report(),
+        "observer_warmup": warmup, "total": total,
         "by_role": {k: v for k, v in sorted(by_role.items()) if k != "total"},
         "leak": leak}, indent=2))
     return 1 if leak or tx_only else 0

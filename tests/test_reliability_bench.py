@@ -34,3 +34,7 @@ def test_short_soak_shows_no_clear_leak() -> None:
     code, report, errors = _bench("bench.soak", "--seconds", "20", "--rate", "20", "--sample", "2")
     assert report["leak"] is False and report["thespian_tx_only_entries"] == 0 and code == 0, (report, errors[-2000:])
     assert report["samples"] >= 8 and not report["errors"], report
+    peak = report["peak_pending_outbound"]  # read from /v1/supervision at (nearly) every sample
+    assert type(peak) is int and peak >= 0 and report["peak_pending_outbound_actor"], report
+    assert 0 < report["pending_outbound_samples"] <= report["samples"], report
+    assert report["pending_outbound_samples"] + sum(report["observer_errors"].values()) == report["samples"], report
