@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.pricing import PricingParams, quote, validate_metrics
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -37,7 +38,7 @@ class Pricing(Server):
         customer, metrics = request.get("customer_id"), request.get("metrics")
         validate_metrics(customer, metrics)  # refuse bad input before anything is asked or recorded
         caller = self.caller
-        self.call_actor("ProdMode", "guard", {"operation": "pricing"},
+        self.call_actor(PROD_MODE, "guard", {"operation": "pricing"},
                         then=lambda authority, error: self._authorised(caller, customer, metrics, authority, error))
         return NOREPLY
 
@@ -59,7 +60,7 @@ class Pricing(Server):
                 self._remember(chain, customer, answer["value"])
             self._quote(caller, customer, metrics, authority, chain)
 
-        self.call_actor("ReceiptLedger", "price", {"chain": chain, "customer_id": customer}, then=found)
+        self.call_actor(RECEIPT_LEDGER, "price", {"chain": chain, "customer_id": customer}, then=found)
 
     def _quote(self, caller: Caller, customer: str, metrics: dict, authority: Any, chain: str | None) -> None:
         params = PricingParams(**self.params, weights=self.weights.get(customer, {}))
@@ -67,7 +68,7 @@ class Pricing(Server):
         self._remember(chain, customer, result.value)
         draft = {"kind": "pricing.quoted", "mode": "prod" if authority["authority"] == "contractual" else "eval",
                  "chain": authority["chain"], "payload": result.to_payload()}
-        self.call_actor("ReceiptLedger", "append", draft,
+        self.call_actor(RECEIPT_LEDGER, "append", draft,
                         then=lambda receipt, err: self.reply(caller, {"quote": result.to_payload(), "receipt": receipt},
                                                              err))
 
