@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from tai_autonomics.actors.ledger_api import next_after, receipts_query
 from tai_autonomics.actors.names import CERT_MANAGER, PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
@@ -110,10 +111,10 @@ class Notifier(Server):
         if isinstance(payload, _Retry) and payload.delivery_id in self.pending:
             self._send(self.pending[payload.delivery_id])
         elif payload == "poll":
-            if self.watch is None:
+            if self.watch is None or self.chain is None:  # the chain is found before the watch is set
                 self.call_actor(PROD_MODE, "status", then=self._found_chain)
             else:
-                self.call_actor(RECEIPT_LEDGER, "receipts", {"chain": self.chain, "after": self.cursor, "limit": PAGE},
+                self.call_actor(RECEIPT_LEDGER, "receipts", receipts_query(self.chain, self.cursor, PAGE),
                                 then=self._read)
 
     def _again(self, now: bool = False) -> None:
@@ -173,7 +174,7 @@ class Notifier(Server):
                 else:
                     self.counts["suppressed"] += 1
             self.cursor = int(receipt["seq"])
-        self._again(now=len(page) == PAGE)
+        self._again(now=next_after(page, PAGE) is not None)
 
     # -- delivering -------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.actors.ledger_api import aread_chain
 from tai_autonomics.actors.names import (
     ACQUISITION,
     CERT_MANAGER,
@@ -55,7 +56,6 @@ _RECEIPT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _TREE_SIZE = Param(int, minimum=1)
 _CONTRACT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _MONTH = Param(required=True, pattern=r"\d{4}-(0[1-9]|1[0-2])")
-_REVENUE_PAGE = 1000
 _TILE_PATH = Param(pattern=r"[0-9a-z./]{1,200}", segments=True)  # parse_tile_path decides the rest
 
 
@@ -306,15 +306,11 @@ async def get_revenue(req: Req) -> Response:
     if not chain:
         raise ApiError(409, "no_contract_chain", "no insurance policy, so no contractual chain: revenue is "
                        "recognised only from contractual receipts", {"month": month})
-    contract: list[dict[str, Any]] = []  # only these are kept: the chain may be long
-    after = 0
-    while True:
-        page = await req.gateway.bridge.call(RECEIPT_LEDGER, "receipts", {"chain": chain, "after": after,
-                                                                  "limit": _REVENUE_PAGE})
-        contract += [r for r in page if str(r.get("kind", "")).startswith(revenue.KIND_PREFIX)]
-        if len(page) < _REVENUE_PAGE:
-            return json_response({**revenue.recognise(contract, month), "chain": chain})
-        after = page[-1]["seq"]
+    bridge = req.gateway.bridge
+    receipts = aread_chain(lambda query: bridge.call(RECEIPT_LEDGER, "receipts", query), chain)
+    # only the contract receipts are kept: the chain may be long
+    contract = [r async for r in receipts if str(r.get("kind", "")).startswith(revenue.KIND_PREFIX)]
+    return json_response({**revenue.recognise(contract, month), "chain": chain})
 
 
 async def prod_health(req: Req) -> Response:
