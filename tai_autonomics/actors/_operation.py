@@ -50,6 +50,7 @@ from typing import Any
 import httpx
 
 from tai_autonomics import logs
+from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.errors import NotFoundError, StoreCorruptError
@@ -434,16 +435,16 @@ class OperationActor(Server, metaclass=ABCMeta):
         self._append(op, "intent", op.intent_payload, effect, then=lambda: self._run(op, plan(op.operation_id)))
 
     def _record_refusal(self, op: Operation, refusal: TaiError) -> None:
-        draft = {"kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
-                 "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
-                             "request": op.intent_payload}}
-        self.call_actor(RECEIPT_LEDGER, "append", draft, then=lambda _receipt, error: self._answer(
-            op, error=error or refusal))
+        draft: ledger_api.Draft = {
+            "kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
+            "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
+                        "request": op.intent_payload}}
+        ledger_api.append(self, draft, then=lambda _receipt, error: self._answer(op, error=error or refusal))
 
     def _append(self, op: Operation, outcome: str, payload: dict[str, Any], effect: dict[str, Any],
                 then: Callable[[], None]) -> None:
-        draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain, "payload": payload,
-                 "operation_id": op.operation_id, "effect": effect}
+        draft: ledger_api.Draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain,
+                                   "payload": payload, "operation_id": op.operation_id, "effect": effect}
 
         def appended(receipt: Any, error: TaiError | None) -> None:
             if error is None:
@@ -466,19 +467,18 @@ class OperationActor(Server, metaclass=ABCMeta):
                 raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
                                    f"{error.message}")
 
-        self.call_actor(RECEIPT_LEDGER, "append", draft, then=appended)
+        ledger_api.append(self, draft, then=appended)
 
     def _intent_refused(self, op: Operation, error: TaiError) -> None:
         """The store refused the intent: coverage did not fit (recorded as ``coverage.exceeded``),
         or another instance claimed the key first (answered as that operation)."""
         detail = error.detail
         if isinstance(error, CoverageExceeded):
-            draft = {"kind": "coverage.exceeded", "mode": "prod", "chain": op.chain,
-                     "operation_id": op.operation_id,
-                     "payload": {**{k: v for k, v in detail.items() if k != "exception"},
-                                 "operation_id": op.operation_id}}
-            self.call_actor(RECEIPT_LEDGER, "append", draft, then=lambda _receipt, failure: self._answer(
-                op, error=failure or error))
+            draft: ledger_api.Draft = {"kind": "coverage.exceeded", "mode": "prod", "chain": op.chain,
+                                       "operation_id": op.operation_id,
+                                       "payload": {**{k: v for k, v in detail.items() if k != "exception"},
+                                                   "operation_id": op.operation_id}}
+            ledger_api.append(self, draft, then=lambda _receipt, failure: self._answer(op, error=failure or error))
         elif isinstance(error, OperationExists) and isinstance(detail.get("operation"), dict):
             waiters, op.waiters = op.waiters, []
             first = detail["operation"]["operation_id"]

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tai_autonomics.actors.ledger_api import next_after, receipts_query
+from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.names import CERT_MANAGER, PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
@@ -114,8 +114,7 @@ class Notifier(Server):
             if self.watch is None or self.chain is None:  # the chain is found before the watch is set
                 self.call_actor(PROD_MODE, "status", then=self._found_chain)
             else:
-                self.call_actor(RECEIPT_LEDGER, "receipts", receipts_query(self.chain, self.cursor, PAGE),
-                                then=self._read)
+                ledger_api.receipts(self, ledger_api.receipts_query(self.chain, self.cursor, PAGE), then=self._read)
 
     def _again(self, now: bool = False) -> None:
         self.start_timer(0 if now else self.poll_s, "poll")
@@ -174,7 +173,7 @@ class Notifier(Server):
                 else:
                     self.counts["suppressed"] += 1
             self.cursor = int(receipt["seq"])
-        self._again(now=next_after(page, PAGE) is not None)
+        self._again(now=ledger_api.next_after(page, PAGE) is not None)
 
     # -- delivering -------------------------------------------------------------------------------
 
@@ -213,9 +212,8 @@ class Notifier(Server):
                    "url": _shown(delivery.url), "attempts": delivery.attempts, "http_status": status,
                    "error": None if error is None else type(error).__name__, "source": notice.source,
                    "source_seq": notice.source.get("seq"), "detail": notice.detail}
-        self.call_actor(RECEIPT_LEDGER, "append", {"kind": SENT if delivered else FAILED, "mode": "prod",
-                                                   "chain": self.chain, "payload": payload},
-                        then=lambda _r, _e: None)
+        ledger_api.append(self, {"kind": SENT if delivered else FAILED, "mode": "prod", "chain": self.chain,
+                                 "payload": payload}, then=lambda _r, _e: None)
 
 
 def _urls(value: Any) -> list[str]:

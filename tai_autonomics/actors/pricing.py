@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.pricing import PricingParams, quote, validate_metrics
@@ -66,11 +67,11 @@ class Pricing(Server):
         params = PricingParams(**self.params, weights=self.weights.get(customer, {}))
         result = quote(customer, metrics, params, self.previous.get((chain, customer)))
         self._remember(chain, customer, result.value)
-        draft = {"kind": "pricing.quoted", "mode": "prod" if authority["authority"] == "contractual" else "eval",
-                 "chain": authority["chain"], "payload": result.to_payload()}
-        self.call_actor(RECEIPT_LEDGER, "append", draft,
-                        then=lambda receipt, err: self.reply(caller, {"quote": result.to_payload(), "receipt": receipt},
-                                                             err))
+        draft: ledger_api.Draft = {
+            "kind": "pricing.quoted", "mode": "prod" if authority["authority"] == "contractual" else "eval",
+            "chain": authority["chain"], "payload": result.to_payload()}
+        ledger_api.append(self, draft, then=lambda receipt, err: self.reply(
+            caller, {"quote": result.to_payload(), "receipt": receipt}, err))
 
     def _remember(self, chain: str | None, customer: str, value: str | None) -> None:
         self.previous[(chain, customer)] = value

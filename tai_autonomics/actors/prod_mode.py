@@ -82,8 +82,9 @@ from datetime import datetime
 from typing import Any
 
 from tai_autonomics import logs
+from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
-from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, RECEIPT_LEDGER
+from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT
 from tai_autonomics.errors import InvalidRequest, TaiError, rebuild
 from tai_autonomics.ledger.errors import StoreUnavailable
 from tai_autonomics.operations.authority import CERTIFICATE_EXPIRED, Authority
@@ -403,9 +404,9 @@ class ProdMode(Server):
         """Append on this mode's chain; ``then(receipt, error)`` once the ledger answers (default:
         log a failure, for receipts nobody waits on)."""
         chain = self.policy.policy_id if self.machine.configured == PROD and self.policy is not None else None
-        draft = {"kind": kind, "mode": EVAL if chain is None else PROD, "payload": payload,
-                 "chain": chain, "operation_id": operation_id}
-        self.call_actor(RECEIPT_LEDGER, "append", draft, then=then or self._appended)
+        draft: ledger_api.Draft = {"kind": kind, "mode": EVAL if chain is None else PROD, "payload": payload,
+                                   "chain": chain, "operation_id": operation_id}
+        ledger_api.append(self, draft, then=then or self._appended)
 
     def _appended(self, receipt: Any, error: TaiError | None) -> None:
         if error is not None:

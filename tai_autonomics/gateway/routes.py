@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
-from tai_autonomics.actors.ledger_api import aread_chain
+from tai_autonomics.actors.ledger_api import aread_chain, proof_query, receipts_query
 from tai_autonomics.actors.names import (
     ACQUISITION,
     CERT_MANAGER,
@@ -175,10 +175,7 @@ async def get_receipt(req: Req) -> Response:
 
 
 async def get_receipt_proof(req: Req) -> Response:
-    payload = {"id": req.path["id"]}
-    if req.query["tree_size"] is not None:
-        payload["tree_size"] = req.query["tree_size"]
-    return await _ledger(req, "proof", payload)
+    return await _ledger(req, "proof", proof_query(req.path["id"], req.query["tree_size"]))
 
 
 async def get_checkpoint(req: Req) -> Response:
@@ -194,7 +191,7 @@ async def get_consistency(req: Req) -> Response:
 
 
 async def list_receipts(req: Req) -> Response:
-    return await _ledger(req, "receipts", dict(req.query))
+    return await _ledger(req, "receipts", receipts_query(req.query["chain"], req.query["after"], req.query["limit"]))
 
 
 # -- the log as C2SP tlog-tiles (auditor): what standard tile clients mirror and verify ---------

@@ -1,4 +1,5 @@
-"""``read_chain`` and ``aread_chain`` page through a real ReceiptLedger on the in-process base."""
+"""The ledger's client helpers against a real ReceiptLedger on the in-process base: ``read_chain``
+and ``aread_chain`` page through a chain, ``proof_query`` asks for a proof in an older tree."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tai_autonomics.actors.ledger_api import ReceiptsQuery, aread_chain, read_chain
+from tai_autonomics.actors.ledger_api import ReceiptsQuery, aread_chain, proof_query, read_chain
 from tai_autonomics.actors.names import RECEIPT_LEDGER
+from tai_autonomics.ledger import InclusionProof
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.conftest import free_port
 from tests.ledger_actor.conftest import draft
@@ -70,3 +72,11 @@ def test_aread_chain_reads_the_same_as_read_chain(ledger_node: Node) -> None:
     found = asyncio.run(collect())
     assert [r["seq"] for r in found] == [1, 2, 3]
     assert found == list(read_chain(fetch, "policy-b", page=2))
+
+
+def test_proof_query_asks_for_the_current_tree_or_an_older_one(ledger_node: Node) -> None:
+    first = ledger_node.call(RECEIPT_LEDGER, "receipts", {"chain": "policy-a", "limit": 1})[0]
+    assert proof_query(first["id"]) == {"id": first["id"]}
+    current = InclusionProof.from_json(ledger_node.call(RECEIPT_LEDGER, "proof", proof_query(first["id"])))
+    older = InclusionProof.from_json(ledger_node.call(RECEIPT_LEDGER, "proof", proof_query(first["id"], 3)))
+    assert (current.leaf_index, current.tree_size, older.tree_size) == (first["leaf_index"], 10, 3)
