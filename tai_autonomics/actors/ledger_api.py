@@ -2,8 +2,9 @@
 
 The ledger answers ``receipts`` a page at a time (``seq > after``, at most ``limit``; see
 :mod:`tai_autonomics.actors.receipt_ledger`). Reading a whole chain is a loop over those pages that
-the gateway, the notifier and the end-to-end tests each wrote for themselves; :func:`read_chain`
-(and :func:`aread_chain` for async callers such as the gateway) is that loop, once. The caller
+the gateway and the end-to-end tests each wrote for themselves; :func:`read_chain` (and
+:func:`aread_chain` for async callers such as the gateway) is that loop, once, and the notifier,
+which reads one page per poll, shares its end-of-chain rule (:func:`next_after`). The caller
 passes how one page is fetched (``node.call``, the gateway's bridge, the HTTP client), so this
 module depends on no transport.
 
