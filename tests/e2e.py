@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from tai_autonomics.actors.ledger_api import read_chain
 from tai_autonomics.client import Client
 from tests.runtime.test_supervision import _zombie, wait_until
 from tests.test_cli_daemon import REPO, Daemon, release
@@ -126,10 +127,5 @@ def client(daemon: Daemon, role: str, **options) -> Client:
 
 def receipts(daemon: Daemon, chain: str = POLICY_ID) -> list[dict]:
     """Every receipt on ``chain``, read through the gateway as an auditor with the typed client."""
-    found: list[dict] = []
     with client(daemon, "auditor") as auditor:
-        while True:
-            page = auditor.list_receipts(chain, after=found[-1]["seq"] if found else 0, limit=1000)
-            found += page
-            if len(page) < 1000:
-                return found
+        return list(read_chain(lambda query: auditor.list_receipts(**query), chain))

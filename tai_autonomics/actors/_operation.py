@@ -50,6 +50,8 @@ from typing import Any
 import httpx
 
 from tai_autonomics import logs
+from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.errors import NotFoundError, StoreCorruptError
 from tai_autonomics.ledger.operations import (
@@ -70,8 +72,6 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 40.0
 """The timeout callers must give ``deploy``/``publish``: ``deadline_s`` plus the ledger's time."""
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
-LEDGER = "ReceiptLedger"
-PROD_MODE = "ProdMode"
 
 
 class OperationConflict(TaiError):
@@ -231,7 +231,7 @@ class OperationActor(Server, metaclass=ABCMeta):
             self.confirm_started()  # eval: nothing contractual to take over
         else:
             self.chain = authority.chain
-            self.call_actor(LEDGER, "open_operations", {"scope": self.kind}, then=self._found_open)
+            self.call_actor(RECEIPT_LEDGER, "open_operations", {"scope": self.kind}, then=self._found_open)
 
     def call_authority_changed(self, authority: Any) -> None:
         """ProdMode's push: guard the next requests with this."""
@@ -308,7 +308,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                            operation_id=operation_id)
                 self._run(op, steps)
 
-        self.call_actor(LEDGER, "operation", {"operation_id": operation_id}, then=found)
+        self.call_actor(RECEIPT_LEDGER, "operation", {"operation_id": operation_id}, then=found)
 
     def _join_or_answer(self, operation_id: str, view: dict[str, Any], caller: Caller) -> None:
         """A repeat: join the run if this incarnation has it, else the stored answer (``replayed``
@@ -347,7 +347,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         if key is None:
             self._start(None, fingerprint, intent, plan, caller)
         else:
-            self.call_actor(LEDGER, "operation", {"scope": self.kind, "key": key},
+            self.call_actor(RECEIPT_LEDGER, "operation", {"scope": self.kind, "key": key},
                             then=lambda view, error: self._claimed(key, fingerprint, intent, plan, caller, view, error))
         return NOREPLY
 
@@ -435,16 +435,16 @@ class OperationActor(Server, metaclass=ABCMeta):
         self._append(op, "intent", op.intent_payload, effect, then=lambda: self._run(op, plan(op.operation_id)))
 
     def _record_refusal(self, op: Operation, refusal: TaiError) -> None:
-        draft = {"kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
-                 "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
-                             "request": op.intent_payload}}
-        self.call_actor(LEDGER, "append", draft, then=lambda _receipt, error: self._answer(
-            op, error=error or refusal))
+        draft: ledger_api.Draft = {
+            "kind": "refusal", "mode": "eval", "chain": None, "operation_id": op.operation_id,
+            "payload": {"operation": self.kind, "code": refusal.code, "reason": refusal.message,
+                        "request": op.intent_payload}}
+        ledger_api.append(self, draft, then=lambda _receipt, error: self._answer(op, error=error or refusal))
 
     def _append(self, op: Operation, outcome: str, payload: dict[str, Any], effect: dict[str, Any],
                 then: Callable[[], None]) -> None:
-        draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain, "payload": payload,
-                 "operation_id": op.operation_id, "effect": effect}
+        draft: ledger_api.Draft = {"kind": f"{self.kind}.{outcome}", "mode": "prod", "chain": op.chain,
+                                   "payload": payload, "operation_id": op.operation_id, "effect": effect}
 
         def appended(receipt: Any, error: TaiError | None) -> None:
             if error is None:
@@ -460,31 +460,30 @@ class OperationActor(Server, metaclass=ABCMeta):
                 self._forget(op)
                 waiters, op.waiters = op.waiters, []
                 for caller in waiters:
-                    self.call_actor(LEDGER, "operation", {"operation_id": op.operation_id},
+                    self.call_actor(RECEIPT_LEDGER, "operation", {"operation_id": op.operation_id},
                                     then=partial(self._reply_stored, caller))
             else:  # the outside call happened but is unrecorded: restart; the next incarnation takes it over
                 self._answer(op, error=error)
                 raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
                                    f"{error.message}")
 
-        self.call_actor(LEDGER, "append", draft, then=appended)
+        ledger_api.append(self, draft, then=appended)
 
     def _intent_refused(self, op: Operation, error: TaiError) -> None:
         """The store refused the intent: coverage did not fit (recorded as ``coverage.exceeded``),
         or another instance claimed the key first (answered as that operation)."""
         detail = error.detail
         if isinstance(error, CoverageExceeded):
-            draft = {"kind": "coverage.exceeded", "mode": "prod", "chain": op.chain,
-                     "operation_id": op.operation_id,
-                     "payload": {**{k: v for k, v in detail.items() if k != "exception"},
-                                 "operation_id": op.operation_id}}
-            self.call_actor(LEDGER, "append", draft, then=lambda _receipt, failure: self._answer(
-                op, error=failure or error))
+            draft: ledger_api.Draft = {"kind": "coverage.exceeded", "mode": "prod", "chain": op.chain,
+                                       "operation_id": op.operation_id,
+                                       "payload": {**{k: v for k, v in detail.items() if k != "exception"},
+                                                   "operation_id": op.operation_id}}
+            ledger_api.append(self, draft, then=lambda _receipt, failure: self._answer(op, error=failure or error))
         elif isinstance(error, OperationExists) and isinstance(detail.get("operation"), dict):
             waiters, op.waiters = op.waiters, []
             first = detail["operation"]["operation_id"]
             for caller in waiters:
-                self.call_actor(LEDGER, "operation", {"operation_id": first},
+                self.call_actor(RECEIPT_LEDGER, "operation", {"operation_id": first},
                                 then=partial(self._found_first, op, caller))
         else:
             self._answer(op, error=error)
@@ -651,7 +650,7 @@ class OperationActor(Server, metaclass=ABCMeta):
                                  detail={"operation_id": operation_id} if key is None else {"key": key})
             self.reply(caller, None if error is not None else _stored_view(view), error)
 
-        self.call_actor(LEDGER, "operation", query, then=found)
+        self.call_actor(RECEIPT_LEDGER, "operation", query, then=found)
         return NOREPLY
 
     def on_timer(self, payload: Any) -> None:

@@ -118,7 +118,9 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
+from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
+from tai_autonomics.actors.names import INSURANCE_CLIENT
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.configured import open_cert_store
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -139,7 +141,6 @@ log = logging.getLogger(__name__)
 
 RENEW_CALL_TIMEOUT_S = CALL_TIMEOUT_S + 5.0
 """The timeout ``renew_now`` callers must use: the insurer call, plus validating and storing the answer."""
-LEDGER = "ReceiptLedger"
 NOTICE = "certificate_changed"
 """The call type of the notice sent to subscribers after a change of the certificate state."""
 _CHECK = "check"
@@ -169,7 +170,7 @@ class CertManager(Server):
         self._renewal: RenewalRequest | None = None
         self._renew_waiters: list[Caller] = []
         self._appending = 0
-        self._unsent: list[dict[str, Any]] = []
+        self._unsent: list[ledger_api.Draft] = []
         self._flush_waiters: list[tuple[Caller, Any]] = []
         self._core: Core | None = None
         self._unloaded: TaiError = CertNotLoaded("no trust anchor is configured (context trust.anchor)")
@@ -368,7 +369,7 @@ class CertManager(Server):
                 self._notify()
             then({"status": value["status"], "revoked": core.revoked}, None)
 
-        self.call_actor("InsuranceClient", "certificate_status", {"serial": _serial(current)}, then=answered,
+        self.call_actor(INSURANCE_CLIENT, "certificate_status", {"serial": _serial(current)}, then=answered,
                         timeout=CALL_TIMEOUT_S)
 
     # --- the shared store: adoption -------------------------------------------------------
@@ -428,7 +429,7 @@ class CertManager(Server):
                 self._release_lease()
                 return
         request = self._renewal = core.begin_renewal()
-        self.call_actor("InsuranceClient", "renew", {"csr_pem": request.csr_pem.decode("ascii")},
+        self.call_actor(INSURANCE_CLIENT, "renew", {"csr_pem": request.csr_pem.decode("ascii")},
                         then=lambda value, error: self._renewed(request, value, error), timeout=CALL_TIMEOUT_S)
 
     def _release_lease(self) -> None:
@@ -507,7 +508,7 @@ class CertManager(Server):
         chain = self._loaded().current.policy.policy_id
         self._append({"kind": kind, "mode": "prod", "chain": chain, "payload": payload})
 
-    def _append(self, receipt: dict[str, Any]) -> None:
+    def _append(self, receipt: ledger_api.Draft) -> None:
         self._appending += 1
 
         def acknowledged(value: Any, error: TaiError | None) -> None:
@@ -519,7 +520,7 @@ class CertManager(Server):
                            code=error.code)
             self._settle_waiters()
 
-        self.call_actor(LEDGER, "append", receipt, then=acknowledged)
+        ledger_api.append(self, receipt, then=acknowledged)
 
     def _after_receipts(self, value: Any) -> Any:
         """Reply ``value`` now if no receipt is on its way to the ledger, else once they all are settled."""

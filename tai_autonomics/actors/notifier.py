@@ -40,12 +40,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors.names import CERT_MANAGER, PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
 from tai_autonomics.notifications.signing import HEADER, sign
 from tai_autonomics.runtime import Server
 
-LEDGER = "ReceiptLedger"
 SENT, FAILED = "notification.sent", "notification.failed"
 PAGE = 200
 LOOK_BACK = 1000
@@ -110,11 +111,10 @@ class Notifier(Server):
         if isinstance(payload, _Retry) and payload.delivery_id in self.pending:
             self._send(self.pending[payload.delivery_id])
         elif payload == "poll":
-            if self.watch is None:
-                self.call_actor("ProdMode", "status", then=self._found_chain)
+            if self.watch is None or self.chain is None:  # the chain is found before the watch is set
+                self.call_actor(PROD_MODE, "status", then=self._found_chain)
             else:
-                self.call_actor(LEDGER, "receipts", {"chain": self.chain, "after": self.cursor, "limit": PAGE},
-                                then=self._read)
+                ledger_api.receipts(self, ledger_api.receipts_query(self.chain, self.cursor, PAGE), then=self._read)
 
     def _again(self, now: bool = False) -> None:
         self.start_timer(0 if now else self.poll_s, "poll")
@@ -125,18 +125,18 @@ class Notifier(Server):
             self._again()
             return
         self.chain = chain
-        self.call_actor("CertManager", "status", then=lambda cert, err: self._found_customer(cert, err))
+        self.call_actor(CERT_MANAGER, "status", then=lambda cert, err: self._found_customer(cert, err))
 
     def _found_customer(self, cert: Any, error: TaiError | None) -> None:
         if error is not None:  # CertManager refuses status outside the validity window, with the status in its detail
             cert = error.detail.get("status")
         policy = cert.get("policy") if isinstance(cert, dict) else None
         customer = str((policy if isinstance(policy, dict) else {}).get("customer_account") or self.chain)
-        self.call_actor(LEDGER, "usage", {"chain": self.chain},
+        self.call_actor(RECEIPT_LEDGER, "usage", {"chain": self.chain},
                         then=lambda usage, err: self._found_usage(customer, usage if err is None else []))
 
     def _found_usage(self, customer: str, usage: Any) -> None:
-        self.call_actor(LEDGER, "latest", {"limit": LOOK_BACK},
+        self.call_actor(RECEIPT_LEDGER, "latest", {"limit": LOOK_BACK},
                         then=lambda latest, err: self._resume(customer, usage, [] if err else latest))
 
     def _resume(self, customer: str, usage: Any, latest: list[dict[str, Any]]) -> None:
@@ -173,7 +173,7 @@ class Notifier(Server):
                 else:
                     self.counts["suppressed"] += 1
             self.cursor = int(receipt["seq"])
-        self._again(now=len(page) == PAGE)
+        self._again(now=ledger_api.next_after(page, PAGE) is not None)
 
     # -- delivering -------------------------------------------------------------------------------
 
@@ -212,8 +212,8 @@ class Notifier(Server):
                    "url": _shown(delivery.url), "attempts": delivery.attempts, "http_status": status,
                    "error": None if error is None else type(error).__name__, "source": notice.source,
                    "source_seq": notice.source.get("seq"), "detail": notice.detail}
-        self.call_actor(LEDGER, "append", {"kind": SENT if delivered else FAILED, "mode": "prod", "chain": self.chain,
-                                           "payload": payload}, then=lambda _r, _e: None)
+        ledger_api.append(self, {"kind": SENT if delivered else FAILED, "mode": "prod", "chain": self.chain,
+                                 "payload": payload}, then=lambda _r, _e: None)
 
 
 def _urls(value: Any) -> list[str]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.pricing import PricingParams, quote, validate_metrics
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -37,7 +39,7 @@ class Pricing(Server):
         customer, metrics = request.get("customer_id"), request.get("metrics")
         validate_metrics(customer, metrics)  # refuse bad input before anything is asked or recorded
         caller = self.caller
-        self.call_actor("ProdMode", "guard", {"operation": "pricing"},
+        self.call_actor(PROD_MODE, "guard", {"operation": "pricing"},
                         then=lambda authority, error: self._authorised(caller, customer, metrics, authority, error))
         return NOREPLY
 
@@ -59,17 +61,17 @@ class Pricing(Server):
                 self._remember(chain, customer, answer["value"])
             self._quote(caller, customer, metrics, authority, chain)
 
-        self.call_actor("ReceiptLedger", "price", {"chain": chain, "customer_id": customer}, then=found)
+        self.call_actor(RECEIPT_LEDGER, "price", {"chain": chain, "customer_id": customer}, then=found)
 
     def _quote(self, caller: Caller, customer: str, metrics: dict, authority: Any, chain: str | None) -> None:
         params = PricingParams(**self.params, weights=self.weights.get(customer, {}))
         result = quote(customer, metrics, params, self.previous.get((chain, customer)))
         self._remember(chain, customer, result.value)
-        draft = {"kind": "pricing.quoted", "mode": "prod" if authority["authority"] == "contractual" else "eval",
-                 "chain": authority["chain"], "payload": result.to_payload()}
-        self.call_actor("ReceiptLedger", "append", draft,
-                        then=lambda receipt, err: self.reply(caller, {"quote": result.to_payload(), "receipt": receipt},
-                                                             err))
+        draft: ledger_api.Draft = {
+            "kind": "pricing.quoted", "mode": "prod" if authority["authority"] == "contractual" else "eval",
+            "chain": authority["chain"], "payload": result.to_payload()}
+        ledger_api.append(self, draft, then=lambda receipt, err: self.reply(
+            caller, {"quote": result.to_payload(), "receipt": receipt}, err))
 
     def _remember(self, chain: str | None, customer: str, value: str | None) -> None:
         self.previous[(chain, customer)] = value

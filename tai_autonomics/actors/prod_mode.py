@@ -82,7 +82,9 @@ from datetime import datetime
 from typing import Any
 
 from tai_autonomics import logs
+from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
+from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT
 from tai_autonomics.errors import InvalidRequest, TaiError, rebuild
 from tai_autonomics.ledger.errors import StoreUnavailable
 from tai_autonomics.operations.authority import CERTIFICATE_EXPIRED, Authority
@@ -105,7 +107,6 @@ log = logging.getLogger(__name__)
 LOST = (InsuranceCacheStaleError, InsuranceRevokedError, InsuranceExpiredError, PolicyNotFoundError, CertRevoked,
         CertExpired)
 INSURER_TIMEOUT_S = CALL_TIMEOUT_S  # the insurer actor retries on timers: its worst case
-CERT_MANAGER = "CertManager"
 REVOKED = "certificate revoked by the insurer"
 #: receipts other parts of the daemon record through ProdMode, which decides their chain and authority:
 #: the remote shell's commands, and the gateway's contract events (docs/specification.md §12)
@@ -157,7 +158,7 @@ class ProdMode(Server):
         if error is not None:
             self.fail_start(f"production start refused: certificate: {error.message}")
             return
-        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
+        self.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": self._policy_id()},
                         then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _started_insurer(self, _status: Any, error: TaiError | None) -> None:
@@ -208,7 +209,7 @@ class ProdMode(Server):
             self._lost(f"certificate: {error.message}")
             return
         self._take_certificate(status)
-        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
+        self.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": self._policy_id()},
                         then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _checked_insurer(self, _status: Any, error: TaiError | None) -> None:
@@ -319,7 +320,7 @@ class ProdMode(Server):
         if self.machine.mode != "read_only":
             self.machine.resume(False)  # raises the precise refusal
         caller = self.caller
-        self.call_actor("InsuranceClient", "verify_policy", {"policy_id": self._policy_id()},
+        self.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": self._policy_id()},
                         timeout=INSURER_TIMEOUT_S,
                         then=lambda _s, err: self._resumed(caller, err))
         return NOREPLY
@@ -403,9 +404,9 @@ class ProdMode(Server):
         """Append on this mode's chain; ``then(receipt, error)`` once the ledger answers (default:
         log a failure, for receipts nobody waits on)."""
         chain = self.policy.policy_id if self.machine.configured == PROD and self.policy is not None else None
-        draft = {"kind": kind, "mode": EVAL if chain is None else PROD, "payload": payload,
-                 "chain": chain, "operation_id": operation_id}
-        self.call_actor("ReceiptLedger", "append", draft, then=then or self._appended)
+        draft: ledger_api.Draft = {"kind": kind, "mode": EVAL if chain is None else PROD, "payload": payload,
+                                   "chain": chain, "operation_id": operation_id}
+        ledger_api.append(self, draft, then=then or self._appended)
 
     def _appended(self, receipt: Any, error: TaiError | None) -> None:
         if error is not None:

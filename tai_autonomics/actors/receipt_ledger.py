@@ -103,6 +103,7 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
+from tai_autonomics.actors.names import PROD_MODE
 from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import (
     DEFAULT_ORIGIN,
@@ -130,7 +131,6 @@ _FLUSH = "flush"
 _TICK = "sequencer_tick"
 _DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
 #: told when the store stops taking writes (disk full, read-only): it holds the daemon read_only
-MODE_KEEPER = "ProdMode"
 
 
 class ReceiptLedger(Server):
@@ -369,7 +369,7 @@ class ReceiptLedger(Server):
         if self._unavailable:
             return
         self._unavailable = True
-        self.call_actor(MODE_KEEPER, "ledger_unavailable", {"reason": exc.detail.get("reason", exc.code)},
+        self.call_actor(PROD_MODE, "ledger_unavailable", {"reason": exc.detail.get("reason", exc.code)},
                         then=self._told)
 
     def _told(self, _value: Any, error: TaiError | None) -> None:

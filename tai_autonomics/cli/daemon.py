@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tai_autonomics import datadir, devprofile, logs, preflight
+from tai_autonomics.actors.names import ACQUISITION, PROD_MODE, PUBLISHER
 from tai_autonomics.cli._errors import AlreadyRunning
 from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
 from tai_autonomics.errors import Problems, TaiError
@@ -23,7 +24,7 @@ from tai_autonomics.runtime import Node, SupervisorSpec, load_tree, render_tree,
 log = logging.getLogger("tai_autonomics.daemon")
 
 EXIT_GAVE_UP = 1
-DRAINED = ("Acquisition", "Publisher")  # the actors whose operations wait on outside parties
+DRAINED = (ACQUISITION, PUBLISHER)  # the actors whose operations wait on outside parties
 DRAIN_ANSWER_S = 0.5  # after the budget: recording the interruptions and answering their callers
 STOP_WAIT_S = 10.0
 
@@ -205,7 +206,7 @@ def _drain(node: Node, gateway: GatewayServer, budget_s: float) -> None:
     started = time.monotonic()
     gateway.drain()
     try:
-        node.client().call("ProdMode", "drain", None, 2.0)
+        node.client().call(PROD_MODE, "drain", None, 2.0)
     except TaiError as exc:  # a tree without ProdMode, or one restarting: the gateway refuses writes anyway
         logs.event(log, "ProdMode did not enter draining", logging.WARNING, event="drain_mode_failed", code=exc.code)
     with ThreadPoolExecutor(len(DRAINED), thread_name_prefix="drain") as pool:

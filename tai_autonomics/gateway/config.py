@@ -15,6 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tai_autonomics.actors.names import (
+    ACQUISITION,
+    CERT_MANAGER,
+    INSURANCE_CLIENT,
+    PRICING,
+    PROD_MODE,
+    PUBLISHER,
+    RECEIPT_LEDGER,
+)
 from tai_autonomics.errors import ConfigError
 
 ROLES = ("service", "auditor", "admin")
@@ -30,13 +39,13 @@ GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 DEFAULT_ALLOWED: dict[str, tuple[str, ...]] = {
     "root": ("which_children", "count_children"),
     "operations": ("which_children", "count_children"),
-    "ReceiptLedger": ("status", "receipt", "proof", "checkpoint", "consistency", "receipts", "usage", "operation"),
-    "CertManager": ("status",),
-    "InsuranceClient": ("status",),
-    "ProdMode": ("status",),
-    "Pricing": ("status",),
-    "Publisher": ("status",),
-    "Acquisition": ("status",),
+    RECEIPT_LEDGER: ("status", "receipt", "proof", "checkpoint", "consistency", "receipts", "usage", "operation"),
+    CERT_MANAGER: ("status",),
+    INSURANCE_CLIENT: ("status",),
+    PROD_MODE: ("status",),
+    PRICING: ("status",),
+    PUBLISHER: ("status",),
+    ACQUISITION: ("status",),
 }
 #: runtime introspection every actor answers; the only ``$`` types the gateway lets through
 ADMIN_TYPES = ("$info", "$state")

@@ -22,6 +22,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.actors.ledger_api import aread_chain, proof_query, receipts_query
+from tai_autonomics.actors.names import (
+    ACQUISITION,
+    CERT_MANAGER,
+    INSURANCE_CLIENT,
+    PRICING,
+    PROD_MODE,
+    PUBLISHER,
+    RECEIPT_LEDGER,
+)
 from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.gateway import observer
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
@@ -35,7 +45,6 @@ from tai_autonomics.operations import revenue
 if TYPE_CHECKING:
     from tai_autonomics.gateway.app import Gateway
 
-LEDGER = "ReceiptLedger"
 AUDITOR, ADMIN = frozenset({"auditor"}), frozenset({"admin"})
 SERVICE, SERVICE_OR_AUDITOR = frozenset({"service"}), frozenset({"service", "auditor"})
 OPERATION_TIMEOUT_S = CALL_TIMEOUT_S
@@ -47,7 +56,6 @@ _RECEIPT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _TREE_SIZE = Param(int, minimum=1)
 _CONTRACT_ID = Param(pattern=r"[A-Za-z0-9._:-]{1,128}")
 _MONTH = Param(required=True, pattern=r"\d{4}-(0[1-9]|1[0-2])")
-_REVENUE_PAGE = 1000
 _TILE_PATH = Param(pattern=r"[0-9a-z./]{1,200}", segments=True)  # parse_tile_path decides the rest
 
 
@@ -100,8 +108,8 @@ async def scrape(gateway: Gateway) -> bytes:
     except ApiError:
         tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
     domain = {}
-    for key, actor, msg_type in (("mode", "ProdMode", "mode"), ("ledger", LEDGER, "status"),
-                                 ("insurer", "InsuranceClient", "status"), ("certificate", "CertManager", "status")):
+    for key, actor, msg_type in (("mode", PROD_MODE, "mode"), ("ledger", RECEIPT_LEDGER, "status"),
+                                 ("insurer", INSURANCE_CLIENT, "status"), ("certificate", CERT_MANAGER, "status")):
         try:
             domain[key] = await gateway.bridge.call(actor, msg_type)
         except ApiError as refused:
@@ -159,7 +167,7 @@ async def cast_actor(req: Req) -> Response:
 # -- receipts and the ledger (auditor) -----------------------------------------------------
 
 async def _ledger(req: Req, msg_type: str, payload: Any = None) -> Response:
-    return encode_reply(await req.gateway.bridge.call(LEDGER, msg_type, payload), LEDGER, msg_type)
+    return encode_reply(await req.gateway.bridge.call(RECEIPT_LEDGER, msg_type, payload), RECEIPT_LEDGER, msg_type)
 
 
 async def get_receipt(req: Req) -> Response:
@@ -167,10 +175,7 @@ async def get_receipt(req: Req) -> Response:
 
 
 async def get_receipt_proof(req: Req) -> Response:
-    payload = {"id": req.path["id"]}
-    if req.query["tree_size"] is not None:
-        payload["tree_size"] = req.query["tree_size"]
-    return await _ledger(req, "proof", payload)
+    return await _ledger(req, "proof", proof_query(req.path["id"], req.query["tree_size"]))
 
 
 async def get_checkpoint(req: Req) -> Response:
@@ -186,7 +191,7 @@ async def get_consistency(req: Req) -> Response:
 
 
 async def list_receipts(req: Req) -> Response:
-    return await _ledger(req, "receipts", dict(req.query))
+    return await _ledger(req, "receipts", receipts_query(req.query["chain"], req.query["after"], req.query["limit"]))
 
 
 # -- the log as C2SP tlog-tiles (auditor): what standard tile clients mirror and verify ---------
@@ -196,7 +201,7 @@ _CHANGING = "no-cache"  # the checkpoint and partial tiles grow with the log
 
 
 async def tlog_checkpoint(req: Req) -> Response:
-    reply = await req.gateway.bridge.call(LEDGER, "checkpoint")
+    reply = await req.gateway.bridge.call(RECEIPT_LEDGER, "checkpoint")
     return Response(reply["note"], media_type="text/plain; charset=utf-8", headers={"Cache-Control": _CHANGING})
 
 
@@ -209,9 +214,9 @@ async def tlog_tile(req: Req) -> Response:
     except ValueError as exc:
         raise ApiError(404, "not_found", f"no such tile: {exc}", {"path": req.path["path"]}) from None
     if tile.level is None:
-        reply = await req.gateway.bridge.call(LEDGER, "entries", {"index": tile.index, "width": tile.width})
+        reply = await req.gateway.bridge.call(RECEIPT_LEDGER, "entries", {"index": tile.index, "width": tile.width})
     else:
-        reply = await req.gateway.bridge.call(LEDGER, "tile", {"level": tile.level, "index": tile.index,
+        reply = await req.gateway.bridge.call(RECEIPT_LEDGER, "tile", {"level": tile.level, "index": tile.index,
                                                               "width": tile.width})
     return Response(base64.b64decode(reply["data"]), media_type="application/octet-stream",
                     headers={"Cache-Control": _IMMUTABLE if tile.width == TILE_WIDTH else _CHANGING})
@@ -247,33 +252,33 @@ async def create_deployment(req: Req) -> Response:
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-128 of A-Z a-z 0-9 . _ : -",
                        {"field": "Idempotency-Key"})
-    return await _operation(req, "Acquisition", "deploy", {"spec": req.body, "idempotency_key": key})
+    return await _operation(req, ACQUISITION, "deploy", {"spec": req.body, "idempotency_key": key})
 
 
 async def get_deployment(req: Req) -> Response:
-    return await _operation(req, "Acquisition", "get", {"operation_id": req.path["operation_id"]})
+    return await _operation(req, ACQUISITION, "get", {"operation_id": req.path["operation_id"]})
 
 
 async def create_publication(req: Req) -> Response:
-    return await _operation(req, "Publisher", "publish", req.body)
+    return await _operation(req, PUBLISHER, "publish", req.body)
 
 
 async def get_publication(req: Req) -> Response:
-    return await _operation(req, "Publisher", "get", {"work_id": req.path["work_id"]})
+    return await _operation(req, PUBLISHER, "get", {"work_id": req.path["work_id"]})
 
 
 async def create_quote(req: Req) -> Response:
-    return await _operation(req, "Pricing", "quote", req.body)
+    return await _operation(req, PRICING, "quote", req.body)
 
 
 async def get_mode(req: Req) -> Response:
-    return encode_reply(await req.gateway.bridge.call("ProdMode", "mode"), "ProdMode", "mode")
+    return encode_reply(await req.gateway.bridge.call(PROD_MODE, "mode"), PROD_MODE, "mode")
 
 
 async def get_insurance(req: Req) -> Response:
-    certificate = await req.gateway.bridge.call("CertManager", "status")
-    insurer = await req.gateway.bridge.call("InsuranceClient", "status")
-    return encode_reply({"certificate": certificate, "insurer": insurer}, "CertManager", "status")
+    certificate = await req.gateway.bridge.call(CERT_MANAGER, "status")
+    insurer = await req.gateway.bridge.call(INSURANCE_CLIENT, "status")
+    return encode_reply({"certificate": certificate, "insurer": insurer}, CERT_MANAGER, "status")
 
 
 # -- contracts and revenue (docs/specification.md §12) -------------------------------------------
@@ -284,8 +289,8 @@ async def create_contract_event(req: Req) -> Response:
         kind, payload = revenue.contract_event(req.path["id"], req.body)
     except InvalidRequest as bad:  # the schema admitted it; its meaning (fields of the event, a date) does not
         raise ApiError(422, bad.code, bad.message, bad.detail) from None
-    return encode_reply(await req.gateway.bridge.call("ProdMode", "record", {"kind": kind, "payload": payload}),
-                        "ProdMode", "record")
+    return encode_reply(await req.gateway.bridge.call(PROD_MODE, "record", {"kind": kind, "payload": payload}),
+                        PROD_MODE, "record")
 
 
 async def get_revenue(req: Req) -> Response:
@@ -294,24 +299,20 @@ async def get_revenue(req: Req) -> Response:
         month = revenue.parse_month(req.query["month"])
     except InvalidRequest as bad:
         raise ApiError(422, bad.code, bad.message, bad.detail) from None
-    chain = (await req.gateway.bridge.call("ProdMode", "status")).get("policy_id")
+    chain = (await req.gateway.bridge.call(PROD_MODE, "status")).get("policy_id")
     if not chain:
         raise ApiError(409, "no_contract_chain", "no insurance policy, so no contractual chain: revenue is "
                        "recognised only from contractual receipts", {"month": month})
-    contract: list[dict[str, Any]] = []  # only these are kept: the chain may be long
-    after = 0
-    while True:
-        page = await req.gateway.bridge.call(LEDGER, "receipts", {"chain": chain, "after": after,
-                                                                  "limit": _REVENUE_PAGE})
-        contract += [r for r in page if str(r.get("kind", "")).startswith(revenue.KIND_PREFIX)]
-        if len(page) < _REVENUE_PAGE:
-            return json_response({**revenue.recognise(contract, month), "chain": chain})
-        after = page[-1]["seq"]
+    bridge = req.gateway.bridge
+    receipts = aread_chain(lambda query: bridge.call(RECEIPT_LEDGER, "receipts", query), chain)
+    # only the contract receipts are kept: the chain may be long
+    contract = [r async for r in receipts if str(r.get("kind", "")).startswith(revenue.KIND_PREFIX)]
+    return json_response({**revenue.recognise(contract, month), "chain": chain})
 
 
 async def prod_health(req: Req) -> Response:
     """200 only in ``prod`` with verified insurance (a load balancer's view of "insured now")."""
-    mode = await req.gateway.bridge.call("ProdMode", "mode")
+    mode = await req.gateway.bridge.call(PROD_MODE, "mode")
     if mode.get("mode") != "prod":
         raise ApiError(503, "not_insured", f"mode is {mode.get('mode') or 'starting'}: {mode.get('reason')}",
                        {"mode": mode.get("mode")}, headers={"Retry-After": "5"})

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import observer, supervision
 from tai_autonomics.gateway.auth import Identity
@@ -210,7 +211,7 @@ class Shell:
         payload = {"subject": self.identity.subject, "role": self.identity.role, "session": self.session,
                    "command": command.name, "line": command.line}
         try:
-            return await self.gateway.bridge.call("ProdMode", "record", {"kind": "shell.command", "payload": payload})
+            return await self.gateway.bridge.call(PROD_MODE, "record", {"kind": "shell.command", "payload": payload})
         except ApiError as exc:
             raise ApiError(503, "shell_not_recorded", f"the command was not run: it could not be recorded "
                            f"({exc.code})", {"cause": exc.code}) from None
@@ -320,9 +321,9 @@ async def _cast(shell: Shell, command: Command) -> Output:
 
 async def _mode(shell: Shell, command: Command) -> Output:
     if command.args:  # resume: ProdMode asks the insurer first, which may retry on its timers
-        mode = await shell.call("ProdMode", "resume", timeout_s=OPERATION_TIMEOUT_S)
+        mode = await shell.call(PROD_MODE, "resume", timeout_s=OPERATION_TIMEOUT_S)
     else:
-        mode = await shell.call("ProdMode", "mode")
+        mode = await shell.call(PROD_MODE, "mode")
     text = f"{mode.get('mode')}: {mode.get('reason')}"
     if mode.get("manual_resume"):
         text += " (leaving read_only needs: mode resume)"
@@ -330,21 +331,21 @@ async def _mode(shell: Shell, command: Command) -> Output:
 
 
 async def _insurance(shell: Shell, command: Command) -> Output:
-    certificate = await shell.call("CertManager", "status")
-    insurer = await shell.call("InsuranceClient", "status")
+    certificate = await shell.call(CERT_MANAGER, "status")
+    insurer = await shell.call(INSURANCE_CLIENT, "status")
     return _json_output({"certificate": certificate, "insurer": insurer})
 
 
 async def _receipts(shell: Shell, command: Command) -> Output:
     limit = int(command.args[0]) if command.args else RECEIPTS_DEFAULT
-    found = await shell.call("ReceiptLedger", "latest", {"limit": limit})
+    found = await shell.call(RECEIPT_LEDGER, "latest", {"limit": limit})
     lines = [f"{r.get('leaf_index')}  {r.get('time')}  {r.get('kind')}  {r.get('chain')}#{r.get('seq')}  {r.get('id')}"
              + (f"  op {r['operation_id']}" if r.get("operation_id") else "") for r in found]
     return Output(found, "\n".join(lines) or "(the ledger is empty)")
 
 
 async def _verify(shell: Shell, command: Command) -> Output:
-    report = await shell.call("ReceiptLedger", "verify", timeout_s=VERIFY_TIMEOUT_S)
+    report = await shell.call(RECEIPT_LEDGER, "verify", timeout_s=VERIFY_TIMEOUT_S)
     return _json_output(report)
 
 
