@@ -245,11 +245,22 @@ def _break_something(run: Run, rng: random.Random, every: float, applied: dict, 
 def ledger_receipts(run: Run, chain: str) -> list[dict]:
     found: list[dict] = []
     while True:
-        page = httpx.get(f"{run.base}/v1/ledger/receipts", headers=run.headers("auditor"), timeout=60,
-                         params={"chain": chain, "after": found[-1]["seq"] if found else 0, "limit": 1000}).json()
+        page = _receipts_page(run, {"chain": chain, "after": found[-1]["seq"] if found else 0, "limit": 1000})
         found += page
         if len(page) < 1000:
             return found
+
+
+def _receipts_page(run: Run, params: dict) -> list[dict]:
+    """One page; a daemon still catching up after the run (503, 429) is asked again as it says."""
+    for _ in range(30):
+        answer = httpx.get(f"{run.base}/v1/ledger/receipts", headers=run.headers("auditor"), timeout=60, params=params)
+        if answer.status_code == 200:
+            return answer.json()
+        if answer.status_code not in (429, 503):
+            break
+        time.sleep(min(float(answer.headers.get("Retry-After") or 1), 5))
+    raise RuntimeError(f"reading the ledger's receipts: HTTP {answer.status_code} {answer.text[:300]}")
 
 
 def invariants(run: Run, load: Load, checkpoints: list[dict]) -> dict[str, int]:
