@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.actors.ledger_api import aread_chain, proof_query, receipts_query
 from tai_autonomics.actors.names import (
     ACQUISITION,
@@ -32,6 +31,7 @@ from tai_autonomics.actors.names import (
     PUBLISHER,
     RECEIPT_LEDGER,
 )
+from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
 from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.gateway import observer
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
