@@ -124,9 +124,8 @@ from tai_autonomics.actors.names import INSURANCE_CLIENT
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.configured import open_cert_store
 from tai_autonomics.runtime import NOREPLY, Caller, Server
-from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
+from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate, utcnow
 from tai_autonomics.trust import CertManager as Core
-from tai_autonomics.trust._time import utcnow
 from tai_autonomics.trust.cert_manager import RETRY_BASE, RETRY_CAP
 from tai_autonomics.trust.cert_store import LeasedCertStore
 from tai_autonomics.trust.errors import (
