@@ -43,7 +43,7 @@ from tai_autonomics.ledger.tiles import TILE_WIDTH, parse_tile_path
 from tai_autonomics.operations import revenue
 
 if TYPE_CHECKING:
-    from tai_autonomics.gateway.app import Gateway
+    from tai_autonomics.gateway.context import Gateway
 
 AUDITOR, ADMIN = frozenset({"auditor"}), frozenset({"admin"})
 SERVICE, SERVICE_OR_AUDITOR = frozenset({"service"}), frozenset({"service", "auditor"})

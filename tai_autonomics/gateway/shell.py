@@ -40,7 +40,7 @@ from tai_autonomics.gateway.routes import ADMIN
 from tai_autonomics.gateway.shell_commands import Command, Output, Shell, ShellInputError
 
 if TYPE_CHECKING:
-    from tai_autonomics.gateway.app import Gateway
+    from tai_autonomics.gateway.context import Gateway
 
 log = logging.getLogger("tai_autonomics.gateway.shell")
 

@@ -36,7 +36,7 @@ from tai_autonomics.logs import LOG_LEVELS
 from tai_autonomics.runtime import set_log_level
 
 if TYPE_CHECKING:
-    from tai_autonomics.gateway.app import Gateway
+    from tai_autonomics.gateway.context import Gateway
 
 MAX_LINE = 4096
 RECEIPTS_DEFAULT, RECEIPTS_MAX = 10, 1000
