@@ -158,6 +158,14 @@ def test_the_package_has_no_import_circle_counting_typing_only_imports() -> None
     assert _cycles(_package_graph()) == []
 
 
+def test_the_gateway_modules_import_one_way_only() -> None:
+    """The app serves the routes and the shell, the shell runs its commands; none imports back up
+    (what they share is in the leaf modules ``context`` and ``policy``)."""
+    order = [f"{PACKAGE}.gateway.{name}" for name in ("app", "routes", "shell", "shell_commands")]
+    graph = _package_graph()
+    assert [(low, up) for i, low in enumerate(order) for up in order[:i] if up in graph[low]] == []
+
+
 def test_the_runtime_imports_nothing_of_the_package_outside_it_and_the_foundation() -> None:
     graph = _package_graph()
     assert any(_subpackage(module) == "runtime" and targets for module, targets in graph.items())

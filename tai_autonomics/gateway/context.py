@@ -1,4 +1,5 @@
-"""What the gateway's routes and its shell share: the :class:`Gateway` context, one per server.
+"""What the gateway's routes and its shell share: the :class:`Gateway` context, one per server,
+and the metrics scrape (``/metrics`` and the shell's ``metrics``).
 
 A leaf module (it imports no route and no shell), so that :mod:`.app`, :mod:`.routes`,
 :mod:`.shell` and :mod:`.shell_commands` all name the context without importing one another in
@@ -15,6 +16,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, PROD_MODE, RECEIPT_LEDGER
+from tai_autonomics.gateway import observer
 from tai_autonomics.gateway.auth import Authenticator
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import GatewayConfig
@@ -65,3 +68,23 @@ def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], Draft202012Va
             if schema is not None:
                 validators[(method.upper(), path)] = Draft202012Validator({**schema, "components": doc["components"]})
     return validators
+
+
+async def scrape(gateway: Gateway) -> bytes:
+    """The Prometheus text of now: the gateway's own metrics, the tree and the domain actors'."""
+    try:
+        tree = await observer.observe(gateway.bridge, gateway.config.root)
+    except ApiError:
+        tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
+    domain = {}
+    for key, actor, msg_type in (("mode", PROD_MODE, "mode"), ("ledger", RECEIPT_LEDGER, "status"),
+                                 ("insurer", INSURANCE_CLIENT, "status"), ("certificate", CERT_MANAGER, "status")):
+        try:
+            domain[key] = await gateway.bridge.call(actor, msg_type)
+        except ApiError as refused:
+            # CertManager refuses ``status`` outside the validity window (cert_expired), with the status
+            # in the detail: an expired certificate is exactly what the metrics must show
+            if isinstance(refused.detail.get("status"), dict):
+                domain[key] = refused.detail["status"]
+            # otherwise that actor is restarting or absent: its metrics are left out of this scrape
+    return gateway.metrics.render(tree, domain)
