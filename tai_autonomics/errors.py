@@ -272,9 +272,9 @@ class Problems(TaiError):
 #: where each class outside this module is defined: re-exported lazily (PEP 562), since most of
 #: those modules import this one, and importing them all would make every import pay for the tree.
 _HOMES: dict[str, tuple[str, ...]] = {
-    "tai_autonomics.actors._operation": ("Draining", "IdempotencyKeyReused", "NotFound", "OperationConflict",
-        "OperationInterrupted", "WorkConflict"),
     "tai_autonomics.actors.insurance_client": ("InsuranceNotConfigured",),
+    "tai_autonomics.actors.operation_api": ("Draining", "IdempotencyKeyReused", "NotFound", "OperationConflict",
+        "OperationInterrupted", "WorkConflict"),
     "tai_autonomics.actors.prod_mode": ("CertStatusInvalid",),
     "tai_autonomics.cli._errors": ("AlreadyRunning", "ArgumentsInvalid", "ChainAmbiguous", "FileUnreadable",
         "TokenMissing"),

@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
-from google.cloud import firestore
 
 from tai_autonomics.config import ReleaseConfig
 from tai_autonomics.errors import ConfigError, TaiError
@@ -217,6 +216,8 @@ def _read(path: str) -> bytes:
 
 def _reach_firestore(project: str | None, name: str) -> None:
     """One read of the ledger's head document, no retries: reachable, authorised, project exists."""
+    from google.cloud import firestore  # only a Firestore release pays for importing the client library
+
     where = f"Firestore (project {project or 'from the credentials'})"
     try:
         client = firestore.Client(project=project)

@@ -15,7 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
 from tai_autonomics.cli import build_parser
 from tai_autonomics.config import load_release
 from tai_autonomics.gateway import ROUTES, TOKEN_ENV, GatewayConfig

@@ -52,6 +52,13 @@ import httpx
 from tai_autonomics import logs
 from tai_autonomics.actors import ledger_api
 from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
+from tai_autonomics.actors.operation_api import (
+    CALL_TIMEOUT_S,
+    Draining,
+    NotFound,
+    OperationConflict,
+    OperationInterrupted,
+)
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.errors import NotFoundError, StoreCorruptError
 from tai_autonomics.ledger.operations import (
@@ -69,45 +76,7 @@ from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Serv
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 40.0
-"""The timeout callers must give ``deploy``/``publish``: ``deadline_s`` plus the ledger's time."""
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
-
-
-class OperationConflict(TaiError):
-    """A key already names another request (HTTP 409/422); each operation actor names its own
-    subclass (:attr:`OperationActor.conflict`), since the outside party's contract names the code."""
-
-
-class IdempotencyKeyReused(OperationConflict):
-    """A deploy's idempotency key already names another deployment request."""
-
-    code = "idempotency_key_reused"
-
-
-class WorkConflict(OperationConflict):
-    """A publish's work id already names another publication request."""
-
-    code = "work_conflict"
-
-
-class NotFound(TaiError):
-    """No operation has this id or key (on any instance)."""
-
-    code = "not_found"
-
-
-class Draining(TaiError):
-    """The instance is stopping (SIGTERM): new operations are refused (HTTP 503)."""
-
-    code = "draining"
-
-
-class OperationInterrupted(TaiError):
-    """The instance stopped while the operation waited on the outside party: recorded as
-    ``*.interrupted``, open, and finished by a repeat of its key on any instance (HTTP 503)."""
-
-    code = "operation_interrupted"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Acquisition: deploys generated software into customers' clouds, insured (docs/specification.md §6).
 
-Calls (callers use ``timeout=CALL_TIMEOUT_S`` from :mod:`tai_autonomics.actors._operation`):
+Calls (callers use ``timeout=CALL_TIMEOUT_S`` from :mod:`tai_autonomics.actors.operation_api`):
 
 ``deploy`` ``{"spec": {sku_id, target_cloud, customer_ref, customer_account, region, artifacts,
 cost?}, "idempotency_key"?: str}`` → ``{"operation_id", "status": "completed"|"failed",
@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tai_autonomics.actors._operation import IdempotencyKeyReused, OperationActor, Step
+from tai_autonomics.actors._operation import OperationActor, Step
+from tai_autonomics.actors.operation_api import IdempotencyKeyReused
 from tai_autonomics.operations import deploy
 from tai_autonomics.operations.fields import an_object, ident, only_fields
 from tai_autonomics.operations.rca import Answer

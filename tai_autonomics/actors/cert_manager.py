@@ -124,10 +124,10 @@ from tai_autonomics.actors.names import INSURANCE_CLIENT
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.configured import open_cert_store
 from tai_autonomics.runtime import NOREPLY, Caller, Server
-from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate
+from tai_autonomics.trust import CertificateVerifier, RenewalOutcome, RenewalRequest, VerifiedCertificate, utcnow
 from tai_autonomics.trust import CertManager as Core
-from tai_autonomics.trust._time import utcnow
 from tai_autonomics.trust.cert_manager import RETRY_BASE, RETRY_CAP
+from tai_autonomics.trust.cert_store import LeasedCertStore
 from tai_autonomics.trust.errors import (
     CertExpired,
     CertNotLoaded,
@@ -135,7 +135,6 @@ from tai_autonomics.trust.errors import (
     CertRenewalElsewhere,
     CertStateConflict,
 )
-from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +182,7 @@ class CertManager(Server):
         self._lease_s = _seconds(args, "renew_lease_s", RENEW_CALL_TIMEOUT_S + 20, positive=True)
         self._instance = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self._sync_problem: str | None = None
-        self._leases: FirestoreCertStore | None = None  # a shared store: renew under its lease, adopt from it
+        self._leases: LeasedCertStore | None = None  # a shared store: renew under its lease, adopt from it
         prod = context.get("mode") == "prod"
         try:
             if not trust.get("anchor"):
@@ -193,7 +192,7 @@ class CertManager(Server):
                                                       clock=self._clock)
             cert_dir = trust.get("cert_dir") or Path(context.get("data_dir") or "var") / "cert"
             store = open_cert_store(context.get("ledger") or {}, Path(cert_dir), instance=self._instance)
-            self._leases = store if isinstance(store, FirestoreCertStore) else None
+            self._leases = store if isinstance(store, LeasedCertStore) else None
             core = Core(store, verifier, clock=self._clock, renew_before=dt.timedelta(seconds=renew_before_s),
                         retry_base=dt.timedelta(seconds=retry_base_s), retry_cap=dt.timedelta(seconds=retry_cap_s))
             if trust.get("cert_file") and trust.get("key_file") and store.read() is None:

@@ -1,6 +1,6 @@
 """Publisher: publishes work to the marketplace, insured (docs/specification.md §6); a ``work_id`` is published once.
 
-Calls (callers use ``timeout=CALL_TIMEOUT_S`` from :mod:`tai_autonomics.actors._operation`):
+Calls (callers use ``timeout=CALL_TIMEOUT_S`` from :mod:`tai_autonomics.actors.operation_api`):
 
 ``publish`` ``{"work_id", "sku_id", "artifacts": {"code", "tests", "docs", "metadata"}}`` (each
 artifact its UTF-8 text) → ``{"operation_id", "status": "completed"|"failed", "receipts":
@@ -25,7 +25,8 @@ import hashlib
 import json
 from typing import Any
 
-from tai_autonomics.actors._operation import OperationActor, Step, WorkConflict
+from tai_autonomics.actors._operation import OperationActor, Step
+from tai_autonomics.actors.operation_api import WorkConflict
 from tai_autonomics.operations import publish
 from tai_autonomics.operations.fields import an_object, ident, only_fields
 from tai_autonomics.operations.rca import Answer

@@ -20,7 +20,7 @@ committed draft by draft, so only its own caller is refused. An incarnation on i
 restart, crash) first commits and answers what is pending; a call still queued behind the exit
 is refused with ``actor_restarting`` and never stored.
 
-Many instances on one Firestore ledger (:mod:`tai_autonomics.ledger._sequencer`): one instance
+Many instances on one Firestore ledger (:class:`~tai_autonomics.ledger.Sequencer`): one instance
 holds the sequencer lease and commits its batches at once, as above; every other instance
 writes each batch to a pending document of its own, which the holder integrates at its next beat
 (``sequencer_interval_s``, 0.25 s) and answers draft by draft; the writer answers its callers at
@@ -110,12 +110,15 @@ from tai_autonomics.ledger import (
     DraftError,
     Ledger,
     NotFoundError,
+    NotSequencer,
+    Outcome,
     Receipt,
     ReceiptDraft,
+    Sequencer,
     StoreUnavailable,
+    open_sequencer,
     verify_store,
 )
-from tai_autonomics.ledger._sequencer import NotSequencer, Outcome, Sequencer, open_sequencer
 from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.configured import configured_key, open_store
 from tai_autonomics.ledger.errors import LedgerError, LedgerRequestInvalid

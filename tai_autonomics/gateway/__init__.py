@@ -5,10 +5,11 @@ thread of the daemon; routes are declared in :mod:`.routes` (how to add one is t
 described in the packaged ``openapi.json``.
 """
 
-from tai_autonomics.gateway.app import Gateway, create_app, openapi_document
+from tai_autonomics.gateway.app import create_app
 from tai_autonomics.gateway.auth import Authenticator, Identity, authorize, dev_tokens
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import DEFAULT_ALLOWED, ROLES, TOKEN_ENV, GatewayConfig, gateway_config, resolve_port
+from tai_autonomics.gateway.context import Gateway, openapi_document
 from tai_autonomics.gateway.errors import STATUS_BY_CLASS, ApiError
 from tai_autonomics.gateway.routes import ROUTES, Endpoint, Req
 from tai_autonomics.gateway.server import GatewayServer, GatewayStartError

@@ -9,17 +9,11 @@ One JSON log line per request, with Cloud Run's trace id, and the request's metr
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
 
-from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -29,11 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from tai_autonomics.gateway import inputs, shell
-from tai_autonomics.gateway.auth import Authenticator, authorize
-from tai_autonomics.gateway.bridge import ActorBridge
-from tai_autonomics.gateway.config import GatewayConfig
+from tai_autonomics.gateway.auth import authorize
+from tai_autonomics.gateway.context import Gateway
 from tai_autonomics.gateway.errors import ApiError, error_response
-from tai_autonomics.gateway.metrics import GatewayMetrics
 from tai_autonomics.gateway.routes import ROUTES, Endpoint, Req
 
 log = logging.getLogger("tai_autonomics.gateway")
@@ -42,50 +34,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/.*)?")
 UNMATCHED = "unmatched"  # the route label of 404s: raw paths would make unbounded metric labels
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "other"
-
-
-def openapi_document() -> bytes:
-    """The OpenAPI 3.1 document kept in the package, served as it is."""
-    return (resources.files("tai_autonomics.gateway") / "openapi.json").read_bytes()
-
-
-@dataclass
-class Gateway:
-    """What the routes share: configuration, the actor bridge, auth, metrics, readiness."""
-
-    config: GatewayConfig
-    bridge: ActorBridge
-    ready: threading.Event = field(default_factory=threading.Event)
-    #: set on SIGTERM (docs/specification.md §11): new writes are refused ``503 draining``, ``/readyz`` answers 503
-    draining: threading.Event = field(default_factory=threading.Event)
-    auth: Authenticator = field(init=False)
-    metrics: GatewayMetrics = field(init=False)
-    openapi: bytes = field(init=False, default=b"")
-
-    def __post_init__(self) -> None:
-        self.auth = Authenticator(self.config)
-        self.metrics = GatewayMetrics(lambda: self.bridge.in_flight)
-        self.openapi = openapi_document()
-        self._bodies = _body_validators(json.loads(self.openapi))
-
-    def check_body(self, ep: Endpoint, body: Any) -> None:
-        """Refuse a body the OpenAPI document does not admit, before any actor sees it."""
-        validator = self._bodies.get((ep.method, ep.path))
-        error = next(iter(validator.iter_errors(body)), None) if validator else None
-        if error is not None:
-            field_path = ".".join(str(part) for part in error.absolute_path) or "body"
-            raise ApiError(400, "invalid_request", f"{field_path}: {error.message[:200]}", {"field": field_path})
-
-
-def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], Draft202012Validator]:
-    """One JSON Schema validator per operation with a request body, resolving ``$ref`` in the doc."""
-    validators = {}
-    for path, operations in doc["paths"].items():
-        for method, operation in operations.items():
-            schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-            if schema is not None:
-                validators[(method.upper(), path)] = Draft202012Validator({**schema, "components": doc["components"]})
-    return validators
 
 
 def create_app(gateway: Gateway) -> ASGIApp:
@@ -120,7 +68,7 @@ def _endpoint(gateway: Gateway, ep: Endpoint):
             req = Req(request, gateway, identity, inputs.path(request, ep.path_params),
                       inputs.query(request, ep.query), body)
             if ep.body:
-                gateway.check_body(ep, body)
+                gateway.check_body(ep.method, ep.path, body)
             if ep.write and gateway.draining.is_set():
                 raise ApiError(503, "draining", "this instance is stopping; send the request again (another "
                                "instance takes it)", headers={"Retry-After": "1"})

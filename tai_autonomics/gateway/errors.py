@@ -17,7 +17,7 @@ from typing import Any
 from starlette.responses import Response
 
 from tai_autonomics import logs
-from tai_autonomics.actors._operation import (
+from tai_autonomics.actors.operation_api import (
     Draining,
     IdempotencyKeyReused,
     NotFound,

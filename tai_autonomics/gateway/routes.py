@@ -16,12 +16,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
 from tai_autonomics.actors.ledger_api import aread_chain, proof_query, receipts_query
 from tai_autonomics.actors.names import (
     ACQUISITION,
@@ -35,19 +34,21 @@ from tai_autonomics.actors.names import (
 from tai_autonomics.errors import InvalidRequest
 from tai_autonomics.gateway import observer
 from tai_autonomics.gateway.auth import ANY_ROLE, Identity
-from tai_autonomics.gateway.config import ADMIN_TYPES, GatewayConfig
+from tai_autonomics.gateway.context import Gateway, scrape
 from tai_autonomics.gateway.errors import ApiError, encode_reply, json_response
 from tai_autonomics.gateway.inputs import Param, fields
 from tai_autonomics.gateway.metrics import CONTENT_TYPE
+from tai_autonomics.gateway.policy import (
+    ADMIN,
+    AUDITOR,
+    OPERATION_TIMEOUT_S,
+    SERVICE,
+    SERVICE_OR_AUDITOR,
+    allowed_message,
+)
 from tai_autonomics.ledger.tiles import TILE_WIDTH, parse_tile_path
 from tai_autonomics.operations import revenue
 
-if TYPE_CHECKING:
-    from tai_autonomics.gateway.app import Gateway
-
-AUDITOR, ADMIN = frozenset({"auditor"}), frozenset({"admin"})
-SERVICE, SERVICE_OR_AUDITOR = frozenset({"service"}), frozenset({"service", "auditor"})
-OPERATION_TIMEOUT_S = CALL_TIMEOUT_S
 _COUNTED = ("deploy", "publish", "quote")  # operation metrics by kind; reads are not operations
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPERATION_ID = Param(pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # operations/fields.py IDENT
@@ -101,26 +102,6 @@ async def metrics(req: Req) -> Response:
     return Response(await scrape(req.gateway), media_type=CONTENT_TYPE)
 
 
-async def scrape(gateway: Gateway) -> bytes:
-    """The Prometheus text of now: the gateway's own metrics, the tree and the domain actors'."""
-    try:
-        tree = await observer.observe(gateway.bridge, gateway.config.root)
-    except ApiError:
-        tree = None  # the scrape still answers, with tai_supervision_walk_ok 0
-    domain = {}
-    for key, actor, msg_type in (("mode", PROD_MODE, "mode"), ("ledger", RECEIPT_LEDGER, "status"),
-                                 ("insurer", INSURANCE_CLIENT, "status"), ("certificate", CERT_MANAGER, "status")):
-        try:
-            domain[key] = await gateway.bridge.call(actor, msg_type)
-        except ApiError as refused:
-            # CertManager refuses ``status`` outside the validity window (cert_expired), with the status
-            # in the detail: an expired certificate is exactly what the metrics must show
-            if isinstance(refused.detail.get("status"), dict):
-                domain[key] = refused.detail["status"]
-            # otherwise that actor is restarting or absent: its metrics are left out of this scrape
-    return gateway.metrics.render(tree, domain)
-
-
 async def openapi(req: Req) -> Response:
     return Response(req.gateway.openapi, media_type="application/json")
 
@@ -144,13 +125,6 @@ def _actor_message(req: Req) -> tuple[str, str, Any]:
     actor, msg_type = req.path["name"], body["type"]
     allowed_message(req.gateway.config, actor, msg_type)
     return actor, msg_type, body.get("payload")
-
-
-def allowed_message(config: GatewayConfig, actor: str, msg_type: str) -> None:
-    """403 unless the allow-list lets ``msg_type`` reach ``actor`` (HTTP actor routes and the shell)."""
-    if msg_type not in ADMIN_TYPES and msg_type not in config.allowed.get(actor, ()):
-        raise ApiError(403, "message_not_allowed", f"{msg_type!r} may not be sent to {actor!r} through the gateway",
-                       {"actor": actor, "message_type": msg_type[:128]})
 
 
 async def call_actor(req: Req) -> Response:

@@ -13,9 +13,10 @@ import logging
 from tai_autonomics import httpserve, logs
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import shell
-from tai_autonomics.gateway.app import Gateway, create_app
+from tai_autonomics.gateway.app import create_app
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import GatewayConfig
+from tai_autonomics.gateway.context import Gateway
 from tai_autonomics.runtime import Node
 
 log = logging.getLogger("tai_autonomics.gateway")

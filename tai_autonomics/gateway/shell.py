@@ -36,11 +36,11 @@ from tai_autonomics import logs
 from tai_autonomics.gateway import shell_commands, supervision
 from tai_autonomics.gateway.auth import authorize
 from tai_autonomics.gateway.errors import ApiError, error_response
-from tai_autonomics.gateway.routes import ADMIN
+from tai_autonomics.gateway.policy import ADMIN
 from tai_autonomics.gateway.shell_commands import Command, Output, Shell, ShellInputError
 
 if TYPE_CHECKING:
-    from tai_autonomics.gateway.app import Gateway
+    from tai_autonomics.gateway.context import Gateway
 
 log = logging.getLogger("tai_autonomics.gateway.shell")
 

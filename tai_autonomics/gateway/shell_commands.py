@@ -30,13 +30,14 @@ from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, PROD_MOD
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import observer, supervision
 from tai_autonomics.gateway.auth import Identity
+from tai_autonomics.gateway.context import scrape
 from tai_autonomics.gateway.errors import ApiError
-from tai_autonomics.gateway.routes import OPERATION_TIMEOUT_S, allowed_message, scrape
+from tai_autonomics.gateway.policy import OPERATION_TIMEOUT_S, allowed_message
 from tai_autonomics.logs import LOG_LEVELS
 from tai_autonomics.runtime import set_log_level
 
 if TYPE_CHECKING:
-    from tai_autonomics.gateway.app import Gateway
+    from tai_autonomics.gateway.context import Gateway
 
 MAX_LINE = 4096
 RECEIPTS_DEFAULT, RECEIPTS_MAX = 10, 1000

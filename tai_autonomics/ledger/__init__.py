@@ -4,6 +4,7 @@ Public API for the ReceiptLedger actor, the gateway and the CLI; everything else
 package is an implementation detail.
 """
 
+from tai_autonomics.ledger._sequencer import NotSequencer, Outcome, Sequencer, open_sequencer
 from tai_autonomics.ledger.canonical import canonical_json, parse_json
 from tai_autonomics.ledger.core import DEFAULT_ORIGIN, Ledger
 from tai_autonomics.ledger.errors import (
@@ -34,10 +35,12 @@ __all__ = [
     "DB_FILE", "DEFAULT_ORIGIN", "DISCLAIMER", "EPOCH_ROTATED",
     "CanonicalJSONError", "ChainHead", "Checkpoint", "ConflictError", "ConsistencyProof", "DraftError",
     "EvalSession", "InclusionProof", "Ledger", "LedgerError", "LedgerKey", "LedgerKeyError", "LedgerPublicKey",
-    "LedgerStore", "LogHead", "MerkleTree", "NoteError", "NotFoundError", "ProofError", "Receipt", "ReceiptDraft",
-    "SQLiteStore", "SealedBatch", "StoreCorruptError", "StoreError", "StoreUnavailable", "StoredLeaf",
+    "LedgerStore", "LogHead", "MerkleTree", "NoteError", "NotFoundError", "NotSequencer", "Outcome", "ProofError",
+    "Receipt", "ReceiptDraft", "SQLiteStore", "Sequencer",
+    "SealedBatch", "StoreCorruptError", "StoreError", "StoreUnavailable", "StoredLeaf",
     "VerificationError",
     "VerifyReport", "canonical_json", "export_ledger", "leaf_hash", "load_ledger_key", "node_hash",
-    "open_checkpoint", "parse_json", "parse_verifier_key", "sign_note", "verify_consistency", "verify_export",
+    "open_checkpoint", "open_sequencer", "parse_json", "parse_verifier_key", "sign_note", "verify_consistency",
+    "verify_export",
     "verify_inclusion", "verify_note", "verify_store",
 ]

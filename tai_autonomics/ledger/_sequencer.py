@@ -51,9 +51,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from google.cloud import firestore
+from typing import TYPE_CHECKING, Any
 
 from tai_autonomics import logs
 from tai_autonomics.ledger.canonical import parse_json
@@ -65,7 +63,6 @@ from tai_autonomics.ledger.errors import (
     LedgerBusy,
     LedgerError,
 )
-from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.operations import (
     CloseOperation,
     CoverageExceeded,
@@ -77,6 +74,11 @@ from tai_autonomics.ledger.operations import (
 )
 from tai_autonomics.ledger.receipts import Receipt, ReceiptDraft
 from tai_autonomics.ledger.store import SealedBatch
+
+if TYPE_CHECKING:  # the client library is imported only where a Firestore ledger is configured
+    from google.cloud import firestore
+
+    from tai_autonomics.ledger.firestore_store import FirestoreStore
 
 DEFAULT_LEASE_S = 2.0
 DEFAULT_INTERVAL_S = 0.25
@@ -299,7 +301,9 @@ class Sequencer:
         commit; returns how many drafts were answered (refusals included)."""
         if not self.holding:
             return 0
-        query = self._pending.where(filter=firestore.FieldFilter("state", "==", PENDING)).limit(_SCAN)
+        from google.cloud.firestore import FieldFilter  # a Firestore store has loaded it already
+
+        query = self._pending.where(filter=FieldFilter("state", "==", PENDING)).limit(_SCAN)
         docs = self._store.call("read pending entries", lambda: list(query.stream()))
         entries = sorted((_entry(doc) for doc in docs), key=lambda entry: entry.created)
         chosen: list[Entry] = []
@@ -477,14 +481,15 @@ SEQUENCING = ("leased", "optimistic")
 
 
 def open_sequencer(settings: Mapping[str, Any], store: Any, ledger: Ledger, max_batch: int) -> Sequencer | None:
-    """The sequencer a ``[ledger]`` table asks for: on a Firestore store, leased unless
+    """The sequencer a ``[ledger]`` table asks for: on a Firestore store (``store = "firestore"``,
+    the table :func:`~tai_autonomics.ledger.configured.open_store` opened ``store`` from), leased unless
     ``sequencing = "optimistic"`` (every instance appends itself, racing for the head); None on
     SQLite (one daemon per data directory: it is the sequencer). ``sequencer_lease_s`` and
     ``sequencer_interval_s`` tune it; a bad value is refused naming the setting."""
     mode = settings.get("sequencing", "leased")
     if mode not in SEQUENCING:
         raise LedgerError(f"[ledger] sequencing = {mode!r}: expected one of {', '.join(map(repr, SEQUENCING))}")
-    if not isinstance(store, FirestoreStore) or mode == "optimistic":
+    if settings.get("store", "sqlite") != "firestore" or mode == "optimistic":
         return None
     timing = {}
     for name, default in (("sequencer_lease_s", DEFAULT_LEASE_S), ("sequencer_interval_s", DEFAULT_INTERVAL_S)):

@@ -10,6 +10,9 @@ that ``ledger export --config rel/prod.toml`` reads exactly the ledger the daemo
 The insurance certificate's state follows the same choice (:func:`open_cert_store`): beside a
 SQLite ledger it is one daemon's ``cert_dir``; beside a Firestore ledger it is shared by every
 instance, in documents named after the ledger, in the same project.
+
+The one place that chooses between the stores: the Firestore modules (and the Google client
+library behind them, slow to import and of no use to a SQLite daemon) are imported only when ``store = "firestore"``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics.ledger.errors import LedgerError
-from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.keys import LedgerKey, load_ledger_key
 from tai_autonomics.ledger.sqlite_store import DB_FILE, SQLiteStore
 from tai_autonomics.ledger.store import LedgerStore
 from tai_autonomics.trust.cert_store import CertStore, LocalCertStore
-from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 
 DEFAULT_FIRESTORE_LEDGER = "ledger"
 STORES = ("sqlite", "firestore")
@@ -37,6 +38,8 @@ def open_store(settings: dict[str, Any], data_dir: Path, *, readonly: bool = Fal
     if kind == "sqlite":
         return SQLiteStore(data_dir / DB_FILE, readonly=readonly)
     if kind == "firestore":
+        from tai_autonomics.ledger.firestore_store import FirestoreStore
+
         return FirestoreStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER),
                               project=firestore_project(settings))
     raise LedgerError(f"ledger store {kind!r} is not available (expected {' or '.join(map(repr, STORES))})")
@@ -56,6 +59,8 @@ def open_cert_store(settings: dict[str, Any], cert_dir: Path, *, instance: str) 
     Firestore ledger the documents ``certificates/{firestore_ledger}`` shared by every instance
     (``instance`` names this one in leases and in what it installs)."""
     if settings.get("store", "sqlite") == "firestore":
+        from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
+
         return FirestoreCertStore(settings.get("firestore_ledger", DEFAULT_FIRESTORE_LEDGER), instance=instance,
                                   project=firestore_project(settings))
     return LocalCertStore(cert_dir)

@@ -30,8 +30,16 @@ from tai_autonomics.sandbox.web import (
     text_field,
     utcnow,
 )
-from tai_autonomics.trust import CertificateAuthority, CertPolicyMalformed, CsrInvalid, Policy, sample_policy
-from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem
+from tai_autonomics.trust import (
+    PRIVATE_FILE_MODE,
+    CertificateAuthority,
+    CertPolicyMalformed,
+    CsrInvalid,
+    Policy,
+    atomic_write,
+    private_key_pem,
+    sample_policy,
+)
 from tai_autonomics.trust.insurer_signature import key_id_for, public_key_pem, sign_body
 from tai_autonomics.trust.issuing import CA_KEY_FILE
 

@@ -1,9 +1,13 @@
 """Trust: insurance certificates, their policy extension, their lifecycle (CertManager), and the CA
 used by the sandbox and tests.
 
-Import from here; the submodules' layout is not part of the API.
+Import from here; the submodules' layout is not part of the API. The clock (:func:`utcnow`) and
+the crash-safe file writes (:func:`atomic_write`, :func:`private_key_pem`) are re-exported for the
+actors and the sandbox, which keep certificates and keys the same way.
 """
 
+from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write, private_key_pem
+from tai_autonomics.trust._time import utcnow
 from tai_autonomics.trust.cert_manager import (
     CertManager,
     ExpiryWarning,
@@ -59,6 +63,7 @@ from tai_autonomics.trust.policy import POLICY_OID, CoverageLimit, Policy
 
 __all__ = [
     "POLICY_OID",
+    "PRIVATE_FILE_MODE",
     "CaStoreInvalid",
     "CertChainInvalid",
     "CertExpired",
@@ -96,12 +101,15 @@ __all__ = [
     "TrustAnchorInvalid",
     "TrustError",
     "VerifiedCertificate",
+    "atomic_write",
     "describe",
     "fingerprint",
     "generate_key_and_csr",
     "generate_private_key",
     "load_certificate",
     "load_certificates",
+    "private_key_pem",
     "sample_policy",
+    "utcnow",
     "write_dev_ca",
 ]

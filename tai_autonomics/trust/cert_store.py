@@ -21,7 +21,7 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tai_autonomics.trust._files import PRIVATE_FILE_MODE, atomic_write
 from tai_autonomics.trust.errors import CertNotLoaded, CertStateCorrupt
@@ -75,6 +75,27 @@ class CertStore(Protocol):
     def save_state(self, state: dict[str, Any], changed: Collection[str]) -> None:
         """Save ``state`` (of the certificate ``state["fingerprint"]``); ``changed`` names the fields
         this write changes, so a shared store writes only those and keeps other instances' changes."""
+        ...
+
+
+@runtime_checkable
+class LeasedCertStore(Protocol):
+    """A store shared by several instances, whose renewals go under a lease (the Firestore one).
+
+    A protocol, so that the actor tells a shared store from a local one without importing the
+    Firestore store (and the Google client library) where none is configured."""
+
+    def take_lease(self, ttl_s: float) -> str | None:
+        """Take the renewal lease for ``ttl_s`` seconds: None if this instance holds it now, else
+        the instance that does."""
+        ...
+
+    def release_lease(self) -> None:
+        """Give the lease back if this instance still holds it."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection to the shared store."""
         ...
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tai_autonomics.client import OPERATIONS, AsyncClient, BearerToken, Client, GoogleIdToken, RetryPolicy, models
 from tai_autonomics.client._client import _Operation, _Operations
-from tai_autonomics.gateway.app import openapi_document
+from tai_autonomics.gateway import openapi_document
 
 
 def operation_ids(document: dict) -> set[str]:

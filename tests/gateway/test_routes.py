@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tai_autonomics.gateway import ApiError, supervision
+from tai_autonomics.gateway.context import scrape
 from tai_autonomics.gateway.metrics import GatewayMetrics
-from tai_autonomics.gateway.routes import scrape
 from tai_autonomics.runtime import Node
 from tests.gateway.actors import RECEIPTS
 from tests.gateway.conftest import OPERATION_ACTORS, assert_error, auth, serving

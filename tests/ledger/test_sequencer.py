@@ -218,15 +218,16 @@ def test_anything_else_in_a_pending_draft_is_a_clear_refusal(value) -> None:
 def test_bad_sequencer_settings_are_refused_naming_them(instances, settings_: dict, named: str) -> None:
     store = instances(Clock()).store
     with pytest.raises(LedgerError) as err:
-        open_sequencer(settings_, store, Ledger.open(store, LedgerKey.generate()), store.max_batch)
+        open_sequencer({"store": "firestore", **settings_}, store, Ledger.open(store, LedgerKey.generate()),
+                       store.max_batch)
     assert named in err.value.message
 
 
 def test_optimistic_sequencing_and_sqlite_have_no_lease(instances, tmp_path) -> None:
     store = instances(Clock()).store
     ledger = Ledger.open(store, LedgerKey.generate())
-    assert open_sequencer({"sequencing": "optimistic"}, store, ledger, store.max_batch) is None
-    assert isinstance(open_sequencer({}, store, ledger, store.max_batch), Sequencer)
+    assert open_sequencer({"store": "firestore", "sequencing": "optimistic"}, store, ledger, store.max_batch) is None
+    assert isinstance(open_sequencer({"store": "firestore"}, store, ledger, store.max_batch), Sequencer)
     sqlite = SQLiteStore(tmp_path / "ledger.sqlite3")
     assert open_sequencer({}, sqlite, Ledger.open(sqlite, LedgerKey.generate()), 256) is None
     sqlite.close()

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.conftest import free_port
 from tests.ops.stubs import POLICY

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
 from tai_autonomics.errors import (
     CoverageExceeded,
     IdempotencyKeyReused,

@@ -10,7 +10,7 @@ import signal
 import httpx
 import pytest
 
-from tai_autonomics.actors._operation import CALL_TIMEOUT_S
+from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
 from tai_autonomics.errors import CoverageExceeded
 from tai_autonomics.runtime import Node, parse_tree
 from tests.ops.conftest import ARTIFACTS, FAST, deploy_spec
