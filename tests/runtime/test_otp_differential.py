@@ -221,8 +221,12 @@ def _wait(predicate, what: str, timeout: float = 20.0) -> None:
 
 def _settled(node: Node, spec: SupervisorSpec) -> bool:
     """Every live supervisor idle, and its view of its children agreeing with the registry (a
-    child that has exited unregisters itself before its supervisor hears of it)."""
-    registered = node.registered()
+    child that has exited unregisters itself before its supervisor hears of it). A registry or a
+    supervisor slow to answer (a loaded machine) is not settled yet: ask again, within _wait's time."""
+    try:
+        registered = node.registered()
+    except CallError:
+        return False
     if spec.name not in registered:
         return True  # the root gave up: it unregisters once all its children are stopped
     for sup in (s for s in spec.walk() if isinstance(s, SupervisorSpec) and s.name in registered):
@@ -272,6 +276,13 @@ def _step(node: Node, step: tuple[Any, ...], log: Path) -> None:
 def _run_ours(node: Node, scenario: Scenario, log: Path) -> list[str]:
     spec = scenario.spec(log)
     node.start_tree(spec)
+    try:
+        return _script(node, scenario, spec, log)
+    finally:
+        node.stop_tree(timeout=10)  # a failed scenario must not leave its tree to the next (no-op once stopped)
+
+
+def _script(node: Node, scenario: Scenario, spec: SupervisorSpec, log: Path) -> list[str]:
     names = {s.name for s in spec.walk()}
     # each registers itself as it confirms its start: a lookup may overtake that, and a root not
     # registered yet would look like one that gave up
