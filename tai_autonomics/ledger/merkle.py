@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 
 from tai_autonomics.ledger.errors import ProofError
@@ -41,20 +42,20 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-class ProvingTree:
+class ProvingTree(ABC):
     """RFC 9162 roots and proofs of every tree size up to :attr:`size`, computed from the hashes of
     complete, aligned subtrees, which a subclass supplies (:meth:`_node`): held in memory
     (:class:`MerkleTree`) or read from stored tiles (:class:`~tai_autonomics.ledger.tiles.TiledTree`).
     The ragged right edge of an older tree size is combined from at most ``log2 n`` of them."""
 
     @property
+    @abstractmethod
     def size(self) -> int:
         """Number of leaves."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _node(self, level: int, index: int) -> bytes:
         """The root of the complete subtree of ``2**level`` leaves from leaf ``index << level``."""
-        raise NotImplementedError
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head of the first ``size`` leaves (default: all)."""
