@@ -247,14 +247,11 @@ def _break_something(run: Run, rng: random.Random, every: float, applied: dict, 
 def ledger_receipts(run: Run, chain: str) -> list[dict]:
     found: list[dict] = []
     while True:
-        page = _receipts_page(run, {"chain": chain, "after": found[-1]["seq"] if found else 0, "limit": 1000})
+        after = found[-1]["seq"] if found else 0
+        page = _read(run, "/v1/ledger/receipts", {"chain": chain, "after": after, "limit": 1000})
         found += page
         if len(page) < 1000:
             return found
-
-
-def _receipts_page(run: Run, params: dict) -> list[dict]:
-    return _read(run, "/v1/ledger/receipts", params)
 
 
 def _read(run: Run, path: str, params: dict | None = None) -> Any:
