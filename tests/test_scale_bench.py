@@ -58,6 +58,7 @@ def test_data_measures_a_built_dir_with_the_full_read_skipped(tmp_path: Path) ->
     assert "full_read_s" not in row["open"] and row["open"]["ours_s"] > 0, row
     daemon = row["daemon"]
     assert 0 < daemon["ready_s"] <= daemon["first_deploy_s"] and daemon["deploy_errors"] == 0, daemon
+    assert daemon["first_start_on_dir"] is True, daemon
     assert set(WORKERS) <= set(daemon["rss_mb_growth_by_role_halves"]), daemon
     assert all(len(halves) == 2 for halves in daemon["rss_mb_growth_by_role_halves"].values()), daemon
     assert set(row["proofs"]) == {"cold", "warm"} and row["export"]["tiles_receipts_per_s"] > 0, row
@@ -67,6 +68,7 @@ def test_data_measures_a_built_dir_with_the_full_read_skipped(tmp_path: Path) ->
     again = json.loads(skipped.stdout)
     assert again["open"]["full_read_s"] >= 0 and again["export"].startswith("skipped:"), again
     assert again["receipts"] > 1000 and again["daemon"]["deploys"] == 0, again
+    assert again["daemon"]["first_start_on_dir"] is False, again
 
 
 def test_data_without_a_ledger_is_a_usage_error(tmp_path: Path) -> None:
