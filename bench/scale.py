@@ -251,8 +251,8 @@ def main() -> None:
     parser.add_argument("--export-max", type=int, default=100_000)
     parser.add_argument("--full-read-max", type=int, default=1_000_000,
                         help="skip the full-read baseline above this many receipts")
-    parser.add_argument("--quick", action="store_true", help="sizes 1000 and 20000, 100 deploys")
     mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="sizes 1000 and 20000, 100 deploys")
     mode.add_argument("--build-only", type=Path, metavar="DIR",
                       help="build (or resume) the var of a dev data dir at DIR with --size receipts, measure nothing")
     mode.add_argument("--data", type=Path, metavar="DIR", help="measure the var built at DIR instead of building")

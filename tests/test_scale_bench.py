@@ -71,7 +71,8 @@ def test_data_measures_a_built_dir_with_the_full_read_skipped(tmp_path: Path) ->
     assert again["daemon"]["first_start_on_dir"] is False, again
 
 
-def test_data_without_a_ledger_is_a_usage_error(tmp_path: Path) -> None:
+def test_data_without_a_ledger_or_with_quick_is_a_usage_error(tmp_path: Path) -> None:
     done = _scale("--data", str(tmp_path))
     assert done.returncode == 2 and "no ledger.sqlite3" in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing created there
+    assert _scale("--quick", "--data", str(tmp_path)).returncode == 2  # --quick builds its own sizes
