@@ -19,7 +19,7 @@ import httpx
 
 from tai_autonomics.actors.ledger_api import read_chain
 from tai_autonomics.client import Client
-from tests.runtime.test_supervision import _zombie, wait_until
+from tests.helpers import wait_until, zombie
 from tests.test_cli_daemon import REPO, Daemon, release
 
 DEPLOY = {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "cust-7", "customer_account": "dev-account-0001",
@@ -91,7 +91,7 @@ def _stop(d: Daemon) -> None:
 
 
 def _alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+    return [p for p in pids if os.path.exists(f"/proc/{p}") and not zombie(p)]
 
 
 def _kill(pid: int) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway.conftest import assert_error, auth
+from tests.gateway.support import assert_error, auth
 
 CALL = "/v1/actors/echo/call"  # its allow-list (echo, crash, refuse) has nothing that blocks
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

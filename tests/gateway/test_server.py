@@ -14,13 +14,19 @@ import pytest
 from tai_autonomics.config import load_release
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.gateway import (
-    DEFAULT_ALLOWED, ActorBridge, GatewayServer, GatewayStartError, dev_tokens, gateway_config, resolve_port,
+    DEFAULT_ALLOWED,
+    ActorBridge,
+    GatewayServer,
+    GatewayStartError,
+    dev_tokens,
+    gateway_config,
+    resolve_port,
 )
 from tai_autonomics.gateway.config import resolve_host
 from tai_autonomics.logs import JsonFormatter
 from tai_autonomics.runtime import Node, NodeConfig
-from tests.gateway.conftest import auth, config, serving
-from tests.runtime.test_supervision import wait_until
+from tests.gateway.support import auth, config, serving
+from tests.helpers import wait_until
 
 
 def test_port_comes_from_the_option_then_the_environment_then_8080() -> None:

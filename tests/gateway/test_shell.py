@@ -22,11 +22,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tai_autonomics.cli import remote_shell
+from tai_autonomics.gateway.server import GRACEFUL_SHUTDOWN_S
 from tai_autonomics.gateway.shell import MAX_FRAME_BYTES
 from tai_autonomics.gateway.shell_client import ShellClient, ShellClientError, shell_url
 from tai_autonomics.gateway.shell_commands import COMMANDS
-from tai_autonomics.gateway.server import GRACEFUL_SHUTDOWN_S
-from tests.gateway.conftest import TOKENS, assert_error, auth, recorded, serving
+from tests.gateway.support import TOKENS, assert_error, auth, recorded, serving
 
 
 def open_ws(gateway, role: str = "admin") -> ClientConnection:
