@@ -46,6 +46,7 @@ from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
 from tai_autonomics.notifications.signing import HEADER, sign
 from tai_autonomics.runtime import Server
+from tai_autonomics.validation import valid_number
 
 SENT, FAILED = "notification.sent", "notification.failed"
 PAGE = 200
@@ -227,9 +228,8 @@ def _urls(value: Any) -> list[str]:
 
 def _positive(args: dict[str, Any], key: str, default: float) -> float:
     value = args.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(_WHERE, key, f"must be a number > 0, not {value!r}")
-    return float(value)
+    return valid_number(value, key, above=0,
+                        error=lambda name, _: ConfigError(_WHERE, name, f"must be a number > 0, not {value!r}"))
 
 
 def _shown(url: str) -> str:
