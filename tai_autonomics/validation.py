@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeGuard
 
@@ -34,8 +35,10 @@ def invalid_request(name: str, expected: str) -> InvalidRequest:
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
-    """A finite int or float, and not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float, and not a bool (an int beyond a float's range is not finite either)."""
+    if is_int(value):
+        return -sys.float_info.max <= value <= sys.float_info.max  # exact: Python compares int and float exactly
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -57,7 +60,7 @@ def _in_range(value: float, minimum: float | None, maximum: float | None, above:
 def valid_number(value: object, name: str, *, minimum: float | None = None, maximum: float | None = None,
                  above: float | None = None, error: Refuse = invalid_request) -> float:
     """``value`` as a float: a finite number (not a bool) in the range, else ``error``."""
-    if not is_number(value) or not _in_range(float(value), minimum, maximum, above):
+    if not is_number(value) or not _in_range(value, minimum, maximum, above):  # the value itself: exact
         bounds = _range(minimum, maximum, above)
         raise error(name, "a number" + (f" {bounds}" if bounds else ""))
     return float(value)
