@@ -95,6 +95,8 @@ def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
     ({"hots": "x"}, "gateway.hots"), ({"host": ""}, "gateway.host"), ({"max_in_flight": "10"}, "gateway.max_in_flight"),
     ({"max_in_flight": 0}, "gateway.max_in_flight"), ({"workers": True}, "gateway.workers"),
     ({"allow_Pricing": "$state"}, "gateway.allow_Pricing"), ({"root_emails": "a@x"}, "gateway.root_emails"),
+    ({"call_timeout_s": float("nan")}, "gateway.call_timeout_s"),
+    ({"call_timeout_s": float("inf")}, "gateway.call_timeout_s"), ({"call_timeout_s": True}, "gateway.call_timeout_s"),
 ])
 def test_bad_gateway_settings_name_the_key(section: dict, key: str) -> None:
     with pytest.raises(ConfigError) as caught:
