@@ -51,7 +51,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
 
 
