@@ -26,7 +26,7 @@ from tai_autonomics.ledger.tiles import (
     tiles_of,
 )
 from tai_autonomics.ledger.verify import verify_store
-from tests.ledger.conftest import EMULATOR_PROJECT
+from tests.helpers import EMULATOR_PROJECT
 
 
 def _leaves(n: int) -> list[bytes]:
