@@ -13,7 +13,7 @@ from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.runtime import ActorCrashed, CallTimeout, Node, NodeConfig, NoSuchActor, parse_tree
 from tai_autonomics.runtime.messages import Call, Location, Moved, Register, Reply, Unregister, Whereis
 from tests.helpers import MULTIPROCESS, free_port, listen_for, wait_until
-from tests.runtime.test_supervision import crash_and_await_restart, incarnation, workers
+from tests.runtime.support import crash_and_await_restart, incarnation, workers
 
 RELAY = {"actor": "tests.runtime.actors:Relay"}
 

@@ -8,7 +8,7 @@ import pytest
 
 from tai_autonomics.runtime import ActorCrashed, Node, NodeConfig, parse_tree
 from tests.helpers import BASES, MULTIPROCESS, free_port, wait_until
-from tests.runtime.test_supervision import incarnation
+from tests.runtime.support import incarnation
 
 TREE = {"root": "root", "supervisors": {"root": {"children": ["w"]}},
         "workers": {"w": {"actor": "tests.runtime.actors:Offloading"}}}

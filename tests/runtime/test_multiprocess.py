@@ -10,7 +10,7 @@ import pytest
 
 from tai_autonomics.runtime import CallTimeout, Node, NodeConfig
 from tests.helpers import MULTIPROCESS, free_port, wait_until, zombie
-from tests.runtime.test_supervision import workers
+from tests.runtime.support import workers
 
 
 @pytest.fixture(scope="module", params=MULTIPROCESS)
@@ -80,7 +80,7 @@ import json, os, sys
 from tai_autonomics.runtime import Node, NodeConfig, _process, parse_tree
 from tests.helpers import free_port
 from tests.runtime.test_multiprocess import _listening_inodes, _socket_inodes
-from tests.runtime.test_supervision import workers
+from tests.runtime.support import workers
 
 with Node(NodeConfig(base=sys.argv[1], admin_port=free_port())) as node:
     node.start_tree(parse_tree({"root": "root", "supervisors": {"root": {"children": ["a", "sub"]},

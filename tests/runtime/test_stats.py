@@ -13,7 +13,7 @@ from tai_autonomics.runtime import ActorCrashed, CallTimeout, Node, NodeConfig, 
 from tai_autonomics.runtime._process import usage
 from tai_autonomics.runtime.stats import RATE_WINDOW_S, MessageRate
 from tests.helpers import MULTIPROCESS, free_port, wait_until
-from tests.runtime.test_supervision import workers
+from tests.runtime.support import workers
 
 
 @pytest.fixture(scope="module", params=MULTIPROCESS)

@@ -11,23 +11,7 @@ from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import ActorCrashed, Node, NoSuchActor, StartError, UnknownMessage
 from tests.helpers import wait_until
 from tests.runtime.actors import events
-
-ECHO = "tests.runtime.actors:Echo"
-
-
-def incarnation(node: Node, name: str) -> str:
-    return node.call(name, "$info")["incarnation"]
-
-
-def crash_and_await_restart(node: Node, name: str) -> str:
-    """Crash ``name`` through a call and return its next incarnation."""
-    old = incarnation(node, name)
-    with pytest.raises(ActorCrashed) as err:
-        node.call(name, "crash", "on purpose")
-    assert err.value.detail["exception"] == "ValueError"
-    new = node.whereis(name, wait=10, after=old).incarnation
-    assert new and new != old
-    return new
+from tests.runtime.support import ECHO, crash_and_await_restart, incarnation, workers
 
 
 def child_state(node: Node, supervisor: str, name: str) -> str | None:
@@ -35,10 +19,6 @@ def child_state(node: Node, supervisor: str, name: str) -> str | None:
         if child["name"] == name:
             return child["state"]
     return None
-
-
-def workers(*names: str, **overrides) -> dict:
-    return {n: {"actor": ECHO, **overrides.get(n, {})} for n in names}
 
 
 def test_start_in_order_and_stop_in_reverse(node: Node, tree) -> None:

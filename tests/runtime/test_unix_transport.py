@@ -18,7 +18,7 @@ import pytest
 from tai_autonomics.runtime import Node, NodeConfig, unixbase
 from tai_autonomics.runtime.errors import SystemError_
 from tests.helpers import free_port, wait_until
-from tests.runtime.test_supervision import workers
+from tests.runtime.support import workers
 
 NOBODY = 65534
 
