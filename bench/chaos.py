@@ -170,9 +170,12 @@ async def one(runs: list[Run], load: Load, pools: list[_Connections], i: int, rn
     body = load.bodies[key] if repeat else deploy_body(i) | ({"sku_id": "sku-002", "cost": 1} if rng.random() < 0.1
                                                            else {})
     load.bodies[key] = body
-    target = (load.sent_to[key] + 1) % len(runs) if repeat else load.sent_to.setdefault(key, i % len(runs))
-    run, pool = runs[target], pools[target]
     quote = not repeat and i % 10 == 5
+    if repeat:
+        target = (load.sent_to[key] + 1) % len(runs)
+    else:  # round robin; quotes (every tenth arrival) take turns of their own, or all would go to one instance
+        target = load.sent_to[key] = (i // 10 if quote else i) % len(runs)
+    run, pool = runs[target], pools[target]
     started = time.monotonic()
     try:
         if quote:
