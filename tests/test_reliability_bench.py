@@ -49,5 +49,5 @@ def test_short_chaos_on_two_daemons_sharing_the_firestore_emulator_keeps_every_i
     assert report["daemon_restarts_by_instance"] == {"a": 1, "b": 1} and code == 0, (report, errors[-2000:])
     by_instance = report["operations_by_instance"]
     for name in ("a", "b"):  # each instance took new deploys and the repeats of keys first sent to the other
-        assert by_instance[name].get("deploy:2xx", 0) > 40 and by_instance[name].get("repeat:2xx", 0) > 0, report
+        assert by_instance[name].get("deploy:2xx", 0) > 20 and by_instance[name].get("repeat:2xx", 0) > 0, report
     assert report["served_while_other_down"] > 0, report  # one daemon killed, the other went on serving
