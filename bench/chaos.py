@@ -233,16 +233,17 @@ async def drive(runs: list[Run], load: Load, seconds: float, rate: float, calm_s
 
 
 def chaos(runs: list[Run], seconds: float, calm_s: float, every: float, rng: random.Random, applied: dict,
-          checkpoints: list[dict], stop: threading.Event) -> None:
+          checkpoints: list[dict], stop: threading.Event, abort: threading.Event) -> None:
     """The fault schedule, on its own thread: after the calm part, one fault every ``every`` s;
     a whole daemon killed and restarted at 25 % and 55 % of the run (the first instance, then the
     next; both happen, even if a slow restart pushes the second past the end of the load). Before
     each, the signed checkpoint of the moment is kept, from each instance in turn (the end checks
-    the last one extends every one of them)."""
+    the last one extends every one of them). ``abort``: the run is failing, no kill is still due
+    (a daemon restarted while the run stops would be left running)."""
     start = time.monotonic()
     kills = [start + seconds * 0.25, start + seconds * 0.55]
     step = 0
-    while not stop.wait(every if step else calm_s) or kills:
+    while (not stop.wait(every if step else calm_s) or kills) and not abort.is_set():
         step += 1
         if time.monotonic() > start + seconds - every and not kills:
             break
@@ -387,17 +388,17 @@ def main() -> int:
     args = parser.parse_args()
     if args.store == "sqlite" and args.instances not in (None, 1):
         parser.error("--instances: a SQLite ledger has one daemon (its data dir's); use --store firestore")
-    instances = args.instances or (2 if args.store == "firestore" else 1)
+    instances = args.instances if args.instances is not None else 2 if args.store == "firestore" else 1
     if instances < 1:
         parser.error("--instances must be at least 1")
     rng, load, applied = random.Random(args.seed), Load(), {}
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, \
             daemons(Path(tmp), args.store, instances) as (runs, verify_args):
         checkpoints: list[dict] = []
-        stop = threading.Event()
+        stop, abort = threading.Event(), threading.Event()
         breaker = threading.Thread(target=chaos, args=(runs, args.seconds, args.calm, args.every,
-                                                       random.Random(args.seed + 1), applied, checkpoints, stop),
-                                   daemon=True)
+                                                       random.Random(args.seed + 1), applied, checkpoints, stop,
+                                                       abort), daemon=True)
         try:
             for run in runs:
                 run.start()
@@ -410,6 +411,9 @@ def main() -> int:
                 run.count_restarts()
         finally:
             stop.set()
+            abort.set()
+            if breaker.is_alive():  # a daemon it is restarting is stopped with the others
+                breaker.join(120)
             for run in runs:
                 run.stop()
     calm = sorted(load.calm_latencies)
@@ -434,6 +438,13 @@ def main() -> int:
     return 1 if any(counts.values()) or restarts != 2 else 0
 
 
+def _terminated(signum: int, _frame: Any) -> None:
+    """SIGTERM (a test's timeout, an operator) unwinds like an exception, so the daemons are
+    stopped and the emulator, which runs in a session of its own, is not left behind."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

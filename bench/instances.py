@@ -53,7 +53,10 @@ PROJECT_ENV = "TAI_BENCH_FIRESTORE_PROJECT"  # the release files name the projec
 
 def start_emulator() -> tuple[subprocess.Popen, str]:
     """Google's Firestore emulator on a free loopback port (the Debian package's jar, Java 17)."""
-    listing = subprocess.run(["dpkg", "-L", EMULATOR_PACKAGE], capture_output=True, text=True).stdout
+    try:
+        listing = subprocess.run(["dpkg", "-L", EMULATOR_PACKAGE], capture_output=True, text=True).stdout
+    except FileNotFoundError:  # not Debian: no package to find the jar by
+        listing = ""
     jars = [line for line in listing.splitlines() if line.endswith("cloud-firestore-emulator.jar")]
     java = shutil.which("java")
     if not jars or java is None:
