@@ -23,7 +23,20 @@ by actor (from the supervision tree), the longest wait and the invariant counts.
 the same run is the first ``--calm`` seconds of load, without faults: their p50 latency against
 the chaotic part's.
 
+With ``--store firestore`` (issue 14's "many instances" profile, docs/specification.md §10) it
+starts Google's Firestore emulator, one shared development CA, ledger key and sandbox (as
+``bench.instances`` does) and ``--instances`` daemons (2 by default, each with its own data
+directory) on one Firestore ledger. The load goes round robin over them, and a repeated key goes
+to another instance than the one it was first sent to; an actor SIGKILL hits a random instance,
+the sandbox faults all of them, and each ``kill -9`` takes one whole daemon (the first, then the
+second) while the others go on serving. The invariants are checked across the instances: the
+receipts any of them acknowledged are read back from one ledger, the checkpoints seen on every
+instance must be joined to the last, and ``ledger verify --config`` reads the Firestore ledger.
+The JSON then also gives the operations by instance and ``served_while_other_down``: answers
+2xx from one instance while another was killed and not yet back.
+
 Usage: python -m bench.chaos [--seconds 600] [--rate 100] [--seed 1] [--every 3]
+                             [--store sqlite|firestore] [--instances 2]
 """
 
 from __future__ import annotations
@@ -41,12 +54,15 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.gateway import _Connections, deploy_body, free_port, process_roles, start_daemon
+from bench.instances import firestore_tables, shared_firestore
 from tai_autonomics.ledger.errors import ProofError
 from tai_autonomics.ledger.merkle import verify_consistency
 from tai_autonomics.runtime._process import descendants
@@ -65,22 +81,29 @@ FAULTS = (
 
 
 class Run:
-    """The daemon under test: started, killed and restarted on one data directory."""
+    """A daemon under test: started, killed and restarted on one data directory.
 
-    def __init__(self, root: Path) -> None:
+    ``tables``: TOML for its release file (the Firestore profile's); ``sandbox``: the URL of the
+    sandbox it calls when that is not its own child's (the cluster's shared one); ``name``: its
+    name among several instances ("" when it runs alone)."""
+
+    def __init__(self, root: Path, tables: str = "", sandbox: str | None = None, name: str = "") -> None:
         self.root, self.port = root, free_port()
+        self.tables, self.shared_sandbox, self.name = tables, sandbox, name
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        self.down = False  # killed and not yet ready again
         self.actor_restarts: dict[str, int] = {}  # summed over the daemon's incarnations
 
     def start(self) -> None:
-        self.proc, self.out = start_daemon(self.root, self.port, log_level="INFO")
+        self.proc, self.out = start_daemon(self.root, self.port, log_level="INFO", tables=self.tables)
         tokens = dict(line.split("=", 1) for line in (self.root / "var" / "tokens.env").read_text().split())
         self.tokens = {k.removeprefix("TAI_TOKEN_").lower(): v.strip("'\"") for k, v in tokens.items()}
-        self.sandbox = [json.loads(line)["url"] for line in self.out.read_text().splitlines()
-                        if '"sandbox_started"' in line][-1]
+        self.sandbox = self.shared_sandbox or [json.loads(line)["url"] for line in self.out.read_text().splitlines()
+                                               if '"sandbox_started"' in line][-1]
         self.roles = process_roles(self.base, self.tokens["admin"], self.proc.pid)
+        self.down = False
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -101,6 +124,7 @@ class Run:
     def kill9(self) -> None:
         """Every process of the daemon, stopped first (so none forks another), then killed."""
         self.count_restarts()
+        self.down = True
         pids = [self.proc.pid, *descendants(self.proc.pid)]
         for signum in (signal.SIGSTOP, signal.SIGKILL):
             for pid in pids:
@@ -131,9 +155,15 @@ class Load:
         self.longest_wait_s = 0.0
         self.calm_latencies: list[float] = []
         self.chaos_latencies: list[float] = []
+        self.sent_to: dict[str, int] = {}  # key → the instance it was first sent to
+        self.by_instance: dict[str, dict[str, int]] = {}  # instance → outcome → count (several instances)
+        self.served_while_other_down = 0
 
 
-async def one(run: Run, load: Load, pool: _Connections, i: int, rng: random.Random, calm: bool) -> None:
+async def one(runs: list[Run], load: Load, pools: list[_Connections], i: int, rng: random.Random,
+              calm: bool) -> None:
+    """Arrival ``i``: a new deploy (round robin over the instances), a quote, or a repeat of an
+    earlier key with its body, sent to the instance after the one the key first went to."""
     keys = list(load.first)
     repeat = bool(keys) and rng.random() < 0.1
     key = rng.choice(keys) if repeat else uuid.uuid4().hex
@@ -141,6 +171,11 @@ async def one(run: Run, load: Load, pool: _Connections, i: int, rng: random.Rand
                                                            else {})
     load.bodies[key] = body
     quote = not repeat and i % 10 == 5
+    if repeat:
+        target = (load.sent_to[key] + 1) % len(runs)
+    else:  # round robin; quotes (every tenth arrival) take turns of their own, or all would go to one instance
+        target = load.sent_to[key] = (i // 10 if quote else i) % len(runs)
+    run, pool = runs[target], pools[target]
     started = time.monotonic()
     try:
         if quote:
@@ -162,6 +197,11 @@ async def one(run: Run, load: Load, pool: _Connections, i: int, rng: random.Rand
     kind = "quote" if quote else "repeat" if repeat else "deploy"
     outcome = f"{kind}:{status // 100}xx" if status else f"{kind}:no_answer"
     load.outcomes[outcome] = load.outcomes.get(outcome, 0) + 1
+    if len(runs) > 1:
+        mine = load.by_instance.setdefault(run.name, {})
+        mine[outcome] = mine.get(outcome, 0) + 1
+        if 200 <= status < 300 and any(other.down for other in runs if other is not run):
+            load.served_while_other_down += 1
     if code:
         load.errors[code] = load.errors.get(code, 0) + 1
     if quote or not 200 <= status < 300:
@@ -174,35 +214,40 @@ async def one(run: Run, load: Load, pool: _Connections, i: int, rng: random.Rand
         load.repeats_differed += 1
 
 
-async def drive(run: Run, load: Load, seconds: float, rate: float, calm_s: float, rng: random.Random) -> None:
-    """Open-loop arrivals on bench.gateway's cheap connection pool (no queue of its own: every
-    request goes out on schedule and the daemon sheds what it cannot take, 503 ``overloaded``; so a
-    wait past the timeout is the daemon's, not the load generator's)."""
-    pool = _Connections("127.0.0.1", run.port, {**run.headers("service"), "Content-Type": "application/json"})
+async def drive(runs: list[Run], load: Load, seconds: float, rate: float, calm_s: float, rng: random.Random) -> None:
+    """Open-loop arrivals on bench.gateway's cheap connection pool, one per instance (no queue of
+    its own: every request goes out on schedule and the daemon sheds what it cannot take, 503
+    ``overloaded``; so a wait past the timeout is the daemon's, not the load generator's)."""
+    pools = [_Connections("127.0.0.1", run.port, {**run.headers("service"), "Content-Type": "application/json"})
+             for run in runs]
     start, tasks, i = time.monotonic(), [], 0
     while (now := time.monotonic()) < start + seconds:
         due = start + i / rate
         if due > now:
             await asyncio.sleep(due - now)  # the arrival schedule itself
-        tasks.append(asyncio.create_task(one(run, load, pool, i, rng, now < start + calm_s)))
+        tasks.append(asyncio.create_task(one(runs, load, pools, i, rng, now < start + calm_s)))
         i += 1
     await asyncio.gather(*tasks)
-    pool.close()
+    for pool in pools:
+        pool.close()
 
 
-def chaos(run: Run, seconds: float, calm_s: float, every: float, rng: random.Random, applied: dict,
-          checkpoints: list[dict], stop: threading.Event) -> None:
+def chaos(runs: list[Run], seconds: float, calm_s: float, every: float, rng: random.Random, applied: dict,
+          checkpoints: list[dict], stop: threading.Event, abort: threading.Event) -> None:
     """The fault schedule, on its own thread: after the calm part, one fault every ``every`` s;
-    the whole daemon killed and restarted at 25 % and 55 % of the run (both happen, even if a slow
-    restart pushes the second past the end of the load). Before each, the signed
-    checkpoint of the moment is kept (the end checks the last one extends every one of them)."""
+    a whole daemon killed and restarted at 25 % and 55 % of the run (the first instance, then the
+    next; both happen, even if a slow restart pushes the second past the end of the load). Before
+    each, the signed checkpoint of the moment is kept, from each instance in turn (the end checks
+    the last one extends every one of them). ``abort``: the run is failing, no kill is still due
+    (a daemon restarted while the run stops would be left running)."""
     start = time.monotonic()
     kills = [start + seconds * 0.25, start + seconds * 0.55]
     step = 0
-    while not stop.wait(every if step else calm_s) or kills:
+    while (not stop.wait(every if step else calm_s) or kills) and not abort.is_set():
         step += 1
         if time.monotonic() > start + seconds - every and not kills:
             break
+        run = runs[step % len(runs)]
         try:
             seen = httpx.get(f"{run.base}/v1/ledger/checkpoint", headers=run.headers("auditor"), timeout=10)
             if seen.status_code == 200:
@@ -210,32 +255,37 @@ def chaos(run: Run, seconds: float, calm_s: float, every: float, rng: random.Ran
         except httpx.HTTPError:
             pass  # an actor just killed: the next step takes one
         if kills and (time.monotonic() >= kills[0] or stop.is_set()):
+            victim = runs[applied.get("daemon_kill9", 0) % len(runs)]
             kills.pop(0)
-            run.kill9()
-            run.start()
+            victim.kill9()
+            victim.start()
             applied["daemon_kill9"] = applied.get("daemon_kill9", 0) + 1
             continue
         if stop.is_set():
             continue  # the load is over: only the kills still due
         try:
-            _break_something(run, rng, every, applied, stop)
+            _break_something(runs, rng, every, applied, stop)
         except (httpx.HTTPError, KeyError, ValueError) as exc:  # the daemon too busy or mid-restart to ask
             applied["step_failed"] = applied.get("step_failed", 0) + 1
             print(f"chaos step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-def _break_something(run: Run, rng: random.Random, every: float, applied: dict, stop: threading.Event) -> None:
-    """SIGKILL a random actor's process, or one sandbox fault for up to 2 s."""
+def _break_something(runs: list[Run], rng: random.Random, every: float, applied: dict,
+                     stop: threading.Event) -> None:
+    """SIGKILL a random actor's process (on a random instance), or one sandbox fault for up to 2 s."""
     if rng.random() < 0.5:
+        run = runs[rng.randrange(len(runs))] if len(runs) > 1 else runs[0]  # one daemon: the seeded schedule as before
         actors = [pid for pid, role in run.roles.items() if role not in NOT_ACTORS]
         pid = rng.choice(actors)
+        name = f"sigkill:{run.roles[pid]}" + (f"@{run.name}" if run.name else "")
         try:
             os.kill(pid, signal.SIGKILL)
-            applied[f"sigkill:{run.roles[pid]}"] = applied.get(f"sigkill:{run.roles[pid]}", 0) + 1
+            applied[name] = applied.get(name, 0) + 1
         except ProcessLookupError:
             pass
         run.roles = process_roles(run.base, run.tokens["admin"], run.proc.pid)
     else:
+        run = runs[0]  # the instances share one sandbox (their own when there is one instance)
         fault = rng.choice(FAULTS)
         made = httpx.post(f"{run.sandbox}/admin/faults", json=fault, timeout=10).json()
         name = f"{fault['kind']}@{fault['endpoint']}"
@@ -267,7 +317,12 @@ def _read(run: Run, path: str, params: dict | None = None) -> Any:
     raise RuntimeError(f"reading {path}: HTTP {answer.status_code} {answer.text[:300]}")
 
 
-def invariants(run: Run, load: Load, checkpoints: list[dict]) -> dict[str, int]:
+def invariants(runs: list[Run], load: Load, checkpoints: list[dict], verify_args: list[str]) -> dict[str, int]:
+    """The invariant counts at the end (the module docstring). ``verify_args``: where ``ledger
+    verify`` finds the ledger (``--data-dir`` of the one daemon, or ``--config`` of the cluster's)."""
+    ends = [_read(run, "/v1/ledger/checkpoint") for run in runs]
+    latest = max(ends, key=lambda checkpoint: checkpoint["size"])
+    run = runs[ends.index(latest)]  # the instance that has seen the most of the ledger proves and lists it
     stored = ledger_receipts(run, "dev-policy-0001")
     ids = {r["id"] for r in stored}
     kinds: dict[str, set[str]] = {}
@@ -276,12 +331,13 @@ def invariants(run: Run, load: Load, checkpoints: list[dict]) -> dict[str, int]:
     handed = {r["id"] for result in load.acknowledged for r in result.get("receipts", [])}
     without = sum(1 for result in load.acknowledged if result["status"] in ("completed", "failed")
                   and not {"intent", result["status"]} <= kinds.get(result["operation_id"], set()))
-    verify = subprocess.run([sys.executable, "-m", "tai_autonomics", "ledger", "verify", "--data-dir",
-                             str(run.root / "var")], capture_output=True, text=True, timeout=600)
-    latest = _read(run, "/v1/ledger/checkpoint")
+    verify = subprocess.run([sys.executable, "-m", "tai_autonomics", "ledger", "verify", *verify_args],
+                            capture_output=True, text=True, timeout=600)
     unjoined = 0
-    for seen in checkpoints:
-        if 0 < seen["size"] < latest["size"]:
+    for seen in [*checkpoints, *ends]:
+        if seen["size"] == latest["size"] and seen["root"] != latest["root"]:
+            unjoined += 1  # two trees of one size: a fork (instances that disagree on the ledger)
+        elif 0 < seen["size"] < latest["size"]:
             proof = _read(run, "/v1/ledger/consistency", {"from": seen["size"], "to": latest["size"]})
             try:
                 verify_consistency(seen["size"], latest["size"], base64.b64decode(seen["root"]),
@@ -299,6 +355,26 @@ def invariants(run: Run, load: Load, checkpoints: list[dict]) -> dict[str, int]:
             "coverage_exceeded": over, "idempotent_repeat_differed": load.repeats_differed}
 
 
+@contextmanager
+def daemons(tmp: Path, store: str, instances: int) -> Iterator[tuple[list[Run], list[str]]]:
+    """The daemons under test (not started) and ``ledger verify``'s arguments for their ledger: one
+    dev daemon on its SQLite file, or ``instances`` on one Firestore ledger of a fresh emulator,
+    sharing one key, CA and sandbox (``bench.instances.shared_firestore``), each on a data dir of its own."""
+    if store == "sqlite":
+        yield [Run(tmp)], ["--data-dir", str(tmp / "var")]
+        return
+    with shared_firestore(tmp) as sandbox:
+        tables = firestore_tables(tmp, sandbox, f"chaos-{uuid.uuid4().hex[:12]}")
+        runs = []
+        for n in range(instances):
+            name = chr(ord("a") + n)
+            (tmp / name).mkdir()
+            runs.append(Run(tmp / name, tables, sandbox, name))
+        release = tmp / "verify.toml"  # what `ledger verify --config` reads: the cluster's ledger
+        release.write_text(f'profile = "staging"\ndata_dir = "{tmp / "cli"}"\n' + tables)
+        yield runs, ["--config", str(release)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600)
@@ -306,39 +382,69 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--every", type=float, default=3.0, help="seconds between faults")
     parser.add_argument("--calm", type=float, default=5.0, help="seconds of load without faults first (baseline)")
+    parser.add_argument("--store", choices=["sqlite", "firestore"], default="sqlite",
+                        help="the ledger's store: one daemon on SQLite, or daemons on the Firestore emulator")
+    parser.add_argument("--instances", type=int, help="daemons on the one Firestore ledger (default 2)")
     args = parser.parse_args()
+    if args.store == "sqlite" and args.instances not in (None, 1):
+        parser.error("--instances: a SQLite ledger has one daemon (its data dir's); use --store firestore")
+    instances = args.instances if args.instances is not None else 2 if args.store == "firestore" else 1
+    if instances < 1:
+        parser.error("--instances must be at least 1")
     rng, load, applied = random.Random(args.seed), Load(), {}
-    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
-        run = Run(Path(tmp))
-        run.start()
+    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, \
+            daemons(Path(tmp), args.store, instances) as (runs, verify_args):
         checkpoints: list[dict] = []
-        stop = threading.Event()
-        breaker = threading.Thread(target=chaos, args=(run, args.seconds, args.calm, args.every,
-                                                       random.Random(args.seed + 1), applied, checkpoints, stop),
-                                   daemon=True)
+        stop, abort = threading.Event(), threading.Event()
+        breaker = threading.Thread(target=chaos, args=(runs, args.seconds, args.calm, args.every,
+                                                       random.Random(args.seed + 1), applied, checkpoints, stop,
+                                                       abort), daemon=True)
         try:
+            for run in runs:
+                run.start()
             breaker.start()
-            asyncio.run(drive(run, load, args.seconds, args.rate, args.calm, rng))
+            asyncio.run(drive(runs, load, args.seconds, args.rate, args.calm, rng))
             stop.set()
             breaker.join(120)
-            counts = invariants(run, load, checkpoints)
-            run.count_restarts()
+            counts = invariants(runs, load, checkpoints, verify_args)
+            for run in runs:
+                run.count_restarts()
         finally:
             stop.set()
-            run.stop()
+            abort.set()
+            if breaker.is_alive():  # a daemon it is restarting is stopped with the others
+                breaker.join(120)
+            for run in runs:
+                run.stop()
     calm = sorted(load.calm_latencies)
     wild = sorted(load.chaos_latencies)
-    print(json.dumps({
+    restarts = sum(run.restarts for run in runs)
+    report = {
         "seconds": args.seconds, "rate": args.rate, "seed": args.seed,
         "operations": dict(sorted(load.outcomes.items())), "errors": dict(sorted(load.errors.items())),
-        "faults_applied": dict(sorted(applied.items())), "daemon_restarts": run.restarts,
-        "restarts_by_actor": run.actor_restarts, "longest_wait_s": round(load.longest_wait_s, 2),
+        "faults_applied": dict(sorted(applied.items())), "daemon_restarts": restarts,
+        "restarts_by_actor": runs[0].actor_restarts, "longest_wait_s": round(load.longest_wait_s, 2),
         "p50_ms_calm": round(calm[len(calm) // 2] * 1e3, 1) if calm else None,
         "p50_ms_chaos": round(wild[len(wild) // 2] * 1e3, 1) if wild else None,
-        "schedule_complete": run.restarts == 2, "invariants": counts}, indent=2))
-    return 1 if any(counts.values()) or run.restarts != 2 else 0
+        "schedule_complete": restarts == 2, "invariants": counts}
+    if args.store == "firestore":
+        report |= {"store": "firestore", "instances": instances,
+                   "daemon_restarts_by_instance": {run.name: run.restarts for run in runs},
+                   "restarts_by_actor": {run.name: run.actor_restarts for run in runs},
+                   "operations_by_instance": {name: dict(sorted(outcomes.items()))
+                                              for name, outcomes in sorted(load.by_instance.items())},
+                   "served_while_other_down": load.served_while_other_down}
+    print(json.dumps(report, indent=2))
+    return 1 if any(counts.values()) or restarts != 2 else 0
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    """SIGTERM (a test's timeout, an operator) unwinds like an exception, so the daemons are
+    stopped and the emulator, which runs in a session of its own, is not left behind."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

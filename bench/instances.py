@@ -35,6 +35,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -46,11 +48,15 @@ from tai_autonomics.trust.issuing import CA_CERT_FILE, DEV_CERT_FILE, DEV_KEY_FI
 
 EMULATOR_PACKAGE = "google-cloud-cli-firestore-emulator"
 PROJECT = "tai-autonomics-bench"
+PROJECT_ENV = "TAI_BENCH_FIRESTORE_PROJECT"  # the release files name the project by this variable
 
 
 def start_emulator() -> tuple[subprocess.Popen, str]:
     """Google's Firestore emulator on a free loopback port (the Debian package's jar, Java 17)."""
-    listing = subprocess.run(["dpkg", "-L", EMULATOR_PACKAGE], capture_output=True, text=True).stdout
+    try:
+        listing = subprocess.run(["dpkg", "-L", EMULATOR_PACKAGE], capture_output=True, text=True).stdout
+    except FileNotFoundError:  # not Debian: no package to find the jar by
+        listing = ""
     jars = [line for line in listing.splitlines() if line.endswith("cloud-firestore-emulator.jar")]
     java = shutil.which("java")
     if not jars or java is None:
@@ -69,6 +75,8 @@ def start_emulator() -> tuple[subprocess.Popen, str]:
 
     threading.Thread(target=drain, daemon=True).start()
     if not ready.wait(90) or proc.poll() is not None:
+        os.killpg(proc.pid, signal.SIGKILL)  # a JVM still starting is not left behind
+        proc.wait()
         raise SystemExit("the Firestore emulator did not start")
     return proc, f"127.0.0.1:{port}"
 
@@ -151,40 +159,55 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 s per rate")
     args = parser.parse_args()
     seconds = 5 if args.quick else args.seconds
-    emulator, host = start_emulator()
-    os.environ["FIRESTORE_EMULATOR_HOST"] = host
-    os.environ["TAI_BENCH_FIRESTORE_PROJECT"] = PROJECT
     results: dict = {"seconds_per_rate": seconds, "warmup_s": args.warmup, "runs": []}
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-instances-") as tmp:
-            root = Path(tmp)
-            write_dev_ca(root / "ca")
-            sandbox = SandboxProcess(root / "shared", ca_dir=root / "ca", on_line=lambda _line: None)
-            url = sandbox.start()
-            try:
-                # a fresh emulator's JVM is slow at first: whatever ran first looked worse
-                run_instances(root, url, 1, [20], args.warmup, "optimistic")
-                for count in args.instances:  # the designs side by side at each count, close in time
-                    for sequencing in args.sequencing:
-                        results["runs"].append(run_instances(root, url, count, args.rates, seconds, sequencing))
-            finally:
-                sandbox.stop()
-    finally:
-        os.killpg(emulator.pid, signal.SIGKILL)
-        emulator.wait()
+    with tempfile.TemporaryDirectory(prefix="bench-instances-") as tmp, shared_firestore(Path(tmp)) as url:
+        root = Path(tmp)
+        # a fresh emulator's JVM is slow at first: whatever ran first looked worse
+        run_instances(root, url, 1, [20], args.warmup, "optimistic")
+        for count in args.instances:  # the designs side by side at each count, close in time
+            for sequencing in args.sequencing:
+                results["runs"].append(run_instances(root, url, count, args.rates, seconds, sequencing))
     print(json.dumps(results, indent=2))
 
 
-def run_instances(root: Path, sandbox: str, count: int, rates: list[float], seconds: float, sequencing: str) -> dict:
+@contextmanager
+def shared_firestore(root: Path) -> Iterator[str]:
+    """What the daemons of one Cloud Run revision share, for as long as the block runs: the Firestore
+    emulator (``FIRESTORE_EMULATOR_HOST`` and the project variable set in this process, so daemons
+    started from it inherit them), one development CA and ledger key under ``root / "ca"`` and one
+    sandbox (insurer, customer endpoint) under ``root / "shared"``; its URL."""
+    emulator, host = start_emulator()
+    os.environ["FIRESTORE_EMULATOR_HOST"] = host
+    os.environ[PROJECT_ENV] = PROJECT
+    try:
+        write_dev_ca(root / "ca")
+        sandbox = SandboxProcess(root / "shared", ca_dir=root / "ca", on_line=lambda _line: None)
+        url = sandbox.start()
+        try:
+            yield url
+        finally:
+            sandbox.stop()
+    finally:
+        os.killpg(emulator.pid, signal.SIGKILL)
+        emulator.wait()
+
+
+def firestore_tables(root: Path, sandbox: str, ledger: str, sequencing: str | None = None) -> str:
+    """The release file's tables of a daemon of the cluster ``shared_firestore(root)`` made: the ledger
+    ``ledger`` in Firestore (``sequencing``: the design; None: the default), the shared key, CA and sandbox."""
     ca = root / "ca"
+    return (f'[ledger]\nstore = "firestore"\nfirestore_ledger = "{ledger}"\n'
+            + (f'sequencing = "{sequencing}"\n' if sequencing else "")
+            + f'firestore_project_env = "{PROJECT_ENV}"\nkey_file = "{ca / DEV_LEDGER_KEY_FILE}"\n'
+            f'[insurer]\nurl = "{sandbox}"\n'
+            f'public_key_file = "{SandboxConfig(root / "shared" / "sandbox").insurer_public_key_file}"\n'
+            f'[trust]\nanchor = "{ca / CA_CERT_FILE}"\ncert_file = "{ca / DEV_CERT_FILE}"\n'
+            f'key_file = "{ca / DEV_KEY_FILE}"\n[customer]\nurl = "{sandbox}/customer/v1"\n')
+
+
+def run_instances(root: Path, sandbox: str, count: int, rates: list[float], seconds: float, sequencing: str) -> dict:
     run = f"{sequencing}-{count}-{uuid.uuid4().hex[:8]}"
-    tables = (f'[ledger]\nstore = "firestore"\nfirestore_ledger = "bench-{run}"\n'
-              f'sequencing = "{sequencing}"\n'
-              f'firestore_project_env = "TAI_BENCH_FIRESTORE_PROJECT"\nkey_file = "{ca / DEV_LEDGER_KEY_FILE}"\n'
-              f'[insurer]\nurl = "{sandbox}"\n'
-              f'public_key_file = "{SandboxConfig(root / "shared" / "sandbox").insurer_public_key_file}"\n'
-              f'[trust]\nanchor = "{ca / CA_CERT_FILE}"\ncert_file = "{ca / DEV_CERT_FILE}"\n'
-              f'key_file = "{ca / DEV_KEY_FILE}"\n[customer]\nurl = "{sandbox}/customer/v1"\n')
+    tables = firestore_tables(root, sandbox, f"bench-{run}", sequencing)
     daemons = [Daemon(root, f"{run}-{i}", tables) for i in range(count)]
     try:
         for daemon in daemons:
