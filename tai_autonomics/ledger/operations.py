@@ -140,6 +140,12 @@ class OperationRecord:
     started: str
     outcome_id: str = ""
 
+    @property
+    def claim(self) -> ClaimKey | None:
+        """The idempotency claim the operation holds: its key within its scope, if it has a key
+        (the one rule for the append, the store's claim documents and ``ledger verify``)."""
+        return ClaimKey(self.scope, self.key) if self.key else None
+
     def to_json(self) -> dict[str, Any]:
         return {"operation_id": self.operation_id, "scope": self.scope, "key": self.key,
                 "fingerprint": self.fingerprint, "chain": self.chain, "status": self.status,
@@ -333,8 +339,8 @@ class EffectState:
         record = OperationRecord(operation_id, effect.scope, effect.key, effect.fingerprint, chain, IN_PROGRESS,
                                  receipt_id, time)
         self.operations[operation_id] = self.changed_operations[operation_id] = record
-        if effect.key:
-            self.claims[claim] = record
+        if record.claim is not None:
+            self.claims[record.claim] = record
 
     def _reserve(self, key: UsageKey, cost: Decimal, limit: Limit) -> None:
         usage = self.usage.get(key, Usage())
@@ -358,8 +364,8 @@ class EffectState:
         closed = replace(record, status=effect.status,
                          outcome_id="" if effect.status == INTERRUPTED else receipt_id)
         self.operations[operation_id] = self.changed_operations[operation_id] = closed
-        if record.key:
-            self.claims[ClaimKey(record.scope, record.key)] = closed
+        if closed.claim is not None:
+            self.claims[closed.claim] = closed
 
 
 def _is_open(record: OperationRecord | None) -> bool:
