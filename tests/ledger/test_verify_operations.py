@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tai_autonomics.ledger import (
+    DraftError,
     Ledger,
     LedgerKey,
     ReceiptDraft,
@@ -218,3 +219,31 @@ def test_memory_grows_by_a_digest_per_closed_operation_not_by_its_record(tmp_pat
         peaks.append(_verify_peak(path, key))
     per_operation = (peaks[1] - peaks[0]) / 4_000
     assert per_operation < 900, f"verify holds {per_operation:.0f} bytes more per operation"
+
+
+@pytest.mark.parametrize(("kind", "payload", "effect", "refusal"), [
+    ("deploy.intent", {"key": "k", "fingerprint": "f"}, None, "opens its operation"),
+    ("deploy.intent", {"key": "k", "fingerprint": "f"}, OpenOperation("deploy", "other", "f"), "key 'other'"),
+    ("deploy.intent", {"key": "k", "fingerprint": "f"}, OpenOperation("publish", "k", "f"), "publish.intent"),
+    ("deploy.intent", {"key": "k"}, OpenOperation("deploy", "k", "f"), "fingerprint 'f'"),
+    ("deploy.completed", {}, CloseOperation("failed"), "<scope>.failed"),
+])
+def test_a_draft_whose_effect_its_receipt_would_not_show_is_refused(kind: str, payload: dict, effect,
+                                                                    refusal: str) -> None:
+    """The records are recounted from the receipts alone, so what a draft does must show in it."""
+    with pytest.raises(DraftError) as err:
+        ReceiptDraft(kind, "prod", payload, chain=POLICY, operation_id="op", effect=effect)
+    assert refusal in err.value.message
+
+
+def test_an_intent_that_names_no_fingerprint_opened_nothing(tmp_path: Path, key: LedgerKey) -> None:
+    """An intent appended without an effect (no fingerprint in its payload) opened no operation,
+    and the recount gives it none: the ledger verifies."""
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
+    ledger = Ledger.open(store, key)
+    ledger.append_batch([ReceiptDraft("deploy.intent", "prod", {"sku_id": "sku-001"}, chain=POLICY,
+                                      operation_id="plain"),
+                         ReceiptDraft("deploy.completed", "prod", {}, chain=POLICY, operation_id="plain")])
+    assert ledger.operation("plain") is None and list(store.operation_records()) == []
+    assert verify_store(store, key.public).tree_size == 2
+    store.close()
