@@ -119,7 +119,9 @@ def _crossed(before: Decimal | int, after: Decimal | int, limit: Decimal | int) 
 
 
 class Throttle:
-    """At most one notice per (customer, kind) per ``window_s``; remembers when each was let through."""
+    """At most one notice per (customer, kind) per ``window_s``; remembers when each was let through,
+    for as long as that holds a notice back: customers come and go (each failed deploy names its
+    own), so what it holds is bounded by the notices of one window, not by history."""
 
     def __init__(self, window_s: float = 3600.0) -> None:
         if not window_s > 0:
@@ -128,12 +130,30 @@ class Throttle:
         self._last: dict[tuple[str, str], float] = {}
 
     def allow(self, customer: str, kind: str, now: float) -> bool:
+        self._forget(now)
         last = self._last.get((customer, kind))
         if last is not None and now - last < self.window_s:
             return False
-        self._last[(customer, kind)] = now
+        self._note((customer, kind), now)
         return True
 
     def remember(self, customer: str, kind: str, at: float) -> None:
         """A notice sent before (read back from its receipt after a restart)."""
-        self._last[(customer, kind)] = max(at, self._last.get((customer, kind), at))
+        self._note((customer, kind), max(at, self._last.get((customer, kind), at)))
+
+    def __len__(self) -> int:
+        """How many (customer, kind) it holds."""
+        return len(self._last)
+
+    def _note(self, key: tuple[str, str], at: float) -> None:
+        """Record ``at`` last, so that the entries stay about in time order for :meth:`_forget`."""
+        self._last.pop(key, None)
+        self._last[key] = at
+
+    def _forget(self, now: float) -> None:
+        """Drop the oldest entries whose window has passed: they hold nothing back any more."""
+        while self._last:
+            key, at = next(iter(self._last.items()))
+            if now - at < self.window_s:
+                return
+            del self._last[key]

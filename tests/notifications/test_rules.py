@@ -72,6 +72,18 @@ def test_the_throttle_lets_one_notice_per_customer_and_kind_through_per_window(e
         assert not later or later[0] - at >= 3600
 
 
+def test_the_throttle_holds_the_notices_of_one_window_not_every_customer_ever() -> None:
+    """Each failed deploy may name its own customer: what the throttle holds must not grow with them."""
+    throttle = Throttle(60)
+    for n in range(10_000):
+        assert throttle.allow(f"customer-{n}", "deploy.failed", float(n))
+    assert len(throttle) == 60  # the last minute's: customer-9940 .. customer-9999
+    assert not throttle.allow("customer-9999", "deploy.failed", 10_000.0)
+    assert throttle.allow("customer-9940", "deploy.failed", 10_000.0)
+    throttle.remember("customer-0", "deploy.failed", 9_990.0)  # read back after a restart: held as long
+    assert not throttle.allow("customer-0", "deploy.failed", 10_049.0) and len(throttle) == 12
+
+
 def test_a_remembered_notice_holds_back_the_next_and_a_bad_window_is_refused() -> None:
     throttle = Throttle(3600)
     throttle.remember("a", "k", 100.0)
