@@ -53,6 +53,20 @@ def test_coverage_warns_once_when_a_month_crosses_80_percent_of_count_or_cost() 
     assert kinds(counted, intent(9)) == []  # in the ledger's counters already: not counted twice
 
 
+def test_the_watch_holds_this_month_and_the_last_not_every_month() -> None:
+    watch = Watch("c", usage=[{"sku": "sku-002", "period": f"2024-{m:02d}", "count": 1, "cost": "1"}
+                              for m in range(1, 13)])
+    assert len(watch) == 2  # 2024-11 and 2024-12
+    for month in range(36):
+        time = f"{2025 + month // 12}-{month % 12 + 1:02d}-01T00:00:00Z"
+        for seq in range(1, 5):  # the 4th of 5 crosses 80 % each month, whatever the months before
+            notices = kinds(watch, {**intent(seq), "time": time})
+        assert notices == [("coverage.warning", "c")]
+    assert len(watch) == 2
+    late = {**intent(9), "time": "2027-11-30T23:59:59Z"}  # the month before: still counted (5 of 5, past 80 %)
+    assert kinds(watch, late) == [] and len(watch) == 2
+
+
 def test_malformed_payloads_give_no_notice() -> None:
     watch = Watch("c")
     assert kinds(watch, receipt(1, "deploy.intent", {"coverage": {"sku_id": "s", "cost": "x"}}),
