@@ -247,3 +247,42 @@ def test_an_intent_that_names_no_fingerprint_opened_nothing(tmp_path: Path, key:
     assert ledger.operation("plain") is None and list(store.operation_records()) == []
     assert verify_store(store, key.public).tree_size == 2
     store.close()
+
+
+class _WriterMeanwhile:
+    """A store whose listing of operation records lets another writer append first, each time
+    (the daemon appends while its ``verify`` reads): records of receipts verify has not read."""
+
+    def __init__(self, store: SQLiteStore, writer: Ledger, batches: list[list[ReceiptDraft]]) -> None:
+        self._store, self._writer, self._batches = store, writer, batches
+        self.listings = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def operation_records(self):
+        self.listings += 1
+        if self._batches:
+            self._writer.append_batch(self._batches.pop(0))
+        return self._store.operation_records()
+
+
+def test_records_a_writer_adds_while_verify_reads_are_left_to_the_next_verify(tmp_path: Path, key: LedgerKey) -> None:
+    """Closed or interrupted since, or opened by later receipts: passed over, and the records are
+    compared once, not again and again while appends go on. A record no receipt explains is
+    still named."""
+    path = tmp_path / "ledger.sqlite3"
+    history(SQLiteStore(path), key).close()
+    writer = Ledger.open(SQLiteStore(path), key)
+    batches = [[outcome("running"), outcome("stopped", "failed"), intent("late-0", "k-late-0")],
+               *([intent(f"late-{n}", f"k-late-{n}")] for n in range(1, 20))]
+    store = _WriterMeanwhile(SQLiteStore(path, readonly=True), writer, batches)
+    report = verify_store(store, key.public)  # type: ignore[arg-type]
+    assert store.listings == 1 and report.tree_size >= 12
+    assert writer.operation("running").status == "completed"  # type: ignore[union-attr]
+    add_bogus_record(writer._store, "done", "bogus", "k-bogus")  # type: ignore[attr-defined]
+    store = _WriterMeanwhile(SQLiteStore(path, readonly=True), writer, [[intent("later", "k-later")]])
+    err = failure(store, key)  # type: ignore[arg-type]
+    assert err.where == "operation bogus" and store.listings == 1
+    store.close()
+    writer.close()
