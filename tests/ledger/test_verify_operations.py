@@ -286,3 +286,16 @@ def test_records_a_writer_adds_while_verify_reads_are_left_to_the_next_verify(tm
     assert err.where == "operation bogus" and store.listings == 1
     store.close()
     writer.close()
+
+
+@pytest.mark.parametrize("open_store", ["firestore"], indirect=True)
+def test_firestore_lists_records_and_claims_page_by_page(open_store: Callable[[], LedgerStore], key: LedgerKey,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of two documents: each page starts after the last document of the one before."""
+    store = open_store()
+    history(store, key)
+    monkeypatch.setattr("tai_autonomics.ledger.firestore_store._PAGE", 2)
+    assert [record.operation_id for record in store.operation_records()] == sorted(
+        ["done", "failed", "running", "stopped", "keyless"])
+    assert sorted(owner for _, owner in store.claims()) == ["done", "failed", "running", "stopped"]
+    assert verify_store(store, key.public).tree_size == 9
