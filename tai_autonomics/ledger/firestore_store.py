@@ -51,6 +51,7 @@ from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from tai_autonomics.ledger.errors import ConflictError, LedgerBusy, StoreCorruptError, StoreError
 from tai_autonomics.ledger.firestore_indexes import FirestoreIndexes
@@ -72,6 +73,7 @@ from tai_autonomics.ledger.tiles import tile_from_leaves
 
 _T = TypeVar("_T")
 _PAGE = 1000
+_DOCUMENT_ID = FieldPath.document_id()  # what a query orders by to walk a collection by document id
 _MAX_WRITES = 500  # Firestore's limit for one atomic batch of writes
 _BACKOFF_BASE_S = 0.005
 _BACKOFF_CAP_S = 0.25
@@ -199,9 +201,9 @@ class FirestoreStore:
         opened = {receipt.id for receipt in batch.receipts}  # a record whose intent is in the batch claims its key
         for record in batch.operations:
             self._put(writes, read, self._operations.document(record.operation_id), record.to_json())
-            if record.key and record.intent_id in opened:
-                claim = ClaimKey(record.scope, record.key)
-                writes.create(self._claim_ref(claim), {**claim._asdict(), "operation_id": record.operation_id})
+            if record.claim is not None and record.intent_id in opened:
+                writes.create(self._claim_ref(record.claim), {**record.claim._asdict(),
+                                                              "operation_id": record.operation_id})
         self._indexes.write(writes, batch)
         if rider is not None:
             rider.add(writes, read, batch)
@@ -261,6 +263,33 @@ class FirestoreStore:
                  .where(filter=firestore.FieldFilter("status", "in", sorted(OPEN))).limit(limit))
         records = [_record(doc) for doc in self._call("read operations", lambda: list(query.stream()))]
         return sorted(records, key=lambda record: record.started)
+
+    def operation_records(self) -> Iterator[OperationRecord]:
+        for snap in self._by_id(self._operations, "read operations"):
+            record = _record(snap)
+            if record.operation_id != snap.id:  # found by its document id, so that is its operation
+                raise StoreCorruptError(f"Firestore document {snap.reference.path}: holds the record of operation "
+                                        f"{record.operation_id!r}")
+            yield record
+
+    def claims(self) -> Iterator[tuple[ClaimKey, str]]:
+        for snap in self._by_id(self._claims, "read claims"):
+            doc = snap.to_dict() or {}
+            scope, key, owner = doc.get("scope"), doc.get("key"), doc.get("operation_id")
+            if not (isinstance(scope, str) and isinstance(key, str) and isinstance(owner, str)) \
+                    or snap.id != self._claim_ref(ClaimKey(scope, key)).id:  # found by its id: the key's digest
+                raise StoreCorruptError(f"Firestore document {snap.reference.path}: not the claim of its scope and key")
+            yield ClaimKey(scope, key), owner
+
+    def _by_id(self, collection: Any, what: str) -> Iterator[Any]:
+        """Every document of ``collection``, by document id, page by page."""
+        query = collection.order_by(_DOCUMENT_ID).limit(_PAGE)
+        while True:
+            page = self._call(what, partial(_listed, query))
+            yield from page
+            if len(page) < _PAGE:
+                return
+            query = collection.order_by(_DOCUMENT_ID).start_after(page[-1]).limit(_PAGE)
 
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         query = self._usage if chain is None else self._usage.where(filter=firestore.FieldFilter("chain", "==", chain))

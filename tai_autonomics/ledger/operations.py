@@ -140,6 +140,12 @@ class OperationRecord:
     started: str
     outcome_id: str = ""
 
+    @property
+    def claim(self) -> ClaimKey | None:
+        """The idempotency claim the operation holds: its key within its scope, if it has a key
+        (the one rule for the append, the store's claim documents and ``ledger verify``)."""
+        return ClaimKey(self.scope, self.key) if self.key else None
+
     def to_json(self) -> dict[str, Any]:
         return {"operation_id": self.operation_id, "scope": self.scope, "key": self.key,
                 "fingerprint": self.fingerprint, "chain": self.chain, "status": self.status,
@@ -208,6 +214,28 @@ def effect_from_json(value: Any) -> Effect | None:
     raise DraftError(f"unknown effect {name!r}")
 
 
+def check_shown(kind: str, authority: str, operation_id: str | None, payload: Mapping[str, Any],
+                effect: Effect | None) -> None:
+    """Refuse (DraftError) a draft whose effect its receipt would not show. The stored records are
+    recounted from the receipts alone (:class:`Recount`: a restore, ``ledger verify``), so a
+    contractual ``<scope>.intent`` opens its operation if and only if its payload names the
+    ``fingerprint`` (and ``key``) its :class:`OpenOperation` claims with, and a
+    :class:`CloseOperation` is on the ``<scope>.<status>`` receipt of its status."""
+    scope, _, outcome = kind.rpartition(".")
+    fingerprint, shown = payload.get("fingerprint"), None
+    if authority == "contractual" and outcome == "intent" and operation_id is not None and isinstance(fingerprint, str):
+        shown = OpenOperation(scope, payload.get("key", ""), fingerprint)
+    if isinstance(effect, OpenOperation) and effect != shown:
+        raise DraftError(f"effect.open must be on a contractual {effect.scope}.intent whose payload names its "
+                         f"key {effect.key!r} and fingerprint {effect.fingerprint!r}, as its receipt shows it")
+    if shown is not None and not isinstance(effect, OpenOperation):
+        raise DraftError("a contractual intent whose payload names a fingerprint opens its operation: it needs "
+                         "effect.open with that key and fingerprint")
+    if isinstance(effect, CloseOperation) and (authority != "contractual" or outcome != effect.status):
+        raise DraftError(f"effect.close {effect.status!r} must be on a contractual <scope>.{effect.status} receipt, "
+                         "as its receipt shows it")
+
+
 class Counted(NamedTuple):
     """What one intent reserves: one operation and ``cost`` on ``key``, within ``limit``."""
 
@@ -243,8 +271,10 @@ def rebuild(receipts: Iterable[Mapping[str, Any]]) -> tuple[dict[UsageKey, Usage
 class Recount:
     """The counters and operation records of receipts added in leaf order, and which of them
     the receipts since the last :meth:`take_changed` changed: one rule for :func:`rebuild` and
-    for a restore, which writes them batch by batch. An intent's payload carries its claim
-    (``key``, ``fingerprint``); its kind names the scope."""
+    for a restore, which writes them batch by batch. An intent that opens its operation carries
+    its claim in its payload (``key``, ``fingerprint``: :class:`OpenOperation`'s, which is
+    how an intent shows it opened one; one without a ``fingerprint`` opened none); its kind
+    names the scope."""
 
     def __init__(self) -> None:
         self.usage: dict[UsageKey, Usage] = {}
@@ -268,10 +298,11 @@ class Recount:
         operation_id, scope, _, outcome = receipt.get("operation_id"), *kind.rpartition(".")
         if not isinstance(operation_id, str) or receipt.get("authority") != "contractual":
             return
-        records = self.records
-        if outcome == "intent" and operation_id not in records and operation_id not in self._closed:
+        records, fingerprint = self.records, payload.get("fingerprint")
+        if outcome == "intent" and isinstance(fingerprint, str) and operation_id not in records \
+                and operation_id not in self._closed:
             records[operation_id] = OperationRecord(
-                operation_id, scope, str(payload.get("key", "")), str(payload.get("fingerprint", "")),
+                operation_id, scope, str(payload.get("key", "")), fingerprint,
                 str(receipt.get("chain")), IN_PROGRESS, str(receipt.get("id")), time)
         elif outcome == INTERRUPTED and _is_open(records.get(operation_id)):
             records[operation_id] = replace(records[operation_id], status=INTERRUPTED)
@@ -333,8 +364,8 @@ class EffectState:
         record = OperationRecord(operation_id, effect.scope, effect.key, effect.fingerprint, chain, IN_PROGRESS,
                                  receipt_id, time)
         self.operations[operation_id] = self.changed_operations[operation_id] = record
-        if effect.key:
-            self.claims[claim] = record
+        if record.claim is not None:
+            self.claims[record.claim] = record
 
     def _reserve(self, key: UsageKey, cost: Decimal, limit: Limit) -> None:
         usage = self.usage.get(key, Usage())
@@ -358,8 +389,8 @@ class EffectState:
         closed = replace(record, status=effect.status,
                          outcome_id="" if effect.status == INTERRUPTED else receipt_id)
         self.operations[operation_id] = self.changed_operations[operation_id] = closed
-        if record.key:
-            self.claims[ClaimKey(record.scope, record.key)] = closed
+        if closed.claim is not None:
+            self.claims[closed.claim] = closed
 
 
 def _is_open(record: OperationRecord | None) -> bool:

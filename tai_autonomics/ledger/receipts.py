@@ -30,7 +30,7 @@ from tai_autonomics.ledger.canonical import SAFE_INT, canonical_json, dumps_plai
 from tai_autonomics.ledger.errors import CanonicalJSONError, DraftError
 from tai_autonomics.ledger.keys import LedgerKey
 from tai_autonomics.ledger.merkle import leaf_hash
-from tai_autonomics.ledger.operations import CloseOperation, Effect, OpenOperation
+from tai_autonomics.ledger.operations import CloseOperation, Effect, OpenOperation, check_shown
 
 MODES = frozenset({"eval", "prod", "read_only"})
 CONTRACTUAL, ADVISORY = "contractual", "advisory"
@@ -115,6 +115,7 @@ class ReceiptDraft:
         except CanonicalJSONError as exc:
             raise DraftError(f"payload: {exc.message}") from None
         object.__setattr__(self, "payload", copied)
+        check_shown(self.kind, self.authority, self.operation_id, copied, self.effect)
         # RFC 8785 is idempotent: the copy's canonical form is these same bytes
         object.__setattr__(self, "payload_json", canonical.decode("utf-8"))
 

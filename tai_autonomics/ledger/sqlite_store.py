@@ -326,6 +326,19 @@ class SQLiteStore:
                 "ORDER BY started LIMIT ?", (scope, limit)).fetchall()
         return [_record(row) for row in rows]
 
+    def operation_records(self) -> Iterator[OperationRecord]:
+        with self._errors():
+            for row in self._db.execute(f"SELECT {_OPERATION_COLUMNS} FROM operations ORDER BY operation_id"):
+                yield _record(row)
+
+    def claims(self) -> Iterator[tuple[ClaimKey, str]]:
+        """A claim is its operation's row's ``(scope, key)`` (unique), so every keyed row is one."""
+        with self._errors():
+            rows = self._db.execute("SELECT CAST(scope AS TEXT), CAST(key AS TEXT), CAST(operation_id AS TEXT) "
+                                    "FROM operations WHERE key IS NOT NULL AND key != '' ORDER BY scope, key")
+            for scope, key, owner in rows:
+                yield ClaimKey(scope, key), owner
+
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         with self._errors():
             rows = self._db.execute(

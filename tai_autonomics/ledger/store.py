@@ -134,6 +134,14 @@ class LedgerStore(Protocol):
     def open_operations(self, scope: str, limit: int) -> list[OperationRecord]:
         """Up to ``limit`` operations of ``scope`` still open (in progress or interrupted), oldest first."""
 
+    def operation_records(self) -> Iterator[OperationRecord]:
+        """Every stored operation record, by operation id, read page by page (what ``ledger verify``
+        recounts); StoreCorruptError naming the first one that is not a record of its operation."""
+
+    def claims(self) -> Iterator[tuple[ClaimKey, str]]:
+        """Every stored idempotency claim and the operation id it names, read page by page (what
+        ``ledger verify`` recounts); StoreCorruptError naming the first one that is not a claim."""
+
     def usage(self, chain: str | None = None) -> dict[UsageKey, Usage]:
         """The stored coverage counters (of ``chain``, or all)."""
 

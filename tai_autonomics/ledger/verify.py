@@ -12,24 +12,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import multiprocessing
 import os
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from tai_autonomics.ledger.canonical import canonical_json, parse_json, parse_json_plain
 from tai_autonomics.ledger.errors import (
     CanonicalJSONError,
-    DraftError,
     LedgerError,
     NoteError,
     ProofError,
+    StoreCorruptError,
     VerificationError,
     VerifyAborted,
 )
@@ -41,7 +42,17 @@ from tai_autonomics.ledger.merkle import (
     node_hash,
 )
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint
-from tai_autonomics.ledger.operations import Counted, Usage, UsageKey, usage_of
+from tai_autonomics.ledger.operations import (
+    IN_PROGRESS,
+    OPEN,
+    OUTCOMES,
+    RECORD_FIELDS,
+    ClaimKey,
+    OperationRecord,
+    Recount,
+    Usage,
+    UsageKey,
+)
 from tai_autonomics.ledger.proofs import InclusionProof
 from tai_autonomics.ledger.receipts import (
     ADVISORY,
@@ -109,14 +120,15 @@ class _Checked(NamedTuple):
     leaf: bytes
     advisory: bool
     mac_checked: bool
-    counted: Counted | None  # the coverage the receipt reserved
     priced: tuple[PriceKey, str] | None  # the pricing value it records
 
 
-
-def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: SessionCheck | None) -> _Checked:
-    """Check one receipt on its own; its leaf hash is over ``data`` as given, so a receipt that
-    is not in canonical form fails where its leaf hash is compared (see :func:`_leaf_mismatch`)."""
+def _inspect(
+    data: bytes, position: int, public: LedgerPublicKey, session: SessionCheck | None
+) -> tuple[dict[str, Any], _Checked]:
+    """Check one receipt on its own, and return it parsed with what the in-order checks need; its
+    leaf hash is over ``data`` as given, so a receipt that is not in canonical form fails where
+    its leaf hash is compared (see :func:`_leaf_mismatch`)."""
     try:
         obj, plain = parse_json_plain(data)
     except CanonicalJSONError as exc:
@@ -138,22 +150,11 @@ def _inspect(data: bytes, position: int, public: LedgerPublicKey, session: Sessi
         _check_signature(obj, digest, public)
     else:
         mac_checked = _check_advisory(obj, session)
-    return _Checked(
+    return obj, _Checked(
         obj["id"], obj["chain"], obj["seq"], obj["prev"], obj["hash"], leaf_hash(data),
-        obj["authority"] == ADVISORY, mac_checked, _counted(obj),
-        price_of(obj["kind"], obj["chain"], obj["authority"], obj["payload"]) if isinstance(obj.get("payload"), dict)
-        else None,
+        obj["authority"] == ADVISORY, mac_checked,
+        price_of(obj["kind"], obj["chain"], obj["authority"], obj["payload"]),
     )
-
-
-def _counted(obj: dict[str, Any]) -> Counted | None:
-    payload = obj.get("payload")
-    if not isinstance(payload, dict):
-        return None
-    try:
-        return usage_of(obj["kind"], obj["chain"], obj["authority"], obj["time"], payload)
-    except DraftError:
-        return None  # a cost that is not a number never reserved anything
 
 
 def _check_form(obj: dict[str, Any]) -> None:
@@ -225,8 +226,8 @@ class _InOrder:
         self.heads: dict[str, ChainHead] = {}
         self.ids: set[str] = set()
         self.contractual = self.advisory = self.macs = 0
-        self.usage: dict[UsageKey, Usage] = {}
         self.prices: dict[PriceKey, str] = {}
+        self.operations = _Operations()  # fed by verify_store only: an export has no stored state to compare
 
     def add(self, checked: _Checked) -> None:
         if checked.id in self.ids:
@@ -246,9 +247,6 @@ class _InOrder:
         self.advisory += checked.advisory
         self.contractual += not checked.advisory
         self.macs += checked.mac_checked
-        if checked.counted is not None:
-            key = checked.counted.key
-            self.usage[key] = self.usage.get(key, Usage()).plus(checked.counted.cost)
         if checked.priced is not None:
             self.prices[checked.priced[0]] = checked.priced[1]
 
@@ -256,12 +254,162 @@ class _InOrder:
         return VerifyReport(self.size, len(self.heads), self.contractual, self.advisory, self.macs, checkpoint)
 
 
+class _Operations:
+    """The coverage counters, operation records and idempotency claims the receipts give, by the
+    rule a restore writes them with (:class:`~tai_autonomics.ledger.operations.Recount`), to
+    compare with the stored ones once the receipts are read.
+
+    Memory: the counters (one per policy, month and SKU) and the open operations' records are
+    kept whole; a record that has closed can no longer change, so of it only an 8-byte digest
+    (and 8 more of its claim, if it has one) is kept, beside the id that Recount keeps. What
+    grows with history is thus one id and 16 bytes per operation, as the set of receipt ids that
+    checks their uniqueness grows by one id per receipt.
+    """
+
+    def __init__(self) -> None:
+        self.recount = Recount()
+        self.closed: dict[str, bytes] = {}  # operation id -> digest of its closed record + of its claim
+
+    def add(self, receipt: Mapping[str, Any], size: int) -> None:
+        """Count one receipt; every ``_CHUNK`` receipts, keep only digests of the records closed meanwhile."""
+        self.recount.add(receipt)
+        if size % _CHUNK == 0:
+            self.settle()
+
+    def settle(self) -> None:
+        for record in self.recount.take_changed()[1]:
+            if record.status in OUTCOMES:
+                self.closed[record.operation_id] = _digest(_record_fields(record)) + _claim_digest(record.claim)
+
+    def compare(self, store: LedgerStore, size: int) -> None:
+        """Raise VerificationError naming the first stored operation record or claim that differs
+        from what the ``size`` receipts read give, that they do not give, or that is missing.
+
+        Once: a writer appending meanwhile (the daemon's, while its ``verify`` runs) writes
+        records of receipts after these, so a record or claim that only such receipts can
+        explain (:func:`_later`) is passed over, for the next verify, instead of reading on and
+        comparing every record again, which under steady appends would never end."""
+        self.settle()
+        open_records, matched = self.recount.records, 0
+        unseen = set(open_records)  # in flight only: the receipts' open operations
+        for stored in _listed(store.operation_records(), "operation records"):
+            where = f"operation {stored.operation_id}"
+            digest = self.closed.get(stored.operation_id)
+            recounted = open_records.get(stored.operation_id)
+            if recounted is not None:
+                unseen.discard(stored.operation_id)
+                if not _later(store, size, stored, recounted):
+                    _compare_record(stored, recounted)
+            elif digest is None:
+                if _later(store, size, stored, None):
+                    continue
+                raise VerificationError(where, "stored, but no receipt opens it (a record with no receipts behind it)",
+                                        operation_id=stored.operation_id)
+            elif _digest(_record_fields(stored)) != digest[:8]:
+                _compare_record(stored, _recounted(store, stored.operation_id, size))
+            else:
+                matched += 1
+        missing = min(unseen) if unseen else None
+        if missing is None and matched < len(self.closed):  # one closed record is not stored: which
+            missing = next((op for op in self.closed if store.operation(op) is None), None)
+        if missing is not None:
+            raise VerificationError(f"operation {missing}", "missing: its receipts open it, no record is stored",
+                                    operation_id=missing)
+        self._compare_claims(store, size)
+
+    def _compare_claims(self, store: LedgerStore, size: int) -> None:
+        """Every stored claim must be the claim of the operation it names (whose stored record
+        equals the receipts' by now), and every claim the receipts give must be stored."""
+        open_records, matched = self.recount.records, 0
+        for claim, owner in _listed(store.claims(), "idempotency claims"):
+            where = f"claim of {claim.scope} key {claim.key!r}"
+            if owner in open_records:
+                holds = open_records[owner].claim == claim
+            elif owner in self.closed:
+                holds = self.closed[owner][8:] == _claim_digest(claim)
+            elif (record := store.operation(owner)) is not None and record.claim == claim \
+                    and _later(store, size, record, None):
+                continue
+            else:
+                raise VerificationError(where, f"names operation {owner!r}, which no receipt opens (a claim with no "
+                                               "receipts behind it)", scope=claim.scope, key=claim.key)
+            if not holds:
+                raise VerificationError(where, f"names operation {owner!r}, whose receipts do not claim this key",
+                                        scope=claim.scope, key=claim.key, operation_id=owner)
+            matched += 1
+        claimed = sum(record.claim is not None for record in open_records.values()) + \
+            sum(len(digest) > 8 for digest in self.closed.values())
+        if matched == claimed:
+            return
+        for record in _listed(store.operation_records(), "operation records"):  # one is missing: which
+            found = store.claim(record.claim) if record.claim is not None else None
+            if record.claim is not None and (found is None or found.operation_id != record.operation_id):
+                raise VerificationError(f"claim of {record.claim.scope} key {record.claim.key!r}",
+                                        f"missing: operation {record.operation_id}'s intent claims it",
+                                        scope=record.claim.scope, key=record.claim.key,
+                                        operation_id=record.operation_id)
+
+
+def _later(store: LedgerStore, size: int, stored: OperationRecord, recounted: OperationRecord | None) -> bool:
+    """Whether receipts appended after the first ``size`` may have made ``stored`` what it is,
+    where those receipts give ``recounted`` (None: no record): the store has grown, and either
+    its intent is one of them, or it is the receipts' open record closed or interrupted since."""
+    if store.size() <= size:
+        return False
+    if recounted is not None:
+        return (recounted.status in OPEN and stored.status != IN_PROGRESS
+                and replace(recounted, status=stored.status, outcome_id=stored.outcome_id) == stored)
+    leaf = store.leaf_by_id(stored.intent_id)
+    return leaf is not None and leaf.leaf_index >= size and parse_json(leaf.data).get("operation_id") == \
+        stored.operation_id
+
+
+def _record_fields(record: OperationRecord) -> Iterable[str]:
+    return (getattr(record, name) for name in RECORD_FIELDS)
+
+
+def _digest(parts: Iterable[str]) -> bytes:
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=8).digest()
+
+
+def _claim_digest(claim: ClaimKey | None) -> bytes:
+    return b"" if claim is None else _digest(claim)
+
+
+def _compare_record(stored: OperationRecord, recounted: OperationRecord | None) -> None:
+    """Name each member of a stored record that differs from the receipts' record."""
+    if recounted is None or stored == recounted:
+        return
+    differ = [f"stored {name} {getattr(stored, name)!r}, the receipts give {getattr(recounted, name)!r}"
+              for name in RECORD_FIELDS if getattr(stored, name) != getattr(recounted, name)]
+    raise VerificationError(f"operation {stored.operation_id}", "; ".join(differ), operation_id=stored.operation_id)
+
+
+def _recounted(store: LedgerStore, operation_id: str, size: int) -> OperationRecord | None:
+    """The record the first ``size`` receipts give one operation, read again: only a closed record
+    that differs from its digest needs it, to say how."""
+    recount = Recount()
+    for leaf in store.leaves(0, size):
+        receipt = parse_json(leaf.data)  # verified already
+        if receipt.get("operation_id") == operation_id:
+            recount.add(receipt)
+    return recount.records.get(operation_id)
+
+
+def _listed(items: Iterator[Any], what: str) -> Iterator[Any]:
+    """The store's listing, a stored entry that is not one (a hand edit) named as a verification failure."""
+    try:
+        yield from items
+    except StoreCorruptError as exc:
+        raise VerificationError(what, exc.message) from None
+
+
 def verify_store(
     store: LedgerStore, public: LedgerPublicKey, *, origin: str | None = None, session: SessionCheck | None = None
 ) -> VerifyReport:
-    """Verify every stored receipt and checkpoint, the coverage counters and the pricing index
-    against a recount of the receipts, and the tree's tiles against their recomputation; raise VerificationError at the
-    first bad one.
+    """Verify every stored receipt and checkpoint, the coverage counters, operation records,
+    idempotency claims and pricing index against a recount of the receipts, and the tree's tiles
+    against their recomputation; raise VerificationError at the first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
     stored checkpoint (one per appended batch) is signed and has the root of the receipts
@@ -271,6 +419,7 @@ def verify_store(
     """
     state = _InOrder(tree=True)
     latest: Checkpoint | None = None
+    compared = False  # the operation records and claims, once (see _Operations.compare)
     while True:
         size = store.size()  # read before the checkpoint: a commit adds both at once
         newest = store.checkpoint()
@@ -283,9 +432,12 @@ def verify_store(
                 f"leaf {newest.size}", "stored after the last checkpoint", leaf_index=newest.size
             )
         if latest is not None and newest.size == latest.size:
+            if not compared:
+                state.operations.compare(store, latest.size)
+                compared = True
             stored, prices = store.usage(), dict(store.prices())
             if store.size() == latest.size:  # no append between: the counters are of these receipts
-                _compare_usage(stored, state.usage)
+                _compare_usage(stored, state.operations.recount.usage)
                 _compare_prices(prices, state.prices)
                 _compare_tiles(store, state)
                 return state.report(latest)
@@ -379,10 +531,11 @@ def _verify_segment(
 def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, session: SessionCheck | None) -> None:
     where = f"receipt {leaf.receipt_id} (leaf {leaf.leaf_index})"
     try:
-        checked = _inspect(leaf.data, leaf.leaf_index, public, session)
+        receipt, checked = _inspect(leaf.data, leaf.leaf_index, public, session)
         if checked.leaf != leaf.leaf_hash:
             raise _Bad(_leaf_mismatch(leaf.data, "stored leaf hash does not match the receipt"))
         state.add(checked)
+        state.operations.add(receipt, state.size)
     except _Bad as bad:
         raise VerificationError(where, str(bad), leaf_index=leaf.leaf_index, receipt_id=leaf.receipt_id) from None
 
@@ -451,7 +604,7 @@ def _inspect_chunk(
     outcomes: list[_Outcome] = []
     for number, (line, _) in enumerate(pairs, start=first):
         try:
-            outcomes.append(_inspect(line, number - 1, public, None))
+            outcomes.append(_inspect(line, number - 1, public, None)[1])
         except _Bad as bad:
             outcomes.append((RECEIPTS_FILE, str(bad)))
             break

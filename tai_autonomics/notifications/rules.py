@@ -25,6 +25,7 @@ an operation's failure, else the policy's customer. :class:`Throttle` lets one n
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -32,6 +33,7 @@ from typing import Any
 
 WARN_AT = Decimal("0.8")
 REMEMBERED_OPERATIONS = 10_000
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class Notice:
 
 class Watch:
     """Turns receipts into notices; keeps each SKU's month usage (from ``usage``, then from the
-    intents it reads) to see when it crosses 80 %."""
+    intents it reads) to see when it crosses 80 %: of the newest month read and the one before
+    it only (an instance's intent may be stamped a little before another's near the month's
+    end), so what it holds does not grow month by month."""
 
     def __init__(self, customer: str, usage: list[dict[str, Any]] | None = None, counted_through: int = 0) -> None:
         """``usage``: the ledger's counters when reading began, which already count the intents up to
@@ -53,7 +57,24 @@ class Watch:
         self.counted_through = counted_through
         self._usage: dict[tuple[str, str], tuple[int, Decimal]] = {
             (row["sku"], row["period"]): (int(row["count"]), Decimal(str(row["cost"]))) for row in usage or []}
+        self._newest = ""
+        for period in sorted({period for _, period in self._usage}):
+            self._read_period(period)
         self._customers: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many month counters it holds."""
+        return len(self._usage)
+
+    def _read_period(self, period: str) -> None:
+        """A month read: when it is a new one, forget the counters of the months before the one before it."""
+        if period <= self._newest or not _MONTH.fullmatch(period):
+            return
+        self._newest = period
+        year, month = int(period[:4]), int(period[5:])
+        kept = f"{year - 1:04d}-12" if month == 1 else f"{year:04d}-{month - 1:02d}"
+        for stale in [key for key in self._usage if key[1] < kept]:
+            del self._usage[stale]
 
     def notices(self, receipt: dict[str, Any]) -> list[Notice]:
         kind, payload = receipt.get("kind"), receipt.get("payload")
@@ -103,6 +124,7 @@ class Watch:
         except (KeyError, TypeError, ValueError, InvalidOperation):
             return []
         key = (sku, str(receipt.get("time", ""))[:7])
+        self._read_period(key[1])
         before = self._usage.get(key, (0, Decimal(0)))
         after = (before[0] + 1, before[1] + cost)
         self._usage[key] = after
@@ -119,37 +141,41 @@ def _crossed(before: Decimal | int, after: Decimal | int, limit: Decimal | int) 
 
 
 class Throttle:
-    """At most one notice per (customer, kind) per ``window_s``; remembers when each was let through.
-
-    Only the pairs let through within the window matter (an older one lets the next notice
-    through, as an unknown pair does), so the older ones are swept out whenever the memory has
-    doubled since the last sweep: it is bounded by the notices of one window, not by every
-    customer that ever had a failed deploy (amortised O(1) a notice).
-    """
-
-    _SWEEP_MIN = 64
+    """At most one notice per (customer, kind) per ``window_s``; remembers when each was let through,
+    for as long as that holds a notice back: customers come and go (each failed deploy names its
+    own), so what it holds is bounded by the notices of one window, not by history."""
 
     def __init__(self, window_s: float = 3600.0) -> None:
         if not window_s > 0:
             raise ValueError(f"window_s must be > 0, not {window_s!r}")
         self.window_s = window_s
         self._last: dict[tuple[str, str], float] = {}
-        self._sweep_at = self._SWEEP_MIN
-
-    def __len__(self) -> int:
-        """The (customer, kind) pairs remembered: at most about twice those let through in one window."""
-        return len(self._last)
 
     def allow(self, customer: str, kind: str, now: float) -> bool:
+        self._forget(now)
         last = self._last.get((customer, kind))
         if last is not None and now - last < self.window_s:
             return False
-        self._last[(customer, kind)] = now
-        if len(self._last) > self._sweep_at:
-            self._last = {pair: at for pair, at in self._last.items() if now - at < self.window_s}
-            self._sweep_at = max(self._SWEEP_MIN, 2 * len(self._last))
+        self._note((customer, kind), now)
         return True
 
     def remember(self, customer: str, kind: str, at: float) -> None:
         """A notice sent before (read back from its receipt after a restart)."""
-        self._last[(customer, kind)] = max(at, self._last.get((customer, kind), at))
+        self._note((customer, kind), max(at, self._last.get((customer, kind), at)))
+
+    def __len__(self) -> int:
+        """How many (customer, kind) it holds."""
+        return len(self._last)
+
+    def _note(self, key: tuple[str, str], at: float) -> None:
+        """Record ``at`` last, so that the entries stay about in time order for :meth:`_forget`."""
+        self._last.pop(key, None)
+        self._last[key] = at
+
+    def _forget(self, now: float) -> None:
+        """Drop the oldest entries whose window has passed: they hold nothing back any more."""
+        while self._last:
+            key, at = next(iter(self._last.items()))
+            if now - at < self.window_s:
+                return
+            del self._last[key]

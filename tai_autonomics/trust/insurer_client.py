@@ -17,7 +17,8 @@ A plain class; the InsuranceClient actor wraps one instance. Per call:
   retried, never replaced by a cached answer;
 - policy status is cached for ``cache_ttl_s`` (1 h): while the insurer is unavailable a fresh
   entry is returned (``from_cache=True``), a stale one raises :class:`InsuranceCacheStaleError`
-  (which sends prod mode to ``read_only``).
+  (which sends prod mode to ``read_only``); at most ``cached_policies`` (1,000) policies are
+  held, the least recently fetched dropped first.
 
 For ``/metrics`` (the gateway asks the actor's ``status``, as it cannot see these from its own
 process): :attr:`InsuranceClient.request_durations` times every HTTP attempt, and
@@ -44,6 +45,7 @@ import logging
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -77,6 +79,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_CACHE_TTL_S = 3600.0
+# policy statuses kept, the least recently fetched dropped first: a caller may ask about any
+# policy the insurer knows, so the cache is bounded by this, not by the policies asked about so far
+DEFAULT_CACHED_POLICIES = 1_000
 API_PREFIX = "/insurer/v1"
 REQUEST_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds of :class:`RequestDurations`: 1 s is one of them, the alert rules' insurer latency threshold."""
@@ -238,6 +243,7 @@ class InsuranceClient:
         breaker_fail_max: int = 5,
         breaker_reset_s: float = 30.0,
         cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        cached_policies: int = DEFAULT_CACHED_POLICIES,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -252,7 +258,10 @@ class InsuranceClient:
         self._cache_ttl_s = cache_ttl_s
         self._clock, self._sleep = clock, sleep
         self._rng = rng or random.Random()
-        self._cache: dict[str, _CacheEntry] = {}
+        if cached_policies < 1:
+            raise ValueError("cached_policies must be at least 1")
+        self._cache: OrderedDict[str, _CacheEntry] = OrderedDict()
+        self._cached_policies = cached_policies
         self.cache_lookups = {"hit": 0, "miss": 0}
         self.request_durations = RequestDurations()
         self._http = httpx.Client(base_url=base_url.rstrip("/") + API_PREFIX, timeout=timeout_s, transport=transport)
@@ -328,6 +337,9 @@ class InsuranceClient:
             raise InsurerResponseInvalidError("the insurer answered about another policy or with an unknown status",
                                               detail={"policy_id": status.policy_id, "status": status.status})
         self._cache[policy_id] = _CacheEntry(status, now)
+        self._cache.move_to_end(policy_id)
+        while len(self._cache) > self._cached_policies:
+            self._cache.popitem(last=False)
         return status
 
     def cached_policy_status(self, policy_id: str | None = None) -> PolicyStatus:

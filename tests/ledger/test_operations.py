@@ -114,7 +114,8 @@ def test_the_stored_counters_and_records_equal_a_recount_of_the_receipts(open_st
 def test_a_malformed_reservation_is_refused_before_anything_is_written(open_store, key: LedgerKey, coverage) -> None:
     ledger = Ledger.open(open_store(), key)
     with pytest.raises(DraftError):
-        ledger.append(ReceiptDraft("deploy.intent", "prod", {"coverage": coverage}, chain=POLICY, operation_id="x",
+        ledger.append(ReceiptDraft("deploy.intent", "prod", {"key": "", "fingerprint": "f", "coverage": coverage},
+                                   chain=POLICY, operation_id="x",
                                    effect=OpenOperation("deploy", "", "f")))
     assert ledger.size == 0 and ledger.operation("x") is None and ledger.usage() == {}
 

@@ -194,7 +194,8 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**53 + 1, 2**53 -
 @given(payload=st.dictionaries(_TEXT, _JSON, max_size=4), key=_TEXT, eval_mode=st.booleans())
 def test_a_draft_survives_its_pending_form(payload: dict, key: str, eval_mode: bool) -> None:
     draft = (ReceiptDraft("pricing.quoted", "eval", payload) if eval_mode else
-             ReceiptDraft("deploy.intent", "prod", payload, chain=POLICY, operation_id="op",
+             ReceiptDraft("deploy.intent", "prod", {**payload, "key": key, "fingerprint": "f"}, chain=POLICY,
+                          operation_id="op",
                           effect=OpenOperation("deploy", key, "f")))
     assert draft_from_json(draft_to_json(draft)) == draft
 

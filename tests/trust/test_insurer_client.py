@@ -327,6 +327,25 @@ def test_cache_lookups_count_hits_and_misses_but_not_peeks(make_client: Callable
     assert empty.cache_lookups == {"hit": 0, "miss": 2}
 
 
+def test_the_cache_holds_the_latest_policies_fetched_not_every_policy_asked_about(
+        make_client: Callable, admin: httpx.Client) -> None:
+    """Any policy the insurer knows may be asked about: the cache keeps the last ``cached_policies``."""
+    ids = [f"{POLICY_ID}-{n}" for n in range(5)]
+    for policy_id in ids:
+        policy = {**sample_policy().to_dict(), "policy_id": policy_id}
+        admin.put(f"/admin/policies/{policy_id}", json={"policy": policy}).raise_for_status()
+    client = make_client(cached_policies=3, breaker_fail_max=100)
+    for policy_id in ids:
+        assert client.policy_status(policy_id).status == "active"
+    add_fault(admin, kind="outage", endpoint="insurer.*")
+    assert all(client.policy_status(policy_id).from_cache for policy_id in ids[2:])
+    for policy_id in ids[:2]:  # the least recently fetched were dropped
+        with pytest.raises(InsuranceServiceUnavailableError):
+            client.policy_status(policy_id)
+    with pytest.raises(ValueError):
+        make_client(cached_policies=0)
+
+
 def test_without_cache_an_unreachable_insurer_is_unavailable(make_client: Callable, sandbox: SandboxServer,
                                                              clock: FakeClock) -> None:
     client = make_client(breaker_fail_max=10)
