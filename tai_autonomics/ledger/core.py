@@ -240,18 +240,16 @@ class Ledger:
         """Whether an advisory receipt carries a valid MAC of this process's eval session."""
         return self._session.check(receipt.to_dict())
 
-    def checkpoint(self, covering: int = 0) -> Checkpoint:
-        """The latest signed checkpoint, covering at least this instance's tree and ``covering``
-        leaves: the stored one if it does, else one signed now (on demand) for the tree as
+    def checkpoint(self) -> Checkpoint:
+        """The latest signed checkpoint, covering every committed receipt (other instances'
+        too): the stored one if it does, else one signed now, on demand, for the tree as
         committed (the empty tree's on first use)."""
         latest = self._store.checkpoint()
-        if latest is not None and latest.size >= max(self._tree.size, covering):
-            self._catch_up(latest.size)
+        self._catch_up(self._store.size())  # read after the checkpoint: never below its size
+        if latest is not None and latest.size >= self._tree.size:
             checked = self._check_checkpoint(latest)
             self._signed = max(self._signed, checked.size)
             return checked
-        if covering > self._tree.size:  # committed by another instance since this one looked
-            self._catch_up(min(covering, self._store.size()))
         return self.sign_latest()
 
     def sign_latest(self) -> Checkpoint:
@@ -333,7 +331,7 @@ class Ledger:
         """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest
         checkpoint's size)."""
         receipt = self.receipt(receipt_id)
-        size = self.checkpoint(receipt.leaf_index + 1).size if tree_size is None else tree_size
+        size = self.checkpoint().size if tree_size is None else tree_size
         return self.leaf_proof(receipt.leaf_index, size)
 
     def leaf_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
