@@ -37,6 +37,7 @@ from tai_autonomics.ledger.errors import (
     NotFoundError,
     ProofError,
     StoreCorruptError,
+    StoreUnavailable,
 )
 from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
@@ -257,12 +258,18 @@ class Ledger:
         interval, and reads on demand). Another instance may store checkpoints of the same or
         other sizes meanwhile: the store keeps each size once and serves the largest, so the
         latest never goes backwards, and one of the same size must be this one (ConflictError
-        otherwise: a fork)."""
+        otherwise: a fork). A disk that refuses writes (StoreUnavailable) does not refuse the
+        read that asked: the checkpoint is returned unstored, and signed again later."""
         size = self._tree.size
         signed = sign_checkpoint(self._origin, size, self._tree.root(), self._key)
         if self._readonly:
             return signed
-        stored = self._store.put_checkpoint(signed)
+        try:
+            stored = self._store.put_checkpoint(signed)
+        except StoreUnavailable as exc:  # a full or read-only disk: reads still get a signed tree
+            logs.event(_log, "ledger.checkpoint_not_stored", logging.WARNING, size=size, code=exc.code,
+                       reason=exc.message)
+            return signed
         self._signed = max(self._signed, size)
         logs.event(_log, "ledger.checkpoint_signed", logging.DEBUG, size=size)
         return stored

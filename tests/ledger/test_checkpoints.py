@@ -11,7 +11,7 @@ import pytest
 
 from tai_autonomics.ledger import Ledger, LedgerKey, LedgerStore, ReceiptDraft, SQLiteStore, verify_store
 from tai_autonomics.ledger.configured import checkpoint_interval
-from tai_autonomics.ledger.errors import LedgerError
+from tai_autonomics.ledger.errors import LedgerError, StoreUnavailable
 from tai_autonomics.ledger.note import open_checkpoint
 
 
@@ -101,6 +101,22 @@ def test_a_readonly_reader_signs_for_itself_and_stores_nothing(tmp_path, key: Le
     assert writer.checkpoint().note == checkpoint.note  # Ed25519 is deterministic: the same note
     reader.close()
     writer.close()
+
+
+class _FullDisk(SQLiteStore):
+    """A store whose disk refuses the checkpoint's write (as a full one does after the append)."""
+
+    def put_checkpoint(self, checkpoint):
+        raise StoreUnavailable(f"{self.path}: the disk is full", detail={"reason": "the disk is full"})
+
+
+def test_a_disk_that_refuses_the_checkpoint_does_not_refuse_the_proof(tmp_path, key: LedgerKey) -> None:
+    ledger = Ledger.open(_FullDisk(tmp_path / "ledger.sqlite3"), key)
+    receipt = ledger.append(draft(1))
+    proof, checkpoint = ledger.inclusion_proof(receipt.id), ledger.checkpoint()
+    proof.verify(receipt.leaf_hash, open_checkpoint(checkpoint.note, key.public, ledger.origin).root)
+    assert ledger.unsigned == 1 and ledger._store.checkpoint() is None  # signed again once the disk allows
+    ledger.close()
 
 
 @pytest.mark.parametrize("value", [-0.1, 61, True, "1", None])
