@@ -16,9 +16,10 @@ yet (a proof, the checkpoint, a tile or entry bundle of the latest tree, an expo
 signs one first, so a proof is never refused for lack of one. The stored tree may thus be
 ahead of its latest checkpoint (by what was appended since, or for good after a crash);
 opening checks the checkpoint against the tree and loads the tail from tiles and leaves like
-the rest. Everything it holds in memory is
-derived from the store, except the eval session's secrets, which by design never outlive the
-process.
+the rest.
+
+Everything it holds in memory is derived from the store, except the eval session's secrets,
+which by design never outlive the process.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Ledger:
         origin: str,
         max_batch: int,
         clock: Callable[[], datetime],
+        readonly: bool = False,
     ) -> None:
         self._store = store
         self._key = key
@@ -99,7 +101,7 @@ class Ledger:
         self._session = EvalSession()
         self._signer: ThreadPoolExecutor | None = None
         self._signed = 0  # the largest tree size this instance knows a stored checkpoint of
-        self._readonly = False
+        self._readonly = readonly
 
     @classmethod
     def open(
@@ -124,8 +126,7 @@ class Ledger:
         signs on demand is returned but not stored.
         """
         tree = TiledTree(store, cache_bytes=cache_bytes)
-        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock)
-        ledger._readonly = readonly
+        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock, readonly=readonly)
         # the checkpoint before the size: a checkpoint is stored after the leaves it covers, so a
         # size read after it is at least its size
         latest = store.checkpoint()
