@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tai_autonomics.ledger import DB_FILE, InclusionProof, SQLiteStore, canonical_json, leaf_hash, open_checkpoint
+from tai_autonomics.ledger import (
+    DB_FILE,
+    InclusionProof,
+    Ledger,
+    ReceiptDraft,
+    SQLiteStore,
+    canonical_json,
+    leaf_hash,
+    load_ledger_key,
+    open_checkpoint,
+)
 from tai_autonomics.runtime import Node, parse_tree
 from tests.ledger_actor.conftest import LEDGER, LOADERS, draft, public_key, run_loads
 from tests.runtime.test_supervision import wait_until
@@ -89,3 +99,17 @@ def test_the_interval_signs_the_latest_tree_without_a_read(node: Node, start: St
     signed = stored_checkpoints(data_dir)
     assert signed[-1] == 20 and signed == sorted(signed)
     assert len(signed) <= elapsed / interval + 2, (signed, elapsed)
+
+
+def test_a_start_on_a_tail_no_checkpoint_covers_signs_it_at_its_interval(
+        node: Node, start: Start, tmp_path: Path) -> None:
+    """What a killed incarnation leaves (receipts appended, their checkpoint not signed yet):
+    the next one arms its interval at start, and signs without being asked."""
+    data_dir = tmp_path / "var"
+    before = Ledger.open(SQLiteStore(data_dir / DB_FILE), load_ledger_key(data_dir=data_dir))
+    before.append_batch([ReceiptDraft("deploy.intent", "prod", {"n": n}, chain="policy-1") for n in range(3)])
+    before.close()
+    assert stored_checkpoints(data_dir) == []
+    start(0.05)
+    wait_until(lambda: stored_checkpoints(data_dir) == [3], what="the checkpoint of the tail, signed at start")
+    assert node.call(LEDGER, "status")["unsigned"] == 0
