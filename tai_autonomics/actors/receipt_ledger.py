@@ -20,6 +20,15 @@ committed draft by draft, so only its own caller is refused. An incarnation on i
 restart, crash) first commits and answers what is pending; a call still queued behind the exit
 is refused with ``actor_restarting`` and never stored.
 
+Checkpoints (docs/specification.md §4). A commit signs its receipts, not a checkpoint. After a
+commit, when no checkpoint timer is armed, one is armed for ``checkpoint_interval`` (``[ledger]
+checkpoint_interval``, 0.25 s); when it fires, the latest tree is signed and stored. So while
+appends arrive, a checkpoint is signed at most once per interval, and a lone append signs once.
+A read that needs a tree no checkpoint covers yet (``proof``, ``checkpoint``, ``tile``,
+``entries``, ``consistency``) signs one first, so a receipt just acknowledged is proved at once.
+An incarnation that opens on a tree ahead of its latest checkpoint (the previous one was killed
+in between) arms the timer at once; one on its way out signs before it goes.
+
 Many instances on one Firestore ledger (:class:`~tai_autonomics.ledger.Sequencer`): one instance
 holds the sequencer lease and commits its batches at once, as above; every other instance
 writes each batch to a pending document of its own, which the holder integrates at its next beat
@@ -73,7 +82,8 @@ writes: nothing of the batch was stored, and ProdMode is told once per outage),
 * ``rotate_epoch`` → the ``ledger.epoch_rotated`` receipt that starts a new eval-session epoch
   (a fresh session secret), after committing what is pending.
 * ``status`` → ``{size, origin, key_id, session, epoch, batches, appended, pending, max_batch,
-  store_retries, sequencer}``; ``batches``/``appended`` count this incarnation's commits,
+  unsigned, store_retries, sequencer}``; ``batches``/``appended`` count this incarnation's commits,
+  ``unsigned`` the leaves no checkpoint covers yet (signed at the next interval or read),
   ``store_retries`` its appends re-sealed because another instance committed first (Firestore);
   ``sequencer`` (null without a lease: SQLite, or ``sequencing = "optimistic"``) is
   ``{instance, holding, holder, term, queued, integrated, takeovers}``: this instance's name in
@@ -86,7 +96,8 @@ variable holding it), ``origin``, ``store``: ``sqlite`` (``DATA_DIR/ledger.sqlit
 ``firestore`` (ledger document ``firestore_ledger``, default ``ledger``, in the project named by
 the environment variable ``firestore_project_env``, else the client's default project);
 with Firestore, ``sequencing`` (``leased``, the default, or ``optimistic``),
-``sequencer_lease_s`` (2) and ``sequencer_interval_s`` (0.25). Only
+``sequencer_lease_s`` (2) and ``sequencer_interval_s`` (0.25); ``checkpoint_interval`` (0.25,
+seconds; see above). Only
 the dev profile falls back to a key generated in the data directory. From the worker's own
 ``args``: ``max_batch`` (default 256)
 and ``batch_delay_s`` (default 0.002).
@@ -120,7 +131,7 @@ from tai_autonomics.ledger import (
     verify_store,
 )
 from tai_autonomics.ledger.canonical import canonical_json
-from tai_autonomics.ledger.configured import configured_key, open_store
+from tai_autonomics.ledger.configured import checkpoint_interval, configured_key, open_store
 from tai_autonomics.ledger.errors import LedgerError, LedgerRequestInvalid
 from tai_autonomics.ledger.operations import effect_from_json
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -133,6 +144,7 @@ DEFAULT_BATCH_DELAY_S = 0.002
 MAX_MANY = 1000
 _FLUSH = "flush"
 _TICK = "sequencer_tick"
+_CHECKPOINT = "checkpoint"
 _DRAFT_MEMBERS = frozenset({"kind", "mode", "payload", "chain", "operation_id", "effect"})
 #: told when the store stops taking writes (disk full, read-only): it holds the daemon read_only
 
@@ -150,6 +162,7 @@ class ReceiptLedger(Server):
         max_batch = valid_int(args.get("max_batch", DEFAULT_MAX_BATCH), "max_batch", minimum=1)
         self._max_batch = min(max_batch, self._store.max_batch)
         try:
+            self._checkpoint_interval = checkpoint_interval(settings)
             key = configured_key(settings, data_dir, context.get("profile", "dev"))
             self._ledger = Ledger.open(self._store, key, origin=settings.get("origin", DEFAULT_ORIGIN),
                                        max_batch=self._max_batch)
@@ -161,11 +174,13 @@ class ReceiptLedger(Server):
         self._queued: dict[str, list[_Item]] = {}  # this instance's pending entries, by id (leased sequencer)
         self._leaving = False
         self._batch_timer_armed = False
+        self._checkpoint_armed = False
         self._batches = 0
         self._appended = 0
+        self._unavailable = False  # the last commit failed on the disk (StoreUnavailable)
         if self._sequencer is not None:
             self._tick()
-        self._unavailable = False  # the last commit failed on the disk (StoreUnavailable)
+        self._arm_checkpoint()  # a tail the previous incarnation appended but did not sign
 
     def terminate(self, reason: str) -> None:
         """Answer the pending appends before this incarnation goes (the runtime runs this
@@ -176,6 +191,8 @@ class ReceiptLedger(Server):
         if self._sequencer is not None:
             self._leave_queue(self._sequencer)
         self._answer_pending()
+        if self._ledger.unsigned:
+            self._sign_checkpoint()
         if self._sequencer is not None:
             try:
                 self._sequencer.release()
@@ -249,6 +266,26 @@ class ReceiptLedger(Server):
             self._flush()
         elif payload == _TICK:
             self._tick()
+        elif payload == _CHECKPOINT:
+            self._checkpoint_armed = False
+            if self._ledger.unsigned:
+                self._sign_checkpoint()
+
+    def _arm_checkpoint(self) -> None:
+        """After a commit: sign the latest tree ``checkpoint_interval`` from now, unless that is
+        armed already (so at most one checkpoint per interval while appends arrive)."""
+        if self._ledger.unsigned and not self._checkpoint_armed and not self._leaving:
+            self._checkpoint_armed = True
+            self.start_timer(self._checkpoint_interval, _CHECKPOINT)
+
+    def _sign_checkpoint(self) -> None:
+        """Sign and store the latest tree's checkpoint. A store error is logged: the receipts are
+        durable already, and the next commit (or a read, on demand) signs again."""
+        try:
+            self._ledger.sign_latest()
+        except LedgerError as exc:
+            logs.event(log, "checkpoint not stored", logging.WARNING, event="ledger.checkpoint_failed",
+                       actor=self.name, code=exc.code, reason=exc.message, unsigned=self._ledger.unsigned)
 
     def _tick(self) -> None:
         """The leased sequencer's beat: keep or take the lease, integrate the other instances'
@@ -266,11 +303,14 @@ class ReceiptLedger(Server):
             answers = {}
         for entry_id, answer in answers.items():
             self._answer(self._queued.pop(entry_id), answer)
+        self._arm_checkpoint()  # the other instances' drafts it integrated, as holder
         self.start_timer(sequencer.interval_s, _TICK)
 
     def call_rotate_epoch(self, payload: Any) -> dict[str, Any]:
         self._flush_all()  # drafts that came before the rotation are sealed in the old epoch
-        return self._ledger.rotate_epoch().to_dict()
+        receipt = self._ledger.rotate_epoch()
+        self._arm_checkpoint()
+        return receipt.to_dict()
 
     def _flush_all(self) -> None:
         while self._pending:
@@ -279,7 +319,10 @@ class ReceiptLedger(Server):
     def _flush(self) -> None:
         batch, self._pending = self._pending[:self._max_batch], self._pending[self._max_batch:]
         if batch:
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            finally:
+                self._arm_checkpoint()
 
     def _commit(self, batch: list[_Item]) -> None:
         """Commit ``batch`` durably, then give each caller its receipt or the error."""
@@ -467,7 +510,8 @@ class ReceiptLedger(Server):
         return {"size": ledger.size, "origin": ledger.origin, "key_id": ledger.public_key.key_id,
                 "session": ledger.session_id, "epoch": ledger.epoch, "batches": self._batches,
                 "appended": self._appended, "pending": len(self._pending), "max_batch": self._max_batch,
-                "store_retries": getattr(self._store, "conflicts", 0), "sequencer": self._sequencer_status()}
+                "unsigned": ledger.unsigned, "store_retries": getattr(self._store, "conflicts", 0),
+                "sequencer": self._sequencer_status()}
 
     def _sequencer_status(self) -> dict[str, Any] | None:
         sequencer = self._sequencer

@@ -118,7 +118,9 @@ def _export(args: argparse.Namespace) -> int:
     if args.out is None and args.tiles is None:
         raise ArgumentsInvalid("ledger export needs --out DIR, --tiles DIR or both")
     store, key, origin = _configured(args)
-    ledger = Ledger.open(store, key, origin=origin)
+    # a reader beside the daemon: a checkpoint of receipts appended since the latest is signed
+    # for the export, not stored (the daemon signs its own at its next interval)
+    ledger = Ledger.open(store, key, origin=origin, readonly=True)
     written: dict[str, str] = {}
     try:
         if args.out is not None:
@@ -135,7 +137,9 @@ def _export(args: argparse.Namespace) -> int:
 
 def _backup(args: argparse.Namespace) -> int:
     store, key, origin = _configured(args)
-    ledger = Ledger.open(store, key, origin=origin)
+    # a reader beside the daemon: a checkpoint of receipts appended since the latest is signed
+    # for the export, not stored (the daemon signs its own at its next interval)
+    ledger = Ledger.open(store, key, origin=origin, readonly=True)
     try:
         manifest = backup_ledger(ledger, args.out, store_kind=_store_kind(args), progress=_progress("backup"))
     finally:

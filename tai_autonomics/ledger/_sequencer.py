@@ -18,7 +18,7 @@ queue:
   their own, ``ledgers/{name}/pending/{id}`` (``{"instance", "created", "state": "pending",
   "drafts"}``): no document is shared by two writers. The holder reads the pending documents
   once per ``interval_s``, integrates up to a batch of them in **one atomic commit** (receipts,
-  chain heads, checkpoint, head and lease, coverage counters, claims and operation records, and
+  chain heads, head and lease, coverage counters, claims and operation records, and
   each pending document rewritten with ``state: "done"`` and one ``outcomes`` entry per draft:
   the stored receipt or the refusal), preconditioned on every pending document being as read.
   The writing instance reads its answer (one poll per interval), replies to its callers and
@@ -31,7 +31,8 @@ queue:
   :class:`~tai_autonomics.ledger.operations.EffectState`): an intent whose reservation does not
   fit or whose key is claimed is answered with the refusal, in place, and the batch goes on.
 * **Signing**: the ledger key is the same on every instance (the release's ``[ledger]
-  key_file``/``key_env``), so the holder signs every contractual receipt and its checkpoint; no
+  key_file``/``key_env``), so the holder signs every contractual receipt, and any instance may
+  sign a checkpoint (ledger/core.py: per interval and on demand); no
   key or signature travels between instances, only drafts and sealed receipts.
 * **Advisory (eval) receipts** are MACed with a secret of the process's own eval session that
   is never stored, and the MAC covers the receipt's place in the tree, so nobody else can seal
@@ -88,9 +89,9 @@ DONE = "done"
 _LEASE_FIELD = "sequencer"
 _MAX_WRITES = 500  # Firestore's limit for one atomic commit
 _WRITES_PER_DRAFT = 4  # its leaf, operation record, claim and chain head, at most
-# the head, the checkpoint, and the hash tiles a batch completes or grows (ledger/tiles.py: at
-# most two per level, eight levels hold 256**8 leaves)
-_FIXED_WRITES = 2 + 16
+# the head and the hash tiles a batch completes or grows (ledger/tiles.py: at most two per level,
+# eight levels hold 256**8 leaves)
+_FIXED_WRITES = 1 + 16
 _SCAN = 200  # pending documents read per integration
 _REFUSALS: dict[str, type[DraftError]] = {cls.code: cls for cls in
                                            (DraftError, OperationExists, OperationNotOpen, CoverageExceeded)}

@@ -16,9 +16,9 @@ It refuses a store that holds receipts. It then appends the receipts through the
 atomic append, in batches the store can take, with what the receipts imply recomputed from them
 by the same rules ``ledger verify`` recounts with: the coverage counters, operation records and
 idempotency claims (:class:`~tai_autonomics.ledger.operations.Recount`), the pricing index and
-the tree's tiles. Each batch gets the checkpoint of its tree signed by the key; the last one is
-the backup's own checkpoint (Ed25519 is deterministic, and it is checked to be byte-identical).
-Finally the ledger is opened on the store, which checks its right edge against that checkpoint.
+the tree's tiles. After the last batch, the backup's own checkpoint is stored (checkpoints are
+not part of a batch: docs/specification.md §4). Finally the ledger is opened on the store, which
+checks its right edge against that checkpoint, and whose checkpoint must be byte-identical.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from tai_autonomics.ledger.errors import CanonicalJSONError, LedgerError, Verifi
 from tai_autonomics.ledger.export import export_ledger
 from tai_autonomics.ledger.indexes import prices_of
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
-from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
+from tai_autonomics.ledger.note import Checkpoint, open_checkpoint
 from tai_autonomics.ledger.operations import Recount
 from tai_autonomics.ledger.receipts import Receipt, rfc3339_utc
 from tai_autonomics.ledger.store import EffectReads, LedgerStore, LogHead, SealedBatch
@@ -200,13 +200,14 @@ def restore_ledger(backup: CheckedBackup, store: LedgerStore, key: LedgerKey, *,
         raise RestoreRefused(f"the target ledger store holds {held} receipts: restore only into an empty store",
                              detail={"tree_size": held})
     batches = 0
-    for batch in _batches(backup.directory / RECEIPTS_FILE, checkpoint, key, _batch_size(store)):
+    for batch in _batches(backup.directory / RECEIPTS_FILE, checkpoint, _batch_size(store)):
         store.append({receipt.chain for receipt in batch.receipts}, _sealer(batch),
                      EffectReads(usage=frozenset(batch.usage), operations=frozenset(
                          record.operation_id for record in batch.operations)))
         batches += 1
         if progress is not None:
-            progress(batch.checkpoint.size, checkpoint.size)
+            progress(batch.size, checkpoint.size)
+    store.put_checkpoint(checkpoint)
     ledger = Ledger.open(store, key, origin=checkpoint.origin)
     if ledger.checkpoint().note != checkpoint.note:
         raise RestoreFailed(f"the restored ledger's checkpoint differs from the backup's (tree size {checkpoint.size})")
@@ -225,9 +226,10 @@ def _batch_size(store: LedgerStore) -> int:
     return max(1, min(_RESTORE_BATCH, store.max_batch * 3 // 4))
 
 
-def _batches(receipts_file: Path, final: Checkpoint, key: LedgerKey, size: int) -> Iterator[SealedBatch]:
+def _batches(receipts_file: Path, final: Checkpoint, size: int) -> Iterator[SealedBatch]:
     """The backup's receipts as sealed batches of ``size``, each with what it changes (counters,
-    records, prices, tiles) and its checkpoint; the last one is ``final`` itself."""
+    records, prices, tiles); the tree they give must be ``final``'s, the checkpoint the restore
+    stores after them (checkpoints are not part of a batch, docs/specification.md §4)."""
     tree, recount = TiledTree.built(), Recount()
     pending: list[Receipt] = []
     parsed: list[dict[str, Any]] = []
@@ -244,25 +246,21 @@ def _batches(receipts_file: Path, final: Checkpoint, key: LedgerKey, size: int) 
             pending.append(receipt)
             parsed.append(fields)
             if len(pending) == size:
-                yield _batch(pending, parsed, tree, recount, final, key)
+                yield _batch(pending, parsed, tree, recount, final)
                 pending, parsed = [], []
     if pending:
-        yield _batch(pending, parsed, tree, recount, final, key)
+        yield _batch(pending, parsed, tree, recount, final)
     if tree.size != final.size:
         raise _changed()
 
 
 def _batch(receipts: list[Receipt], parsed: list[dict[str, Any]], tree: TiledTree, recount: Recount,
-           final: Checkpoint, key: LedgerKey) -> SealedBatch:
+           final: Checkpoint) -> SealedBatch:
     if tree.size > final.size or (tree.size == final.size and tree.root() != final.root):
         raise _changed()
-    if tree.size == final.size:
-        checkpoint = final
-    else:
-        checkpoint = sign_checkpoint(final.origin, tree.size, tree.root(), key)
     usage, records = recount.take_changed()
     prices = prices_of(parsed)
-    return SealedBatch(receipts, checkpoint, usage, records, tree.drain(), prices)
+    return SealedBatch(receipts, tree.size, usage, records, tree.drain(), prices)
 
 
 def _changed() -> BackupInvalid:

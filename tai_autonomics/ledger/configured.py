@@ -29,6 +29,8 @@ from tai_autonomics.trust.cert_store import CertStore, LocalCertStore
 
 DEFAULT_FIRESTORE_LEDGER = "ledger"
 STORES = ("sqlite", "firestore")
+DEFAULT_CHECKPOINT_INTERVAL_S = 0.25
+MAX_CHECKPOINT_INTERVAL_S = 60.0
 
 
 def open_store(settings: dict[str, Any], data_dir: Path, *, readonly: bool = False) -> LedgerStore:
@@ -70,3 +72,15 @@ def configured_key(settings: dict[str, Any], data_dir: Path, profile: str) -> Le
     """The ledger key ``settings`` names; the dev profile falls back to ``DATA_DIR``'s dev key."""
     return load_ledger_key(key_file=settings.get("key_file"), key_env=settings.get("key_env"),
                            data_dir=data_dir if profile == "dev" else None)
+
+
+def checkpoint_interval(settings: dict[str, Any]) -> float:
+    """``[ledger] checkpoint_interval``: seconds between the checkpoints the ledger signs while
+    appends arrive (docs/specification.md §4; default 0.25, 0: after every commit). Reads sign
+    one on demand whatever it is, so it bounds how stale the latest checkpoint is, not whether
+    a proof is served. A bad value is refused naming the setting."""
+    value = settings.get("checkpoint_interval", DEFAULT_CHECKPOINT_INTERVAL_S)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CHECKPOINT_INTERVAL_S:
+        raise LedgerError(f"[ledger] checkpoint_interval = {value!r}: expected seconds in "
+                          f"[0, {MAX_CHECKPOINT_INTERVAL_S:g}]")
+    return float(value)

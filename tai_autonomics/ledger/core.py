@@ -2,13 +2,24 @@
 
 One :class:`Ledger` per daemon instance is the sequencer: it seals receipts (chain position,
 leaf index, hash, signature or session MAC), appends them in batches through the store's
-transaction (group commit: one durable write acknowledges every receipt of the batch), signs a
-checkpoint per batch, and serves receipts, checkpoints and proofs from a
+transaction (group commit: one durable write acknowledges every receipt of the batch), and
+serves receipts, checkpoints and proofs from a
 :class:`~tai_autonomics.ledger.tiles.TiledTree`: the tree's right edge in memory, its complete
 tiles written by each batch's transaction and read back through a cache bounded in bytes. Opening
-reads a constant number of rows whatever the ledger's size. Everything it holds in memory is
-derived from the store, except the eval session's secrets, which by design never outlive the
-process.
+reads a constant number of rows whatever the ledger's size.
+
+Checkpoints are signed per interval, not per append (docs/specification.md §4): an append signs
+its receipts only, so a lone append signs once, not twice. Its owner signs the latest tree
+(:meth:`Ledger.sign_latest`) at most once per ``checkpoint_interval`` while appends arrive
+(the ReceiptLedger actor's timer), and every read that needs a tree no stored checkpoint covers
+yet (a proof, the checkpoint, a tile or entry bundle of the latest tree, an export, a backup)
+signs one first, so a proof is never refused for lack of one. The stored tree may thus be
+ahead of its latest checkpoint (by what was appended since, or for good after a crash);
+opening checks the checkpoint against the tree and loads the tail from tiles and leaves like
+the rest.
+
+Everything it holds in memory is derived from the store, except the eval session's secrets,
+which by design never outlive the process.
 """
 
 from __future__ import annotations
@@ -27,10 +38,10 @@ from tai_autonomics.ledger.errors import (
     NotFoundError,
     ProofError,
     StoreCorruptError,
+    StoreUnavailable,
 )
 from tai_autonomics.ledger.indexes import PriceKey, price_of
 from tai_autonomics.ledger.keys import LedgerKey, LedgerPublicKey
-from tai_autonomics.ledger.merkle import EMPTY_ROOT
 from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpoint
 from tai_autonomics.ledger.operations import (
     ClaimKey,
@@ -79,6 +90,7 @@ class Ledger:
         origin: str,
         max_batch: int,
         clock: Callable[[], datetime],
+        readonly: bool = False,
     ) -> None:
         self._store = store
         self._key = key
@@ -88,6 +100,8 @@ class Ledger:
         self._clock = clock
         self._session = EvalSession()
         self._signer: ThreadPoolExecutor | None = None
+        self._signed = 0  # the largest tree size this instance knows a stored checkpoint of
+        self._readonly = readonly
 
     @classmethod
     def open(
@@ -99,34 +113,41 @@ class Ledger:
         max_batch: int = 256,
         clock: Callable[[], datetime] = _utcnow,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        readonly: bool = False,
     ) -> Ledger:
         """Take the ledger's state from ``store``: the tree's right edge (at most 255 leaf hashes
-        and one tile per level above), checked against the latest signed checkpoint. A new eval
-        session starts. What lies left of the edge is checked by ``ledger verify``.
+        and one tile per level above), checked against the latest signed checkpoint, which may
+        cover fewer leaves than are stored (the tail appended since it was signed) or none. A new
+        eval session starts. What lies left of the edge is checked by ``ledger verify``.
 
         ``max_batch`` bounds one append transaction (Firestore allows 500 writes in one);
-        ``cache_bytes`` bounds the tiles kept in memory for proofs.
+        ``cache_bytes`` bounds the tiles kept in memory for proofs. ``readonly``: a reader beside
+        the daemon (``ledger export``, ``ledger backup`` on a read-only store): a checkpoint it
+        signs on demand is returned but not stored.
         """
         tree = TiledTree(store, cache_bytes=cache_bytes)
-        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock)
-        # the checkpoint before the size: another instance may commit in between, and a size read
-        # after its checkpoint covers it (both are written in one commit)
+        ledger = cls(store, key, tree, origin=origin, max_batch=max_batch, clock=clock, readonly=readonly)
+        # the checkpoint before the size: a checkpoint is stored after the leaves it covers, so a
+        # size read after it is at least its size
         latest = store.checkpoint()
         size = store.size()
         ledger._catch_up(size)
-        if latest is None and size:
-            latest = store.checkpoint()
         if latest is not None:
-            ledger._check_checkpoint(latest)
-        elif size:
-            raise StoreCorruptError(f"ledger store has {size} receipts but no checkpoint")
-        logs.event(_log, "ledger.opened", size=size, origin=origin, key_id=key.key_id, session=ledger._session.id)
+            ledger._signed = ledger._check_checkpoint(latest).size
+        logs.event(_log, "ledger.opened", size=size, origin=origin, key_id=key.key_id, session=ledger._session.id,
+                   unsigned=size - ledger._signed)
         return ledger
 
     @property
     def size(self) -> int:
         """Leaves in the tree as this instance last saw it."""
         return self._tree.size
+
+    @property
+    def unsigned(self) -> int:
+        """Leaves of this instance's tree that no checkpoint it knows of covers yet: what the
+        owner's next interval signs (:meth:`sign_latest`)."""
+        return self._tree.size - self._signed
 
     @property
     def origin(self) -> str:
@@ -222,12 +243,37 @@ class Ledger:
         return self._session.check(receipt.to_dict())
 
     def checkpoint(self) -> Checkpoint:
-        """The signed checkpoint of the current tree (one per size; the empty tree's on first use)."""
+        """The latest signed checkpoint, covering every committed receipt (other instances'
+        too): the stored one if it does, else one signed now, on demand, for the tree as
+        committed (the empty tree's on first use)."""
         latest = self._store.checkpoint()
-        if latest is None:
-            latest = self._store.put_checkpoint(sign_checkpoint(self._origin, 0, EMPTY_ROOT, self._key))
-        self._catch_up(latest.size)
-        return self._check_checkpoint(latest)
+        self._catch_up(self._store.size())  # read after the checkpoint: never below its size
+        if latest is not None and latest.size >= self._tree.size:
+            checked = self._check_checkpoint(latest)
+            self._signed = max(self._signed, checked.size)
+            return checked
+        return self.sign_latest()
+
+    def sign_latest(self) -> Checkpoint:
+        """Sign the checkpoint of the tree as this instance has it and store it (the owner's
+        interval, and reads on demand). Another instance may store checkpoints of the same or
+        other sizes meanwhile: the store keeps each size once and serves the largest, so the
+        latest never goes backwards, and one of the same size must be this one (ConflictError
+        otherwise: a fork). A disk that refuses writes (StoreUnavailable) does not refuse the
+        read that asked: the checkpoint is returned unstored, and signed again later."""
+        size = self._tree.size
+        signed = sign_checkpoint(self._origin, size, self._tree.root(), self._key)
+        if self._readonly:
+            return signed
+        try:
+            stored = self._store.put_checkpoint(signed)
+        except StoreUnavailable as exc:  # a full or read-only disk: reads still get a signed tree
+            logs.event(_log, "ledger.checkpoint_not_stored", logging.WARNING, size=size, code=exc.code,
+                       reason=exc.message)
+            return signed
+        self._signed = max(self._signed, size)
+        logs.event(_log, "ledger.checkpoint_signed", logging.DEBUG, size=size)
+        return stored
 
     def receipt(self, receipt_id: str) -> Receipt:
         """The receipt with this id, or NotFoundError."""
@@ -375,12 +421,11 @@ class Ledger:
             receipt = Receipt(head.size + offset, data, fields)
             self._tree.append(receipt.leaf_hash)
             receipts.append(receipt)
-        checkpoint = sign_checkpoint(self._origin, self._tree.size, self._tree.root(), self._key)
         stored = [(draft, chain) for offset, (draft, chain) in enumerate(zip(drafts, chains))
                   if not (refused and offset in refused)]
         prices = dict(found for draft, chain in stored
                       if (found := price_of(draft.kind, chain, draft.authority, draft.payload)) is not None)
-        return SealedBatch(receipts, checkpoint, effects.changed_usage, tuple(effects.changed_operations.values()),
+        return SealedBatch(receipts, self._tree.size, effects.changed_usage, tuple(effects.changed_operations.values()),
                            self._tree.drain(), prices, refused or {})
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:

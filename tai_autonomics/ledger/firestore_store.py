@@ -8,7 +8,8 @@ Layout under ``ledgers/{name}``:
 * ``chains/{sha256(chain)}``: ``{"chain", "seq", "hash"}``, each chain's head;
 * ``leaves/{receipt id}``: ``{"leaf_index", "id", "chain", "seq", "hash", "leaf_hash", "data"}``
   (random document ids, so appends do not hot-spot one key range);
-* ``checkpoints/{size, zero-padded}``: ``{"size", "root", "note"}``;
+* ``checkpoints/{size, zero-padded}``: ``{"size", "root", "note"}``, written apart from the
+  batches (per interval and on demand); each size once, the largest is the latest;
 * ``usage/{sha256(chain, period, sku)}``: ``{"chain", "period", "sku", "count", "cost"}``, one
   coverage counter per policy, month and SKU;
 * ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
@@ -189,11 +190,9 @@ class FirestoreStore:
         for chain, chain_head in last.items():
             self._put(writes, read, self._chain_ref(chain), {"chain": chain, "seq": chain_head.seq,
                                                                 "hash": chain_head.hash})
-        cp = batch.checkpoint
         fields = rider.head_fields() if rider is not None else {}
         if batch.receipts:
-            writes.create(self._checkpoints.document(f"{cp.size:020d}"), _checkpoint_doc(cp))
-            self._put(writes, read, self._head, {"size": cp.size, **fields})
+            self._put(writes, read, self._head, {"size": batch.size, **fields})
         elif fields:  # every draft refused: no new tree, but the answers are still fenced by the lease
             self._put(writes, read, self._head, fields)
         for key, usage in batch.usage.items():

@@ -218,9 +218,6 @@ class SQLiteStore:
                 )
                 self._write_tiles(batch.tiles)
                 self._write_prices(batch.prices)
-                cp = batch.checkpoint
-                self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?,?,?)",
-                                 (cp.size, cp.root, cp.note))
             except BaseException:
                 self._rollback()
                 raise
@@ -434,7 +431,7 @@ class SQLiteStore:
 
 def _advance(known: _KnownHead, batch: SealedBatch) -> None:
     """Move ``known`` to the head ``batch`` committed on top of it."""
-    known.size = batch.checkpoint.size
+    known.size = batch.size
     if len(known.chains) >= _KNOWN_CHAINS:
         known.chains.clear()
     for receipt in batch.receipts:

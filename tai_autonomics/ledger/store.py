@@ -3,11 +3,12 @@
 Stores hold bytes and positions; they do not sign, hash or parse receipts. Sequencing happens
 inside the store's write transaction: :meth:`LedgerStore.append` reads the log head (tree size
 and the heads of the chains a batch touches) in the transaction and hands it to the ledger's
-``seal`` callback, which assigns ``seq``, ``prev`` and leaf indexes from that head, seals the
-receipts and signs the new checkpoint. Two writers (two daemon instances on Firestore) thus
-cannot both extend the same head: the loser's transaction fails or is retried with the new
-head, and a chain never forks. One transaction per batch (receipts + checkpoint) is also the
-group commit: many callers, one durable write.
+``seal`` callback, which assigns ``seq``, ``prev`` and leaf indexes from that head and seals the
+receipts. Two writers (two daemon instances on Firestore) thus cannot both extend the same
+head: the loser's transaction fails or is retried with the new head, and a chain never forks.
+One transaction per batch is also the group commit: many callers, one durable write.
+Checkpoints are not part of it: the ledger signs them per interval and on demand
+(:meth:`LedgerStore.put_checkpoint`), so the stored tree may be ahead of the latest one.
 
 The same transaction reads and writes what the batch's receipts do to shared state
 (:mod:`~tai_autonomics.ledger.operations`): the coverage counters its intents reserve against,
@@ -63,13 +64,13 @@ class LogHead:
 
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
-    """Receipts sealed at consecutive leaf indexes from a head, the checkpoint covering them, and
+    """Receipts sealed at consecutive leaf indexes from a head, the tree size after them, and
     the counters, operation records, index entries (:mod:`~tai_autonomics.ledger.indexes`) and
     tree tiles they change (written in the same transaction; a tile or an index entry replaces
     the stored one of its key)."""
 
     receipts: Sequence[Receipt]
-    checkpoint: Checkpoint
+    size: int
     usage: Mapping[UsageKey, Usage] = field(default_factory=dict)
     operations: Sequence[OperationRecord] = ()
     tiles: Sequence[Tile] = ()
@@ -101,8 +102,8 @@ class LedgerStore(Protocol):
         """Atomically and durably append the batch ``seal`` builds from the current head.
 
         Reads the tree size, the heads of ``chains`` and what ``reads`` names inside the write
-        transaction, calls ``seal`` with them, writes the receipts, checkpoint, counters and
-        operation records, and returns only after the commit is durable. ``seal`` may be called
+        transaction, calls ``seal`` with them, writes the receipts, new size, counters, operation
+        records, tiles and index entries, and returns only after the commit is durable. ``seal`` may be called
         again if the transaction is retried; an exception from it aborts the transaction.
         Raises ConflictError if the batch does not extend that head exactly.
         """
@@ -154,7 +155,9 @@ class LedgerStore(Protocol):
     def put_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Store ``checkpoint`` unless one of its size exists; return the stored one.
 
-        Raises ConflictError if the stored one has a different root.
+        Every size is kept, so :meth:`checkpoint` (the largest) never goes backwards when
+        instances store checkpoints of different sizes in any order. Raises ConflictError if
+        the stored one has a different root.
         """
 
     def checkpoint(self, size: int | None = None) -> Checkpoint | None:
@@ -177,8 +180,8 @@ def check_batch(head: LogHead, batch: SealedBatch) -> None:
         if receipt.seq != last.seq + 1 or receipt.prev != last.hash:
             raise ConflictError(f"receipt {receipt.id} does not extend chain {receipt.chain} at seq {last.seq}")
         heads[receipt.chain] = ChainHead(receipt.seq, receipt.hash)
-    if batch.checkpoint.size != head.size + len(batch.receipts):
-        raise ConflictError("the batch's checkpoint does not cover exactly the batch")
+    if batch.size != head.size + len(batch.receipts):
+        raise ConflictError("the batch's tree size is not its head's plus its receipts")
 
 
 def checkpoint_from_row(size: int, root: bytes, note: str) -> Checkpoint:

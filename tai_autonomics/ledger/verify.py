@@ -91,7 +91,8 @@ class VerifyReport:
     contractual: int
     advisory: int
     session_macs_checked: int
-    checkpoint: Checkpoint
+    #: the root of the tree of ``tree_size`` leaves (a signed checkpoint's, for an export)
+    root: bytes
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,7 +102,7 @@ class VerifyReport:
             "contractual": self.contractual,
             "advisory": self.advisory,
             "session_macs_checked": self.session_macs_checked,
-            "root": base64.b64encode(self.checkpoint.root).decode(),
+            "root": base64.b64encode(self.root).decode(),
         }
 
 
@@ -250,8 +251,8 @@ class _InOrder:
         if checked.priced is not None:
             self.prices[checked.priced[0]] = checked.priced[1]
 
-    def report(self, checkpoint: Checkpoint) -> VerifyReport:
-        return VerifyReport(self.size, len(self.heads), self.contractual, self.advisory, self.macs, checkpoint)
+    def report(self, root: bytes) -> VerifyReport:
+        return VerifyReport(self.size, len(self.heads), self.contractual, self.advisory, self.macs, root)
 
 
 class _Operations:
@@ -412,37 +413,39 @@ def verify_store(
     against their recomputation; raise VerificationError at the first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
-    stored checkpoint (one per appended batch) is signed and has the root of the receipts
-    before it, so a change that keeps each receipt self-consistent is still caught and placed
-    within its batch. Safe while a writer appends: it verifies up to the latest checkpoint,
-    then whatever was committed meanwhile, until it catches up.
+    stored checkpoint (one per interval while appends arrived, and those signed on demand) is
+    signed and has the root of the receipts before it, so a change that keeps each receipt
+    self-consistent is still caught and placed between two checkpoints. The receipts after the
+    latest checkpoint (appended since it was signed) are checked like the others. Safe while a
+    writer appends: it verifies up to the stored size, then whatever was committed meanwhile,
+    until it catches up.
     """
     state = _InOrder(tree=True)
-    latest: Checkpoint | None = None
+    tree = state.tree
+    assert tree is not None
     compared = False  # the operation records and claims, once (see _Operations.compare)
     while True:
-        size = store.size()  # read before the checkpoint: a commit adds both at once
-        newest = store.checkpoint()
-        if newest is None:
-            if size:
-                raise VerificationError("checkpoints", "the store holds receipts but no checkpoint")
+        newest = store.checkpoint()  # read before the size: a checkpoint is stored after its leaves
+        size = store.size()
+        if newest is None and not size:
             raise VerificationError("checkpoints", "the ledger is empty: it has no checkpoint yet")
-        if newest.size < size:
-            raise VerificationError(
-                f"leaf {newest.size}", "stored after the last checkpoint", leaf_index=newest.size
-            )
-        if latest is not None and newest.size == latest.size:
+        if newest is not None and newest.size > size:
+            raise VerificationError(f"leaf {size}", f"missing: the checkpoint of size {newest.size} covers "
+                                    f"receipts not stored (the store holds {size})", leaf_index=size)
+        if size == state.size:
             if not compared:
-                state.operations.compare(store, latest.size)
+                state.operations.compare(store, size)
                 compared = True
             stored, prices = store.usage(), dict(store.prices())
-            if store.size() == latest.size:  # no append between: the counters are of these receipts
+            if store.size() == size:  # no append between: the counters are of these receipts
+                if newest is not None and newest.size == size:  # signed after the walk passed it
+                    _check_stored_checkpoint(newest, tree, public, origin, None)
                 _compare_usage(stored, state.operations.recount.usage)
                 _compare_prices(prices, state.prices)
                 _compare_tiles(store, state)
-                return state.report(latest)
+                return state.report(tree.root())
             continue
-        latest = _verify_segment(store, state, newest.size, public, origin, session)
+        _verify_segment(store, state, size, public, origin, session)
 
 
 def _compare_usage(stored: dict[UsageKey, Usage], counted: dict[UsageKey, Usage]) -> None:
@@ -491,19 +494,18 @@ def _compare_tiles(store: LedgerStore, state: _InOrder, *, complete_only: bool =
 def _verify_segment(
     store: LedgerStore, state: _InOrder, end: int, public: LedgerPublicKey, origin: str | None,
     session: SessionCheck | None,
-) -> Checkpoint:
+) -> None:
     """Verify the leaves from ``state.size`` to ``end`` and the checkpoints among them."""
     tree = state.tree
     assert tree is not None, "verify_store builds the tree"
     checkpoints = store.checkpoints(state.size, end)
     pending = next(checkpoints, None)
-    latest: Checkpoint | None = None
     batch_first: StoredLeaf | None = None
 
     def settle() -> None:
-        nonlocal pending, latest, batch_first
+        nonlocal pending, batch_first
         while pending is not None and pending.size == state.size:
-            latest = _check_stored_checkpoint(pending, tree, public, origin, batch_first)
+            _check_stored_checkpoint(pending, tree, public, origin, batch_first)
             batch_first = None
             pending = next(checkpoints, None)
 
@@ -520,12 +522,11 @@ def _verify_segment(
         if len(state.tiles) >= _TILES_HELD:
             _compare_tiles(store, state, complete_only=True)
     settle()
-    if pending is not None or latest is None or latest.size != end:
+    if state.size != end:
         raise VerificationError(
-            f"leaf {state.size}", f"missing: the checkpoint of size {end} covers receipts not stored",
+            f"leaf {state.size}", f"missing: the store's size is {end}, its receipts end at leaf {state.size}",
             leaf_index=state.size,
         )
-    return latest
 
 
 def _add_stored(state: _InOrder, leaf: StoredLeaf, public: LedgerPublicKey, session: SessionCheck | None) -> None:
@@ -552,7 +553,7 @@ def _check_stored_checkpoint(
         raise VerificationError(where, "its stored size or root differs from its signed note",
                                 tree_size=checkpoint.size)
     if tree.root() != opened.root:
-        named = f"; the batch starts at receipt {first.receipt_id} (leaf {first.leaf_index})" if first else ""
+        named = f"; the receipts it adds start at {first.receipt_id} (leaf {first.leaf_index})" if first else ""
         raise VerificationError(where, f"root does not match the receipts it covers{named}", tree_size=checkpoint.size)
     return opened
 
@@ -586,7 +587,7 @@ def verify_export(directory: str | Path, *, workers: int | None = None) -> Verif
         raise VerificationError(RECEIPTS_FILE, f"holds {state.size} receipts, the checkpoint covers {checkpoint.size}")
     if _line_count(base / PROOFS_FILE) != state.size:
         raise VerificationError(PROOFS_FILE, "more proofs than receipts")
-    return state.report(checkpoint)
+    return state.report(checkpoint.root)
 
 
 _Outcome = _Checked | tuple[str, str]  # inspected, or (file, reason) of the first failure

@@ -31,7 +31,7 @@ def _run(capsys, *argv: str) -> tuple[int, dict | None, str]:
     return code, json.loads(out) if out.strip() else None, err
 
 
-def test_export_then_offline_verify(data_dir: Path, tmp_path: Path, capsys) -> None:
+def test_export_then_offline_verify(data_dir: Path, tmp_path: Path, capsys, caplog) -> None:
     code, report, _ = _run(capsys, "ledger", "verify", "--data-dir", str(data_dir))
     assert code == 0 and report["tree_size"] == 8 and report["contractual"] == 4 and report["advisory"] == 4
     out = tmp_path / "export"
@@ -40,6 +40,12 @@ def test_export_then_offline_verify(data_dir: Path, tmp_path: Path, capsys) -> N
     assert len((out / "receipts.jsonl").read_bytes().splitlines()) == 8
     code, offline, _ = _run(capsys, "verify", str(out))
     assert code == 0 and offline["root"] == report["root"]
+    # no daemon ever signed a checkpoint here: the export signed one for itself, and being a
+    # reader, did not try to store it
+    assert "ledger.checkpoint_not_stored" not in caplog.text
+    store = SQLiteStore(data_dir / DB_FILE, readonly=True)
+    assert store.checkpoint() is None and (out / "checkpoint").read_text().split("\n")[1] == "8"
+    store.close()
 
 
 def _export(data_dir: Path, out: Path, capsys) -> Path:

@@ -183,14 +183,15 @@ def edit_usage(store, sku: str, count: int) -> None:
 
 def test_an_append_that_fails_after_reserving_reserves_nothing(tmp_path: Path, key: LedgerKey) -> None:
     """SQLite: the reservation is written in the append's transaction, so when the append fails
-    afterwards (here the checkpoint's row is refused, the last write of the batch) the usage
+    afterwards (here the receipt's row is refused, written after the reservation) the usage
     counter and the operation record are rolled back with the receipt: the intent exists iff
     its reservation does."""
     path = tmp_path / "ledger.sqlite3"
     ledger = Ledger.open(SQLiteStore(path), key)
     ledger.append(intent("a", key="ka"))
-    with sqlite3.connect(path) as db:  # the size the next batch's checkpoint will have, taken already
-        db.execute("INSERT INTO checkpoints (size, root, note) VALUES (2, x'00', 'in the way')")
+    with sqlite3.connect(path) as db:  # a hand-made trigger refuses the next receipt's row
+        db.execute("CREATE TRIGGER in_the_way BEFORE INSERT ON receipts WHEN NEW.leaf_index = 1 "
+                   "BEGIN SELECT RAISE(ABORT, 'in the way'); END")
     with pytest.raises(ConflictError):
         ledger.append(intent("b", key="kb"))
     assert counters(ledger) == {"sku-002": (1, "100")}

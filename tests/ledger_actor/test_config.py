@@ -41,6 +41,8 @@ def test_a_configured_key_file_signs_and_never_shows(node: Node, tmp_path: Path)
     (lambda tmp: {"ledger": {"store": "etcd"}}, "ledger store 'etcd' is not available"),
     (lambda tmp: {"profile": "prod", "ledger": {"key_file": str(tmp / "not-a-key.pem")}},
      "not-a-key.pem: not an unencrypted PEM"),
+    (lambda tmp: {"ledger": {"checkpoint_interval": -1}}, "[ledger] checkpoint_interval = -1"),
+    (lambda tmp: {"ledger": {"checkpoint_interval": "0.25"}}, "[ledger] checkpoint_interval = '0.25'"),
 ])
 def test_a_bad_configuration_fails_the_start_and_says_why(node: Node, tmp_path: Path, context, reason: str) -> None:
     (tmp_path / "not-a-key.pem").write_text("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n")

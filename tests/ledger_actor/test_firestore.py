@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tests.helpers import BASES, EMULATOR_PROJECT, free_port
 from tests.ledger_actor.support import LEDGER, LOADERS, assert_proven, draft, run_loads
@@ -55,4 +56,35 @@ def test_appends_on_firestore_survive_a_restart(node: Node, tmp_path: Path) -> N
         assert_proven(node, tmp_path, [*receipts, after])
         assert node.call(LEDGER, "verify", timeout=30)["tree_size"] == 31
     finally:
+        node.stop_tree()
+
+
+def test_a_proof_right_after_an_append_on_firestore_is_signed_on_demand(node: Node, tmp_path: Path) -> None:
+    """Checkpoints per interval (docs/specification.md §4) on Firestore: with an interval longer
+    than the test, an append leaves no checkpoint; a proof signs one; an incarnation on its way
+    out signs the tail it leaves."""
+    ledger_name = f"actor-{uuid.uuid4().hex}"
+    node.start_tree(parse_tree({
+        "root": "root",
+        "supervisors": {"root": {"intensity": 5, "children": [LEDGER]}},
+        "workers": {LEDGER: {"actor": "tai_autonomics.actors.receipt_ledger:ReceiptLedger", "args": {"context": {
+                        "data_dir": str(tmp_path), "profile": "dev",
+                        "ledger": {"store": "firestore", "firestore_project_env": PROJECT_ENV,
+                                   "firestore_ledger": ledger_name, "checkpoint_interval": 60}}}}},
+    }))
+    store = FirestoreStore(ledger_name, project=EMULATOR_PROJECT)
+    try:
+        first = node.call(LEDGER, "append", draft(1))
+        assert store.checkpoint() is None and node.call(LEDGER, "status")["unsigned"] == 1
+        assert_proven(node, tmp_path, [first])
+        assert [c.size for c in store.checkpoints()] == [1]
+        more = [node.call(LEDGER, "append", draft(n)) for n in range(2, 5)]
+        assert node.call(LEDGER, "status")["unsigned"] == 3 and store.checkpoint().size == 1
+        before = node.call(LEDGER, "$info")["incarnation"]
+        node.call("root", "restart_child", LEDGER)
+        node.whereis(LEDGER, wait=10, after=before)
+        assert store.checkpoint().size == 4 and node.call(LEDGER, "status")["unsigned"] == 0
+        assert_proven(node, tmp_path, [first, *more])
+    finally:
+        store.close()
         node.stop_tree()
