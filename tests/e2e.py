@@ -20,7 +20,7 @@ import httpx
 from tai_autonomics.actors.ledger_api import read_chain
 from tai_autonomics.client import Client
 from tests.helpers import wait_until, zombie
-from tests.test_cli_daemon import REPO, Daemon, release
+from tests.daemon import REPO, Daemon, release
 
 DEPLOY = {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "cust-7", "customer_account": "dev-account-0001",
           "region": "europe-west1", "artifacts": {"image": "registry.example/app:1.0"}, "cost": 250}

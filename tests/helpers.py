@@ -5,6 +5,7 @@ its fixtures into a module shadows them (the ``noqa: F811`` this layout replaced
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -79,3 +80,27 @@ def conformance_files(*parts: str, pattern: str = "*.json") -> list[Path]:
     if not files:
         raise RuntimeError(f"conformance data missing: no {pattern} under {path}")
     return files
+
+
+def listening_inodes() -> dict[int, str]:
+    """inode → local address of every listening TCP socket (IPv4 and IPv6)."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    found[int(fields[9])] = fields[1]
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return inodes

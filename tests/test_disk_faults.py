@@ -21,7 +21,7 @@ import pytest
 
 from tai_autonomics.ledger import DB_FILE
 from tests.e2e import DEPLOY, as_, dev_daemon, receipts, until
-from tests.test_cli_daemon import CLI, Daemon, release
+from tests.daemon import CLI, Daemon, release
 
 FAST_RETRY = """
 [workers.ProdMode.args]

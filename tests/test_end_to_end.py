@@ -20,7 +20,7 @@ from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.merkle import leaf_hash
 from tests.e2e import DEPLOY, as_, dev_daemon
 from tests.helpers import wait_until
-from tests.test_cli_daemon import run_cli
+from tests.daemon import run_cli
 
 
 @pytest.fixture(scope="module")

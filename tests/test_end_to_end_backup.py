@@ -17,7 +17,7 @@ from tai_autonomics.ledger.keys import DEV_KEY_FILE
 from tai_autonomics.ledger.proofs import ConsistencyProof
 from tai_autonomics.ledger.verify import RECEIPTS_FILE
 from tests.e2e import DEPLOY, client, dev_daemon
-from tests.test_cli_daemon import run_cli
+from tests.daemon import run_cli
 
 MORE_AFTER_BACKUP = 3  # deploys the stream completes after the backup ended, before it stops
 

@@ -16,7 +16,7 @@ import pytest
 from tai_autonomics.notifications import sign
 from tai_autonomics.sandbox.customer import WEBHOOK_PATH
 from tests.e2e import as_, client, dev_daemon, receipts, until
-from tests.test_cli_daemon import run_cli
+from tests.daemon import run_cli
 
 WORKERS = """
 [workers.CertManager.args]

@@ -12,7 +12,7 @@ import pytest
 
 from tai_autonomics.client import ClientError
 from tests.e2e import POLICY_ID, client, dev_daemon, receipts
-from tests.test_cli_daemon import CLI, REPO, run_cli
+from tests.daemon import CLI, REPO, run_cli
 
 EVENTS = [
     ("acme", {"event": "eval_start", "date": "2025-12-01"}),

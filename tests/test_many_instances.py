@@ -31,7 +31,7 @@ from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 from tai_autonomics.trust.issuing import CA_CERT_FILE, DEV_CERT_FILE, DEV_KEY_FILE, DEV_LEDGER_KEY_FILE
 from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, kill9, receipts, until
 from tests.helpers import EMULATOR_PROJECT
-from tests.test_cli_daemon import REPO, Daemon
+from tests.daemon import REPO, Daemon
 
 PROJECT_ENV = "TAI_TEST_FIRESTORE_PROJECT"
 WORK = {"sku_id": "sku-001", "artifacts": {"code": "print(1)", "tests": "assert 1", "docs": "# w", "metadata": "{}"}}

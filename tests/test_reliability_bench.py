@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.test_cli_daemon import REPO
+from tests.daemon import REPO
 
 
 def _bench(module: str, *args: str, timeout: float = 240) -> tuple[int, dict, str]:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tai_autonomics.gateway.shell_commands import names_below
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
 from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, receipts, until
-from tests.test_cli_daemon import CLI, REPO
+from tests.daemon import CLI, REPO
 
 MANUAL = """
 [workers.InsuranceClient.args]

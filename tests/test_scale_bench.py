@@ -13,7 +13,7 @@ import pytest
 
 from tai_autonomics.actors.names import WORKERS
 from tai_autonomics.ledger import SQLiteStore, load_ledger_key, verify_store
-from tests.test_cli_daemon import REPO
+from tests.daemon import REPO
 
 
 def _scale(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tai_autonomics.gateway.routes import ROUTES
 from tai_autonomics.gateway.shell_commands import COMMANDS
 from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, receipts
-from tests.test_cli_daemon import CLI, REPO
+from tests.daemon import CLI, REPO
 
 TOKENS = {"SERVICE": "svc-secret-7e1d0c9a4b2f4e55a1", "AUDITOR": "aud-secret-3f9b2c7d1e6a4c08b2",
           "ADMIN": "adm-secret-9c4e7a2b5d1f4a69c3"}

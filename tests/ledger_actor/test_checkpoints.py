@@ -22,8 +22,8 @@ from tai_autonomics.ledger import (
     open_checkpoint,
 )
 from tai_autonomics.runtime import Node, parse_tree
-from tests.ledger_actor.conftest import LEDGER, LOADERS, draft, public_key, run_loads
-from tests.runtime.test_supervision import wait_until
+from tests.ledger_actor.support import LEDGER, LOADERS, draft, public_key, run_loads
+from tests.helpers import wait_until
 
 Start = Callable[[float], Path]
 

@@ -51,35 +51,11 @@ def test_call_timeout(node: Node, tree) -> None:
 
 
 
-def _listening_inodes() -> dict[int, str]:
-    """inode → local address of every listening TCP socket (IPv4 and IPv6)."""
-    found = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A":  # LISTEN
-                    found[int(fields[9])] = fields[1]
-    return found
-
-
-def _socket_inodes(pid: int) -> set[int]:
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
-    except OSError:
-        pass
-    return inodes
-
-
 _LISTENERS_PROBE = """
 import json, os, sys
 from tai_autonomics.runtime import Node, NodeConfig, _process, parse_tree
 from tests.helpers import free_port
-from tests.runtime.test_multiprocess import _listening_inodes, _socket_inodes
+from tests.helpers import listening_inodes, socket_inodes
 from tests.runtime.support import workers
 
 with Node(NodeConfig(base=sys.argv[1], admin_port=free_port())) as node:
@@ -87,10 +63,10 @@ with Node(NodeConfig(base=sys.argv[1], admin_port=free_port())) as node:
                                                                 "sub": {"children": ["b"]}},
                                 "workers": workers("a", "b")}))
     pids = [node._admin_pid, *_process.descendants(node._admin_pid)]
-    listening = _listening_inodes()
-    print("probe:", json.dumps({"pids": len(pids), "all_have_sockets": all(_socket_inodes(pid) for pid in pids),
-                      "actors": sorted({listening[i] for pid in pids for i in _socket_inodes(pid) if i in listening}),
-                      "caller": sorted({listening[i] for i in _socket_inodes(os.getpid()) if i in listening})}))
+    listening = listening_inodes()
+    print("probe:", json.dumps({"pids": len(pids), "all_have_sockets": all(socket_inodes(pid) for pid in pids),
+                      "actors": sorted({listening[i] for pid in pids for i in socket_inodes(pid) if i in listening}),
+                      "caller": sorted({listening[i] for i in socket_inodes(os.getpid()) if i in listening})}))
 """
 
 
