@@ -23,7 +23,12 @@ by actor (from the supervision tree), the longest wait and the invariant counts.
 the same run is the first ``--calm`` seconds of load, without faults: their p50 latency against
 the chaotic part's.
 
-Usage: python -m bench.chaos [--seconds 600] [--rate 100] [--seed 1] [--every 3]
+``--keep DIR`` runs in ``DIR`` (created; it must be empty) and leaves it there: the data
+directory (``DIR/var``: the ledger, the thespian log) and the daemon's output of every
+incarnation (``DIR/daemon.out``: its log lines, the supervisors' ``crash_report`` among them), to
+read why an actor restarted. Without it the run's directory is a temporary one, removed at the end.
+
+Usage: python -m bench.chaos [--seconds 600] [--rate 100] [--seed 1] [--every 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
@@ -41,6 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +306,24 @@ def invariants(run: Run, load: Load, checkpoints: list[dict]) -> dict[str, int]:
             "coverage_exceeded": over, "idempotent_repeat_differed": load.repeats_differed}
 
 
+@contextlib.contextmanager
+def _run_dir(keep: Path | None) -> Iterator[Path]:
+    """The run's directory: ``keep`` (created, refused unless empty: a second run's output would
+    mix with the first's), kept afterwards; else a temporary one, removed."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
+            yield Path(tmp)
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    if any(keep.iterdir()):
+        raise SystemExit(f"--keep {keep}: the directory is not empty")
+    try:
+        yield keep.resolve()
+    finally:
+        print(f"kept: the data directory in {keep / 'var'}, the daemon's output in {keep / 'daemon.out'}",
+              file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600)
@@ -306,10 +331,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--every", type=float, default=3.0, help="seconds between faults")
     parser.add_argument("--calm", type=float, default=5.0, help="seconds of load without faults first (baseline)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="run in DIR (created, must be empty) and keep the data dir and daemon output there")
     args = parser.parse_args()
     rng, load, applied = random.Random(args.seed), Load(), {}
-    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
-        run = Run(Path(tmp))
+    with _run_dir(args.keep) as root:
+        run = Run(root)
         run.start()
         checkpoints: list[dict] = []
         stop = threading.Event()
