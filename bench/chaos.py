@@ -324,6 +324,15 @@ def _run_dir(keep: Path | None) -> Iterator[Path]:
               file=sys.stderr)
 
 
+def unexplained_restarts(restarts_by_actor: dict[str, int], applied: dict[str, int]) -> dict[str, int]:
+    """Per actor, its restarts (over all incarnations of the daemon) less the SIGKILLs the schedule
+    applied to it: a restart the schedule did not cause is a crash of the actor's own (an
+    exception out of a handler, a start that failed); an actor with none is left out."""
+    names = set(restarts_by_actor) | {k.removeprefix("sigkill:") for k in applied if k.startswith("sigkill:")}
+    counts = {name: restarts_by_actor.get(name, 0) - applied.get(f"sigkill:{name}", 0) for name in names}
+    return {name: count for name, count in sorted(counts.items()) if count}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600)
@@ -359,7 +368,8 @@ def main() -> int:
         "seconds": args.seconds, "rate": args.rate, "seed": args.seed,
         "operations": dict(sorted(load.outcomes.items())), "errors": dict(sorted(load.errors.items())),
         "faults_applied": dict(sorted(applied.items())), "daemon_restarts": run.restarts,
-        "restarts_by_actor": run.actor_restarts, "longest_wait_s": round(load.longest_wait_s, 2),
+        "restarts_by_actor": run.actor_restarts,
+        "unexplained_restarts": unexplained_restarts(run.actor_restarts, applied), "longest_wait_s": round(load.longest_wait_s, 2),
         "p50_ms_calm": round(calm[len(calm) // 2] * 1e3, 1) if calm else None,
         "p50_ms_chaos": round(wild[len(wild) // 2] * 1e3, 1) if wild else None,
         "schedule_complete": run.restarts == 2, "invariants": counts}, indent=2))
