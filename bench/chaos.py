@@ -369,7 +369,8 @@ def main() -> int:
         "operations": dict(sorted(load.outcomes.items())), "errors": dict(sorted(load.errors.items())),
         "faults_applied": dict(sorted(applied.items())), "daemon_restarts": run.restarts,
         "restarts_by_actor": run.actor_restarts,
-        "unexplained_restarts": unexplained_restarts(run.actor_restarts, applied), "longest_wait_s": round(load.longest_wait_s, 2),
+        "unexplained_restarts": unexplained_restarts(run.actor_restarts, applied),
+        "longest_wait_s": round(load.longest_wait_s, 2),
         "p50_ms_calm": round(calm[len(calm) // 2] * 1e3, 1) if calm else None,
         "p50_ms_chaos": round(wild[len(wild) // 2] * 1e3, 1) if wild else None,
         "schedule_complete": run.restarts == 2, "invariants": counts}, indent=2))
