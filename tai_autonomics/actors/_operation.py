@@ -9,6 +9,13 @@ a worker thread and the waits are timers, so the actor keeps answering) → ``<k
 ``<kind>.failed`` with a
 root-cause record → every caller waiting on it is answered.
 
+An outcome receipt the ledger does not take (it crashed or is restarting, did not answer in
+time, its disk refused: :data:`LEDGER_TRANSIENT`) is offered again after a backoff, its callers
+waiting while the operation's deadline lasts (then answered with the ledger's error; a repeat
+joins it). The actor does not crash on it: a crash would answer every other operation in flight
+``actor_crashed`` (issue 14). Only a refusal that asking again cannot change (a bad draft: a bug)
+still crashes it, OTP-style; the next incarnation takes the open operation over from its intent.
+
 Idempotency: an operation has a key (the deploy's ``Idempotency-Key``, the publish's
 ``work_id``). A request with a known key gets the first operation's result (waiting for it if it
 is still running); the same key with a different request is refused. At start the actor rebuilds
@@ -448,8 +455,8 @@ class OperationActor(Server, metaclass=ABCMeta):
             elif outcome == "interrupted":  # stopping anyway: the open operation is taken over later
                 self._answer(op, error=error)
                 self._forget(op)
-            elif isinstance(error, OperationNotOpen):  # recorded by another instance, or by an offer of ours
-                self._forget(op)  # the ledger took but never answered (it died in between)
+            elif isinstance(error, OperationNotOpen):  # recorded by another instance, or by an earlier offer
+                self._forget(op)  # of ours that the ledger stored but died before answering
                 waiters, op.waiters = op.waiters, []
                 for caller in waiters:
                     self.call_actor(RECEIPT_LEDGER, "operation", {"operation_id": op.operation_id},
@@ -696,7 +703,7 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
         running = sum(1 for op in self.ops.values() if op.status == IN_PROGRESS)
-        unrecorded = sum(1 for op in self.ops.values() if op.unrecorded)
+        unrecorded = sum(1 for op in self.ops.values() if op.unrecorded)  # outcomes being offered again
         return {"actor": self.name, "url": self.base_url, "operations": len(self.ops), "in_progress": running,
                 "unrecorded": unrecorded, "call_timeout_s": CALL_TIMEOUT_S, "deadline_s": self.deadline_s}
 
