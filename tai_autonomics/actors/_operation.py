@@ -9,6 +9,13 @@ a worker thread and the waits are timers, so the actor keeps answering) → ``<k
 ``<kind>.failed`` with a
 root-cause record → every caller waiting on it is answered.
 
+An outcome receipt the ledger does not take (it crashed or is restarting, did not answer in
+time, its disk refused: :data:`LEDGER_TRANSIENT`) is offered again after a backoff, its callers
+waiting while the operation's deadline lasts (then answered with the ledger's error; a repeat
+joins it). The actor does not crash on it: a crash would answer every other operation in flight
+``actor_crashed`` (issue 14). Only a refusal that asking again cannot change (a bad draft: a bug)
+still crashes it, OTP-style; the next incarnation takes the open operation over from its intent.
+
 Idempotency: an operation has a key (the deploy's ``Idempotency-Key``, the publish's
 ``work_id``). A request with a known key gets the first operation's result (waiting for it if it
 is still running); the same key with a different request is refused. At start the actor rebuilds
@@ -60,7 +67,7 @@ from tai_autonomics.actors.operation_api import (
     OperationInterrupted,
 )
 from tai_autonomics.errors import InvalidRequest, TaiError
-from tai_autonomics.ledger.errors import NotFoundError, StoreCorruptError
+from tai_autonomics.ledger.errors import LedgerBusy, NotFoundError, StoreCorruptError, StoreUnavailable
 from tai_autonomics.ledger.operations import (
     IN_PROGRESS,
     INTERRUPTED,
@@ -72,12 +79,24 @@ from tai_autonomics.ledger.operations import (
 from tai_autonomics.operations.authority import Authority
 from tai_autonomics.operations.mode import ModeRefusal
 from tai_autonomics.operations.rca import Answer, shutdown_record
-from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
+from tai_autonomics.runtime import (
+    DEFERRED,
+    NOREPLY,
+    ActorCrashed,
+    ActorRestarting,
+    Caller,
+    CallTimeout,
+    NoSuchActor,
+    Server,
+)
 from tai_autonomics.validation import valid_int, valid_seconds
 
 log = logging.getLogger(__name__)
 
 LEDGER_MARGIN_S = 15.0  # guard + two appends, each answered well within the default call timeout
+#: the ledger's refusals of an append that a later offer may not meet: it crashed or was restarting
+#: (a new incarnation follows), did not answer in time, its disk refused, other instances won the race
+LEDGER_TRANSIENT = (ActorCrashed, ActorRestarting, CallTimeout, NoSuchActor, StoreUnavailable, LedgerBusy)
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,13 @@ class Step:
 
 @dataclass(frozen=True)
 class _Retry:
+    operation_id: str
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Offer an outcome receipt the ledger did not take to it again."""
+
     operation_id: str
 
 
@@ -113,6 +139,7 @@ class Phase(Enum):
     GUARDING = "guarding"  # a new request: the guard and its intent receipt are on their way, nothing recorded
     WAITING = "waiting"  # intent recorded, nothing runs: taken over from the store, waiting for the request's repeat
     RUNNING = "running"  # intent recorded, the outside calls under way
+    RECORDING = "recording"  # the party has answered: the outcome receipt is on its way (again, if refused)
     INTERRUPTING = "interrupting"  # a drain is recording its interruption: the party's late answer is ignored
     COMPLETED = "completed"
     FAILED = "failed"
@@ -136,6 +163,9 @@ class Operation:
     results: list[Any] = field(default_factory=list)
     chain: str = ""
     plan: Callable[[str], list[Step]] | None = None  # the request's outside calls (None: taken over from the store)
+    unrecorded: int = 0  # how many times the ledger has not taken its outcome receipt
+    unrecorded_error: TaiError | None = None  # the last of those refusals
+    record: Callable[[], None] | None = None  # offers the outcome receipt again (while one is due)
 
     @property
     def status(self) -> str:
@@ -422,18 +452,46 @@ class OperationActor(Server, metaclass=ABCMeta):
             elif outcome == "interrupted":  # stopping anyway: the open operation is taken over later
                 self._answer(op, error=error)
                 self._forget(op)
-            elif isinstance(error, OperationNotOpen):  # another instance took it over and recorded its outcome
-                self._forget(op)
+            elif isinstance(error, OperationNotOpen):  # recorded by another instance, or by an earlier offer
+                self._forget(op)  # of ours that the ledger stored but died before answering
                 waiters, op.waiters = op.waiters, []
                 for caller in waiters:
                     self.call_actor(RECEIPT_LEDGER, "operation", {"operation_id": op.operation_id},
                                     then=partial(self._reply_stored, caller))
-            else:  # the outside call happened but is unrecorded: restart; the next incarnation takes it over
+            elif isinstance(error, LEDGER_TRANSIENT):
+                self._record_later(op, outcome, error, partial(ledger_api.append, self, draft, appended))
+            else:  # a refusal asking again cannot change (a bad draft: a bug): let it crash; the next
+                # incarnation takes the open operation over from its intent
                 self._answer(op, error=error)
                 raise RuntimeError(f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded: "
                                    f"{error.message}")
 
         ledger_api.append(self, draft, then=appended)
+
+    def _record_later(self, op: Operation, outcome: str, error: TaiError, record: Callable[[], None]) -> None:
+        """The ledger did not take an outcome receipt (it crashed or was restarting, did not answer
+        in time, or its disk refused): the party has answered, so the outcome is kept and offered
+        again after a backoff, never a crash (which would end every other operation of this actor
+        with ``actor_crashed``). Its callers wait while the operation's time lasts; past its
+        deadline they are answered with the ledger's error (a repeat of the request joins the
+        operation, still offered). A drain gives it up: the next start takes it over."""
+        op.unrecorded, op.unrecorded_error, op.record = op.unrecorded + 1, error, record
+        logs.event(log, f"the {self.kind}.{outcome} receipt of {op.operation_id} was not recorded "
+                        f"({error.message}); offering it again", logging.WARNING, event="outcome_unrecorded",
+                   actor=self.name, operation_id=op.operation_id, times=op.unrecorded, reason=error.message)
+        if time.monotonic() >= op.deadline:
+            self._answer(op, error=error)
+        if self.draining:
+            self._give_up_recording(op)
+            return
+        self.start_timer(self._wait(op.unrecorded), _Record(op.operation_id))
+
+    def _give_up_recording(self, op: Operation) -> None:
+        """Stopping with an outcome the ledger has not taken: its callers get the ledger's error and
+        the open operation is left to the next start (its outside call is repeated under the same
+        ``Idempotency-Key``, so it is not done twice)."""
+        self._answer(op, error=op.unrecorded_error)
+        self._forget(op)
 
     def _intent_refused(self, op: Operation, error: TaiError) -> None:
         """The store refused the intent: coverage did not fit (recorded as ``coverage.exceeded``),
@@ -512,10 +570,14 @@ class OperationActor(Server, metaclass=ABCMeta):
         self._finish(op, Phase.FAILED, {"rca": self.rca(step.stage, answer, context)})
 
     def _backoff(self, attempt: int, answer: Answer) -> float:
-        wait = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+        wait = self._wait(attempt)
         if answer.retry_after_s is not None:
             wait = max(wait, min(answer.retry_after_s, self.backoff_cap_s))
         return wait
+
+    def _wait(self, attempt: int) -> float:
+        """The exponential backoff before attempt ``attempt + 1``."""
+        return min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
 
     def _post(self, step: Step, idempotency_key: str, timeout_s: float) -> tuple[Answer, Any]:
         try:
@@ -542,6 +604,7 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def _finish(self, op: Operation, outcome: Phase, payload: dict[str, Any]) -> None:
         payload = {"key": op.key, "attempts": op.attempts, **payload}
+        op.phase = Phase.RECORDING
 
         def recorded() -> None:
             op.phase, op.rca = outcome, payload.get("rca")
@@ -578,8 +641,11 @@ class OperationActor(Server, metaclass=ABCMeta):
             if op.phase is Phase.WAITING:  # taken over, waiting for its repeat: nothing runs
                 self._forget(op)
                 continue
+            if op.phase is Phase.RECORDING and op.unrecorded:  # the ledger refused its outcome: no waiting on it
+                self._give_up_recording(op)
+                continue
             if op.phase is not Phase.RUNNING:
-                continue  # an earlier drain is recording its interruption
+                continue  # its outcome receipt is on its way, or an earlier drain is recording its interruption
             op.phase = Phase.INTERRUPTING
             step = op.steps[op.step] if op.step < len(op.steps) else op.steps[-1]
             context = {"stage": step.stage, "url": self.base_url + step.path, "attempts": op.attempts}
@@ -624,13 +690,18 @@ class OperationActor(Server, metaclass=ABCMeta):
             self._attempt(self.ops[payload.operation_id])
         elif isinstance(payload, _TakeOver) and payload.operation_id not in self.ops and not self.draining:
             self._take_over(payload.operation_id)
+        elif isinstance(payload, _Record) and (op := self.ops.get(payload.operation_id)) is not None \
+                and op.phase is Phase.RECORDING and op.record is not None:
+            record, op.record = op.record, None
+            record()
         elif isinstance(payload, _Interrupt):
             self._interrupt_running()
 
     def call_status(self, _payload: Any) -> dict[str, Any]:
         running = sum(1 for op in self.ops.values() if op.status == IN_PROGRESS)
+        unrecorded = sum(1 for op in self.ops.values() if op.unrecorded)  # outcomes being offered again
         return {"actor": self.name, "url": self.base_url, "operations": len(self.ops), "in_progress": running,
-                "call_timeout_s": CALL_TIMEOUT_S, "deadline_s": self.deadline_s}
+                "unrecorded": unrecorded, "call_timeout_s": CALL_TIMEOUT_S, "deadline_s": self.deadline_s}
 
     def inspect_state(self) -> dict[str, Any]:
         return self.call_status(None)

@@ -15,7 +15,8 @@ be recorded (then nothing was deployed).
 ``get`` ``{"operation_id"}`` → the same shape (``status`` ``in_progress`` with the intent only,
 while it runs); ``not_found``.
 
-``status`` → ``{"actor", "url", "operations", "in_progress", "call_timeout_s", "deadline_s"}``.
+``status`` → ``{"actor", "url", "operations", "in_progress", "unrecorded", "call_timeout_s", "deadline_s"}``
+(``unrecorded``: operations whose outcome receipt the ledger did not take, being offered again).
 
 The customer's endpoint is ``POST {url}/deployments`` with the operation's ``Idempotency-Key``;
 a deploy interrupted by a restart is re-sent with the same key at the next start.

@@ -1,4 +1,5 @@
-"""Stand-ins for ProdMode's neighbours, so its rules can be driven case by case.
+"""Stand-ins for ProdMode's neighbours, so its rules can be driven case by case; and the real
+ReceiptLedger made to die on cue (:class:`LedgerDyingOnOutcome`), for its callers' tests.
 
 (The real CertManager, InsuranceClient and ReceiptLedger actors are tested on their own; the
 daemon test runs them together.)
@@ -6,9 +7,13 @@ daemon test runs them together.)
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+from tai_autonomics.actors.receipt_ledger import ReceiptLedger
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import DEFERRED, Server
 from tai_autonomics.trust import sample_policy
@@ -97,3 +102,24 @@ class AuthoritySubscriber(Server):
 
     def call_modes(self, _payload: Any) -> list[str]:
         return [authority.mode for authority in self.seen]
+
+
+DIE_ON_OUTCOME = "die-on-outcome"
+
+
+class LedgerDyingOnOutcome(ReceiptLedger):
+    """The real ReceiptLedger, SIGKILLed (as the chaos bench's schedule does) when an operation's
+    outcome receipt reaches it while the file ``DIE_ON_OUTCOME`` exists in the data directory: it
+    dies holding the append, before storing it. The file is removed first, so it dies once and
+    its next incarnation is the plain ledger. Multiprocess bases only (it kills its own process)."""
+
+    def init(self, args: dict[str, Any]) -> None:
+        self.die_on_outcome = Path(args["context"]["data_dir"]) / DIE_ON_OUTCOME
+        super().init(args)
+
+    def call_append(self, payload: Any) -> Any:
+        kind = payload.get("kind", "") if isinstance(payload, dict) else ""
+        if kind.endswith((".completed", ".failed")) and self.die_on_outcome.exists():
+            self.die_on_outcome.unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().call_append(payload)
