@@ -15,8 +15,8 @@ key is the one that signed the backup (a restored ledger the daemon cannot exten
 It refuses a store that holds receipts. It then appends the receipts through the store's own
 atomic append, in batches the store can take, with what the receipts imply recomputed from them
 by the same rules ``ledger verify`` recounts with: the coverage counters, operation records and
-idempotency claims (:class:`~tai_autonomics.ledger.operations.Recount`), the pricing index and
-the tree's tiles. Each batch gets the checkpoint of its tree signed by the key; the last one is
+idempotency claims (:class:`~tai_autonomics.ledger.operations.Recount`), the pricing index, the
+tree's tiles and the full entry bundles. Each batch gets the checkpoint of its tree signed by the key; the last one is
 the backup's own checkpoint (Ed25519 is deterministic, and it is checked to be byte-identical).
 Finally the ledger is opened on the store, which checks its right edge against that checkpoint.
 """
@@ -43,7 +43,7 @@ from tai_autonomics.ledger.note import Checkpoint, open_checkpoint, sign_checkpo
 from tai_autonomics.ledger.operations import Recount
 from tai_autonomics.ledger.receipts import Receipt, rfc3339_utc
 from tai_autonomics.ledger.store import EffectReads, LedgerStore, LogHead, SealedBatch
-from tai_autonomics.ledger.tiles import TiledTree
+from tai_autonomics.ledger.tiles import Bundler, TiledTree
 from tai_autonomics.ledger.verify import CHECKPOINT_FILE, PROOFS_FILE, PUBLIC_KEY_FILE, RECEIPTS_FILE, verify_export
 
 MANIFEST_FILE = "backup.json"
@@ -227,8 +227,8 @@ def _batch_size(store: LedgerStore) -> int:
 
 def _batches(receipts_file: Path, final: Checkpoint, key: LedgerKey, size: int) -> Iterator[SealedBatch]:
     """The backup's receipts as sealed batches of ``size``, each with what it changes (counters,
-    records, prices, tiles) and its checkpoint; the last one is ``final`` itself."""
-    tree, recount = TiledTree.built(), Recount()
+    records, prices, tiles, bundles) and its checkpoint; the last one is ``final`` itself."""
+    tree, recount, bundler = TiledTree.built(), Recount(), Bundler.built()
     pending: list[Receipt] = []
     parsed: list[dict[str, Any]] = []
     with open(receipts_file, "rb") as lines:
@@ -244,16 +244,16 @@ def _batches(receipts_file: Path, final: Checkpoint, key: LedgerKey, size: int) 
             pending.append(receipt)
             parsed.append(fields)
             if len(pending) == size:
-                yield _batch(pending, parsed, tree, recount, final, key)
+                yield _batch(pending, parsed, tree, recount, bundler, final, key)
                 pending, parsed = [], []
     if pending:
-        yield _batch(pending, parsed, tree, recount, final, key)
+        yield _batch(pending, parsed, tree, recount, bundler, final, key)
     if tree.size != final.size:
         raise _changed()
 
 
 def _batch(receipts: list[Receipt], parsed: list[dict[str, Any]], tree: TiledTree, recount: Recount,
-           final: Checkpoint, key: LedgerKey) -> SealedBatch:
+           bundler: Bundler, final: Checkpoint, key: LedgerKey) -> SealedBatch:
     if tree.size > final.size or (tree.size == final.size and tree.root() != final.root):
         raise _changed()
     if tree.size == final.size:
@@ -262,7 +262,9 @@ def _batch(receipts: list[Receipt], parsed: list[dict[str, Any]], tree: TiledTre
         checkpoint = sign_checkpoint(final.origin, tree.size, tree.root(), key)
     usage, records = recount.take_changed()
     prices = prices_of(parsed)
-    return SealedBatch(receipts, checkpoint, usage, records, tree.drain(), prices)
+    bundles = bundler.add(receipts[0].leaf_index, [receipt.data for receipt in receipts])
+    bundler.settle()  # a batch the store refuses ends the restore: none is retried
+    return SealedBatch(receipts, checkpoint, usage, records, tree.drain(), prices, bundles=bundles)
 
 
 def _changed() -> BackupInvalid:

@@ -13,9 +13,10 @@ Layout under ``ledgers/{name}``:
   coverage counter per policy, month and SKU;
 * ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
 * ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner;
-* ``prices/...`` and ``tiles/...``: the pricing index and the Merkle tree's tiles, written with each
-  batch (:mod:`~tai_autonomics.ledger.firestore_indexes`), so that a start reads the tree's right
-  edge and no actor replays a chain.
+* ``prices/...``, ``tiles/...`` and ``bundles/...``: the pricing index, the Merkle tree's tiles and
+  the full entry bundles, written with each batch (:mod:`~tai_autonomics.ledger.firestore_indexes`),
+  so that a start reads the tree's right edge, no actor replays a chain, and serving a bundle
+  reads one document.
 
 The counters, claims and records a batch touches are read and written in the append's
 transaction (docs/specification.md §10): two instances can never both reserve the last of a SKU's coverage or
@@ -289,6 +290,9 @@ class FirestoreStore:
         than tiles, computed from the leaf hashes under it."""
         stored = self._indexes.tile(level, index)
         return stored if stored is not None else tile_from_leaves(self, self.size(), level, index)
+
+    def bundle(self, index: int) -> bytes | None:
+        return self._indexes.bundle(index)
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         for doc in self._range(start, end, None):
