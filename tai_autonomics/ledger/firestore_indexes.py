@@ -22,14 +22,16 @@ last receipt's, and two instances never race on an entry.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from google.cloud import firestore
 
-from tai_autonomics.ledger.errors import StoreCorruptError
+from tai_autonomics.ledger.errors import ConflictError, StoreCorruptError
 from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.store import SealedBatch
+from tai_autonomics.ledger.tiles import Bundle
 
 _MAX_BUNDLE = 1_000_000  # bytes of a bundle document's entries: Firestore takes at most 1 MiB per document
 
@@ -76,6 +78,22 @@ class FirestoreIndexes:
         if not isinstance(entries, bytes):
             raise StoreCorruptError(f"Firestore bundle document {snap.reference.path}: 'entries' is not bytes")
         return entries
+
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        """Create the documents of the bundles no document holds yet (one the daemon writes
+        meanwhile is the same bytes: it is left as it is). Returns how many were created."""
+        written = 0
+        for bundle in bundles:
+            if len(bundle.entries) > _MAX_BUNDLE:
+                continue
+            ref = self._bundle_ref(bundle.index)
+            try:
+                self._call("store an entry bundle", partial(ref.create, {"index": bundle.index,
+                                                                         "entries": bundle.entries}))
+            except ConflictError:
+                continue
+            written += 1
+        return written
 
     def _bundle_ref(self, index: int) -> firestore.DocumentReference:
         return self._bundles.document(f"{index:012d}")

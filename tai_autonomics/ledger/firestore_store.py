@@ -46,7 +46,7 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -69,7 +69,7 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
-from tai_autonomics.ledger.tiles import tile_from_leaves
+from tai_autonomics.ledger.tiles import Bundle, tile_from_leaves
 
 _T = TypeVar("_T")
 _PAGE = 1000
@@ -293,6 +293,9 @@ class FirestoreStore:
 
     def bundle(self, index: int) -> bytes | None:
         return self._indexes.bundle(index)
+
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        return self._indexes.add_bundles(bundles)
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         for doc in self._range(start, end, None):

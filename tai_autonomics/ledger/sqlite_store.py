@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,7 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
-from tai_autonomics.ledger.tiles import Tile, tiles_of
+from tai_autonomics.ledger.tiles import Bundle, Tile, tiles_of
 
 DB_FILE = "ledger.sqlite3"
 _SCHEMA_VERSION = 4
@@ -295,6 +295,20 @@ class SQLiteStore:
         with self._errors():
             row = self._db.execute("SELECT CAST(entries AS BLOB) FROM bundles WHERE idx = ?", (index,)).fetchone()
         return None if row is None else row[0] or b""
+
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO bundles (idx, entries) VALUES (?,?)",
+                                     [(bundle.index, bundle.entries) for bundle in bundles])
+                written = self._db.total_changes - before
+            except BaseException:
+                self._rollback()
+                raise
+            self._db.execute("COMMIT")
+        return written
 
     def _head(self, chains: Collection[str], reads: EffectReads) -> tuple[_KnownHead, LogHead]:
         """The log head with the heads of ``chains`` and what ``reads`` names, read in the write transaction.

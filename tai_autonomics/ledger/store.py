@@ -122,6 +122,10 @@ class LedgerStore(Protocol):
         """The stored full entry bundle ``index`` (:mod:`~tai_autonomics.ledger.tiles`), or None
         (not stored: a ledger older than bundles, or a receipt too long for one)."""
 
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        """Store the full entry bundles not stored yet (``ledger fill-bundles``: the history of a
+        ledger older than bundles); one stored already is left as it is. Returns how many were written."""
+
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         """Stored receipts in leaf order (gaps, if any, show as missing indexes)."""
 
