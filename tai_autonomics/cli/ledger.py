@@ -165,6 +165,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 
 def _fill_bundles(args: argparse.Namespace) -> int:
+    _configured(args)[0].close()  # read-only first: a missing SQLite ledger is an error, not a new empty one
     store, _, _ = _configured(args, readonly=False)
     try:
         report = fill_bundles(store, progress=_progress("fill-bundles"))

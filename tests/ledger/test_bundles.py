@@ -230,7 +230,8 @@ def test_a_receipt_too_long_for_a_bundle_is_still_appended(tmp_path: Path, key: 
 
 def test_fill_bundles_stores_the_history_of_a_version_3_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """``ledger fill-bundles`` (the offline backfill): the bundles a version-3 file lacks are
-    stored, the same bytes as assembled; a second run writes none; verify passes."""
+    stored, the same bytes as assembled; a second run writes none; verify passes. A data directory
+    without a ledger is an error, and gets none."""
     data_dir = tmp_path / "var"
     path = data_dir / DB_FILE
     _filled(path, load_ledger_key(data_dir=data_dir), 1100)
@@ -245,6 +246,10 @@ def test_fill_bundles_stores_the_history_of_a_version_3_file(tmp_path: Path, cap
     assert "1024/1024 receipts" in err
     store = SQLiteStore(path, readonly=True)
     assert _bundle_rows(path) == [0, 1, 2, 3]
+    empty = tmp_path / "nodb"
+    load_ledger_key(data_dir=empty)
+    assert main(["ledger", "fill-bundles", "--data-dir", str(empty)]) == 2
+    assert "no ledger database" in capsys.readouterr().err and not (empty / DB_FILE).exists()
     assert [store.bundle(index) for index in range(4)] == [_assembled(store, index) for index in range(4)]
     assert main(["ledger", "verify", "--data-dir", str(data_dir)]) == 0
     store.close()
