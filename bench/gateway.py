@@ -202,12 +202,13 @@ async def run_rate(base: str, token: str, rate: float, seconds: float, deploy: b
 
 
 def start_daemon(data_dir: Path, port: int, base: str = "multiprocUnixBase", log_level: str = "WARNING",
-                 tables: str = "") -> tuple[subprocess.Popen, Path]:
-    """The dev daemon on ``data_dir/var`` (kept across restarts) on actor system ``base``, ready;
+                 tables: str = "", var: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """The dev daemon on ``data_dir/var`` (kept across restarts), or on ``var`` if given (a data
+    dir built elsewhere, by ``bench.scale --build-only``), on actor system ``base``, ready;
     ``tables``: TOML appended to its release file. Its output is appended to ``data_dir/daemon.out``."""
     rel = data_dir / "bench.toml"
     rel.write_text(f'profile = "dev"\nsupervision = "{Path.cwd() / "supervision.toml"}"\n'
-                   f'data_dir = "{data_dir / "var"}"\n[system]\nbase = "{base}"\nadmin_port = {free_port()}\n'
+                   f'data_dir = "{var or data_dir / "var"}"\n[system]\nbase = "{base}"\nadmin_port = {free_port()}\n'
                    f'log_level = "{log_level}"\n' + tables)
     out = data_dir / "daemon.out"
     with open(out, "a") as handle:

@@ -28,6 +28,7 @@ from tai_autonomics.errors import ConfigError
 from tai_autonomics.logs import LOG_LEVELS
 from tai_autonomics.runtime import NodeConfig
 from tai_autonomics.runtime.node import BASES
+from tai_autonomics.validation import is_int, is_number
 
 PROFILES = ("dev", "staging", "prod")
 MODES = ("eval", "prod")
@@ -123,7 +124,7 @@ def _parse(data: dict[str, Any], source: str, base_dir: Path) -> ReleaseConfig:
         raise fail("system.base", f"unknown thespian base {base!r} (expected {', '.join(BASES)})")
     port = system.get("admin_port", NodeConfig.admin_port)
     admin_port_auto = profile == "dev" and "admin_port" not in system
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+    if not is_int(port) or not 1 <= port <= 65535:
         raise fail("system.admin_port", f"must be a port number 1-65535, got {port!r}")
     bind = system.get("bind", "127.0.0.1")
     if not isinstance(bind, str) or not bind:
@@ -164,7 +165,7 @@ def _sandbox(table: Any, profile: str, fail: Callable[[str, str], ConfigError]) 
     value = table.get("cert_validity_s")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_CERT_VALIDITY_S:
+    if not is_number(value) or not 0 < value <= MAX_CERT_VALIDITY_S:
         raise fail("sandbox.cert_validity_s",
                    f"must be a number of seconds > 0 and at most {MAX_CERT_VALIDITY_S} (3650 days), got {value!r}")
     return float(value)

@@ -8,9 +8,9 @@ survivor is killed, and the test fails).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +19,7 @@ import httpx
 
 from tai_autonomics.actors.ledger_api import read_chain
 from tai_autonomics.client import Client
-from tests.runtime.test_supervision import _zombie, wait_until
+from tests.helpers import wait_until, zombie
 from tests.test_cli_daemon import REPO, Daemon, release
 
 DEPLOY = {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "cust-7", "customer_account": "dev-account-0001",
@@ -91,7 +91,7 @@ def _stop(d: Daemon) -> None:
 
 
 def _alive(pids: list[int]) -> list[int]:
-    return [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+    return [p for p in pids if os.path.exists(f"/proc/{p}") and not zombie(p)]
 
 
 def _kill(pid: int) -> None:
@@ -105,14 +105,9 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll a condition read from the daemon over HTTP (gentler than every 10 ms on a shared machine);
-    fail naming it if it does not hold within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+#: poll a condition read from the daemon over HTTP: ``wait_until`` every 50 ms (gentler than every
+#: 10 ms on a shared machine); ``until(predicate, timeout, what)``
+until = functools.partial(wait_until, interval=0.05)
 
 
 def as_(daemon: Daemon, role: str) -> dict[str, str]:

@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from tai_autonomics.runtime import _process, unixbase
-from tests.conftest import free_port
+from tests.helpers import free_port, wait_until, zombie
 from tests.runtime.test_multiprocess import _listening_inodes, _socket_inodes
-from tests.runtime.test_supervision import _zombie, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "tai_autonomics"]
@@ -140,7 +139,7 @@ def test_foreground_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, daemons) -
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(10) == 0
     assert time.monotonic() - sent < 10
-    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not zombie(p)]
     assert alive == []
     events = [e.get("event") for e in daemon.lines()]
     assert events.index("sandbox_started") < events.index("tree_started") < events.index("stopping")
@@ -336,7 +335,7 @@ def test_two_dev_daemons_on_two_data_dirs_run_side_by_side(tmp_path: Path, daemo
         assert pong.stdout.strip() == f"pong (pid {daemon.proc.pid}, data dir {d}, admin port {port})"
         assert run_cli("stop", "--data-dir", str(d)).returncode == 0
         assert daemon.proc.wait(10) == 0
-    assert [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)] == []
+    assert [p for p in pids if os.path.exists(f"/proc/{p}") and not zombie(p)] == []
     for d in dirs:
         assert run_cli("ping", "--data-dir", str(d)).returncode == 1
 

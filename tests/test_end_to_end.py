@@ -19,7 +19,7 @@ from tai_autonomics.ledger import LedgerPublicKey, open_checkpoint, verify_inclu
 from tai_autonomics.ledger.canonical import canonical_json
 from tai_autonomics.ledger.merkle import leaf_hash
 from tests.e2e import DEPLOY, as_, dev_daemon
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import wait_until
 from tests.test_cli_daemon import run_cli
 
 

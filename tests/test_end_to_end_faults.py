@@ -13,7 +13,7 @@ import pytest
 from tai_autonomics.gateway.errors import STATUS_BY_CLASS
 from tai_autonomics.trust.errors import CertValidityTooShort
 from tests.e2e import DEPLOY, as_, dev_daemon, receipts, until
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import wait_until
 
 # short clocks so the cache goes stale and the mode is re-checked within the test
 FAST = """

@@ -20,7 +20,7 @@ from tai_autonomics.errors import ConfigError, TaiError, rebuild, registered
 from tai_autonomics.gateway.errors import REFUSAL_STATUS, status_of
 from tai_autonomics.runtime import ActorRestarting, Node, NodeConfig, NoSuchActor, Server, parse_tree
 from tai_autonomics.trust.errors import CertExpired
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 REPO = Path(__file__).parent.parent
 RAISER = "tests.test_error_tree:Raiser"

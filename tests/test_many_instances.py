@@ -30,7 +30,7 @@ from tai_autonomics.trust import write_dev_ca
 from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 from tai_autonomics.trust.issuing import CA_CERT_FILE, DEV_CERT_FILE, DEV_KEY_FILE, DEV_LEDGER_KEY_FILE
 from tests.e2e import DEPLOY, POLICY_ID, as_, dev_daemon, kill9, receipts, until
-from tests.ledger.conftest import EMULATOR_PROJECT, firestore_emulator  # noqa: F401  (the session's emulator)
+from tests.helpers import EMULATOR_PROJECT
 from tests.test_cli_daemon import REPO, Daemon
 
 PROJECT_ENV = "TAI_TEST_FIRESTORE_PROJECT"
@@ -83,7 +83,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, firestore_emulator: str, monkeypatch) -> Iterator[Cluster]:  # noqa: F811
+def cluster(tmp_path: Path, firestore_emulator: str, monkeypatch) -> Iterator[Cluster]:
     monkeypatch.setenv(PROJECT_ENV, EMULATOR_PROJECT)
     shared = tmp_path / "shared"
     write_dev_ca(shared / "ca")

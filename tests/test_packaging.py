@@ -17,8 +17,7 @@ import pytest
 
 from tai_autonomics.config import packaged_supervision
 from tai_autonomics.runtime import _process
-from tests.conftest import free_port
-from tests.runtime.test_supervision import _zombie, wait_until
+from tests.helpers import free_port, wait_until, zombie
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,7 +110,7 @@ def test_the_installed_wheel_runs_tree_and_foreground_in_an_empty_directory(inst
             for pid in [proc.pid, *_process.descendants(proc.pid)][::-1]:
                 _process.kill(pid)
             proc.wait(10)
-    assert [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)] == []
+    assert [p for p in pids if os.path.exists(f"/proc/{p}") and not zombie(p)] == []
     assert (empty / "var" / "daemon.pid").exists()  # the dev profile's data dir: ./var of where it ran
 
 

@@ -18,7 +18,7 @@ import pytest
 from tai_autonomics import preflight
 from tai_autonomics.config import load_release
 from tai_autonomics.trust import write_dev_ca
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "tai_autonomics"]

@@ -97,6 +97,6 @@ def test_the_readme_test_command_is_what_ci_runs_and_needs_nothing_beside_the_cl
     command = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
     assert command in (REPO / "README.md").read_text()
     assert command in (REPO / ".ci" / "run").read_text()
-    from tests.ledger.conftest import CONFORMANCE
+    from tests.helpers import CONFORMANCE
 
     assert CONFORMANCE.resolve().is_relative_to(REPO) and CONFORMANCE.is_dir()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ledger.conftest import CONFORMANCE
+from tests.helpers import CONFORMANCE
 
 #: set → (number of files, digest); change only when a set is deliberately re-vendored from upstream
 SETS = {

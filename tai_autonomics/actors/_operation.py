@@ -73,6 +73,7 @@ from tai_autonomics.operations.authority import Authority
 from tai_autonomics.operations.mode import ModeRefusal
 from tai_autonomics.operations.rca import Answer, shutdown_record
 from tai_autonomics.runtime import DEFERRED, NOREPLY, ActorCrashed, Caller, Server
+from tai_autonomics.validation import valid_int, valid_seconds
 
 log = logging.getLogger(__name__)
 
@@ -160,16 +161,12 @@ class OperationActor(Server, metaclass=ABCMeta):
     def init(self, args: dict[str, Any]) -> Any:
         self.ops: dict[str, Operation] = {}  # running in this incarnation only: bounded by the work in flight
         self.by_key: dict[str, str] = {}
-        self.timeout_s = float(args.get("timeout_s", 5.0))
-        self.attempts = int(args.get("attempts", 3))
-        self.backoff_base_s = float(args.get("backoff_base_s", 1.0))
-        self.backoff_cap_s = float(args.get("backoff_cap_s", 8.0))
-        self.deadline_s = float(args.get("deadline_s", 25.0))
-        if self.attempts < 1 or self.timeout_s <= 0 or self.backoff_base_s < 0 or self.backoff_cap_s < 0:
-            raise ValueError("attempts must be >= 1, timeout_s > 0 and the backoff >= 0")
-        if not 0 < self.deadline_s <= CALL_TIMEOUT_S - LEDGER_MARGIN_S:
-            raise ValueError(f"deadline_s must be in (0, {CALL_TIMEOUT_S - LEDGER_MARGIN_S:g}]: callers wait "
-                             f"{CALL_TIMEOUT_S:g} s (CALL_TIMEOUT_S) and the ledger needs {LEDGER_MARGIN_S:g} s")
+        self.timeout_s = valid_seconds(args.get("timeout_s", 5.0), "timeout_s", positive=True)
+        self.attempts = valid_int(args.get("attempts", 3), "attempts", minimum=1)
+        self.backoff_base_s = valid_seconds(args.get("backoff_base_s", 1.0), "backoff_base_s")
+        self.backoff_cap_s = valid_seconds(args.get("backoff_cap_s", 8.0), "backoff_cap_s")
+        most = CALL_TIMEOUT_S - LEDGER_MARGIN_S  # callers wait CALL_TIMEOUT_S and the ledger needs its margin
+        self.deadline_s = valid_seconds(args.get("deadline_s", 25.0), "deadline_s", positive=True, maximum=most)
         context = args.get("context") or {}
         # on a shared store (Firestore) another live instance may be running an open operation
         self.shared_store = (context.get("ledger") or {}).get("store", "sqlite") != "sqlite"
@@ -565,14 +562,13 @@ class OperationActor(Server, metaclass=ABCMeta):
         still waiting on the outside party as interrupted (``*.interrupted``, RCA ``shutdown``),
         answer its callers ``operation_interrupted``, and answer this call ``{"interrupted": n}``."""
         budget = payload.get("budget_s") if isinstance(payload, dict) else None
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget <= 60:
-            raise InvalidRequest("drain needs {budget_s: 0-60}", detail={"field": "budget_s"})
+        budget = valid_seconds(budget, "budget_s", maximum=60)
         self.draining = True
         self.drain_callers.append(self.caller)
         if not self.ops:
             self._drained()
         else:
-            self.start_timer(float(budget), _Interrupt())
+            self.start_timer(budget, _Interrupt())
         return NOREPLY
 
     def _interrupt_running(self) -> None:

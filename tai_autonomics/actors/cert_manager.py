@@ -109,7 +109,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import socket
 import uuid
 from collections.abc import Callable
@@ -135,6 +134,7 @@ from tai_autonomics.trust.errors import (
     CertRenewalElsewhere,
     CertStateConflict,
 )
+from tai_autonomics.validation import valid_number, valid_seconds
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class CertManager(Server):
     def init(self, args: dict[str, Any]) -> None:
         context = args.get("context") or {}
         trust = context.get("trust") or {}
-        offset = dt.timedelta(seconds=float(args.get("clock_offset_s", 0)))
+        offset = dt.timedelta(seconds=valid_number(args.get("clock_offset_s", 0), "clock_offset_s"))
         self._clock = lambda: utcnow() + offset
         self._check_interval_s = _seconds(args, "check_interval_s", 3600, positive=True)
         renew_before_s = _seconds(args, "renew_before_days", 45, positive=False) * 86400
@@ -265,8 +265,8 @@ class CertManager(Server):
 
     def call_preflight(self, payload: Any) -> dict[str, Any]:
         seconds = payload.get("seconds", 0) if isinstance(payload, dict) else None
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < 1e9:
-            raise InvalidRequest("preflight needs {'seconds': a number of seconds, 0 or more}")
+        seconds = valid_seconds(seconds, "seconds", maximum=1e9, error=lambda name, _: InvalidRequest(
+            "preflight needs {'seconds': a number of seconds, 0 or more}", detail={"field": name}))
         now = self._clock()
         current = self._loaded().preflight(seconds, now=now)
         return {"policy_id": current.policy.policy_id, "not_after": current.not_after.isoformat(),
@@ -546,11 +546,8 @@ class CertManager(Server):
 def _seconds(args: dict[str, Any], name: str, default: float, *, positive: bool) -> float:
     """A numeric arg (a duration): finite, and > 0 (``positive``) or >= 0; else the start fails naming it."""
     value = args.get(name, default)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
-        (value > 0 if positive else value >= 0)
-    if not ok:
-        raise ValueError(f"{name} must be a number {'> 0' if positive else '>= 0'}, not {value!r}")
-    return float(value)
+    return valid_seconds(value, name, positive=positive, error=lambda _, __: ValueError(
+        f"{name} must be a number {'> 0' if positive else '>= 0'}, not {value!r}"))
 
 
 def _read(path: str) -> bytes:

@@ -66,6 +66,7 @@ from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.runtime import NOREPLY, ActorCrashed, Caller, Server
 from tai_autonomics.trust import insurer_client as core
 from tai_autonomics.trust.insurer_client import InsuranceCacheStaleError, RetryPolicy, Steps
+from tai_autonomics.validation import valid_int, valid_seconds
 
 CALL_TIMEOUT_S = 35.0
 """The timeout callers must give the network calls (the default schedule's worst case is 31 s)."""
@@ -104,16 +105,18 @@ class InsuranceClient(Server):
             if context.get("mode") == "prod":
                 raise InsuranceNotConfigured(f"prod mode needs the insurer's {', '.join(missing)} in the context")
             return
-        retry = RetryPolicy(attempts=int(args.get("attempts", 3)), base_s=float(args.get("backoff_base_s", 1.0)),
-                            cap_s=float(args.get("backoff_cap_s", 8.0)),
-                            max_retry_after_s=float(args.get("max_retry_after_s", 8.0)))
-        keys = core.load_public_keys(Path(settings["public_key_file"]).read_bytes())
-        client = core.InsuranceClient(
-            settings["url"], settings["policy_id"], keys,
-            timeout_s=float(args.get("timeout_s", core.DEFAULT_TIMEOUT_S)), retry=retry,
-            breaker_fail_max=int(args.get("breaker_fail_max", 5)),
-            breaker_reset_s=float(args.get("breaker_reset_s", 30.0)),
-            cache_ttl_s=float(args.get("cache_ttl_s", core.DEFAULT_CACHE_TTL_S)))
+        retry = RetryPolicy(attempts=valid_int(args.get("attempts", 3), "attempts", minimum=1),
+                            base_s=valid_seconds(args.get("backoff_base_s", 1.0), "backoff_base_s"),
+                            cap_s=valid_seconds(args.get("backoff_cap_s", 8.0), "backoff_cap_s"),
+                            max_retry_after_s=valid_seconds(args.get("max_retry_after_s", 8.0), "max_retry_after_s"))
+        timeout_s = valid_seconds(args.get("timeout_s", core.DEFAULT_TIMEOUT_S), "timeout_s", positive=True)
+        breaker_fail_max = valid_int(args.get("breaker_fail_max", 5), "breaker_fail_max", minimum=1)
+        breaker_reset_s = valid_seconds(args.get("breaker_reset_s", 30.0), "breaker_reset_s")
+        cache_ttl_s = valid_seconds(args.get("cache_ttl_s", core.DEFAULT_CACHE_TTL_S), "cache_ttl_s")
+        keys = core.load_public_keys(Path(settings["public_key_file"]).read_bytes())  # args checked first
+        client = core.InsuranceClient(settings["url"], settings["policy_id"], keys, timeout_s=timeout_s, retry=retry,
+                                      breaker_fail_max=breaker_fail_max, breaker_reset_s=breaker_reset_s,
+                                      cache_ttl_s=cache_ttl_s)
         if client.max_call_duration_s > CALL_TIMEOUT_S:
             client.close()
             raise ValueError(f"the retry schedule can take {client.max_call_duration_s:g} s, longer than the "

@@ -46,6 +46,7 @@ from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
 from tai_autonomics.notifications.signing import HEADER, sign
 from tai_autonomics.runtime import Server
+from tai_autonomics.validation import Refuse, valid_int, valid_number
 
 SENT, FAILED = "notification.sent", "notification.failed"
 PAGE = 200
@@ -72,7 +73,8 @@ class Notifier(Server):
         section = (args.get("context") or {}).get("notifications") or {}
         self.urls = _urls(section.get("urls"))
         self.poll_s = _positive(args, "poll_interval_s", 1.0)
-        self.attempts = int(_positive(args, "attempts", 5))
+        attempts = args.get("attempts", 5)
+        self.attempts = valid_int(attempts, "attempts", minimum=1, error=_config_error(attempts))
         self.backoff_base_s = _positive(args, "backoff_base_s", 1.0)
         self.backoff_cap_s = _positive(args, "backoff_cap_s", 60.0)
         self.timeout_s = _positive(args, "timeout_s", 5.0)
@@ -227,9 +229,12 @@ def _urls(value: Any) -> list[str]:
 
 def _positive(args: dict[str, Any], key: str, default: float) -> float:
     value = args.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(_WHERE, key, f"must be a number > 0, not {value!r}")
-    return float(value)
+    return valid_number(value, key, above=0, error=_config_error(value))
+
+
+def _config_error(value: Any) -> Refuse:
+    """The refusal of a bad arg: a ConfigError naming the notifications setting and the value given."""
+    return lambda name, expected: ConfigError(_WHERE, name, f"must be {expected}, not {value!r}")
 
 
 def _shown(url: str) -> str:

@@ -100,6 +100,7 @@ from tai_autonomics.trust.insurer_errors import (
     InsuranceRevokedError,
     PolicyNotFoundError,
 )
+from tai_autonomics.validation import valid_seconds
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +126,14 @@ class ProdMode(Server):
     def init(self, args: dict[str, Any]) -> Any:
         context = args.get("context", {})
         self.machine = ModeMachine(context.get("mode", PROD), manual_resume=bool(args.get("manual_resume", False)))
-        self.check_interval = float(args.get("check_interval_s", 60))
-        self.buffer = float(args.get("preflight_buffer_s", 300))
-        self.ledger_retry = float(args.get("ledger_retry_s", 1))
+        self.check_interval = valid_seconds(args.get("check_interval_s", 60), "check_interval_s", positive=True)
+        self.buffer = valid_seconds(args.get("preflight_buffer_s", 300), "preflight_buffer_s")
+        self.ledger_retry = valid_seconds(args.get("ledger_retry_s", 1), "ledger_retry_s", positive=True)
         self._unrecorded: list[dict[str, str]] = []  # mode.changed payloads not stored yet, oldest first
         self.policy: Policy | None = None
         self.not_after = 0.0
         self.revoked = False
-        self.verdicts = VerdictLog(float(args.get("verdict_repeat_s", REPEAT_S)))
+        self.verdicts = VerdictLog(valid_seconds(args.get("verdict_repeat_s", REPEAT_S), "verdict_repeat_s"))
         self.subscribers: set[str] = set()
         self.pushed: Authority | None = None
         if self.machine.configured == EVAL:
@@ -417,8 +418,5 @@ class ProdMode(Server):
 def _guard_request(request: Any) -> tuple[str, float]:
     if not isinstance(request, dict) or not isinstance(request.get("sku_id"), str):
         raise InvalidRequest("guard needs {sku_id, timeout_s?}")
-    timeout_s = request.get("timeout_s", 300)
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s <= 86_400:
-        raise InvalidRequest("timeout_s must be 0-86400", detail={"field": "timeout_s"})
-    return request["sku_id"], float(timeout_s)
+    return request["sku_id"], valid_seconds(request.get("timeout_s", 300), "timeout_s", maximum=86_400)
 

@@ -124,6 +124,7 @@ from tai_autonomics.ledger.configured import configured_key, open_store
 from tai_autonomics.ledger.errors import LedgerError, LedgerRequestInvalid
 from tai_autonomics.ledger.operations import effect_from_json
 from tai_autonomics.runtime import NOREPLY, Caller, Server
+from tai_autonomics.validation import valid_int, valid_seconds
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,11 @@ class ReceiptLedger(Server):
         context = args.get("context") or {}
         settings = context.get("ledger") or {}
         data_dir = Path(context.get("data_dir") or "var")
-        self._batch_delay = float(args.get("batch_delay_s", DEFAULT_BATCH_DELAY_S))
+        self._batch_delay = valid_seconds(args.get("batch_delay_s", DEFAULT_BATCH_DELAY_S), "batch_delay_s")
         self._open_reader = lambda: open_store(settings, data_dir, readonly=True)
         self._store = open_store(settings, data_dir)
-        self._max_batch = min(int(args.get("max_batch", DEFAULT_MAX_BATCH)), self._store.max_batch)
+        max_batch = valid_int(args.get("max_batch", DEFAULT_MAX_BATCH), "max_batch", minimum=1)
+        self._max_batch = min(max_batch, self._store.max_batch)
         try:
             key = configured_key(settings, data_dir, context.get("profile", "dev"))
             self._ledger = Ledger.open(self._store, key, origin=settings.get("origin", DEFAULT_ORIGIN),

@@ -25,6 +25,7 @@ from tai_autonomics.actors.names import (
     RECEIPT_LEDGER,
 )
 from tai_autonomics.errors import ConfigError
+from tai_autonomics.validation import valid_int, valid_number
 
 ROLES = ("service", "auditor", "admin")
 TOKEN_ENV = {role: f"TAI_TOKEN_{role.upper()}" for role in ROLES}
@@ -130,18 +131,21 @@ def gateway_config(section: Mapping[str, Any], *, port: int, root: str, environ:
     def fail(key: str, reason: str) -> ConfigError:
         return ConfigError(source, f"gateway.{key}", reason)
 
+    def must_be(key: str, expected: str) -> ConfigError:
+        return fail(key, f"must be {expected}")
+
     values: dict[str, Any] = {}
     allowed = dict(DEFAULT_ALLOWED)
     google_roles: dict[str, str] = {}
     for key, value in section.items():
         if key in _SCALARS:
             kind = _SCALARS[key]
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, kind) or isinstance(value, bool):
+            if kind is float:
+                value = valid_number(value, key, above=0, error=must_be)
+            elif kind is int:
+                value = valid_int(value, key, minimum=1, error=must_be)
+            elif not isinstance(value, kind):
                 raise fail(key, f"must be a {kind.__name__}")
-            if isinstance(value, (int, float)) and value <= 0:
-                raise fail(key, "must be positive")
             if key == "drain_s" and isinstance(value, float) and value > MAX_DRAIN_S:
                 raise fail(key, f"must be at most {MAX_DRAIN_S:g} s: Cloud Run kills the instance 10 s after SIGTERM")
             values[key] = value

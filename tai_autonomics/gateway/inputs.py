@@ -8,7 +8,6 @@ malformed JSON, duplicate keys, NaN, and anything but an object (400).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 
 from tai_autonomics.gateway.errors import ApiError
+from tai_autonomics.validation import is_int, loads_json, why_not_json
 
 MAX_INT = 2**63 - 1
 
@@ -95,9 +95,9 @@ async def json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     except ClientDisconnect:
         raise ApiError(400, "invalid_request", "the client went away before sending the whole body") from None
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        data = loads_json(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {_why(exc)}") from None
+        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {why_not_json(exc)}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "the request body must be a JSON object")
     return data
@@ -112,29 +112,13 @@ def fields(body: Mapping[str, Any], required: Mapping[str, type], optional: Mapp
     for name, kind in {**required, **optional}.items():
         if name in required and name not in body:
             raise ApiError(400, "invalid_request", f"field {name!r} is required", {"field": name})
-        if name in body and kind is not object and not isinstance(body[name], kind):
+        if name in body and kind is not object and not _of_type(body[name], kind):
             raise _invalid(name, f"of JSON type {_JSON_TYPES.get(kind, kind.__name__)}")
 
 
 _JSON_TYPES = {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean"}
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate keys in an object")
-    return dict(pairs)
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
-        return "nested too deeply"
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    if isinstance(exc, UnicodeDecodeError):
-        return "not UTF-8"
-    return str(exc)[:200]
+def _of_type(value: Any, kind: type) -> bool:
+    """``isinstance``, except that a bool is not an integer (JSON's ``true`` is not ``1``)."""
+    return is_int(value) if kind is int else isinstance(value, kind)

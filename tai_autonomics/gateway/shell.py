@@ -38,6 +38,7 @@ from tai_autonomics.gateway.auth import authorize
 from tai_autonomics.gateway.errors import ApiError, error_response
 from tai_autonomics.gateway.policy import ADMIN
 from tai_autonomics.gateway.shell_commands import Command, Output, Shell, ShellInputError
+from tai_autonomics.validation import is_int, loads_json
 
 if TYPE_CHECKING:
     from tai_autonomics.gateway.context import Gateway
@@ -148,8 +149,8 @@ def _late_stop(message: Mapping[str, Any]) -> bool:
     its last look went out): it has nothing left to stop and gets no answer, which the client,
     having had its result, does not wait for."""
     try:
-        frame = json.loads(message.get("text") or "")
-    except ValueError:
+        frame = loads_json(message.get("text") or "")
+    except (ValueError, RecursionError):
         return False
     return isinstance(frame, dict) and frame.get("type") == "stop" and set(frame) == {"type", "id"}
 
@@ -159,11 +160,11 @@ def _command_frame(message: Mapping[str, Any]) -> tuple[int, str]:
     if text is None:
         raise ApiError(400, "invalid_frame", "frames must be JSON text, not binary")
     try:
-        frame = json.loads(text)
-    except ValueError:
+        frame = loads_json(text)
+    except (ValueError, RecursionError):
         raise ApiError(400, "invalid_frame", "the frame is not JSON") from None
     if (not isinstance(frame, dict) or frame.get("type") != "command" or set(frame) != {"type", "id", "line"}
-            or not isinstance(frame["id"], int) or isinstance(frame["id"], bool)):
+            or not is_int(frame["id"])):
         raise ApiError(400, "invalid_frame", 'a frame must be {"type": "command", "id": <integer>, "line": <string>}')
     return frame["id"], frame["line"]
 

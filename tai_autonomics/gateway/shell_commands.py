@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from tai_autonomics.gateway.errors import ApiError
 from tai_autonomics.gateway.policy import OPERATION_TIMEOUT_S, allowed_message
 from tai_autonomics.logs import LOG_LEVELS
 from tai_autonomics.runtime import set_log_level
+from tai_autonomics.validation import loads_json, why_not_json
 
 if TYPE_CHECKING:
     from tai_autonomics.gateway.context import Gateway
@@ -183,19 +183,10 @@ _PLACEHOLDERS: dict[str, tuple[Callable[[str], Any], str]] = {
 
 
 def _json(raw: str) -> Any:
-    def no_constant(word: str) -> Any:
-        raise ValueError(f"{word} is not JSON")
-
-    def finite(word: str) -> float:
-        value = float(word)
-        if not math.isfinite(value):
-            raise ValueError(f"{word[:32]} is too large for a number")
-        return value
-
     try:
-        return json.loads(raw, parse_constant=no_constant, parse_float=finite)
+        return loads_json(raw)
     except (ValueError, RecursionError) as exc:
-        raise ShellInputError(f"the payload is not JSON: {str(exc)[:200]}", detail={"field": "payload"}) from None
+        raise ShellInputError(f"the payload is not JSON: {why_not_json(exc)}", detail={"field": "payload"}) from None
 
 
 class Shell:

@@ -42,6 +42,7 @@ TILE_WIDTH = 1 << TILE_HEIGHT
 TILE_BYTES = TILE_WIDTH * HASH_SIZE
 DEFAULT_CACHE_BYTES = 16 << 20
 _CACHED_TILE_COST = 2 * TILE_BYTES + 512  # a complete tile expanded into its MerkleTree, with overhead
+_RECENT_TILES = 4  # tiles the latest appends completed, kept apart from the read cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,7 @@ class TiledTree(ProvingTree):
         self._edge: list[MerkleTree] = [MerkleTree()]  # per tile level, the tile not complete yet
         self._pending: dict[tuple[int, int], MerkleTree] = {}
         self._cache: OrderedDict[tuple[int, int], MerkleTree] = OrderedDict()
+        self._recent: OrderedDict[tuple[int, int], MerkleTree] = OrderedDict()
         self._cache_slots = max(1, cache_bytes // _CACHED_TILE_COST)
         self._settled: tuple[int, list[bytes]] = (0, [b""])
 
@@ -99,8 +101,9 @@ class TiledTree(ProvingTree):
 
     @property
     def cached_tiles(self) -> int:
-        """Complete tiles held in the cache (each about 33 KB)."""
-        return len(self._cache)
+        """Complete tiles held in memory (each about 33 KB): those reads brought into the cache, and
+        the few the latest appends completed."""
+        return len(self._cache) + len(self._recent)
 
     def load(self, size: int) -> None:
         """Forget the edge and take the store's tree of ``size`` leaves: at most 255 leaf hashes
@@ -149,7 +152,7 @@ class TiledTree(ProvingTree):
                 self._pending[key] = edge
             if edge.size < TILE_WIDTH:
                 return
-            self._remember(key, edge)
+            self._completed(key, edge)
             value = edge.root()
             self._edge[level] = MerkleTree()
             level += 1
@@ -190,8 +193,9 @@ class TiledTree(ProvingTree):
         """Be the tree of ``size`` leaves: nothing pending, no cached tile it does not complete."""
         self._size = size
         self._pending.clear()
-        for key in [key for key in self._cache if not _complete_under(key, size)]:
-            del self._cache[key]
+        for held in (self._cache, self._recent):
+            for key in [key for key in held if not _complete_under(key, size)]:
+                del held[key]
 
     def _node(self, level: int, index: int) -> bytes:
         tile_level, below = divmod(level, TILE_HEIGHT)
@@ -203,6 +207,9 @@ class TiledTree(ProvingTree):
         if index == self._size >> (TILE_HEIGHT * (level + 1)):
             return self._edge[level]
         key = (level, index)
+        tree = self._recent.get(key)
+        if tree is not None:
+            return tree
         tree = self._cache.get(key)
         if tree is not None:
             self._cache.move_to_end(key)
@@ -213,6 +220,15 @@ class TiledTree(ProvingTree):
         tree = MerkleTree(_split_hashes(hashes[:TILE_BYTES]))
         self._remember(key, tree)
         return tree
+
+    def _completed(self, key: tuple[int, int], tree: MerkleTree) -> None:
+        """Keep a tile an append just completed, for the proofs of the receipts just appended, but
+        only the latest few: were every completed tile cached, a daemon that only appends would fill
+        the whole read cache (16 MiB) over its first hour, a growth with history that no read asked
+        for. Older ones are read back from the store when a proof needs them, as after a start."""
+        self._recent[key] = tree
+        while len(self._recent) > _RECENT_TILES:
+            self._recent.popitem(last=False)
 
     def _remember(self, key: tuple[int, int], tree: MerkleTree) -> None:
         self._cache[key] = tree

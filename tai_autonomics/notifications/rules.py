@@ -119,19 +119,35 @@ def _crossed(before: Decimal | int, after: Decimal | int, limit: Decimal | int) 
 
 
 class Throttle:
-    """At most one notice per (customer, kind) per ``window_s``; remembers when each was let through."""
+    """At most one notice per (customer, kind) per ``window_s``; remembers when each was let through.
+
+    Only the pairs let through within the window matter (an older one lets the next notice
+    through, as an unknown pair does), so the older ones are swept out whenever the memory has
+    doubled since the last sweep: it is bounded by the notices of one window, not by every
+    customer that ever had a failed deploy (amortised O(1) a notice).
+    """
+
+    _SWEEP_MIN = 64
 
     def __init__(self, window_s: float = 3600.0) -> None:
         if not window_s > 0:
             raise ValueError(f"window_s must be > 0, not {window_s!r}")
         self.window_s = window_s
         self._last: dict[tuple[str, str], float] = {}
+        self._sweep_at = self._SWEEP_MIN
+
+    def __len__(self) -> int:
+        """The (customer, kind) pairs remembered: at most about twice those let through in one window."""
+        return len(self._last)
 
     def allow(self, customer: str, kind: str, now: float) -> bool:
         last = self._last.get((customer, kind))
         if last is not None and now - last < self.window_s:
             return False
         self._last[(customer, kind)] = now
+        if len(self._last) > self._sweep_at:
+            self._last = {pair: at for pair, at in self._last.items() if now - at < self.window_s}
+            self._sweep_at = max(self._SWEEP_MIN, 2 * len(self._last))
         return True
 
     def remember(self, customer: str, kind: str, at: float) -> None:

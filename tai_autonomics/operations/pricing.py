@@ -21,6 +21,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from tai_autonomics.errors import InvalidRequest
+from tai_autonomics.validation import is_number
 
 MAX_METRICS = 100
 MAX_METRIC_VALUE = 1e9
@@ -50,7 +51,7 @@ class PricingParams:
 
     def __post_init__(self) -> None:
         for name, scale in {"scale": self.scale, **{f"scales.{k}": v for k, v in self.scales.items()}}.items():
-            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < math.inf:
+            if not is_number(scale) or not scale > 0:
                 raise ValueError(f"pricing {name} must be a number > 0, not {scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def validate_metrics(customer_id: Any, metrics: Any) -> dict[str, float]:
         where = {"field": f"metrics.{name}"}
         if not isinstance(name, str) or not _NAME.match(name):
             raise PricingError(f"metric name {name!r} must be 1-64 of A-Z a-z 0-9 _ . -", detail=where)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_number(value):
             raise PricingError(f"metric {name!r} must be a finite number", detail=where)
         if not 0 <= value <= MAX_METRIC_VALUE:
             raise PricingError(f"metric {name!r} must be between 0 and {MAX_METRIC_VALUE:g}, got {value}",

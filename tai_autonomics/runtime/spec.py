@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from tai_autonomics.errors import ConfigError
+from tai_autonomics.validation import is_int
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 RESTARTS = ("permanent", "transient", "temporary")
@@ -255,7 +256,7 @@ class _TreeParser:
         return Shutdown.from_ms(self._int(f"{key}.shutdown", value, minimum=1))
 
     def _int(self, key: str, value: Any, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise self.fail(key, f"must be an integer, got {type(value).__name__}")
         if value < minimum:
             raise self.fail(key, f"must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {value}")

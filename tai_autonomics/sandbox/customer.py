@@ -12,7 +12,6 @@ with that classification (one of docs/specification.md §6's Acquisition RCA cla
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -35,6 +34,7 @@ from tai_autonomics.sandbox.web import (
     text_field,
     utcnow,
 )
+from tai_autonomics.validation import loads_json
 
 PREFIX = "/customer/v1"
 TARGET_CLOUDS = ("aws", "gcp", "azure", "onprem")
@@ -110,8 +110,8 @@ class CustomerEndpoint:
             self._keep({**entry, "refused": bad.code})
             raise ApiError(401, bad.code, bad.message) from None
         try:
-            notice = json.loads(body)
-        except ValueError:
+            notice = loads_json(body)
+        except (ValueError, RecursionError):
             notice = None
         if not isinstance(notice, dict):
             self._keep({**entry, "refused": "invalid_request"})

@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
-import math
 import random
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from tai_autonomics.errors import TaiError
+from tai_autonomics.validation import is_int, is_number, loads_json, why_not_json
 
 #: classification → HTTP status the sandbox answers a ``reject`` fault with.
 REJECTION_STATUS: dict[str, int] = {
@@ -85,15 +85,15 @@ class Fault:
             if getattr(self, name) is None and value is not None:
                 object.__setattr__(self, name, value)
         _check(isinstance(self.endpoint, str) and 0 < len(self.endpoint) <= 200, "endpoint", "a non-empty pattern")
-        _check(_is_number(self.probability) and 0.0 <= self.probability <= 1.0, "probability", "between 0 and 1")
+        _check(is_number(self.probability) and 0.0 <= self.probability <= 1.0, "probability", "between 0 and 1")
         _check(
-            self.times is None or (type(self.times) is int and self.times >= 1), "times", "an integer >= 1 or null"
+            self.times is None or (is_int(self.times) and self.times >= 1), "times", "an integer >= 1 or null"
         )
         for name in ("delay_s", "retry_after_s"):
             value = getattr(self, name)
-            _check(value is None or (_is_number(value) and 0.0 <= value <= _MAX_DELAY_S), name, "0..3600 seconds")
+            _check(value is None or (is_number(value) and 0.0 <= value <= _MAX_DELAY_S), name, "0..3600 seconds")
         if self.kind == "error":
-            _check(type(self.status) is int and 500 <= self.status <= 599, "status", "an HTTP 5xx status")
+            _check(is_int(self.status) and 500 <= self.status <= 599, "status", "an HTTP 5xx status")
         if self.kind in _MODES:
             modes = _MODES[self.kind]
             _check(isinstance(self.mode, str) and self.mode in modes, "mode", " or ".join(modes))
@@ -128,10 +128,6 @@ class Fault:
         return fnmatch.fnmatchcase(endpoint, self.endpoint)
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
 def _check(ok: bool, field: str, expected: str) -> None:
     if not ok:
         raise FaultConfigError(f"fault field {field!r} must be {expected}", detail={"field": field})
@@ -146,9 +142,9 @@ def parse_fault_arg(text: str) -> Fault:
     text = text.strip()
     if text.startswith("{"):
         try:
-            return Fault.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise FaultConfigError(f"fault JSON is malformed: {exc.msg}") from None
+            return Fault.from_dict(loads_json(text))
+        except (ValueError, RecursionError) as exc:
+            raise FaultConfigError(f"fault JSON is malformed: {why_not_json(exc)}") from None
     head, _, params = text.partition(":")
     kind, _, endpoint = head.partition("@")
     data: dict[str, Any] = {"kind": kind}
@@ -173,8 +169,8 @@ def format_fault_arg(fault: Fault) -> str:
 
 def _parse_value(raw: str) -> Any:
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
+        return loads_json(raw)
+    except (ValueError, RecursionError):
         return raw
 
 

@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from tai_autonomics.errors import HttpError
 from tai_autonomics.sandbox.faults import REJECTION_STATUS
+from tai_autonomics.validation import loads_json, why_not_json
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -87,9 +88,9 @@ async def json_object(request: Request) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+        data = loads_json(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {why_not_json(exc)}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "the request body must be a JSON object")
     return data

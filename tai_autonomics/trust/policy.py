@@ -29,6 +29,7 @@ from tai_autonomics.trust.errors import (
     CertPolicyExtensionNotCritical,
     CertPolicyMalformed,
 )
+from tai_autonomics.validation import is_int
 
 POLICY_OID = x509.ObjectIdentifier("2.25.164504070593493259471820921850688795775")
 """UUID-derived OID (X.667) of the insurance policy extension."""
@@ -51,7 +52,7 @@ class CoverageLimit:
 
     def __post_init__(self) -> None:
         count = self.limit_count
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= _MAX_COUNT:
+        if not is_int(count) or not 0 <= count <= _MAX_COUNT:
             raise CertPolicyMalformed(f"limit_count must be an integer from 0 to {_MAX_COUNT}, got {count!r}")
         object.__setattr__(self, "limit_cost", _non_negative_decimal(self.limit_cost))
 

@@ -10,7 +10,7 @@ import pytest
 
 from tai_autonomics.errors import CertValidityTooShort, InvalidRequest, ModeRefusal, SkuNotAuthorized
 from tai_autonomics.runtime import Node, StartError, parse_tree
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import wait_until
 
 STUBS = "tests.actors.stubs"
 POLICY = "dev-policy-0001"

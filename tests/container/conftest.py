@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.container.support import MEASURED, REPO, Podman, run
+
 HERE = Path(__file__).resolve().parent
 IMAGE = "localhost/tai-autonomics:ci"
 DEBIAN_BASE = "localhost/debian:bookworm-minbase"
@@ -39,37 +37,10 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 runtime = "runc"
 """
 
-#: what the session measured, printed at its end as one JSON line
-MEASURED: dict[str, float] = {}
-
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if MEASURED:
         terminalreporter.write_line("container measurements: " + json.dumps(MEASURED, sort_keys=True))
-
-
-def run(*command: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a setup or build command; if it fails, fail the test with the end of its stderr."""
-    result = subprocess.run(command, env=env, capture_output=True, timeout=timeout)
-    if result.returncode != 0:
-        pytest.fail(f"{' '.join(command[:4])} ... exited {result.returncode}: "
-                    f"{result.stderr.decode(errors='replace').strip()[-2000:]}", pytrace=False)
-    return result
-
-
-@dataclass
-class Podman:
-    """Runs podman with this session's containers.conf."""
-
-    env: dict[str, str] = field(default_factory=dict)
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        if check:
-            return run("podman", *args, env=self.env, timeout=timeout)
-        return subprocess.run(["podman", *args], env=self.env, capture_output=True, timeout=timeout)
-
-    def exists(self, image: str) -> bool:
-        return self("image", "exists", image, check=False).returncode == 0
 
 
 def _install_tools() -> None:
@@ -144,8 +115,3 @@ def containers(podman: Podman) -> Iterator[list[str]]:
     yield names
     for name in names:
         podman("rm", "--force", "--time", "0", name, check=False)
-
-
-def container_name(prefix: str) -> str:
-    """A name no other run on this machine uses."""
-    return f"tai-{prefix}-{uuid.uuid4().hex[:10]}"

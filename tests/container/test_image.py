@@ -17,8 +17,8 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from tests.conftest import free_port
-from tests.container.conftest import MEASURED, REPO, Podman, container_name
+from tests.container.support import MEASURED, REPO, Podman, container_name
+from tests.helpers import free_port
 from tests.test_release import locked_pins
 
 READY_WITHIN_S = 60  # the dev profile makes a CA, keys and starts the sandbox on its first start

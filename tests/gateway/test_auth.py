@@ -25,8 +25,8 @@ from google.auth import crypt, jwt
 from tai_autonomics.client import Client, ClientError, GoogleIdToken
 from tai_autonomics.gateway import ROLES, ROUTES, Endpoint
 from tai_autonomics.logs import JsonFormatter
-from tests.conftest import free_port
-from tests.gateway.conftest import TOKENS, assert_error, auth, serving
+from tests.gateway.support import TOKENS, assert_error, auth, serving
+from tests.helpers import free_port
 
 AUDIENCE = "https://gateway.tai.test"
 EMAILS = {"svc@tai-test.iam.gserviceaccount.com": "service", "audit@tai-test.iam.gserviceaccount.com": "auditor",

@@ -9,7 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway.conftest import assert_error, auth
+from tai_autonomics.gateway.errors import ApiError
+from tai_autonomics.gateway.inputs import fields
+from tests.gateway.support import assert_error, auth
 
 CALL = "/v1/actors/echo/call"  # its allow-list (echo, crash, refuse) has nothing that blocks
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -27,6 +29,7 @@ def post(http: httpx.Client, content: bytes, content_type: str = "application/js
     (b'{"type": "echo", "type": "sleep"}', "malformed_json"),  # duplicate keys: which one would win?
     (b'{"type": "echo", "payload": NaN}', "malformed_json"),
     (b'{"type": "echo", "payload": Infinity}', "malformed_json"),
+    (b'{"type": "echo", "payload": 1e999}', "malformed_json"),  # too large to be finite: read as infinity
     (b"\xff\xfe{}", "malformed_json"),
     (b"[" * 3000 + b"]" * 3000, "malformed_json"),
     (b'{"type": "echo", "payload": ' + b"9" * 5000 + b"}", "malformed_json"),
@@ -142,3 +145,12 @@ def test_fuzzed_query_strings_never_fail_the_server(http: httpx.Client, path: st
     assert response.status_code in (200, 400, 404, 422), response.text
     if response.status_code != 200:
         assert_error(response, response.status_code)
+
+
+@pytest.mark.parametrize("value", [True, False, 1.0, "1", None])
+def test_a_field_declared_an_integer_takes_only_an_integer(value: object) -> None:
+    """JSON's ``true`` is not 1: a body field declared ``int`` refuses a boolean as any other non-integer."""
+    fields({"n": 3}, {"n": int})
+    with pytest.raises(ApiError) as err:
+        fields({"n": value}, {"n": int})
+    assert (err.value.status, err.value.code, err.value.detail) == (400, "invalid_request", {"field": "n"})

@@ -25,8 +25,8 @@ from tai_autonomics.cli import remote_shell
 from tai_autonomics.gateway import ApiError, observer
 from tai_autonomics.gateway.shell_client import shell_url
 from tai_autonomics.runtime import CallTimeout, Node
-from tests.gateway.conftest import auth, recorded
-from tests.runtime.test_supervision import wait_until
+from tests.gateway.support import auth, recorded
+from tests.helpers import wait_until
 
 TREE_NAMES = {"root", "ReceiptLedger", "echo", "ops", "worker", "ProdMode", "CertManager", "InsuranceClient",
               "Acquisition", "Publisher", "Pricing"}

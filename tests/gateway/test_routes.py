@@ -15,9 +15,9 @@ from tai_autonomics.gateway.context import scrape
 from tai_autonomics.gateway.metrics import GatewayMetrics
 from tai_autonomics.runtime import Node
 from tests.gateway.actors import RECEIPTS
-from tests.gateway.conftest import OPERATION_ACTORS, assert_error, auth, serving
+from tests.gateway.support import OPERATION_ACTORS, assert_error, auth, serving
 from tests.gateway.test_auth import BODIES
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import wait_until
 
 
 def test_health_routes_need_no_token(http: httpx.Client, contract) -> None:

@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tai_autonomics.gateway import openapi_document
-from tests.gateway.conftest import auth
+from tests.gateway.support import auth
 
 # A request the schema admits may still be refused for its meaning (from > to; an actor's refusal): 422;
 # and /v1/shell, a WebSocket, answers a plain GET 426 (tests/gateway/test_shell.py opens it for real).

@@ -14,13 +14,19 @@ import pytest
 from tai_autonomics.config import load_release
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.gateway import (
-    DEFAULT_ALLOWED, ActorBridge, GatewayServer, GatewayStartError, dev_tokens, gateway_config, resolve_port,
+    DEFAULT_ALLOWED,
+    ActorBridge,
+    GatewayServer,
+    GatewayStartError,
+    dev_tokens,
+    gateway_config,
+    resolve_port,
 )
 from tai_autonomics.gateway.config import resolve_host
 from tai_autonomics.logs import JsonFormatter
 from tai_autonomics.runtime import Node, NodeConfig
-from tests.gateway.conftest import auth, config, serving
-from tests.runtime.test_supervision import wait_until
+from tests.gateway.support import auth, config, serving
+from tests.helpers import wait_until
 
 
 def test_port_comes_from_the_option_then_the_environment_then_8080() -> None:
@@ -89,6 +95,8 @@ def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
     ({"hots": "x"}, "gateway.hots"), ({"host": ""}, "gateway.host"), ({"max_in_flight": "10"}, "gateway.max_in_flight"),
     ({"max_in_flight": 0}, "gateway.max_in_flight"), ({"workers": True}, "gateway.workers"),
     ({"allow_Pricing": "$state"}, "gateway.allow_Pricing"), ({"root_emails": "a@x"}, "gateway.root_emails"),
+    ({"call_timeout_s": float("nan")}, "gateway.call_timeout_s"),
+    ({"call_timeout_s": float("inf")}, "gateway.call_timeout_s"), ({"call_timeout_s": True}, "gateway.call_timeout_s"),
 ])
 def test_bad_gateway_settings_name_the_key(section: dict, key: str) -> None:
     with pytest.raises(ConfigError) as caught:

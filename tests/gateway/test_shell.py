@@ -22,11 +22,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tai_autonomics.cli import remote_shell
+from tai_autonomics.gateway.server import GRACEFUL_SHUTDOWN_S
 from tai_autonomics.gateway.shell import MAX_FRAME_BYTES
 from tai_autonomics.gateway.shell_client import ShellClient, ShellClientError, shell_url
 from tai_autonomics.gateway.shell_commands import COMMANDS
-from tai_autonomics.gateway.server import GRACEFUL_SHUTDOWN_S
-from tests.gateway.conftest import TOKENS, assert_error, auth, recorded, serving
+from tests.gateway.support import TOKENS, assert_error, auth, recorded, serving
 
 
 def open_ws(gateway, role: str = "admin") -> ClientConnection:
@@ -93,6 +93,7 @@ def test_a_command_that_cannot_be_recorded_is_not_run(gateway, node, admin) -> N
 @pytest.mark.parametrize("line", [
     "", "   ", "nosuch", "tree extra", "state", "state two words", "state bad/name", "call echo",
     "call echo echo {not json}", "call echo echo NaN", "call echo echo [1,", "call echo bad-type",
+    'call echo echo {"a": 1, "a": 2}',  # a key given twice: which one counts would be the parser's choice
     "mode pause", "log_level LOUD", "receipts 0", "receipts 1001", "receipts -3", "receipts x", "help nosuch",
     "x" * 5000, "state \x00",
 ])
@@ -119,6 +120,7 @@ def test_messages_outside_the_allow_list_are_refused_as_on_http(gateway, admin) 
     (json.dumps({"type": "command", "id": "1", "line": "tree"}), "invalid_frame"),
     (json.dumps({"type": "eval", "id": 1, "line": "tree"}), "invalid_frame"),
     (json.dumps({"type": "command", "id": 1, "line": "tree", "extra": 1}), "invalid_frame"),
+    ('{"type": "command", "id": 1, "id": 2, "line": "tree"}', "invalid_frame"),  # which id to answer?
     (json.dumps({"type": "command", "id": 1, "line": 42}), "invalid_command"),  # a frame, but not a line
 ])
 def test_a_malformed_frame_gets_an_error_frame_and_the_session_goes_on(gateway, node, sent, code) -> None:

@@ -44,7 +44,7 @@ from tai_autonomics.ledger.keys import DEV_KEY_FILE
 from tai_autonomics.ledger.operations import ClaimKey, CloseOperation, Limit, OpenOperation, OperationExists
 from tai_autonomics.ledger.tiles import TILE_WIDTH, entry_bundle
 from tai_autonomics.ledger.verify import RECEIPTS_FILE
-from tests.ledger.conftest import EMULATOR_PROJECT
+from tests.helpers import EMULATOR_PROJECT
 
 POLICY = "policy-1"
 LIMIT = Limit(10_000, Decimal(10_000))

@@ -36,7 +36,7 @@ from tai_autonomics.ledger.receipts import (
     ReceiptDraft,
     seal_draft,
 )
-from tests.ledger.conftest import conformance_dir, conformance_files
+from tests.helpers import conformance_dir, conformance_files
 
 JCS_INPUTS = conformance_files("rfc8785", "testdata", "input")
 INCLUSION = conformance_files("rfc9162", "testdata", "inclusion")

@@ -24,7 +24,7 @@ from tai_autonomics.ledger.errors import LedgerBusy, LedgerError
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.operations import CoverageExceeded, OpenOperation, OperationExists
 from tai_autonomics.ledger.receipts import Receipt
-from tests.ledger.conftest import EMULATOR_PROJECT
+from tests.helpers import EMULATOR_PROJECT
 from tests.ledger.test_operations import POLICY, intent, outcome
 
 LEASE_S = 2.0

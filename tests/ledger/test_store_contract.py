@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timezone
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,12 @@ from tai_autonomics.ledger import (
     ReceiptDraft,
     SealedBatch,
     SQLiteStore,
+    firestore_store,
     verify_store,
 )
-from tai_autonomics.ledger import firestore_store
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.note import sign_checkpoint
-from tests.ledger.conftest import EMULATOR_PROJECT
+from tests.helpers import EMULATOR_PROJECT
 
 CHILD = Path(__file__).with_name("concurrent_child.py")
 REPO = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from tai_autonomics.ledger.tiles import (
     tiles_of,
 )
 from tai_autonomics.ledger.verify import verify_store
-from tests.ledger.conftest import EMULATOR_PROJECT
+from tests.helpers import EMULATOR_PROJECT
 
 
 def _leaves(n: int) -> list[bytes]:
@@ -95,6 +95,27 @@ def test_three_tile_levels_and_a_start_that_reads_a_constant_number_of_rows() ->
     assert tree.root() == reference.root()
     assert tree.inclusion_proof(12345, size) == reference.inclusion_proof(12345, size)
     assert dict(((t.level, t.index), t.hashes) for t in tiles_of(_leaves(size))) == store.tiles
+
+
+def test_appends_alone_keep_a_constant_number_of_tiles_in_memory_and_read_older_ones_back() -> None:
+    """A daemon that only appends must not fill its read cache with every tile it completes (that
+    was a growth of about 25 MB an hour at 50 deploys/s until the 16 MiB bound)."""
+    store, tree, reference = _grown([TILE_WIDTH * 40 + 5], cache_bytes=1 << 30)
+    held = tree.cached_tiles
+    assert held <= 4
+    tree.extend(_leaves(TILE_WIDTH * 80)[reference.size :])
+    assert tree.cached_tiles == held
+    reference.extend(_leaves(TILE_WIDTH * 80)[reference.size :])
+    store.commit(tree, [])
+    store.reads = 0
+    latest = reference.size - 1
+    assert tree.inclusion_proof(latest - TILE_WIDTH, reference.size) == reference.inclusion_proof(latest - TILE_WIDTH,
+                                                                                                   reference.size)
+    assert store.reads == 0  # the receipts just appended are proved from memory
+    assert tree.inclusion_proof(3, reference.size) == reference.inclusion_proof(3, reference.size)
+    assert store.reads == 1  # an old tile is read back once, then cached
+    assert tree.inclusion_proof(4, reference.size) == reference.inclusion_proof(4, reference.size)
+    assert store.reads == 1 and tree.cached_tiles == held + 1
 
 
 def test_a_batch_that_did_not_commit_is_forgotten_without_reading_the_store() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tai_autonomics.ledger import LedgerKey
 from tai_autonomics.runtime import Node, StartError, parse_tree
-from tests.ledger_actor.conftest import LEDGER, draft
+from tests.ledger_actor.support import LEDGER, draft
 
 
 def start(node: Node, context: dict) -> None:

@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
-from tests.conftest import free_port
-from tests.ledger.conftest import EMULATOR_PROJECT, firestore_emulator  # noqa: F401  (the session's emulator)
-from tests.ledger_actor.conftest import LEDGER, LOADERS, assert_proven, draft, run_loads
-from tests.runtime.conftest import BASES
+from tests.helpers import BASES, EMULATOR_PROJECT, free_port
+from tests.ledger_actor.support import LEDGER, LOADERS, assert_proven, draft, run_loads
 
 PROJECT_ENV = "TAI_TEST_FIRESTORE_PROJECT"
 
 
 @pytest.fixture(scope="module", params=BASES)
-def node(request: pytest.FixtureRequest, firestore_emulator: str) -> Iterator[Node]:  # noqa: F811
+def node(request: pytest.FixtureRequest, firestore_emulator: str) -> Iterator[Node]:
     """A node started after the emulator's address and project are in the environment, so that
     the actor processes it forks inherit them."""
     os.environ[PROJECT_ENV] = EMULATOR_PROJECT

@@ -14,8 +14,8 @@ from tai_autonomics.actors.ledger_api import ReceiptsQuery, aread_chain, proof_q
 from tai_autonomics.actors.names import RECEIPT_LEDGER
 from tai_autonomics.ledger import InclusionProof
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
-from tests.conftest import free_port
-from tests.ledger_actor.conftest import draft
+from tests.helpers import free_port
+from tests.ledger_actor.support import draft
 
 
 @pytest.fixture

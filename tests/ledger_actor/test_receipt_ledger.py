@@ -11,9 +11,8 @@ from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import ConsistencyProof, open_checkpoint
 from tai_autonomics.runtime import Node, NodeConfig, parse_tree
 from tai_autonomics.runtime.messages import Call, Reply
-from tests.conftest import free_port, listen_for
-from tests.ledger_actor.conftest import LEDGER, LOADERS, assert_proven, draft, public_key, run_loads
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import free_port, listen_for, wait_until
+from tests.ledger_actor.support import LEDGER, LOADERS, assert_proven, draft, public_key, run_loads
 
 
 def refusal(node: Node, msg_type: str, payload) -> str:

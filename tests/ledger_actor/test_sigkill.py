@@ -13,9 +13,8 @@ import pytest
 
 from tai_autonomics.cli import main
 from tai_autonomics.runtime import Node, NodeConfig
-from tests.conftest import free_port
-from tests.ledger_actor.conftest import LEDGER, LOADERS, assert_proven, draft
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import free_port, wait_until
+from tests.ledger_actor.support import LEDGER, LOADERS, assert_proven, draft
 
 CHAINS = ("policy-0", "policy-1", "policy-2")
 

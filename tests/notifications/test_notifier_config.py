@@ -21,6 +21,9 @@ def start(node: Node, notifications: dict | None, **args) -> None:
     ({"urls": ["ftp://example/hook"], "secret_env": "HOME"}, {}, "notifications.urls"),
     ({"urls": ["http://127.0.0.1:9/hook"], "secret_env": "HOME"}, {"attempts": 0}, "attempts"),
     ({"urls": ["http://127.0.0.1:9/hook"], "secret_env": "HOME"}, {"window_s": "1h"}, "window_s"),
+    ({"urls": ["http://127.0.0.1:9/hook"], "secret_env": "HOME"}, {"timeout_s": True}, "timeout_s"),
+    ({"urls": ["http://127.0.0.1:9/hook"], "secret_env": "HOME"}, {"timeout_s": float("inf")}, "timeout_s"),
+    ({"urls": ["http://127.0.0.1:9/hook"], "secret_env": "HOME"}, {"attempts": 2.5}, "attempts"),
 ])
 def test_a_bad_configuration_fails_the_start_naming_the_key(node: Node, notifications, args, key: str) -> None:
     with pytest.raises(StartError) as err:

@@ -78,3 +78,15 @@ def test_a_remembered_notice_holds_back_the_next_and_a_bad_window_is_refused() -
     assert not throttle.allow("a", "k", 3000.0) and throttle.allow("a", "k", 3700.0)
     with pytest.raises(ValueError):
         Throttle(0)
+
+
+def test_the_throttle_forgets_what_its_window_no_longer_holds_back() -> None:
+    """A notice a second for a new customer each time (a failed deploy per customer, a day long):
+    the throttle remembers about one window's worth, not every customer ever notified, and still
+    holds back a repeat within the window."""
+    throttle = Throttle(60)
+    for n in range(86_400):
+        assert throttle.allow(f"customer-{n}", "deploy.failed", float(n))
+        assert len(throttle) <= 2 * 60 + Throttle._SWEEP_MIN
+    assert not throttle.allow("customer-86399", "deploy.failed", 86_400.0)
+    assert throttle.allow("customer-0", "deploy.failed", 86_400.0)

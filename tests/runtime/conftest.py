@@ -1,24 +1,13 @@
-"""A node per thespian base; each test starts its own tree on it and stops it afterwards."""
+"""Each test starts its own tree on the node of its base (tests/fixtures/runtime.py) and stops it afterwards."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tai_autonomics.runtime import Node, NodeConfig, parse_tree
-from tests.conftest import free_port
-
-MULTIPROCESS = ["multiprocUnixBase", "multiprocTCPBase"]
-BASES = ["simpleSystemBase", *MULTIPROCESS]
-
-
-@pytest.fixture(scope="module", params=BASES)
-def node(request: pytest.FixtureRequest) -> Iterator[Node]:
-    with Node(NodeConfig(base=request.param, admin_port=free_port())) as n:
-        yield n
+from tai_autonomics.runtime import Node, parse_tree
 
 
 @pytest.fixture

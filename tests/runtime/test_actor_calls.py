@@ -12,8 +12,7 @@ import pytest
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.runtime import ActorCrashed, CallTimeout, Node, NodeConfig, NoSuchActor, parse_tree
 from tai_autonomics.runtime.messages import Call, Location, Moved, Register, Reply, Unregister, Whereis
-from tests.conftest import free_port, listen_for
-from tests.runtime.conftest import MULTIPROCESS
+from tests.helpers import MULTIPROCESS, free_port, listen_for, wait_until
 from tests.runtime.test_supervision import crash_and_await_restart, incarnation, workers
 
 RELAY = {"actor": "tests.runtime.actors:Relay"}
@@ -215,9 +214,7 @@ def test_a_lingering_actor_sends_the_calls_of_a_stream_of_requests_together(base
                                                 "dst": dict(COALESCING)}}))
         for n in range(20):
             node.cast("src", "forward", {"to": "dst", "payload": n})
-        deadline = time.monotonic() + 10
-        while node.call("src", "answers") != list(range(20)) and time.monotonic() < deadline:
-            pass
+        wait_until(lambda: node.call("src", "answers") == list(range(20)), what="every answer relayed")
         assert node.call("src", "answers") == list(range(20))
         assert node.call("dst", "seen") == 20
         batches = node.call("dst", "batches")

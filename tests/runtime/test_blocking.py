@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tai_autonomics.runtime import ActorCrashed, Node, NodeConfig, parse_tree
-from tests.conftest import free_port
-from tests.runtime.conftest import BASES, MULTIPROCESS
-from tests.runtime.test_supervision import incarnation, wait_until
+from tests.helpers import BASES, MULTIPROCESS, free_port, wait_until
+from tests.runtime.test_supervision import incarnation
 
 TREE = {"root": "root", "supervisors": {"root": {"children": ["w"]}},
         "workers": {"w": {"actor": "tests.runtime.actors:Offloading"}}}

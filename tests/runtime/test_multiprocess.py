@@ -9,9 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from tai_autonomics.runtime import CallTimeout, Node, NodeConfig
-from tests.conftest import free_port
-from tests.runtime.conftest import MULTIPROCESS
-from tests.runtime.test_supervision import _zombie, wait_until, workers
+from tests.helpers import MULTIPROCESS, free_port, wait_until, zombie
+from tests.runtime.test_supervision import workers
 
 
 @pytest.fixture(scope="module", params=MULTIPROCESS)
@@ -32,7 +31,7 @@ def test_sigkill_of_a_supervisor_takes_its_children_and_is_restarted(node: Node,
     tree({"root": {"intensity": 5, "children": ["sub"]}, "sub": {"children": ["c"]}}, workers("c"))
     sub, c = node.call("sub", "$info"), node.call("c", "$info")
     os.kill(sub["pid"], 9)
-    wait_until(lambda: not os.path.exists(f"/proc/{c['pid']}") or _zombie(c["pid"]), what="orphan gone")
+    wait_until(lambda: not os.path.exists(f"/proc/{c['pid']}") or zombie(c["pid"]), what="orphan gone")
     assert node.whereis("sub", wait=10, after=sub["incarnation"]).incarnation != sub["incarnation"]
     assert node.whereis("c", wait=10, after=c["incarnation"]).pid != c["pid"]
 
@@ -42,7 +41,7 @@ def test_hung_cleanup_is_killed_after_shutdown_timeout(node: Node, tree) -> None
     started = time.monotonic()
     assert node.stop_tree()
     assert time.monotonic() - started < 10
-    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid), what="stubborn process gone")
+    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or zombie(pid), what="stubborn process gone")
 
 def test_call_timeout(node: Node, tree) -> None:
     tree({"root": {"children": ["a"]}}, workers("a"))
@@ -79,7 +78,7 @@ def _socket_inodes(pid: int) -> set[int]:
 _LISTENERS_PROBE = """
 import json, os, sys
 from tai_autonomics.runtime import Node, NodeConfig, _process, parse_tree
-from tests.conftest import free_port
+from tests.helpers import free_port
 from tests.runtime.test_multiprocess import _listening_inodes, _socket_inodes
 from tests.runtime.test_supervision import workers
 
@@ -128,7 +127,7 @@ def test_shutdown_leaves_no_process_behind(base: str) -> None:
     pids = [node._admin_pid, *_process.descendants(node._admin_pid)]
     assert len(pids) >= 5
     node.shutdown()
-    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+    alive = [p for p in pids if os.path.exists(f"/proc/{p}") and not zombie(p)]
     assert alive == []
 
 

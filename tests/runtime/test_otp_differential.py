@@ -30,9 +30,8 @@ from typing import Any
 import pytest
 
 from tai_autonomics.runtime import ActorCrashed, CallError, Node, NodeConfig, SupervisorSpec, parse_tree
-from tests.conftest import free_port
+from tests.helpers import MULTIPROCESS, free_port
 from tests.runtime.actors import events, record
-from tests.runtime.conftest import MULTIPROCESS
 
 TRACED = "tests.runtime.actors:Traced"
 

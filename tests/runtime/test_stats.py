@@ -12,9 +12,8 @@ import pytest
 from tai_autonomics.runtime import ActorCrashed, CallTimeout, Node, NodeConfig, parse_tree
 from tai_autonomics.runtime._process import usage
 from tai_autonomics.runtime.stats import RATE_WINDOW_S, MessageRate
-from tests.conftest import free_port
-from tests.runtime.conftest import MULTIPROCESS
-from tests.runtime.test_supervision import wait_until, workers
+from tests.helpers import MULTIPROCESS, free_port, wait_until
+from tests.runtime.test_supervision import workers
 
 
 @pytest.fixture(scope="module", params=MULTIPROCESS)

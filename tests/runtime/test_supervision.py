@@ -9,18 +9,10 @@ import pytest
 
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import ActorCrashed, Node, NoSuchActor, StartError, UnknownMessage
+from tests.helpers import wait_until
 from tests.runtime.actors import events
 
 ECHO = "tests.runtime.actors:Echo"
-
-
-def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll a condition (not a fixed sleep): fail if it does not hold within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def incarnation(node: Node, name: str) -> str:
@@ -225,14 +217,6 @@ def test_unknown_name_is_a_clear_error(node: Node, tree) -> None:
     with pytest.raises(NoSuchActor) as err:
         node.call("nobody", "echo", timeout=0.2)
     assert err.value.code == "no_such_actor"
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_deferred_start_holds_the_next_sibling_until_confirmed(node: Node, tree) -> None:

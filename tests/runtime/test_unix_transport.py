@@ -17,8 +17,8 @@ import pytest
 
 from tai_autonomics.runtime import Node, NodeConfig, unixbase
 from tai_autonomics.runtime.errors import SystemError_
-from tests.conftest import free_port
-from tests.runtime.test_supervision import wait_until, workers
+from tests.helpers import free_port, wait_until
+from tests.runtime.test_supervision import workers
 
 NOBODY = 65534
 

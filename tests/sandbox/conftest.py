@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tai_autonomics.sandbox import SandboxConfig, SandboxServer
+from tai_autonomics.sandbox import SandboxServer
 
 BASE = "https://contracts.tai.invalid/openapi/"
 DOC_NAMES = ("insurer", "marketplace", "customer", "admin")
@@ -78,21 +78,6 @@ def no_sandbox_left_behind() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def contract() -> Contract:
     return Contract()
-
-
-@pytest.fixture(scope="module")
-def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    server = SandboxServer(SandboxConfig(data_dir=tmp_path_factory.mktemp("sandbox")))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxServer]:
-    with httpx.Client(base_url=sandbox_server.url) as admin:
-        admin.post("/admin/reset").raise_for_status()
-    yield sandbox_server
 
 
 @pytest.fixture

@@ -175,6 +175,13 @@ def test_fault_answers_match_the_contract(call: Caller, http: httpx.Client, faul
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
     ({"content": b"[1, 2]", "headers": {"content-type": "application/json"}}, 400, "invalid_request"),
     ({"content": b"\xff\xfe", "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
+    # a key given twice, NaN, a number too large to be finite: read as JSON strictly (validation.loads_json)
+    ({"content": json.dumps(deployment())[:-1].encode() + b', "region": "us-east1"}',
+      "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
+    ({"content": json.dumps(deployment(artifacts={"size": 1.5})).replace("1.5", "NaN").encode(),
+      "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
+    ({"content": json.dumps(deployment(artifacts={"size": 1.5})).replace("1.5", "1e999").encode(),
+      "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
     ({"content": b"sku_id=1", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415,
      "unsupported_media_type"),
     ({"json": deployment(target_cloud="mars")}, 400, "invalid_request"),

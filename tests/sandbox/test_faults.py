@@ -55,7 +55,8 @@ def test_any_fault_dict_is_a_fault_or_a_typed_error(data: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize("text", ["", "nope", "latency:delay_s", "latency:delay_s=-1", "error:status=404",
                                   "reject:classification=unknown", "latency:colour=1", "rate_limit:mode=drop",
-                                  "{bad json", "[1]", "outage:times=0"])
+                                  "{bad json", "[1]", "outage:times=0",
+                                  '{"kind": "latency", "kind": "error", "status": 502}'])  # a key given twice
 def test_bad_fault_flags_are_refused_with_a_typed_error(text: str) -> None:
     with pytest.raises(FaultConfigError):
         parse_fault_arg(text)

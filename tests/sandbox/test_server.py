@@ -17,6 +17,7 @@ from tai_autonomics.cli import main
 from tai_autonomics.sandbox import Fault, SandboxConfig, SandboxProcess, SandboxServer, SandboxStartError
 from tai_autonomics.trust import generate_key_and_csr, sample_policy, write_dev_ca
 from tai_autonomics.trust.insurer_signature import load_public_keys
+from tests.helpers import wait_until
 
 
 def sandbox_threads() -> list[threading.Thread]:
@@ -137,9 +138,8 @@ def test_stop_does_not_wait_for_a_hanging_request(tmp_path: Path) -> None:
     caller = threading.Thread(target=hang)
     caller.start()
     try:
-        with httpx.Client(base_url=url) as admin:  # wait until the sandbox holds the request
-            while not admin.get("/admin/requests").json()["requests"]:
-                pass
+        with httpx.Client(base_url=url) as admin:
+            wait_until(lambda: admin.get("/admin/requests").json()["requests"], what="the sandbox holds the request")
     finally:
         server.stop()
     caller.join(10)

@@ -18,7 +18,7 @@ from tai_autonomics.trust._time import utcnow
 from tai_autonomics.trust.errors import CertMalformed, CertNotLoaded, CertStateConflict, CertStateCorrupt, RenewalFailed
 from tai_autonomics.trust.firestore_cert_store import FirestoreCertStore
 from tai_autonomics.trust.issuing import generate_private_key
-from tests.ledger.conftest import EMULATOR_PROJECT, firestore_emulator  # noqa: F401  (the session's emulator)
+from tests.helpers import EMULATOR_PROJECT
 
 DAY = dt.timedelta(days=1)
 
@@ -41,7 +41,7 @@ def ca() -> CertificateAuthority:
 
 
 @pytest.fixture
-def instances(firestore_emulator: str,  # noqa: F811  (the session's emulator)
+def instances(firestore_emulator: str,
               ca: CertificateAuthority) -> Iterator[Callable[[str], CertManager]]:
     """Opens "instances" of one fresh deployment: CertManager cores on one shared store each."""
     name, opened = f"test-{uuid.uuid4().hex[:12]}", []

@@ -13,7 +13,7 @@ from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import Node, StartError
 from tests.trust_actors.actors import recorded
-from tests.trust_actors.conftest import POLICY_ID, Trust, restart
+from tests.trust_actors.support import POLICY_ID, Trust, restart
 
 DAY_S = 86400.0
 NO_EARLY_RENEWAL = {"renew_before_days": 0}  # so shifting the clock near expiry does not start a renewal

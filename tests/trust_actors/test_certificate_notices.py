@@ -26,8 +26,8 @@ from tai_autonomics.trust import (
     sample_policy,
 )
 from tai_autonomics.trust._files import private_key_pem
-from tests.runtime.test_supervision import wait_until
-from tests.trust_actors.conftest import POLICY_ID, Trust, restart
+from tests.helpers import wait_until
+from tests.trust_actors.support import POLICY_ID, Trust, restart
 
 NO_PERIODIC_CHECK = {"check_interval_s": 3600}  # ProdMode's safety net never fires during a test
 NO_EARLY_RENEWAL = {"renew_before_days": 0}  # CertManager renews only when told (renew_now)

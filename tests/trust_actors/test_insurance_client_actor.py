@@ -11,8 +11,8 @@ from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
 from tai_autonomics.errors import TaiError
 from tai_autonomics.runtime import Node, StartError, parse_tree
 from tai_autonomics.runtime.messages import Call, Reply
-from tests.conftest import listen_for
-from tests.trust_actors.conftest import POLICY_ID, Trust, restart
+from tests.helpers import listen_for
+from tests.trust_actors.support import POLICY_ID, Trust, restart
 
 
 def call(node: Node, msg_type: str, payload=None):

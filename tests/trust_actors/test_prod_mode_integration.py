@@ -10,9 +10,9 @@ import pytest
 
 from tai_autonomics.runtime import Node, StartError
 from tai_autonomics.trust import sample_policy
-from tests.runtime.test_supervision import wait_until
+from tests.helpers import wait_until
 from tests.trust_actors.actors import recorded
-from tests.trust_actors.conftest import POLICY_ID, Trust
+from tests.trust_actors.support import POLICY_ID, Trust
 from tests.trust_actors.test_cert_manager_actor import shift_to
 
 

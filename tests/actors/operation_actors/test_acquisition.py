@@ -22,9 +22,9 @@ from tai_autonomics.errors import (
 )
 from tai_autonomics.operations import deploy
 from tai_autonomics.runtime import CallError
-from tests.ops.conftest import Ops, deploy_spec
-from tests.ops.stubs import POLICY
-from tests.runtime.test_supervision import wait_until
+from tests.actors.operation_actors.stubs import POLICY
+from tests.actors.operation_actors.support import Ops, deploy_spec
+from tests.helpers import wait_until
 
 BOTH = pytest.mark.parametrize("node", ["simpleSystemBase", "multiprocTCPBase"], indirect=True)
 
@@ -135,7 +135,7 @@ def test_a_party_that_keeps_failing_is_tried_three_times(ops: Ops, fault: dict, 
 
 
 def test_an_unreachable_endpoint_is_a_network_error(ops: Ops) -> None:
-    from tests.conftest import free_port
+    from tests.helpers import free_port
 
     ops.start(context={"customer": {"url": f"http://127.0.0.1:{free_port()}/customer/v1"}})
     result = ops.deploy()

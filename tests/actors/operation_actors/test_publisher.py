@@ -12,9 +12,9 @@ import pytest
 
 from tai_autonomics.errors import InvalidRequest, ModeRefusal, WorkConflict
 from tai_autonomics.runtime import CallError
-from tests.ops.conftest import ARTIFACTS, Ops
-from tests.ops.stubs import POLICY
-from tests.runtime.test_supervision import wait_until
+from tests.actors.operation_actors.stubs import POLICY
+from tests.actors.operation_actors.support import ARTIFACTS, Ops
+from tests.helpers import wait_until
 
 HASHES = {role: hashlib.sha256(text.encode()).hexdigest() for role, text in ARTIFACTS.items()}
 

@@ -13,12 +13,12 @@ import pytest
 from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
 from tai_autonomics.errors import CoverageExceeded
 from tai_autonomics.runtime import Node, parse_tree
-from tests.ops.conftest import ARTIFACTS, FAST, deploy_spec
-from tests.trust_actors.conftest import FAST_RETRIES, POLICY_ID, Trust, admin, trust  # noqa: F401  (fixtures)
+from tests.actors.operation_actors.support import ARTIFACTS, FAST, deploy_spec
+from tests.trust_actors.support import FAST_RETRIES, POLICY_ID, Trust
 
 
 @pytest.fixture
-def insured(node: Node, trust: Trust, admin: httpx.Client):  # noqa: F811
+def insured(node: Node, trust: Trust, admin: httpx.Client):
     trust.install_certificate(admin)
     context = {**trust.context("prod"), "profile": "dev", "sandbox": {"url": trust.sandbox.url}}
     real = "tai_autonomics.actors"

@@ -1,32 +1,18 @@
-"""Acquisition and Publisher in a real tree, with the sandbox as the outside parties over real sockets.
-
-The tree: the real ReceiptLedger (SQLite in the test's tmp dir), a ProdMode that answers ``guard``
-as each test configures it, and the two operation actors under ``operations``.
-"""
+"""The operation actors' test driver (one tree per test: the real ReceiptLedger, a configurable ProdMode,
+Acquisition and Publisher), their fast retries, and a valid deploy request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tai_autonomics.actors.operation_api import CALL_TIMEOUT_S
-from tai_autonomics.runtime import Node, NodeConfig, parse_tree
-from tests.conftest import free_port
-from tests.ops.stubs import POLICY
-from tests.sandbox.conftest import sandbox, sandbox_server  # noqa: F401  (one sandbox per module, reset per test)
+from tai_autonomics.runtime import Node, parse_tree
+from tests.actors.operation_actors.stubs import POLICY
 
 FAST = {"timeout_s": 1.0, "attempts": 3, "backoff_base_s": 0.05, "backoff_cap_s": 0.2, "deadline_s": 5.0}
-
-
-@pytest.fixture(scope="module")
-def node(request: pytest.FixtureRequest) -> Iterator[Node]:
-    base = getattr(request, "param", "multiprocTCPBase")
-    with Node(NodeConfig(base=base, admin_port=free_port())) as n:
-        yield n
 
 
 class Ops:
@@ -44,7 +30,8 @@ class Ops:
         operation = {"args": {"context": context, **FAST, **args}}
         workers = {"ReceiptLedger": {"actor": "tai_autonomics.actors.receipt_ledger:ReceiptLedger",
                                      "args": {"context": context}},
-                   "ProdMode": {"actor": "tests.ops.stubs:ProdModeStub", "args": {"mode": mode, "refusal": refusal}},
+                   "ProdMode": {"actor": "tests.actors.operation_actors.stubs:ProdModeStub",
+                                "args": {"mode": mode, "refusal": refusal}},
                    "Publisher": {"actor": "tai_autonomics.actors.publisher:Publisher", **operation},
                    "Acquisition": {"actor": "tai_autonomics.actors.acquisition:Acquisition", **operation}}
         trust = []
@@ -98,11 +85,3 @@ ARTIFACTS = {"code": "print('hi')\n", "tests": "assert True\n", "docs": "# Hi\n"
 def deploy_spec(**changes: Any) -> dict[str, Any]:
     return {"sku_id": "sku-001", "target_cloud": "gcp", "customer_ref": "acme", "customer_account": "acct-1",
             "region": "europe-west1", "artifacts": {"image": "registry.example/app:1"}, "cost": "100", **changes}
-
-
-@pytest.fixture
-def ops(node: Node, sandbox, tmp_path: Path) -> Iterator[Ops]:  # noqa: F811
-    driver = Ops(node, sandbox.url, tmp_path)
-    yield driver
-    if driver.started:
-        node.stop_tree()
