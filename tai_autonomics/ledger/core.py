@@ -6,10 +6,9 @@ transaction (group commit: one durable write acknowledges every receipt of the b
 checkpoint per batch, and serves receipts, checkpoints and proofs from a
 :class:`~tai_autonomics.ledger.tiles.TiledTree`: the tree's right edge in memory, its complete
 tiles (and full entry bundles) written by each batch's transaction and read back through a cache
-bounded in bytes. Opening
-reads a constant number of rows whatever the ledger's size. Everything it holds in memory is
-derived from the store, except the eval session's secrets, which by design never outlive the
-process.
+bounded in bytes. Opening reads a constant number of rows whatever the ledger's size. Everything
+it holds in memory is derived from the store, except the eval session's secrets, which by design
+never outlive the process.
 """
 
 from __future__ import annotations
