@@ -33,7 +33,7 @@ from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.store import NO_READS, EffectReads, LogHead, SealedBatch
 from tai_autonomics.ledger.tiles import TILE_WIDTH, entry_bundle
 from tai_autonomics.ledger.verify import verify_store
-from tests.ledger.conftest import EMULATOR_PROJECT
+from tests.helpers import EMULATOR_PROJECT
 
 _MAX_BATCH = {"sqlite": 600, "firestore": 120}  # FirestoreStore.max_batch is 120
 
