@@ -1,12 +1,13 @@
-"""``tai-autonomics ledger export|verify|backup|restore`` and ``tai-autonomics verify DIR``.
+"""``tai-autonomics ledger export|verify|backup|restore|fill-bundles`` and ``tai-autonomics verify DIR``.
 
 ``ledger export --tiles DIR`` writes the log as C2SP ``tlog-tiles`` (what the gateway serves
 under ``/tlog/``). ``ledger backup`` and ``ledger restore`` copy the ledger out at a signed
-checkpoint and back into an empty store (docs/backup.md); progress goes to stderr. ``ledger``
-commands read the ledger a release file configures (``--config``: its ``[ledger]`` store and
-key, Firestore included), else the dev profile's SQLite ledger in ``--data-dir`` (read-only, so
-they can run beside the daemon; ``restore`` alone writes); ``verify DIR`` needs nothing but the
-exported directory.
+checkpoint and back into an empty store (docs/backup.md); ``ledger fill-bundles`` stores the
+entry bundles of a ledger's history written before bundles were (docs/receipts.md); progress goes
+to stderr. ``ledger`` commands read the ledger a release file configures (``--config``: its
+``[ledger]`` store and key, Firestore included), else the dev profile's SQLite ledger in
+``--data-dir`` (read-only, so they can run beside the daemon; ``restore`` and ``fill-bundles``
+alone write); ``verify DIR`` needs nothing but the exported directory.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tai_autonomics.ledger import (
     verify_store,
 )
 from tai_autonomics.ledger.backup import backup_ledger, check_backup, restore_ledger
+from tai_autonomics.ledger.bundles import fill_bundles
 from tai_autonomics.ledger.configured import configured_key, open_store
 from tai_autonomics.ledger.export import export_tiles
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
@@ -66,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers", type=_positive, default=None, metavar="N",
         help="processes checking signatures and proofs (default: one per CPU for large backups)")
     restore.set_defaults(func=_restore)
+
+    fill = commands.add_parser(
+        "fill-bundles", help="store the entry bundles (tile/entries/<N>) of receipts appended before bundles were "
+                             "stored, so that they are served from one row (safe beside the daemon)")
+    _ledger_options(fill)
+    fill.set_defaults(func=_fill_bundles)
 
     verify = commands.add_parser("verify", help="check the stored ledger; names the first bad receipt and why")
     _ledger_options(verify)
@@ -154,6 +162,17 @@ def _restore(args: argparse.Namespace) -> int:
     store, key, origin = _configured(args, readonly=False)
     try:
         report = restore_ledger(backup, store, key, origin=origin, progress=_progress("restore"))
+    finally:
+        store.close()
+    print(json.dumps({"ok": True, **report.to_json()}))
+    return 0
+
+
+def _fill_bundles(args: argparse.Namespace) -> int:
+    _configured(args)[0].close()  # read-only first: a missing SQLite ledger is an error, not a new empty one
+    store, _, _ = _configured(args, readonly=False)
+    try:
+        report = fill_bundles(store, progress=_progress("fill-bundles"))
     finally:
         store.close()
     print(json.dumps({"ok": True, **report.to_json()}))

@@ -15,10 +15,11 @@ key is the one that signed the backup (a restored ledger the daemon cannot exten
 It refuses a store that holds receipts. It then appends the receipts through the store's own
 atomic append, in batches the store can take, with what the receipts imply recomputed from them
 by the same rules ``ledger verify`` recounts with: the coverage counters, operation records and
-idempotency claims (:class:`~tai_autonomics.ledger.operations.Recount`), the pricing index and
-the tree's tiles. After the last batch, the backup's own checkpoint is stored (checkpoints are
-not part of a batch: docs/specification.md §4). Finally the ledger is opened on the store, which
-checks its right edge against that checkpoint, and whose checkpoint must be byte-identical.
+idempotency claims (:class:`~tai_autonomics.ledger.operations.Recount`), the pricing index,
+the tree's tiles and the full entry bundles. After the last batch, the backup's own checkpoint
+is stored (checkpoints are not part of a batch: docs/specification.md §4). Finally the ledger
+is opened on the store, which checks its right edge against that checkpoint, and whose checkpoint
+must be byte-identical.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tai_autonomics.ledger.note import Checkpoint, open_checkpoint
 from tai_autonomics.ledger.operations import Recount
 from tai_autonomics.ledger.receipts import Receipt, rfc3339_utc
 from tai_autonomics.ledger.store import EffectReads, LedgerStore, LogHead, SealedBatch
-from tai_autonomics.ledger.tiles import TiledTree
+from tai_autonomics.ledger.tiles import Bundler, TiledTree
 from tai_autonomics.ledger.verify import CHECKPOINT_FILE, PROOFS_FILE, PUBLIC_KEY_FILE, RECEIPTS_FILE, verify_export
 
 MANIFEST_FILE = "backup.json"
@@ -228,9 +229,9 @@ def _batch_size(store: LedgerStore) -> int:
 
 def _batches(receipts_file: Path, final: Checkpoint, size: int) -> Iterator[SealedBatch]:
     """The backup's receipts as sealed batches of ``size``, each with what it changes (counters,
-    records, prices, tiles); the tree they give must be ``final``'s, the checkpoint the restore
+    records, prices, tiles, bundles); the tree they give must be ``final``'s, the checkpoint the restore
     stores after them (checkpoints are not part of a batch, docs/specification.md §4)."""
-    tree, recount = TiledTree.built(), Recount()
+    tree, recount, bundler = TiledTree.built(), Recount(), Bundler.built()
     pending: list[Receipt] = []
     parsed: list[dict[str, Any]] = []
     with open(receipts_file, "rb") as lines:
@@ -246,21 +247,23 @@ def _batches(receipts_file: Path, final: Checkpoint, size: int) -> Iterator[Seal
             pending.append(receipt)
             parsed.append(fields)
             if len(pending) == size:
-                yield _batch(pending, parsed, tree, recount, final)
+                yield _batch(pending, parsed, tree, recount, bundler, final)
                 pending, parsed = [], []
     if pending:
-        yield _batch(pending, parsed, tree, recount, final)
+        yield _batch(pending, parsed, tree, recount, bundler, final)
     if tree.size != final.size:
         raise _changed()
 
 
 def _batch(receipts: list[Receipt], parsed: list[dict[str, Any]], tree: TiledTree, recount: Recount,
-           final: Checkpoint) -> SealedBatch:
+           bundler: Bundler, final: Checkpoint) -> SealedBatch:
     if tree.size > final.size or (tree.size == final.size and tree.root() != final.root):
         raise _changed()
     usage, records = recount.take_changed()
     prices = prices_of(parsed)
-    return SealedBatch(receipts, tree.size, usage, records, tree.drain(), prices)
+    bundles = bundler.add(receipts[0].leaf_index, [receipt.data for receipt in receipts])
+    bundler.settle()  # a batch the store refuses ends the restore: none is retried
+    return SealedBatch(receipts, tree.size, usage, records, tree.drain(), prices, bundles=bundles)
 
 
 def _changed() -> BackupInvalid:

@@ -5,8 +5,8 @@ leaf index, hash, signature or session MAC), appends them in batches through the
 transaction (group commit: one durable write acknowledges every receipt of the batch), and
 serves receipts, checkpoints and proofs from a
 :class:`~tai_autonomics.ledger.tiles.TiledTree`: the tree's right edge in memory, its complete
-tiles written by each batch's transaction and read back through a cache bounded in bytes. Opening
-reads a constant number of rows whatever the ledger's size.
+tiles (and full entry bundles) written by each batch's transaction and read back through a cache
+bounded in bytes. Opening reads a constant number of rows whatever the ledger's size.
 
 Checkpoints are signed per interval, not per append (docs/specification.md §4): an append signs
 its receipts only, so a lone append signs once, not twice. Its owner signs the latest tree
@@ -67,7 +67,7 @@ from tai_autonomics.ledger.receipts import (
     rfc3339_utc,
 )
 from tai_autonomics.ledger.store import NO_READS, ChainHead, EffectReads, LedgerStore, LogHead, SealedBatch, StoredLeaf
-from tai_autonomics.ledger.tiles import DEFAULT_CACHE_BYTES, TILE_HEIGHT, TILE_WIDTH, TiledTree, entry_bundle
+from tai_autonomics.ledger.tiles import DEFAULT_CACHE_BYTES, TILE_HEIGHT, TILE_WIDTH, Bundler, TiledTree, entry_bundle
 
 DEFAULT_ORIGIN = "tai-autonomics/ledger"
 _PARALLEL_SIGNING = 32  # contractual receipts in a batch from which two threads sign it
@@ -102,6 +102,7 @@ class Ledger:
         self._signer: ThreadPoolExecutor | None = None
         self._signed = 0  # the largest tree size this instance knows a stored checkpoint of
         self._readonly = readonly
+        self._bundler = Bundler(self._entries)
 
     @classmethod
     def open(
@@ -223,6 +224,7 @@ class Ledger:
             self._tree.truncate(min(committed, self._tree.size))
             raise
         self._tree.settle()
+        self._bundler.settle()
         if not each:
             return list(batch.receipts)
         receipts = iter(batch.receipts)
@@ -325,15 +327,21 @@ class Ledger:
     def entry_bundle(self, index: int, width: int, tree_size: int | None = None) -> bytes:
         """The C2SP entry bundle of the ``width`` receipts from leaf ``index * 256`` (the first
         ``width`` of bundle ``index``); NotFoundError if the tree of ``tree_size`` (default: the
-        latest checkpoint's) does not hold them."""
+        latest checkpoint's) does not hold them. A full bundle is the stored one; a partial one,
+        or a full one not stored (a ledger older than bundles), is assembled from the receipts."""
         size = self.checkpoint().size if tree_size is None else min(tree_size, self._tree.size)
         first = index * TILE_WIDTH
         if index < 0 or not 1 <= width <= TILE_WIDTH or size < first + width:
             raise NotFoundError(f"tree size {size} has no entry bundle {index} of width {width}")
-        leaves = list(self._store.leaves(first, first + width))
-        if [leaf.leaf_index for leaf in leaves] != list(range(first, first + width)):
-            raise StoreCorruptError(f"ledger store is missing receipts between {first} and {first + width}")
-        return entry_bundle([leaf.data for leaf in leaves])
+        stored = self._store.bundle(index) if width == TILE_WIDTH else None
+        return stored if stored is not None else entry_bundle(self._entries(first, first + width))
+
+    def _entries(self, start: int, end: int) -> list[bytes]:
+        """The bytes of the stored receipts ``start`` to ``end - 1``; StoreCorruptError if one is missing."""
+        leaves = list(self._store.leaves(start, end))
+        if [leaf.leaf_index for leaf in leaves] != list(range(start, end)):
+            raise StoreCorruptError(f"ledger store is missing receipts between {start} and {end}")
+        return [leaf.data for leaf in leaves]
 
     def inclusion_proof(self, receipt_id: str, tree_size: int | None = None) -> InclusionProof:
         """Proof that the receipt is in the tree of ``tree_size`` leaves (default: the latest
@@ -426,7 +434,8 @@ class Ledger:
         prices = dict(found for draft, chain in stored
                       if (found := price_of(draft.kind, chain, draft.authority, draft.payload)) is not None)
         return SealedBatch(receipts, self._tree.size, effects.changed_usage, tuple(effects.changed_operations.values()),
-                           self._tree.drain(), prices, refused or {})
+                           self._tree.drain(), prices, refused or {},
+                           bundles=self._bundler.add(head.size, [receipt.data for receipt in receipts]))
 
     def _sign_all(self, digests: list[bytes]) -> list[bytes]:
         """Ed25519 signatures of ``digests``, in order. From ``_PARALLEL_SIGNING`` digests on, a

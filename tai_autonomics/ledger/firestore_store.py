@@ -14,9 +14,10 @@ Layout under ``ledgers/{name}``:
   coverage counter per policy, month and SKU;
 * ``operations/{operation id}``: the operation's record (:class:`~.operations.OperationRecord`);
 * ``claims/{sha256(scope, key)}``: ``{"scope", "key", "operation_id"}``, an idempotency key's owner;
-* ``prices/...`` and ``tiles/...``: the pricing index and the Merkle tree's tiles, written with each
-  batch (:mod:`~tai_autonomics.ledger.firestore_indexes`), so that a start reads the tree's right
-  edge and no actor replays a chain.
+* ``prices/...``, ``tiles/...`` and ``bundles/...``: the pricing index, the Merkle tree's tiles and
+  the full entry bundles, written with each batch (:mod:`~tai_autonomics.ledger.firestore_indexes`),
+  so that a start reads the tree's right edge, no actor replays a chain, and serving a bundle
+  reads one document.
 
 The counters, claims and records a batch touches are read and written in the append's
 transaction (docs/specification.md §10): two instances can never both reserve the last of a SKU's coverage or
@@ -46,7 +47,7 @@ import hashlib
 import itertools
 import random
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -70,7 +71,7 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
-from tai_autonomics.ledger.tiles import tile_from_leaves
+from tai_autonomics.ledger.tiles import Bundle, tile_from_leaves
 
 _T = TypeVar("_T")
 _PAGE = 1000
@@ -317,6 +318,12 @@ class FirestoreStore:
         than tiles, computed from the leaf hashes under it."""
         stored = self._indexes.tile(level, index)
         return stored if stored is not None else tile_from_leaves(self, self.size(), level, index)
+
+    def bundle(self, index: int) -> bytes | None:
+        return self._indexes.bundle(index)
+
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        return self._indexes.add_bundles(bundles)
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         for doc in self._range(start, end, None):

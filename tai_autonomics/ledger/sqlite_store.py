@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +51,10 @@ from tai_autonomics.ledger.store import (
     check_batch,
     checkpoint_from_row,
 )
-from tai_autonomics.ledger.tiles import Tile, tiles_of
+from tai_autonomics.ledger.tiles import Bundle, Tile, tiles_of
 
 DB_FILE = "ledger.sqlite3"
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 _SCHEMA = (
     """CREATE TABLE receipts (
     leaf_index INTEGER PRIMARY KEY,
@@ -89,6 +89,12 @@ _SCHEMA_3 = ("CREATE TABLE tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, 
              "PRIMARY KEY (level, idx)) WITHOUT ROWID",
              "CREATE TABLE prices (chain TEXT NOT NULL, customer TEXT NOT NULL, value TEXT NOT NULL, "
              "PRIMARY KEY (chain, customer)) WITHOUT ROWID")
+# Version 4: full entry bundles (ledger/tiles.py), so that serving one reads one row. An older file
+# gets the table empty, not filled (a start stays O(1) in the ledger's size): the bundles of its
+# history are assembled from its receipts when asked, as before. A rowid table: a bundle is a
+# large row (256 receipts), which WITHOUT ROWID tables store badly.
+_SCHEMA_4 = ("CREATE TABLE bundles (idx INTEGER PRIMARY KEY, entries BLOB NOT NULL)",)
+_BUNDLES_SINCE = 4  # a read-only open takes a version-3 file as it is: without stored bundles
 _OPERATION_COLUMNS = ("operation_id, scope, COALESCE(key, ''), fingerprint, chain, status, intent_id, started, "
                       "outcome_id")
 # CASTs: SQLite columns take any type; a hand-edited row must still read as bytes, so that
@@ -141,7 +147,7 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=FULL")
             if not readonly:
                 self._init_schema()
-            self._check_schema()
+            self._bundles = self._check_schema(readonly)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -180,7 +186,7 @@ class SQLiteStore:
         try:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA + _SCHEMA_2 + _SCHEMA_3:
+                for statement in _SCHEMA + _SCHEMA_2 + _SCHEMA_3 + _SCHEMA_4:
                     self._db.execute(statement)
             if version == 1:
                 for statement in _SCHEMA_2:
@@ -191,7 +197,10 @@ class SQLiteStore:
                     self._db.execute(statement)
                 self._write_tiles(tiles_of(self._leaf_hashes(0, self._size())))
                 self._write_prices(prices_of(_parsed(self._leaves(0, None))))
-            if version in (0, 1, 2):
+            if version in (1, 2, 3):
+                for statement in _SCHEMA_4:
+                    self._db.execute(statement)
+            if version in (0, 1, 2, 3):
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except BaseException:
             self._rollback()
@@ -199,10 +208,13 @@ class SQLiteStore:
         else:
             self._db.execute("COMMIT")
 
-    def _check_schema(self) -> None:
+    def _check_schema(self, readonly: bool) -> bool:
+        """Refuse a file of another schema version; whether it has the bundles table (a read-only
+        open, which cannot migrate, takes a version-3 file without it)."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version != _SCHEMA_VERSION:
+        if version != _SCHEMA_VERSION and not (readonly and version == _BUNDLES_SINCE - 1):
             raise StoreCorruptError(f"{self.path}: ledger schema version {version}, expected {_SCHEMA_VERSION}")
+        return version >= _BUNDLES_SINCE
 
     def append(self, chains: Collection[str], seal: Sealer, reads: EffectReads = NO_READS) -> SealedBatch:
         with self._errors():
@@ -217,6 +229,8 @@ class SQLiteStore:
                     [(r.leaf_index, r.id, r.chain, r.seq, r.hash, r.leaf_hash, r.data) for r in batch.receipts],
                 )
                 self._write_tiles(batch.tiles)
+                self._db.executemany("INSERT OR REPLACE INTO bundles (idx, entries) VALUES (?,?)",
+                                     [(bundle.index, bundle.entries) for bundle in batch.bundles])
                 self._write_prices(batch.prices)
             except BaseException:
                 self._rollback()
@@ -271,6 +285,27 @@ class SQLiteStore:
             row = self._db.execute("SELECT CAST(hashes AS BLOB) FROM tiles WHERE level = ? AND idx = ?",
                                    (level, index)).fetchone()
         return None if row is None else row[0] or b""
+
+    def bundle(self, index: int) -> bytes | None:
+        if not self._bundles:
+            return None
+        with self._errors():
+            row = self._db.execute("SELECT CAST(entries AS BLOB) FROM bundles WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else row[0] or b""
+
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO bundles (idx, entries) VALUES (?,?)",
+                                     [(bundle.index, bundle.entries) for bundle in bundles])
+                written = self._db.total_changes - before
+            except BaseException:
+                self._rollback()
+                raise
+            self._db.execute("COMMIT")
+        return written
 
     def _head(self, chains: Collection[str], reads: EffectReads) -> tuple[_KnownHead, LogHead]:
         """The log head with the heads of ``chains`` and what ``reads`` names, read in the write transaction.

@@ -27,7 +27,7 @@ from tai_autonomics.ledger.indexes import PriceKey
 from tai_autonomics.ledger.note import Checkpoint
 from tai_autonomics.ledger.operations import ClaimKey, OperationRecord, Usage, UsageKey
 from tai_autonomics.ledger.receipts import Receipt
-from tai_autonomics.ledger.tiles import Tile
+from tai_autonomics.ledger.tiles import Bundle, Tile
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +65,9 @@ class LogHead:
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
     """Receipts sealed at consecutive leaf indexes from a head, the tree size after them, and
-    the counters, operation records, index entries (:mod:`~tai_autonomics.ledger.indexes`) and
-    tree tiles they change (written in the same transaction; a tile or an index entry replaces
-    the stored one of its key)."""
+    the counters, operation records, index entries (:mod:`~tai_autonomics.ledger.indexes`), tree
+    tiles and full entry bundles they change (written in the same transaction; a tile, a bundle
+    or an index entry replaces the stored one of its key)."""
 
     receipts: Sequence[Receipt]
     size: int
@@ -77,6 +77,8 @@ class SealedBatch:
     prices: Mapping[PriceKey, str] = field(default_factory=dict)
     #: drafts refused in place (their offset in the batch's drafts), when the sequencer seals
     refused: Mapping[int, DraftError] = field(default_factory=dict)
+    #: the full entry bundles the receipts complete (:class:`~tai_autonomics.ledger.tiles.Bundler`)
+    bundles: Sequence[Bundle] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,14 @@ class LedgerStore(Protocol):
 
     def tile(self, level: int, index: int) -> bytes | None:
         """The stored hashes of tree tile ``(level, index)`` (:mod:`~tai_autonomics.ledger.tiles`)."""
+
+    def bundle(self, index: int) -> bytes | None:
+        """The stored full entry bundle ``index`` (:mod:`~tai_autonomics.ledger.tiles`), or None
+        (not stored: a ledger older than bundles, or a receipt too long for one)."""
+
+    def add_bundles(self, bundles: Sequence[Bundle]) -> int:
+        """Store the full entry bundles not stored yet (``ledger fill-bundles``: the history of a
+        ledger older than bundles); one stored already is left as it is. Returns how many were written."""
 
     def leaves(self, start: int = 0, end: int | None = None) -> Iterator[StoredLeaf]:
         """Stored receipts in leaf order (gaps, if any, show as missing indexes)."""

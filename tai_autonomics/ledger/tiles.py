@@ -17,13 +17,20 @@ Paths (:func:`tile_path`, :func:`parse_tile_path`) follow C2SP ``tlog-tiles``: `
 with ``N`` in groups of three digits, ``x``-prefixed but the last (``x001/x234/067``), and
 ``.p/<W>`` for a partial tile of width ``W``; entry bundles at ``tile/entries/<N>``, each entry
 a 16-bit big-endian length and the receipt's bytes.
+
+Full entry bundles are stored like complete level-0 tiles: each batch hands the store the
+bundles it completed (:class:`Bundler`), so serving one reads one row. The partial bundle is not
+stored, for the same reason as the partial level-0 tile: it is at most 255 stored receipts,
+assembled when asked, where a stored copy would be rewritten (up to 255 receipts' bytes) by every
+batch. A ledger written before bundles has none for its history: they too are assembled from the
+receipts when asked.
 """
 
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -357,3 +364,74 @@ def entry_bundle(entries: Sequence[bytes]) -> bytes:
             raise ValueError(f"an entry of {len(entry)} bytes does not fit a tlog-tiles bundle")
         parts.append(len(entry).to_bytes(2, "big") + entry)
     return b"".join(parts)
+
+
+def full_bundle(entries: Sequence[bytes]) -> bytes | None:
+    """The entry bundle of a full bundle's 256 receipts, or None if one of them is too long for a
+    bundle's 16-bit length: such a bundle is not stored, and asking for it fails as it always did."""
+    try:
+        return entry_bundle(entries)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """Full entry bundle ``index``: the C2SP bundle of receipts ``index * 256`` to ``index * 256 + 255``."""
+
+    index: int
+    entries: bytes
+
+
+class Bundler:
+    """The full entry bundles a ledger's appends complete, for the store to write with them.
+
+    It keeps the receipts after the last full bundle (at most 255) as this process last committed
+    them. When a batch completes a bundle and those are not known (nothing committed yet by this
+    process, or another instance appended since), it reads them with ``read(start, end)`` (the
+    bytes of the stored receipts ``start`` to ``end - 1``): at most 255, and only then, so opening
+    a ledger reads none. :meth:`add` is one sealing attempt, which may be retried or fail;
+    :meth:`settle` makes the last attempt's outcome the committed state once its batch committed.
+    """
+
+    @classmethod
+    def built(cls) -> Bundler:
+        """A bundler fed every receipt from the first on (a restore): it never reads a store."""
+        bundler = cls(_no_read)
+        bundler._committed = (0, [])
+        return bundler
+
+    def __init__(self, read: Callable[[int, int], list[bytes]]) -> None:
+        self._read = read
+        self._committed: tuple[int, list[bytes]] | None = None  # (first leaf, receipts) after the last full bundle
+        self._pending: tuple[int, list[bytes]] | None = None
+
+    def add(self, size: int, entries: Sequence[bytes]) -> list[Bundle]:
+        """The full bundles that ``entries``, appended to the tree of ``size`` leaves, complete
+        (one whose receipt is too long for a bundle is left out: see :func:`full_bundle`)."""
+        first = size - size % TILE_WIDTH
+        committed = self._committed
+        if committed is not None and committed[0] + len(committed[1]) == size:
+            held = committed[1]
+        elif size - first + len(entries) >= TILE_WIDTH:
+            held = self._read(first, size)
+        else:  # completes none, and what precedes it is not known: read only when one is completed
+            self._pending = None
+            return []
+        pending = [*held, *entries]
+        done = len(pending) - len(pending) % TILE_WIDTH
+        bundles = []
+        for start in range(0, done, TILE_WIDTH):
+            data = full_bundle(pending[start : start + TILE_WIDTH])
+            if data is not None:
+                bundles.append(Bundle((first + start) // TILE_WIDTH, data))
+        self._pending = (first + done, pending[done:])
+        return bundles
+
+    def settle(self) -> None:
+        """The last :meth:`add`'s batch committed: its receipts are now the committed state."""
+        self._committed, self._pending = self._pending, None
+
+
+def _no_read(start: int, end: int) -> list[bytes]:
+    raise ProofError(f"receipts {start}..{end} were asked of a bundler fed from the first receipt on")

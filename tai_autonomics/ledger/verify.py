@@ -61,7 +61,7 @@ from tai_autonomics.ledger.receipts import (
     receipt_digest,
 )
 from tai_autonomics.ledger.store import ChainHead, LedgerStore, StoredLeaf
-from tai_autonomics.ledger.tiles import TILE_BYTES, TILE_WIDTH, TiledTree
+from tai_autonomics.ledger.tiles import TILE_BYTES, TILE_WIDTH, TiledTree, full_bundle
 
 RECEIPTS_FILE, PROOFS_FILE = "receipts.jsonl", "proofs.jsonl"
 CHECKPOINT_FILE, PUBLIC_KEY_FILE = "checkpoint", "public_key.pem"
@@ -223,6 +223,7 @@ class _InOrder:
     def __init__(self, *, tree: bool) -> None:
         self.tree = TiledTree.built() if tree else None
         self.tiles: dict[tuple[int, int], bytes] = {}  # tiles of the tree above, drained but not yet compared
+        self.entries: list[bytes] = []  # the stored receipts of the entry bundle not yet complete
         self.size = 0
         self.heads: dict[str, ChainHead] = {}
         self.ids: set[str] = set()
@@ -410,7 +411,8 @@ def verify_store(
 ) -> VerifyReport:
     """Verify every stored receipt and checkpoint, the coverage counters, operation records,
     idempotency claims and pricing index against a recount of the receipts, and the tree's tiles
-    against their recomputation; raise VerificationError at the first bad one.
+    and the stored entry bundles against their recomputation; raise VerificationError at the
+    first bad one.
 
     Besides each receipt, checks the stored leaf hash the tree is rebuilt from, and that every
     stored checkpoint (one per interval while appends arrived, and those signed on demand) is
@@ -491,6 +493,23 @@ def _compare_tiles(store: LedgerStore, state: _InOrder, *, complete_only: bool =
                 tile_level=level, tile_index=index)
 
 
+def _compare_bundle(store: LedgerStore, state: _InOrder, data: bytes) -> None:
+    """Take the verified receipt ``data`` into its entry bundle; once the bundle is full, the
+    stored one must be its receipts' bundle: the tile endpoint and ``ledger export --tiles`` serve
+    it instead of them. One not stored (a ledger older than bundles, a Firestore instance of an
+    older version during a rollout) is no fault: it is assembled from these receipts when asked."""
+    state.entries.append(data)
+    if len(state.entries) < TILE_WIDTH:
+        return
+    index = (state.size - 1) // TILE_WIDTH
+    expected = full_bundle(state.entries)
+    state.entries.clear()
+    stored = store.bundle(index)
+    if stored is not None and stored != expected:
+        raise VerificationError(f"entry bundle {index}", "its stored bytes differ from the bundle of its receipts",
+                                bundle_index=index)
+
+
 def _verify_segment(
     store: LedgerStore, state: _InOrder, end: int, public: LedgerPublicKey, origin: str | None,
     session: SessionCheck | None,
@@ -519,6 +538,7 @@ def _verify_segment(
             )
         batch_first = batch_first or leaf
         _add_stored(state, leaf, public, session)
+        _compare_bundle(store, state, leaf.data)
         if len(state.tiles) >= _TILES_HELD:
             _compare_tiles(store, state, complete_only=True)
     settle()

@@ -1,7 +1,8 @@
 """``ledger backup`` / ``ledger restore`` (docs/backup.md), on SQLite and the Firestore emulator:
-a restored store is the same ledger (root, checkpoint, counters, records, claims, prices, tiles:
-``ledger verify`` passes), a backup taken while appends go on is consistent, and a backup with
-any byte changed, cut short or missing a file is refused, naming the file, with nothing written."""
+a restored store is the same ledger (root, checkpoint, counters, records, claims, prices, tiles,
+entry bundles: ``ledger verify`` passes), a backup taken while appends go on is consistent, and a
+backup with any byte changed, cut short or missing a file is refused, naming the file, with
+nothing written."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from tai_autonomics.ledger.backup import (
 from tai_autonomics.ledger.firestore_store import FirestoreStore
 from tai_autonomics.ledger.keys import DEV_KEY_FILE
 from tai_autonomics.ledger.operations import ClaimKey, CloseOperation, Limit, OpenOperation, OperationExists
+from tai_autonomics.ledger.tiles import TILE_WIDTH, entry_bundle
 from tai_autonomics.ledger.verify import RECEIPTS_FILE
 from tests.helpers import EMULATOR_PROJECT
 
@@ -86,7 +88,10 @@ def _same_ledger(source: LedgerStore, restored: LedgerStore, key: LedgerKey) -> 
     for n in range(0, source.size(), 7):
         assert restored.operation(f"op-{n}") == source.operation(f"op-{n}")
         assert restored.claim(ClaimKey("deploy", f"key-{n}")) == source.claim(ClaimKey("deploy", f"key-{n}"))
-    assert [leaf.data for leaf in restored.leaves()] == [leaf.data for leaf in source.leaves()]
+    data = [leaf.data for leaf in restored.leaves()]
+    assert data == [leaf.data for leaf in source.leaves()]
+    for index in range(len(data) // TILE_WIDTH):  # written by the restore, as the appends wrote them
+        assert restored.bundle(index) == entry_bundle(data[index * TILE_WIDTH : (index + 1) * TILE_WIDTH])
 
 
 @pytest.fixture

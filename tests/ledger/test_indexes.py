@@ -32,7 +32,7 @@ def test_an_older_file_gets_its_index_and_verify_names_a_hand_edit(tmp_path: Pat
     ledger.append_batch([_quote("acme", "1.0"), _quote("acme", "2.0")])
     ledger.close()
     with sqlite3.connect(path) as db:  # what a version-2 file looks like
-        db.executescript("DROP TABLE prices; DROP TABLE tiles; PRAGMA user_version=2;")
+        db.executescript("DROP TABLE prices; DROP TABLE tiles; DROP TABLE bundles; PRAGMA user_version=2;")
     assert Ledger.open(SQLiteStore(path), key).price("pol-1", "acme") == "2.0"
     with sqlite3.connect(path) as db:
         db.execute("UPDATE prices SET value = '0.5'")

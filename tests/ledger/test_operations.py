@@ -138,7 +138,8 @@ def test_an_old_sqlite_ledger_gets_its_counters_and_records_from_its_receipts(tm
     expected = (ledger.usage(), ledger.operation("a"), ledger.operation("b"))
     ledger.close()
     with sqlite3.connect(path) as db:  # what a version-1 file looks like
-        db.executescript("DROP TABLE usage; DROP TABLE operations; DROP TABLE tiles; DROP TABLE prices; PRAGMA user_version=1;")
+        db.executescript("DROP TABLE usage; DROP TABLE operations; DROP TABLE tiles; DROP TABLE prices; "
+                         "DROP TABLE bundles; PRAGMA user_version=1;")
     reopened = Ledger.open(SQLiteStore(path), key)
     assert (reopened.usage(), reopened.operation("a"), reopened.operation("b")) == expected
     assert reopened.claim("deploy", "ka").operation_id == "a"

@@ -183,7 +183,7 @@ def test_an_older_file_gets_its_tiles_from_its_leaf_hashes(tmp_path: Path, key: 
     _filled(path, key, 600).close()
     with sqlite3.connect(path) as db:
         tiles = db.execute("SELECT level, idx, hashes FROM tiles ORDER BY level, idx").fetchall()
-        db.executescript("DROP TABLE tiles; DROP TABLE prices; PRAGMA user_version=2;")  # a version-2 file
+        db.executescript("DROP TABLE tiles; DROP TABLE prices; DROP TABLE bundles; PRAGMA user_version=2;")  # a version-2 file
     ledger = Ledger.open(SQLiteStore(path), key)
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT level, idx, hashes FROM tiles ORDER BY level, idx").fetchall() == tiles
