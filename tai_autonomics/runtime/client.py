@@ -7,6 +7,7 @@ by reference and anything else that arrives meanwhile is set aside for its owner
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections import deque
@@ -49,6 +50,9 @@ class Client:
         self._registry = registry
         self._multiprocess = multiprocess
         self._cache: dict[str, Location] = {}
+        # a reference only has to be unique among this client's calls: a random prefix and a
+        # counter cost 0.1 µs, a uuid4 per call 1.7 µs (an os.urandom system call)
+        self._refs = (f"{uuid.uuid4().hex[:16]}.{n}" for n in itertools.count())
         self._inbox: deque[Any] = deque()  # the rest of a Batch, for the next wait
         self.aside: list[Exiting] = []
 
@@ -60,7 +64,7 @@ class Client:
         it is sent again to the next incarnation within the same timeout.
         """
         deadline = time.monotonic() + timeout
-        ref = uuid.uuid4().hex
+        ref = next(self._refs)
         gone = ""
         while True:
             location = self._resolve(name, deadline, after=gone)

@@ -30,6 +30,7 @@ travel together. A runtime message (registration, exit notice) first sends every
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import os
 import time
@@ -421,6 +422,8 @@ class Server(Process):
         super().__init__()
         self._offload: Offload | None = None
         self._outgoing: dict[str, _Outgoing] = {}
+        # unique among this incarnation's calls, as Client's: a counter, not a uuid4 per call
+        self._refs = (f"{uuid.uuid4().hex[:16]}.{n}" for n in itertools.count())
         self._locations: dict[str, Location] = {}
         self._resolving: dict[str, list[str]] = {}
         # Call deadlines are ours, not one thespian wakeup each: thespian keeps its wakeups in a
@@ -542,7 +545,7 @@ class Server(Process):
         refusal, :class:`ActorCrashed`, :class:`NoSuchActor` or :class:`CallTimeout`. A callee that
         restarts before running the call is followed to its next incarnation, as :meth:`Node.call` does.
         """
-        ref = uuid.uuid4().hex
+        ref = next(self._refs)
         deadline = time.monotonic() + timeout
         self._outgoing[ref] = _Outgoing(name, msg_type, payload, then, deadline)
         heapq.heappush(self._deadlines, (deadline, ref))
