@@ -21,7 +21,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tai_autonomics.actors import status_api
+from tai_autonomics.actors import operation_api, status_api
 from tai_autonomics.actors.ledger_api import aread_chain, proof_query, receipts_query
 from tai_autonomics.actors.names import (
     ACQUISITION,
@@ -49,7 +49,8 @@ from tai_autonomics.gateway.policy import (
 from tai_autonomics.ledger.tiles import TILE_WIDTH, parse_tile_path
 from tai_autonomics.operations import revenue
 
-_COUNTED = ("deploy", "publish", "quote")  # operation metrics by kind; reads are not operations
+# operation metrics by kind; reads are not operations
+_COUNTED = (operation_api.DEPLOY, operation_api.PUBLISH, operation_api.QUOTE)
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPERATION_ID = Param(pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # operations/fields.py IDENT
 _ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
@@ -226,23 +227,24 @@ async def create_deployment(req: Req) -> Response:
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-128 of A-Z a-z 0-9 . _ : -",
                        {"field": "Idempotency-Key"})
-    return await _operation(req, ACQUISITION, "deploy", {"spec": req.body, "idempotency_key": key})
+    return await _operation(req, ACQUISITION, operation_api.DEPLOY, operation_api.deploy_request(req.body, key))
 
 
 async def get_deployment(req: Req) -> Response:
-    return await _operation(req, ACQUISITION, "get", {"operation_id": req.path["operation_id"]})
+    return await _operation(req, ACQUISITION, operation_api.GET,
+                            operation_api.deployment_query(req.path["operation_id"]))
 
 
 async def create_publication(req: Req) -> Response:
-    return await _operation(req, PUBLISHER, "publish", req.body)
+    return await _operation(req, PUBLISHER, operation_api.PUBLISH, req.body)
 
 
 async def get_publication(req: Req) -> Response:
-    return await _operation(req, PUBLISHER, "get", {"work_id": req.path["work_id"]})
+    return await _operation(req, PUBLISHER, operation_api.GET, operation_api.publication_query(req.path["work_id"]))
 
 
 async def create_quote(req: Req) -> Response:
-    return await _operation(req, PRICING, "quote", req.body)
+    return await _operation(req, PRICING, operation_api.QUOTE, req.body)
 
 
 async def get_mode(req: Req) -> Response:
