@@ -7,16 +7,19 @@ an import error rather than a call that fails at run time. The wire format is un
 actors receive the same messages. The caller passes its transport (the gateway's bridge or the
 shell, which both ``await call(actor, msg_type, payload, timeout_s=...)``; a runtime
 :class:`~tai_autonomics.runtime.client.Client` for the synchronous drain), so errors are the
-transport's, as before.
+transport's, as before. The actors' own calls of one another (``then(value, error)``, as
+:meth:`~tai_autonomics.runtime.Server.call_actor` takes it) are here too.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from tai_autonomics.actors.ledger_api import Then
 from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, PROD_MODE
 
 if TYPE_CHECKING:
+    from tai_autonomics.runtime import Server
     from tai_autonomics.runtime.client import Client
 
 #: ProdMode's message types that callers outside the tree send (the gateway names them in errors)
@@ -64,3 +67,35 @@ async def ainsurance(caller: AsyncCaller) -> dict[str, Any]:
     and the shell both show them."""
     return {"certificate": await caller.call(CERT_MANAGER, STATUS),
             "insurer": await caller.call(INSURANCE_CLIENT, STATUS)}
+
+
+# -- the actors' calls of one another ------------------------------------------------------------
+
+def status(caller: Server, actor: str, then: Then) -> None:
+    """``status`` of ProdMode, CertManager or InsuranceClient (each answers one); ``then(status, error)``."""
+    caller.call_actor(actor, STATUS, then=then)
+
+
+def guard(caller: Server, operation: str, then: Then) -> None:
+    """ProdMode's authority for ``operation`` now, or its refusal; ``then(authority, error)``."""
+    caller.call_actor(PROD_MODE, "guard", {"operation": operation}, then=then)
+
+
+def subscribe(caller: Server, name: str, then: Then) -> None:
+    """Subscribe the actor registered as ``name`` to CertManager's certificate notices."""
+    caller.call_actor(CERT_MANAGER, "subscribe", {"name": name}, then=then)
+
+
+def verify_policy(caller: Server, policy_id: str, then: Then, timeout: float) -> None:
+    """The insurer's word on ``policy_id`` (InsuranceClient retries on its timers, so ``timeout``)."""
+    caller.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": policy_id}, then=then, timeout=timeout)
+
+
+def certificate_status(caller: Server, serial: str, then: Then, timeout: float) -> None:
+    """The insurer's word on the certificate of ``serial`` (revoked or not)."""
+    caller.call_actor(INSURANCE_CLIENT, "certificate_status", {"serial": serial}, then=then, timeout=timeout)
+
+
+def renew(caller: Server, csr_pem: str, then: Then, timeout: float) -> None:
+    """A new certificate from the insurer for the PEM request ``csr_pem``."""
+    caller.call_actor(INSURANCE_CLIENT, "renew", {"csr_pem": csr_pem}, then=then, timeout=timeout)

@@ -29,18 +29,12 @@ OWNERS = {
     "PRICING": {"actors/pricing.py", "actors/operation_api.py"},
 }
 
-#: the call sites not converted yet, (module, actor, message type): each one converted leaves this
-#: list (the test asserts it exactly, so the list can only shrink)
+#: the call sites not converted yet, (module, actor, message type), in modules other work is changing
+#: now (the operation actors' error handling, the ledger actor): each one converted leaves this list
+#: (the test asserts it exactly, so a new literal send fails it)
 NOT_YET = {
     ("actors/_operation.py", "PROD_MODE", "authority"),
     ("actors/_operation.py", "PROD_MODE", "certificate_expired"),
-    ("actors/notifier.py", "CERT_MANAGER", "status"),
-    ("actors/notifier.py", "PROD_MODE", "status"),
-    ("actors/pricing.py", "PROD_MODE", "guard"),
-    ("actors/prod_mode.py", "CERT_MANAGER", "subscribe"),
-    ("actors/prod_mode.py", "INSURANCE_CLIENT", "verify_policy"),
-    ("actors/cert_manager.py", "INSURANCE_CLIENT", "certificate_status"),
-    ("actors/cert_manager.py", "INSURANCE_CLIENT", "renew"),
     ("actors/receipt_ledger.py", "PROD_MODE", "ledger_unavailable"),
 }
 
