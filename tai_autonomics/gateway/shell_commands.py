@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tai_autonomics.actors import status_api
+from tai_autonomics.actors import status_api, supervisor_api
 from tai_autonomics.actors.names import RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import observer, supervision
@@ -253,7 +253,7 @@ def _describe(child: dict[str, Any]) -> str:
 
 
 async def _which_children(shell: Shell, command: Command) -> Output:
-    children = await shell.call(command.args[0], "which_children")
+    children = await supervisor_api.awhich_children(shell, command.args[0])
     return Output(children, "\n".join(_describe(child) for child in children) or "(no children)")
 
 
@@ -285,7 +285,7 @@ async def _restart(shell: Shell, command: Command) -> Output:
     if parent is None:
         raise ApiError(422, "cannot_restart_root", "the root supervisor has no supervisor to restart it; "
                        "restart the daemon instead", {"actor": name})
-    answer = await shell.call(parent, "restart_child", name)
+    answer = await supervisor_api.arestart_child(shell, parent, name)
     return Output({**answer, "supervisor": parent}, f"restarting {name} (by its supervisor {parent})")
 
 
