@@ -79,3 +79,20 @@ async def f(bridge, node, self, req):
 
 def test_only_an_actor_and_its_api_module_spell_its_message_types() -> None:
     assert _scan() == NOT_YET
+
+
+def _supervisor_sends(source: str) -> set[str]:
+    """The supervisor message types that ``source`` sends as a literal (second positional argument)."""
+    return {node.args[1].value for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and len(node.args) > 1 and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in SUPERVISOR_CALLS}
+
+
+SUPERVISOR_CALLS = frozenset({"which_children", "restart_child"})
+
+
+def test_only_the_supervisor_api_sends_which_children_and_restart_child() -> None:
+    assert _supervisor_sends('await shell.call(parent, "restart_child", name)') == {"restart_child"}
+    found = {path.relative_to(PACKAGE).as_posix() for path in sorted(PACKAGE.rglob("*.py"))
+             if _supervisor_sends(path.read_text(encoding="utf-8"))}
+    assert found == {"actors/supervisor_api.py"}
