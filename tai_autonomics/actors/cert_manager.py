@@ -117,9 +117,8 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
-from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors import ledger_api, status_api
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
-from tai_autonomics.actors.names import INSURANCE_CLIENT
 from tai_autonomics.errors import InvalidRequest, TaiError
 from tai_autonomics.ledger.configured import open_cert_store
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -368,8 +367,7 @@ class CertManager(Server):
                 self._notify()
             then({"status": value["status"], "revoked": core.revoked}, None)
 
-        self.call_actor(INSURANCE_CLIENT, "certificate_status", {"serial": _serial(current)}, then=answered,
-                        timeout=CALL_TIMEOUT_S)
+        status_api.certificate_status(self, _serial(current), then=answered, timeout=CALL_TIMEOUT_S)
 
     # --- the shared store: adoption -------------------------------------------------------
 
@@ -428,8 +426,8 @@ class CertManager(Server):
                 self._release_lease()
                 return
         request = self._renewal = core.begin_renewal()
-        self.call_actor(INSURANCE_CLIENT, "renew", {"csr_pem": request.csr_pem.decode("ascii")},
-                        then=lambda value, error: self._renewed(request, value, error), timeout=CALL_TIMEOUT_S)
+        status_api.renew(self, request.csr_pem.decode("ascii"),
+                         then=lambda value, error: self._renewed(request, value, error), timeout=CALL_TIMEOUT_S)
 
     def _release_lease(self) -> None:
         assert self._leases is not None, "only a shared store has a lease"

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors import ledger_api, status_api
 from tai_autonomics.actors.names import CERT_MANAGER, PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.errors import ConfigError, TaiError
 from tai_autonomics.notifications.rules import Notice, Throttle, Watch
@@ -114,7 +114,7 @@ class Notifier(Server):
             self._send(self.pending[payload.delivery_id])
         elif payload == "poll":
             if self.watch is None or self.chain is None:  # the chain is found before the watch is set
-                self.call_actor(PROD_MODE, "status", then=self._found_chain)
+                status_api.status(self, PROD_MODE, then=self._found_chain)
             else:
                 ledger_api.receipts(self, ledger_api.receipts_query(self.chain, self.cursor, PAGE), then=self._read)
 
@@ -127,7 +127,7 @@ class Notifier(Server):
             self._again()
             return
         self.chain = chain
-        self.call_actor(CERT_MANAGER, "status", then=lambda cert, err: self._found_customer(cert, err))
+        status_api.status(self, CERT_MANAGER, then=lambda cert, err: self._found_customer(cert, err))
 
     def _found_customer(self, cert: Any, error: TaiError | None) -> None:
         if error is not None:  # CertManager refuses status outside the validity window, with the status in its detail

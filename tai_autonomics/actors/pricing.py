@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from tai_autonomics.actors import ledger_api
-from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
+from tai_autonomics.actors import ledger_api, status_api
+from tai_autonomics.actors.names import RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.operations.pricing import PricingParams, quote, validate_metrics
 from tai_autonomics.runtime import NOREPLY, Caller, Server
@@ -39,8 +39,8 @@ class Pricing(Server):
         customer, metrics = request.get("customer_id"), request.get("metrics")
         validate_metrics(customer, metrics)  # refuse bad input before anything is asked or recorded
         caller = self.caller
-        self.call_actor(PROD_MODE, "guard", {"operation": "pricing"},
-                        then=lambda authority, error: self._authorised(caller, customer, metrics, authority, error))
+        status_api.guard(self, "pricing",
+                         then=lambda authority, error: self._authorised(caller, customer, metrics, authority, error))
         return NOREPLY
 
     def _authorised(self, caller: Caller, customer: str, metrics: dict, authority: Any,

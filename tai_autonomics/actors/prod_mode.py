@@ -82,9 +82,9 @@ from datetime import datetime
 from typing import Any
 
 from tai_autonomics import logs
-from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors import ledger_api, status_api
 from tai_autonomics.actors.insurance_client import CALL_TIMEOUT_S
-from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT
+from tai_autonomics.actors.names import CERT_MANAGER
 from tai_autonomics.errors import InvalidRequest, TaiError, rebuild
 from tai_autonomics.ledger.errors import StoreUnavailable
 from tai_autonomics.operations.authority import CERTIFICATE_EXPIRED, Authority
@@ -144,7 +144,7 @@ class ProdMode(Server):
 
     def _subscribe(self, then: Callable[[Any, TaiError | None], None]) -> None:
         """Subscribe to CertManager's notices; ``then(status, error)`` gets the reply, as ``status``'s."""
-        self.call_actor(CERT_MANAGER, "subscribe", {"name": self.name}, then=then)
+        status_api.subscribe(self, self.name, then=then)
 
     # -- start: certificate → insurer → decide ------------------------------------------------
 
@@ -159,8 +159,7 @@ class ProdMode(Server):
         if error is not None:
             self.fail_start(f"production start refused: certificate: {error.message}")
             return
-        self.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": self._policy_id()},
-                        then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
+        status_api.verify_policy(self, self._policy_id(), then=self._started_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _started_insurer(self, _status: Any, error: TaiError | None) -> None:
         if error is not None:
@@ -210,8 +209,7 @@ class ProdMode(Server):
             self._lost(f"certificate: {error.message}")
             return
         self._take_certificate(status)
-        self.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": self._policy_id()},
-                        then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
+        status_api.verify_policy(self, self._policy_id(), then=self._checked_insurer, timeout=INSURER_TIMEOUT_S)
 
     def _checked_insurer(self, _status: Any, error: TaiError | None) -> None:
         self._verdict(error)
@@ -321,9 +319,8 @@ class ProdMode(Server):
         if self.machine.mode != "read_only":
             self.machine.resume(False)  # raises the precise refusal
         caller = self.caller
-        self.call_actor(INSURANCE_CLIENT, "verify_policy", {"policy_id": self._policy_id()},
-                        timeout=INSURER_TIMEOUT_S,
-                        then=lambda _s, err: self._resumed(caller, err))
+        status_api.verify_policy(self, self._policy_id(), timeout=INSURER_TIMEOUT_S,
+                                 then=lambda _s, err: self._resumed(caller, err))
         return NOREPLY
 
     def _resumed(self, caller: Any, error: TaiError | None) -> None:

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tai_autonomics import datadir, devprofile, logs, preflight
-from tai_autonomics.actors.names import ACQUISITION, PROD_MODE, PUBLISHER
+from tai_autonomics.actors import operation_api, status_api
+from tai_autonomics.actors.names import ACQUISITION, PUBLISHER
 from tai_autonomics.cli._errors import AlreadyRunning
 from tai_autonomics.config import ReleaseConfig, default_supervision, load_release
 from tai_autonomics.errors import Problems, TaiError
@@ -206,7 +207,7 @@ def _drain(node: Node, gateway: GatewayServer, budget_s: float) -> None:
     started = time.monotonic()
     gateway.drain()
     try:
-        node.client().call(PROD_MODE, "drain", None, 2.0)
+        status_api.drain(node.client(), 2.0)
     except TaiError as exc:  # a tree without ProdMode, or one restarting: the gateway refuses writes anyway
         logs.event(log, "ProdMode did not enter draining", logging.WARNING, event="drain_mode_failed", code=exc.code)
     with ThreadPoolExecutor(len(DRAINED), thread_name_prefix="drain") as pool:
@@ -220,7 +221,7 @@ def _drain(node: Node, gateway: GatewayServer, budget_s: float) -> None:
 def _drain_actor(node: Node, name: str, budget_s: float) -> int | None:
     """Ask an operation actor to drain; how many operations it interrupted (None: it could not say)."""
     try:
-        return node.client().call(name, "drain", {"budget_s": budget_s}, budget_s + DRAIN_ANSWER_S)["interrupted"]
+        return operation_api.drain(node.client(), name, budget_s, budget_s + DRAIN_ANSWER_S)
     except TaiError as exc:
         logs.event(log, f"{name} did not drain", logging.WARNING, event="drain_failed", actor=name, code=exc.code)
         return None

@@ -21,11 +21,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tai_autonomics.actors import operation_api, status_api
 from tai_autonomics.actors.ledger_api import aread_chain, proof_query, receipts_query
 from tai_autonomics.actors.names import (
     ACQUISITION,
     CERT_MANAGER,
-    INSURANCE_CLIENT,
     PRICING,
     PROD_MODE,
     PUBLISHER,
@@ -49,7 +49,8 @@ from tai_autonomics.gateway.policy import (
 from tai_autonomics.ledger.tiles import TILE_WIDTH, parse_tile_path
 from tai_autonomics.operations import revenue
 
-_COUNTED = ("deploy", "publish", "quote")  # operation metrics by kind; reads are not operations
+# operation metrics by kind; reads are not operations
+_COUNTED = (operation_api.DEPLOY, operation_api.PUBLISH, operation_api.QUOTE)
 _IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OPERATION_ID = Param(pattern=r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")  # operations/fields.py IDENT
 _ACTOR_NAME = Param(pattern=r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
@@ -226,33 +227,32 @@ async def create_deployment(req: Req) -> Response:
     if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-128 of A-Z a-z 0-9 . _ : -",
                        {"field": "Idempotency-Key"})
-    return await _operation(req, ACQUISITION, "deploy", {"spec": req.body, "idempotency_key": key})
+    return await _operation(req, ACQUISITION, operation_api.DEPLOY, operation_api.deploy_request(req.body, key))
 
 
 async def get_deployment(req: Req) -> Response:
-    return await _operation(req, ACQUISITION, "get", {"operation_id": req.path["operation_id"]})
+    return await _operation(req, ACQUISITION, operation_api.GET,
+                            operation_api.deployment_query(req.path["operation_id"]))
 
 
 async def create_publication(req: Req) -> Response:
-    return await _operation(req, PUBLISHER, "publish", req.body)
+    return await _operation(req, PUBLISHER, operation_api.PUBLISH, req.body)
 
 
 async def get_publication(req: Req) -> Response:
-    return await _operation(req, PUBLISHER, "get", {"work_id": req.path["work_id"]})
+    return await _operation(req, PUBLISHER, operation_api.GET, operation_api.publication_query(req.path["work_id"]))
 
 
 async def create_quote(req: Req) -> Response:
-    return await _operation(req, PRICING, "quote", req.body)
+    return await _operation(req, PRICING, operation_api.QUOTE, req.body)
 
 
 async def get_mode(req: Req) -> Response:
-    return encode_reply(await req.gateway.bridge.call(PROD_MODE, "mode"), PROD_MODE, "mode")
+    return encode_reply(await status_api.amode(req.gateway.bridge), PROD_MODE, status_api.MODE)
 
 
 async def get_insurance(req: Req) -> Response:
-    certificate = await req.gateway.bridge.call(CERT_MANAGER, "status")
-    insurer = await req.gateway.bridge.call(INSURANCE_CLIENT, "status")
-    return encode_reply({"certificate": certificate, "insurer": insurer}, CERT_MANAGER, "status")
+    return encode_reply(await status_api.ainsurance(req.gateway.bridge), CERT_MANAGER, status_api.STATUS)
 
 
 # -- contracts and revenue (docs/specification.md §12) -------------------------------------------
@@ -263,8 +263,7 @@ async def create_contract_event(req: Req) -> Response:
         kind, payload = revenue.contract_event(req.path["id"], req.body)
     except InvalidRequest as bad:  # the schema admitted it; its meaning (fields of the event, a date) does not
         raise ApiError(422, bad.code, bad.message, bad.detail) from None
-    return encode_reply(await req.gateway.bridge.call(PROD_MODE, "record", {"kind": kind, "payload": payload}),
-                        PROD_MODE, "record")
+    return encode_reply(await status_api.arecord(req.gateway.bridge, kind, payload), PROD_MODE, status_api.RECORD)
 
 
 async def get_revenue(req: Req) -> Response:
@@ -273,7 +272,7 @@ async def get_revenue(req: Req) -> Response:
         month = revenue.parse_month(req.query["month"])
     except InvalidRequest as bad:
         raise ApiError(422, bad.code, bad.message, bad.detail) from None
-    chain = (await req.gateway.bridge.call(PROD_MODE, "status")).get("policy_id")
+    chain = (await status_api.astatus(req.gateway.bridge)).get("policy_id")
     if not chain:
         raise ApiError(409, "no_contract_chain", "no insurance policy, so no contractual chain: revenue is "
                        "recognised only from contractual receipts", {"month": month})
@@ -286,7 +285,7 @@ async def get_revenue(req: Req) -> Response:
 
 async def prod_health(req: Req) -> Response:
     """200 only in ``prod`` with verified insurance (a load balancer's view of "insured now")."""
-    mode = await req.gateway.bridge.call(PROD_MODE, "mode")
+    mode = await status_api.amode(req.gateway.bridge)
     if mode.get("mode") != "prod":
         raise ApiError(503, "not_insured", f"mode is {mode.get('mode') or 'starting'}: {mode.get('reason')}",
                        {"mode": mode.get("mode")}, headers={"Retry-After": "5"})

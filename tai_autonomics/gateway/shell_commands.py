@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, PROD_MODE, RECEIPT_LEDGER
+from tai_autonomics.actors import status_api, supervisor_api
+from tai_autonomics.actors.names import RECEIPT_LEDGER
 from tai_autonomics.errors import TaiError
 from tai_autonomics.gateway import observer, supervision
 from tai_autonomics.gateway.auth import Identity
@@ -203,7 +204,7 @@ class Shell:
         payload = {"subject": self.identity.subject, "role": self.identity.role, "session": self.session,
                    "command": command.name, "line": command.line}
         try:
-            return await self.gateway.bridge.call(PROD_MODE, "record", {"kind": "shell.command", "payload": payload})
+            return await status_api.arecord(self.gateway.bridge, "shell.command", payload)
         except ApiError as exc:
             raise ApiError(503, "shell_not_recorded", f"the command was not run: it could not be recorded "
                            f"({exc.code})", {"cause": exc.code}) from None
@@ -252,7 +253,7 @@ def _describe(child: dict[str, Any]) -> str:
 
 
 async def _which_children(shell: Shell, command: Command) -> Output:
-    children = await shell.call(command.args[0], "which_children")
+    children = await supervisor_api.awhich_children(shell, command.args[0])
     return Output(children, "\n".join(_describe(child) for child in children) or "(no children)")
 
 
@@ -284,7 +285,7 @@ async def _restart(shell: Shell, command: Command) -> Output:
     if parent is None:
         raise ApiError(422, "cannot_restart_root", "the root supervisor has no supervisor to restart it; "
                        "restart the daemon instead", {"actor": name})
-    answer = await shell.call(parent, "restart_child", name)
+    answer = await supervisor_api.arestart_child(shell, parent, name)
     return Output({**answer, "supervisor": parent}, f"restarting {name} (by its supervisor {parent})")
 
 
@@ -313,9 +314,9 @@ async def _cast(shell: Shell, command: Command) -> Output:
 
 async def _mode(shell: Shell, command: Command) -> Output:
     if command.args:  # resume: ProdMode asks the insurer first, which may retry on its timers
-        mode = await shell.call(PROD_MODE, "resume", timeout_s=OPERATION_TIMEOUT_S)
+        mode = await status_api.aresume(shell, OPERATION_TIMEOUT_S)
     else:
-        mode = await shell.call(PROD_MODE, "mode")
+        mode = await status_api.amode(shell)
     text = f"{mode.get('mode')}: {mode.get('reason')}"
     if mode.get("manual_resume"):
         text += " (leaving read_only needs: mode resume)"
@@ -323,9 +324,7 @@ async def _mode(shell: Shell, command: Command) -> Output:
 
 
 async def _insurance(shell: Shell, command: Command) -> Output:
-    certificate = await shell.call(CERT_MANAGER, "status")
-    insurer = await shell.call(INSURANCE_CLIENT, "status")
-    return _json_output({"certificate": certificate, "insurer": insurer})
+    return _json_output(await status_api.ainsurance(shell))
 
 
 async def _receipts(shell: Shell, command: Command) -> Output:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+from tai_autonomics.actors import supervisor_api
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.errors import ApiError
 
@@ -24,7 +25,7 @@ async def walk(bridge: ActorBridge, root: str) -> dict[str, Any]:
 
 
 async def _children(bridge: ActorBridge, supervisor: str) -> list[dict[str, Any]]:
-    children = await bridge.call(supervisor, "which_children")
+    children = await supervisor_api.awhich_children(bridge, supervisor)
     return list(await asyncio.gather(*(_expand(bridge, child) for child in children)))
 
 
