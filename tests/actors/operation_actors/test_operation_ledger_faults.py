@@ -18,31 +18,30 @@ from typing import Any
 import pytest
 
 from tai_autonomics.runtime import CallError, Node, parse_tree
+from tests.actors.operation_actors.support import FAST, Ops
 from tests.actors.stubs import DIE_ON_OUTCOME
-from tests.ops.conftest import FAST, Ops, node  # noqa: F401  (a node on multiprocTCPBase per module)
-from tests.sandbox.conftest import sandbox, sandbox_server  # noqa: F401  (reset per test)
 
 
 @pytest.fixture
-def ops(node: Node, sandbox, tmp_path: Path) -> Iterator[Ops]:  # noqa: F811
+def ops(node: Node, sandbox, tmp_path: Path) -> Iterator[Ops]:
     """ReceiptLedger (dying on cue), ProdMode's stand-in and Acquisition, as in the daemon's tree."""
     context = {"mode": "prod", "profile": "dev", "data_dir": str(tmp_path), "sandbox": {"url": sandbox.url}}
     node.start_tree(parse_tree({"root": "root", "supervisors": {
         "root": {"intensity": 5, "children": ["ReceiptLedger", "ProdMode", "operations"]},
         "operations": {"intensity": 5, "children": ["Acquisition"]}}, "workers": {
         "ReceiptLedger": {"actor": "tests.actors.stubs:LedgerDyingOnOutcome", "args": {"context": context}},
-        "ProdMode": {"actor": "tests.ops.stubs:ProdModeStub", "args": {"mode": "prod"}},
+        "ProdMode": {"actor": "tests.actors.operation_actors.stubs:ProdModeStub", "args": {"mode": "prod"}},
         "Acquisition": {"actor": "tai_autonomics.actors.acquisition:Acquisition",
                         "args": {"context": context, **FAST}}}}))
     yield Ops(node, sandbox.url, tmp_path)
     node.stop_tree()
 
 
-def _child(ops: Ops, supervisor: str, name: str) -> dict[str, Any]:  # noqa: F811
+def _child(ops: Ops, supervisor: str, name: str) -> dict[str, Any]:
     return next(c for c in ops.call(supervisor, "which_children", None) if c["name"] == name)
 
 
-def test_an_outcome_receipt_lost_with_the_ledger_is_offered_again_without_a_crash(ops: Ops) -> None:  # noqa: F811
+def test_an_outcome_receipt_lost_with_the_ledger_is_offered_again_without_a_crash(ops: Ops) -> None:
     (ops.data_dir / DIE_ON_OUTCOME).touch()
     try:
         result = ops.deploy(key="ledger-died")
