@@ -57,7 +57,7 @@ from typing import Any
 import httpx
 
 from tai_autonomics import logs
-from tai_autonomics.actors import ledger_api
+from tai_autonomics.actors import ledger_api, status_api
 from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.actors.operation_api import (
     CALL_TIMEOUT_S,
@@ -207,7 +207,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         self.base_url = party_url(context, self.party)
         self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
         self.authority: Authority | None = None
-        self.call_actor(PROD_MODE, "authority", {"name": self.name}, then=self._started_mode)
+        status_api.authority(self, self.name, then=self._started_mode)
         return DEFERRED
 
     def terminate(self, reason: str) -> None:
@@ -237,7 +237,7 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def on_down(self, name: str, incarnation: str) -> None:
         if name == PROD_MODE:  # a new ProdMode incarnation has no subscribers: subscribe again
-            self.call_actor(PROD_MODE, "authority", {"name": self.name}, then=self._resubscribed)
+            status_api.authority(self, self.name, then=self._resubscribed)
 
     def _resubscribed(self, authority: Any, error: TaiError | None) -> None:
         if error is not None:  # ProdMode not back within the call's wait: it is, or the tree gives up
@@ -392,7 +392,7 @@ class OperationActor(Server, metaclass=ABCMeta):
             authority = guard.guard(intent["sku_id"], self.deadline_s, now)
         except TaiError as refusal:
             if guard.expired(now):
-                self.call_actor(PROD_MODE, "certificate_expired", None, then=_ignored)
+                status_api.certificate_expired(self, then=_ignored)
             self._guarded_op(op, None, refusal)
             return
         self._guarded_op(op, authority, None)

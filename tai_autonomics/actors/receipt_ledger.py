@@ -114,7 +114,7 @@ from pathlib import Path
 from typing import Any
 
 from tai_autonomics import logs
-from tai_autonomics.actors.names import PROD_MODE
+from tai_autonomics.actors import status_api
 from tai_autonomics.errors import TaiError
 from tai_autonomics.ledger import (
     DEFAULT_ORIGIN,
@@ -417,8 +417,7 @@ class ReceiptLedger(Server):
         if self._unavailable:
             return
         self._unavailable = True
-        self.call_actor(PROD_MODE, "ledger_unavailable", {"reason": exc.detail.get("reason", exc.code)},
-                        then=self._told)
+        status_api.ledger_unavailable(self, exc.detail.get("reason", exc.code), then=self._told)
 
     def _told(self, _value: Any, error: TaiError | None) -> None:
         if error is not None:  # no ProdMode in this tree, or it is restarting: the next outage tells it

@@ -99,3 +99,19 @@ def certificate_status(caller: Server, serial: str, then: Then, timeout: float) 
 def renew(caller: Server, csr_pem: str, then: Then, timeout: float) -> None:
     """A new certificate from the insurer for the PEM request ``csr_pem``."""
     caller.call_actor(INSURANCE_CLIENT, "renew", {"csr_pem": csr_pem}, then=then, timeout=timeout)
+
+
+def authority(caller: Server, name: str, then: Then) -> None:
+    """Subscribe the operation actor registered as ``name`` to ProdMode's authority (pushed on every
+    change); ``then(authority, error)`` gets the current one."""
+    caller.call_actor(PROD_MODE, "authority", {"name": name}, then=then)
+
+
+def certificate_expired(caller: Server, then: Then) -> None:
+    """Tell ProdMode that a guard found the certificate expired (it moves to ``read_only``)."""
+    caller.call_actor(PROD_MODE, "certificate_expired", None, then=then)
+
+
+def ledger_unavailable(caller: Server, reason: str, then: Then) -> None:
+    """Tell ProdMode that the ledger's store refuses writes (it moves ``prod`` to ``read_only``)."""
+    caller.call_actor(PROD_MODE, "ledger_unavailable", {"reason": reason}, then=then)
