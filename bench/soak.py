@@ -201,15 +201,30 @@ class DaemonDied(Exception):
         self.at_s, self.exit_code = at_s, exit_code
 
 
+EXIT_CHECK_S = 1.0  # how often the daemon is looked at while the last requests end
+
+
+async def _stop_if_exited(exited: Callable[[], int | None], tasks: list[asyncio.Task[None]], t: float) -> None:
+    """If the daemon has exited: cancel ``tasks`` and raise :class:`DaemonDied` (at ``t`` s)."""
+    code = exited()
+    if code is None:
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    raise DaemonDied(t, code)
+
+
 async def load(base: str, token: str, rate: float, seconds: float, every: float,
                on_sample: Callable[[float, int], None], latencies: list[list[float]], errors: dict[str, int],
                watch: Callable[[httpx.AsyncClient, float], Awaitable[None]],
                exited: Callable[[], int | None]) -> None:
     """Open-loop deploys; ``on_sample(t, in_flight)`` every ``every`` s, and ``watch(client, t)``
     then as a task of its own (an HTTP read that must not hold up the arrival schedule).
-    ``exited()`` (the daemon's exit code, None while it runs) is checked before every send: once
-    it is set, the requests still out are cancelled and :class:`DaemonDied` is raised (sending on
-    would only spin on refused connections)."""
+    ``exited()`` (the daemon's exit code, None while it runs) is checked before every send and
+    every ``EXIT_CHECK_S`` while the last requests end: once it is set, the requests still out
+    are cancelled and :class:`DaemonDied` is raised (sending on would only spin on refused
+    connections, and waiting on would wait for nothing)."""
     in_flight = [0]
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None) as client:
         async def one(i: int) -> None:
@@ -229,11 +244,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
 
         start, tasks, i, next_sample = time.monotonic(), [], 0, time.monotonic()
         while (now := time.monotonic()) < start + seconds:
-            if (code := exited()) is not None:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise DaemonDied(now - start, code)
+            await _stop_if_exited(exited, tasks, now - start)
             if now >= next_sample:
                 on_sample(now - start, in_flight[0])
                 tasks.append(asyncio.create_task(watch(client, now - start)))
@@ -245,7 +256,10 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
                 continue
             tasks.append(asyncio.create_task(one(i)))
             i += 1
-        await asyncio.gather(*tasks)
+        pending = {task for task in tasks if not task.done()}
+        while pending:  # the requests still out, watching the daemon while they end
+            _, pending = await asyncio.wait(pending, timeout=EXIT_CHECK_S)
+            await _stop_if_exited(exited, list(pending), time.monotonic() - start)
         on_sample(time.monotonic() - start, in_flight[0])
         await watch(client, time.monotonic() - start)
 
