@@ -18,6 +18,12 @@ threads, and each thread's thespian endpoint keeps a connection to every actor i
 the tree until the daemon's descriptors stop rising (``observer_warmup``), and the slopes measure
 the run, not the pool filling.
 
+If the daemon's main process exits during the run (issue 14: it ran out of descriptors), the
+soak stops at once: what is still in flight is cancelled, the daemon's remaining processes are
+killed, and the report (the samples taken so far) names the death in ``daemon_died``; the exit
+code is 1. The moment load starts is written to stderr (``soak: load started, daemon pid N``), and
+each sample's totals after it.
+
 The slopes must be flat within noise. A clear leak is a total growth over the steady half (its
 slope times its length) beyond ``--max-mb-per-hour`` / ``--max-fds-per-hour`` for that length plus
 a fixed noise allowance (``NOISE_MB``, ``NOISE_FDS``: what a quiet daemon's numbers wander by in a
@@ -145,6 +151,28 @@ class PendingOutbound:
                 "pending_outbound_unanswered": self.unanswered, "observer_errors": self.errors}
 
 
+def _record(samples: list[tuple[float, dict[str, tuple[float, int]]]], t: float,
+            taken: dict[str, tuple[float, int]]) -> None:
+    """Keep a sample and show it on stderr (a long run is watched as it goes)."""
+    samples.append((t, taken))
+    rss, fds = taken["total"]
+    print(f"soak: sample at {t:.0f} s: {rss:.0f} MB, {fds} descriptors", file=sys.stderr, flush=True)
+
+
+def _kill_orphans(roles: dict[int, str], daemon_pid: int, data_dir: str) -> None:
+    """SIGKILL what is left of a daemon whose main process died: its actors and sandbox (the
+    pids seen at the start) no longer have a parent that stops them. A pid counts only while its
+    command line still names this run's data directory (a pid may have been reused since)."""
+    for pid in roles:
+        if pid in (daemon_pid, os.getpid()):
+            continue
+        try:
+            if data_dir.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
 WARMUP_READS, WARMUP_STEADY_ROUNDS, WARMUP_MAX_ROUNDS = 8, 5, 60
 
 
@@ -165,11 +193,38 @@ async def warm_observer(base: str, admin_token: str, daemon_fds: Callable[[], in
     return {"rounds": rounds, "fds_added": last - before, "errors": sum(scratch.errors.values())}
 
 
+class DaemonDied(Exception):
+    """The daemon's main process exited during the run, ``at_s`` seconds in, with ``exit_code``."""
+
+    def __init__(self, at_s: float, exit_code: int) -> None:
+        super().__init__(f"the daemon exited {at_s:.1f} s into the run (exit code {exit_code})")
+        self.at_s, self.exit_code = at_s, exit_code
+
+
+EXIT_CHECK_S = 1.0  # how often the daemon is looked at while the last requests end
+
+
+async def _stop_if_exited(exited: Callable[[], int | None], tasks: list[asyncio.Task[None]], t: float) -> None:
+    """If the daemon has exited: cancel ``tasks`` and raise :class:`DaemonDied` (at ``t`` s)."""
+    code = exited()
+    if code is None:
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    raise DaemonDied(t, code)
+
+
 async def load(base: str, token: str, rate: float, seconds: float, every: float,
                on_sample: Callable[[float, int], None], latencies: list[list[float]], errors: dict[str, int],
-               watch: Callable[[httpx.AsyncClient, float], Awaitable[None]]) -> None:
+               watch: Callable[[httpx.AsyncClient, float], Awaitable[None]],
+               exited: Callable[[], int | None]) -> None:
     """Open-loop deploys; ``on_sample(t, in_flight)`` every ``every`` s, and ``watch(client, t)``
-    then as a task of its own (an HTTP read that must not hold up the arrival schedule)."""
+    then as a task of its own (an HTTP read that must not hold up the arrival schedule).
+    ``exited()`` (the daemon's exit code, None while it runs) is checked before every send and
+    every ``EXIT_CHECK_S`` while the last requests end: once it is set, the requests still out
+    are cancelled and :class:`DaemonDied` is raised (sending on would only spin on refused
+    connections, and waiting on would wait for nothing)."""
     in_flight = [0]
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None), timeout=None) as client:
         async def one(i: int) -> None:
@@ -189,6 +244,7 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
 
         start, tasks, i, next_sample = time.monotonic(), [], 0, time.monotonic()
         while (now := time.monotonic()) < start + seconds:
+            await _stop_if_exited(exited, tasks, now - start)
             if now >= next_sample:
                 on_sample(now - start, in_flight[0])
                 tasks.append(asyncio.create_task(watch(client, now - start)))
@@ -200,7 +256,10 @@ async def load(base: str, token: str, rate: float, seconds: float, every: float,
                 continue
             tasks.append(asyncio.create_task(one(i)))
             i += 1
-        await asyncio.gather(*tasks)
+        pending = {task for task in tasks if not task.done()}
+        while pending:  # the requests still out, watching the daemon while they end
+            _, pending = await asyncio.wait(pending, timeout=EXIT_CHECK_S)
+            await _stop_if_exited(exited, list(pending), time.monotonic() - start)
         on_sample(time.monotonic() - start, in_flight[0])
         await watch(client, time.monotonic() - start)
 
@@ -220,6 +279,8 @@ def main() -> int:
         samples: list[tuple[float, dict[str, tuple[float, int]]]] = []
         latencies: list[list[float]] = [[]]
         errors: dict[str, int] = {}
+        roles: dict[int, str] = {}
+        died: DaemonDied | None = None
         try:
             base = f"http://127.0.0.1:{port}"
             tokens = dict(line.split("=", 1) for line in (Path(tmp) / "var" / "tokens.env").read_text().split())
@@ -227,14 +288,31 @@ def main() -> int:
             roles = process_roles(base, admin, proc.pid)
             outbound = PendingOutbound(base, admin)
             warmup = asyncio.run(warm_observer(base, admin, lambda: sample(roles, proc.pid, 0)["total"][1]))
-            asyncio.run(load(base, tokens["TAI_TOKEN_SERVICE"].strip("'\""), args.rate, args.seconds, args.sample,
-                             lambda t, n: samples.append((t, sample(roles, proc.pid, n))), latencies, errors,
-                             outbound.read))
+            print(f"soak: load started, daemon pid {proc.pid}", file=sys.stderr, flush=True)
+            try:
+                asyncio.run(load(base, tokens["TAI_TOKEN_SERVICE"].strip("'\""), args.rate, args.seconds,
+                                 args.sample, lambda t, n: _record(samples, t, sample(roles, proc.pid, n)),
+                                 latencies, errors, outbound.read, proc.poll))
+            except DaemonDied as exc:
+                died = exc
+                print(f"soak: {exc}", file=sys.stderr, flush=True)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+            else:
+                _kill_orphans(roles, proc.pid, tmp)
         log = Path(os.environ["THESPLOG_FILE"])
         tx_only = log.read_text(errors="replace").count(TX_ONLY) if log.exists() else 0
+    if died is not None:
+        print(json.dumps({"seconds": args.seconds, "rate": args.rate, "sample_s": args.sample,
+                          "daemon_died": {"at_s": round(died.at_s, 1), "exit_code": died.exit_code},
+                          "samples": len(samples), "deploys": sum(len(lat) for lat in latencies),
+                          "errors": errors, "thespian_tx_only_entries": tx_only, **outbound.report(),
+                          "sampled": [{"t": round(t, 1), **{role: {"rss_mb": round(rss, 1), "fds": fds}
+                                                              for role, (rss, fds) in s.items()}}
+                                      for t, s in samples]}, indent=2))
+        return 1
     steady = [s for s in samples if s[0] >= args.seconds / 2] or samples
     by_role = {}
     for role in samples[-1][1]:

@@ -15,9 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+IDLE_TIMEOUT_S = 5
+"""How long a connection may wait, idle, for its next request, its first one included (uvicorn's
+``timeout_keep_alive``, whose default this is)."""
 
 
 def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -39,6 +43,20 @@ def url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with the idle timeout from the moment a connection is made.
+
+    uvicorn starts its keep-alive timer only after a response, so a connection that never sends
+    its first request (a client that stalled or vanished, or a slow one on purpose) held a
+    descriptor of the serving process for ever: under an open-loop load whose client falls
+    behind, they piled up until ``accept()`` failed with EMFILE (issue 14). The timer is the
+    same one uvicorn uses, and the first byte received cancels it, as after a response."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+
 class Server(uvicorn.Server):
     """uvicorn with our logging (JSON lines through the root logger) and a hook once it listens."""
 
@@ -46,7 +64,7 @@ class Server(uvicorn.Server):
         # uvicorn annotates the graceful timeout as int, but hands it to asyncio.timeout, which takes seconds as a float
         super().__init__(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                                         timeout_graceful_shutdown=graceful_s,  # type: ignore[arg-type]
-                                        **options))
+                                        timeout_keep_alive=IDLE_TIMEOUT_S, http=_Protocol, **options))
         self._on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

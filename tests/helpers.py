@@ -97,10 +97,14 @@ def listening_inodes() -> dict[int, str]:
 def socket_inodes(pid: int) -> set[int]:
     inodes = set()
     try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # the process is gone
+        return inodes
+    for fd in fds:
+        try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(int(target[8:-1]))
-    except OSError:
-        pass
+        except OSError:  # closed while listing: the others still count
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
     return inodes

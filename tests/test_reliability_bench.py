@@ -8,13 +8,17 @@ serves), and a 20 s soak that fails on a clear leak of memory or descriptors. ``
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.chaos import unexplained_restarts, unexplained_total
+from tai_autonomics.runtime._process import descendants
 from tests.daemon import REPO
 
 
@@ -80,3 +84,51 @@ def test_short_chaos_on_two_daemons_sharing_the_firestore_emulator_keeps_every_i
     for name in ("a", "b"):  # each instance took new deploys and the repeats of keys first sent to the other
         assert by_instance[name].get("deploy:2xx", 0) > 20 and by_instance[name].get("repeat:2xx", 0) > 0, report
     assert report["served_while_other_down"] > 0, report  # one daemon killed, the other went on serving
+
+
+@pytest.mark.timeout(300)
+def test_soak_stops_and_fails_when_the_daemon_dies_mid_run() -> None:
+    """Issue 14: the daemon's main process died and the soak span on for 45 minutes without a
+    report. Killed once load has started, the soak must stop well before its end, exit 1 with
+    the death named in its JSON (with the samples taken before it), and leave none of the daemon's processes behind."""
+    soak = subprocess.Popen([sys.executable, "-m", "bench.soak", "--seconds", "120", "--rate", "20", "--sample", "1"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    left: list[int] = []
+    try:
+        assert soak.stderr is not None
+        line = ""
+        while "load started" not in line:  # blocks on the soak's own output; the pytest timeout bounds it
+            line = soak.stderr.readline()
+            assert line, "the soak ended before its load started"
+        daemon = int(line.rsplit(" ", 1)[1])
+        while "soak: sample" not in line:  # one sample taken, so the report has something to show
+            line = soak.stderr.readline()
+            assert line, "the soak ended before its first sample"
+        left = descendants(daemon)
+        started = time.monotonic()
+        os.kill(daemon, signal.SIGKILL)
+        out, err = soak.communicate(timeout=90)
+        assert time.monotonic() - started < 60, "the soak ran on after its daemon died"
+        report = json.loads(out)
+        assert soak.returncode == 1, (out[-2000:], err[-2000:])
+        assert report["daemon_died"]["exit_code"] == -signal.SIGKILL and report["samples"] >= 1, report
+        assert "the daemon exited" in err
+        deadline = time.monotonic() + 30
+        while [pid for pid in left if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling /proc for processes SIGKILLed by the soak, with a deadline
+        assert not [pid for pid in left if _alive(pid)], "the dead daemon's actors were left running"
+    finally:
+        if soak.poll() is None:
+            soak.kill()
+            soak.communicate()
+        for pid in left:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its (new) parent."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ from tai_autonomics.gateway import (
     resolve_port,
 )
 from tai_autonomics.gateway.config import resolve_host
+from tai_autonomics.httpserve import IDLE_TIMEOUT_S
 from tai_autonomics.logs import JsonFormatter
 from tai_autonomics.runtime import Node, NodeConfig
 from tests.gateway.support import auth, config, serving
@@ -172,3 +174,47 @@ def test_a_request_in_flight_when_the_gateway_stops_gets_its_answer(node: Node) 
 def test_head_answers_like_get_without_a_body(http: httpx.Client) -> None:
     response = http.head("/healthz")
     assert response.status_code == 200 and response.content == b""
+
+
+def _gateway_connections(port: int) -> int:
+    """This process's accepted connections on the gateway's port, from /proc (issue 14: the
+    daemon's main process ran out of descriptors)."""
+    local = f":{port:04X}"
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(local) and fields[3] != "0A":  # not the listening socket
+                    inodes.add(int(fields[9]))
+    held = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:  # one by one: another thread may close a descriptor between the listing and this look
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        held += target.startswith("socket:[") and int(target[8:-1]) in inodes
+    return held
+
+
+def test_connections_that_never_send_a_request_are_closed_and_their_descriptors_freed(node: Node) -> None:
+    """A client that connects and then goes silent (starved, vanished, or slow on purpose) held
+    a descriptor of the gateway's process for ever: uvicorn times out only a kept-alive
+    connection after a response, never one that has not sent its first request. Now both close
+    after the same idle time, so the gateway's descriptors come back to their level."""
+    with serving(node) as server:
+        before = _gateway_connections(server.port)
+        silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(40)]
+        try:
+            with httpx.Client(base_url=server.url, timeout=10, headers=auth("admin")) as client:
+                assert all(client.get("/healthz").status_code == 200 for _ in range(10))
+            wait_until(lambda: _gateway_connections(server.port) >= len(silent), timeout=10,
+                       what="the silent connections accepted")
+            wait_until(lambda: _gateway_connections(server.port) <= before, timeout=IDLE_TIMEOUT_S + 15,
+                       what="the silent connections closed by the gateway")
+            for sock in silent:  # the gateway closed its end: the client sees end of file
+                sock.settimeout(5)
+                assert sock.recv(1) == b""
+        finally:
+            for sock in silent:
+                sock.close()
