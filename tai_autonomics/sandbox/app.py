@@ -40,6 +40,7 @@ from tai_autonomics.sandbox.insurer import (
 )
 from tai_autonomics.sandbox.marketplace import Marketplace
 from tai_autonomics.sandbox.web import (
+    KEPT_RECORDS,
     ApiError,
     Reply,
     Route,
@@ -47,6 +48,7 @@ from tai_autonomics.sandbox.web import (
     error_body,
     error_reply,
     json_object,
+    keep,
     no_other_fields,
     path_param,
     rejection,
@@ -67,6 +69,7 @@ class SandboxConfig:
     faults: tuple[Fault, ...] = ()
     seed: int = 0
     certificate_validity: timedelta = field(default=timedelta(days=90))
+    kept_records: int = KEPT_RECORDS
 
     @property
     def insurer_dir(self) -> Path:
@@ -141,8 +144,8 @@ class Sandbox:
             load_or_create_ca(Path(config.ca_dir) if config.ca_dir else insurer_dir / "ca"),
             config.certificate_validity,
         )
-        self.marketplace = Marketplace()
-        self.customer = CustomerEndpoint()
+        self.marketplace = Marketplace(config.kept_records)
+        self.customer = CustomerEndpoint(config.kept_records)
         self.faults = FaultInjector(config.faults, config.seed)
         self.requests = RequestLog()
         self._idempotent: dict[tuple[str, str, str], tuple[str, Reply]] = {}
@@ -243,7 +246,7 @@ class Sandbox:
         except ApiError as err:
             reply = error_reply(err)
         if reply.status < 500:
-            self._idempotent[slot] = (digest, reply)
+            keep(self._idempotent, slot, (digest, reply), self.config.kept_records)
         return reply
 
     # --- admin -----------------------------------------------------------------------------

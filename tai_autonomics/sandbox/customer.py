@@ -15,17 +15,20 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from starlette.requests import Request
 
 from tai_autonomics.notifications.signing import HEADER, SignatureError, verify_signature
 from tai_autonomics.sandbox.web import (
+    KEPT_RECORDS,
     ApiError,
     Reply,
     Route,
     choice_field,
     json_object,
+    keep,
     no_other_fields,
     object_field,
     path_param,
@@ -43,16 +46,17 @@ DEPLOYMENT_ID = r"dep-[0-9a-f]{16}"
 WEBHOOK_PATH = f"{PREFIX}/webhooks"
 #: the environment variable holding the webhook secret the receiver checks with (the daemon's dev profile sets it)
 WEBHOOK_SECRET_ENV = "TAI_WEBHOOK_SECRET"
-MAX_KEPT_WEBHOOKS = 10_000
 
 
 class CustomerEndpoint:
-    def __init__(self) -> None:
+    def __init__(self, kept: int = KEPT_RECORDS) -> None:
+        self._kept = kept
         self.reset()
 
     def reset(self) -> None:
         self._deployments: dict[str, dict[str, Any]] = {}
-        self._webhooks: list[dict[str, Any]] = []
+        self._webhooks: deque[dict[str, Any]] = deque(maxlen=self._kept)
+        self._received = 0
 
     def routes(self) -> list[Route]:
         return [
@@ -82,11 +86,11 @@ class CustomerEndpoint:
             error = rejection(reject.classification)
             record["status"] = "failed"
             record["failure"] = {"classification": error.code, "message": error.message}
-            self._deployments[record["deployment_id"]] = record
+            keep(self._deployments, record["deployment_id"], record, self._kept)
             error.detail["deployment_id"] = record["deployment_id"]
             raise error
         record["status"] = "succeeded"
-        self._deployments[record["deployment_id"]] = record
+        keep(self._deployments, record["deployment_id"], record, self._kept)
         return Reply(201, record)
 
     async def get_deployment(self, request: Request, faults: list) -> Reply:
@@ -102,27 +106,24 @@ class CustomerEndpoint:
         if not secret:
             raise ApiError(503, "webhook_secret_missing", f"the sandbox has no ${WEBHOOK_SECRET_ENV} to check with")
         body = await request.body()
-        entry: dict[str, Any] = {"seq": len(self._webhooks) + 1, "received_at": time.time(),
+        self._received += 1
+        entry: dict[str, Any] = {"seq": self._received, "received_at": time.time(),
                                  "delivery_id": request.headers.get("x-tai-delivery"), "verified": False}
         try:
             entry["signed_at"] = verify_signature(secret, body, request.headers.get(HEADER))
         except SignatureError as bad:
-            self._keep({**entry, "refused": bad.code})
+            self._webhooks.append({**entry, "refused": bad.code})
             raise ApiError(401, bad.code, bad.message) from None
         try:
             notice = loads_json(body)
         except (ValueError, RecursionError):
             notice = None
         if not isinstance(notice, dict):
-            self._keep({**entry, "refused": "invalid_request"})
+            self._webhooks.append({**entry, "refused": "invalid_request"})
             raise ApiError(400, "invalid_request", "a notification is a JSON object")
-        self._keep({**entry, "verified": True, "kind": notice.get("kind"), "customer": notice.get("customer"),
-                    "notice": notice})
+        self._webhooks.append({**entry, "verified": True, "kind": notice.get("kind"),
+                               "customer": notice.get("customer"), "notice": notice})
         return Reply(200, {"received": entry["seq"]})
 
     async def list_webhooks(self, request: Request, faults: list) -> Reply:
         return Reply(200, {"webhooks": list(self._webhooks)})
-
-    def _keep(self, entry: dict[str, Any]) -> None:
-        self._webhooks.append(entry)
-        del self._webhooks[:-MAX_KEPT_WEBHOOKS]

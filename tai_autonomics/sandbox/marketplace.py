@@ -11,10 +11,12 @@ from typing import Any
 from starlette.requests import Request
 
 from tai_autonomics.sandbox.web import (
+    KEPT_RECORDS,
     ApiError,
     Reply,
     Route,
     json_object,
+    keep,
     no_other_fields,
     object_field,
     path_param,
@@ -31,7 +33,8 @@ MAX_ARTIFACT_BYTES = 8 * 1024 * 1024
 
 
 class Marketplace:
-    def __init__(self) -> None:
+    def __init__(self, kept: int = KEPT_RECORDS) -> None:
+        self._kept = kept
         self.reset()
 
     def reset(self) -> None:
@@ -58,7 +61,7 @@ class Marketplace:
         if len(content) > MAX_ARTIFACT_BYTES:
             raise ApiError(413, "artifact_too_large", f"an artifact may hold at most {MAX_ARTIFACT_BYTES} bytes")
         digest = hashlib.sha256(content).hexdigest()
-        self._artifacts[digest] = len(content)
+        keep(self._artifacts, digest, len(content), self._kept)
         return Reply(201, {"sha256": digest, "size": len(content), "name": name})
 
     async def register_work(self, request: Request, faults: list) -> Reply:
@@ -86,7 +89,7 @@ class Marketplace:
                    "registered_at": rfc3339(utcnow())}
         if title is not None:
             listing["title"] = title
-        self._works[work_id] = listing
+        keep(self._works, work_id, listing, self._kept)
         return Reply(201, listing)
 
     async def get_work(self, request: Request, faults: list) -> Reply:

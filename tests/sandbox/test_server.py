@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tai_autonomics.cli import main
+from tai_autonomics.notifications.signing import HEADER, sign
 from tai_autonomics.sandbox import Fault, SandboxConfig, SandboxProcess, SandboxServer, SandboxStartError
 from tai_autonomics.trust import generate_key_and_csr, sample_policy, write_dev_ca
 from tai_autonomics.trust.insurer_signature import load_public_keys
@@ -145,3 +146,28 @@ def test_stop_does_not_wait_for_a_hanging_request(tmp_path: Path) -> None:
     caller.join(10)
     assert not caller.is_alive() and len(outcome) == 1
     assert isinstance(outcome[0], httpx.HTTPError) or outcome[0].status_code >= 500
+
+
+def test_the_parties_keep_a_bounded_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployments, idempotent answers and webhooks past ``kept_records`` forget the oldest; the rest answer."""
+    monkeypatch.setenv("TAI_WEBHOOK_SECRET", "s3cret")
+    with SandboxServer(SandboxConfig(data_dir=tmp_path, kept_records=3)) as running, \
+            httpx.Client(base_url=running.url) as http:
+        def deploy(key: str) -> str:
+            answer = http.post("/customer/v1/deployments", headers={"Idempotency-Key": key}, json={
+                "sku_id": "sku-001", "target_cloud": "gcp", "region": "r1", "customer_account": "acct-1",
+                "artifacts": {"image": "registry/app:1"}})
+            assert answer.status_code == 201
+            return str(answer.json()["deployment_id"])
+
+        ids = [deploy(f"key-{n}") for n in range(5)]
+        statuses = [http.get(f"/customer/v1/deployments/{i}").status_code for i in ids]
+        assert statuses == [404, 404, 200, 200, 200]
+        assert deploy("key-4") == ids[4]
+        assert deploy("key-0") not in ids
+        for n in range(5):
+            body = json.dumps({"kind": "k", "customer": "c", "n": n}).encode()
+            assert http.post("/customer/v1/webhooks", content=body,
+                             headers={HEADER: sign("s3cret", body)}).json() == {"received": n + 1}
+        kept = http.get("/customer/v1/webhooks").json()["webhooks"]
+        assert [entry["notice"]["n"] for entry in kept] == [2, 3, 4]
