@@ -58,6 +58,7 @@ import httpx
 
 from tai_autonomics import logs
 from tai_autonomics.actors import ledger_api, status_api
+from tai_autonomics.actors._party_http import PartyHttp
 from tai_autonomics.actors.names import PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.actors.operation_api import (
     CALL_TIMEOUT_S,
@@ -205,7 +206,7 @@ class OperationActor(Server, metaclass=ABCMeta):
         self.drain_callers: list[Caller] = []
         self.interrupted = 0
         self.base_url = party_url(context, self.party)
-        self.http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s)
+        self.http = PartyHttp(self.base_url, self.timeout_s)
         self.authority: Authority | None = None
         status_api.authority(self, self.name, then=self._started_mode)
         return DEFERRED
@@ -581,8 +582,7 @@ class OperationActor(Server, metaclass=ABCMeta):
 
     def _post(self, step: Step, idempotency_key: str, timeout_s: float) -> tuple[Answer, Any]:
         try:
-            response = self.http.post(step.path, json=step.body, headers={"Idempotency-Key": idempotency_key},
-                                      timeout=timeout_s)
+            response = self.http.post(step.path, step.body, {"Idempotency-Key": idempotency_key}, timeout_s)
         except httpx.TimeoutException:
             return Answer(failure="timeout"), None
         except httpx.ConnectError:

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 
 from tai_autonomics.actors.names import CERT_MANAGER, INSURANCE_CLIENT, PROD_MODE, RECEIPT_LEDGER
 from tai_autonomics.gateway import observer
+from tai_autonomics.gateway._fastcheck import Check, compile_check
 from tai_autonomics.gateway.auth import Authenticator
 from tai_autonomics.gateway.bridge import ActorBridge
 from tai_autonomics.gateway.config import GatewayConfig
@@ -52,21 +53,28 @@ class Gateway:
     def check_body(self, method: str, path: str, body: Any) -> None:
         """Refuse a body the OpenAPI document does not admit for the operation ``method path``,
         before any actor sees it."""
-        validator = self._bodies.get((method, path))
-        error = next(iter(validator.iter_errors(body)), None) if validator else None
+        checks = self._bodies.get((method, path))
+        if checks is None:
+            return
+        quick, validator = checks
+        if quick is not None and quick(body):
+            return
+        error = next(iter(validator.iter_errors(body)), None)
         if error is not None:
             field_path = ".".join(str(part) for part in error.absolute_path) or "body"
             raise ApiError(400, "invalid_request", f"{field_path}: {error.message[:200]}", {"field": field_path})
 
 
-def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], Draft202012Validator]:
-    """One JSON Schema validator per operation with a request body, resolving ``$ref`` in the doc."""
+def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], tuple[Check | None, Draft202012Validator]]:
+    """Per operation with a request body: the quick check that admits most bodies
+    (:mod:`._fastcheck`) and the JSON Schema validator that says why one is refused."""
     validators = {}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if schema is not None:
-                validators[(method.upper(), path)] = Draft202012Validator({**schema, "components": doc["components"]})
+                rooted = {**schema, "components": doc["components"]}
+                validators[(method.upper(), path)] = (compile_check(rooted, rooted), Draft202012Validator(rooted))
     return validators
 
 
