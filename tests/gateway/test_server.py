@@ -42,12 +42,13 @@ def test_port_comes_from_the_option_then_the_environment_then_8080() -> None:
 
 def test_gateway_section_of_a_release_file() -> None:
     environ = {"TAI_TOKEN_ADMIN": "a" * 32, "TAI_TOKEN_SERVICE": "", "MY_PROJECT": "proj-1"}
-    cfg = gateway_config({"host": "0.0.0.0", "max_in_flight": 10, "call_timeout_s": 3,
+    cfg = gateway_config({"host": "0.0.0.0", "max_in_flight": 10, "call_timeout_s": 3, "max_connections": 100,
                           "google_audience": "https://x", "admin_emails": "Ops@x.com, b@x.com",
                           "auditor_emails": "c@x.com", "allow_Pricing": "quote, status",
                           "trace_project_env": "MY_PROJECT"},
                          port=8081, root="root", environ=environ)
     assert (cfg.host, cfg.port, cfg.max_in_flight, cfg.call_timeout_s) == ("0.0.0.0", 8081, 10, 3.0)
+    assert cfg.max_connections == 100
     assert cfg.tokens == {"admin": "a" * 32}  # an empty variable is no token
     assert cfg.google_roles == {"ops@x.com": "admin", "b@x.com": "admin", "c@x.com": "auditor"}
     assert cfg.allowed["Pricing"] == ("quote", "status")
@@ -96,6 +97,7 @@ def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
 @pytest.mark.parametrize("section, key", [
     ({"hots": "x"}, "gateway.hots"), ({"host": ""}, "gateway.host"), ({"max_in_flight": "10"}, "gateway.max_in_flight"),
     ({"max_in_flight": 0}, "gateway.max_in_flight"), ({"workers": True}, "gateway.workers"),
+    ({"max_connections": 0}, "gateway.max_connections"),
     ({"allow_Pricing": "$state"}, "gateway.allow_Pricing"), ({"root_emails": "a@x"}, "gateway.root_emails"),
     ({"call_timeout_s": float("nan")}, "gateway.call_timeout_s"),
     ({"call_timeout_s": float("inf")}, "gateway.call_timeout_s"), ({"call_timeout_s": True}, "gateway.call_timeout_s"),
