@@ -220,3 +220,22 @@ def test_connections_that_never_send_a_request_are_closed_and_their_descriptors_
         finally:
             for sock in silent:
                 sock.close()
+
+
+def test_the_gateway_refuses_connections_past_its_configured_cap(node: Node) -> None:
+    """``[gateway] max_connections`` reaches the server: one kept-alive connection fills a cap of
+    one, the next gets 503 ``too_many_connections`` with ``Retry-After``, and once it closes
+    connections are served again (the mechanism itself: tests/test_httpserve.py)."""
+    with serving(node, max_connections=1) as server:
+        held = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            held.settimeout(10)
+            held.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert held.recv(4096).startswith(b"HTTP/1.1 200 ")
+            refused = httpx.get(f"{server.url}/healthz", timeout=10)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "too_many_connections"
+        finally:
+            held.close()
+        wait_until(lambda: httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200,
+                   what="served again once the held connection closed")
