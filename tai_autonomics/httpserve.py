@@ -39,7 +39,8 @@ the idle timeout, so a second is a fair first guess."""
 REFUSED_LINGER_S = 1.0
 """How long a refused connection is kept, reading and discarding, after its 503 and our end's
 FIN: closing at once with the client's request unread would send a reset, which can destroy the
-503 before the client reads it. The client closes after reading the answer, usually sooner."""
+503 before the client reads it. The client closes after reading the answer, usually sooner. A
+refused connection counts towards the cap while it lingers: it holds a descriptor too."""
 _FD_SHARE = 2
 """The default cap is the process's descriptor limit divided by this: the other half is for the
 rest of the process (the bridge's actor connections, the ledger's files, child pipes)."""
