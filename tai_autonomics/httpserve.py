@@ -1,19 +1,25 @@
 """Serving an ASGI app with uvicorn on a socket bound here, in the calling thread or a background one.
 
-Shared by the gateway and the sandbox, so both get the same two lessons: the socket is bound
+Shared by the gateway and the sandbox, so both get the same lessons: the socket is bound
 before uvicorn runs (a port in use is the caller's clear error, and port 0 reports the port it
 got), and it is bound with ``IPPROTO_TCP`` — with protocol 0 asyncio does not set TCP_NODELAY on
 accepted connections and every response waits ~40 ms for a delayed ACK. In a background thread
-uvicorn installs no signal handlers, so SIGTERM stays the main thread's.
+uvicorn installs no signal handlers, so SIGTERM stays the main thread's. No client can hold a
+descriptor for long without sending a whole request (the idle timeout, the request-read
+deadline), and the open connections are capped (issue 14: EMFILE in ``accept()``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import resource
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -22,6 +28,43 @@ STOP_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 5
 """How long a connection may wait, idle, for its next request, its first one included (uvicorn's
 ``timeout_keep_alive``, whose default this is)."""
+REQUEST_READ_TIMEOUT_S = 10.0
+"""How long a request may take to arrive whole, headers and body, from its first byte. Bodies are
+small JSON (the gateway refuses more than 1 MiB: 100 KB/s would still make it), so a request
+still unfinished after this is a client that stalled or holds the connection on purpose
+(slowloris); uvicorn would wait for it for ever, its idle timer being cancelled by the first byte."""
+RETRY_AFTER_S = 1
+"""The ``Retry-After`` of the 503 a connection over the cap gets: connections come and go within
+the idle timeout, so a second is a fair first guess."""
+REFUSED_LINGER_S = 1.0
+"""How long a refused connection is kept, reading and discarding, after its 503 and our end's
+FIN: closing at once with the client's request unread would send a reset, which can destroy the
+503 before the client reads it. The client closes after reading the answer, usually sooner. A
+refused connection counts towards the cap while it lingers: it holds a descriptor too."""
+_FD_SHARE = 2
+"""The default cap is the process's descriptor limit divided by this: the other half is for the
+rest of the process (the bridge's actor connections, the ledger's files, child pipes)."""
+
+
+def default_max_connections() -> int:
+    """Half the process's soft ``RLIMIT_NOFILE``: past it new connections are refused with a 503
+    rather than ``accept()`` failing with EMFILE, which starves every other user of descriptors
+    in the process (issue 14: the daemon died of it)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20  # Linux's default nr_open: no process gets more
+    return max(1, soft // _FD_SHARE)
+
+
+def _refusal() -> bytes:
+    body = json.dumps({"error": {"code": "too_many_connections",
+                                 "message": "the server has too many open connections; retry later"}}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nretry-after: {RETRY_AFTER_S}\r\nconnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+_REFUSAL = _refusal()
 
 
 def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -43,28 +86,109 @@ def url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class _Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, with the idle timeout from the moment a connection is made.
+class _Config(uvicorn.Config):
+    """uvicorn's configuration with the two limits our protocol reads (a connection's protocol
+    is built by uvicorn and sees only the configuration)."""
 
-    uvicorn starts its keep-alive timer only after a response, so a connection that never sends
-    its first request (a client that stalled or vanished, or a slow one on purpose) held a
-    descriptor of the serving process for ever: under an open-loop load whose client falls
-    behind, they piled up until ``accept()`` failed with EMFILE (issue 14). The timer is the
-    same one uvicorn uses, and the first byte received cancels it, as after a response."""
+    def __init__(self, app: Any, *, max_connections: int, request_read_timeout_s: float, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.max_connections = max_connections
+        self.request_read_timeout_s = request_read_timeout_s
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with three bounds on what a client can hold (issue 14: under
+    an open-loop load whose client fell behind, connections piled up until ``accept()`` failed
+    with EMFILE and the daemon died).
+
+    - The idle timeout from the moment a connection is made: uvicorn starts its keep-alive
+      timer only after a response, so a connection that never sent its first request held a
+      descriptor for ever. The first byte cancels the timer, as after a response.
+    - The request-read deadline: from a request's first byte until it is whole (h11 has it all,
+      headers and body), at most ``request_read_timeout_s``; then a 408 if the headers were read
+      and no response started, and the connection is closed.
+    - The connection cap: a connection made while ``max_connections`` are open gets a 503 with
+      ``Retry-After`` at once and is closed, so the ones open keep being served. uvicorn's own
+      ``limit_concurrency`` is no cap on descriptors: it answers only once a request has
+      arrived, so a client that sends nothing is never refused."""
+
+    config: _Config
+    _read_deadline: asyncio.TimerHandle | None = None
+    _refused = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        if len(self.connections) > self.config.max_connections:
+            self._refuse()
+            return
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.transport.write(_REFUSAL)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(REFUSED_LINGER_S, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:  # a refused connection's request is read only to be dropped
+            super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._reading_a_request():
+            if self._read_deadline is None:
+                self._read_deadline = self.loop.call_later(self.config.request_read_timeout_s, self._read_too_slow)
+        elif self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _reading_a_request(self) -> bool:
+        """Part of a request is here and not all of it: its headers are unfinished (bytes
+        buffered while the client's side is idle) or its body is. Never once the connection
+        became a WebSocket: the transport is then another protocol's."""
+        if self.transport.get_protocol() is not self:
+            return False
+        state = self.conn.their_state
+        return state is h11.SEND_BODY or (state is h11.IDLE and bool(self.conn.trailing_data[0]))
+
+    def _read_too_slow(self) -> None:
+        self._read_deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self.conn.their_state is h11.SEND_BODY and cycle is not None and not cycle.response_started:
+            cycle.response_started = True  # the application's own answer, if it comes, is dropped
+            response = h11.Response(status_code=408, reason=b"Request Timeout",
+                                    headers=[(b"content-length", b"0"), (b"connection", b"close")])
+            self.transport.write(self.conn.send(response) + self.conn.send(h11.EndOfMessage()))
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the application waiting for the body gets http.disconnect
+            cycle.message_event.set()
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+        super().connection_lost(exc)
 
 
 class Server(uvicorn.Server):
     """uvicorn with our logging (JSON lines through the root logger) and a hook once it listens."""
 
-    def __init__(self, app: Any, on_started: Callable[[], None], *, graceful_s: float, **options: Any) -> None:
+    def __init__(self, app: Any, on_started: Callable[[], None], *, graceful_s: float,
+                 max_connections: int | None = None, request_read_timeout_s: float = REQUEST_READ_TIMEOUT_S,
+                 **options: Any) -> None:
+        """``max_connections`` None: :func:`default_max_connections`; both limits are parameters so a
+        test can make them small."""
         # uvicorn annotates the graceful timeout as int, but hands it to asyncio.timeout, which takes seconds as a float
-        super().__init__(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                                        timeout_graceful_shutdown=graceful_s,  # type: ignore[arg-type]
-                                        timeout_keep_alive=IDLE_TIMEOUT_S, http=_Protocol, **options))
+        super().__init__(_Config(app, log_config=None, access_log=False, lifespan="off",
+                                 timeout_graceful_shutdown=graceful_s,
+                                 timeout_keep_alive=IDLE_TIMEOUT_S, http=_Protocol,
+                                 max_connections=default_max_connections() if max_connections is None
+                                 else max_connections,
+                                 request_read_timeout_s=request_read_timeout_s, **options))
         self._on_started = on_started
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -54,7 +54,8 @@ ADMIN_TYPES = ("$info", "$state")
 #: ``[gateway]`` keys that set a field of :class:`GatewayConfig` (defaults there), and their type;
 #: ``trace_project_env`` names the variable holding the project of Cloud Logging trace names
 _SCALARS = {"host": str, "max_in_flight": int, "workers": int, "call_timeout_s": float, "max_body_bytes": int,
-            "google_audience": str, "google_certs_url": str, "trace_project_env": str, "drain_s": float}
+            "max_connections": int, "google_audience": str, "google_certs_url": str, "trace_project_env": str,
+            "drain_s": float}
 MAX_DRAIN_S = 9.0  # Cloud Run kills 10 s after SIGTERM: the rest of the stop needs the last second
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 
@@ -73,6 +74,9 @@ class GatewayConfig:
     #: on an outside party is recorded as interrupted (docs/specification.md §11: 8 of Cloud Run's 10 s)
     drain_s: float = 8.0
     max_body_bytes: int = 1024 * 1024
+    #: open HTTP connections at once; beyond it a new one gets 503 ``too_many_connections`` and is
+    #: closed. None: half the process's descriptor limit (:func:`tai_autonomics.httpserve.default_max_connections`)
+    max_connections: int | None = None
     root: str = "root"
     tokens: Mapping[str, str] = field(default_factory=dict)  # role → local bearer token
     google_audience: str = ""  # empty: Google ID tokens are not accepted

@@ -56,6 +56,7 @@ class GatewayServer:
         self.port = sock.getsockname()[1]
         self._serving = httpserve.ServerThread(create_app(self.gateway), sock, f"gateway-{self.port}",
                                                graceful_s=GRACEFUL_SHUTDOWN_S, server_header=False,
+                                               max_connections=self.config.max_connections,
                                                ws="websockets-sansio", ws_max_size=shell.MAX_FRAME_BYTES)
         if not self._serving.start():
             self.stop()

@@ -42,12 +42,13 @@ def test_port_comes_from_the_option_then_the_environment_then_8080() -> None:
 
 def test_gateway_section_of_a_release_file() -> None:
     environ = {"TAI_TOKEN_ADMIN": "a" * 32, "TAI_TOKEN_SERVICE": "", "MY_PROJECT": "proj-1"}
-    cfg = gateway_config({"host": "0.0.0.0", "max_in_flight": 10, "call_timeout_s": 3,
+    cfg = gateway_config({"host": "0.0.0.0", "max_in_flight": 10, "call_timeout_s": 3, "max_connections": 100,
                           "google_audience": "https://x", "admin_emails": "Ops@x.com, b@x.com",
                           "auditor_emails": "c@x.com", "allow_Pricing": "quote, status",
                           "trace_project_env": "MY_PROJECT"},
                          port=8081, root="root", environ=environ)
     assert (cfg.host, cfg.port, cfg.max_in_flight, cfg.call_timeout_s) == ("0.0.0.0", 8081, 10, 3.0)
+    assert cfg.max_connections == 100
     assert cfg.tokens == {"admin": "a" * 32}  # an empty variable is no token
     assert cfg.google_roles == {"ops@x.com": "admin", "b@x.com": "admin", "c@x.com": "auditor"}
     assert cfg.allowed["Pricing"] == ("quote", "status")
@@ -96,6 +97,7 @@ def test_short_tokens_refuse_to_start_and_are_not_quoted() -> None:
 @pytest.mark.parametrize("section, key", [
     ({"hots": "x"}, "gateway.hots"), ({"host": ""}, "gateway.host"), ({"max_in_flight": "10"}, "gateway.max_in_flight"),
     ({"max_in_flight": 0}, "gateway.max_in_flight"), ({"workers": True}, "gateway.workers"),
+    ({"max_connections": 0}, "gateway.max_connections"),
     ({"allow_Pricing": "$state"}, "gateway.allow_Pricing"), ({"root_emails": "a@x"}, "gateway.root_emails"),
     ({"call_timeout_s": float("nan")}, "gateway.call_timeout_s"),
     ({"call_timeout_s": float("inf")}, "gateway.call_timeout_s"), ({"call_timeout_s": True}, "gateway.call_timeout_s"),
@@ -218,3 +220,22 @@ def test_connections_that_never_send_a_request_are_closed_and_their_descriptors_
         finally:
             for sock in silent:
                 sock.close()
+
+
+def test_the_gateway_refuses_connections_past_its_configured_cap(node: Node) -> None:
+    """``[gateway] max_connections`` reaches the server: one kept-alive connection fills a cap of
+    one, the next gets 503 ``too_many_connections`` with ``Retry-After``, and once it closes
+    connections are served again (the mechanism itself: tests/test_httpserve.py)."""
+    with serving(node, max_connections=1) as server:
+        held = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            held.settimeout(10)
+            held.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert held.recv(4096).startswith(b"HTTP/1.1 200 ")
+            refused = httpx.get(f"{server.url}/healthz", timeout=10)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "too_many_connections"
+        finally:
+            held.close()
+        wait_until(lambda: httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200,
+                   what="served again once the held connection closed")
