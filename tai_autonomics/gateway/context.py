@@ -67,14 +67,14 @@ class Gateway:
 
 def _body_validators(doc: dict[str, Any]) -> dict[tuple[str, str], tuple[Check | None, Draft202012Validator]]:
     """Per operation with a request body: the quick check that admits most bodies
-    (:mod:`._fastcheck`) and the JSON Schema validator that says why one is refused."""
+    (:mod:`._fastcheck`, fastjsonschema) and the JSON Schema validator that says why one is refused."""
     validators = {}
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if schema is not None:
                 rooted = {**schema, "components": doc["components"]}
-                validators[(method.upper(), path)] = (compile_check(rooted, rooted), Draft202012Validator(rooted))
+                validators[(method.upper(), path)] = (compile_check(rooted), Draft202012Validator(rooted))
     return validators
 
 

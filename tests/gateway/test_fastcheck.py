@@ -1,4 +1,4 @@
-"""The gateway's quick body check agrees with jsonschema on every request schema of the OpenAPI
+"""The gateway's quick body check (fastjsonschema) agrees with jsonschema on every request schema of the OpenAPI
 document: for valid bodies and for bodies changed one field at a time toward the edges of each
 keyword (types, bool vs number, bounds, patterns, enums, required, unknown fields, oneOf)."""
 
@@ -59,7 +59,7 @@ def _name(schema: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("operation,schema", SCHEMAS, ids=[op for op, _ in SCHEMAS])
 def test_every_request_schema_gets_a_quick_check_that_admits_its_valid_body(operation: str, schema: dict) -> None:
-    quick = compile_check(schema, schema)
+    quick = compile_check(schema)
     assert quick is not None, f"{operation}: the quick check no longer covers this schema"
     body = VALID[_name(schema)]
     assert Draft202012Validator(schema).is_valid(body) and quick(body)
@@ -85,22 +85,31 @@ def test_the_quick_check_agrees_with_jsonschema_on_changed_bodies(data: st.DataO
     if data.draw(st.integers(min_value=0, max_value=9)) == 0:
         body = data.draw(EDGES)  # not even an object
     expected = Draft202012Validator(schema).is_valid(body)
-    assert compile_check(schema, schema)(body) is expected, (operation, body)
+    assert compile_check(schema)(body) is expected, (operation, body)
 
 
 def test_a_bool_is_not_a_number_and_an_integral_float_is_an_integer() -> None:
-    number = compile_check({"type": "number"}, {})
-    integer = compile_check({"type": "integer"}, {})
+    number = compile_check({"type": "number"})
+    integer = compile_check({"type": "integer"})
     assert number is not None and integer is not None
     assert [number(v) for v in (True, 1, 1.5)] == [False, True, True]
     assert [integer(v) for v in (False, 2, 2.0, 2.5)] == [False, True, True, False]
 
 
-def test_a_schema_with_a_keyword_it_does_not_implement_gets_no_quick_check() -> None:
-    assert compile_check({"type": "object", "dependentRequired": {"a": ["b"]}}, {}) is None
-    recursive = {"$ref": "#/components/schemas/node",
-                 "components": {"schemas": {"node": {"items": {"$ref": "#/components/schemas/node"}}}}}
-    assert compile_check(recursive, recursive) is None
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "dependentRequired": {"a": ["b"]}},  # Draft 2020-12 only: Draft 7 would ignore it
+    {"prefixItems": [{"type": "string"}]},
+    {"$ref": "#/components/schemas/n", "maxLength": 3, "components": {"schemas": {"n": {"type": "string"}}}},
+    {"enum": [1, "one"]},  # Draft 7's code compares with ==, where True == 1
+    {"items": [{"type": "string"}]},  # Draft 7's tuple form
+    {"$ref": "#/components/schemas/n", "components": {"schemas": {"n": {"enum": [0, 5]}}}},  # False == 0
+    {"$ref": "#/components/schemas/missing", "components": {"schemas": {}}},
+    {"$ref": "https://example.invalid/schema.json"},
+    {"properties": {"a": {"type": "object", "unevaluatedProperties": False}}},
+    {"$ref": "#/components/schemas/n", "components": {"schemas": {"n": {"contains": {"type": "string"}}}}},
+])
+def test_a_schema_fastjsonschema_may_read_otherwise_gets_no_quick_check(schema: dict) -> None:
+    assert compile_check(schema) is None
 
 
 @pytest.mark.parametrize("name,change", [
@@ -112,4 +121,4 @@ def test_a_schema_with_a_keyword_it_does_not_implement_gets_no_quick_check() -> 
 def test_bounds_agree_with_jsonschema_at_the_edges(name: str, change: dict) -> None:
     schema = next(schema for _, schema in SCHEMAS if _name(schema) == name)
     body = {**VALID[name], **change}
-    assert compile_check(schema, schema)(body) is Draft202012Validator(schema).is_valid(body)
+    assert compile_check(schema)(body) is Draft202012Validator(schema).is_valid(body)
