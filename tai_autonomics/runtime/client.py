@@ -37,7 +37,12 @@ from tai_autonomics.runtime.messages import (
 )
 from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT, RESOLVE_WAIT_S
 
-_POLL_S = 0.01  # a listen that takes what has already arrived (it returns as soon as one has)
+_POLL_S = 0.001
+"""A listen that takes what has already arrived (it returns as soon as one message has). After a
+death notice it looks for the dead incarnation's reply: a reply it sent was in this process's
+socket buffer before it died, and the notice follows that death through the supervisor and the
+registry, so one pass of the transport finds it. Each such look ends with one empty listen, on
+the path of the first call after a restart (it was 10 ms: the larger part of a restart)."""
 _EARLY = 0.05  # an ask that comes back empty this long before its deadline hit a dead address
 
 
