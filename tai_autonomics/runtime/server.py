@@ -154,7 +154,7 @@ class Process(Actor):
             self._handle_one(msg, sender)
         finally:
             outbox, self._outbox = self._outbox, None
-            if self._hold(outbox, msg):
+            if self.coalesce_s and self._hold(outbox, msg):
                 self._held = outbox
             else:
                 for address, messages in outbox:
@@ -166,11 +166,12 @@ class Process(Actor):
         return None
 
     def _hold(self, outbox: list[tuple[Any, list[Any]]], msg: Any) -> bool:
-        """Whether to keep ``outbox`` for the next handling (see :attr:`coalesce_s`)."""
+        """Whether to keep ``outbox`` for the next handling (asked only of a process with a
+        :attr:`coalesce_s`: only such a one holds messages and arms their flush)."""
         if isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
             self._flush_armed = False
             return False
-        if not outbox or not self.coalesce_s or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
+        if not outbox or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
             return False
         if not (self.requests_streaming(self.coalesce_s) or self._awaiting_more(outbox)):
             return False
