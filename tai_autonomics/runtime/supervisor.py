@@ -369,6 +369,7 @@ class Supervisor(Process):
             "exception": exit_.exception, "reason": exit_.reason, "restart_count": child.restarts,
             "restarts_in_period": self._intensity.recent})
         if not within_intensity:
+            self._after_handling()  # no replacement to wait for: the report precedes the giving up
             self._give_up(child)
             return
         targets = self._restart_targets(child)

@@ -20,9 +20,7 @@ from tests.runtime.support import workers
 class _Recorded(Supervisor):
     """A supervisor whose thespian calls (create, send, timers) only append to ``events``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[str] = []
+    events: list[str]  # one list for the whole test (the ``events`` fixture)
 
     def createActor(self, actorClass: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802,N803 (thespian's)
         self.events.append("create")
@@ -41,26 +39,39 @@ class _Into(logging.Handler):
         self.events.append(f"log {record.getMessage()}")
 
 
-@pytest.fixture
-def supervisor(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Recorded]:
-    monkeypatch.setattr(Actor, "send", lambda self, target, msg: self.events.append(f"send {type(msg).__name__}"))
-    spec = parse_tree({"root": "root", "supervisors": {"root": {"children": ["w"]}}, "workers": workers("w")})
+def _started(intensity: int) -> _Recorded:
+    spec = parse_tree({"root": "root", "supervisors": {"root": {"children": ["w"], "intensity": intensity}},
+                       "workers": workers("w")})
     sup = _Recorded()
     sup.receiveMessage(Init("root", "root.1", {}, "registry", spec), "parent")
     sup.receiveMessage(Started("w", sup._children[0].incarnation, 4242), "child-1")
     sup.events.clear()
-    handler = _Into(sup.events)
+    return sup
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """What every recorded supervisor does and what the supervisor module logs, in one list."""
+    recorded: list[str] = []
+    monkeypatch.setattr(_Recorded, "events", recorded, raising=False)
+    monkeypatch.setattr(Actor, "send", lambda self, target, msg: recorded.append(f"send {type(msg).__name__}"))
+    handler = _Into(recorded)
     logger = logging.getLogger("tai_autonomics.runtime.supervisor")
     logger.addHandler(handler)
     try:
-        yield sup
+        yield recorded
     finally:
         logger.removeHandler(handler)
 
 
-def test_a_dead_child_is_forked_again_before_the_registry_and_the_log_hear_of_it(supervisor: _Recorded) -> None:
-    supervisor.receiveMessage(ChildActorExited("child-1"), "system")
-    events = supervisor.events
+def test_a_dead_child_is_forked_again_before_the_registry_and_the_log_hear_of_it(events: list[str]) -> None:
+    _started(intensity=3).receiveMessage(ChildActorExited("child-1"), "system")
     assert events.index("create") < events.index("send Init") < events.index("send Unregister")
     assert events.index("send Unregister") < events.index("log crash report")
     assert events.count("send Unregister") == 1 and events.count("log crash report") == 1
+
+
+def test_a_supervisor_that_gives_up_reports_the_crash_first(events: list[str]) -> None:
+    _started(intensity=0).receiveMessage(ChildActorExited("child-1"), "system")
+    assert "create" not in events
+    assert events.index("send Unregister") < events.index("log crash report") < events.index("log supervisor giving up")
