@@ -3,6 +3,15 @@
 Plain dataclasses of builtins only: every message must survive pickling, because an
 unpicklable reply is silently dropped by thespian and the caller would hang.
 
+The messages of every call (:class:`Call`, :class:`Reply`, :class:`Cast`, :class:`Batch`) are
+made and unpickled on both sides of every call, and that Python is a fixed part of a call's cost
+next to thespian's (a raw ask is about 90 µs). So they have slots and pickle as a tuple of their
+fields (a dataclass pickles its ``__dict__`` with the field names), their class travels as a
+``copyreg`` extension code (an unpickler otherwise imports the module and looks the class up by
+name: half of the unpickling), and they are not frozen (a frozen dataclass sets each field
+through ``object.__setattr__``: three times as slow to make or unpickle). Nothing mutates them.
+A call pickles to 53 bytes instead of 118 and unpickles in a quarter of the time.
+
 Payloads, replies and start arguments are left out of the messages' ``repr``: thespian formats
 every message it transmits for its debug log whatever the log level (``TransmitIntent.identify``),
 so a receipt-sized payload was rendered on every send; and a payload never belongs in a log line.
@@ -10,11 +19,22 @@ so a receipt-sized payload was rendered on every send; and a payload never belon
 
 from __future__ import annotations
 
+import copyreg
+import itertools
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+def call_refs() -> Iterator[str]:
+    """References for one caller's calls, unique among them: a random prefix drawn once, then a
+    counter (0.1 µs a reference; a uuid4 per call costs 1.7 µs, an ``os.urandom`` system call)."""
+    prefix = uuid.uuid4().hex[:16]
+    return (f"{prefix}.{n}" for n in itertools.count())
+
+
+@dataclass(slots=True)
 class Call:
     """A request expecting exactly one :class:`Reply` with the same ``ref``."""
 
@@ -22,16 +42,22 @@ class Call:
     type: str
     payload: Any = field(default=None, repr=False)
 
+    def __reduce__(self) -> tuple[Callable[..., Call], tuple[str, str, Any]]:
+        return Call, (self.ref, self.type, self.payload)
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class Cast:
     """A request with no reply."""
 
     type: str
     payload: Any = field(default=None, repr=False)
 
+    def __reduce__(self) -> tuple[Callable[..., Cast], tuple[str, Any]]:
+        return Cast, (self.type, self.payload)
 
-@dataclass(frozen=True)
+
+@dataclass(slots=True)
 class Batch:
     """Several calls, casts or replies for one receiver, sent as one thespian message.
 
@@ -41,6 +67,9 @@ class Batch:
     """
 
     messages: tuple[Any, ...]
+
+    def __reduce__(self) -> tuple[Callable[..., Batch], tuple[tuple[Any, ...]]]:
+        return Batch, (self.messages,)
 
 
 @dataclass(frozen=True)
@@ -53,11 +82,23 @@ class ErrorInfo:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reply:
+    """The answer to the :class:`Call` with the same ``ref``: its value, or why it failed."""
+
     ref: str
     value: Any = field(default=None, repr=False)
     error: ErrorInfo | None = None
+
+    def __reduce__(self) -> tuple[Callable[..., Reply], tuple[str, Any, ErrorInfo | None]]:
+        return Reply, (self.ref, self.value, self.error)
+
+
+_EXTENSION_CODES = {Call: 0x7A1A0001, Cast: 0x7A1A0002, Reply: 0x7A1A0003, Batch: 0x7A1A0004}
+"""Codes of the ``copyreg`` extension registry (private to this program; registered when this
+module is imported, which every process of a node does before it unpickles a message)."""
+for _message, _code in _EXTENSION_CODES.items():
+    copyreg.add_extension(__name__, _message.__qualname__, _code)
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,9 @@ travel together. A runtime message (registration, exit notice) first sends every
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,6 +75,7 @@ from tai_autonomics.runtime.messages import (
     StartFailed,
     Unregister,
     Whereis,
+    call_refs,
 )
 from tai_autonomics.runtime.stats import MessageRate, snapshot
 
@@ -135,7 +134,7 @@ class Process(Actor):
         self._log_level: str | None = None  # set by $log_level, or inherited from the supervisor at start
         self._registry: Any = None
         self._exiting = False
-        self._caller: Caller | None = None
+        self._calling: tuple[Any, str] | None = None  # (sender, ref) of the call being handled
         self._outbox: list[tuple[Any, list[Any]]] | None = None
         self._held: list[tuple[Any, list[Any]]] = []
         self._last_request = self._request_gap = float("-inf")
@@ -155,7 +154,7 @@ class Process(Actor):
             self._handle_one(msg, sender)
         finally:
             outbox, self._outbox = self._outbox, None
-            if self._hold(outbox, msg):
+            if self.coalesce_s and self._hold(outbox, msg):
                 self._held = outbox
             else:
                 for address, messages in outbox:
@@ -167,11 +166,12 @@ class Process(Actor):
         return None
 
     def _hold(self, outbox: list[tuple[Any, list[Any]]], msg: Any) -> bool:
-        """Whether to keep ``outbox`` for the next handling (see :attr:`coalesce_s`)."""
+        """Whether to keep ``outbox`` for the next handling (asked only of a process with a
+        :attr:`coalesce_s`: only such a one holds messages and arms their flush)."""
         if isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
             self._flush_armed = False
             return False
-        if not outbox or not self.coalesce_s or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
+        if not outbox or self._exiting or sum(len(queued) for _, queued in outbox) >= MAX_HELD:
             return False
         if not (self.requests_streaming(self.coalesce_s) or self._awaiting_more(outbox)):
             return False
@@ -192,7 +192,9 @@ class Process(Actor):
         return self._request_gap < window and time.monotonic() - self._last_request < window
 
     def _note_request(self) -> None:
+        """Count a call or cast as handled and note when it came (one clock read for both)."""
         now = time.monotonic()
+        self._handled.count(now)
         self._request_gap, self._last_request = now - self._last_request, now
 
     def send(self, targetAddr: Any, msg: Any) -> None:
@@ -221,21 +223,25 @@ class Process(Actor):
         super().send(address, messages[0] if len(messages) == 1 else Batch(tuple(messages)))
 
     def _handle_one(self, msg: Any, sender: Any) -> None:
-        if isinstance(msg, Batch):
-            for inner in msg.messages:
-                self._handle_one(inner, sender)
-            return
-        if not isinstance(msg, WakeupMessage):  # a timer is no one's message (a supervisor's ticks 4/s)
-            self._handled.count(time.monotonic())
-        if isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
-            return  # its handling ends by sending what was held
-        elif isinstance(msg, Call):
+        if isinstance(msg, Call):  # the common message first
             self._note_request()
             self._on_call(msg, sender)
+        elif isinstance(msg, Batch):
+            for inner in msg.messages:
+                self._handle_one(inner, sender)
         elif isinstance(msg, Cast):
             self._note_request()
             self._on_cast(msg)
-        elif isinstance(msg, Init):
+        elif isinstance(msg, WakeupMessage) and isinstance(msg.payload, _Flush):
+            return  # its handling ends by sending what was held
+        else:
+            if not isinstance(msg, WakeupMessage):  # a timer is no one's message (a supervisor's ticks 4/s)
+                self._handled.count(time.monotonic())
+            self._handle_other(msg, sender)
+
+    def _handle_other(self, msg: Any, sender: Any) -> None:
+        """A runtime message or anything else: not a call, a cast, a batch or a flush."""
+        if isinstance(msg, Init):
             self._on_init(msg, sender)
         elif isinstance(msg, ActorExitRequest):
             self._on_exit_request()
@@ -301,7 +307,7 @@ class Process(Actor):
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
                 ActorRestarting.code, f"{self.name} is restarting after a crash; retry")))
             return
-        self._caller = Caller(sender, msg.ref)
+        self._calling = (sender, msg.ref)  # a Caller is made only for a handler that asks for it
         try:
             value = self.handle_call(msg.type, msg.payload)
         except _Stop as stop:
@@ -317,15 +323,15 @@ class Process(Actor):
             if value is not NOREPLY:
                 self.send(sender, Reply(msg.ref, value=value))
         finally:
-            self._caller = None
+            self._calling = None
 
     @property
     def caller(self) -> Caller:
         """Who made the call being handled, for a handler that returns :data:`NOREPLY` and
         answers later with :meth:`reply`; there is none outside a call handler."""
-        if self._caller is None:
+        if self._calling is None:
             raise RuntimeError(f"{self.name}: only a call handler has a caller")
-        return self._caller
+        return Caller(*self._calling)
 
     def reply(self, caller: Caller, value: Any = None, error: BaseException | None = None) -> None:
         """Answer a call whose handler returned :data:`NOREPLY` (with a value or an error: a
@@ -421,9 +427,9 @@ class Server(Process):
     def __init__(self) -> None:
         super().__init__()
         self._offload: Offload | None = None
+        self._handlers: dict[str, Callable[[Any], Any]] = {}  # call type -> its call_<type>, once looked up
         self._outgoing: dict[str, _Outgoing] = {}
-        # unique among this incarnation's calls, as Client's: a counter, not a uuid4 per call
-        self._refs = (f"{uuid.uuid4().hex[:16]}.{n}" for n in itertools.count())
+        self._refs = call_refs()
         self._locations: dict[str, Location] = {}
         self._resolving: dict[str, list[str]] = {}
         # Call deadlines are ours, not one thespian wakeup each: thespian keeps its wakeups in a
@@ -449,6 +455,9 @@ class Server(Process):
         :data:`DEFERRED` to confirm the start later."""
 
     def handle_call(self, msg_type: str, payload: Any) -> Any:
+        handler = self._handlers.get(msg_type)  # the common case: a call_<type> already looked up
+        if handler is not None:
+            return handler(payload)
         if msg_type == "$info":
             cls = type(self)
             return {**self.identity(), "actor": f"{cls.__module__}:{cls.__qualname__}"}
@@ -468,6 +477,8 @@ class Server(Process):
         if handler is None:
             raise UnknownMessage(f"{self.name} has no handler for {prefix[:-1]} {msg_type!r}",
                                  detail={"actor": self.name, "message_type": msg_type})
+        if prefix == "call_":
+            self._handlers[msg_type] = handler
         return handler
 
     def handle_message(self, msg: Any, sender: Any) -> None:

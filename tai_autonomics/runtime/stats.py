@@ -36,7 +36,8 @@ class MessageRate:
 
     def count(self, now: float, n: int = 1) -> None:
         """Note ``n`` messages handled at ``now``."""
-        self._roll(math.floor(now))
+        if now >= self._second + 1:  # a new second (checked here: this runs for every message)
+            self._roll(math.floor(now))
         self._buckets[self._second % len(self._buckets)] += n
         self.total += n
 
