@@ -425,12 +425,12 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         self._finish()
 
     def _send(self, intent: Any) -> None:
-        if intent.targetAddr == self.myAddress:
+        details = intent.targetAddr.addressDetails
+        if details == self.myAddress.addressDetails:  # not ActorAddress ==: thespian's slower override
             self._envelopes.append(ReceiveEnvelope(intent.targetAddr, intent.message))
             self.interrupt_wait()
             self._complete(intent, SendStatus.Sent)
             return
-        details = intent.targetAddr.addressDetails
         if not isinstance(details, UnixActorAddress):
             thesplog("UnixTransport cannot send to %s", intent.targetAddr, level=logging.WARNING)
             self._complete(intent, SendStatus.DeadTarget)
@@ -440,7 +440,17 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             conn = self._connect(details.path, intent)
             if conn is None:
                 return
-        conn.pending += _frame(intent.serMsg)
+        frame = _frame(intent.serMsg)
+        if not conn.pending:  # an idle connection (the usual case): write through, no buffering
+            try:
+                sent = conn.sock.send(frame)
+            except OSError:
+                sent = 0  # full or closed: the buffered path below meets it again and handles it
+            if sent == len(frame):
+                self._complete(intent, SendStatus.Sent)
+                return
+            frame = frame[sent:]
+        conn.pending += frame
         conn.intents.append((len(conn.pending), intent))
         self._flush(details.path, conn)
 
@@ -586,7 +596,7 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
 
     def _read(self, incoming: _Incoming) -> None:
         try:
-            data = incoming.sock.recv(_RECV_SIZE)
+            data: bytes | bytearray = incoming.sock.recv(_RECV_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -594,16 +604,18 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         if not data:
             self._close_incoming(incoming)
             return
-        buffer = incoming.data
-        buffer += data
+        buffered = incoming.data
+        if buffered:  # the rest of a frame read before; else frames are parsed from ``data`` as read
+            buffered += data
+            data = buffered
         start = 0
-        size = len(buffer)
+        size = len(data)
         while size - start >= 4:
-            (length,) = _HEADER.unpack_from(buffer, start)
+            (length,) = _HEADER.unpack_from(data, start)
             end = start + 4 + length
             if end > size:
                 break
-            payload = bytes(buffer[start + 4:end])
+            payload = data[start + 4:end]
             start = end
             if incoming.sender is None:
                 if not self._greeted(incoming, payload):
@@ -616,12 +628,14 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
                          level=logging.ERROR)
                 continue
             self._envelopes.append(ReceiveEnvelope(incoming.sender, message))
-        if start:
-            del buffer[:start]
-        if incoming.sender is None and len(buffer) > 4 + SECRET_BYTES + 4096:
+        if buffered:
+            del buffered[:start]
+        elif start < size:
+            incoming.data = bytearray(data[start:])
+        if incoming.sender is None and len(incoming.data) > 4 + SECRET_BYTES + 4096:
             self._close_incoming(incoming)  # no hello this big: not one of ours
 
-    def _greeted(self, incoming: _Incoming, payload: bytes) -> bool:
+    def _greeted(self, incoming: _Incoming, payload: bytes | bytearray) -> bool:
         """Check the hello frame: the secret first (nothing is unpickled before it matches)."""
         if len(payload) <= SECRET_BYTES or not hmac.compare_digest(payload[:SECRET_BYTES], self._secret):
             thesplog("UnixTransport dropped a connection without the node's secret", level=logging.WARNING)
@@ -689,10 +703,10 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             if self._done:  # completions made while handling (deadAddress)
                 self._finish()
                 continue
-            now = currentTime()
-            if self.run_time.view(now).expired():
+            deadline = self.run_time._time_to_quit  # thespian's ExpirationTimer; None: never (no views)
+            timeout = None if deadline is None else deadline - currentTime()
+            if timeout is not None and timeout <= 0:
                 return Thespian__Run_Expired()
-            timeout = self.run_time.view(now).remainingSeconds()
             if self._retry:
                 timeout = 0.0 if timeout is None else min(timeout, _CONNECT_RETRY.total_seconds())
             try:
