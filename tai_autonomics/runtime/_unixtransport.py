@@ -43,6 +43,7 @@ import stat
 import struct
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
@@ -63,7 +64,7 @@ from thespian.system.transport import (
     TransmitOnly,
     TransportInit__Base,
 )
-from thespian.system.transport.asyncTransportBase import asyncTransportBase, exclusive_processing
+from thespian.system.transport.asyncTransportBase import asyncTransportBase
 from thespian.system.transport.wakeupTransportBase import wakeupTransportBase
 from thespian.system.utilis import thesplog
 
@@ -80,10 +81,6 @@ _CONNECT_RETRY = timedelta(milliseconds=2)
 _DEAD = (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR)
 _CLOSED = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF)
 _names = itertools.count(1)
-
-
-def _is_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
 
 
 class UnixActorAddress:
@@ -393,18 +390,27 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         takes it out again (three scans and four lock round trips per message, a sixth of an
         actor's CPU per message on this base). When the queue is empty, fewer than
         ``MAX_PENDING_TRANSMITS`` are in flight and this is the main thread, the intent is
-        submitted at once under the same flags thespian's ``_runQueued`` holds; otherwise (a
-        backlog, a thread, thespian's ``Thespian__UpdateWork`` nudge) thespian's path runs, so
-        order per receiver, the ~950 tx-only cliff and the drop level are thespian's.
+        sent at once under the same flags thespian's ``_runQueued`` holds; only if it is not
+        written at once does it take a transmit slot and thespian's completion callback (its
+        ``_submitTransmit``, less the debug line). Otherwise (a backlog, a thread, thespian's
+        ``Thespian__UpdateWork`` nudge) thespian's path runs, so order per receiver, the ~950
+        tx-only cliff and the drop level are thespian's.
         """
         if (self._aTB_queuedPendingTransmits or not self._canSendNow() or self._aTB_sending
                 or not transmitIntent.serMsg or isinstance(transmitIntent.message, Thespian__UpdateWork)
-                or not _is_main_thread() or not (has_exclusive_flag or self._exclusively_processing())):
+                or threading.current_thread() is not threading.main_thread()
+                or not (has_exclusive_flag or self._exclusively_processing())):
             super()._schedulePreparedIntent(transmitIntent, has_exclusive_flag)
             return
         self._aTB_processing = self._aTB_sending = True
         try:
-            self._submitTransmit(transmitIntent)
+            self._send(transmitIntent)
+            if not (self._done and self._done[-1][0] is transmitIntent):
+                # still in flight: it holds one of thespian's transmit slots until it completes
+                # (an intent written at once, nearly all of them, never needs the slot)
+                self._aTB_numPendingTransmits += 1
+                transmitIntent.addCallback(self._async_txdone, self._async_txdone)
+            self._finish()
         finally:
             self._aTB_sending = False
             if not has_exclusive_flag:
@@ -716,11 +722,17 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             except OSError as exc:
                 return Thespian__Run_Errored(exc)
             ready: list[int] = []
-            with exclusive_processing(self):  # other threads' sends run _send under the same flag
+            # other threads' sends run _send under the same flag (thespian's exclusive_processing,
+            # without its generator: this runs once per message)
+            while not self._exclusively_processing():
+                time.sleep(0.000001)
+            try:
                 for key, mask in events:
                     self._dispatch(key, mask, ready)
                 if self._retry:
                     self._retry_connects(currentTime())
+            finally:
+                self._not_processing()
             self._finish()
             if ready:
                 self._envelopes.append(ReceiveEnvelope(self.myAddress, WatchMessage(ready)))
