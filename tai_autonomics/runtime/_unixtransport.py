@@ -387,7 +387,7 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         """Hand a serialized intent straight to the connection when nothing waits before it.
 
         thespian's version queues every intent, then scans the queue for expired intents and
-        takes it out again: three scans, four lock round trips and about 80 Python calls per
+        takes it out again: three scans, four lock round trips and about 40 Python calls per
         message that decide nothing while the queue is empty. When the queue is empty, fewer than
         ``MAX_PENDING_TRANSMITS`` are in flight and this is the main thread, the intent is
         sent at once under the same flags thespian's ``_runQueued`` holds; only if it is not
