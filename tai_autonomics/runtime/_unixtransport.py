@@ -410,19 +410,17 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
                 # (an intent written at once, nearly all of them, never needs the slot)
                 self._aTB_numPendingTransmits += 1
                 transmitIntent.addCallback(self._async_txdone, self._async_txdone)
-            self._finish()
         finally:
             self._aTB_sending = False
             if not has_exclusive_flag:
                 self._aTB_processing = False
-
-    def _async_txdone(self, _TXresult: Any, _TXIntent: Any) -> None:  # noqa: N802,N803 (thespian's name)
-        """A completion frees a slot; only a backlog needs thespian's rescheduling (and its scan
-        for expired intents) then."""
-        if self._aTB_queuedPendingTransmits:
-            super()._async_txdone(_TXresult, _TXIntent)
-        else:
-            self._aTB_numPendingTransmits -= 1
+        # Completions run with the flags free, so what their callbacks send (thespian's admin
+        # and actor manager send from them) takes this path again; what was queued while a
+        # caller held the flag is sent now, as thespian's own completion callback would.
+        self._finish()
+        while self._aTB_queuedPendingTransmits and self._canSendNow():
+            if not self._runQueued(has_exclusive_flag=has_exclusive_flag):
+                break
 
     def _scheduleTransmitActual(self, intent: Any, has_exclusive_flag: bool = False) -> None:  # noqa: N802
         """Called by thespian with its processing flag held (thespian's UDP transport completes

@@ -223,3 +223,20 @@ def test_a_receiver_that_does_not_read_backs_sends_up_into_thespians_queue_in_or
     _schedule(sender, receiver.myAddress, "direct", outcomes)
     assert outcomes[-1] == ("direct", SendStatus.Sent)
     assert _receive(receiver, sender, 1) == ["direct"]
+
+
+def test_a_send_from_a_completion_callback_is_sent_at_once(transports) -> None:
+    """thespian's admin and actor manager send from completion callbacks (the admin's shutdown
+    answer, say): such a send must leave at once, not wait in thespian's queue for a next send
+    that may never come (it did, and every ActorSystem.shutdown() waited its full 10 s)."""
+    sender, receiver = transports
+    outcomes: list = []
+
+    def then_second(status, intent) -> None:
+        outcomes.append((intent.message, status))
+        _schedule(sender, receiver.myAddress, "second", outcomes)
+
+    sender.scheduleTransmit(None, TransmitIntent(receiver.myAddress, "first", onSuccess=then_second))
+    assert outcomes == [("first", SendStatus.Sent), ("second", SendStatus.Sent)]
+    assert (sender._aTB_numPendingTransmits, len(sender._aTB_queuedPendingTransmits)) == (0, 0)
+    assert _receive(receiver, sender, 2) == ["first", "second"]
