@@ -42,6 +42,8 @@ import socket
 import stat
 import struct
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
@@ -62,7 +64,7 @@ from thespian.system.transport import (
     TransmitOnly,
     TransportInit__Base,
 )
-from thespian.system.transport.asyncTransportBase import asyncTransportBase, exclusive_processing
+from thespian.system.transport.asyncTransportBase import asyncTransportBase
 from thespian.system.transport.wakeupTransportBase import wakeupTransportBase
 from thespian.system.utilis import thesplog
 
@@ -205,6 +207,9 @@ class _Incoming:
 class UnixTransport(asyncTransportBase, wakeupTransportBase):
     """thespian's transport interface over persistent Unix-socket connections (module docstring)."""
 
+    _aTB_processing: bool  # asyncTransportBase's flags, set here too on the direct send path
+    _aTB_sending: bool
+
     def __init__(self, initType: Any, *args: Any) -> None:  # noqa: N803 (thespian's signature)
         super().__init__()
         if isinstance(initType, ExternalInterfaceTransportInit):
@@ -339,6 +344,8 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         return pickle.dumps(intent.message, pickle.HIGHEST_PROTOCOL)
 
     def set_watch(self, watchlist: list[int]) -> None:
+        if watchlist == self._watches:  # thespian calls this after every message, nearly always []
+            return
         for fd in set(self._watches) - set(watchlist):
             self._selector.unregister(fd)
         for fd in set(watchlist) - set(self._watches):
@@ -376,6 +383,45 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
 
     # -- sending --------------------------------------------------------------------------------
 
+    def _schedulePreparedIntent(self, transmitIntent: Any, has_exclusive_flag: bool = False) -> None:  # noqa: N802,N803
+        """Hand a serialized intent straight to the connection when nothing waits before it.
+
+        thespian's version queues every intent, then scans the queue for expired intents and
+        takes it out again: three scans, four lock round trips and about 40 Python calls per
+        message that decide nothing while the queue is empty. When the queue is empty, fewer than
+        ``MAX_PENDING_TRANSMITS`` are in flight and this is the main thread, the intent is
+        sent at once under the same flags thespian's ``_runQueued`` holds; only if it is not
+        written at once does it take a transmit slot and thespian's completion callback (its
+        ``_submitTransmit``, less the debug line). Otherwise (a backlog, a thread, thespian's
+        ``Thespian__UpdateWork`` nudge) thespian's path runs, so order per receiver, the ~950
+        tx-only cliff and the drop level are thespian's.
+        """
+        if (self._aTB_queuedPendingTransmits or not self._canSendNow() or self._aTB_sending
+                or not transmitIntent.serMsg or isinstance(transmitIntent.message, Thespian__UpdateWork)
+                or threading.current_thread() is not threading.main_thread()
+                or not (has_exclusive_flag or self._exclusively_processing())):
+            super()._schedulePreparedIntent(transmitIntent, has_exclusive_flag)
+            return
+        self._aTB_processing = self._aTB_sending = True
+        try:
+            self._send(transmitIntent)
+            if not (self._done and self._done[-1][0] is transmitIntent):
+                # still in flight: it holds one of thespian's transmit slots until it completes
+                # (an intent written at once, nearly all of them, never needs the slot)
+                self._aTB_numPendingTransmits += 1
+                transmitIntent.addCallback(self._async_txdone, self._async_txdone)
+        finally:
+            self._aTB_sending = False
+            if not has_exclusive_flag:
+                self._aTB_processing = False
+        # Completions run with the flags free, so what their callbacks send (thespian's admin
+        # and actor manager send from them) takes this path again; what was queued while a
+        # caller held the flag is sent now, as thespian's own completion callback would.
+        self._finish()
+        while self._aTB_queuedPendingTransmits and self._canSendNow():
+            if not self._runQueued(has_exclusive_flag=has_exclusive_flag):
+                break
+
     def _scheduleTransmitActual(self, intent: Any, has_exclusive_flag: bool = False) -> None:  # noqa: N802
         """Called by thespian with its processing flag held (thespian's UDP transport completes
         intents here too); completions are made before returning."""
@@ -383,12 +429,12 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         self._finish()
 
     def _send(self, intent: Any) -> None:
-        if intent.targetAddr == self.myAddress:
+        details = intent.targetAddr.addressDetails
+        if details == self.myAddress.addressDetails:  # not ActorAddress ==: thespian's slower override
             self._envelopes.append(ReceiveEnvelope(intent.targetAddr, intent.message))
             self.interrupt_wait()
             self._complete(intent, SendStatus.Sent)
             return
-        details = intent.targetAddr.addressDetails
         if not isinstance(details, UnixActorAddress):
             thesplog("UnixTransport cannot send to %s", intent.targetAddr, level=logging.WARNING)
             self._complete(intent, SendStatus.DeadTarget)
@@ -398,7 +444,17 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             conn = self._connect(details.path, intent)
             if conn is None:
                 return
-        conn.pending += _frame(intent.serMsg)
+        frame = _frame(intent.serMsg)
+        if not conn.pending:  # an idle connection (the usual case): write through, no buffering
+            try:
+                sent = conn.sock.send(frame)
+            except OSError:
+                sent = 0  # full or closed: the buffered path below meets it again and handles it
+            if sent == len(frame):
+                self._complete(intent, SendStatus.Sent)
+                return
+            frame = frame[sent:]
+        conn.pending += frame
         conn.intents.append((len(conn.pending), intent))
         self._flush(details.path, conn)
 
@@ -544,7 +600,7 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
 
     def _read(self, incoming: _Incoming) -> None:
         try:
-            data = incoming.sock.recv(_RECV_SIZE)
+            data: bytes | bytearray = incoming.sock.recv(_RECV_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -552,16 +608,18 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
         if not data:
             self._close_incoming(incoming)
             return
-        buffer = incoming.data
-        buffer += data
+        buffered = incoming.data
+        if buffered:  # the rest of a frame read before; else frames are parsed from ``data`` as read
+            buffered += data
+            data = buffered
         start = 0
-        size = len(buffer)
+        size = len(data)
         while size - start >= 4:
-            (length,) = _HEADER.unpack_from(buffer, start)
+            (length,) = _HEADER.unpack_from(data, start)
             end = start + 4 + length
             if end > size:
                 break
-            payload = bytes(buffer[start + 4:end])
+            payload = data[start + 4:end]
             start = end
             if incoming.sender is None:
                 if not self._greeted(incoming, payload):
@@ -574,12 +632,14 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
                          level=logging.ERROR)
                 continue
             self._envelopes.append(ReceiveEnvelope(incoming.sender, message))
-        if start:
-            del buffer[:start]
-        if incoming.sender is None and len(buffer) > 4 + SECRET_BYTES + 4096:
+        if buffered:
+            del buffered[:start]
+        elif start < size:
+            incoming.data = bytearray(data[start:])
+        if incoming.sender is None and len(incoming.data) > 4 + SECRET_BYTES + 4096:
             self._close_incoming(incoming)  # no hello this big: not one of ours
 
-    def _greeted(self, incoming: _Incoming, payload: bytes) -> bool:
+    def _greeted(self, incoming: _Incoming, payload: bytes | bytearray) -> bool:
         """Check the hello frame: the secret first (nothing is unpickled before it matches)."""
         if len(payload) <= SECRET_BYTES or not hmac.compare_digest(payload[:SECRET_BYTES], self._secret):
             thesplog("UnixTransport dropped a connection without the node's secret", level=logging.WARNING)
@@ -647,10 +707,10 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             if self._done:  # completions made while handling (deadAddress)
                 self._finish()
                 continue
-            now = currentTime()
-            if self.run_time.view(now).expired():
+            deadline = self.run_time._time_to_quit  # thespian's ExpirationTimer; None: never (no views)
+            timeout = None if deadline is None else deadline - currentTime()
+            if timeout is not None and timeout <= 0:
                 return Thespian__Run_Expired()
-            timeout = self.run_time.view(now).remainingSeconds()
             if self._retry:
                 timeout = 0.0 if timeout is None else min(timeout, _CONNECT_RETRY.total_seconds())
             try:
@@ -660,11 +720,17 @@ class UnixTransport(asyncTransportBase, wakeupTransportBase):
             except OSError as exc:
                 return Thespian__Run_Errored(exc)
             ready: list[int] = []
-            with exclusive_processing(self):  # other threads' sends run _send under the same flag
+            # other threads' sends run _send under the same flag (thespian's exclusive_processing,
+            # without its generator: this runs once per message)
+            while not self._exclusively_processing():
+                time.sleep(0.000001)
+            try:
                 for key, mask in events:
                     self._dispatch(key, mask, ready)
                 if self._retry:
                     self._retry_connects(currentTime())
+            finally:
+                self._not_processing()
             self._finish()
             if ready:
                 self._envelopes.append(ReceiveEnvelope(self.myAddress, WatchMessage(ready)))

@@ -1,5 +1,6 @@
 """multiprocUnixBase's transport: what other users, and processes without the node's secret, get
-from an actor's socket (nothing is unpickled), and which directories it refuses to use."""
+from an actor's socket (nothing is unpickled), which directories it refuses to use, and its
+direct send path next to thespian's transmit queue (backpressure and order)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from thespian.system.transport import (
+    ExternalInterfaceTransportInit,
+    ReceiveEnvelope,
+    SendStatus,
+    TransmitIntent,
+    TransmitOnly,
+)
+from thespian.system.transport.asyncTransportBase import MAX_PENDING_TRANSMITS, asyncTransportBase
 
 from tai_autonomics.runtime import Node, NodeConfig, unixbase
+from tai_autonomics.runtime._unixtransport import UnixTransport
 from tai_autonomics.runtime.errors import SystemError_
 from tests.helpers import free_port, wait_until
 from tests.runtime.support import workers
@@ -142,3 +152,91 @@ def test_shutdown_removes_the_nodes_sockets(tmp_path: Path) -> None:
         directory = _directory(node)
         assert (directory / "admin").is_socket()
     assert not directory.exists()
+
+
+@pytest.fixture
+def transports(tmp_path: Path) -> Iterator[tuple[UnixTransport, UnixTransport]]:
+    """A sending and a receiving transport in this process, driven by hand (no actor system)."""
+    capabilities = {unixbase.DIRECTORY_CAPABILITY: str(tmp_path / "sockets"), "Admin Port": 1}
+    pair = (UnixTransport(ExternalInterfaceTransportInit(), capabilities),
+            UnixTransport(ExternalInterfaceTransportInit(), capabilities))
+    yield pair
+    for transport in pair:
+        transport.close()
+
+
+def _schedule(sender: UnixTransport, target, message, outcomes: list) -> None:
+    def done(status, intent) -> None:
+        outcomes.append((intent.message, status))
+
+    sender.scheduleTransmit(None, TransmitIntent(target, message, onSuccess=done, onError=done))
+
+
+def _receive(receiver: UnixTransport, sender: UnixTransport, count: int) -> list:
+    """Run both ends by turns (the sender's loop flushes what the kernel would not take at
+    once) until ``count`` messages have arrived."""
+    received: list = []
+    for _ in range(5000):
+        if len(received) == count:
+            return received
+        sender.run(TransmitOnly, 0.002)
+        envelope = receiver.run(None, 0.002)
+        if isinstance(envelope, ReceiveEnvelope):
+            received.append(envelope.message)
+    raise AssertionError(f"{len(received)} of {count} messages arrived")
+
+
+def test_a_send_on_an_idle_connection_skips_thespians_transmit_queue(transports, monkeypatch) -> None:
+    """The direct path: no queue, no slot held, completed as sent at once, in order; a dead
+    target still completes as one."""
+    sender, receiver = transports
+    queued: list = []
+    monkeypatch.setattr(sender, "_qtx", lambda intent: queued.append(intent) or asyncTransportBase._qtx(sender, intent))
+    outcomes: list = []
+    for i in range(50):
+        _schedule(sender, receiver.myAddress, i, outcomes)
+    assert outcomes == [(i, SendStatus.Sent) for i in range(50)]
+    assert (queued, sender._aTB_numPendingTransmits) == ([], 0)
+    assert _receive(receiver, sender, 50) == list(range(50))
+
+    gone = UnixTransport.getAddressFromString(str(Path(receiver._directory) / "no-such-actor"))
+    _schedule(sender, gone, "lost", outcomes)
+    assert outcomes[-1] == ("lost", SendStatus.DeadTarget)
+    assert (queued, sender._aTB_numPendingTransmits) == ([], 0)
+
+
+def test_a_receiver_that_does_not_read_backs_sends_up_into_thespians_queue_in_order(transports) -> None:
+    """Backpressure stays thespian's: what the kernel does not take holds a transmit slot, past
+    MAX_PENDING_TRANSMITS the rest waits in thespian's queue; everything arrives in order and
+    completes, and once the backlog is gone a send is direct again."""
+    sender, receiver = transports
+    outcomes: list = []
+    big = b"x" * 100_000
+    for i in range(60):
+        _schedule(sender, receiver.myAddress, (i, big), outcomes)
+    assert sender._aTB_numPendingTransmits == MAX_PENDING_TRANSMITS
+    assert len(sender._aTB_queuedPendingTransmits) == 60 - MAX_PENDING_TRANSMITS - len(outcomes) > 0
+    assert [i for i, _big in _receive(receiver, sender, 60)] == list(range(60))
+    assert [(i, status) for (i, _big), status in outcomes] == [(i, SendStatus.Sent) for i in range(60)]
+    assert (sender._aTB_numPendingTransmits, len(sender._aTB_queuedPendingTransmits)) == (0, 0)
+
+    _schedule(sender, receiver.myAddress, "direct", outcomes)
+    assert outcomes[-1] == ("direct", SendStatus.Sent)
+    assert _receive(receiver, sender, 1) == ["direct"]
+
+
+def test_a_send_from_a_completion_callback_is_sent_at_once(transports) -> None:
+    """thespian's admin and actor manager send from completion callbacks (the admin's shutdown
+    answer, say): such a send must leave at once, not wait in thespian's queue for a next send
+    that may never come (it did, and every ActorSystem.shutdown() waited its full 10 s)."""
+    sender, receiver = transports
+    outcomes: list = []
+
+    def then_second(status, intent) -> None:
+        outcomes.append((intent.message, status))
+        _schedule(sender, receiver.myAddress, "second", outcomes)
+
+    sender.scheduleTransmit(None, TransmitIntent(receiver.myAddress, "first", onSuccess=then_second))
+    assert outcomes == [("first", SendStatus.Sent), ("second", SendStatus.Sent)]
+    assert (sender._aTB_numPendingTransmits, len(sender._aTB_queuedPendingTransmits)) == (0, 0)
+    assert _receive(receiver, sender, 2) == ["first", "second"]
