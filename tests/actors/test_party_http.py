@@ -29,7 +29,8 @@ class _Party:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/customer/v1"
         self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
 
     def _accept(self) -> None:
         while True:
@@ -39,7 +40,8 @@ class _Party:
                 return
             self.connections += 1
             self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._threads.append(threading.Thread(target=self._serve, args=(conn,), daemon=True))
+            self._threads[-1].start()
 
     def _serve(self, conn: socket.socket) -> None:
         buffered = b""
@@ -61,9 +63,17 @@ class _Party:
                 return
 
     def close(self) -> None:
-        self._sock.close()
-        for conn in self._open:
-            conn.close()
+        """Stop serving and wait for every thread of the party to end. A socket closed in one
+        thread does not wake another blocked in its ``accept`` or ``recv``; a shutdown does."""
+        for sock in (self._sock, *self._open):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed (an answer cut on purpose), or never connected
+                pass
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+        assert not [t for t in self._threads if t.is_alive()], "the party's threads did not end"
 
 
 def _length(buffered: bytes) -> int:
