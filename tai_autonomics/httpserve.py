@@ -6,12 +6,14 @@ got), and it is bound with ``IPPROTO_TCP`` — with protocol 0 asyncio does not 
 accepted connections and every response waits ~40 ms for a delayed ACK. In a background thread
 uvicorn installs no signal handlers, so SIGTERM stays the main thread's. No client can hold a
 descriptor for long without sending a whole request (the idle timeout, the request-read
-deadline), and the open connections are capped (issue 14: EMFILE in ``accept()``).
+deadline), nor much memory with an endless head, and the open connections are capped (issue 14:
+EMFILE in ``accept()``). Requests are parsed by httptools, in C (issue 13: CPU per request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import resource
 import socket
@@ -19,9 +21,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -41,6 +42,11 @@ REFUSED_LINGER_S = 1.0
 FIN: closing at once with the client's request unread would send a reset, which can destroy the
 503 before the client reads it. The client closes after reading the answer, usually sooner. A
 refused connection counts towards the cap while it lingers: it holds a descriptor too."""
+MAX_HEAD_BYTES = 16 * 1024
+"""How much of a request's head (request line and headers) may arrive without its end, h11's
+limit: the parser buffers a header whole, and the heads here (a bearer token, a few headers) are
+well under 2 KiB. The count starts after the data in which the head began, so that data's length
+(at most asyncio's 256 KiB read) may come on top."""
 _FD_SHARE = 2
 """The default cap is the process's descriptor limit divided by this: the other half is for the
 rest of the process (the bridge's actor connections, the ledger's files, child pipes)."""
@@ -65,6 +71,13 @@ def _refusal() -> bytes:
 
 
 _REFUSAL = _refusal()
+_TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class _Part(enum.Enum):
+    HEADERS = enum.auto()
+    BODY = enum.auto()
 
 
 def listen(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -96,72 +109,89 @@ class _Config(uvicorn.Config):
         self.request_read_timeout_s = request_read_timeout_s
 
 
-class _Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with three bounds on what a client can hold (issue 14: under
-    an open-loop load whose client fell behind, connections piled up until ``accept()`` failed
-    with EMFILE and the daemon died).
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol on httptools (a C parser: h11, the pure-Python one, cost
+    0.1-0.2 ms of CPU per request in each server, issue 13) with four bounds on what a client can
+    hold (issue 14: under an open-loop load whose client fell behind, connections piled up until
+    ``accept()`` failed with EMFILE and the daemon died).
 
     - The idle timeout from the moment a connection is made: uvicorn starts its keep-alive
       timer only after a response, so a connection that never sent its first request held a
       descriptor for ever. The first byte cancels the timer, as after a response.
-    - The request-read deadline: from a request's first byte until it is whole (h11 has it all,
-      headers and body), at most ``request_read_timeout_s``; then a 408 if the headers were read
-      and no response started, and the connection is closed.
+    - The request-read deadline: from a request's first byte until it is whole (the parser has
+      it all, headers and body), at most ``request_read_timeout_s``; then a 408 if the headers
+      were read and no response started, and the connection is closed.
     - The connection cap: a connection made while ``max_connections`` are open gets a 503 with
       ``Retry-After`` at once and is closed, so the ones open keep being served. uvicorn's own
       ``limit_concurrency`` is no cap on descriptors: it answers only once a request has
-      arrived, so a client that sends nothing is never refused."""
+      arrived, so a client that sends nothing is never refused.
+    - The head's size: httptools buffers a header of any length (h11 stopped at 16 KiB), so a
+      head still unfinished past :data:`MAX_HEAD_BYTES` gets a 431 and the connection is closed."""
 
     config: _Config
     _read_deadline: asyncio.TimerHandle | None = None
     _refused = False
+    _request_part: _Part | None = None
+    """Which part of a request the parser is in, None between requests (its callbacks say)."""
+    _head_bytes: int | None = None
+    """The bytes received of the unfinished head since the data in which it began; None while
+    that data is being parsed (the request's share of it is unknown, so it is not counted)."""
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.config.max_connections:
-            self._refuse()
+            self._refuse(_REFUSAL)
             return
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
-    def _refuse(self) -> None:
+    def _refuse(self, answer: bytes) -> None:
+        """Answer, then keep reading and dropping what comes for a while before closing: closing
+        with the client's bytes unread would send a reset, which can destroy the answer."""
         self._refused = True
-        self.transport.write(_REFUSAL)
+        self.transport.write(answer)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(REFUSED_LINGER_S, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:  # a refused connection's request is read only to be dropped
-            super().data_received(data)
+        if self._refused:  # a refused connection's bytes are read only to be dropped
+            return
+        super().data_received(data)
+        if self.transport.is_closing():  # the parser refused the request: uvicorn answered 400
+            return
+        if self._request_part is _Part.HEADERS:
+            self._head_bytes = 0 if self._head_bytes is None else self._head_bytes + len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(_HEAD_TOO_LARGE)
+                return
+        if self._request_part is None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+        elif self._read_deadline is None:
+            self._read_deadline = self.loop.call_later(self.config.request_read_timeout_s, self._read_too_slow)
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._reading_a_request():
-            if self._read_deadline is None:
-                self._read_deadline = self.loop.call_later(self.config.request_read_timeout_s, self._read_too_slow)
-        elif self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
+    def on_message_begin(self) -> None:
+        self._request_part = _Part.HEADERS  # the parser calls this at a request's first byte
+        self._head_bytes = None
+        super().on_message_begin()
 
-    def _reading_a_request(self) -> bool:
-        """Part of a request is here and not all of it: its headers are unfinished (bytes
-        buffered while the client's side is idle) or its body is. Never once the connection
-        became a WebSocket: the transport is then another protocol's."""
-        if self.transport.get_protocol() is not self:
-            return False
-        state = self.conn.their_state
-        return state is h11.SEND_BODY or (state is h11.IDLE and bool(self.conn.trailing_data[0]))
+    def on_headers_complete(self) -> None:
+        self._request_part = _Part.BODY
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._request_part = None  # a WebSocket's upgrade request too: its connection gets no deadline
+        super().on_message_complete()
 
     def _read_too_slow(self) -> None:
         self._read_deadline = None
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if self.conn.their_state is h11.SEND_BODY and cycle is not None and not cycle.response_started:
+        if self._request_part is _Part.BODY and cycle is not None and not cycle.response_started:
             cycle.response_started = True  # the application's own answer, if it comes, is dropped
-            response = h11.Response(status_code=408, reason=b"Request Timeout",
-                                    headers=[(b"content-length", b"0"), (b"connection", b"close")])
-            self.transport.write(self.conn.send(response) + self.conn.send(h11.EndOfMessage()))
+            self.transport.write(_TIMED_OUT)
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the application waiting for the body gets http.disconnect
             cycle.message_event.set()

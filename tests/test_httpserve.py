@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets.sync.client
 
 from tai_autonomics import httpserve
 from tests.helpers import wait_until
@@ -25,13 +26,16 @@ RECV_TIMEOUT_S = DEADLINE_S + 10  # generous: the machine is shared; the server 
 
 class _App:
     """Answers ``/hold`` once released (counting the requests it holds), anything else at once,
-    both after reading the whole body, with its length."""
+    both after reading the whole body, with its length; echoes a WebSocket's messages."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.holding = 0
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self._echo(receive, send)
+            return
         size, more = 0, True
         while more:
             message = await receive()
@@ -46,6 +50,14 @@ class _App:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _echo(receive: Any, send: Any) -> None:
+        while (message := await receive())["type"] != "websocket.disconnect":
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+            else:
+                await send({"type": "websocket.send", "text": message["text"]})
 
 
 @contextmanager
@@ -151,3 +163,32 @@ def test_past_the_connection_cap_a_new_connection_gets_503_and_service_resumes_o
         answers: list[bytes] = []
         wait_until(lambda: answers.append(_get(url, "/x")) or answers[-1].startswith(b"HTTP/1.1 200 "),
                    what="a new connection served once the held ones closed")
+
+
+def test_a_head_that_never_ends_gets_431_and_is_closed() -> None:
+    """httptools buffers a header of any length (h11 stopped at 16 KiB), so within the request
+    deadline a client could make the server hold as much memory as it can send. A head still
+    unfinished past ``MAX_HEAD_BYTES`` (plus the first read's length) is answered 431 and
+    closed; a head under the limit is served."""
+    endless = b"GET /x HTTP/1.1\r\nHost: test\r\nX-Filler: " + b"a" * (1 << 20)
+    with _serving(_App()) as url:
+        sock = _connect(url)
+        try:
+            sock.sendall(endless)
+            answer = _read_to_end(sock)
+        finally:
+            sock.close()
+        with httpx.Client(base_url=url, timeout=10) as client:
+            assert client.get("/x", headers={"X-Filler": "a" * (httpserve.MAX_HEAD_BYTES // 2)}).status_code == 200
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"connection: close" in answer.lower()
+
+
+def test_a_websocket_outlives_the_request_read_deadline() -> None:
+    """The deadline bounds reading a request; once the connection became a WebSocket its upgrade
+    request is whole, and a session quiet for longer than the deadline stays open."""
+    with _serving(_App(), request_read_timeout_s=DEADLINE_S) as url:
+        with websockets.sync.client.connect(url.replace("http://", "ws://") + "/ws") as ws:
+            with pytest.raises(TimeoutError):  # not ConnectionClosed: the server kept it open
+                ws.recv(timeout=DEADLINE_S * 2)
+            ws.send("still here")
+            assert ws.recv(timeout=RECV_TIMEOUT_S) == "still here"
