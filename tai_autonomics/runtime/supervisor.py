@@ -39,6 +39,7 @@ from tai_autonomics.runtime.intensity import RestartIntensity
 from tai_autonomics.runtime.messages import (
     Exiting,
     Init,
+    Register,
     Shutdown,
     Started,
     StartFailed,
@@ -137,7 +138,7 @@ class Supervisor(Process):
 
     def handle_message(self, msg: Any, sender: Any) -> None:
         if isinstance(msg, Started):
-            self._on_started(msg)
+            self._on_started(msg, sender)
         elif isinstance(msg, StartFailed):
             self._on_start_failed(self._by_name(msg.name), msg.reason)
         elif isinstance(msg, Exiting):
@@ -151,10 +152,14 @@ class Supervisor(Process):
         elif isinstance(msg, Shutdown):
             self._stop_all(msg.reason)
 
-    def _on_started(self, msg: Started) -> None:
+    def _on_started(self, msg: Started, sender: Any) -> None:
+        """A child confirmed its start: register its name first (callers waiting for the name
+        are on a restart's path), then the bookkeeping and the log line."""
         child = self._by_name(msg.name)
         if child is None or child.incarnation != msg.incarnation or child.state != "starting":
             return
+        if self._registry is not None:
+            self.send(self._registry, Register(child.spec.name, sender, child.incarnation, msg.pid))
         child.state, child.pid = "running", msg.pid
         log.info("child started", extra={"fields": {
             "event": "child_started", "supervisor": self.name, "child": child.spec.name,

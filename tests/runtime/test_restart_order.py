@@ -5,6 +5,7 @@ before the registry's notice and the crash report (each a transmit)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 from thespian.actors import Actor, ChildActorExited
 
 from tai_autonomics.runtime import parse_tree
-from tai_autonomics.runtime.messages import Init, Started
+from tai_autonomics.runtime.messages import Init, Register, Started
+from tai_autonomics.runtime.server import Server
 from tai_autonomics.runtime.supervisor import Supervisor
 from tests.runtime.support import workers
 
@@ -75,3 +77,31 @@ def test_a_supervisor_that_gives_up_reports_the_crash_first(events: list[str]) -
     _started(intensity=0).receiveMessage(ChildActorExited("child-1"), "system")
     assert "create" not in events
     assert events.index("send Unregister") < events.index("log crash report") < events.index("log supervisor giving up")
+
+
+def test_the_supervisor_registers_a_started_child_at_the_address_it_reported_from(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registration goes from the supervisor, on its open connection to the registry, as
+    soon as ``Started`` arrives: not from the fresh child over a new connection."""
+    sent: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(_Recorded, "events", [], raising=False)
+    monkeypatch.setattr(Actor, "send", lambda self, target, msg: sent.append((target, msg)))
+    sup = _started(intensity=3)
+    sent.clear()
+    sup.receiveMessage(ChildActorExited("child-1"), "system")
+    incarnation = sup._children[0].incarnation
+    sup.receiveMessage(Started("w", incarnation, 4343), "child-2 as it reported")
+    registrations = [(target, msg) for target, msg in sent if isinstance(msg, Register)]
+    assert registrations == [("registry", Register("w", "child-2 as it reported", incarnation, 4343))]
+
+
+def test_a_starting_worker_only_confirms_its_start_to_its_starter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh process sends one message on a restart's path, on the connection it opened to
+    announce itself to its parent; the starter registers it."""
+    sent: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(Actor, "send", lambda self, target, msg: sent.append((target, msg)))
+    monkeypatch.setattr(Server, "myAddress", "w's address", raising=False)  # no thespian around it
+    worker = Server()
+    worker.receiveMessage(Init("w", "w.1", {}, "registry"), "supervisor")
+    assert [(target, type(msg)) for target, msg in sent] == [("supervisor", Started)]
+    assert sent[0][1] == Started("w", "w.1", os.getpid())
