@@ -108,10 +108,19 @@ class Client:
         return self._lookup(name, wait, after, subscribe=False)
 
     def _lookup(self, name: str, wait: float, after: str, *, subscribe: bool) -> Location:
-        """A cached address is only safe with a death notice: thespian gives none itself."""
-        reply = self.wait_for(self._registry, Whereis(name, wait, after, subscribe),
-                              lambda m: isinstance(m, Location) and m.name == name, wait + DEFAULT_CALL_TIMEOUT)
-        return reply or Location(name)
+        """A cached address is only safe with a death notice: thespian gives none itself.
+
+        The registry answers every lookup within its wait, so an ask that comes back empty long
+        before its deadline was not answered but cut short: on multiprocTCPBase the failure of
+        the send to a dead incarnation that preceded it ends it (1-3 ms after a restart, the
+        caller then failed with ``NoSuchActor`` while the replacement was starting). It is
+        asked again."""
+        deadline = time.monotonic() + wait + DEFAULT_CALL_TIMEOUT
+        while True:
+            reply = self.wait_for(self._registry, Whereis(name, wait, after, subscribe),
+                                  lambda m: isinstance(m, Location) and m.name == name, deadline - time.monotonic())
+            if reply is not None or deadline - time.monotonic() <= _EARLY:
+                return reply or Location(name)
 
     def registry_info(self) -> Registered:
         reply = self.wait_for(self._registry, ListNames(), lambda m: isinstance(m, Registered),

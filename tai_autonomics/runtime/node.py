@@ -26,7 +26,7 @@ from thespian.actors import ActorExitRequest, ActorSystem, ActorSystemStartupFai
 from tai_autonomics.runtime import _datastack, _process, _transport, unixbase
 from tai_autonomics.runtime.client import Client
 from tai_autonomics.runtime.errors import StartError, SystemError_
-from tai_autonomics.runtime.messages import Exiting, Init, Location, Shutdown, Started, StartFailed
+from tai_autonomics.runtime.messages import Exiting, Init, Location, Register, Shutdown, Started, StartFailed
 from tai_autonomics.runtime.registry import Registry
 from tai_autonomics.runtime.server import DEFAULT_CALL_TIMEOUT
 from tai_autonomics.runtime.spec import SupervisorSpec
@@ -118,7 +118,8 @@ class Node:
         incarnation = f"{spec.name}.{uuid.uuid4().hex[:12]}"
         reply = self._own_client.wait_for(root, Init(spec.name, incarnation, {}, self._registry, spec),
                                lambda m: isinstance(m, (Started, StartFailed)), timeout)
-        if isinstance(reply, Started):
+        if isinstance(reply, Started):  # the starter registers the name (Process.confirm_started)
+            self._system.tell(self._registry, Register(spec.name, root, incarnation, reply.pid))
             self._root, self._root_name = root, spec.name
             return
         self._system.tell(root, ActorExitRequest())

@@ -2,7 +2,8 @@
 
 A restarted actor has a new thespian address, so names cannot be thespian ``globalName``s
 (those keep pointing at the dead incarnation on some bases). Supervisors register each child
-once it has confirmed its start and unregister it when it exits; a lookup for a name that is
+as they create it (as OTP registers a name before ``init``: calls that reach it early wait in it
+until its start is confirmed) and unregister it when it exits; a lookup for a name that is
 between incarnations waits (without polling) until it is registered again or the caller's
 timeout runs out.
 """

@@ -68,7 +68,6 @@ from tai_autonomics.runtime.messages import (
     Init,
     Location,
     Moved,
-    Register,
     Reply,
     Shutdown,
     Started,
@@ -134,6 +133,10 @@ class Process(Actor):
         self._log_level: str | None = None  # set by $log_level, or inherited from the supervisor at start
         self._registry: Any = None
         self._exiting = False
+        self._started = False
+        # calls and casts that came before the start was confirmed: the supervisor registers a
+        # child's name as it creates it, so callers may reach it before (or while) it runs init
+        self._early: list[tuple[Any, Any]] = []
         self._calling: tuple[Any, str] | None = None  # (sender, ref) of the call being handled
         self._outbox: list[tuple[Any, list[Any]]] | None = None
         self._held: list[tuple[Any, list[Any]]] = []
@@ -294,15 +297,36 @@ class Process(Actor):
         log.error("actor failed to start", extra={"fields": {"actor": self.name, "reason": reason}})
         self._exiting = True
         self.send(self._parent, StartFailed(self.name, reason))
+        self._release_early()
 
     def confirm_started(self) -> None:
-        """Register the name and confirm the start to the supervisor (next child may start)."""
-        pid = os.getpid()
-        if self._registry is not None:
-            self.send(self._registry, Register(self.name, self.myAddress, self.incarnation, pid))
-        self.send(self._parent, Started(self.name, self.incarnation, pid))
+        """Confirm the start to whoever started this incarnation (the next child may start).
+
+        The starter registers the name (the supervisor as it creates the child, the node for
+        the root), on its connection to the registry, which is already open: a registration
+        from here would open a new connection from this fresh process (about 0.45 ms) and come
+        after ``init``, on the path of every restart. Calls that arrived meanwhile are handled
+        now, after ``init``.
+        """
+        self._started = True
+        self.send(self._parent, Started(self.name, self.incarnation, os.getpid()))
+        self._release_early()
+
+    def _release_early(self) -> None:
+        """Handle the calls and casts that arrived before the start was confirmed: now that it
+        is, or refused unrun (callers send them again to the next incarnation) once this one is
+        on its way out (OTP's messages queued in a mailbox before ``init`` returns)."""
+        early, self._early = self._early, []
+        for msg, sender in early:
+            if isinstance(msg, Call):
+                self._on_call(msg, sender)
+            else:
+                self._on_cast(msg)
 
     def _on_call(self, msg: Call, sender: Any) -> None:
+        if not self._started and not self._exiting:
+            self._early.append((msg, sender))
+            return
         if self._exiting:
             self.send(sender, Reply(msg.ref, error=ErrorInfo(
                 ActorRestarting.code, f"{self.name} is restarting after a crash; retry")))
@@ -342,7 +366,9 @@ class Process(Actor):
             self.send(caller.address, Reply(caller.ref, error=_error_info(error)))
 
     def _on_cast(self, msg: Cast) -> None:
-        if not self._exiting:
+        if not self._started and not self._exiting:
+            self._early.append((msg, None))
+        elif not self._exiting:
             self._guarded(self.handle_cast, msg.type, msg.payload, message_type=msg.type)
 
     def _guarded(self, handler: Callable[..., Any], *args: Any, message_type: str) -> None:
@@ -369,6 +395,7 @@ class Process(Actor):
         if self._exiting:
             return
         self._exiting = True  # from here on, calls are refused unrun (and re-sent by callers)
+        self._release_early()
         self._run_terminate(reason)  # before the name goes: what terminate answers must not
         if self._registry is not None:  # race the registry's notice that this incarnation is gone
             self.send(self._registry, Unregister(self.name, self.incarnation))
@@ -381,6 +408,7 @@ class Process(Actor):
     def _on_exit_request(self) -> None:
         if not self._exiting:
             self._exiting = True
+            self._release_early()
             self._run_terminate("killed")
 
     def _run_terminate(self, reason: str) -> None:

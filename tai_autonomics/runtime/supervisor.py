@@ -39,6 +39,7 @@ from tai_autonomics.runtime.intensity import RestartIntensity
 from tai_autonomics.runtime.messages import (
     Exiting,
     Init,
+    Register,
     Shutdown,
     Started,
     StartFailed,
@@ -287,6 +288,7 @@ class Supervisor(Process):
             self._phase = "stopped"
             self._exiting = True
             self.send(self._parent, StartFailed(self.name, self._start_error))
+            self._release_early()
         elif self._phase == "stopping":  # giving up too: OTP's supervisor exits `shutdown` then
             self._phase = "stopped"
             self.exit(normal=True, reason="shutdown", report=self._give_up_reason)
@@ -305,7 +307,22 @@ class Supervisor(Process):
             child.address = self.createActor(spec.actor_class())
             init = Init(spec.name, child.incarnation, spec.args, self._registry, log_level=self._log_level)
         self.send(child.address, init)
+        if self._registry is not None:
+            self.send(self._registry, Register(spec.name, child.address, child.incarnation, self._forked_pid()))
         self._arm_timer("start_timeout", START_TIMEOUT_S)
+
+    def _forked_pid(self) -> int:
+        """The process of the child just created (this process on the in-process base).
+
+        The child is registered as it is created, as OTP registers a name before ``init`` runs:
+        a restart's callers learn the new address while the process starts, not after it has
+        confirmed its start (a registration from the child, or from here on ``Started``, is two
+        to three more hops on the restart's path). Its calls wait in it until the start is
+        confirmed (:meth:`Process._release_early`). thespian holds the registration until the
+        child has announced its address, as it holds ``Init``."""
+        if not _process.in_forked_actor():
+            return os.getpid()
+        return int(self._myRef._child_procs[-1].childProc.pid)
 
     def _stop_child(self, child: _Child, reason: str) -> None:
         shutdown = child.spec.shutdown

@@ -9,7 +9,7 @@ import pytest
 
 from tai_autonomics.runtime import ActorCrashed
 from tai_autonomics.runtime.client import Client
-from tai_autonomics.runtime.messages import Call, Location, Moved, Reply
+from tai_autonomics.runtime.messages import Call, Location, Moved, Reply, Whereis
 
 _DEAD = object()  # the address of the incarnation that dies with the call
 
@@ -53,3 +53,22 @@ def test_a_call_lost_with_its_callee_fails_after_one_short_look_for_its_reply() 
     assert context.listened and sum(context.listened) <= 0.002
     assert "echo" not in client._cache  # the next call looks the name up again
 
+
+
+class _CutShort:
+    """A context whose first ask comes back empty at once, as thespian's does on
+    multiprocTCPBase when an earlier send to a dead address fails during it."""
+
+    def __init__(self) -> None:
+        self.asked: list[Any] = []
+
+    def ask(self, address: Any, msg: Any, timeout: float) -> Any:
+        self.asked.append(msg)
+        return None if len(self.asked) == 1 else Location(msg.name, "new address", "echo.2", 2)
+
+
+def test_a_lookup_cut_short_by_the_transport_is_asked_again() -> None:
+    context = _CutShort()
+    client = Client(context, registry="registry", multiprocess=True)
+    assert client.whereis("echo", wait=5).address == "new address"
+    assert [type(msg) for msg in context.asked] == [Whereis, Whereis]

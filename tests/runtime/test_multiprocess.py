@@ -26,6 +26,8 @@ def test_sigkill_of_an_actor_is_detected_and_restarted(node: Node, tree) -> None
     new = node.whereis("a", wait=10, after=info["incarnation"])
     assert new.incarnation != info["incarnation"] and new.pid != info["pid"]
     assert node.call("a", "echo", "back") == "back"
+    # registered by the supervisor as it forked the replacement: the pid is the replacement's own
+    assert node.call("a", "$info")["pid"] == new.pid
 
 def test_sigkill_of_a_supervisor_takes_its_children_and_is_restarted(node: Node, tree) -> None:
     tree({"root": {"intensity": 5, "children": ["sub"]}, "sub": {"children": ["c"]}}, workers("c"))
